@@ -1,0 +1,1 @@
+# Benchmarks: tinv_bench(<name> <sources...>)

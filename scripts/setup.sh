@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs tinv's build dependencies (Debian 12 packages) and builds it into build/.
+# Usage: scripts/setup.sh            (as root or with sudo available)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  libtorch-dev libopenblas0-openmp     # libtorch; OpenBLAS makes its matmul ~15x faster
+  nlohmann-json3-dev libstb-dev libcli11-dev googletest libbenchmark-dev
+  python3-torch                        # tests check that Python's torch.load reads our .pt files
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$(nproc)"

@@ -1,0 +1,24 @@
+// `tinv parity DIR [--only GROUPS]`: the conformance runner.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "parity/parity.h"
+
+namespace tinv::cli {
+
+void add_parity(CLI::App& app) {
+  auto* cmd = app.add_subcommand("parity", "Run every parity case of a fixture folder");
+  auto dir = std::make_shared<std::string>();
+  auto only = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("dir", *dir, "Fixture folder (model/ and cases/)")->required();
+  cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
+                  "vae, single_file, scheduler, pipeline, ti_train, blip)")
+      ->delimiter(',');
+  cmd->callback([dir, only] {
+    int failures = parity::run(*dir, *only, std::cout);
+    if (failures) throw CLI::RuntimeError(1);
+  });
+}
+
+}  // namespace tinv::cli

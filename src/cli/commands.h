@@ -1,0 +1,13 @@
+// Subcommands of the tinv CLI; each file under src/cli/ adds one to the app.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace tinv::cli {
+
+void add_parity(CLI::App& app);
+void add_info(CLI::App& app);
+
+}  // namespace tinv::cli

@@ -1,0 +1,33 @@
+// tinv: textual inversion for Stable Diffusion. Entry point: parses the subcommand and turns
+// every error into one line on stderr and a non-zero exit status.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "common/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tinv: textual inversion for Stable Diffusion (caption initialisation)", "tinv"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tinv 0.1.0");
+  tinv::cli::add_parity(app);
+  tinv::cli::add_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const tinv::Error& e) {
+    std::fprintf(stderr, "tinv: error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    if (auto nl = what.find('\n'); nl != std::string::npos) what = what.substr(0, nl);
+    std::fprintf(stderr, "tinv: error: %s\n", what.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tinv: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,46 @@
+#include "common/device.h"
+
+#include <torch/cuda.h>
+
+#include "common/error.h"
+
+namespace tinv {
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name.rfind("cuda", 0) == 0) {
+    TINV_CHECK(torch::cuda::is_available(), "--device", "CUDA was requested but this build of "
+               "libtorch has no CUDA support or no GPU is visible");
+    try {
+      torch::Device d(name);
+      TINV_CHECK(!d.has_index() || d.index() < static_cast<int>(torch::cuda::device_count()), "--device",
+                 "no such GPU: ", name);
+      return d;
+    } catch (const c10::Error&) {
+      throw Error("--device", "invalid device '" + name + "'");
+    }
+  }
+  throw Error("--device", "unknown device '" + name + "' (use auto, cpu or cuda)");
+}
+
+torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device) {
+  if (name == "fp32" || name == "float32") return torch::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  if (name == "fp16" || name == "float16") {
+    TINV_CHECK(device.is_cuda(), "--dtype", "fp16 is only supported on CUDA (use fp32 or bf16 on CPU)");
+    return torch::kHalf;
+  }
+  throw Error("--dtype", "unknown dtype '" + name + "' (use fp32, fp16 or bf16)");
+}
+
+std::string dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return "fp32";
+    case torch::kHalf: return "fp16";
+    case torch::kBFloat16: return "bf16";
+    default: return c10::toString(dtype);
+  }
+}
+
+}  // namespace tinv

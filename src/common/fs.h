@@ -1,0 +1,23 @@
+// File helpers: whole-file reads with clear errors, and atomic writes (temp file + rename).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace tinv {
+
+std::string read_text_file(const std::string& path);
+std::vector<uint8_t> read_binary_file(const std::string& path);
+bool file_exists(const std::string& path);
+bool dir_exists(const std::string& path);
+std::string join_path(const std::string& a, const std::string& b);
+std::string file_stem(const std::string& path);   // "a/b/cat.pt" -> "cat"
+std::string parent_dir(const std::string& path);  // "a/b/cat.pt" -> "a/b"
+
+// Calls write(tmp_path) to produce the file under a temporary name next to `path`, then
+// renames it over `path`. On any failure the temporary file is removed and `path` is untouched.
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
+// Writes bytes atomically; throws tinv::Error naming the file on failure (e.g. disk full).
+void write_file_atomically(const std::string& path, const void* data, size_t size);
+
+}  // namespace tinv

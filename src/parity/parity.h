@@ -1,0 +1,65 @@
+// Conformance runner over a fixture folder (layout: ../shared/fixtures/README.md).
+//
+// A fixture folder is either Stable Diffusion (`model/model_index.json`, `cases/*`) or BLIP
+// (`model/config.json` of a Blip model, `cases/blip.safetensors`). Each case group is a function
+// returning one CaseResult per case; exceptions inside a case turn into a FAIL with the message.
+#pragma once
+#include <torch/types.h>
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace tinv::parity {
+
+struct CaseResult {
+  std::string name;
+  bool pass = false;
+  double max_abs = 0.0;
+  double rel = 0.0;
+  std::string tol;   // e.g. "abs 1e-4", "rel 1e-5", "exact"
+  std::string note;  // failure reason, extra info
+};
+
+// Comparisons (ours and ref are moved to CPU float64 first).
+CaseResult compare_abs(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
+                       double tol);
+CaseResult compare_rel(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
+                       double tol);
+// Exact equality of integer tensors (shape and values).
+CaseResult compare_exact(const std::string& name, const torch::Tensor& ours,
+                         const torch::Tensor& ref);
+CaseResult failed(const std::string& name, const std::string& reason);
+
+// Runs `body` and turns any exception into failed(name, what()).
+CaseResult guarded(const std::string& name, const std::function<CaseResult()>& body);
+
+// A group of cases. `dir` is the fixture folder (holding model/ and cases/).
+using GroupFn = std::function<std::vector<CaseResult>(const std::string& dir)>;
+struct Group {
+  std::string name;    // "tokenizer", "text_encoder", ...
+  std::string layout;  // "sd" or "blip"
+  GroupFn run;
+};
+
+const std::vector<Group>& groups();
+// "sd", "blip", or throws if `dir` matches neither layout.
+std::string detect_layout(const std::string& dir);
+
+// Runs the groups of the folder's layout (all, or those named in `only`), prints one line per
+// case and the closing "N passed, M failed". Returns the number of failures.
+int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out);
+
+// The case groups, one file each under src/parity/.
+std::vector<CaseResult> run_tokenizer(const std::string& dir);
+std::vector<CaseResult> run_text_encoder(const std::string& dir);
+std::vector<CaseResult> run_unet(const std::string& dir);
+std::vector<CaseResult> run_vae(const std::string& dir);
+std::vector<CaseResult> run_single_file(const std::string& dir);
+std::vector<CaseResult> run_scheduler(const std::string& dir);
+std::vector<CaseResult> run_pipeline(const std::string& dir);
+std::vector<CaseResult> run_ti_train(const std::string& dir);
+std::vector<CaseResult> run_blip(const std::string& dir);
+
+}  // namespace tinv::parity

@@ -1,0 +1,74 @@
+// Config reading, strict state-dict loading, file helpers.
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "common/fs.h"
+#include "io/json_config.h"
+#include "io/state_dict.h"
+#include "test_util.h"
+
+namespace tinv {
+namespace {
+
+TEST(JsonConfig, FieldsAndErrors) {
+  auto cfg = JsonConfig::parse(R"({"a": 3, "b": [1,2], "n": null, "s": "x"})", "cfg.json");
+  EXPECT_EQ(cfg.require<int>("a"), 3);
+  EXPECT_EQ(cfg.get<int>("n", 7), 7);
+  EXPECT_EQ(cfg.get<int>("missing", 5), 5);
+  EXPECT_EQ(cfg.require<std::vector<int>>("b").size(), 2u);
+  EXPECT_TINV_ERROR(cfg.require<int>("zz"), "cfg.json: missing field 'zz'");
+  EXPECT_TINV_ERROR(cfg.require<int>("s"), "field 's' has the wrong type");
+  EXPECT_TINV_ERROR(JsonConfig::parse("{oops", "bad.json"), "bad.json: invalid JSON");
+  EXPECT_TINV_ERROR(JsonConfig::parse("[]", "arr.json"), "expected a JSON object");
+  EXPECT_TINV_ERROR(JsonConfig::parse("{\"a\": \"\xff\"}", "utf.json"), "utf.json: invalid JSON");
+  EXPECT_TINV_ERROR(JsonConfig::load("/nonexistent/config.json"), "/nonexistent/config.json");
+}
+
+struct Tiny : torch::nn::Module {
+  Tiny() {
+    lin = register_module("lin", torch::nn::Linear(3, 2));
+    buf = register_buffer("buf", torch::zeros({4}));
+  }
+  torch::nn::Linear lin{nullptr};
+  torch::Tensor buf;
+};
+
+TEST(StateDict, StrictLoading) {
+  Tiny m;
+  StateDict sd{{"lin.weight", torch::ones({2, 3})}, {"lin.bias", torch::ones({2})},
+               {"buf", torch::ones({4}).to(torch::kHalf)}};
+  load_state_dict(m, sd, "m.safetensors");
+  EXPECT_TRUE(torch::equal(m.lin->weight, torch::ones({2, 3})));
+  EXPECT_EQ(m.buf.scalar_type(), torch::kFloat);
+
+  auto missing = sd;
+  missing.erase("lin.bias");
+  EXPECT_TINV_ERROR(load_state_dict(m, missing, "m.safetensors"), "missing tensor(s): lin.bias");
+  auto extra = sd;
+  extra["zzz"] = torch::ones({1});
+  EXPECT_TINV_ERROR(load_state_dict(m, extra, "m.safetensors"), "unexpected tensor(s): zzz");
+  load_state_dict(m, extra, "m.safetensors", {"zz"});
+  auto shape = sd;
+  shape["lin.weight"] = torch::ones({3, 2});
+  EXPECT_TINV_ERROR(load_state_dict(m, shape, "m.safetensors"),
+                    "'lin.weight' has shape [3, 2] but the model expects [2, 3]");
+}
+
+TEST(Fs, AtomicWriteKeepsOldFileOnFailure) {
+  test::TempDir dir;
+  std::string p = dir.file("f.txt");
+  write_file_atomically(p, "hello", 5);
+  EXPECT_EQ(read_text_file(p), "hello");
+  EXPECT_THROW(write_atomically(p, [](const std::string& tmp) {
+                 std::ofstream(tmp) << "partial";
+                 throw Error("x", "simulated failure");
+               }),
+               Error);
+  EXPECT_EQ(read_text_file(p), "hello");
+  EXPECT_EQ(file_stem("a/b/cat.pt"), "cat");
+  EXPECT_EQ(parent_dir("a/b/cat.pt"), "a/b");
+}
+
+}  // namespace
+}  // namespace tinv

@@ -1,0 +1,6 @@
+# Test registrations: one line per test executable.
+tinv_test(test_safetensors unit test_safetensors.cpp)
+tinv_test(test_common unit test_common.cpp)
+
+# Parity over the shared fixtures, for the case groups implemented so far.
+# tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)

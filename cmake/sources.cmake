@@ -1,11 +1,13 @@
 # Source lists, by folder (explicit, no globbing).
 set(TINV_SOURCES
   src/common/device.cpp
+  src/common/memory.cpp
   src/common/fs.cpp
   src/common/progress.cpp
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
+  src/models/attention_ops.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

@@ -4,3 +4,4 @@ tinv_test(test_common unit test_common.cpp)
 
 # Parity over the shared fixtures, for the case groups implemented so far.
 # tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)
+tinv_test(test_attention unit test_attention.cpp)

@@ -1,0 +1,12 @@
+// Process memory figures for benchmarks and reports.
+#pragma once
+#include <cstdint>
+
+namespace tinv {
+
+// Peak resident set size of this process so far, in bytes (getrusage ru_maxrss).
+int64_t peak_rss_bytes();
+// Current resident set size in bytes (/proc/self/statm), 0 where unavailable.
+int64_t current_rss_bytes();
+
+}  // namespace tinv

@@ -1,1 +1,2 @@
 # Benchmarks: tinv_bench(<name> <sources...>)
+tinv_bench(bench_text_encoder bench_text_encoder.cpp)

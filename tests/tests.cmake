@@ -5,3 +5,5 @@ tinv_test(test_common unit test_common.cpp)
 # Parity over the shared fixtures, for the case groups implemented so far.
 # tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)
 tinv_test(test_attention unit test_attention.cpp)
+tinv_test(test_clip_text unit test_clip_text.cpp)
+tinv_parity_test(tiny-sd15 text_encoder)

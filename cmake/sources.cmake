@@ -7,7 +7,9 @@ set(TINV_SOURCES
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
+  src/io/convert_vae.cpp
   src/models/attention_ops.cpp
+  src/models/vae.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

@@ -10,6 +10,9 @@ set(TINV_SOURCES
   src/io/convert_text.cpp
   src/models/attention_ops.cpp
   src/text/clip_text_model.cpp
+  src/io/convert_vae.cpp
+  src/models/attention_ops.cpp
+  src/models/vae.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

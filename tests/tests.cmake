@@ -3,7 +3,8 @@ tinv_test(test_safetensors unit test_safetensors.cpp)
 tinv_test(test_common unit test_common.cpp)
 
 # Parity over the shared fixtures, for the case groups implemented so far.
-# tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)
+tinv_parity_test(tiny-sd15 vae)
 tinv_test(test_attention unit test_attention.cpp)
 tinv_test(test_clip_text unit test_clip_text.cpp)
 tinv_parity_test(tiny-sd15 text_encoder)
+tinv_test(test_vae unit test_vae.cpp)

@@ -8,6 +8,8 @@ set(TINV_SOURCES
   src/io/safetensors.cpp
   src/io/state_dict.cpp
   src/models/attention_ops.cpp
+  src/text/unicode.cpp
+  src/text/clip_tokenizer.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

@@ -13,6 +13,8 @@ set(TINV_SOURCES
   src/io/convert_vae.cpp
   src/models/attention_ops.cpp
   src/models/vae.cpp
+  src/text/unicode.cpp
+  src/text/clip_tokenizer.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

@@ -1,0 +1,253 @@
+#include "models/stable_diffusion.h"
+
+#include <cstdio>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "io/convert_text.h"
+#include "io/convert_unet.h"
+#include "io/convert_vae.h"
+#include "io/json_config.h"
+#include "io/state_dict.h"
+
+namespace tinv {
+namespace {
+
+constexpr const char* kUnetPrefix = "model.diffusion_model.";
+constexpr const char* kVaePrefix = "first_stage_model.";
+constexpr const char* kSd1TextPrefix = "cond_stage_model.transformer.";
+constexpr const char* kSd2TextPrefix = "cond_stage_model.model.";
+
+bool has_prefix(const StateDict& sd, const std::string& prefix) {
+  auto it = sd.lower_bound(prefix);
+  return it != sd.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+}
+
+// "F16 x 686, F32 x 2" for the tensors of a safetensors file (or of a StateDict).
+std::string dtype_summary(const StateDict& sd) {
+  std::map<std::string, int> counts;
+  for (const auto& [name, t] : sd) counts[c10::toString(t.scalar_type())]++;
+  std::string s;
+  for (const auto& [dtype, n] : counts) s += (s.empty() ? "" : ", ") + dtype + " x " + std::to_string(n);
+  return s;
+}
+
+std::string first_existing(const std::string& dir, const std::vector<std::string>& names) {
+  for (const auto& n : names)
+    if (file_exists(join_path(dir, n))) return join_path(dir, n);
+  return "";
+}
+
+// FNV-1a over a strided sample of a few weight tensors: identifies the weights, cheaply.
+std::string fingerprint_of(const std::vector<torch::Tensor>& tensors) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& t : tensors) {
+    auto flat = t.detach().to(torch::kCPU, torch::kFloat32).flatten();
+    int64_t step = std::max<int64_t>(1, flat.numel() / 4096);
+    auto sample = flat.slice(0, 0, flat.numel(), step).contiguous();
+    const auto* bytes = static_cast<const uint8_t*>(sample.data_ptr());
+    for (size_t i = 0; i < static_cast<size_t>(sample.numel()) * 4; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string family_of(const UNetConfig& unet, const ClipTextConfig& text) {
+  if (unet.cross_attention_dim == 1024) return "sd2";
+  if (unet.cross_attention_dim == 768) return "sd1";
+  return text.hidden_act == "gelu" ? "sd2" : "sd1";
+}
+
+void finish(StableDiffusion& m, const SdLoadOptions& opts) {
+  if (!opts.prediction_type.empty()) {
+    TINV_CHECK(opts.prediction_type == "epsilon" || opts.prediction_type == "v_prediction" ||
+                   opts.prediction_type == "sample",
+               "--prediction-type", "unknown prediction type '", opts.prediction_type,
+               "' (epsilon, v_prediction or sample)");
+    m.scheduler.prediction_type = opts.prediction_type;
+  }
+  m.fingerprint = fingerprint_of({m.text_encoder->token_embeddings(torch::arange(std::min<int64_t>(
+                                      1000, m.text_config.vocab_size))),
+                                  m.unet->named_parameters()["conv_in.weight"],
+                                  m.vae->named_parameters()["decoder.conv_out.weight"]});
+  m.device = opts.device;
+  m.dtype = opts.dtype;
+  m.text_encoder->to(opts.device, opts.dtype);
+  m.unet->to(opts.device, opts.dtype);
+  m.vae->to(opts.device, opts.dtype);
+}
+
+StableDiffusion load_diffusers_folder(const std::string& dir, const SdLoadOptions& opts) {
+  StableDiffusion m;
+  m.source = dir;
+  m.format = "diffusers";
+  auto index = JsonConfig::load(join_path(dir, "model_index.json"));
+  for (const char* part : {"text_encoder", "unet", "vae", "scheduler"})
+    TINV_CHECK(dir_exists(join_path(dir, part)), dir, "missing component folder '", part,
+               "/' (a diffusers Stable Diffusion folder has text_encoder, tokenizer, unet, vae, scheduler)");
+  std::string tok_dir = opts.tokenizer_dir.empty() ? join_path(dir, "tokenizer") : opts.tokenizer_dir;
+  if (opts.with_tokenizer) {
+    m.tokenizer = ClipTokenizer::load(tok_dir);
+    m.has_tokenizer = true;
+  }
+  m.text_encoder = load_clip_text_model(join_path(dir, "text_encoder"));
+  m.text_config = m.text_encoder->config();
+  m.unet = load_unet_folder(join_path(dir, "unet"));
+  m.unet_config = m.unet->config();
+  m.vae = load_vae_folder(join_path(dir, "vae"));
+  m.vae_config = m.vae->config();
+  m.scheduler = SchedulerConfig::from_json(JsonConfig::load(join_path(dir, "scheduler/scheduler_config.json")));
+  m.family = family_of(m.unet_config, m.text_config);
+  struct Part {
+    const char* name;
+    std::vector<std::string> files;
+  };
+  for (const Part& p : {Part{"text_encoder", {"model.safetensors", "model.fp16.safetensors"}},
+                        Part{"unet", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}},
+                        Part{"vae", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}}}) {
+    std::string f = first_existing(join_path(dir, p.name), p.files);
+    if (!f.empty()) m.file_dtypes[p.name] = dtype_summary(SafeTensors::open(f).state_dict());
+  }
+  finish(m, opts);
+  return m;
+}
+
+StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& opts) {
+  StableDiffusion m;
+  m.source = path;
+  m.format = "single_file";
+  StateDict sd = load_state_dict_file(path);
+  // .ckpt-style EMA copies and training buffers are not part of the model.
+  TINV_CHECK(has_prefix(sd, kUnetPrefix), path, "not a Stable Diffusion checkpoint: no '", kUnetPrefix,
+             "*' tensors");
+  TINV_CHECK(has_prefix(sd, kVaePrefix), path, "no VAE ('", kVaePrefix, "*' tensors) in the checkpoint");
+  TINV_CHECK(has_prefix(sd, kSd1TextPrefix) || has_prefix(sd, kSd2TextPrefix), path,
+             "no text encoder ('", kSd1TextPrefix, "*' or '", kSd2TextPrefix, "*') in the checkpoint");
+  m.family = detect_single_file_family(sd, path);
+  if (opts.preset != "auto")
+    TINV_CHECK(opts.preset == "sd15" || opts.preset == "sd21", "--preset", "unknown preset '",
+               opts.preset, "' (auto, sd15 or sd21)");
+
+  StateDict ldm_unet = strip_prefix(sd, kUnetPrefix);
+  StateDict ldm_vae = strip_prefix(sd, kVaePrefix);
+  bool sd2 = m.family == "sd2";
+  bool openclip = has_prefix(sd, kSd2TextPrefix);
+
+  // Configs: explicit folder, else preset, else inferred from shapes.
+  if (!opts.config_dir.empty()) {
+    m.unet_config = UNetConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "unet/config.json")));
+    m.vae_config = VaeConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "vae/config.json")));
+    m.text_config = ClipTextConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "text_encoder/config.json")));
+    std::string sched = join_path(opts.config_dir, "scheduler/scheduler_config.json");
+    m.scheduler = file_exists(sched) ? SchedulerConfig::from_json(JsonConfig::load(sched))
+                                     : (sd2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15());
+  } else if (opts.preset == "sd15" || opts.preset == "sd21") {
+    bool p2 = opts.preset == "sd21";
+    m.unet_config = p2 ? UNetConfig::sd21() : UNetConfig::sd15();
+    m.vae_config = p2 ? VaeConfig::sd21() : VaeConfig::sd15();
+    m.text_config = p2 ? ClipTextConfig::sd21() : ClipTextConfig::sd15();
+    m.scheduler = p2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15();
+  } else {
+    m.unet_config = infer_unet_config(ldm_unet, sd2);
+    m.vae_config = infer_vae_config(ldm_vae, path);
+    m.scheduler = sd2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15();
+    if (sd2 && opts.prediction_type.empty())
+      std::fprintf(stderr, "tinv: note: %s: SD2 checkpoints do not record their prediction type; "
+                   "assuming v_prediction (768-v). Use --prediction-type epsilon for 512-base models.\n",
+                   path.c_str());
+  }
+
+  // Text encoder: SD1 HF names under cond_stage_model.transformer., SD2 OpenCLIP names.
+  StateDict text;
+  if (openclip) {
+    int64_t blocks = count_openclip_blocks(sd);
+    // SD2 conditions on the penultimate OpenCLIP block: keep one block fewer than the file has,
+    // unless a config says how many layers the text encoder has.
+    int64_t layers = !opts.config_dir.empty() || opts.preset == "sd21" ? m.text_config.num_hidden_layers
+                                                                       : blocks - 1;
+    text = convert_openclip_text(sd, layers);
+  } else {
+    text = convert_ldm_clip_text(sd);
+  }
+  if (opts.config_dir.empty() && opts.preset == "auto")
+    m.text_config = infer_clip_text_config(text, openclip ? "gelu" : "quick_gelu");
+
+  m.text_encoder = ClipTextModel(m.text_config);
+  load_clip_text_weights(m.text_encoder, text, path);
+  m.unet = UNet2DConditionModel(m.unet_config);
+  load_state_dict(*m.unet, convert_ldm_unet(ldm_unet, m.unet_config), path);
+  freeze(*m.unet);
+  m.unet->eval();
+  m.vae = load_vae_ldm(ldm_vae, m.vae_config, path);
+
+  m.file_dtypes["text_encoder"] = dtype_summary(text);
+  m.file_dtypes["unet"] = dtype_summary(ldm_unet);
+  m.file_dtypes["vae"] = dtype_summary(ldm_vae);
+
+  std::string tok = opts.tokenizer_dir;
+  if (tok.empty() && !opts.config_dir.empty()) tok = join_path(opts.config_dir, "tokenizer");
+  if (opts.with_tokenizer) {
+    TINV_CHECK(!tok.empty(), path, "single-file checkpoints carry no tokenizer: pass --tokenizer DIR "
+               "(a folder with vocab.json and merges.txt) or --config DIR (a diffusers folder)");
+    m.tokenizer = ClipTokenizer::load(tok);
+    m.has_tokenizer = true;
+  }
+  finish(m, opts);
+  return m;
+}
+
+}  // namespace
+
+std::string detect_single_file_family(const StateDict& sd, const std::string& source) {
+  auto it = sd.find("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight");
+  if (it != sd.end() && it->second.dim() == 2) {
+    if (it->second.size(1) == 1024) return "sd2";
+    if (it->second.size(1) == 768) return "sd1";
+  }
+  if (has_prefix(sd, kSd2TextPrefix)) return "sd2";
+  if (has_prefix(sd, kSd1TextPrefix)) return "sd1";
+  throw Error(source, "cannot tell SD1 from SD2: no text encoder and no cross-attention weights");
+}
+
+StableDiffusion load_stable_diffusion(const std::string& path, const SdLoadOptions& opts) {
+  if (dir_exists(path)) {
+    TINV_CHECK(file_exists(join_path(path, "model_index.json")), path,
+               "not a diffusers pipeline folder (no model_index.json)");
+    return load_diffusers_folder(path, opts);
+  }
+  TINV_CHECK(file_exists(path), path, "no such file or folder");
+  std::string lower = path;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  TINV_CHECK(lower.size() < 5 || (lower.compare(lower.size() - 5, 5, ".ckpt") != 0 &&
+                                  lower.compare(lower.size() - 4, 4, ".bin") != 0),
+             path, "pickle checkpoints (.ckpt/.bin) are not loaded (they can run code); convert "
+             "it to .safetensors first");
+  return load_single_file(path, opts);
+}
+
+StableDiffusion random_stable_diffusion(const UNetConfig& unet, const VaeConfig& vae,
+                                        const ClipTextConfig& text, uint64_t seed) {
+  torch::manual_seed(seed);
+  StableDiffusion m;
+  m.source = "random";
+  m.format = "random";
+  m.unet_config = unet;
+  m.vae_config = vae;
+  m.text_config = text;
+  m.scheduler = SchedulerConfig::sd15();
+  m.text_encoder = ClipTextModel(text);
+  m.unet = UNet2DConditionModel(unet);
+  init_random(*m.unet, seed);
+  freeze(*m.unet);
+  m.unet->eval();
+  m.vae = AutoencoderKL(vae);
+  freeze(*m.vae);
+  m.vae->eval();
+  m.family = family_of(unet, text);
+  SdLoadOptions opts;
+  finish(m, opts);
+  return m;
+}
+
+}  // namespace tinv

@@ -77,9 +77,9 @@ class DpmSolverMultistep : public Sampler {
                next_index_, ", got ", i);
     const int64_t n = num_steps();
     const bool few = cfg_.lower_order_final && n < 15;
+    // (diffusers' lower_order_second only chooses between second and third order.)
     const bool lower_order_final =
         i == n - 1 && (cfg_.euler_at_final || few || cfg_.final_sigmas_type == "zero");
-    const bool lower_order_second = i == n - 2 && few;
 
     outputs_.push_back(convert_model_output(out, x, sigma(i)));
     if (static_cast<int64_t>(outputs_.size()) > cfg_.solver_order) outputs_.erase(outputs_.begin());
@@ -91,7 +91,6 @@ class DpmSolverMultistep : public Sampler {
       prev = first_order(outputs_.back(), x, i, z);
     else
       prev = second_order(x, i, z);
-    (void)lower_order_second;  // only decides between 2nd and 3rd order, which is not offered
     if (lower_order_nums_ < cfg_.solver_order) ++lower_order_nums_;
     ++next_index_;
     return prev;

@@ -15,6 +15,16 @@ set(TINV_SOURCES
   src/models/vae.cpp
   src/text/unicode.cpp
   src/text/clip_tokenizer.cpp
+  src/io/image_write.cpp
+  src/models/attention_ops.cpp
+  src/schedulers/scheduler_config.cpp
+  src/schedulers/noise_schedule.cpp
+  src/schedulers/sampler.cpp
+  src/schedulers/ddim.cpp
+  src/schedulers/euler.cpp
+  src/schedulers/euler_ancestral.cpp
+  src/schedulers/dpmpp_2m.cpp
+  src/schedulers/pndm.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

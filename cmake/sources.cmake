@@ -7,7 +7,10 @@ set(TINV_SOURCES
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
+  src/io/convert_unet.cpp
   src/models/attention_ops.cpp
+  src/models/unet_blocks.cpp
+  src/models/unet.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

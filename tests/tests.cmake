@@ -4,4 +4,6 @@ tinv_test(test_common unit test_common.cpp)
 
 # Parity over the shared fixtures, for the case groups implemented so far.
 # tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)
+tinv_parity_test(tiny-sd15 unet)
 tinv_test(test_attention unit test_attention.cpp)
+tinv_test(test_unet unit test_unet.cpp)

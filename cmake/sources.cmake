@@ -25,6 +25,10 @@ set(TINV_SOURCES
   src/schedulers/euler_ancestral.cpp
   src/schedulers/dpmpp_2m.cpp
   src/schedulers/pndm.cpp
+  src/io/convert_unet.cpp
+  src/models/attention_ops.cpp
+  src/models/unet_blocks.cpp
+  src/models/unet.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

@@ -1,34 +1,32 @@
 # Source lists, by folder (explicit, no globbing).
 set(TINV_SOURCES
   src/common/device.cpp
-  src/common/memory.cpp
   src/common/fs.cpp
+  src/common/memory.cpp
   src/common/progress.cpp
+  src/io/convert_text.cpp
+  src/io/convert_unet.cpp
+  src/io/convert_vae.cpp
+  src/io/image_write.cpp
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
-  src/io/convert_text.cpp
   src/models/attention_ops.cpp
-  src/text/clip_text_model.cpp
-  src/io/convert_vae.cpp
-  src/models/attention_ops.cpp
+  src/models/stable_diffusion.cpp
+  src/models/unet.cpp
+  src/models/unet_blocks.cpp
   src/models/vae.cpp
-  src/text/unicode.cpp
-  src/text/clip_tokenizer.cpp
-  src/io/image_write.cpp
-  src/models/attention_ops.cpp
-  src/schedulers/scheduler_config.cpp
-  src/schedulers/noise_schedule.cpp
-  src/schedulers/sampler.cpp
   src/schedulers/ddim.cpp
+  src/schedulers/dpmpp_2m.cpp
   src/schedulers/euler.cpp
   src/schedulers/euler_ancestral.cpp
-  src/schedulers/dpmpp_2m.cpp
+  src/schedulers/noise_schedule.cpp
   src/schedulers/pndm.cpp
-  src/io/convert_unet.cpp
-  src/models/attention_ops.cpp
-  src/models/unet_blocks.cpp
-  src/models/unet.cpp
+  src/schedulers/sampler.cpp
+  src/schedulers/scheduler_config.cpp
+  src/text/clip_text_model.cpp
+  src/text/clip_tokenizer.cpp
+  src/text/unicode.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp

@@ -1,21 +1,17 @@
 # Test registrations: one line per test executable.
 tinv_test(test_safetensors unit test_safetensors.cpp)
 tinv_test(test_common unit test_common.cpp)
-
-# Parity over the shared fixtures, for the case groups implemented so far.
-tinv_parity_test(tiny-sd15 vae)
-tinv_test(test_attention unit test_attention.cpp)
-tinv_test(test_clip_text unit test_clip_text.cpp)
-tinv_parity_test(tiny-sd15 text_encoder)
-tinv_test(test_vae unit test_vae.cpp)
-# tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)
-tinv_parity_test(tiny-sd15 tokenizer)
 tinv_test(test_attention unit test_attention.cpp)
 tinv_test(test_tokenizer unit test_tokenizer.cpp)
+tinv_test(test_clip_text unit test_clip_text.cpp)
+tinv_test(test_unet unit test_unet.cpp)
+tinv_test(test_vae unit test_vae.cpp)
 tinv_test(test_schedulers unit test_schedulers.cpp)
 tinv_test(test_image_write unit test_image_write.cpp)
-tinv_parity_test(tiny-sd15 scheduler)
-# tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)
+
+# Parity over the shared fixtures, one ctest per case group.
+tinv_parity_test(tiny-sd15 tokenizer)
+tinv_parity_test(tiny-sd15 text_encoder)
 tinv_parity_test(tiny-sd15 unet)
-tinv_test(test_attention unit test_attention.cpp)
-tinv_test(test_unet unit test_unet.cpp)
+tinv_parity_test(tiny-sd15 vae)
+tinv_parity_test(tiny-sd15 scheduler)

@@ -89,7 +89,6 @@ StableDiffusion load_diffusers_folder(const std::string& dir, const SdLoadOption
   std::string tok_dir = opts.tokenizer_dir.empty() ? join_path(dir, "tokenizer") : opts.tokenizer_dir;
   if (opts.with_tokenizer) {
     m.tokenizer = ClipTokenizer::load(tok_dir);
-    m.has_tokenizer = true;
   }
   m.text_encoder = load_clip_text_model(join_path(dir, "text_encoder"));
   m.text_config = m.text_encoder->config();
@@ -191,7 +190,6 @@ StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& o
     TINV_CHECK(!tok.empty(), path, "single-file checkpoints carry no tokenizer: pass --tokenizer DIR "
                "(a folder with vocab.json and merges.txt) or --config DIR (a diffusers folder)");
     m.tokenizer = ClipTokenizer::load(tok);
-    m.has_tokenizer = true;
   }
   finish(m, opts);
   return m;

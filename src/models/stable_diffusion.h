@@ -4,7 +4,7 @@
 //
 //   tinv::SdLoadOptions opts;                       // CPU, float32
 //   tinv::StableDiffusion sd = tinv::load_stable_diffusion("models/sd15", opts);
-//   auto ids = sd.tokenizer.encode("a photo of a cat").ids;
+//   auto ids = sd.tokenizer->encode("a photo of a cat").ids;
 //
 // Single files carry no configs and no tokenizer. Configs come from, in order: an explicit
 // diffusers folder (`config_dir`), a named preset (`sd15`, `sd21`), or the tensor shapes (the
@@ -14,6 +14,7 @@
 // (model_ema.*, alphas_cumprod, betas, position_ids, ...) are ignored.
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 
 #include "models/unet.h"
@@ -38,8 +39,7 @@ struct StableDiffusion {
   std::string source;      // path given
   std::string format;      // "diffusers" | "single_file"
   std::string family;      // "sd1" | "sd2"
-  bool has_tokenizer = false;
-  ClipTokenizer tokenizer;
+  std::optional<ClipTokenizer> tokenizer;  // absent only with with_tokenizer = false / random
   ClipTextConfig text_config;
   UNetConfig unet_config;
   VaeConfig vae_config;

@@ -5,3 +5,13 @@ tinv_test(test_common unit test_common.cpp)
 # Parity over the shared fixtures, for the case groups implemented so far.
 # tinv_parity_test(tiny-sd15 tokenizer,text_encoder,unet,vae,single_file)
 tinv_test(test_attention unit test_attention.cpp)
+tinv_test(test_pickle unit test_pickle.cpp)
+tinv_test(test_embeddings unit test_embeddings.cpp)
+# Python's torch.load must read the A1111 .pt we write (CI installs python3-torch; a missing
+# torch module FAILS this test rather than skipping it).
+if(EXISTS /usr/bin/python3)
+  add_test(NAME python.torch_load_a1111
+           COMMAND test_embeddings --gtest_filter=PythonTorchLoad.*)
+  set_tests_properties(python.torch_load_a1111 PROPERTIES LABELS python
+                       ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
+endif()

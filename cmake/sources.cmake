@@ -11,6 +11,10 @@ set(TINV_SOURCES
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
+  src/io/zip_reader.cpp
+  src/io/zip_writer.cpp
+  src/io/pickle.cpp
+  src/io/embeddings.cpp
   src/models/attention_ops.cpp
   src/models/stable_diffusion.cpp
   src/models/unet.cpp

@@ -8,6 +8,8 @@ tinv_test(test_unet unit test_unet.cpp)
 tinv_test(test_vae unit test_vae.cpp)
 tinv_test(test_schedulers unit test_schedulers.cpp)
 tinv_test(test_image_write unit test_image_write.cpp)
+tinv_test(test_pickle unit test_pickle.cpp)
+tinv_test(test_embeddings unit test_embeddings.cpp)
 
 # Parity over the shared fixtures, one ctest per case group.
 tinv_parity_test(tiny-sd15 tokenizer)
@@ -15,3 +17,12 @@ tinv_parity_test(tiny-sd15 text_encoder)
 tinv_parity_test(tiny-sd15 unet)
 tinv_parity_test(tiny-sd15 vae)
 tinv_parity_test(tiny-sd15 scheduler)
+
+# Python's torch.load must read the A1111 .pt we write (CI installs python3-torch; a missing
+# torch module FAILS this test rather than skipping it).
+if(EXISTS /usr/bin/python3)
+  add_test(NAME python.torch_load_a1111
+           COMMAND test_embeddings --gtest_filter=PythonTorchLoad.*)
+  set_tests_properties(python.torch_load_a1111 PROPERTIES LABELS python
+                       ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
+endif()

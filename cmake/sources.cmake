@@ -30,6 +30,7 @@ set(TINV_SOURCES
   src/schedulers/scheduler_config.cpp
   src/text/clip_text_model.cpp
   src/text/clip_tokenizer.cpp
+  src/text/extra_tokens.cpp
   src/text/unicode.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp

@@ -10,6 +10,7 @@ tinv_test(test_schedulers unit test_schedulers.cpp)
 tinv_test(test_image_write unit test_image_write.cpp)
 tinv_test(test_pickle unit test_pickle.cpp)
 tinv_test(test_embeddings unit test_embeddings.cpp)
+tinv_test(test_extra_tokens unit test_extra_tokens.cpp)
 
 # Parity over the shared fixtures, one ctest per case group.
 tinv_parity_test(tiny-sd15 tokenizer)

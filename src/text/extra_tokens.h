@@ -1,0 +1,48 @@
+// Learned embeddings taking part in a prompt: trigger words added to the tokenizer, each
+// expanding to n placeholder tokens whose rows feed ClipTextModel::forward(ids, extra).
+//
+//   tinv::ExtraTokens extra;
+//   extra.add_trigger(tokenizer, "<cat-toy>", vectors);       // vectors [3, 768]
+//   auto ids = tokenizer.encode(extra.expand("a photo of <cat-toy>")).ids;
+//   auto h = text_encoder->forward(ids_tensor, extra.table()); // rows for the added ids
+//
+// A trigger of n vectors is added as the tokens `trigger`, `trigger_1`, ..., `trigger_{n-1}`
+// (the diffusers convention) and every occurrence of the trigger in a prompt becomes those n
+// tokens. Token ids are allocated in order from the tokenizer's base vocabulary size, so row i
+// of table() is the embedding of id base_vocab_size + i.
+#pragma once
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace tinv {
+
+class ClipTokenizer;
+
+class ExtraTokens {
+ public:
+  // Adds the trigger's tokens to `tokenizer` (which must have no other added tokens than those
+  // added through this object). vectors [n, D]. Throws tinv::Error if the trigger or one of its
+  // tokens collides with the vocabulary or an existing trigger, or D differs from earlier rows.
+  void add_trigger(ClipTokenizer& tokenizer, const std::string& trigger, const torch::Tensor& vectors);
+  // Adds one placeholder token with its starting row ([D]); returns its id. Used by training,
+  // where every placeholder is its own trigger.
+  int64_t add_token(ClipTokenizer& tokenizer, const std::string& token, const torch::Tensor& row);
+
+  // Replaces each trigger in `prompt` by its tokens separated by spaces (one pass, longest
+  // trigger first; case-insensitive like the tokenizer).
+  std::string expand(const std::string& prompt) const;
+  // [n_total, D] rows in id order, or an undefined tensor when nothing was added.
+  torch::Tensor table() const;
+  bool empty() const { return rows_.empty(); }
+  int64_t size() const { return static_cast<int64_t>(rows_.size()); }
+  const std::map<std::string, std::vector<std::string>>& triggers() const { return triggers_; }
+
+ private:
+  std::vector<torch::Tensor> rows_;
+  std::map<std::string, std::vector<std::string>> triggers_;
+};
+
+}  // namespace tinv

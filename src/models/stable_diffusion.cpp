@@ -26,7 +26,7 @@ bool has_prefix(const StateDict& sd, const std::string& prefix) {
 // "F16 x 686, F32 x 2" for the tensors of a safetensors file (or of a StateDict).
 std::string dtype_summary(const StateDict& sd) {
   std::map<std::string, int> counts;
-  for (const auto& [name, t] : sd) counts[c10::toString(t.scalar_type())]++;
+  for (const auto& [name, t] : sd) counts[safetensors_dtype_name(t.scalar_type())]++;
   std::string s;
   for (const auto& [dtype, n] : counts) s += (s.empty() ? "" : ", ") + dtype + " x " + std::to_string(n);
   return s;

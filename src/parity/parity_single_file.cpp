@@ -1,10 +1,72 @@
-// Parity case group 'single_file' (see ../shared/fixtures/README.md).
+// Parity case group 'single_file' (see ../shared/fixtures/README.md): the single-file LDM
+// checkpoint `model.safetensors`, loaded with the configs and tokenizer of `model/`, must
+// compute what the diffusers folder computes — checked on the same reference cases:
+//   single_file.text_encoder, single_file.text_encoder.added, single_file.unet,
+//   single_file.vae.encode.mean, single_file.vae.encode.logvar, single_file.vae.decode
+// (tolerances as for the diffusers-folder cases). A folder without model.safetensors has no
+// single-file cases.
+#include <torch/torch.h>
+
+#include "common/fs.h"
+#include "io/safetensors.h"
+#include "models/stable_diffusion.h"
 #include "parity/parity.h"
 
 namespace tinv::parity {
 
 std::vector<CaseResult> run_single_file(const std::string& dir) {
-  return {failed("single_file", "not implemented yet")};
+  std::string file = join_path(dir, "model.safetensors");
+  if (!file_exists(file)) return {};
+  const char* names[] = {"single_file.text_encoder", "single_file.text_encoder.added",
+                         "single_file.unet", "single_file.vae.encode.mean",
+                         "single_file.vae.encode.logvar", "single_file.vae.decode"};
+  std::optional<StableDiffusion> sd;
+  std::string load_error;
+  try {
+    SdLoadOptions opts;
+    opts.config_dir = join_path(dir, "model");
+    sd = load_stable_diffusion(file, opts);
+  } catch (const std::exception& e) {
+    load_error = e.what();
+  }
+  std::vector<CaseResult> results;
+  if (!sd) {
+    for (const char* n : names) results.push_back(failed(n, load_error));
+    return results;
+  }
+  torch::NoGradGuard no_grad;
+  std::string cases = join_path(dir, "cases");
+  results.push_back(guarded(names[0], [&] {
+    auto c = SafeTensors::open(join_path(cases, "text_encoder.safetensors"));
+    return compare_abs(names[0], sd->text_encoder->forward(c.get("input_ids", torch::kInt64)),
+                       c.get("last_hidden_state"), 1e-4);
+  }));
+  results.push_back(guarded(names[1], [&] {
+    auto c = SafeTensors::open(join_path(cases, "text_encoder.safetensors"));
+    auto out = sd->text_encoder->forward(c.get("added.input_ids", torch::kInt64), c.get("added.embeddings"));
+    return compare_abs(names[1], out, c.get("added.last_hidden_state"), 1e-4);
+  }));
+  results.push_back(guarded(names[2], [&] {
+    auto c = SafeTensors::open(join_path(cases, "unet.safetensors"));
+    auto out = sd->unet->forward(c.get("sample"), c.get("timestep", torch::kInt64), c.get("encoder_hidden_states"));
+    return compare_abs(names[2], out, c.get("out"), 1e-4);
+  }));
+  auto vae_cases = [&] { return SafeTensors::open(join_path(cases, "vae.safetensors")); };
+  std::optional<Posterior> posterior;
+  results.push_back(guarded(names[3], [&] {
+    auto c = vae_cases();
+    posterior = sd->vae->encode(c.get("image"));
+    return compare_abs(names[3], posterior->mean, c.get("posterior_mean"), 1e-4);
+  }));
+  results.push_back(guarded(names[4], [&] {
+    if (!posterior) return failed(names[4], "encode failed");
+    return compare_abs(names[4], posterior->logvar, vae_cases().get("posterior_logvar"), 1e-4);
+  }));
+  results.push_back(guarded(names[5], [&] {
+    auto c = vae_cases();
+    return compare_abs(names[5], sd->vae->decode(c.get("latent")), c.get("decoded"), 1e-4);
+  }));
+  return results;
 }
 
 }  // namespace tinv::parity

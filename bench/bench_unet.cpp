@@ -119,6 +119,9 @@ tinv::UNet2DConditionModel& sd15_unet() {
     (*u)->eval();
     std::printf("SD1.5 UNet: %.1f M parameters, RSS after build %.2f GB\n",
                 tinv::count_parameters(**u) / 1e6, tinv::current_rss_bytes() / 1e9);
+    // Warm-up (oneDNN primitive creation for the 32x32 shapes): one forward + backward.
+    auto ctx = torch::randn({1, 77, 768}).requires_grad_(true);
+    (*u)->forward(torch::randn({1, 4, 32, 32}), torch::tensor({500}), ctx).sum().backward();
     return u;
   }();
   return *unet;

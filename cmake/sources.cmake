@@ -7,7 +7,11 @@ set(TINV_SOURCES
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
+  src/io/image.cpp
+  src/text/wordpiece_tokenizer.cpp
   src/models/attention_ops.cpp
+  src/models/blip.cpp
+  src/pipelines/caption.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp
@@ -24,4 +28,5 @@ set(TINV_CLI_SOURCES
   src/cli/main.cpp
   src/cli/cmd_parity.cpp
   src/cli/cmd_info.cpp
+  src/cli/cmd_caption.cpp
 )

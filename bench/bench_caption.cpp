@@ -58,7 +58,7 @@ void BM_Decode20(benchmark::State& state) {
     auto ids = captioner().generate(embeds, prefix, o);
     if (ids.size() != prefix.size() + kNewTokens) state.SkipWithError("unexpected length");
   }
-  state.counters["ms_per_token"] =
+  state.counters["s_per_token"] =
       benchmark::Counter(kNewTokens, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
   state.SetLabel(std::string(o.beams == 1 ? "greedy" : "beam 3") + (o.use_cache ? ", kv cache" : ", no cache"));
 }

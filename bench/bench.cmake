@@ -1,4 +1,5 @@
 # Benchmarks: tinv_bench(<name> <sources...>)
+tinv_bench(bench_caption bench_caption.cpp)
 tinv_bench(bench_text_encoder bench_text_encoder.cpp)
 tinv_bench(bench_unet bench_unet.cpp)
 tinv_bench(bench_vae bench_vae.cpp)

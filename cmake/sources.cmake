@@ -8,6 +8,7 @@ set(TINV_SOURCES
   src/io/convert_unet.cpp
   src/io/convert_vae.cpp
   src/io/image_write.cpp
+  src/io/image.cpp
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
@@ -16,10 +17,12 @@ set(TINV_SOURCES
   src/io/pickle.cpp
   src/io/embeddings.cpp
   src/models/attention_ops.cpp
+  src/models/blip.cpp
   src/models/stable_diffusion.cpp
   src/models/unet.cpp
   src/models/unet_blocks.cpp
   src/models/vae.cpp
+  src/pipelines/caption.cpp
   src/schedulers/ddim.cpp
   src/schedulers/dpmpp_2m.cpp
   src/schedulers/euler.cpp
@@ -32,6 +35,7 @@ set(TINV_SOURCES
   src/text/clip_tokenizer.cpp
   src/text/extra_tokens.cpp
   src/text/unicode.cpp
+  src/text/wordpiece_tokenizer.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp
@@ -48,4 +52,5 @@ set(TINV_CLI_SOURCES
   src/cli/main.cpp
   src/cli/cmd_parity.cpp
   src/cli/cmd_info.cpp
+  src/cli/cmd_caption.cpp
 )

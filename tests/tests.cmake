@@ -12,6 +12,9 @@ tinv_test(test_pickle unit test_pickle.cpp)
 tinv_test(test_embeddings unit test_embeddings.cpp)
 tinv_test(test_extra_tokens unit test_extra_tokens.cpp)
 tinv_test(test_stable_diffusion unit test_stable_diffusion.cpp)
+tinv_test(test_image unit test_image.cpp)
+tinv_test(test_wordpiece unit test_wordpiece.cpp)
+tinv_test(test_blip unit test_blip.cpp)
 
 # Parity over the shared fixtures, one ctest per case group.
 tinv_parity_test(tiny-sd15 tokenizer)
@@ -20,6 +23,7 @@ tinv_parity_test(tiny-sd15 unet)
 tinv_parity_test(tiny-sd15 vae)
 tinv_parity_test(tiny-sd15 scheduler)
 tinv_parity_test(tiny-sd15 single_file)
+tinv_parity_test(tiny-blip blip)
 
 # Python's torch.load must read the A1111 .pt we write (CI installs python3-torch; a missing
 # torch module FAILS this test rather than skipping it).

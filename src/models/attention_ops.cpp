@@ -1,6 +1,7 @@
 #include "models/attention_ops.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 
@@ -37,18 +38,27 @@ torch::Tensor attention_block(const torch::Tensor& q, const torch::Tensor& k, co
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
                                     const torch::Tensor& v, const AttentionOptions& opts) {
   double scale = opts.scale > 0 ? opts.scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+#if TORCH_VERSION_MAJOR >= 2
+  // libtorch 2.x: the fused kernel (flash / memory-efficient / math fallback). Its is_causal
+  // aligns the mask top-left, so causal attention over a key/value cache (Nq < Nk) and causal
+  // plus additive masks get an explicit bottom-right aligned mask instead.
   if (!opts.upcast || q.scalar_type() == torch::kFloat32) {
-    std::optional<at::Tensor> mask;
+    int64_t nq = q.size(-2), nk = k.size(-2);
+    c10::optional<at::Tensor> mask;
     if (opts.mask.defined()) mask = opts.mask.to(q.scalar_type());
-    bool causal = opts.causal && !mask.has_value();
-    if (opts.causal && mask.has_value()) {
-      int64_t nq = q.size(-2), nk = k.size(-2);
-      auto causal_mask = torch::ones({nq, nk}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
-                             .tril(nk - nq);
-      mask = mask->masked_fill(causal_mask.logical_not(), -INFINITY);
+    bool causal = opts.causal && !mask.has_value() && nq == nk;
+    if (opts.causal && !causal) {
+      auto keep = torch::ones({nq, nk}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
+                      .tril(nk - nq);
+      auto additive = torch::zeros({nq, nk}, q.options()).masked_fill(keep.logical_not(), -INFINITY);
+      mask = mask.has_value() ? *mask + additive : additive;
     }
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1
     return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale);
+#else
+    return at::scaled_dot_product_attention(q * (scale * std::sqrt(static_cast<double>(q.size(-1)))),
+                                            k, v, mask, 0.0, causal);
+#endif
   }
 #endif
   int64_t b = q.size(0), h = q.size(1), nq = q.size(2), nk = k.size(2), shift = nk - nq;

@@ -42,10 +42,18 @@ set(TINV_SOURCES
   src/parity/parity_pipeline.cpp
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
+  src/world/world.cpp
+  src/world/render.cpp
+  src/world/concepts.cpp
+  src/world/bpe_trainer.cpp
 )
+# The world's pixels must be the same on every machine: no fused multiply-add contraction.
+set_source_files_properties(src/world/render.cpp src/world/concepts.cpp src/world/world.cpp
+                            PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 
 set(TINV_CLI_SOURCES
   src/cli/main.cpp
   src/cli/cmd_parity.cpp
   src/cli/cmd_info.cpp
+  src/cli/cmd_world.cpp
 )

@@ -12,6 +12,7 @@ tinv_test(test_pickle unit test_pickle.cpp)
 tinv_test(test_embeddings unit test_embeddings.cpp)
 tinv_test(test_extra_tokens unit test_extra_tokens.cpp)
 tinv_test(test_stable_diffusion unit test_stable_diffusion.cpp)
+tinv_test(test_world unit test_world.cpp)
 
 # Parity over the shared fixtures, one ctest per case group.
 tinv_parity_test(tiny-sd15 tokenizer)

@@ -36,6 +36,10 @@ set(TINV_SOURCES
   src/text/extra_tokens.cpp
   src/text/unicode.cpp
   src/text/wordpiece_tokenizer.cpp
+  src/world/bpe_trainer.cpp
+  src/world/concepts.cpp
+  src/world/render.cpp
+  src/world/world.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp
@@ -53,4 +57,9 @@ set(TINV_CLI_SOURCES
   src/cli/cmd_parity.cpp
   src/cli/cmd_info.cpp
   src/cli/cmd_caption.cpp
+  src/cli/cmd_world.cpp
 )
+
+# The world's pixels must be the same on every machine: no fused multiply-add contraction.
+set_source_files_properties(src/world/render.cpp src/world/concepts.cpp src/world/world.cpp
+                            PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")

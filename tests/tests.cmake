@@ -15,6 +15,7 @@ tinv_test(test_stable_diffusion unit test_stable_diffusion.cpp)
 tinv_test(test_image unit test_image.cpp)
 tinv_test(test_wordpiece unit test_wordpiece.cpp)
 tinv_test(test_blip unit test_blip.cpp)
+tinv_test(test_world unit test_world.cpp)
 
 # Parity over the shared fixtures, one ctest per case group.
 tinv_parity_test(tiny-sd15 tokenizer)

@@ -10,5 +10,6 @@ namespace tinv::cli {
 void add_parity(CLI::App& app);
 void add_info(CLI::App& app);
 void add_caption(CLI::App& app);
+void add_world(CLI::App& app);
 
 }  // namespace tinv::cli

@@ -19,6 +19,8 @@ constexpr int64_t kMaxVocabId = int64_t(1) << 24;
 constexpr size_t kCacheLimit = size_t(1) << 16;  // words; the cache is cleared when full
 const std::string kEndOfWord = "</w>";
 
+bool is_printable_byte(int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; }
+
 // GPT-2 / CLIP bytes_to_unicode: printable bytes map to themselves, the others to 256 + n.
 struct ByteTables {
   std::string encode[256];                       // byte -> UTF-8 of its symbol
@@ -26,8 +28,7 @@ struct ByteTables {
   ByteTables() {
     int n = 0;
     for (int b = 0; b < 256; ++b) {
-      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-      char32_t cp = printable ? char32_t(b) : char32_t(256 + n++);
+      char32_t cp = is_printable_byte(b) ? char32_t(b) : char32_t(256 + n++);
       unicode::append_utf8(encode[b], cp);
       decode[cp] = static_cast<uint8_t>(b);
     }
@@ -37,6 +38,25 @@ struct ByteTables {
 const ByteTables& byte_tables() {
   static const ByteTables t;
   return t;
+}
+
+// End of the pre-token that starts at s[i] (not a space, not a special token): one of
+// 's|'t|'re|'ve|'m|'ll|'d, \p{L}+, one \p{N}, or [^\s\p{L}\p{N}]+, first that matches.
+size_t pre_token_end(const std::u32string& s, size_t i) {
+  using namespace unicode;
+  size_t n = s.size(), j = i + 1;
+  char32_t c = s[i];
+  if (c == '\'' && i + 1 < n) {
+    char32_t d = s[i + 1], e = i + 2 < n ? s[i + 2] : 0;
+    if (d == 's' || d == 't' || d == 'm' || d == 'd') return i + 2;
+    if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l')) return i + 3;
+  }
+  if (is_letter(c)) {
+    while (j < n && is_letter(s[j])) ++j;
+  } else if (!is_number(c)) {
+    while (j < n && !is_space(s[j]) && !is_letter(s[j]) && !is_number(s[j])) ++j;
+  }
+  return j;
 }
 
 nlohmann::json parse_json_file(const std::string& path) {
@@ -263,24 +283,34 @@ void ClipTokenizer::tokenize_piece(const std::u32string& s, std::vector<int64_t>
     if (is_space(c)) { ++i; continue; }
     if (starts_with(i, vocab_->bos_text)) { out.push_back(bos_id_); i += vocab_->bos_text.size(); continue; }
     if (starts_with(i, vocab_->eos_text)) { out.push_back(eos_id_); i += vocab_->eos_text.size(); continue; }
-    size_t j = i + 1;
-    if (c == '\'' && i + 1 < n) {
-      char32_t d = s[i + 1], e = i + 2 < n ? s[i + 2] : 0;
-      if (d == 's' || d == 't' || d == 'm' || d == 'd') j = i + 2;
-      else if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l')) j = i + 3;
-    }
-    if (j == i + 1) {
-      if (is_letter(c)) {
-        while (j < n && is_letter(s[j])) ++j;
-      } else if (!is_number(c)) {
-        while (j < n && !is_space(s[j]) && !is_letter(s[j]) && !is_number(s[j])) ++j;
-      }
-    }
+    size_t j = pre_token_end(s, i);
     std::string word;
     for (size_t k = i; k < j; ++k) append_utf8(word, s[k]);
     bpe_word(word, out);
     i = j;
   }
+}
+
+std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& cleaned_text) {
+  std::u32string s = unicode::decode_utf8(cleaned_text);
+  std::vector<std::string> words;
+  for (size_t i = 0; i < s.size();) {
+    if (unicode::is_space(s[i])) { ++i; continue; }
+    size_t j = pre_token_end(s, i);
+    words.push_back(unicode::encode_utf8(s.substr(i, j - i)));
+    i = j;
+  }
+  return words;
+}
+
+const std::string& ClipTokenizer::byte_symbol(uint8_t b) { return byte_tables().encode[b]; }
+
+std::vector<uint8_t> ClipTokenizer::byte_vocab_order() {
+  std::vector<uint8_t> order;  // bytes_to_unicode's insertion order: printable bytes, then the rest
+  for (int pass = 0; pass < 2; ++pass)
+    for (int b = 0; b < 256; ++b)
+      if (is_printable_byte(b) == (pass == 0)) order.push_back(static_cast<uint8_t>(b));
+  return order;
 }
 
 std::vector<int64_t> ClipTokenizer::tokenize(const std::string& text) const {

@@ -87,6 +87,13 @@ class ClipTokenizer {
 
   // The cleanup of step 2 (exposed for tests and captions).
   static std::string clean_text(const std::string& text);
+  // The pre-tokenisation of step 4 over already-cleaned text, without special tokens: the words
+  // BPE runs on, as UTF-8 ("a red-star" -> "a", "red", "-", "star"). Used by the BPE trainer.
+  static std::vector<std::string> pre_tokenize(const std::string& cleaned_text);
+  // bytes_to_unicode: the vocabulary symbol (UTF-8) of byte b ('a' -> "a", ' ' -> "Ġ").
+  static const std::string& byte_symbol(uint8_t b);
+  // The 256 bytes in vocabulary order: id i (and i + 256 with "</w>") is byte_symbol(order[i]).
+  static std::vector<uint8_t> byte_vocab_order();
 
  private:
   struct Vocab;  // immutable vocabulary and merges, shared between copies

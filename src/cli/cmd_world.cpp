@@ -1,0 +1,187 @@
+// `tinv world render|tokenizer`: the procedural world of the embedded default model
+// (src/world/world.h): rendered scenes with captions, held-out concepts, and the world's BPE.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "io/image_write.h"
+#include "text/clip_tokenizer.h"
+#include "world/bpe_trainer.h"
+#include "world/world.h"
+
+namespace tinv::cli {
+namespace {
+
+using namespace tinv::world;
+
+struct RenderArgs {
+  std::string out, split = "train";
+  int64_t count = 64, start = 0;
+  uint64_t seed = 0;
+  int size = 64;
+  bool concepts = false;
+};
+
+struct TokenizerArgs {
+  std::string out;
+  int merges = 1000;
+  int64_t captions = 10000;
+  uint64_t seed = 0;
+};
+
+torch::Tensor to_tensor(const Image& img) {  // uint8 [H, W, 3]
+  return torch::from_blob(const_cast<uint8_t*>(img.pixels.data()), {img.height, img.width, 3},
+                          torch::kUInt8).clone();
+}
+
+std::string numbered(int64_t i, const char* ext) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%06lld%s", static_cast<long long>(i), ext);
+  return buf;
+}
+
+nlohmann::ordered_json background_json(Colour c, Pattern p) {
+  return {{"colour", name(c)}, {"pattern", name(p)}};
+}
+
+void make_dirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  TINV_CHECK(!ec && dir_exists(dir), dir, "cannot create folder: ", ec.message());
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  write_file_atomically(path, text.data(), text.size());
+}
+
+// Up to 64 tiles, `cols` per row, as uint8 [H, W, 3].
+void save_grid(const std::string& path, const std::vector<torch::Tensor>& hwc, int64_t cols) {
+  std::vector<torch::Tensor> chw;
+  for (const auto& t : hwc) chw.push_back(t.permute({2, 0, 1}));
+  save_png(path, make_grid(chw, cols).permute({1, 2, 0}).contiguous());
+}
+
+void render_scenes(const RenderArgs& a) {
+  const Split split = a.split == "train" ? Split::kTrain : Split::kHeldOut;
+  std::string jsonl;
+  std::vector<torch::Tensor> tiles;
+  Progress progress("render", a.count);
+  for (int64_t k = 0; k < a.count; ++k) {
+    const int64_t index = a.start + k;
+    Sample s = sample_at(a.seed, split, static_cast<uint64_t>(index), a.size);
+    torch::Tensor t = to_tensor(s.image);
+    const std::string file = numbered(index, ".png");
+    save_png(join_path(a.out, file), t, {{"caption", s.caption}});
+    if (tiles.size() < 64) tiles.push_back(t);
+    nlohmann::ordered_json j = {{"file", file}, {"index", index}, {"split", name(split)},
+                                {"caption", s.caption}};
+    for (const ObjectSpec& o : s.scene.objects)
+      j["objects"].push_back({{"shape", name(o.shape)}, {"colour", name(o.colour)},
+                              {"size", name(o.size)}, {"position", name(o.position)},
+                              {"fill", name(o.fill)}});
+    j["background"] = background_json(s.scene.background, s.scene.background_pattern);
+    jsonl += j.dump() + "\n";
+    progress.update(k + 1);
+  }
+  progress.finish();
+  write_text(join_path(a.out, "captions.jsonl"), jsonl);
+  save_grid(join_path(a.out, "grid.png"), tiles, 8);
+  std::printf("wrote %lld %s scenes (seed %llu), captions.jsonl and grid.png to %s\n",
+              static_cast<long long>(a.count), name(split), static_cast<unsigned long long>(a.seed),
+              a.out.c_str());
+}
+
+void render_concepts(const RenderArgs& a) {
+  std::string jsonl;
+  std::vector<torch::Tensor> tiles;
+  const int64_t cols = std::min<int64_t>(a.count, 8);
+  Progress progress("concepts", a.count * static_cast<int64_t>(concepts().size()));
+  int64_t done = 0;
+  for (const Concept& c : concepts()) {
+    make_dirs(join_path(a.out, c.name));
+    for (int64_t k = 0; k < a.count; ++k) {
+      const int64_t index = a.start + k;
+      ConceptSample s = concept_at(a.seed, c, static_cast<uint64_t>(index), a.size);
+      torch::Tensor t = to_tensor(s.image);
+      const std::string file = c.name + "/" + numbered(index, ".png");
+      save_png(join_path(a.out, file), t, {{"caption", s.caption(c.class_word)}});
+      if (k < cols) tiles.push_back(t);
+      nlohmann::ordered_json j = {{"file", file}, {"index", index}, {"concept", c.name},
+                                  {"class_word", c.class_word}, {"description", c.description},
+                                  {"caption", s.caption(c.class_word)}, {"template", s.caption("{}")},
+                                  {"size", name(s.size)}, {"position", name(s.position)},
+                                  {"background", background_json(s.background, s.background_pattern)}};
+      jsonl += j.dump() + "\n";
+      progress.update(++done);
+    }
+  }
+  progress.finish();
+  write_text(join_path(a.out, "captions.jsonl"), jsonl);
+  save_grid(join_path(a.out, "grid.png"), tiles, cols);
+  std::printf("wrote %lld renderings of each of %zu concepts (seed %llu), captions.jsonl and "
+              "grid.png (a row per concept) to %s\n",
+              static_cast<long long>(a.count), concepts().size(),
+              static_cast<unsigned long long>(a.seed), a.out.c_str());
+}
+
+void run_render(const RenderArgs& a) {
+  TINV_CHECK(a.count >= 1, "world render", "--count must be >= 1");
+  TINV_CHECK(a.start >= 0, "world render", "--start must be >= 0");
+  make_dirs(a.out);
+  if (a.concepts) render_concepts(a);
+  else render_scenes(a);
+}
+
+void run_tokenizer(const TokenizerArgs& a) {
+  TINV_CHECK(a.captions >= 1, "world tokenizer", "--captions must be >= 1");
+  std::vector<std::string> texts;
+  for (int64_t i = 0; i < a.captions; ++i)
+    texts.push_back(caption(scene_at(a.seed, Split::kTrain, static_cast<uint64_t>(i))));
+  BpeTrainOptions opt;
+  opt.num_merges = a.merges;
+  BpeModel bpe = train_bpe(texts, opt);
+  save_bpe(bpe, a.out);
+  ClipTokenizer tok = ClipTokenizer::load(a.out);
+  std::string split_words;
+  for (const std::string& w : caption_words())
+    if (tok.tokenize(w).size() != 1) split_words += " " + w;
+  std::printf("trained %zu merges on %lld captions: %lld tokens, written to %s\n",
+              bpe.merges.size(), static_cast<long long>(a.captions),
+              static_cast<long long>(tok.base_vocab_size()), a.out.c_str());
+  std::printf("caption words that are not one token:%s\n", split_words.empty() ? " none" : split_words.c_str());
+}
+
+}  // namespace
+
+void add_world(CLI::App& app) {
+  auto* world = app.add_subcommand("world", "The procedural world of the embedded default model");
+  world->require_subcommand(1);
+
+  auto* render = world->add_subcommand("render", "Render scenes (or held-out concepts) with captions");
+  auto r = std::make_shared<RenderArgs>();
+  render->add_option("--out", r->out, "Output folder (PNGs, captions.jsonl, grid.png)")->required();
+  render->add_option("--count", r->count, "Images (per concept with --concepts)")->capture_default_str();
+  render->add_option("--start", r->start, "First index")->capture_default_str();
+  render->add_option("--seed", r->seed, "World seed")->capture_default_str();
+  render->add_option("--size", r->size, "Image size in pixels")->capture_default_str()->check(CLI::Range(8, 1024));
+  render->add_option("--split", r->split, "train or heldout (held-out shape/colour pairs)")
+      ->capture_default_str()->check(CLI::IsMember({"train", "heldout"}));
+  render->add_flag("--concepts", r->concepts, "Render the held-out concepts instead, a folder each");
+  render->callback([r] { run_render(*r); });
+
+  auto* tokenizer = world->add_subcommand("tokenizer", "Train the world's CLIP-format BPE tokenizer");
+  auto t = std::make_shared<TokenizerArgs>();
+  tokenizer->add_option("--out", t->out, "Output folder (vocab.json, merges.txt, configs)")->required();
+  tokenizer->add_option("--merges", t->merges, "Maximum number of merges")->capture_default_str()->check(CLI::Range(0, 100000));
+  tokenizer->add_option("--captions", t->captions, "Training captions (train split)")->capture_default_str();
+  tokenizer->add_option("--seed", t->seed, "World seed")->capture_default_str();
+  tokenizer->callback([t] { run_tokenizer(*t); });
+}
+
+}  // namespace tinv::cli

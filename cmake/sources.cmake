@@ -32,6 +32,7 @@ set(TINV_SOURCES
   src/text/clip_tokenizer.cpp
   src/text/extra_tokens.cpp
   src/text/unicode.cpp
+  src/pipelines/generate.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp
@@ -48,4 +49,5 @@ set(TINV_CLI_SOURCES
   src/cli/main.cpp
   src/cli/cmd_parity.cpp
   src/cli/cmd_info.cpp
+  src/cli/cmd_generate.cpp
 )

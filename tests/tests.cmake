@@ -11,6 +11,8 @@ tinv_test(test_image_write unit test_image_write.cpp)
 tinv_test(test_pickle unit test_pickle.cpp)
 tinv_test(test_embeddings unit test_embeddings.cpp)
 tinv_test(test_extra_tokens unit test_extra_tokens.cpp)
+tinv_test(test_generate unit test_generate.cpp)
+tinv_test_cli(test_generate)
 
 # Parity over the shared fixtures, one ctest per case group.
 tinv_parity_test(tiny-sd15 tokenizer)
@@ -18,6 +20,7 @@ tinv_parity_test(tiny-sd15 text_encoder)
 tinv_parity_test(tiny-sd15 unet)
 tinv_parity_test(tiny-sd15 vae)
 tinv_parity_test(tiny-sd15 scheduler)
+tinv_parity_test(tiny-sd15 pipeline)
 
 # Python's torch.load must read the A1111 .pt we write (CI installs python3-torch; a missing
 # torch module FAILS this test rather than skipping it).

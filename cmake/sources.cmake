@@ -23,6 +23,7 @@ set(TINV_SOURCES
   src/models/unet_blocks.cpp
   src/models/vae.cpp
   src/pipelines/caption.cpp
+  src/pipelines/generate.cpp
   src/schedulers/ddim.cpp
   src/schedulers/dpmpp_2m.cpp
   src/schedulers/euler.cpp
@@ -58,6 +59,7 @@ set(TINV_CLI_SOURCES
   src/cli/cmd_info.cpp
   src/cli/cmd_caption.cpp
   src/cli/cmd_world.cpp
+  src/cli/cmd_generate.cpp
 )
 
 # The world's pixels must be the same on every machine: no fused multiply-add contraction.

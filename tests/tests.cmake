@@ -16,6 +16,8 @@ tinv_test(test_image unit test_image.cpp)
 tinv_test(test_wordpiece unit test_wordpiece.cpp)
 tinv_test(test_blip unit test_blip.cpp)
 tinv_test(test_world unit test_world.cpp)
+tinv_test(test_generate unit test_generate.cpp)
+tinv_test_cli(test_generate)
 
 # Parity over the shared fixtures, one ctest per case group.
 tinv_parity_test(tiny-sd15 tokenizer)
@@ -24,6 +26,7 @@ tinv_parity_test(tiny-sd15 unet)
 tinv_parity_test(tiny-sd15 vae)
 tinv_parity_test(tiny-sd15 scheduler)
 tinv_parity_test(tiny-sd15 single_file)
+tinv_parity_test(tiny-sd15 pipeline)
 tinv_parity_test(tiny-blip blip)
 
 # Python's torch.load must read the A1111 .pt we write (CI installs python3-torch; a missing

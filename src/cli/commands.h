@@ -11,5 +11,6 @@ void add_parity(CLI::App& app);
 void add_info(CLI::App& app);
 void add_caption(CLI::App& app);
 void add_world(CLI::App& app);
+void add_generate(CLI::App& app);
 
 }  // namespace tinv::cli

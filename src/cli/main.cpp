@@ -13,12 +13,21 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tinv 0.1.0");
   tinv::cli::add_parity(app);
   tinv::cli::add_info(app);
+  tinv::cli::add_generate(app);
   tinv::cli::add_caption(app);
   tinv::cli::add_world(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Help, version and silent runtime errors as CLI11 does; every usage error in one line.
+    const std::string name = e.get_name();
+    if (e.get_exit_code() == 0 || name == "RuntimeError" || name == "CallForHelp" ||
+        name == "CallForAllHelp" || name == "CallForVersion")
+      return app.exit(e);
+    std::string what = e.what();
+    if (auto nl = what.find('\n'); nl != std::string::npos) what = what.substr(0, nl);
+    std::fprintf(stderr, "tinv: error: %s\n", what.c_str());
+    return e.get_exit_code();
   } catch (const tinv::Error& e) {
     std::fprintf(stderr, "tinv: error: %s\n", e.what());
     return 1;

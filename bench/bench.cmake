@@ -1,3 +1,5 @@
 # Benchmarks: tinv_bench(<name> <sources...>)
 tinv_bench(bench_text_encoder bench_text_encoder.cpp)
 tinv_bench(bench_vae bench_vae.cpp)
+tinv_bench(bench_invert bench_invert.cpp)
+target_compile_definitions(bench_invert PRIVATE TINV_SHARED_DIR="${TINV_SHARED_DIR}")

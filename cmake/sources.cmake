@@ -32,6 +32,13 @@ set(TINV_SOURCES
   src/text/clip_tokenizer.cpp
   src/text/extra_tokens.cpp
   src/text/unicode.cpp
+  src/inversion/image_input.cpp
+  src/inversion/invert.cpp
+  src/inversion/lr_schedule.cpp
+  src/inversion/optimizer.cpp
+  src/inversion/plot.cpp
+  src/inversion/templates.cpp
+  src/inversion/trainer.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
   src/parity/parity_text_encoder.cpp
@@ -48,4 +55,5 @@ set(TINV_CLI_SOURCES
   src/cli/main.cpp
   src/cli/cmd_parity.cpp
   src/cli/cmd_info.cpp
+  src/cli/cmd_invert.cpp
 )

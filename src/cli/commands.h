@@ -9,5 +9,6 @@ namespace tinv::cli {
 
 void add_parity(CLI::App& app);
 void add_info(CLI::App& app);
+void add_invert(CLI::App& app);
 
 }  // namespace tinv::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tinv 0.1.0");
   tinv::cli::add_parity(app);
   tinv::cli::add_info(app);
+  tinv::cli::add_invert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -115,7 +115,9 @@ torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std:
   cv.line(left, top, left, bottom, black);
   cv.line(left, bottom, right, bottom, black);
   cv.text((left + right) / 2 - static_cast<int64_t>(x_label.size()) * 4, bottom + 30, x_label, black);
-  int64_t ly = top + 10;
+  int64_t ly = top + 10, longest = 0;
+  for (const auto& s : series) longest = std::max<int64_t>(longest, static_cast<int64_t>(s.label.size()));
+  const int64_t lx0 = right - 50 - longest * 8;  // legend: 30px swatch, gap, text
   for (const auto& s : series) {
     bool have = false;
     double lx = 0, lyv = 0;
@@ -126,8 +128,8 @@ torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std:
       else cv.line(X, Y, X, Y, s.color, 2);
       lx = X, lyv = Y, have = true;
     }
-    cv.line(right - 200, ly + 5, right - 170, ly + 5, s.color, 3);
-    cv.text(right - 160, ly, s.label, black);
+    cv.line(lx0, ly + 5, lx0 + 30, ly + 5, s.color, 3);
+    cv.text(lx0 + 40, ly, s.label, black);
     ly += 20;
   }
   return cv.tensor();

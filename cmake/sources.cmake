@@ -16,6 +16,13 @@ set(TINV_SOURCES
   src/io/zip_writer.cpp
   src/io/pickle.cpp
   src/io/embeddings.cpp
+  src/inversion/image_input.cpp
+  src/inversion/invert.cpp
+  src/inversion/lr_schedule.cpp
+  src/inversion/optimizer.cpp
+  src/inversion/plot.cpp
+  src/inversion/templates.cpp
+  src/inversion/trainer.cpp
   src/models/attention_ops.cpp
   src/models/blip.cpp
   src/models/stable_diffusion.cpp
@@ -60,6 +67,7 @@ set(TINV_CLI_SOURCES
   src/cli/cmd_caption.cpp
   src/cli/cmd_world.cpp
   src/cli/cmd_generate.cpp
+  src/cli/cmd_invert.cpp
 )
 
 # The world's pixels must be the same on every machine: no fused multiply-add contraction.

@@ -38,3 +38,14 @@ if(EXISTS /usr/bin/python3)
   set_tests_properties(python.torch_load_a1111 PROPERTIES LABELS python
                        ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
 endif()
+
+# Textual inversion (spawns the built tinv for the kill-and-resume test).
+tinv_test(test_invert unit test_invert.cpp)
+tinv_test_cli(test_invert)
+tinv_parity_test(tiny-sd15 ti_train)
+if(EXISTS /usr/bin/python3)
+  add_test(NAME python.torch_load_invert
+           COMMAND test_invert --gtest_filter=PythonTorchLoad.*)
+  set_tests_properties(python.torch_load_invert PROPERTIES LABELS python
+                       ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
+endif()

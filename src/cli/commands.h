@@ -12,5 +12,6 @@ void add_info(CLI::App& app);
 void add_caption(CLI::App& app);
 void add_world(CLI::App& app);
 void add_generate(CLI::App& app);
+void add_invert(CLI::App& app);
 
 }  // namespace tinv::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   tinv::cli::add_parity(app);
   tinv::cli::add_info(app);
   tinv::cli::add_generate(app);
+  tinv::cli::add_invert(app);
   tinv::cli::add_caption(app);
   tinv::cli::add_world(app);
   try {

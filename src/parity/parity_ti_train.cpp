@@ -1,10 +1,131 @@
-// Parity case group 'ti_train' (see ../shared/fixtures/README.md).
+// Parity case group 'ti_train' (see ../shared/fixtures/README.md): one reference textual
+// inversion run replayed through the real trainer (InversionTrainer + run_steps), with the
+// fixture's templates, placeholders, template choices, timesteps, noises and latents as the
+// step source.
+//   ti_train.input_ids        tokenised prompts (and caption ids) vs the reference, exact
+//   ti_train.init_embeddings  caption token rows, rel 1e-3
+//   ti_train.losses           loss before each update, max over steps of |ours-ref|/|ref| <= 1e-4
+//   ti_train.first_step_grad  d loss_0 / d rows, rel 1e-3
+//   ti_train.final_embeddings rows after all updates, rel 1e-3
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <sstream>
+
+#include "common/fs.h"
+#include "inversion/trainer.h"
+#include "io/safetensors.h"
+#include "models/stable_diffusion.h"
 #include "parity/parity.h"
 
 namespace tinv::parity {
+namespace {
+
+// Replays the fixture's per-step inputs.
+class FixtureSource : public StepSource {
+ public:
+  explicit FixtureSource(const SafeTensors& f)
+      : template_index_(f.get("template_index", torch::kInt64)),
+        timesteps_(f.get("timesteps", torch::kInt64)),
+        noises_(f.get("noises")),
+        latents_(f.get("latents")) {}
+  StepInputs draw(int64_t step) override {
+    StepInputs in;
+    auto ti = template_index_[step].contiguous();
+    in.template_index.assign(ti.data_ptr<int64_t>(), ti.data_ptr<int64_t>() + ti.numel());
+    in.timesteps = timesteps_[step];
+    in.noise = noises_[step];
+    in.latents = latents_;
+    return in;
+  }
+  int64_t steps() const { return timesteps_.size(0); }
+
+ private:
+  torch::Tensor template_index_, timesteps_, noises_, latents_;
+};
+
+std::vector<std::string> split_spaces(const std::string& s) {
+  std::istringstream in(s);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+}  // namespace
 
 std::vector<CaseResult> run_ti_train(const std::string& dir) {
-  return {failed("ti_train", "not implemented yet")};
+  const std::vector<std::string> names = {"ti_train.input_ids", "ti_train.init_embeddings",
+                                          "ti_train.losses", "ti_train.first_step_grad",
+                                          "ti_train.final_embeddings"};
+  try {
+    const std::string path = join_path(dir, "cases/ti_train.safetensors");
+    SafeTensors f = SafeTensors::open(path);
+    auto md = f.metadata();
+    for (const char* key : {"caption", "templates", "placeholders"})
+      TINV_CHECK(md.count(key), path, "missing metadata '", key, "'");
+    StableDiffusion sd = load_stable_diffusion(join_path(dir, "model"));
+    if (md.count("prediction_type"))
+      TINV_CHECK(md["prediction_type"] == sd.scheduler.prediction_type, path,
+                 "fixture prediction type '", md["prediction_type"], "' but the model's scheduler says '",
+                 sd.scheduler.prediction_type, "'");
+    auto templates = nlohmann::json::parse(md["templates"]).get<std::vector<std::string>>();
+    auto placeholders = split_spaces(md["placeholders"]);
+    auto caption_ids = sd.tokenizer->tokenize(md["caption"]);
+    auto caption_t = torch::tensor(caption_ids, torch::kInt64);
+    auto init = sd.text_encoder->token_embeddings(caption_t);  // [n, d]
+
+    TrainerOptions opt;  // AdamW lr 5e-3, betas (0.9, 0.999), wd 1e-2, eps 1e-8, constant
+    FixtureSource source(f);
+    if (md.count("lr")) opt.adam.lr = std::stod(md["lr"]);
+    opt.schedule = LrSchedule::parse("constant", opt.adam.lr, source.steps());
+    InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, placeholders,
+                             init, templates, opt);
+
+    std::vector<CaseResult> out;
+    out.push_back(guarded(names[0], [&] {
+      auto ref_caption = f.get("init_caption_ids", torch::kInt64);
+      if (!caption_t.equal(ref_caption))
+        return failed(names[0], "caption ids differ from init_caption_ids");
+      auto ref = f.get("input_ids", torch::kInt64);  // [steps, B, 77]
+      std::vector<torch::Tensor> ours;
+      for (int64_t k = 0; k < source.steps(); ++k)
+        ours.push_back(trainer.prompt_ids(source.draw(k).template_index));
+      return compare_exact(names[0], torch::stack(ours), ref);
+    }));
+    out.push_back(guarded(names[1], [&] {
+      return compare_rel(names[1], init, f.get("init_embeddings"), 1e-3);
+    }));
+
+    std::vector<double> losses;
+    torch::Tensor first_grad;
+    run_steps(trainer, source, source.steps(), [&](int64_t k, const StepResult& r) {
+      losses.push_back(r.loss);
+      if (k == 0) first_grad = r.grad;
+    });
+    out.push_back(guarded(names[2], [&] {
+      auto ref = f.get("losses").to(torch::kFloat64);
+      auto ours = torch::tensor(losses, torch::kFloat64);
+      if (ours.numel() != ref.numel())
+        return failed(names[2], str_cat("ran ", ours.numel(), " steps, reference has ", ref.numel()));
+      CaseResult r = compare_rel(names[2], ours, ref, 1e-4);  // for max_abs
+      r.rel = ((ours - ref).abs() / ref.abs()).max().item<double>();
+      r.tol = "rel 1e-4 per step";
+      r.pass = r.rel <= 1e-4;
+      r.note = r.pass ? str_cat(ours.numel(), " steps; rel = max over steps of |ours-ref|/|ref|") : "per-step loss mismatch";
+      return r;
+    }));
+    out.push_back(guarded(names[3], [&] {
+      return compare_rel(names[3], first_grad, f.get("first_step_grad"), 1e-3);
+    }));
+    out.push_back(guarded(names[4], [&] {
+      return compare_rel(names[4], trainer.embeddings(), f.get("final_embeddings"), 1e-3);
+    }));
+    return out;
+  } catch (const std::exception& e) {
+    std::vector<CaseResult> out;
+    for (const auto& n : names) out.push_back(failed(n, e.what()));
+    return out;
+  }
 }
 
 }  // namespace tinv::parity

@@ -1,0 +1,107 @@
+// Textual-inversion step cost at SD1.5 size (random weights), CPU.
+//
+//   OMP_NUM_THREADS=2 build/bench/bench_invert --res 256 --batch 1 --modes parts,step,naive --iters 1
+//
+// Modes (seconds per step, each after loading the model once):
+//   parts  UNet forward+backward (grad to encoder states only) + text encoder forward+backward
+//          (grad to the extra rows only), measured alone: the floor a step cannot beat
+//   step   InversionTrainer::step: cached latents, frozen weights, learned rows only
+//   naive  what a straightforward port does: every weight requires grad (weight gradients
+//          computed), the VAE encodes the image every step, loss.backward() over everything
+// Prints one line per mode and the process's peak RSS; run one configuration per process for
+// a clean peak (e.g. --res 512 --batch 1 --modes step).
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "common/memory.h"
+#include "inversion/trainer.h"
+#include "models/stable_diffusion.h"
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t res = 256, batch = 1, iters = 1;
+  std::string modes = "parts,step,naive";
+  std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--res")) res = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--modes")) modes = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_dir = argv[i + 1];
+  }
+  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %d threads, %lld iteration(s)\n",
+              (long long)res, (long long)res, (long long)batch, torch::get_num_threads(), (long long)iters);
+  double t0 = now();
+  auto sd = tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(),
+                                          tinv::ClipTextConfig::sd15(), 0);
+  sd.tokenizer = tinv::ClipTokenizer::load(tokenizer_dir);  // the CLIP vocabulary
+  std::printf("load %.1f s, rss %.2f GB\n", now() - t0, tinv::current_rss_bytes() / 1e9);
+  const int64_t h = res / 8, n = 4, d = 768;
+  auto image = torch::rand({batch, 3, res, res}) * 2 - 1;
+  auto ids = torch::full({batch, 77}, 49407, torch::kInt64);
+  for (int64_t i = 0; i < n; ++i) ids.select(1, 1 + i).fill_(49408 + i);
+  ids.select(1, 0).fill_(49406);
+  auto rows0 = sd.text_encoder->token_embeddings(torch::tensor({320, 1125, 539, 1929}, torch::kInt64));
+  tinv::NoiseSchedule sched(sd.scheduler);
+
+  std::stringstream ss(modes);
+  for (std::string mode; std::getline(ss, mode, ',');) {
+    double total = 0;
+    for (int64_t it = 0; it < iters; ++it) {
+      auto t = torch::randint(0, 1000, {batch}, torch::kInt64);
+      auto noise = torch::randn({batch, 4, h, h});
+      auto latents = torch::randn({batch, 4, h, h});
+      double s = now();
+      if (mode == "parts") {
+        auto rows = rows0.clone().requires_grad_(true);
+        auto states = sd.text_encoder->forward(ids, rows);
+        auto st = states.detach().requires_grad_(true);
+        auto out = sd.unet->forward(sched.add_noise(latents, noise, t), t, st);
+        torch::mse_loss(out, noise).backward();
+        states.backward(st.grad());
+      } else if (mode == "step") {
+        static std::unique_ptr<tinv::InversionTrainer> tr;
+        if (!tr) {
+          tinv::TrainerOptions opt;
+          opt.schedule = tinv::LrSchedule::parse("constant", 5e-3, 1000);
+          tr = std::make_unique<tinv::InversionTrainer>(*sd.tokenizer, sd.text_encoder, sd.unet,
+                                                        sd.scheduler, std::vector<std::string>{"<a_0>", "<a_1>", "<a_2>", "<a_3>"},
+                                                        rows0, std::vector<std::string>{"{}"}, opt);
+          s = now();
+        }
+        tr->step({std::vector<int64_t>(batch, 0), t, noise, latents});
+      } else if (mode == "naive") {
+        for (auto& p : sd.unet->parameters()) p.set_requires_grad(true);
+        for (auto& p : sd.text_encoder->parameters()) p.set_requires_grad(true);
+        for (auto& p : sd.vae->parameters()) p.set_requires_grad(true);
+        auto rows = rows0.clone().requires_grad_(true);
+        auto lat = sd.vae->encode(image).mean * 0.18215;  // no cache: encode every step
+        auto states = sd.text_encoder->forward(ids, rows);
+        auto out = sd.unet->forward(sched.add_noise(lat, noise, t), t, states);
+        torch::mse_loss(out, noise).backward();
+        for (auto& p : sd.unet->parameters()) p.mutable_grad() = torch::Tensor();
+        for (auto& p : sd.text_encoder->parameters()) p.mutable_grad() = torch::Tensor();
+        for (auto& p : sd.vae->parameters()) p.mutable_grad() = torch::Tensor();
+      } else {
+        std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+        return 2;
+      }
+      total += now() - s;
+    }
+    std::printf("%-6s %.2f s/step   peak rss so far %.2f GB\n", mode.c_str(), total / iters,
+                tinv::peak_rss_bytes() / 1e9);
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -1,0 +1,64 @@
+// `tinv invert`: textual inversion with captioning initialisation (src/inversion/trainer.h).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "inversion/trainer.h"
+
+namespace tinv::cli {
+
+void add_invert(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "invert", "Learn placeholder embeddings for a concept from one or a few images");
+  auto o = std::make_shared<InvertOptions>();
+  cmd->add_option("--model", o->model, "Diffusers folder or single-file checkpoint")->required();
+  cmd->add_option("--image", o->images, "Image files or folders (one or more)")->required();
+  cmd->add_option("--init", o->init, "Initialisation: caption | class | token")
+      ->capture_default_str();
+  cmd->add_option("--caption", o->caption, "Caption of the images (--init caption)");
+  cmd->add_option("--captioner", o->captioner, "BLIP model folder to write the caption");
+  cmd->add_option("--class", o->class_name, "Class word(s) (--init class)");
+  cmd->add_option("--init-token", o->init_token, "One vocabulary token (--init token)")
+      ->capture_default_str();
+  cmd->add_option("--num-vectors", o->num_vectors, "Rows (--init token)")->capture_default_str();
+  cmd->add_option("--name", o->name, "Concept name: placeholders <name_i>, trigger <name>")
+      ->capture_default_str();
+  cmd->add_option("--steps", o->steps, "Optimisation steps")->capture_default_str();
+  cmd->add_option("--lr", o->lr, "AdamW learning rate")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "Batch size")->capture_default_str();
+  cmd->add_option("--templates", o->templates, "object | style | FILE (one per line, with {})")
+      ->capture_default_str();
+  cmd->add_option("--resolution", o->resolution, "Training resolution (default: VAE sample_size)");
+  cmd->add_flag("--flip", o->flip, "Also train on horizontally flipped images");
+  cmd->add_option("--seed", o->seed, "Seed of the per-step draws")->capture_default_str();
+  cmd->add_option("--lr-schedule", o->lr_schedule, "constant | cosine | warmup")
+      ->capture_default_str();
+  cmd->add_option("--warmup-steps", o->warmup_steps, "Linear warm-up steps (default: warmup 10%)");
+  cmd->add_option("--max-grad-norm", o->max_grad_norm, "Clip the gradient norm (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--out", o->out, "Output file (default <name>.safetensors)");
+  cmd->add_option("--format", o->format, "diffusers | a1111 | kohya | all")->capture_default_str();
+  cmd->add_option("--save-every", o->save_every, "Checkpoint every N steps (0: at the end)")
+      ->capture_default_str();
+  cmd->add_flag("--resume", o->resume, "Continue from <stem>.checkpoint.safetensors");
+  cmd->add_option("--preview-every", o->preview_every, "Preview image every N steps (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--preview-prompt", o->preview_prompt, "Preview prompt; {} = the trigger")
+      ->capture_default_str();
+  cmd->add_option("--eval-every", o->eval_every, "Fixed-input loss every K steps (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--eval-pairs", o->eval_pairs, "Fixed (timestep, noise) pairs")
+      ->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu | cuda | cuda:N | auto")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "fp32 | bf16 | fp16 (CUDA)")->capture_default_str();
+  cmd->add_flag("!--no-progress", o->progress, "No progress bar");
+  cmd->callback([o] {
+    InvertResult r = run_inversion(*o);
+    std::printf("caption: %s\n", r.caption.c_str());
+    std::printf("embedding: %lld x %lld\n", static_cast<long long>(r.embeddings.size(0)),
+                static_cast<long long>(r.embeddings.size(1)));
+    for (const auto& f : r.files) std::printf("wrote %s\n", f.c_str());
+  });
+}
+
+}  // namespace tinv::cli

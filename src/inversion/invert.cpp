@@ -1,0 +1,427 @@
+// `tinv invert` as a library call: run_inversion (see trainer.h and docs/INVERSION.md).
+#include <ATen/CPUGeneratorImpl.h>
+#include <sys/stat.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <thread>
+
+#include "common/device.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "inversion/image_input.h"
+#include "inversion/plot.h"
+#include "inversion/templates.h"
+#include "inversion/trainer.h"
+#include "io/embeddings.h"
+#include "io/safetensors.h"
+#include "models/stable_diffusion.h"
+
+namespace tinv {
+namespace {
+
+constexpr const char* kCheckpointKind = "tinv-invert-checkpoint-1";
+
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os.precision(9);
+  os << v;
+  return os.str();
+}
+
+void note(InvertResult& res, const std::string& msg) {
+  std::fprintf(stderr, "tinv: note: %s\n", msg.c_str());
+  res.notes.push_back(msg);
+}
+
+bool valid_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+  return true;
+}
+
+void validate(const InvertOptions& o) {
+  TINV_CHECK(!o.model.empty(), "--model", "required");
+  TINV_CHECK(o.init == "caption" || o.init == "class" || o.init == "token", "--init",
+             "unknown mode '", o.init, "' (caption, class or token)");
+  if (o.init == "caption")
+    TINV_CHECK(!o.caption.empty() || !o.captioner.empty(), "--init caption",
+               "needs --caption TEXT or --captioner DIR");
+  if (o.init == "class") TINV_CHECK(!o.class_name.empty(), "--init class", "needs --class NAME");
+  TINV_CHECK(valid_name(o.name), "--name", "'", o.name,
+             "' must be 1-64 letters, digits, '_' or '-' (placeholders are <name_0>, <name_1>, ...)");
+  TINV_CHECK(o.steps >= 1, "--steps", "must be >= 1");
+  TINV_CHECK(o.batch >= 1, "--batch", "must be >= 1");
+  TINV_CHECK(o.num_vectors >= 1 && o.num_vectors <= 64, "--num-vectors", "must be in [1, 64]");
+  TINV_CHECK(o.save_every >= 0 && o.preview_every >= 0 && o.eval_every >= 0, "options",
+             "--save-every, --preview-every and --eval-every must be >= 0");
+  TINV_CHECK(o.eval_pairs >= 1, "--eval-pairs", "must be >= 1");
+  TINV_CHECK(o.max_grad_norm >= 0, "--max-grad-norm", "must be >= 0");
+  TINV_CHECK(o.format == "all" || o.format == "diffusers" || o.format == "a1111" || o.format == "kohya",
+             "--format", "unknown format '", o.format, "' (diffusers, a1111, kohya or all)");
+}
+
+std::string strip_ext(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  auto dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return path;
+  return path.substr(0, dot);
+}
+
+void make_dir(const std::string& dir) {
+  if (dir.empty() || dir_exists(dir)) return;
+  TINV_CHECK(::mkdir(dir.c_str(), 0755) == 0 || dir_exists(dir), dir, "cannot create folder");
+}
+
+// The initialisation text's token ids (no BOS/EOS) and the text itself.
+std::pair<std::string, std::vector<int64_t>> init_tokens(const InvertOptions& o, const ClipTokenizer& tok,
+                                                         const std::vector<std::string>& files) {
+  if (o.init == "token") {
+    auto ids = tok.tokenize(o.init_token);
+    TINV_CHECK(ids.size() == 1, "--init-token", "'", o.init_token, "' is ", ids.size(),
+               " tokens; it must be exactly one vocabulary token");
+    return {o.init_token, std::vector<int64_t>(static_cast<size_t>(o.num_vectors), ids[0])};
+  }
+  std::string text = o.init == "class" ? o.class_name : o.caption;
+  if (o.init == "caption" && text.empty()) {
+    TINV_CHECK(static_cast<bool>(captioner_hook()), "--captioner",
+               "BLIP captioning is not available in this build yet; pass --caption TEXT instead");
+    text = captioner_hook()(o.captioner, files);
+  }
+  auto ids = tok.tokenize(text);
+  TINV_CHECK(!ids.empty(), o.init == "class" ? "--class" : "--caption", "'", text,
+             "' has no tokens after cleanup");
+  return {text, ids};
+}
+
+// Longest template in tokens, with the placeholder sentence empty.
+int64_t max_template_tokens(const ClipTokenizer& tok, const std::vector<std::string>& templates) {
+  int64_t m = 0;
+  for (const auto& t : templates)
+    m = std::max<int64_t>(m, static_cast<int64_t>(tok.tokenize(fill_template(t, "")).size()));
+  return m;
+}
+
+struct LatentCache {
+  torch::Tensor latents;  // [M, C, h, w]
+  uint64_t image_hash = 0;
+};
+
+LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& files, int64_t res,
+                          bool flip, InvertResult& result) {
+  torch::NoGradGuard no_grad;
+  LatentCache c;
+  std::vector<torch::Tensor> out;
+  for (const auto& f : files) {
+    auto rgb = read_rgb_image(f);
+    c.image_hash = fnv1a(rgb.data_ptr(), static_cast<size_t>(rgb.numel()), c.image_hash ^ 0x9e37u);
+    std::string msg;
+    auto x = prepare_training_image(rgb, res, &msg).unsqueeze(0);  // [1, 3, R, R]
+    if (!msg.empty()) note(result, f + ": " + msg);
+    if (flip) x = torch::cat({x, x.flip({3})});
+    // Deterministic latents: the posterior mean, scaled (see docs/INVERSION.md).
+    auto post = sd.vae->encode(x.to(sd.device, sd.dtype));
+    out.push_back(post.mean.to(torch::kFloat32) * sd.vae_config.scaling_factor);  // [1|2, C, h, w]
+  }
+  c.latents = torch::cat(out).contiguous();
+  return c;
+}
+
+// The option values a checkpoint must share with the run resuming it.
+std::map<std::string, std::string> run_identity(const InvertOptions& o, const StableDiffusion& sd,
+                                                uint64_t image_hash, const std::string& init_text,
+                                                int64_t n, int64_t res,
+                                                const std::vector<std::string>& templates) {
+  std::string joined;
+  for (const auto& t : templates) joined += t + "\n";
+  return {{"model", sd.fingerprint},      {"images", hex64(image_hash)},
+          {"init", o.init},               {"init_text", init_text},
+          {"vectors", std::to_string(n)}, {"name", o.name},
+          {"steps", std::to_string(o.steps)}, {"lr", fmt(o.lr)},
+          {"lr_schedule", o.lr_schedule}, {"warmup_steps", std::to_string(o.warmup_steps)},
+          {"batch", std::to_string(o.batch)}, {"templates", hex64(fnv1a(joined.data(), joined.size()))},
+          {"resolution", std::to_string(res)}, {"flip", o.flip ? "1" : "0"},
+          {"seed", std::to_string(o.seed)}, {"max_grad_norm", fmt(o.max_grad_norm)},
+          {"dtype", o.dtype},             {"prediction_type", sd.scheduler.prediction_type}};
+}
+
+std::string encode_identity(const std::map<std::string, std::string>& id) {
+  std::string s;
+  for (const auto& [k, v] : id) s += k + "=" + v + "\x1f";
+  return s;
+}
+
+std::map<std::string, std::string> decode_identity(const std::string& s) {
+  std::map<std::string, std::string> id;
+  std::istringstream in(s);
+  std::string item;
+  while (std::getline(in, item, '\x1f')) {
+    auto eq = item.find('=');
+    if (eq != std::string::npos) id[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return id;
+}
+
+struct Log {
+  std::vector<double> loss, lr, fixed;  // one row per update; fixed NaN where not evaluated
+  double final_fixed = NAN;
+};
+
+torch::Tensor vec_tensor(const std::vector<double>& v) {
+  return torch::tensor(v.empty() ? std::vector<double>{} : v, torch::kFloat64);
+}
+
+std::vector<double> tensor_vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+void save_checkpoint(const std::string& path, const InversionTrainer& tr, const Log& log,
+                     const std::string& identity) {
+  const auto& opt = tr.optimizer();
+  save_safetensors(path,
+                   {{"embeddings", tr.embeddings()},
+                    {"exp_avg", opt.exp_avg().to(torch::kCPU)},
+                    {"exp_avg_sq", opt.exp_avg_sq().to(torch::kCPU)},
+                    {"log_loss", vec_tensor(log.loss)},
+                    {"log_lr", vec_tensor(log.lr)},
+                    {"log_fixed", vec_tensor(log.fixed)}},
+                   {{"kind", kCheckpointKind},
+                    {"step", std::to_string(tr.steps_done())},
+                    {"options", identity},
+                    {"options_hash", hex64(fnv1a(identity.data(), identity.size()))},
+                    {"rng", "per-step generators seeded from (seed, step); no state to carry"}});
+}
+
+void load_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
+                     const std::string& identity) {
+  TINV_CHECK(file_exists(path), "--resume", "no checkpoint at '", path,
+             "' (run without --resume, or with the same --out as the interrupted run)");
+  auto f = SafeTensors::open(path);
+  auto md = f.metadata();
+  TINV_CHECK(md["kind"] == kCheckpointKind, path, "not a tinv invert checkpoint");
+  if (md["options"] != identity) {
+    auto ours = decode_identity(identity), theirs = decode_identity(md["options"]);
+    std::string diff;
+    for (const auto& [k, v] : ours)
+      if (theirs[k] != v) diff += str_cat(diff.empty() ? "" : ", ", k, " '", theirs[k], "' -> '", v, "'");
+    throw Error(path, "checkpoint was written with different options (" + diff +
+                          "); resume with the same options or start afresh without --resume");
+  }
+  const int64_t step = std::stoll(md["step"]);
+  tr.restore(f.get("embeddings"), f.get("exp_avg"), f.get("exp_avg_sq"), step);
+  log.loss = tensor_vec(f.get("log_loss", torch::kFloat64));
+  log.lr = tensor_vec(f.get("log_lr", torch::kFloat64));
+  log.fixed = tensor_vec(f.get("log_fixed", torch::kFloat64));
+  TINV_CHECK(static_cast<int64_t>(log.loss.size()) == step, path, "log has ", log.loss.size(),
+             " rows for step ", step);
+}
+
+void write_log_csv(const std::string& path, const Log& log) {
+  std::string s = "step,loss,lr,fixed_loss\n";
+  auto cell = [](double v) { return std::isfinite(v) ? fmt(v) : std::string(); };
+  for (size_t k = 0; k < log.loss.size(); ++k)
+    s += str_cat(k, ",", cell(log.loss[k]), ",", cell(log.lr[k]), ",", cell(log.fixed[k]), "\n");
+  if (std::isfinite(log.final_fixed)) s += str_cat(log.loss.size(), ",,,", fmt(log.final_fixed), "\n");
+  write_file_atomically(path, s.data(), s.size());
+}
+
+void write_plot(const std::string& path, const Log& log) {
+  PlotSeries raw{"loss (random t, noise)", {}, {}, {120, 160, 220}};
+  PlotSeries fixed{"fixed-input loss", {}, {}, {220, 60, 30}};
+  for (size_t k = 0; k < log.loss.size(); ++k) {
+    raw.x.push_back(static_cast<double>(k)), raw.y.push_back(log.loss[k]);
+    if (std::isfinite(log.fixed[k])) fixed.x.push_back(static_cast<double>(k)), fixed.y.push_back(log.fixed[k]);
+  }
+  if (std::isfinite(log.final_fixed))
+    fixed.x.push_back(static_cast<double>(log.loss.size())), fixed.y.push_back(log.final_fixed);
+  save_line_plot(path, {raw, fixed}, "step");
+}
+
+// The fixed evaluation batch: timesteps spread over the schedule, noise from a stream of its
+// own, the first cached latent, the first template.
+StepInputs fixed_inputs(const torch::Tensor& cache, int64_t pairs, int64_t num_timesteps, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, 0xF1CEDull << 32));
+  StepInputs in;
+  std::vector<int64_t> ts;
+  for (int64_t i = 0; i < pairs; ++i) ts.push_back((2 * i + 1) * num_timesteps / (2 * pairs));
+  in.timesteps = torch::tensor(ts, torch::kInt64);
+  in.noise = torch::randn({pairs, cache.size(1), cache.size(2), cache.size(3)}, gen);
+  in.latents = cache.slice(0, 0, 1).expand({pairs, -1, -1, -1}).contiguous();
+  in.template_index.assign(static_cast<size_t>(pairs), 0);
+  return in;
+}
+
+}  // namespace
+
+InvertPaths invert_paths(const std::string& out, const std::string& format) {
+  const std::string stem = strip_ext(out), base = file_stem(stem.empty() ? out : stem);
+  InvertPaths p;
+  if (format == "all") {
+    p.diffusers = stem + ".safetensors";
+    p.a1111 = stem + ".pt";
+    p.kohya = stem + ".kohya/" + base + ".safetensors";  // own folder: trigger = file stem
+  } else if (format == "diffusers") {
+    p.diffusers = out;
+  } else if (format == "a1111") {
+    p.a1111 = out;
+  } else {
+    p.kohya = out;
+  }
+  p.checkpoint = stem + ".checkpoint.safetensors";
+  p.log_csv = stem + ".log.csv";
+  p.plot_png = stem + ".loss.png";
+  p.previews_dir = stem + ".previews";
+  return p;
+}
+
+InvertResult run_inversion(const InvertOptions& o) {
+  validate(o);
+  InvertResult result;
+  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" ? ".pt" : ".safetensors");
+  const InvertPaths paths = invert_paths(out, o.format);
+  const std::string trigger = "<" + o.name + ">";  // the diffusers file's key
+  auto files = collect_image_files(o.images);
+  for (const auto& f : files) read_rgb_image(f);  // every image decodes before the model loads
+
+  SdLoadOptions lo;
+  lo.device = resolve_device(o.device);
+  lo.dtype = resolve_dtype(o.dtype, lo.device);
+  StableDiffusion sd = load_stable_diffusion(o.model, lo);
+  TINV_CHECK(sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
+  const ClipTokenizer& tok = *sd.tokenizer;
+  // Trigger words users type must not be vocabulary words: the diffusers file's "<name>", and
+  // the file stem A1111/kohya take as the trigger.
+  const std::string stem_trigger = file_stem(paths.a1111.empty() ? paths.kohya : paths.a1111);
+  if (tok.is_vocab_word(trigger))
+    throw Error("--name", str_cat("trigger '", trigger, "' is a vocabulary token; choose another name"));
+  if (!stem_trigger.empty() && tok.is_vocab_word(stem_trigger))
+    throw Error("--out", str_cat("A1111/kohya files take their trigger from the file name, and '",
+                                 stem_trigger, "' is a vocabulary token of the model: it would collide "
+                                 "with it; choose another --name or --out (e.g. '", stem_trigger, "-ti')"));
+  auto templates = load_templates(o.templates);
+  auto [init_text, init_ids] = init_tokens(o, tok, files);
+  const int64_t budget = tok.max_length() - 2 - max_template_tokens(tok, templates);
+  TINV_CHECK(budget >= 1, "--templates", "a template alone fills the ", tok.max_length(), " tokens");
+  if (static_cast<int64_t>(init_ids.size()) > budget) {
+    note(result, str_cat("warning: the ", o.init, " has ", init_ids.size(), " tokens; template + "
+                         "placeholders must fit in ", tok.max_length(), " tokens, so it is trimmed to ",
+                         budget));
+    init_ids.resize(static_cast<size_t>(budget));
+    if (o.init != "token") init_text = tok.decode(init_ids);
+  }
+  result.caption = init_text;
+  const int64_t n = static_cast<int64_t>(init_ids.size());
+  std::vector<std::string> placeholders;
+  for (int64_t i = 0; i < n; ++i) placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
+  auto init_rows = sd.text_encoder->token_embeddings(torch::tensor(init_ids, torch::kInt64).to(sd.device))
+                       .to(torch::kCPU, torch::kFloat32);  // [n, d]
+
+  const int64_t res = o.resolution > 0 ? o.resolution : sd.vae_config.sample_size;
+  LatentCache cache = encode_images(sd, files, res, o.flip, result);
+  TrainerOptions topt;
+  topt.adam.lr = o.lr;
+  topt.schedule = LrSchedule::parse(o.lr_schedule, o.lr, o.steps, o.warmup_steps);
+  topt.max_grad_norm = o.max_grad_norm;
+  InversionTrainer trainer(tok, sd.text_encoder, sd.unet, sd.scheduler, placeholders, init_rows,
+                           templates, topt);
+  const std::string identity = encode_identity(
+      run_identity(o, sd, cache.image_hash, init_text, n, res, templates));
+
+  Log log;
+  if (o.resume) {
+    load_checkpoint(paths.checkpoint, trainer, log, identity);
+    note(result, str_cat("resuming from ", paths.checkpoint, " at step ", trainer.steps_done()));
+  }
+  const int64_t num_t = NoiseSchedule(sd.scheduler).num_train_timesteps();
+  RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed);
+  StepInputs fixed = fixed_inputs(cache.latents, o.eval_pairs, num_t, o.seed);
+  if (o.preview_every > 0 && !preview_hook())
+    note(result, "previews need image generation, which is not in this build yet; --preview-every ignored");
+
+  std::map<std::string, std::string> meta = {
+      {"caption", init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
+      {"model", o.model},      {"model_fingerprint", sd.fingerprint}, {"lr", fmt(o.lr)},
+      {"seed", std::to_string(o.seed)}, {"resolution", std::to_string(res)},
+      {"images", std::to_string(files.size())}, {"tool", "tinv invert 0.1.0"}};
+  auto write_outputs = [&](int64_t steps_done) {
+    auto rows = trainer.embeddings();
+    auto md = meta;
+    md["steps"] = std::to_string(steps_done);
+    auto add = [&](const std::string& p) { if (std::find(result.files.begin(), result.files.end(), p) == result.files.end()) result.files.push_back(p); };
+    if (!paths.diffusers.empty()) save_embedding(paths.diffusers, EmbeddingFormat::Diffusers, "<" + o.name + ">", rows, md), add(paths.diffusers);
+    if (!paths.a1111.empty()) {
+      save_embedding(paths.a1111, EmbeddingFormat::A1111, file_stem(paths.a1111), rows,
+                     {{"step", std::to_string(steps_done)}, {"sd_checkpoint", sd.fingerprint},
+                      {"sd_checkpoint_name", file_stem(o.model)}, {"caption", init_text}});
+      add(paths.a1111);
+    }
+    if (!paths.kohya.empty()) make_dir(parent_dir(paths.kohya)), save_embedding(paths.kohya, EmbeddingFormat::Kohya, file_stem(paths.kohya), rows, md), add(paths.kohya);
+  };
+
+  const char* delay_env = std::getenv("TINV_TEST_STEP_DELAY_MS");  // test hook: slow steps down
+  const int delay_ms = delay_env ? std::atoi(delay_env) : 0;
+  Progress bar("invert", o.steps, o.progress);
+  bar.update(trainer.steps_done());
+  // fixed.at(row k) is measured on the same rows as the loss of row k (before update k).
+  auto eval_due = [&](int64_t done) { return o.eval_every > 0 && done % o.eval_every == 0; };
+  double pending = eval_due(trainer.steps_done()) ? trainer.loss(fixed) : NAN;
+  bool finite = run_steps(trainer, source, o.steps, [&](int64_t k, const StepResult& r) {
+    if (!r.finite) return;
+    log.loss.push_back(r.loss);
+    log.lr.push_back(r.lr);
+    log.fixed.push_back(pending);
+    const int64_t done = k + 1;
+    pending = eval_due(done) ? trainer.loss(fixed) : NAN;
+    if (o.save_every > 0 && done % o.save_every == 0 && done < o.steps)
+      save_checkpoint(paths.checkpoint, trainer, log, identity);
+    if (o.preview_every > 0 && done % o.preview_every == 0 && preview_hook()) {
+      make_dir(paths.previews_dir);
+      PreviewRequest req{done, trigger, trainer.embeddings(), o.preview_prompt,
+                         join_path(paths.previews_dir, str_cat("step", done, ".png"))};
+      auto p = req.prompt.find("{}");
+      if (p != std::string::npos) req.prompt = req.prompt.substr(0, p) + trigger + req.prompt.substr(p + 2);
+      preview_hook()(req);
+    }
+    bar.update(done, str_cat("loss=", fmt(r.loss).substr(0, 7)));
+    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  });
+  if (!finite) {
+    bar.finish();
+    throw Error("invert", str_cat("the loss became NaN/inf at step ", trainer.steps_done(),
+                                  " (learning rate too high?); stopped. The last good checkpoint (",
+                                  file_exists(paths.checkpoint) ? paths.checkpoint : "none written yet",
+                                  ") and earlier outputs are kept"));
+  }
+  bar.finish();
+  if (o.eval_every > 0) log.final_fixed = std::isfinite(pending) ? pending : trainer.loss(fixed);
+  write_outputs(trainer.steps_done());
+  save_checkpoint(paths.checkpoint, trainer, log, identity);
+  write_log_csv(paths.log_csv, log);
+  write_plot(paths.plot_png, log);
+  result.files.push_back(paths.checkpoint);
+  result.files.push_back(paths.log_csv);
+  result.files.push_back(paths.plot_png);
+  result.embeddings = trainer.embeddings();
+  return result;
+}
+
+}  // namespace tinv

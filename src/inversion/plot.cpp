@@ -1,0 +1,143 @@
+#include "inversion/plot.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+
+#include "io/image_write.h"
+
+namespace tinv {
+namespace {
+
+// 3x5 glyphs, one row per 3-bit number (MSB = left pixel).
+const std::map<char, std::array<uint8_t, 5>>& font() {
+  static const std::map<char, std::array<uint8_t, 5>> f = {
+      {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}}, {'3', {7, 1, 3, 1, 7}},
+      {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}}, {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 2, 2}},
+      {'8', {7, 5, 7, 5, 7}}, {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
+      {'+', {0, 2, 7, 2, 0}}, {'_', {0, 0, 0, 0, 7}}, {' ', {0, 0, 0, 0, 0}}, {'a', {0, 7, 1, 7, 7}},
+      {'b', {4, 4, 7, 5, 7}}, {'c', {0, 7, 4, 4, 7}}, {'d', {1, 1, 7, 5, 7}}, {'e', {7, 5, 7, 4, 7}},
+      {'f', {3, 4, 6, 4, 4}}, {'g', {7, 5, 7, 1, 7}}, {'h', {4, 4, 7, 5, 5}}, {'i', {2, 0, 2, 2, 2}},
+      {'j', {1, 0, 1, 5, 7}}, {'k', {4, 5, 6, 5, 5}}, {'l', {6, 2, 2, 2, 7}}, {'m', {0, 7, 7, 5, 5}},
+      {'n', {0, 6, 5, 5, 5}}, {'o', {0, 7, 5, 5, 7}}, {'p', {7, 5, 7, 4, 4}}, {'q', {7, 5, 7, 1, 1}},
+      {'r', {0, 7, 4, 4, 4}}, {'s', {7, 4, 7, 1, 7}}, {'t', {4, 7, 4, 4, 3}}, {'u', {0, 5, 5, 5, 7}},
+      {'v', {0, 5, 5, 5, 2}}, {'w', {0, 5, 5, 7, 7}}, {'x', {0, 5, 2, 2, 5}}, {'y', {5, 5, 7, 1, 7}},
+      {'z', {7, 1, 2, 4, 7}}, {'(', {1, 2, 2, 2, 1}}, {')', {4, 2, 2, 2, 4}}, {',', {0, 0, 0, 2, 4}},
+  };
+  return f;
+}
+
+class Canvas {
+ public:
+  Canvas(int64_t w, int64_t h) : w_(w), h_(h), px_(static_cast<size_t>(w * h * 3), 255) {}
+  void set(int64_t x, int64_t y, std::array<uint8_t, 3> c) {
+    if (x < 0 || y < 0 || x >= w_ || y >= h_) return;
+    for (int i = 0; i < 3; ++i) px_[static_cast<size_t>((y * w_ + x) * 3 + i)] = c[i];
+  }
+  void line(double x0, double y0, double x1, double y1, std::array<uint8_t, 3> c, int thick = 1) {
+    const int n = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
+    for (int i = 0; i <= n; ++i) {
+      double t = static_cast<double>(i) / n;
+      int64_t x = std::lround(x0 + (x1 - x0) * t), y = std::lround(y0 + (y1 - y0) * t);
+      for (int dx = 0; dx < thick; ++dx)
+        for (int dy = 0; dy < thick; ++dy) set(x + dx, y + dy, c);
+    }
+  }
+  // Text at (x, y) top-left, glyphs scaled by `s`. Returns the width drawn.
+  int64_t text(int64_t x, int64_t y, const std::string& s, std::array<uint8_t, 3> c, int sc = 2) {
+    int64_t cx = x;
+    for (char ch : s) {
+      auto it = font().find(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+      if (it != font().end())
+        for (int r = 0; r < 5; ++r)
+          for (int col = 0; col < 3; ++col)
+            if (it->second[r] & (4 >> col))
+              for (int a = 0; a < sc; ++a)
+                for (int b = 0; b < sc; ++b) set(cx + col * sc + a, y + r * sc + b, c);
+      cx += 4 * sc;
+    }
+    return cx - x;
+  }
+  torch::Tensor tensor() const {
+    return torch::from_blob(const_cast<uint8_t*>(px_.data()), {h_, w_, 3}, torch::kUInt8).clone();
+  }
+
+ private:
+  int64_t w_, h_;
+  std::vector<uint8_t> px_;
+};
+
+std::string tick_label(double v) {
+  char buf[32];
+  double a = std::abs(v);
+  if (a != 0 && (a < 1e-3 || a >= 1e5)) std::snprintf(buf, sizeof buf, "%.1e", v);
+  else std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+}  // namespace
+
+torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label,
+                               int64_t width, int64_t height) {
+  const double inf = std::numeric_limits<double>::infinity();
+  double xmin = inf, xmax = -inf, ymin = inf, ymax = -inf;
+  for (const auto& s : series)
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!std::isfinite(s.y[i]) || !std::isfinite(s.x[i])) continue;
+      xmin = std::min(xmin, s.x[i]), xmax = std::max(xmax, s.x[i]);
+      ymin = std::min(ymin, s.y[i]), ymax = std::max(ymax, s.y[i]);
+    }
+  if (!(xmin <= xmax)) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
+  if (xmax == xmin) xmax = xmin + 1;
+  if (ymax == ymin) ymax = ymin + 1;
+  const double pad = 0.05 * (ymax - ymin);
+  ymin -= pad, ymax += pad;
+
+  Canvas cv(width, height);
+  const int64_t left = 90, right = width - 20, top = 20, bottom = height - 50;
+  const std::array<uint8_t, 3> black{0, 0, 0}, grid{225, 225, 225};
+  auto px = [&](double x) { return left + (x - xmin) / (xmax - xmin) * (right - left); };
+  auto py = [&](double y) { return bottom - (y - ymin) / (ymax - ymin) * (bottom - top); };
+  for (int i = 0; i <= 4; ++i) {
+    double xv = xmin + (xmax - xmin) * i / 4, yv = ymin + (ymax - ymin) * i / 4;
+    cv.line(px(xv), top, px(xv), bottom, grid);
+    cv.line(left, py(yv), right, py(yv), grid);
+    cv.line(px(xv), bottom, px(xv), bottom + 5, black);
+    cv.line(left - 5, py(yv), left, py(yv), black);
+    std::string xl = tick_label(xv), yl = tick_label(yv);
+    cv.text(static_cast<int64_t>(px(xv)) - static_cast<int64_t>(xl.size()) * 4, bottom + 10, xl, black);
+    cv.text(left - 10 - static_cast<int64_t>(yl.size()) * 8, static_cast<int64_t>(py(yv)) - 5, yl, black);
+  }
+  cv.line(left, top, left, bottom, black);
+  cv.line(left, bottom, right, bottom, black);
+  cv.text((left + right) / 2 - static_cast<int64_t>(x_label.size()) * 4, bottom + 30, x_label, black);
+  int64_t ly = top + 10, longest = 0;
+  for (const auto& s : series) longest = std::max<int64_t>(longest, static_cast<int64_t>(s.label.size()));
+  const int64_t lx0 = right - 50 - longest * 8;  // legend: 30px swatch, gap, text
+  for (const auto& s : series) {
+    bool have = false;
+    double lx = 0, lyv = 0;
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!std::isfinite(s.y[i])) continue;
+      double X = px(s.x[i]), Y = py(s.y[i]);
+      if (have) cv.line(lx, lyv, X, Y, s.color, 2);
+      else cv.line(X, Y, X, Y, s.color, 2);
+      lx = X, lyv = Y, have = true;
+    }
+    cv.line(lx0, ly + 5, lx0 + 30, ly + 5, s.color, 3);
+    cv.text(lx0 + 40, ly, s.label, black);
+    ly += 20;
+  }
+  return cv.tensor();
+}
+
+void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series,
+                    const std::string& x_label, int64_t width, int64_t height) {
+  save_png(path, render_line_plot(series, x_label, width, height));
+}
+
+}  // namespace tinv

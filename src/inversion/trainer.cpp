@@ -1,0 +1,181 @@
+// The trainer core: InversionTrainer, the step sources and run_steps. The `tinv invert`
+// driver is in invert.cpp.
+#include "inversion/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "common/error.h"
+#include "inversion/templates.h"
+
+namespace tinv {
+
+uint64_t derive_seed(uint64_t seed, uint64_t index) {
+  auto mix = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  return mix(seed ^ mix(index));
+}
+
+RandomStepSource::RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch,
+                                   int64_t num_train_timesteps, uint64_t seed)
+    : cache_(std::move(latent_cache)),
+      num_templates_(num_templates),
+      batch_(batch),
+      num_timesteps_(num_train_timesteps),
+      seed_(seed) {
+  TINV_CHECK(cache_.dim() == 4 && cache_.size(0) >= 1, "latent cache", "expected [M, C, h, w], got ",
+             cache_.sizes());
+  TINV_CHECK(num_templates_ >= 1 && batch_ >= 1 && num_timesteps_ >= 1, "step source",
+             "templates, batch and timesteps must be >= 1");
+}
+
+StepInputs RandomStepSource::draw(int64_t step) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed_, static_cast<uint64_t>(step)));
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto which = torch::randint(0, cache_.size(0), {batch_}, gen, i64);
+  auto tmpl = torch::randint(0, num_templates_, {batch_}, gen, i64);
+  StepInputs in;
+  in.timesteps = torch::randint(0, num_timesteps_, {batch_}, gen, i64);
+  in.noise = torch::randn({batch_, cache_.size(1), cache_.size(2), cache_.size(3)}, gen);
+  in.latents = cache_.index_select(0, which.to(cache_.device()));
+  for (int64_t b = 0; b < batch_; ++b) in.template_index.push_back(tmpl[b].item<int64_t>());
+  return in;
+}
+
+InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel text_encoder,
+                                   UNet2DConditionModel unet, const SchedulerConfig& scheduler,
+                                   const std::vector<std::string>& placeholder_tokens,
+                                   const torch::Tensor& init_rows, std::vector<std::string> templates,
+                                   const TrainerOptions& options)
+    : tokenizer_(tokenizer),
+      text_encoder_(std::move(text_encoder)),
+      unet_(std::move(unet)),
+      schedule_(scheduler),
+      prediction_type_(scheduler.prediction_type),
+      templates_(std::move(templates)),
+      options_(options) {
+  const std::string where = "textual inversion";
+  const int64_t n = static_cast<int64_t>(placeholder_tokens.size());
+  TINV_CHECK(n >= 1, where, "no placeholder tokens");
+  TINV_CHECK(!templates_.empty(), where, "no prompt templates");
+  TINV_CHECK(tokenizer_.base_vocab_size() == text_encoder_->config().vocab_size, where,
+             "the tokenizer has ", tokenizer_.base_vocab_size(), " tokens but the text encoder ",
+             text_encoder_->config().vocab_size);
+  TINV_CHECK(tokenizer_.vocab_size() == tokenizer_.base_vocab_size(), where,
+             "the tokenizer already has added tokens");
+  const int64_t width = text_encoder_->config().hidden_size;
+  TINV_CHECK(init_rows.dim() == 2 && init_rows.size(0) == n && init_rows.size(1) == width, where,
+             "initial rows must be [", n, ", ", width, "], got ", init_rows.sizes());
+  for (const auto& tok : placeholder_tokens) {
+    if (tokenizer_.is_vocab_word(tok))
+      throw Error("--name", str_cat("placeholder '", tok, "' collides with a vocabulary token; "
+                                    "choose another --name"));
+    tokenizer_.add_token(tok);
+    sentence_ += (sentence_.empty() ? "" : " ") + tok;
+  }
+  for (size_t i = 0; i < templates_.size(); ++i) {
+    auto prompt = fill_template(templates_[i], sentence_);
+    TINV_CHECK(!tokenizer_.encode(prompt).truncated, where, "prompt '", prompt, "' is longer than ",
+               tokenizer_.max_length(), " tokens");
+  }
+  auto device = text_encoder_->parameters().front().device();
+  rows_ = init_rows.detach().to(device, torch::kFloat32).clone().requires_grad_(true);
+  adam_ = std::make_unique<AdamW>(rows_, options_.adam);
+}
+
+torch::Tensor InversionTrainer::prompt_ids(const std::vector<int64_t>& template_index) const {
+  std::vector<torch::Tensor> rows;
+  for (int64_t i : template_index) {
+    TINV_CHECK(i >= 0 && i < static_cast<int64_t>(templates_.size()), "textual inversion",
+               "template index ", i, " outside [0, ", templates_.size(), ")");
+    rows.push_back(torch::tensor(tokenizer_.encode(fill_template(templates_[i], sentence_)).ids,
+                                 torch::kInt64));
+  }
+  return torch::stack(rows);  // [B, 77]
+}
+
+torch::Tensor InversionTrainer::forward_loss(const StepInputs& in) {
+  const int64_t b = static_cast<int64_t>(in.template_index.size());
+  TINV_CHECK(in.latents.dim() == 4 && in.latents.size(0) == b && in.noise.sizes() == in.latents.sizes() &&
+                 in.timesteps.dim() == 1 && in.timesteps.size(0) == b,
+             "textual inversion", "step inputs disagree: ", b, " templates, latents ",
+             in.latents.sizes(), ", noise ", in.noise.sizes(), ", timesteps ", in.timesteps.sizes());
+  auto param = unet_->parameters().front();
+  const auto device = param.device();
+  const auto dtype = param.scalar_type();
+  auto ids = prompt_ids(in.template_index).to(device);                      // [B, 77]
+  auto states = text_encoder_->forward(ids, rows_.to(dtype));                // [B, 77, D]
+  auto latents = in.latents.to(device, torch::kFloat32);                     // [B, C, h, w]
+  auto noise = in.noise.to(device, torch::kFloat32);
+  auto t = in.timesteps.to(device, torch::kInt64);                           // [B]
+  auto noisy = schedule_.add_noise(latents, noise, t);
+  auto pred = unet_->forward(noisy.to(dtype), t, states);                    // [B, C, h, w]
+  auto target = schedule_.target(latents, noise, t, prediction_type_);
+  return torch::mse_loss(pred.to(torch::kFloat32), target.to(torch::kFloat32));
+}
+
+StepResult InversionTrainer::step(const StepInputs& in) {
+  StepResult r;
+  r.lr = options_.schedule.at(steps_done());
+  auto loss = forward_loss(in);
+  r.grad = torch::autograd::grad({loss}, {rows_})[0].detach();  // [n, d]
+  r.loss = loss.item<double>();
+  r.finite = std::isfinite(r.loss) && r.grad.isfinite().all().item<bool>();
+  if (!r.finite) return r;
+  auto g = r.grad;
+  if (options_.max_grad_norm > 0) {  // torch.nn.utils.clip_grad_norm_
+    double norm = g.norm().item<double>();
+    double coef = options_.max_grad_norm / (norm + 1e-6);
+    if (coef < 1) g = g * coef;
+  }
+  adam_->step(g, r.lr);
+  return r;
+}
+
+double InversionTrainer::loss(const StepInputs& in) {
+  torch::NoGradGuard no_grad;
+  return forward_loss(in).item<double>();
+}
+
+torch::Tensor InversionTrainer::embeddings() const {
+  return rows_.detach().to(torch::kCPU, torch::kFloat32).clone();
+}
+
+void InversionTrainer::restore(const torch::Tensor& rows, const torch::Tensor& exp_avg,
+                               const torch::Tensor& exp_avg_sq, int64_t steps_done) {
+  TINV_CHECK(rows.sizes() == rows_.sizes(), "checkpoint", "embeddings ", rows.sizes(),
+             " do not match the placeholders ", rows_.sizes());
+  {
+    torch::NoGradGuard no_grad;
+    rows_.copy_(rows);
+  }
+  adam_->load_state(exp_avg.to(rows_.device()), exp_avg_sq.to(rows_.device()), steps_done);
+}
+
+bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
+               const std::function<void(int64_t, const StepResult&)>& on_step) {
+  for (int64_t k = trainer.steps_done(); k < end; ++k) {
+    StepResult r = trainer.step(source.draw(k));
+    if (on_step) on_step(k, r);
+    if (!r.finite) return false;
+  }
+  return true;
+}
+
+PreviewFn& preview_hook() {
+  static PreviewFn fn;
+  return fn;
+}
+
+CaptionerFn& captioner_hook() {
+  static CaptionerFn fn;
+  return fn;
+}
+
+}  // namespace tinv

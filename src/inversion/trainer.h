@@ -1,0 +1,205 @@
+// Textual inversion with captioning initialisation: the trainer core and the `tinv invert`
+// driver.
+//
+//   // The core: learned rows for placeholder tokens, everything else frozen.
+//   tinv::InversionTrainer tr(tokenizer, sd.text_encoder, sd.unet, sd.scheduler,
+//                             {"<cat_0>", "<cat_1>"}, init_rows, templates, {});
+//   tinv::RandomStepSource src(latent_cache, templates.size(), /*batch*/ 1, 1000, /*seed*/ 0);
+//   tinv::run_steps(tr, src, /*end*/ 100, [](int64_t k, const tinv::StepResult& r) {});
+//
+//   // The whole command (load, caption/init, latent cache, loop, checkpoints, outputs):
+//   tinv::InvertOptions o;  o.model = "sd15"; o.images = {"cat.png"}; o.caption = "a cat";
+//   tinv::InvertResult res = tinv::run_inversion(o);
+//
+// One step (mirrors diffusers examples/textual_inversion/textual_inversion.py):
+//   ids    = tokenizer(template[i].format(placeholder sentence))            [B, 77]
+//   states = text_encoder(ids, learned rows)                                [B, 77, D]
+//   noisy  = add_noise(latents, noise, t);  pred = unet(noisy, t, states)
+//   loss   = mse(pred, noise | velocity by prediction type)                 (before the update)
+//   grad   = d loss / d rows (no model weight requires grad); optional clip; AdamW update.
+// Step inputs (template choice, timesteps, noises, latents) come from a StepSource: real
+// training draws them from a generator seeded by (seed, step) only, so a resumed run repeats
+// an uninterrupted one exactly; the parity check replays a reference run's inputs through the
+// same code.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "inversion/lr_schedule.h"
+#include "inversion/optimizer.h"
+#include "models/unet.h"
+#include "schedulers/noise_schedule.h"
+#include "schedulers/scheduler_config.h"
+#include "text/clip_text_model.h"
+#include "text/clip_tokenizer.h"
+
+namespace tinv {
+
+// What one optimisation step consumes.
+struct StepInputs {
+  std::vector<int64_t> template_index;  // [B] index into the trainer's templates
+  torch::Tensor timesteps;              // int64 [B]
+  torch::Tensor noise;                  // [B, C, h, w]
+  torch::Tensor latents;                // [B, C, h, w], already scaled by the VAE scaling factor
+};
+
+class StepSource {
+ public:
+  virtual ~StepSource() = default;
+  // Inputs of update `step` (0-based). Must depend on `step` only (resume relies on it).
+  virtual StepInputs draw(int64_t step) = 0;
+};
+
+// Real training: per step, a CPU generator seeded from (seed, step) draws, in this order,
+// B cache entries (uniform), B template indices (uniform), B timesteps in [0, N), and the noise.
+class RandomStepSource : public StepSource {
+ public:
+  // latent_cache [M, C, h, w]: one entry per image (and per flipped image with --flip).
+  RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch,
+                   int64_t num_train_timesteps, uint64_t seed);
+  StepInputs draw(int64_t step) override;
+
+ private:
+  torch::Tensor cache_;
+  int64_t num_templates_, batch_, num_timesteps_;
+  uint64_t seed_;
+};
+
+// A 64-bit seed for draw number `index` of a stream named by `seed` (splitmix64 mixing).
+uint64_t derive_seed(uint64_t seed, uint64_t index);
+
+struct TrainerOptions {
+  AdamWOptions adam;         // lr here is unused: the schedule gives each step's lr
+  LrSchedule schedule;
+  double max_grad_norm = 0;  // > 0: clip the rows' gradient norm (torch clip_grad_norm_)
+};
+
+struct StepResult {
+  double loss = 0;     // loss before the update
+  double lr = 0;       // learning rate used for the update
+  torch::Tensor grad;  // [n, d] gradient of the loss w.r.t. the rows (before clipping)
+  bool finite = true;  // false: loss or gradient not finite; no update was made
+};
+
+class InversionTrainer {
+ public:
+  // `tokenizer` is copied and gets `placeholder_tokens` added (ids base_vocab_size + i);
+  // init_rows [n, d] (n = number of placeholders, d = text width) start the learned rows.
+  // The placeholder sentence is the tokens joined by spaces. Throws tinv::Error on a
+  // placeholder that collides with the vocabulary, a tokenizer/text-encoder vocabulary
+  // mismatch, wrong init shapes, an empty template list, or prompts longer than 77 tokens.
+  InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel text_encoder,
+                   UNet2DConditionModel unet, const SchedulerConfig& scheduler,
+                   const std::vector<std::string>& placeholder_tokens,
+                   const torch::Tensor& init_rows, std::vector<std::string> templates,
+                   const TrainerOptions& options);
+
+  // Token ids of the filled templates, BOS/EOS/padding: int64 [B, 77] on the CPU.
+  torch::Tensor prompt_ids(const std::vector<int64_t>& template_index) const;
+  // One optimisation step (update number steps_done()).
+  StepResult step(const StepInputs& in);
+  // The loss for `in` with the current rows, without gradients or update.
+  double loss(const StepInputs& in);
+
+  torch::Tensor embeddings() const;  // [n, d] float32 CPU copy of the learned rows
+  // Restores rows, optimizer state and step count (a checkpoint).
+  void restore(const torch::Tensor& rows, const torch::Tensor& exp_avg,
+               const torch::Tensor& exp_avg_sq, int64_t steps_done);
+  const AdamW& optimizer() const { return *adam_; }
+  int64_t steps_done() const { return adam_->steps(); }
+  const std::string& placeholder_sentence() const { return sentence_; }
+  const std::vector<std::string>& templates() const { return templates_; }
+  const ClipTokenizer& tokenizer() const { return tokenizer_; }
+
+ private:
+  torch::Tensor forward_loss(const StepInputs& in);  // scalar float32, graph to rows_
+
+  ClipTokenizer tokenizer_;
+  ClipTextModel text_encoder_;
+  UNet2DConditionModel unet_;
+  NoiseSchedule schedule_;
+  std::string prediction_type_;
+  std::vector<std::string> templates_;
+  std::string sentence_;
+  TrainerOptions options_;
+  torch::Tensor rows_;  // [n, d] float32 leaf on the model's device, requires grad
+  std::unique_ptr<AdamW> adam_;
+};
+
+// Runs updates steps_done() .. end-1, drawing each step's inputs from `source` and calling
+// on_step(k, result) after update k (also for a non-finite result, where the loop stops).
+// Returns false when it stopped on a non-finite loss/gradient.
+bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
+               const std::function<void(int64_t, const StepResult&)>& on_step);
+
+// ---- `tinv invert` ----
+
+struct PreviewRequest {
+  int64_t step = 0;         // updates done
+  std::string trigger;      // the trigger word of the embedding ("<concept>")
+  torch::Tensor vectors;    // [n, d] current rows
+  std::string prompt;       // --preview-prompt with "{}" -> trigger (or the prompt as given)
+  std::string path;         // PNG to write
+};
+using PreviewFn = std::function<void(const PreviewRequest&)>;
+// Turns images into a caption (BLIP, another branch); `dir` is --captioner.
+using CaptionerFn = std::function<std::string(const std::string& dir,
+                                              const std::vector<std::string>& image_files)>;
+// Hooks the CLI wires when those features are built in; empty: "not available" errors/notes.
+PreviewFn& preview_hook();
+CaptionerFn& captioner_hook();
+
+struct InvertOptions {
+  std::string model;                    // diffusers folder or single file
+  std::vector<std::string> images;      // files or folders
+  std::string init = "caption";         // caption | class | token
+  std::string caption, captioner;       // caption: text, or a captioner model folder
+  std::string class_name;               // class: its tokens initialise the rows
+  std::string init_token = "*";         // token: one vocabulary token
+  int64_t num_vectors = 1;              // token: number of rows
+  std::string name = "concept";         // placeholders <name_0> ...; trigger <name>
+  int64_t steps = 100;
+  double lr = 5e-3;
+  int64_t batch = 1;
+  std::string templates = "object";     // object | style | FILE
+  int64_t resolution = 0;               // 0: the VAE's sample_size
+  bool flip = false;
+  uint64_t seed = 0;
+  std::string lr_schedule = "constant"; // constant | cosine | warmup
+  int64_t warmup_steps = -1;            // -1: the schedule's default
+  double max_grad_norm = 0;             // 0: no clipping
+  std::string out;                      // default <name>.safetensors (<name>.pt for a1111)
+  std::string format = "diffusers";     // diffusers | a1111 | kohya | all
+  int64_t save_every = 0;               // checkpoint every N steps (0: only at the end)
+  bool resume = false;
+  int64_t preview_every = 0;
+  std::string preview_prompt = "a photo of {}";
+  int64_t eval_every = 10;              // fixed-input loss every K steps (0: never)
+  int64_t eval_pairs = 4;               // number of fixed (timestep, noise) pairs
+  std::string device = "cpu", dtype = "fp32";
+  bool progress = true;
+};
+
+struct InvertResult {
+  torch::Tensor embeddings;         // [n, d] final rows
+  std::vector<std::string> files;   // every file written
+  std::string caption;              // the initialisation text used (after trimming)
+  std::vector<std::string> notes;   // warnings and notes printed
+};
+
+// Throws tinv::Error with a one-line message on any bad input; on a non-finite loss it stops,
+// keeps the last checkpoint and outputs untouched, and throws.
+InvertResult run_inversion(const InvertOptions& options);
+
+// Output paths for `out` (see docs/INVERSION.md): stem = out without its extension.
+struct InvertPaths {
+  std::string diffusers, a1111, kohya, checkpoint, log_csv, plot_png, previews_dir;
+};
+InvertPaths invert_paths(const std::string& out, const std::string& format);
+
+}  // namespace tinv

@@ -1,0 +1,430 @@
+// Textual inversion: optimizer, schedules, templates, image input, the trainer core, and
+// `tinv invert` end to end on the tiny fixture model (32x32 images made here), including a
+// real SIGKILL + --resume. PythonTorchLoad runs only under ctest's `python` label.
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "common/fs.h"
+#include "inversion/image_input.h"
+#include "inversion/lr_schedule.h"
+#include "inversion/optimizer.h"
+#include "inversion/plot.h"
+#include "inversion/templates.h"
+#include "inversion/trainer.h"
+#include "io/embeddings.h"
+#include "io/image_write.h"
+#include "io/safetensors.h"
+#include "models/stable_diffusion.h"
+#include "test_util.h"
+#include "text/extra_tokens.h"
+
+namespace tinv {
+namespace {
+
+std::string model_dir() { return test::fixture("tiny-sd15/model"); }
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()),
+                                              static_cast<std::streamsize>(b.size()));
+}
+
+// A 32x32 test picture: a red square on a blue-grey background.
+torch::Tensor test_picture(int64_t h = 32, int64_t w = 32) {
+  auto img = torch::full({h, w, 3}, 90, torch::kUInt8);
+  img.select(2, 2).fill_(160);
+  img.slice(0, h / 4, 3 * h / 4).slice(1, w / 4, 3 * w / 4).select(2, 0).fill_(230);
+  return img;
+}
+
+std::string write_picture(const test::TempDir& dir, const std::string& name) {
+  std::string p = dir.file(name);
+  save_png(p, test_picture());
+  return p;
+}
+
+// PNG chunks by hand (for palette and 16-bit images stb_image_write cannot make).
+void put32(std::vector<uint8_t>& v, uint32_t x) {
+  for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
+}
+void chunk(std::vector<uint8_t>& png, const char* type, const std::vector<uint8_t>& data) {
+  put32(png, static_cast<uint32_t>(data.size()));
+  std::vector<uint8_t> td(type, type + 4);
+  td.insert(td.end(), data.begin(), data.end());
+  png.insert(png.end(), td.begin(), td.end());
+  put32(png, png_crc32(td.data(), td.size()));
+}
+// Raw scanlines (filter byte included) -> a PNG with one stored (uncompressed) zlib block.
+std::vector<uint8_t> make_png(int w, int h, int depth, int color, const std::vector<uint8_t>& raw,
+                              const std::vector<uint8_t>& plte = {}) {
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}, ihdr;
+  put32(ihdr, w), put32(ihdr, h);
+  ihdr.insert(ihdr.end(), {static_cast<uint8_t>(depth), static_cast<uint8_t>(color), 0, 0, 0});
+  chunk(png, "IHDR", ihdr);
+  if (!plte.empty()) chunk(png, "PLTE", plte);
+  std::vector<uint8_t> z = {0x78, 0x01, 0x01};
+  uint16_t len = static_cast<uint16_t>(raw.size());
+  z.insert(z.end(), {static_cast<uint8_t>(len), static_cast<uint8_t>(len >> 8),
+                     static_cast<uint8_t>(~len), static_cast<uint8_t>(~len >> 8)});
+  z.insert(z.end(), raw.begin(), raw.end());
+  uint32_t a = 1, b = 0;
+  for (uint8_t c : raw) a = (a + c) % 65521, b = (b + a) % 65521;
+  put32(z, (b << 16) | a);
+  chunk(png, "IDAT", z);
+  chunk(png, "IEND", {});
+  return png;
+}
+
+InvertOptions tiny_options(const test::TempDir& dir, const std::string& image) {
+  InvertOptions o;
+  o.model = model_dir();
+  o.images = {image};
+  o.caption = "a red cube on a table";
+  o.steps = 4;
+  o.name = "redcube";
+  o.out = dir.file("redcube.safetensors");
+  o.format = "all";
+  o.eval_every = 2;
+  o.progress = false;
+  return o;
+}
+
+// ---- small parts ----
+
+TEST(AdamW, MatchesLibtorchAdamW) {
+  torch::manual_seed(3);
+  auto p0 = torch::randn({3, 5});
+  auto ours = p0.clone();
+  auto ref = p0.clone().requires_grad_(true);
+  AdamW opt(ours, {});
+  torch::optim::AdamW ref_opt({ref}, torch::optim::AdamWOptions(5e-3).weight_decay(1e-2).eps(1e-8));
+  for (int k = 0; k < 7; ++k) {
+    auto g = torch::randn({3, 5});
+    opt.step(g, 5e-3);
+    ref.mutable_grad() = g.clone();
+    ref_opt.step();
+  }
+  EXPECT_TRUE(torch::allclose(ours, ref.detach(), 1e-6, 1e-7));
+  EXPECT_EQ(opt.steps(), 7);
+}
+
+TEST(LrSchedule, Kinds) {
+  auto c = LrSchedule::parse("constant", 1e-2, 100);
+  EXPECT_DOUBLE_EQ(c.at(0), 1e-2);
+  auto w = LrSchedule::parse("warmup", 1e-2, 100);
+  EXPECT_EQ(w.warmup_steps, 10);
+  EXPECT_DOUBLE_EQ(w.at(0), 1e-3);
+  EXPECT_DOUBLE_EQ(w.at(50), 1e-2);
+  auto cos = LrSchedule::parse("cosine", 1e-2, 100);
+  EXPECT_DOUBLE_EQ(cos.at(0), 1e-2);
+  EXPECT_NEAR(cos.at(50), 5e-3, 1e-12);
+  EXPECT_TINV_ERROR(LrSchedule::parse("linear", 1e-2, 10), "--lr-schedule");
+}
+
+TEST(Templates, BuiltInsAndFiles) {
+  EXPECT_EQ(load_templates("object")[0], "a photo of a {}");
+  EXPECT_FALSE(load_templates("style").empty());
+  EXPECT_EQ(fill_template("a {} here", "<x_0> <x_1>"), "a <x_0> <x_1> here");
+  test::TempDir dir;
+  std::ofstream(dir.file("t.txt")) << "# mine\nan image of {}\n\n{} in a field\n";
+  EXPECT_EQ(load_templates(dir.file("t.txt")).size(), 2u);
+  std::ofstream(dir.file("bad.txt")) << "no placeholder\n";
+  EXPECT_TINV_ERROR(load_templates(dir.file("bad.txt")), "exactly one '{}'");
+  EXPECT_TINV_ERROR(load_templates(dir.file("missing.txt")), "neither");
+}
+
+TEST(ImageInput, ConvertsEveryPngKind) {
+  test::TempDir dir;
+  save_png(dir.file("gray.png"), torch::full({6, 4, 1}, 100, torch::kUInt8));
+  auto rgba = torch::zeros({4, 4, 4}, torch::kUInt8);  // fully transparent -> white
+  save_png(dir.file("alpha.png"), rgba);
+  // Palette: 2x2, 1 byte per pixel, colours red and green.
+  write_bytes(dir.file("palette.png"),
+              make_png(2, 2, 8, 3, {0, 0, 1, 0, 1, 0}, {255, 0, 0, 0, 255, 0}));
+  // 16-bit RGB 1x1: (0xFFFF, 0x8000, 0).
+  write_bytes(dir.file("rgb16.png"), make_png(1, 1, 16, 2, {0, 0xFF, 0xFF, 0x80, 0, 0, 0}));
+  auto g = read_rgb_image(dir.file("gray.png"));
+  EXPECT_EQ(g.sizes(), (std::vector<int64_t>{6, 4, 3}));
+  EXPECT_EQ(g[0][0][2].item<int>(), 100);
+  EXPECT_EQ(read_rgb_image(dir.file("alpha.png"))[0][0][1].item<int>(), 255);
+  auto p = read_rgb_image(dir.file("palette.png"));
+  EXPECT_EQ(p[0][0][0].item<int>(), 255);
+  EXPECT_EQ(p[0][1][1].item<int>(), 255);
+  auto d = read_rgb_image(dir.file("rgb16.png"));
+  EXPECT_EQ(d[0][0][0].item<int>(), 255);
+  EXPECT_NEAR(d[0][0][1].item<int>(), 128, 1);
+}
+
+TEST(ImageInput, RefusesBadFilesClearly) {
+  test::TempDir dir;
+  write_bytes(dir.file("empty.png"), {});
+  std::ofstream(dir.file("notes.png")) << "this is text, not an image";
+  auto good = encode_png(test_picture());
+  write_bytes(dir.file("trunc.png"), std::vector<uint8_t>(good.begin(), good.begin() + 40));
+  EXPECT_TINV_ERROR(read_rgb_image(dir.file("empty.png")), "empty.png: empty file");
+  EXPECT_TINV_ERROR(read_rgb_image(dir.file("notes.png")), "notes.png: cannot decode");
+  EXPECT_TINV_ERROR(read_rgb_image(dir.file("trunc.png")), "trunc.png: cannot decode");
+  EXPECT_TINV_ERROR(read_rgb_image(dir.file("none.png")), "none.png");
+  EXPECT_TINV_ERROR(collect_image_files({dir.path() + "/nothing"}), "no such file");
+  test::TempDir empty;
+  EXPECT_TINV_ERROR(collect_image_files({empty.path()}), "no image files");
+}
+
+TEST(ImageInput, CropsAndResizesWithNotes) {
+  std::string note;
+  auto x = prepare_training_image(test_picture(8, 12), 32, &note);
+  EXPECT_EQ(x.sizes(), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_NE(note.find("centre-cropped 12x8"), std::string::npos) << note;
+  EXPECT_NE(note.find("upscaled"), std::string::npos) << note;
+  EXPECT_LE(x.max().item<float>(), 1.0f);
+  EXPECT_GE(x.min().item<float>(), -1.0f);
+  prepare_training_image(test_picture(300, 300), 32, &note);
+  EXPECT_NE(note.find("downscaled 300px"), std::string::npos) << note;
+  prepare_training_image(test_picture(32, 32), 32, &note);
+  EXPECT_TRUE(note.empty()) << note;
+}
+
+TEST(Plot, DrawsCurves) {
+  PlotSeries a{"loss", {0, 1, 2}, {1.0, 0.5, 0.7}, {200, 0, 0}};
+  auto img = render_line_plot({a}, "step", 320, 200);
+  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{200, 320, 3}));
+  auto red = (img.select(2, 0) == 200) & (img.select(2, 1) == 0);
+  EXPECT_GT(red.sum().item<int64_t>(), 50);
+}
+
+TEST(StepSource, DrawsDependOnSeedAndStepOnly) {
+  auto cache = torch::randn({3, 4, 4, 4});
+  RandomStepSource a(cache, 5, 2, 1000, 7), b(cache, 5, 2, 1000, 7);
+  b.draw(0), b.draw(1);
+  auto x = a.draw(2), y = b.draw(2);
+  EXPECT_TRUE(x.noise.equal(y.noise));
+  EXPECT_TRUE(x.timesteps.equal(y.timesteps));
+  EXPECT_EQ(x.template_index, y.template_index);
+  EXPECT_FALSE(a.draw(3).noise.equal(x.noise));
+}
+
+// ---- the trainer core ----
+
+TEST(Trainer, OnlyPlaceholderRowsLearn) {
+  auto sd = load_stable_diffusion(model_dir());
+  auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
+  TrainerOptions opt;
+  opt.schedule = LrSchedule::parse("constant", 5e-3, 3);
+  InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
+                      {"a photo of {}"}, opt);
+  EXPECT_EQ(tr.placeholder_sentence(), "<a_0> <a_1>");
+  auto ids = tr.prompt_ids({0});
+  EXPECT_EQ(ids[0][4].item<int64_t>(), 49408);
+  EXPECT_EQ(ids[0][5].item<int64_t>(), 49409);
+  auto before = sd.unet->named_parameters()["conv_in.weight"].clone();
+  RandomStepSource src(torch::randn({1, 4, 16, 16}), 1, 2, 1000, 0);
+  ASSERT_TRUE(run_steps(tr, src, 3, nullptr));
+  EXPECT_FALSE(tr.embeddings().equal(init));
+  for (const auto& p : sd.unet->parameters()) EXPECT_FALSE(p.requires_grad() || p.grad().defined());
+  for (const auto& p : sd.text_encoder->parameters()) EXPECT_FALSE(p.grad().defined());
+  EXPECT_TRUE(sd.unet->named_parameters()["conv_in.weight"].equal(before));
+}
+
+// ---- tinv invert ----
+
+TEST(Invert, WritesEveryFormatAndTheyLoadBack) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "cube.png"));
+  InvertResult r = run_inversion(o);
+  ASSERT_EQ(r.embeddings.size(0), 6);  // "a red cube on a table"
+  EXPECT_EQ(r.caption, "a red cube on a table");
+  for (const char* f : {"redcube.safetensors", "redcube.pt", "redcube.kohya/redcube.safetensors",
+                        "redcube.log.csv", "redcube.loss.png", "redcube.checkpoint.safetensors"})
+    EXPECT_TRUE(file_exists(dir.file(f))) << f;
+  auto d = load_embeddings(dir.file("redcube.safetensors"), 32);
+  auto a = load_embeddings(dir.file("redcube.pt"), 32);
+  auto k = load_embeddings(dir.file("redcube.kohya/redcube.safetensors"), 32);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].trigger, "<redcube>");
+  EXPECT_EQ(a[0].trigger, "redcube");
+  EXPECT_EQ(k[0].trigger, "redcube");
+  EXPECT_TRUE(d[0].vectors.equal(r.embeddings));
+  EXPECT_TRUE(a[0].vectors.equal(r.embeddings));
+  EXPECT_TRUE(k[0].vectors.equal(r.embeddings));
+  EXPECT_EQ(d[0].metadata["caption"], "a red cube on a table");
+  EXPECT_EQ(d[0].metadata["init"], "caption");
+  EXPECT_EQ(d[0].metadata["steps"], "4");
+  EXPECT_EQ(d[0].metadata["model_fingerprint"].size(), 16u);
+  // The trigger in a prompt expands to the 6 learned vectors.
+  auto tok = ClipTokenizer::load(model_dir() + "/tokenizer");
+  ExtraTokens extra;
+  extra.add_trigger(tok, d[0].trigger, d[0].vectors);
+  auto ids = tok.tokenize(extra.expand("a photo of <redcube>"));
+  EXPECT_EQ(ids.size(), 3u + 6u);
+  EXPECT_EQ(ids.back(), 49408 + 5);
+  // CSV: header, 4 rows, the final fixed-input row; fixed loss at rows 0 and 2.
+  std::string csv = read_text_file(dir.file("redcube.log.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6);
+  EXPECT_EQ(csv.rfind("step,loss,lr,fixed_loss\n", 0), 0u);
+}
+
+TEST(Invert, InitModes) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 1;
+  o.format = "diffusers";
+  o.init = "token";
+  o.num_vectors = 3;
+  auto r = run_inversion(o);
+  EXPECT_EQ(r.embeddings.size(0), 3);
+  o.init = "class";
+  o.class_name = "cube";
+  EXPECT_EQ(run_inversion(o).embeddings.size(0), 1);
+  o.init = "token";
+  o.init_token = "red cube";
+  EXPECT_TINV_ERROR(run_inversion(o), "exactly one vocabulary token");
+  o.init = "caption";
+  o.caption.clear();
+  o.captioner = "blip";
+  EXPECT_TINV_ERROR(run_inversion(o), "not available in this build yet");
+}
+
+TEST(Invert, BadInputs) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 1;
+  o.name = "cat";
+  o.out = dir.file("cat.safetensors");
+  EXPECT_TINV_ERROR(run_inversion(o), "collide");
+  o.out = dir.file("cat-x.safetensors");
+  o.format = "diffusers";
+  o.steps = 1;
+  run_inversion(o);  // "<cat>" is no vocabulary token: fine
+  o.name = "a b";
+  EXPECT_TINV_ERROR(run_inversion(o), "--name");
+  o.name = "redcube";
+  std::ofstream(dir.file("bad.png")) << "nope";
+  o.images = {dir.file("bad.png")};
+  EXPECT_TINV_ERROR(run_inversion(o), "bad.png: cannot decode");
+}
+
+TEST(Invert, LongCaptionIsTrimmed) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 1;
+  o.format = "diffusers";
+  o.caption.clear();
+  for (int i = 0; i < 80; ++i) o.caption += "red ";
+  auto r = run_inversion(o);
+  EXPECT_LT(r.embeddings.size(0), 75);
+  EXPECT_GT(r.embeddings.size(0), 60);
+  bool warned = false;
+  for (const auto& n : r.notes) warned |= n.find("trimmed") != std::string::npos;
+  EXPECT_TRUE(warned);
+}
+
+TEST(Invert, NanLossStopsAndKeepsCheckpoint) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 8;
+  o.save_every = 1;
+  o.lr = 1e30;
+  EXPECT_TINV_ERROR(run_inversion(o), "NaN");
+  EXPECT_FALSE(file_exists(dir.file("redcube.safetensors")));
+  ASSERT_TRUE(file_exists(dir.file("redcube.checkpoint.safetensors")));
+  auto ck = SafeTensors::open(dir.file("redcube.checkpoint.safetensors"));
+  EXPECT_TRUE(ck.get("embeddings").isfinite().all().item<bool>());
+}
+
+TEST(Invert, ResumeRefusesOtherOptions) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 2;
+  run_inversion(o);
+  o.lr = 1e-2;
+  o.resume = true;
+  EXPECT_TINV_ERROR(run_inversion(o), "different options (lr '0.005' -> '0.01')");
+  o.out = dir.file("never-ran.safetensors");
+  EXPECT_TINV_ERROR(run_inversion(o), "no checkpoint");
+}
+
+// Runs `tinv invert` as a child process; returns its pid.
+pid_t spawn_invert(const std::vector<std::string>& args, int delay_ms) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (delay_ms > 0) setenv("TINV_TEST_STEP_DELAY_MS", std::to_string(delay_ms).c_str(), 1);
+    std::vector<char*> argv;
+    std::string bin = TINV_BINARY;
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+TEST(Invert, KillAndResumeGivesIdenticalEmbeddings) {
+  test::TempDir dir;
+  std::string img = write_picture(dir, "x.png");
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"invert", "--model", model_dir(), "--image", img, "--caption",
+                                    "a red cube", "--steps", "12", "--save-every", "2", "--batch", "2",
+                                    "--flip", "--seed", "5", "--out", out, "--no-progress"};
+  };
+  ASSERT_EQ(wait_exit(spawn_invert(args(dir.file("full.safetensors")), 0)), 0);
+
+  std::string ck = dir.file("killed.checkpoint.safetensors");
+  pid_t pid = spawn_invert(args(dir.file("killed.safetensors")), 150);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int64_t killed_at = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (file_exists(ck)) {
+      killed_at = std::stoll(SafeTensors::open(ck).metadata().at("step"));
+      if (killed_at >= 4) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(killed_at, 4) << "no checkpoint appeared";
+  kill(pid, SIGKILL);
+  EXPECT_EQ(wait_exit(pid), -SIGKILL);
+  ASSERT_FALSE(file_exists(dir.file("killed.safetensors"))) << "the run finished before the kill";
+
+  auto resume = args(dir.file("killed.safetensors"));
+  resume.push_back("--resume");
+  ASSERT_EQ(wait_exit(spawn_invert(resume, 0)), 0);
+  auto full = SafeTensors::open(dir.file("full.safetensors")).get("<concept>");
+  auto resumed = SafeTensors::open(dir.file("killed.safetensors")).get("<concept>");
+  EXPECT_TRUE(full.equal(resumed)) << "max diff " << (full - resumed).abs().max().item<float>();
+  EXPECT_EQ(read_text_file(dir.file("full.log.csv")), read_text_file(dir.file("killed.log.csv")));
+}
+
+TEST(PythonTorchLoad, ReadsInvertA1111File) {
+  const char* python = std::getenv("TINV_PYTHON");
+  if (!python) GTEST_SKIP() << "run through ctest -L python (TINV_PYTHON unset)";
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 2;
+  auto r = run_inversion(o);
+  std::ofstream(dir.file("check.py")) << R"(import sys
+import torch
+d = torch.load(sys.argv[1])
+v = d["string_to_param"]["*"]
+assert v.dtype == torch.float32 and tuple(v.shape) == (6, 32), (v.dtype, v.shape)
+assert d["name"] == "redcube", d["name"]
+assert d["step"] == 2, d["step"]
+print("ok", float(v.abs().sum()))
+)";
+  std::string cmd = std::string(python) + " " + dir.file("check.py") + " " + dir.file("redcube.pt");
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+}  // namespace
+}  // namespace tinv

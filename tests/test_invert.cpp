@@ -2,6 +2,7 @@
 // `tinv invert` end to end on the tiny fixture model (32x32 images made here), including a
 // real SIGKILL + --resume. PythonTorchLoad runs only under ctest's `python` label.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
 #include "test_util.h"
+#include "text/clip_tokenizer.h"
 #include "text/extra_tokens.h"
 
 namespace tinv {
@@ -285,8 +287,51 @@ TEST(Invert, InitModes) {
   EXPECT_TINV_ERROR(run_inversion(o), "exactly one vocabulary token");
   o.init = "caption";
   o.caption.clear();
-  o.captioner = "blip";
-  EXPECT_TINV_ERROR(run_inversion(o), "not available in this build yet");
+  o.captioner = dir.file("no-such-blip");
+  EXPECT_TINV_ERROR(run_inversion(o), "no-such-blip");
+  o.captioner = test::fixture("tiny-blip/model");  // no vocab.txt: ids only, no caption text
+  EXPECT_TINV_ERROR(run_inversion(o), "no vocab.txt");
+}
+
+// --captioner: BLIP describes the image and its caption's tokens become the placeholders.
+TEST(Invert, CaptionerInitialisation) {
+  test::TempDir dir;
+  auto image = write_picture(dir, "x.png");
+  std::string blip = dir.file("blip");
+  ASSERT_EQ(::mkdir(blip.c_str(), 0755), 0);
+  for (const char* f : {"config.json", "model.safetensors", "preprocessor_config.json"})
+    ASSERT_EQ(::symlink(test::fixture(std::string("tiny-blip/model/") + f).c_str(), (blip + "/" + f).c_str()), 0);
+  {
+    std::ofstream v(blip + "/vocab.txt");  // bert-base-uncased ids for specials and the prompt
+    for (int i = 0; i < 30522; ++i) {
+      std::string t = "w" + std::to_string(i);
+      if (i == 0) t = "[PAD]";
+      if (i == 100) t = "[UNK]";
+      if (i == 101) t = "[CLS]";
+      if (i == 102) t = "[SEP]";
+      if (i == 103) t = "[MASK]";
+      if (i == 1037) t = "a";
+      if (i == 3861) t = "picture";
+      if (i == 1997) t = "of";
+      v << t << "\n";
+    }
+  }
+  auto o = tiny_options(dir, image);
+  o.caption.clear();
+  o.captioner = blip;
+  o.steps = 2;
+  o.format = "diffusers";
+  o.preview_every = 1;
+  o.preview_prompt = "a photo of {}";
+  auto r = run_inversion(o);
+  ASSERT_FALSE(r.caption.empty());
+  EXPECT_EQ(r.caption.rfind("w", 0), 0u) << r.caption;  // the synthetic vocabulary's words
+  auto tok = ClipTokenizer::load(model_dir() + "/tokenizer");
+  EXPECT_EQ(r.embeddings.size(0), static_cast<int64_t>(tok.tokenize(r.caption).size()));
+  // Previews at every step, PNGs with generation parameters.
+  auto paths = invert_paths(o.out, o.format);
+  EXPECT_TRUE(file_exists(paths.previews_dir + "/step1.png"));
+  EXPECT_TRUE(file_exists(paths.previews_dir + "/step2.png"));
 }
 
 TEST(Invert, BadInputs) {

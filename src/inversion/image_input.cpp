@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/image.h"
 
 namespace tinv {
 namespace {
@@ -61,6 +62,9 @@ torch::Tensor read_rgb_image(const std::string& path) {
   std::vector<uint8_t> bytes = read_binary_file(path);
   TINV_CHECK(!bytes.empty(), path, "empty file, not an image");
   int w = 0, h = 0, channels = 0;
+  if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels))
+    TINV_CHECK(static_cast<int64_t>(w) * h <= kMaxImagePixels, path, "image is ", w, "x", h,
+               ", above the limit of ", kMaxImagePixels / 1000000, " megapixels");
   // RGBA: stb converts gray, gray+alpha, palette and 16-bit data to 8-bit RGBA.
   std::unique_ptr<stbi_uc, void (*)(void*)> px(
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, 4),
@@ -74,7 +78,16 @@ torch::Tensor read_rgb_image(const std::string& path) {
   auto rgba = torch::from_blob(px.get(), {h, w, 4}, torch::kUInt8).to(torch::kFloat32);
   auto alpha = rgba.slice(2, 3, 4) / 255.0f;                       // [H, W, 1]
   auto rgb = rgba.slice(2, 0, 3) * alpha + 255.0f * (1 - alpha);  // over white
-  return rgb.round().clamp(0, 255).to(torch::kUInt8).contiguous();
+  rgb = rgb.round().clamp(0, 255).to(torch::kUInt8).contiguous();
+  // Cameras store rotated JPEGs with an EXIF orientation tag; honour it as viewers do.
+  int orientation = jpeg_exif_orientation(bytes.data(), bytes.size());
+  if (orientation > 1) {
+    Image img(w, h);
+    std::copy(rgb.data_ptr<uint8_t>(), rgb.data_ptr<uint8_t>() + rgb.numel(), img.rgb.begin());
+    img = apply_exif_orientation(img, orientation);
+    rgb = torch::from_blob(img.rgb.data(), {img.height, img.width, 3}, torch::kUInt8).clone();
+  }
+  return rgb;
 }
 
 torch::Tensor prepare_training_image(const torch::Tensor& rgb, int64_t resolution, std::string* note) {

@@ -19,8 +19,13 @@
 #include "inversion/templates.h"
 #include "inversion/trainer.h"
 #include "io/embeddings.h"
+#include "io/image.h"
+#include "io/image_write.h"
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
+#include "pipelines/caption.h"
+#include "pipelines/generate.h"
+#include "text/extra_tokens.h"
 
 namespace tinv {
 namespace {
@@ -92,6 +97,35 @@ void make_dir(const std::string& dir) {
 }
 
 // The initialisation text's token ids (no BOS/EOS) and the text itself.
+// The caption of the first training image, by the BLIP captioner in `o.captioner` (the
+// method starts from one image; with several, the first one is described).
+std::string caption_with_blip(const InvertOptions& o, const std::vector<std::string>& files) {
+  TINV_CHECK(!o.captioner.empty(), "--init caption", "needs --caption TEXT or --captioner DIR");
+  auto captioner = BlipCaptioner::load(o.captioner, resolve_device(o.device));
+  TINV_CHECK(captioner.has_tokenizer(), o.captioner, "the captioner has no vocab.txt, so its "
+             "caption cannot be turned into text; add vocab.txt or pass --caption TEXT");
+  CaptionResult r = captioner.caption(load_image(files.front()));
+  TINV_CHECK(!r.text.empty(), o.captioner, "the captioner produced an empty caption for ", files.front());
+  std::fprintf(stderr, "caption: \"%s\" (%s)\n", r.text.c_str(), files.front().c_str());
+  return r.text;
+}
+
+// A preview image of the embedding so far: the preview prompt through the model with the
+// current rows as a trigger word, at the training resolution, always the same seed.
+void write_preview(const StableDiffusion& sd, const PreviewRequest& req, int64_t res, uint64_t seed) {
+  StableDiffusion view = sd;  // modules shared; its own copy of the base tokenizer
+  ExtraTokens extra;
+  extra.add_trigger(*view.tokenizer, req.trigger, req.vectors);
+  GenerateOptions g;
+  g.prompt = req.prompt;
+  g.steps = 20;
+  g.seed = seed;
+  g.width = g.height = (res / 8) * 8;
+  g.progress = false;
+  GenerateResult out = generate(view, extra, g);
+  save_png(req.path, out.images[0], {{"parameters", out.parameters}});
+}
+
 std::pair<std::string, std::vector<int64_t>> init_tokens(const InvertOptions& o, const ClipTokenizer& tok,
                                                          const std::vector<std::string>& files) {
   if (o.init == "token") {
@@ -102,9 +136,7 @@ std::pair<std::string, std::vector<int64_t>> init_tokens(const InvertOptions& o,
   }
   std::string text = o.init == "class" ? o.class_name : o.caption;
   if (o.init == "caption" && text.empty()) {
-    TINV_CHECK(static_cast<bool>(captioner_hook()), "--captioner",
-               "BLIP captioning is not available in this build yet; pass --caption TEXT instead");
-    text = captioner_hook()(o.captioner, files);
+    text = caption_with_blip(o, files);
   }
   auto ids = tok.tokenize(text);
   TINV_CHECK(!ids.empty(), o.init == "class" ? "--class" : "--caption", "'", text,
@@ -354,8 +386,6 @@ InvertResult run_inversion(const InvertOptions& o) {
   const int64_t num_t = NoiseSchedule(sd.scheduler).num_train_timesteps();
   RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed);
   StepInputs fixed = fixed_inputs(cache.latents, o.eval_pairs, num_t, o.seed);
-  if (o.preview_every > 0 && !preview_hook())
-    note(result, "previews need image generation, which is not in this build yet; --preview-every ignored");
 
   std::map<std::string, std::string> meta = {
       {"caption", init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
@@ -393,13 +423,13 @@ InvertResult run_inversion(const InvertOptions& o) {
     pending = eval_due(done) ? trainer.loss(fixed) : NAN;
     if (o.save_every > 0 && done % o.save_every == 0 && done < o.steps)
       save_checkpoint(paths.checkpoint, trainer, log, identity);
-    if (o.preview_every > 0 && done % o.preview_every == 0 && preview_hook()) {
+    if (o.preview_every > 0 && done % o.preview_every == 0) {
       make_dir(paths.previews_dir);
       PreviewRequest req{done, trigger, trainer.embeddings(), o.preview_prompt,
                          join_path(paths.previews_dir, str_cat("step", done, ".png"))};
       auto p = req.prompt.find("{}");
       if (p != std::string::npos) req.prompt = req.prompt.substr(0, p) + trigger + req.prompt.substr(p + 2);
-      preview_hook()(req);
+      write_preview(sd, req, res, o.seed);
     }
     bar.update(done, str_cat("loss=", fmt(r.loss).substr(0, 7)));
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));

@@ -168,14 +168,4 @@ bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
   return true;
 }
 
-PreviewFn& preview_hook() {
-  static PreviewFn fn;
-  return fn;
-}
-
-CaptionerFn& captioner_hook() {
-  static CaptionerFn fn;
-  return fn;
-}
-
 }  // namespace tinv

@@ -146,13 +146,6 @@ struct PreviewRequest {
   std::string prompt;       // --preview-prompt with "{}" -> trigger (or the prompt as given)
   std::string path;         // PNG to write
 };
-using PreviewFn = std::function<void(const PreviewRequest&)>;
-// Turns images into a caption (BLIP, another branch); `dir` is --captioner.
-using CaptionerFn = std::function<std::string(const std::string& dir,
-                                              const std::vector<std::string>& image_files)>;
-// Hooks the CLI wires when those features are built in; empty: "not available" errors/notes.
-PreviewFn& preview_hook();
-CaptionerFn& captioner_hook();
 
 struct InvertOptions {
   std::string model;                    // diffusers folder or single file

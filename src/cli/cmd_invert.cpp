@@ -49,7 +49,7 @@ void add_invert(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--eval-pairs", o->eval_pairs, "Fixed (timestep, noise) pairs")
       ->capture_default_str();
-  cmd->add_option("--device", o->device, "cpu | cuda | cuda:N | auto")->capture_default_str();
+  cmd->add_option("--device", o->device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "fp32 | bf16 | fp16 (CUDA)")->capture_default_str();
   cmd->add_flag("!--no-progress", o->progress, "No progress bar");
   cmd->callback([o] {

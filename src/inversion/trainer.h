@@ -174,7 +174,7 @@ struct InvertOptions {
   std::string preview_prompt = "a photo of {}";
   int64_t eval_every = 10;              // fixed-input loss every K steps (0: never)
   int64_t eval_pairs = 4;               // number of fixed (timestep, noise) pairs
-  std::string device = "cpu", dtype = "fp32";
+  std::string device = "auto", dtype = "fp32";  // auto: CUDA when available
   bool progress = true;
 };
 

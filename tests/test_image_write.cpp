@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/crc32.h"
 #include "common/fs.h"
 #include "io/image_write.h"
 #include "test_util.h"
@@ -32,7 +33,7 @@ std::vector<Chunk> parse_chunks(const std::vector<uint8_t>& png) {
     EXPECT_LE(at + 12 + len, png.size());
     Chunk c{std::string(png.begin() + at + 4, png.begin() + at + 8),
             std::string(png.begin() + at + 8, png.begin() + at + 8 + len)};
-    EXPECT_EQ(png_crc32(png.data() + at + 4, 4 + len), u32(at + 8 + len)) << "CRC of " << c.type;
+    EXPECT_EQ(crc32(png.data() + at + 4, 4 + len), u32(at + 8 + len)) << "CRC of " << c.type;
     chunks.push_back(c);
     at += 12 + len;
   }
@@ -42,7 +43,7 @@ std::vector<Chunk> parse_chunks(const std::vector<uint8_t>& png) {
 
 TEST(ImageWrite, Crc32KnownValue) {
   const char* s = "123456789";
-  EXPECT_EQ(png_crc32(reinterpret_cast<const uint8_t*>(s), 9), 0xCBF43926u);
+  EXPECT_EQ(crc32(reinterpret_cast<const uint8_t*>(s), 9), 0xCBF43926u);
 }
 
 TEST(ImageWrite, PixelsAndTextChunksRoundTrip) {

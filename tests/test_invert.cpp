@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/crc32.h"
 #include "common/fs.h"
 #include "inversion/image_input.h"
 #include "inversion/lr_schedule.h"
@@ -59,7 +60,7 @@ void chunk(std::vector<uint8_t>& png, const char* type, const std::vector<uint8_
   std::vector<uint8_t> td(type, type + 4);
   td.insert(td.end(), data.begin(), data.end());
   png.insert(png.end(), td.begin(), td.end());
-  put32(png, png_crc32(td.data(), td.size()));
+  put32(png, crc32(td.data(), td.size()));
 }
 // Raw scanlines (filter byte included) -> a PNG with one stored (uncompressed) zlib block.
 std::vector<uint8_t> make_png(int w, int h, int depth, int color, const std::vector<uint8_t>& raw,

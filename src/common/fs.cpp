@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +28,40 @@ std::string read_text_file(const std::string& path) {
 std::vector<uint8_t> read_binary_file(const std::string& path) {
   std::string s = read_text_file(path);
   return std::vector<uint8_t>(s.begin(), s.end());
+}
+
+MappedFile map_file(const std::string& path) {
+  struct Mapping {
+    void* addr = nullptr;
+    size_t size = 0;
+    ~Mapping() {
+      if (addr) ::munmap(addr, size);
+    }
+  };
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path, "not a regular file");
+  }
+  auto mapping = std::make_shared<Mapping>();
+  mapping->size = static_cast<size_t>(st.st_size);
+  if (mapping->size > 0) {
+    void* addr = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (addr == MAP_FAILED) {
+      int err = errno;
+      ::close(fd);
+      throw Error(path, std::string("cannot map: ") + std::strerror(err));
+    }
+    mapping->addr = addr;
+  }
+  ::close(fd);
+  MappedFile f;
+  f.data = static_cast<const uint8_t*>(mapping->addr);
+  f.size = mapping->size;
+  f.owner = std::shared_ptr<const void>(mapping, mapping->addr);
+  return f;
 }
 
 bool file_exists(const std::string& path) {

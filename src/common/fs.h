@@ -1,6 +1,8 @@
 // File helpers: whole-file reads with clear errors, and atomic writes (temp file + rename).
 #pragma once
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,15 @@ namespace tinv {
 
 std::string read_text_file(const std::string& path);
 std::vector<uint8_t> read_binary_file(const std::string& path);
+// A read-only memory mapping of a whole file; `owner` keeps it alive (views may share it).
+struct MappedFile {
+  std::shared_ptr<const void> owner;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+// Maps a regular file. Throws tinv::Error naming the file if it cannot be opened or mapped.
+MappedFile map_file(const std::string& path);
+
 bool file_exists(const std::string& path);
 bool dir_exists(const std::string& path);
 std::string join_path(const std::string& a, const std::string& b);

@@ -1,5 +1,7 @@
 #include "io/image_write.h"
 
+#include "common/crc32.h"
+
 #include <stb_image_write.h>
 #include <torch/torch.h>
 
@@ -52,7 +54,7 @@ void append_chunk(std::vector<uint8_t>& out, const char type[4], const std::stri
   const size_t type_at = out.size();
   out.insert(out.end(), type, type + 4);
   out.insert(out.end(), data.begin(), data.end());
-  append_u32(out, png_crc32(out.data() + type_at, 4 + data.size()));
+  append_u32(out, crc32(out.data() + type_at, 4 + data.size()));
 }
 
 std::string text_chunk_data(const std::string& keyword, const std::string& text,
@@ -96,20 +98,6 @@ torch::Tensor to_hwc_u8(const torch::Tensor& image, const std::string& where) {
 
 }  // namespace
 
-uint32_t png_crc32(const uint8_t* data, size_t size, uint32_t crc) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t n = 0; n < 256; ++n) {
-      uint32_t c = n;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[n] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
 
 std::vector<uint8_t> encode_png(const torch::Tensor& image, const TextChunks& text_chunks,
                                 const std::string& where) {

@@ -33,7 +33,5 @@ std::vector<uint8_t> encode_png(const torch::Tensor& image, const TextChunks& te
 // cols < 1, or mismatched shapes/dtypes.
 torch::Tensor make_grid(const std::vector<torch::Tensor>& images, int64_t cols);
 
-// CRC-32 (ISO 3309, as PNG uses) of `size` bytes, continuing from `crc` (0 to start).
-uint32_t png_crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
 
 }  // namespace tinv

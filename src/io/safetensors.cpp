@@ -1,10 +1,5 @@
 #include "io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -41,14 +36,6 @@ const DtypeEntry* find_dtype(const std::string& name) {
     if (name == d.name) return &d;
   return nullptr;
 }
-
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr && size) ::munmap(addr, size);
-  }
-};
 
 uint64_t read_u64_le(const uint8_t* p) {
   uint64_t v = 0;
@@ -174,31 +161,13 @@ std::string safetensors_dtype_name(torch::ScalarType dtype) {
 }
 
 SafeTensors SafeTensors::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(path, "not a regular file");
-  }
-  auto mapping = std::make_shared<Mapping>();
-  mapping->size = static_cast<size_t>(st.st_size);
-  if (mapping->size > 0) {
-    void* addr = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (addr == MAP_FAILED) {
-      ::close(fd);
-      throw Error(path, std::string("cannot map: ") + std::strerror(errno));
-    }
-    mapping->addr = addr;
-  }
-  ::close(fd);
+  MappedFile file = map_file(path);
   SafeTensors f;
   f.path_ = path;
   uint64_t data_start = 0;
-  parse_header(path, static_cast<const uint8_t*>(mapping->addr), mapping->size, f.infos_,
-               f.metadata_, data_start);
-  f.data_ = static_cast<const uint8_t*>(mapping->addr) + data_start;
-  f.mapping_ = std::shared_ptr<const void>(mapping, mapping->addr);
+  parse_header(path, file.data, file.size, f.infos_, f.metadata_, data_start);
+  f.data_ = file.data + data_start;
+  f.mapping_ = file.owner;
   return f;
 }
 

@@ -1,16 +1,12 @@
 #include "io/zip_reader.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <unordered_set>
 
 #include "common/error.h"
+#include "common/fs.h"
 
 namespace tinv {
 namespace {
@@ -21,14 +17,6 @@ constexpr uint32_t kEocd64Sig = 0x06064b50, kEocd64LocatorSig = 0x07064b50;
 constexpr uint64_t kLocalSize = 30, kCentralSize = 46, kEocdSize = 22;
 constexpr uint64_t kEocd64Size = 56, kEocd64LocatorSize = 20;
 constexpr uint16_t kZip64ExtraId = 0x0001;
-
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr) ::munmap(addr, size);
-  }
-};
 
 // Bounds-checked little-endian reads over [base, base + size).
 class Bytes {
@@ -123,20 +111,6 @@ void apply_zip64_extra(const Bytes& b, uint64_t extra, uint64_t extra_len, uint6
 
 }  // namespace
 
-uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
 
 bool ZipReader::looks_like_zip(const uint8_t* data, size_t size) {
   return size >= 4 && data[0] == 'P' && data[1] == 'K' &&
@@ -144,29 +118,12 @@ bool ZipReader::looks_like_zip(const uint8_t* data, size_t size) {
 }
 
 ZipReader ZipReader::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(path, "not a regular file");
-  }
-  auto mapping = std::make_shared<Mapping>();
-  mapping->size = static_cast<size_t>(st.st_size);
-  if (mapping->size > 0) {
-    void* addr = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (addr == MAP_FAILED) {
-      ::close(fd);
-      throw Error(path, std::string("cannot map: ") + std::strerror(errno));
-    }
-    mapping->addr = addr;
-  }
-  ::close(fd);
+  MappedFile file = map_file(path);
   ZipReader z;
   z.path_ = path;
-  z.base_ = static_cast<const uint8_t*>(mapping->addr);
-  z.size_ = mapping->size;
-  z.owner_ = std::shared_ptr<const void>(mapping, mapping->addr);
+  z.base_ = file.data;
+  z.size_ = file.size;
+  z.owner_ = file.owner;
   z.parse();
   return z;
 }

@@ -9,6 +9,7 @@
 // Every offset and length is bounds-checked against the file: a truncated or corrupt zip, a
 // compressed or encrypted entry, a duplicate name -> tinv::Error naming the file (and entry).
 #pragma once
+#include "common/crc32.h"
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -59,7 +60,5 @@ class ZipReader {
   std::vector<ZipEntry> entries_;
 };
 
-// CRC-32 (ISO-HDLC, as used by zip) of `size` bytes, continuing from `crc` (0 to start).
-uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
 
 }  // namespace tinv

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every benchmark once, each in its own process (clean peak-RSS figures), at SD1.5 /
+# BLIP-base size with random weights, 2 CPU threads. Logs to ${1:-out/bench}/*.log.
+# Takes ~15 minutes on a 2-core machine.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-out/bench}
+mkdir -p "$OUT"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+B=build/bench
+run() { local name=$1; shift; echo "== $name: $*" | tee "$OUT/$name.log"; "$@" 2>&1 | tee -a "$OUT/$name.log"; }
+run unet $B/bench_unet --benchmark_min_time=0.01 \
+  --benchmark_filter='Conv3x3Rate|UNetForward/64|UNetForwardBackward/(32|64)'
+run text_encoder $B/bench_text_encoder --benchmark_min_time=0.2
+run invert_256 $B/bench_invert --res 256 --batch 1 --modes parts,step,naive --iters 1
+run invert_512 $B/bench_invert --res 512 --batch 1 --modes step --iters 1
+run invert_256_b4 $B/bench_invert --res 256 --batch 4 --modes step --iters 1
+run generate $B/bench_generate
+run vae $B/bench_vae
+run caption $B/bench_caption

@@ -7,60 +7,12 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "text/unicode.h"
 
 namespace tinv {
 namespace {
 
 constexpr size_t kMaxWordChars = 100;
-
-// --- UTF-8 ------------------------------------------------------------------------------
-
-std::u32string utf8_decode(const std::string& s) {
-  std::u32string out;
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = s[i];
-    int n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    char32_t cp = n == 0 ? c : n == 1 ? c & 0x1F : n == 2 ? c & 0x0F : c & 0x07;
-    bool ok = n >= 0;
-    for (int k = 1; ok && k <= n; ++k) {
-      if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) >> 6) != 2) ok = false;
-      else cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    if (!ok) {
-      out.push_back(0xFFFD);
-      ++i;
-      continue;
-    }
-    out.push_back(cp);
-    i += n + 1;
-  }
-  return out;
-}
-
-void utf8_append(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-std::string utf8_encode(const std::u32string& s) {
-  std::string out;
-  for (char32_t c : s) utf8_append(out, c);
-  return out;
-}
 
 // --- character classes (BERT's _is_whitespace, _is_control, _is_punctuation) -------------
 
@@ -206,7 +158,7 @@ bool WordPieceTokenizer::is_special(int64_t id) const {
 
 // WordpieceTokenizer.tokenize on one word (already normalised and split).
 void WordPieceTokenizer::wordpiece(const std::string& word, std::vector<std::string>& out) const {
-  std::u32string chars = utf8_decode(word);
+  std::u32string chars = unicode::decode_utf8(word);
   if (chars.size() > kMaxWordChars) {
     out.push_back("[UNK]");
     return;
@@ -217,7 +169,7 @@ void WordPieceTokenizer::wordpiece(const std::string& word, std::vector<std::str
     size_t end = chars.size();
     std::string found;
     while (start < end) {
-      std::string sub = utf8_encode(chars.substr(start, end - start));
+      std::string sub = unicode::encode_utf8(chars.substr(start, end - start));
       if (start > 0) sub = "##" + sub;
       if (ids_.count(sub)) {
         found = sub;
@@ -249,7 +201,7 @@ std::vector<std::string> WordPieceTokenizer::tokenize(const std::string& text) c
     std::string chunk = text.substr(pos, best == std::string::npos ? std::string::npos : best - pos);
     // BasicTokenizer: clean, CJK spacing, whitespace split, normalise, punctuation split.
     std::u32string cleaned;
-    for (char32_t c : utf8_decode(chunk)) {
+    for (char32_t c : unicode::decode_utf8(chunk)) {
       if (c == 0 || c == 0xFFFD || is_control(c)) continue;
       if (is_cjk(c)) {
         cleaned += U' ';
@@ -266,14 +218,14 @@ std::vector<std::string> WordPieceTokenizer::tokenize(const std::string& text) c
       std::u32string piece;
       for (char32_t c : norm) {
         if (is_punctuation(c)) {
-          if (!piece.empty()) wordpiece(utf8_encode(piece), out);
+          if (!piece.empty()) wordpiece(unicode::encode_utf8(piece), out);
           piece.clear();
-          wordpiece(utf8_encode(std::u32string(1, c)), out);
+          wordpiece(unicode::encode_utf8(std::u32string(1, c)), out);
         } else {
           piece += c;
         }
       }
-      if (!piece.empty()) wordpiece(utf8_encode(piece), out);
+      if (!piece.empty()) wordpiece(unicode::encode_utf8(piece), out);
       word.clear();
     };
     for (char32_t c : cleaned) {

@@ -44,25 +44,25 @@ torch::Tensor euler_x0(const torch::Tensor& out, const torch::Tensor& x, double 
   throw Error("sampler", "unknown prediction_type '" + prediction_type + "'");
 }
 
+void EulerSamplerBase::set_timesteps(int64_t steps) {
+  check_steps(steps);
+  requested_steps_ = steps;
+  euler_schedule(cfg_, schedule_, steps, &timesteps_, &sigmas_);
+  init_noise_sigma_ = euler_init_noise_sigma(cfg_, sigmas_);
+}
+
+torch::Tensor EulerSamplerBase::scale_model_input(const torch::Tensor& x, int64_t i) const {
+  check_index(i);
+  const double sigma = sigmas_[i].item<float>();
+  return x / std::sqrt(sigma * sigma + 1);
+}
+
 namespace {
 
-class Euler : public Sampler {
+class Euler : public EulerSamplerBase {
  public:
-  explicit Euler(const SchedulerConfig& cfg) : Sampler(cfg) {}
+  explicit Euler(const SchedulerConfig& cfg) : EulerSamplerBase(cfg) {}
   std::string name() const override { return "euler"; }
-
-  void set_timesteps(int64_t steps) override {
-    check_steps(steps);
-    requested_steps_ = steps;
-    euler_schedule(cfg_, schedule_, steps, &timesteps_, &sigmas_);
-    init_noise_sigma_ = euler_init_noise_sigma(cfg_, sigmas_);
-  }
-
-  torch::Tensor scale_model_input(const torch::Tensor& x, int64_t i) const override {
-    check_index(i);
-    const double sigma = sigmas_[i].item<float>();
-    return x / std::sqrt(sigma * sigma + 1);
-  }
 
   torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x,
                      const NoiseSource&) override {

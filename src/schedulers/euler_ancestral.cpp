@@ -10,23 +10,10 @@
 namespace tinv::sched {
 namespace {
 
-class EulerAncestral : public Sampler {
+class EulerAncestral : public EulerSamplerBase {
  public:
-  explicit EulerAncestral(const SchedulerConfig& cfg) : Sampler(cfg) {}
+  explicit EulerAncestral(const SchedulerConfig& cfg) : EulerSamplerBase(cfg) {}
   std::string name() const override { return "euler_a"; }
-
-  void set_timesteps(int64_t steps) override {
-    check_steps(steps);
-    requested_steps_ = steps;
-    euler_schedule(cfg_, schedule_, steps, &timesteps_, &sigmas_);
-    init_noise_sigma_ = euler_init_noise_sigma(cfg_, sigmas_);
-  }
-
-  torch::Tensor scale_model_input(const torch::Tensor& x, int64_t i) const override {
-    check_index(i);
-    const double sigma = sigmas_[i].item<float>();
-    return x / std::sqrt(sigma * sigma + 1);
-  }
 
   torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x,
                      const NoiseSource& noise) override {

@@ -61,4 +61,12 @@ double euler_init_noise_sigma(const SchedulerConfig& cfg, const torch::Tensor& s
 // x0 from the model output at sigma, in the Karras/Euler parameterisation x = x0 + sigma eps.
 torch::Tensor euler_x0(const torch::Tensor& out, const torch::Tensor& x, double sigma,
                        const std::string& prediction_type);
+
+// What the Euler samplers share: the sigma schedule and the input scaling x / sqrt(sigma^2 + 1).
+class EulerSamplerBase : public Sampler {
+ public:
+  using Sampler::Sampler;
+  void set_timesteps(int64_t steps) override;
+  torch::Tensor scale_model_input(const torch::Tensor& x, int64_t i) const override;
+};
 }  // namespace tinv::sched

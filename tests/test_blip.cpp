@@ -173,21 +173,7 @@ TEST(BlipCaption, IdsOnlyModeAndVocabMode) {
   // With a vocab.txt (bert-base-uncased numbering for the prompt words, "wN" elsewhere).
   test::TempDir dir;
   model_folder(dir, read_text_file(kModel + "/config.json"));
-  {
-    std::ofstream v(dir.file("vocab.txt"));
-    for (int i = 0; i < 30522; ++i) {
-      std::string t = "w" + std::to_string(i);
-      if (i == 0) t = "[PAD]";
-      if (i == 100) t = "[UNK]";
-      if (i == 101) t = "[CLS]";
-      if (i == 102) t = "[SEP]";
-      if (i == 103) t = "[MASK]";
-      if (i == 1037) t = "a";
-      if (i == 3861) t = "picture";
-      if (i == 1997) t = "of";
-      v << t << "\n";
-    }
-  }
+  test::write_bert_test_vocab(dir.file("vocab.txt"));
   auto cap = BlipCaptioner::load(dir.path(), torch::kCPU);
   EXPECT_TRUE(cap.has_tokenizer());
   CaptionResult rv = cap.caption(im, o);

@@ -302,21 +302,7 @@ TEST(Invert, CaptionerInitialisation) {
   ASSERT_EQ(::mkdir(blip.c_str(), 0755), 0);
   for (const char* f : {"config.json", "model.safetensors", "preprocessor_config.json"})
     ASSERT_EQ(::symlink(test::fixture(std::string("tiny-blip/model/") + f).c_str(), (blip + "/" + f).c_str()), 0);
-  {
-    std::ofstream v(blip + "/vocab.txt");  // bert-base-uncased ids for specials and the prompt
-    for (int i = 0; i < 30522; ++i) {
-      std::string t = "w" + std::to_string(i);
-      if (i == 0) t = "[PAD]";
-      if (i == 100) t = "[UNK]";
-      if (i == 101) t = "[CLS]";
-      if (i == 102) t = "[SEP]";
-      if (i == 103) t = "[MASK]";
-      if (i == 1037) t = "a";
-      if (i == 3861) t = "picture";
-      if (i == 1997) t = "of";
-      v << t << "\n";
-    }
-  }
+  test::write_bert_test_vocab(blip + "/vocab.txt");
   auto o = tiny_options(dir, image);
   o.caption.clear();
   o.captioner = blip;

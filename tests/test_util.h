@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "common/error.h"
@@ -13,6 +14,24 @@ namespace tinv::test {
 // ../shared/fixtures/<rel>
 inline std::string fixture(const std::string& rel) {
   return std::string(TINV_SHARED_DIR) + "/fixtures/" + rel;
+}
+
+// A vocab.txt of 30522 lines with bert-base-uncased ids for the special tokens and the words
+// of BLIP's prompt "a picture of", and "w<id>" elsewhere (the BLIP fixture ships no vocab).
+inline void write_bert_test_vocab(const std::string& path) {
+  std::ofstream v(path);
+  for (int i = 0; i < 30522; ++i) {
+    std::string t = "w" + std::to_string(i);
+    if (i == 0) t = "[PAD]";
+    if (i == 100) t = "[UNK]";
+    if (i == 101) t = "[CLS]";
+    if (i == 102) t = "[SEP]";
+    if (i == 103) t = "[MASK]";
+    if (i == 1037) t = "a";
+    if (i == 3861) t = "picture";
+    if (i == 1997) t = "of";
+    v << t << "\n";
+  }
 }
 
 // A fresh temporary folder, removed at the end of the test.

@@ -47,6 +47,7 @@ set(TINV_SOURCES
   src/world/bpe_trainer.cpp
   src/world/concepts.cpp
   src/world/render.cpp
+  src/world/train.cpp
   src/world/world.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp

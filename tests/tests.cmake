@@ -49,3 +49,4 @@ if(EXISTS /usr/bin/python3)
   set_tests_properties(python.torch_load_invert PROPERTIES LABELS python
                        ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
 endif()
+tinv_test(test_world_train unit test_world_train.cpp)

@@ -13,6 +13,7 @@
 #include "io/image_write.h"
 #include "text/clip_tokenizer.h"
 #include "world/bpe_trainer.h"
+#include "world/train.h"
 #include "world/world.h"
 
 namespace tinv::cli {
@@ -182,6 +183,33 @@ void add_world(CLI::App& app) {
   tokenizer->add_option("--captions", t->captions, "Training captions (train split)")->capture_default_str();
   tokenizer->add_option("--seed", t->seed, "World seed")->capture_default_str();
   tokenizer->callback([t] { run_tokenizer(*t); });
+
+  auto* train = world->add_subcommand(
+      "train", "Train a part of the world model (vae, then diffusion; captioner any time); resumes");
+  auto o = std::make_shared<TrainOptions>();
+  train->add_option("part", o->part, "vae | decoder (fine-tune, encoder frozen) | diffusion | captioner")->required()
+      ->check(CLI::IsMember({"vae", "decoder", "diffusion", "captioner"}));
+  train->add_option("--work", o->work, "Work folder (checkpoints, logs, tokenizer, latents)")->required();
+  train->add_option("--steps", o->steps, "Total optimisation steps (a resumed run continues to this)")->required();
+  train->add_option("--stop-at", o->stop_at, "Stop after this step; the schedule still spans --steps (0: run to --steps)")->capture_default_str();
+  train->add_option("--batch", o->batch, "Batch size (0: the part's default)")->capture_default_str();
+  train->add_option("--lr", o->lr, "Peak learning rate (0: the part's default)")->capture_default_str();
+  train->add_option("--seed", o->seed, "Seed of the weights and of the data stream")->capture_default_str();
+  train->add_option("--save-every", o->save_every, "Checkpoint every N steps")->capture_default_str();
+  train->add_option("--dataset", o->dataset, "diffusion: training scenes encoded by the VAE")->capture_default_str();
+  train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
+  train->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
+  train->add_flag("!--no-progress", o->progress, "No progress bar");
+  train->callback([o] { train_part(*o); });
+
+  auto* exp = world->add_subcommand("export", "Write the trained world as fp16 diffusers and BLIP folders");
+  auto e = std::make_shared<std::pair<std::string, std::string>>("", "models");
+  exp->add_option("--work", e->first, "Work folder of `tinv world train`")->required();
+  exp->add_option("--out", e->second, "Folder receiving world-sd/ and world-blip/")->capture_default_str();
+  exp->callback([e] {
+    export_models(e->first, e->second);
+    std::printf("wrote %s/world-sd and %s/world-blip\n", e->second.c_str(), e->second.c_str());
+  });
 }
 
 }  // namespace tinv::cli

@@ -1,0 +1,130 @@
+// Training and export of the world models (src/world/train.h), on a few small steps.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "io/safetensors.h"
+#include "pipelines/caption.h"
+#include "pipelines/generate.h"
+#include "test_util.h"
+#include "text/wordpiece_tokenizer.h"
+#include "world/train.h"
+#include "world/world.h"
+
+namespace tinv::world {
+namespace {
+
+TrainOptions small(const std::string& part, const std::string& work, int64_t steps) {
+  TrainOptions o;
+  o.part = part;
+  o.work = work;
+  o.steps = steps;
+  o.batch = 2;
+  o.dataset = 4;
+  o.save_every = 1;
+  o.progress = false;
+  o.threads = 1;
+  o.device = "cpu";
+  return o;
+}
+
+TEST(WorldConfigs, AreValidAndSmall) {
+  WorldConfigs c = world_configs(650, 80);
+  EXPECT_NO_THROW(c.vae.validate("vae"));
+  EXPECT_NO_THROW(c.unet.validate("unet"));
+  EXPECT_NO_THROW(c.text.validate("text"));
+  EXPECT_NO_THROW(c.blip.vision.validate("vision"));
+  EXPECT_NO_THROW(c.blip.text.validate("text"));
+  EXPECT_EQ(c.vae.downscale() * c.unet.sample_size, c.vae.sample_size);
+  EXPECT_EQ(c.unet.cross_attention_dim, c.text.hidden_size);
+  EXPECT_EQ(c.blip.text.bos_token_id, 80);  // [DEC] right after the vocabulary
+}
+
+TEST(WorldTrain, BlipVocabHasEveryCaptionWordAsOneToken) {
+  test::TempDir dir;
+  std::string text = blip_vocab_text();
+  write_file_atomically(dir.file("vocab.txt"), text.data(), text.size());
+  auto tok = WordPieceTokenizer::load(dir.file("vocab.txt"));
+  for (const std::string& w : caption_words()) {
+    auto ids = tok.encode(w, false);
+    ASSERT_EQ(ids.size(), 1u) << w;
+    EXPECT_NE(ids[0], tok.unk_id()) << w;
+  }
+  // A caption survives encode/decode exactly (the comma is re-attached).
+  Sample s = sample_at(0, Split::kTrain, 3);
+  EXPECT_EQ(tok.decode(tok.encode(s.caption)), s.caption);
+}
+
+TEST(WorldTrain, TrainsExportsAndLoads) {
+  test::TempDir dir;
+  const std::string work = dir.file("work");
+  train_part(small("vae", work, 2));
+  train_part(small("captioner", work, 2));
+  train_part(small("diffusion", work, 2));
+  for (const char* f : {"vae.ckpt.safetensors", "captioner.ckpt.safetensors", "diffusion.ckpt.safetensors",
+                        "latents.safetensors", "vae.log.csv", "tokenizer/vocab.json", "blip-vocab.txt"})
+    EXPECT_TRUE(file_exists(join_path(work, f))) << f;
+  const std::string log = read_text_file(join_path(work, "diffusion.log.csv"));
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 3) << log;  // header + 2 steps
+
+  export_models(work, dir.file("models"));
+  const std::string sd_dir = dir.file("models/world-sd"), blip_dir = dir.file("models/world-blip");
+  auto unet = SafeTensors::open(join_path(sd_dir, "unet/diffusion_pytorch_model.safetensors"));
+  for (const auto& [name, info] : unet.infos()) EXPECT_EQ(info.dtype, "F16") << name;
+
+  StableDiffusion sd = load_stable_diffusion(sd_dir);
+  EXPECT_EQ(sd.vae_config.sample_size, 64);
+  EXPECT_EQ(sd.tokenizer->max_length(), 32);
+  GenerateOptions g;
+  g.prompt = "a large red circle in the center, on a plain white background";
+  g.steps = 2;
+  g.progress = false;
+  GenerateResult r = generate(sd, {}, g);
+  EXPECT_EQ(r.images.sizes(), (std::vector<int64_t>{1, 3, 64, 64}));
+  EXPECT_TRUE(torch::isfinite(r.images).all().item<bool>());
+
+  BlipCaptioner cap = BlipCaptioner::load(blip_dir);
+  ASSERT_TRUE(cap.has_tokenizer());
+  CaptionOptions co;
+  co.beams = 1;
+  co.max_length = 12;
+  Sample s = sample_at(0, Split::kHeldOut, 0);
+  tinv::Image img(64, 64);
+  img.rgb = s.image.pixels;
+  CaptionResult c = cap.caption(img, co);
+  EXPECT_FALSE(c.ids.empty());
+}
+
+TEST(WorldTrain, ResumeRepeatsAnUninterruptedRun) {
+  test::TempDir a, b;
+  train_part(small("captioner", a.path(), 3));
+  train_part(small("captioner", b.path(), 1));
+  train_part(small("captioner", b.path(), 3));  // resumes at step 1
+  auto fa = SafeTensors::open(a.file("captioner.ckpt.safetensors"));
+  auto fb = SafeTensors::open(b.file("captioner.ckpt.safetensors"));
+  EXPECT_EQ(fb.metadata().at("step"), "3");
+  ASSERT_EQ(fa.keys(), fb.keys());
+  for (const auto& k : fa.keys()) EXPECT_TRUE(torch::equal(fa.get(k), fb.get(k))) << k;
+  EXPECT_EQ(read_text_file(a.file("captioner.log.csv")).size(), read_text_file(b.file("captioner.log.csv")).size());
+}
+
+TEST(WorldTrain, RefusesBadOptionsAndForeignCheckpoints) {
+  test::TempDir dir;
+  EXPECT_TINV_ERROR(train_part(small("unet", dir.path(), 1)), "unknown part");
+  EXPECT_TINV_ERROR(train_part(small("vae", dir.path(), 0)), "--steps");
+  EXPECT_TINV_ERROR(train_part(small("diffusion", dir.path(), 1)), "run `tinv world train vae` first");
+  train_part(small("captioner", dir.path(), 1));
+  TrainOptions other = small("captioner", dir.path(), 2);
+  other.batch = 3;
+  EXPECT_TINV_ERROR(train_part(other), "another configuration");
+  EXPECT_TINV_ERROR(export_models(dir.path(), dir.file("out")), "vae.ckpt.safetensors");
+  // A truncated checkpoint is reported, not crashed on.
+  const std::string ck = dir.file("captioner.ckpt.safetensors");
+  std::string bytes = read_text_file(ck);
+  write_file_atomically(ck, bytes.data(), bytes.size() / 2);
+  EXPECT_THROW(train_part(small("captioner", dir.path(), 2)), Error);
+}
+
+}  // namespace
+}  // namespace tinv::world

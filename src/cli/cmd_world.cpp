@@ -182,6 +182,8 @@ void add_world(CLI::App& app) {
   tokenizer->add_option("--captions", t->captions, "Training captions (train split)")->capture_default_str();
   tokenizer->add_option("--seed", t->seed, "World seed")->capture_default_str();
   tokenizer->callback([t] { run_tokenizer(*t); });
+
+  add_world_eval(world);
 }
 
 }  // namespace tinv::cli

@@ -49,3 +49,7 @@ if(EXISTS /usr/bin/python3)
   set_tests_properties(python.torch_load_invert PROPERTIES LABELS python
                        ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
 endif()
+
+# `tinv world eval` (spawns the built tinv for the CLI cases).
+tinv_test(world_eval_test unit world_eval_test.cpp)
+tinv_test_cli(world_eval_test)

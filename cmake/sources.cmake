@@ -59,6 +59,7 @@ set(TINV_SOURCES
   src/parity/parity_pipeline.cpp
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
+  src/world/eval.cpp
 )
 
 set(TINV_CLI_SOURCES
@@ -69,6 +70,7 @@ set(TINV_CLI_SOURCES
   src/cli/cmd_world.cpp
   src/cli/cmd_generate.cpp
   src/cli/cmd_invert.cpp
+  src/cli/cmd_world_eval.cpp
 )
 
 # The world's pixels must be the same on every machine: no fused multiply-add contraction.

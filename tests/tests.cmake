@@ -50,3 +50,8 @@ if(EXISTS /usr/bin/python3)
                        ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
 endif()
 tinv_test(test_world_train unit test_world_train.cpp)
+
+# `tinv world eval` (spawns the built tinv for the CLI cases).
+tinv_test(test_world_eval unit test_world_eval.cpp)
+tinv_test_cli(test_world_eval)
+tinv_test(test_world_models models test_world_models.cpp)

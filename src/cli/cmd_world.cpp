@@ -210,6 +210,8 @@ void add_world(CLI::App& app) {
     export_models(e->first, e->second);
     std::printf("wrote %s/world-sd and %s/world-blip\n", e->second.c_str(), e->second.c_str());
   });
+
+  add_world_eval(world);
 }
 
 }  // namespace tinv::cli

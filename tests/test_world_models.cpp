@@ -1,0 +1,102 @@
+// Smoke check of the shipped world models (models/world-sd, models/world-blip): they load, are
+// fp16 and small, the captioner reads held-out scenes, and generation produces images the
+// captioner recognises. Thresholds sit well below the measured quality (docs/WORLD.md) so the
+// test catches broken or untrained weights, not noise.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "common/fs.h"
+#include "io/safetensors.h"
+#include "pipelines/caption.h"
+#include "pipelines/generate.h"
+#include "test_util.h"
+#include "world/world.h"
+
+namespace tinv::world {
+namespace {
+
+const std::string kSd = std::string(TINV_SOURCE_DIR) + "/models/world-sd";
+const std::string kBlip = std::string(TINV_SOURCE_DIR) + "/models/world-blip";
+
+tinv::Image io_image(const world::Image& im) {
+  tinv::Image out(im.width, im.height);
+  out.rgb = im.pixels;
+  return out;
+}
+
+tinv::Image io_image(const torch::Tensor& chw) {  // [3, H, W] in [0, 1]
+  auto hwc = chw.mul(255).round().clamp(0, 255).to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+  tinv::Image out(static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)));
+  std::memcpy(out.rgb.data(), hwc.data_ptr<uint8_t>(), out.rgb.size());
+  return out;
+}
+
+CaptionOptions fast() {
+  CaptionOptions o;
+  o.beams = 1;
+  o.max_length = 40;
+  o.min_length = 1;
+  return o;
+}
+
+TEST(WorldModels, AreSmallFp16Files) {
+  uintmax_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(std::string(TINV_SOURCE_DIR) + "/models")) {
+    if (!e.is_regular_file()) continue;
+    total += e.file_size();
+    if (e.path().extension() == ".safetensors")
+      for (const auto& [name, info] : SafeTensors::open(e.path().string()).infos())
+        EXPECT_EQ(info.dtype, "F16") << e.path() << " " << name;
+  }
+  EXPECT_LT(total, 50u * 1024 * 1024);
+}
+
+TEST(WorldModels, CaptionerReadsHeldOutScenes) {
+  BlipCaptioner cap = BlipCaptioner::load(kBlip);
+  int parsed = 0, shapes = 0, colours = 0, backgrounds = 0, objects = 0;
+  const int n = 24;
+  for (int i = 0; i < n; ++i) {
+    Sample s = sample_at(7, Split::kHeldOut, static_cast<uint64_t>(i));
+    auto got = parse_caption(cap.caption(io_image(s.image), fast()).text);
+    if (!got) continue;
+    ++parsed;
+    backgrounds += got->background == s.scene.background;
+    if (got->objects.size() != s.scene.objects.size()) continue;
+    for (size_t k = 0; k < got->objects.size(); ++k) {
+      ++objects;
+      shapes += got->objects[k].shape == s.scene.objects[k].shape;
+      colours += got->objects[k].colour == s.scene.objects[k].colour;
+    }
+  }
+  EXPECT_GE(parsed, n * 9 / 10);
+  EXPECT_GE(backgrounds, n * 7 / 10);
+  EXPECT_GE(shapes, objects * 6 / 10);
+  EXPECT_GE(colours, objects * 6 / 10);
+}
+
+TEST(WorldModels, GeneratesWhatThePromptSays) {
+  StableDiffusion sd = load_stable_diffusion(kSd);
+  BlipCaptioner cap = BlipCaptioner::load(kBlip);
+  GenerateOptions g;
+  g.prompt = "a large yellow square in the center, on a plain blue background";
+  g.steps = 20;
+  g.cfg = 4;
+  g.batch = 4;
+  g.progress = false;
+  GenerateResult r = generate(sd, {}, g);
+  ASSERT_EQ(r.images.sizes(), (std::vector<int64_t>{4, 3, 64, 64}));
+  int parsed = 0, background = 0;
+  for (int64_t i = 0; i < 4; ++i) {
+    auto got = parse_caption(cap.caption(io_image(r.images[i]), fast()).text);
+    if (!got) continue;
+    ++parsed;
+    background += got->background == Colour::kBlue;
+  }
+  EXPECT_GE(parsed, 3);
+  EXPECT_GE(background, 2);
+}
+
+}  // namespace
+}  // namespace tinv::world

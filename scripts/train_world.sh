@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The recipe of tinv's embedded world models (models/world-sd, models/world-blip), trained with
-# tinv itself. Reproducible from the seed; every step checkpoints into the work folder, so the
-# script can be interrupted and re-run: each part resumes where it stopped (docs/WORLD.md).
+# tinv itself: exactly the commands that produced the shipped weights (docs/WORLD.md).
 #
 #   scripts/train_world.sh [WORK_DIR] [OUT_DIR]      # defaults: runs/world, models
 #
-# Measured on a 2-core VM (see docs/WORLD.md): vae ~17 min, captioner ~30 min, diffusion ~60 min
-# (the VAE and the captioner ran side by side with one thread each). A GPU is used when present.
+# Every command checkpoints into WORK_DIR and resumes from it, so the script can be interrupted
+# and re-run. Step k of a part draws its data and noise from (seed, part, k) only; `--stop-at`
+# ends a run early while the learning-rate schedule still spans `--steps` (the shipped VAE was
+# trained in two such sessions and stopped at 650 of 1000 scheduled steps to leave CPU time for
+# the denoiser; the captioner's schedule was lengthened from 1800 to 2400 steps at step 1000
+# when its shape accuracy lagged). Thread counts are the ones used: results are reproducible to float rounding
+# across thread counts, bit for bit with the same ones. A GPU is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/world}
 OUT=${2:-models}
 TINV=${TINV:-build/tinv}
-SEED=${SEED:-0}
-"$TINV" world train vae       --work "$WORK" --seed "$SEED" --steps "${VAE_STEPS:-400}"
-"$TINV" world train captioner --work "$WORK" --seed "$SEED" --steps "${CAPTIONER_STEPS:-1500}"
-"$TINV" world train diffusion --work "$WORK" --seed "$SEED" --steps "${DIFFUSION_STEPS:-1200}" --dataset "${DATASET:-8192}"
+export OMP_WAIT_POLICY=PASSIVE
+"$TINV" world train vae       --work "$WORK" --steps 500  --stop-at 350 --threads 1 --save-every 50
+"$TINV" world train vae       --work "$WORK" --steps 1000 --stop-at 650 --threads 2 --save-every 50
+"$TINV" world train captioner --work "$WORK" --steps 1800 --stop-at 1000 --threads 1 --save-every 100
+"$TINV" world train captioner --work "$WORK" --steps 2400 --threads 1 --save-every 100
+"$TINV" world train diffusion --work "$WORK" --steps 1000 --dataset 8192 --threads 2 --save-every 50
 "$TINV" world export --work "$WORK" --out "$OUT"
 "$TINV" world eval --model "$OUT/world-sd" --captioner "$OUT/world-blip"

@@ -58,6 +58,7 @@ set(TINV_SOURCES
   src/parity/parity_pipeline.cpp
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
+  src/common/default_models.cpp
 )
 
 set(TINV_CLI_SOURCES
@@ -73,3 +74,8 @@ set(TINV_CLI_SOURCES
 # The world's pixels must be the same on every machine: no fused multiply-add contraction.
 set_source_files_properties(src/world/render.cpp src/world/concepts.cpp src/world/world.cpp
                             PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+
+# Bundled models (models/world-sd, models/world-blip, models/concepts) are found in the source
+# tree when neither TINV_MODELS_DIR nor <executable>/../models has them.
+set_source_files_properties(src/common/default_models.cpp
+                            PROPERTIES COMPILE_DEFINITIONS "TINV_SOURCE_MODELS_DIR=\"${CMAKE_SOURCE_DIR}/models\"")

@@ -59,6 +59,7 @@ set(TINV_SOURCES
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
   src/common/default_models.cpp
+  src/io/html_report.cpp
 )
 
 set(TINV_CLI_SOURCES

@@ -60,6 +60,7 @@ set(TINV_SOURCES
   src/parity/parity_blip.cpp
   src/common/default_models.cpp
   src/io/html_report.cpp
+  src/pipelines/demo.cpp
 )
 
 set(TINV_CLI_SOURCES
@@ -70,6 +71,7 @@ set(TINV_CLI_SOURCES
   src/cli/cmd_world.cpp
   src/cli/cmd_generate.cpp
   src/cli/cmd_invert.cpp
+  src/cli/cmd_demo.cpp
 )
 
 # The world's pixels must be the same on every machine: no fused multiply-add contraction.

@@ -49,3 +49,7 @@ if(EXISTS /usr/bin/python3)
   set_tests_properties(python.torch_load_invert PROPERTIES LABELS python
                        ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
 endif()
+
+# `tinv demo`, bundled-model lookup, the HTML report (spawns the built tinv for the CLI tests).
+tinv_test(test_demo unit demo_test.cpp)
+tinv_test_cli(test_demo)

@@ -13,5 +13,6 @@ void add_caption(CLI::App& app);
 void add_world(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_invert(CLI::App& app);
+void add_demo(CLI::App& app);
 
 }  // namespace tinv::cli

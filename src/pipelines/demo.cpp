@@ -230,6 +230,23 @@ struct Generated {
   std::string before_prompt, after_prompt;
 };
 
+// What the stages share.
+struct Run {
+  Run(const DemoOptions& options, Input input_spec) : o(options), in(std::move(input_spec)) {}
+  const DemoOptions& o;
+  Input in;
+  Image input;
+  std::vector<uint8_t> input_png;  // as shown in the report (at most 512 px)
+  std::string model, captioner;    // resolved; captioner empty with --caption
+  Init init;
+  InvertOptions inv;
+  InvertPaths paths;
+  std::vector<Generated> gen;
+  int64_t image_size = 0;  // generated images' width
+  std::string device;      // as resolved, for the report
+  DemoResult res;
+};
+
 std::string demo_command(const DemoOptions& o, const Input& in, const std::string& model,
                          const std::string& captioner) {
   std::string c = o.program + " demo --model " + shell_quote(model);
@@ -353,86 +370,77 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-DemoResult run_demo(const DemoOptions& o) {
-  const auto t_start = Clock::now();
-  validate(o);
-  DemoResult res;
-  // Everything that can be wrong with the input fails here, before any model loads.
-  const Input in = resolve_input(o);
-  const Image input = load_image(in.path);
-  const std::string model = o.model.empty() ? default_model_dir("world-sd") : o.model;
-  const std::string captioner =
-      !o.caption.empty() ? std::string() : o.captioner.empty() ? default_model_dir("world-blip") : o.captioner;
-  TINV_CHECK(file_exists(model) || dir_exists(model), "--model", "no such file or folder '", model, "'");
-  TINV_CHECK(captioner.empty() || dir_exists(captioner), "--captioner", "no such folder '", captioner, "'");
-  check_output_dir(o.out);
-  res.image = in.path;
-  res.trigger = "<" + in.name + ">";
 
-  // 1. Caption.
-  auto t = Clock::now();
+namespace {
+
+// Stage 1: the caption (BLIP, or --caption), the initialisation it gives, the first outputs.
+void caption_stage(Run& r) {
+  const DemoOptions& o = r.o;
   if (o.caption.empty()) {
-    stage(1, "caption: " + in.path + " with " + captioner);
-    res.caption = caption_image(o, captioner, input);
+    stage(1, "caption: " + r.in.path + " with " + r.captioner);
+    r.res.caption = caption_image(o, r.captioner, r.input);
   } else {
     stage(1, "caption: given (--caption)");
-    res.caption = o.caption;
+    r.res.caption = o.caption;
   }
-  std::fprintf(stderr, "caption: \"%s\"\n", res.caption.c_str());
-  const Init init = choose_init(o, res.caption);
-  res.init_from = init.mode;
-  res.init_text = init.text;
-  // The first files: the output folder, the input as PNG (shown in the report), the template.
+  std::fprintf(stderr, "caption: \"%s\"\n", r.res.caption.c_str());
+  r.init = choose_init(o, r.res.caption);
+  r.res.init_from = r.init.mode;
+  r.res.init_text = r.init.text;
   make_dirs(join_path(o.out, "images"), "--out");
-  const std::vector<uint8_t> input_png = display_png(input);
-  write_bytes(join_path(o.out, "input.png"), input_png, res.files);
-  write_templates(init, res.files);
-  res.timings.emplace_back("caption", seconds_since(t));
+  r.input_png = display_png(r.input);
+  write_bytes(join_path(o.out, "input.png"), r.input_png, r.res.files);
+  write_templates(r.init, r.res.files);
+}
 
-  // 2. Invert (tinv invert as a library call).
-  t = Clock::now();
-  InvertOptions io;
-  io.model = model;
-  io.images = {in.path};
+// Stage 2: `tinv invert` as a library call.
+void invert_stage(Run& r) {
+  const DemoOptions& o = r.o;
+  InvertOptions& io = r.inv;
+  io.model = r.model;
+  io.images = {r.in.path};
   io.init = "caption";
-  io.caption = init.text;
-  io.templates = init.templates;
-  io.name = in.name;
+  io.caption = r.init.text;
+  io.templates = r.init.templates;
+  io.name = r.in.name;
   io.steps = o.steps;
   io.lr = o.lr;
   io.seed = o.seed;
-  io.out = join_path(o.out, in.name + ".safetensors");
+  io.out = join_path(o.out, r.in.name + ".safetensors");
   io.format = "diffusers";
   io.device = o.device;
   io.progress = o.progress;
-  stage(2, str_cat("invert: ", o.steps, " steps, ", init.mode, " initialisation from \"", init.text, "\""));
+  stage(2, str_cat("invert: ", o.steps, " steps, ", r.init.mode, " initialisation from \"", r.init.text, "\""));
   InvertResult inv = run_inversion(io);
-  for (int64_t i = 0; i < inv.embeddings.size(0); ++i) res.placeholders.push_back(str_cat("<", in.name, "_", i, ">"));
-  res.files.insert(res.files.end(), inv.files.begin(), inv.files.end());
-  const InvertPaths ipaths = invert_paths(io.out, io.format);
-  res.timings.emplace_back("invert", seconds_since(t));
+  for (int64_t i = 0; i < inv.embeddings.size(0); ++i)
+    r.res.placeholders.push_back(str_cat("<", r.in.name, "_", i, ">"));
+  r.res.files.insert(r.res.files.end(), inv.files.begin(), inv.files.end());
+  r.paths = invert_paths(io.out, io.format);
+}
 
-  // 3. Generate: before (init words) and after (learned trigger) for every prompt.
-  t = Clock::now();
-  std::vector<world::Colour> avoid = init.colours;
-  if (in.concept_ptr) avoid.insert(avoid.end(), in.concept_ptr->colours.begin(), in.concept_ptr->colours.end());
-  res.prompts = demo_prompts(avoid);
-  if (!init.world_template.empty() &&
-      std::find(res.prompts.begin(), res.prompts.end(), init.world_template) == res.prompts.end())
-    res.prompts.insert(res.prompts.begin(), init.world_template);  // the input's own setting first
-  stage(3, str_cat("generate: ", res.prompts.size(), " prompts x (before, after) x ", o.samples,
+// Stage 3: every prompt with the initialisation words (before) and the trigger (after).
+void generate_stage(Run& r) {
+  const DemoOptions& o = r.o;
+  std::vector<world::Colour> avoid = r.init.colours;
+  if (r.in.concept_ptr) avoid.insert(avoid.end(), r.in.concept_ptr->colours.begin(), r.in.concept_ptr->colours.end());
+  r.res.prompts = demo_prompts(avoid);
+  const std::string& own = r.init.world_template;
+  if (!own.empty() && std::find(r.res.prompts.begin(), r.res.prompts.end(), own) == r.res.prompts.end())
+    r.res.prompts.insert(r.res.prompts.begin(), own);  // the input's own setting first
+  stage(3, str_cat("generate: ", r.res.prompts.size(), " prompts x (before, after) x ", o.samples,
                    " images, ", o.sample_steps, " steps each"));
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
-  StableDiffusion sd = load_stable_diffusion(model, lo);
-  ExtraTokens extra = add_embeddings(sd, {ipaths.diffusers});
-  std::vector<Generated> gen;
-  Progress bar("generate", static_cast<int64_t>(res.prompts.size()) * 2, o.progress);
-  for (size_t p = 0; p < res.prompts.size(); ++p) {
+  r.device = lo.device.str();
+  StableDiffusion sd = load_stable_diffusion(r.model, lo);
+  ExtraTokens extra = add_embeddings(sd, {r.paths.diffusers});
+  r.image_size = sd.vae_config.sample_size;
+  Progress bar("generate", static_cast<int64_t>(r.res.prompts.size()) * 2, o.progress);
+  for (size_t p = 0; p < r.res.prompts.size(); ++p) {
     Generated g;
-    g.tmpl = res.prompts[p];
-    g.before_prompt = fill(g.tmpl, init.text);
-    g.after_prompt = fill(g.tmpl, res.trigger);
+    g.tmpl = r.res.prompts[p];
+    g.before_prompt = fill(g.tmpl, r.init.text);
+    g.after_prompt = fill(g.tmpl, r.res.trigger);
     for (int variant = 0; variant < 2; ++variant) {
       GenerateOptions go;
       go.prompt = variant == 0 ? g.before_prompt : g.after_prompt;
@@ -442,106 +450,151 @@ DemoResult run_demo(const DemoOptions& o) {
       go.seed = o.seed;
       go.batch = o.samples;
       go.progress = false;
-      GenerateResult r = generate(sd, extra, go);
-      for (int64_t i = 0; i < r.images.size(0); ++i) {
-        const std::string path = join_path(
-            o.out, str_cat("images/p", p, variant == 0 ? "-before-" : "-after-", i, ".png"));
-        auto png = encode_png(r.images[i], {{"parameters", r.image_parameters[i]}}, path);
-        write_bytes(path, png, res.files);
+      GenerateResult out = generate(sd, extra, go);
+      for (int64_t i = 0; i < out.images.size(0); ++i) {
+        const std::string path =
+            join_path(o.out, str_cat("images/p", p, variant == 0 ? "-before-" : "-after-", i, ".png"));
+        auto png = encode_png(out.images[i], {{"parameters", out.image_parameters[i]}}, path);
+        write_bytes(path, png, r.res.files);
         (variant == 0 ? g.before : g.after).push_back(std::move(png));
       }
       bar.update(static_cast<int64_t>(2 * p + variant + 1));
     }
-    gen.push_back(std::move(g));
+    r.gen.push_back(std::move(g));
   }
   bar.finish();
-  const int64_t width = sd.vae_config.sample_size;
-  res.timings.emplace_back("generate", seconds_since(t));
+}
 
-  // 4. Report and the commands that reproduce it.
-  t = Clock::now();
-  stage(4, "report: " + join_path(o.out, "index.html"));
+// The commands that redo the run: `tinv demo`, then caption, invert and each generate.
+std::string reproduce_commands(const Run& r) {
+  const DemoOptions& o = r.o;
   std::error_code ec;
-  const std::string cwd = fs::current_path(ec).string();
-  std::string cmds = "cd " + shell_quote(cwd) + "\n\n# The whole demo:\n" + demo_command(o, in, model, captioner) +
-                     "\n\n# Step by step:\n";
+  std::string c = "cd " + shell_quote(fs::current_path(ec).string()) + "\n\n# The whole demo:\n" +
+                  demo_command(o, r.in, r.model, r.captioner) + "\n\n# Step by step:\n";
   if (o.caption.empty())
-    cmds += str_cat(o.program, " caption ", shell_quote(in.path), " --captioner ", shell_quote(captioner),
-                    " --beams ", o.beams, " --max-new-tokens ", kCaptionNewTokens, "\n");
+    c += str_cat(o.program, " caption ", shell_quote(r.in.path), " --captioner ", shell_quote(r.captioner),
+                 " --beams ", o.beams, " --max-new-tokens ", kCaptionNewTokens, "\n");
   const std::string dev = o.device != "auto" ? " --device " + shell_quote(o.device) : "";
-  cmds += str_cat(o.program, " invert --model ", shell_quote(model), " --image ", shell_quote(in.path),
-                  " --caption ", shell_quote(init.text), " --templates ", shell_quote(init.templates),
-                  " --name ", in.name, " --steps ", o.steps, " --lr ", fmt_double(o.lr), " --seed ", o.seed,
-                  dev, " --out ", shell_quote(io.out), "\n");
-  for (size_t p = 0; p < gen.size(); ++p)
+  c += str_cat(o.program, " invert --model ", shell_quote(r.model), " --image ", shell_quote(r.in.path),
+               " --caption ", shell_quote(r.init.text), " --templates ", shell_quote(r.init.templates),
+               " --name ", r.in.name, " --steps ", o.steps, " --lr ", fmt_double(o.lr), " --seed ", o.seed,
+               dev, " --out ", shell_quote(r.inv.out), "\n");
+  for (size_t p = 0; p < r.gen.size(); ++p)
     for (int variant = 0; variant < 2; ++variant)
-      cmds += str_cat(o.program, " generate --model ", shell_quote(model),
-                      variant == 1 ? " --embedding " + shell_quote(ipaths.diffusers) : std::string(),
-                      " --prompt ", shell_quote(variant == 0 ? gen[p].before_prompt : gen[p].after_prompt),
-                      " --steps ", o.sample_steps, " --sampler ", o.sampler, " --cfg ", fmt_double(o.cfg),
-                      " --seed ", o.seed, " --batch ", o.samples, dev, " --out ",
-                      shell_quote(join_path(o.out, str_cat("reproduce/p", p, variant == 0 ? "-before" : "-after"))),
-                      "\n");
-  const std::string sh = "#!/bin/sh\n# Written by tinv demo: the commands behind " +
-                         join_path(o.out, "index.html") + "\nset -e\n\n" + cmds;
-  write_bytes(join_path(o.out, "commands.sh"), std::vector<uint8_t>(sh.begin(), sh.end()), res.files);
+      c += str_cat(o.program, " generate --model ", shell_quote(r.model),
+                   variant == 1 ? " --embedding " + shell_quote(r.paths.diffusers) : std::string(),
+                   " --prompt ", shell_quote(variant == 0 ? r.gen[p].before_prompt : r.gen[p].after_prompt),
+                   " --steps ", o.sample_steps, " --sampler ", o.sampler, " --cfg ", fmt_double(o.cfg),
+                   " --seed ", o.seed, " --batch ", o.samples, dev, " --out ",
+                   shell_quote(join_path(o.out, str_cat("reproduce/p", p, variant == 0 ? "-before" : "-after"))),
+                   "\n");
+  return c;
+}
 
+void report_input(const Run& r, HtmlReport& rep) {
+  const DemoOptions& o = r.o;
   std::string placeholders;
-  for (const auto& ph : res.placeholders) placeholders += (placeholders.empty() ? "" : " ") + ph;
-  HtmlReport rep("tinv demo: " + in.name);
+  for (const auto& ph : r.res.placeholders) placeholders += (placeholders.empty() ? "" : " ") + ph;
   rep.paragraph("Textual inversion with captioning initialisation on one image: the captioner describes "
                 "the image, the caption's words initialise the placeholder tokens, " + std::to_string(o.steps) +
-                " optimisation steps adapt them, and the learned trigger " + res.trigger +
+                " optimisation steps adapt them, and the learned trigger " + r.res.trigger +
                 " is then used in new prompts.");
   rep.heading("Input");
-  rep.image(input_png, "input image", std::max(256, std::min(512, input.width)));
-  rep.key_values({{"image", in.path + " (" + std::to_string(input.width) + "x" + std::to_string(input.height) + ")"},
-                  {"concept", in.concept_ptr ? in.concept_ptr->name + ": " + in.concept_ptr->description : in.name},
-                  {"caption", res.caption + (o.caption.empty() ? "  (" + captioner + ")" : "  (--caption)")},
-                  {"initialisation", init.mode == "object"
-                                         ? "object words of the caption: \"" + init.text + "\", template \"" + init.world_template + "\""
-                                         : "the whole caption: \"" + init.text + "\", textual-inversion object templates"},
+  rep.image(r.input_png, "input image", std::max(256, std::min(512, r.input.width)));
+  const std::string init = r.init.mode == "object"
+      ? "object words of the caption: \"" + r.init.text + "\"; training template \"" + r.init.world_template + "\""
+      : "the whole caption: \"" + r.init.text + "\"; textual-inversion object templates";
+  rep.key_values({{"image", str_cat(r.in.path, " (", r.input.width, "x", r.input.height, ")")},
+                  {"concept", r.in.concept_ptr ? r.in.concept_ptr->name + ": " + r.in.concept_ptr->description : r.in.name},
+                  {"caption", r.res.caption + (o.caption.empty() ? "  (" + r.captioner + ")" : "  (--caption)")},
+                  {"initialisation", init},
                   {"placeholders", placeholders},
-                  {"trigger", res.trigger},
-                  {"model", model},
+                  {"trigger", r.res.trigger},
+                  {"model", r.model},
                   {"steps", str_cat(o.steps, " (lr ", fmt_double(o.lr), ", seed ", o.seed, ")")}});
   rep.heading("Learning");
-  if (file_exists(ipaths.plot_png)) rep.image(read_binary_file(ipaths.plot_png), "loss curve");
-  rep.paragraph("Loss per step (random timestep and noise) and the fixed-input loss (same timesteps and noise "
-                "every 10 steps); the numbers are in " + ipaths.log_csv + ".");
+  if (file_exists(r.paths.plot_png)) rep.image(read_binary_file(r.paths.plot_png), "loss curve");
+  rep.paragraph("Loss per step (random timestep and noise) and the fixed-input loss (the same timesteps and "
+                "noise every 10 steps); the numbers are in " + r.paths.log_csv + ".");
+}
+
+void report_generated(const Run& r, HtmlReport& rep) {
+  const DemoOptions& o = r.o;
   rep.heading("Generated");
   rep.paragraph(str_cat("Each row is a prompt of the world grammar with {} filled by the initialisation words "
                         "(before: exactly the embedding at step 0) or by the learned trigger (after). ",
                         o.samples, " image(s) each, seeds ", o.seed, "..", o.seed + o.samples - 1,
                         ", the same for before and after; ", o.sample_steps, " steps, sampler ", o.sampler,
                         ", CFG ", fmt_double(o.cfg), "."));
-  const int shown = static_cast<int>(std::max<int64_t>(128, std::min<int64_t>(256, width)));
+  const int shown = static_cast<int>(std::max<int64_t>(128, std::min<int64_t>(256, r.image_size)));
   std::vector<std::vector<std::string>> rows;
-  for (const auto& g : gen)
+  for (const auto& g : r.gen)
     rows.push_back({HtmlReport::text(g.tmpl), HtmlReport::images(g.before, g.before_prompt, shown),
                     HtmlReport::images(g.after, g.after_prompt, shown)});
-  rep.table({"prompt ({} = the concept)", "before: \"" + init.text + "\"", "after: " + res.trigger}, rows);
-  res.timings.emplace_back("report", seconds_since(t));
-  res.timings.emplace_back("total", seconds_since(t_start));
+  rep.table({"prompt ({} = the concept)", "before: \"" + r.init.text + "\"", "after: " + r.res.trigger}, rows);
+}
+
+// Stage 4: commands.sh and index.html (the timings so far, "report" and "total" included).
+void report_stage(Run& r, Clock::time_point t_start) {
+  const DemoOptions& o = r.o;
+  const auto t = Clock::now();
+  r.res.report = join_path(o.out, "index.html");
+  stage(4, "report: " + r.res.report);
+  const std::string cmds = reproduce_commands(r);
+  const std::string sh = "#!/bin/sh\n# Written by tinv demo: the commands behind " + r.res.report +
+                         "\nset -e\n" + cmds;
+  write_bytes(join_path(o.out, "commands.sh"), std::vector<uint8_t>(sh.begin(), sh.end()), r.res.files);
+
+  HtmlReport rep("tinv demo: " + r.in.name);
+  report_input(r, rep);
+  report_generated(r, rep);
+  r.res.timings.emplace_back("report", seconds_since(t));
+  r.res.timings.emplace_back("total", seconds_since(t_start));
   rep.heading("Timings");
   std::vector<std::pair<std::string, std::string>> tt;
-  for (const auto& [k, v] : res.timings) tt.emplace_back(k, fmt_seconds(v));
-  tt.emplace_back("device", lo.device.str() + ", " + std::to_string(at::get_num_threads()) + " threads");
+  for (const auto& [k, v] : r.res.timings) tt.emplace_back(k, fmt_seconds(v));
+  tt.emplace_back("device", str_cat(r.device, ", ", at::get_num_threads(), " threads"));
   rep.key_values(tt);
   rep.heading("Reproduce");
   rep.paragraph("Also in " + join_path(o.out, "commands.sh") + ". Image i of each prompt uses seed + i.");
   rep.code(cmds);
   rep.heading("Files");
   std::string listing;
-  for (const auto& f : res.files) listing += f + "\n";
-  rep.code(listing);
-  res.report = join_path(o.out, "index.html");
+  for (const auto& f : r.res.files) listing += f + "\n";
+  rep.code(listing + r.res.report + "\n");
   const std::string html = rep.html();
-  write_file_atomically(res.report, html.data(), html.size());
-  res.files.push_back(res.report);
-  for (auto& [k, v] : res.timings)
-    if (k == "total") v = seconds_since(t_start);
-  return res;
+  write_file_atomically(r.res.report, html.data(), html.size());
+  r.res.files.push_back(r.res.report);
+}
+
+}  // namespace
+
+DemoResult run_demo(const DemoOptions& o) {
+  const auto t_start = Clock::now();
+  validate(o);
+  // Everything that can be wrong with the input fails here, before any model loads or any
+  // file is written.
+  Run r(o, resolve_input(o));
+  r.input = load_image(r.in.path);
+  r.model = o.model.empty() ? default_model_dir("world-sd") : o.model;
+  if (o.caption.empty()) r.captioner = o.captioner.empty() ? default_model_dir("world-blip") : o.captioner;
+  TINV_CHECK(file_exists(r.model) || dir_exists(r.model), "--model", "no such file or folder '", r.model, "'");
+  TINV_CHECK(r.captioner.empty() || dir_exists(r.captioner), "--captioner", "no such folder '", r.captioner, "'");
+  check_output_dir(o.out);
+  r.res.image = r.in.path;
+  r.res.trigger = "<" + r.in.name + ">";
+
+  auto timed = [&](const char* name, void (*fn)(Run&)) {
+    const auto t = Clock::now();
+    fn(r);
+    r.res.timings.emplace_back(name, seconds_since(t));
+  };
+  timed("caption", caption_stage);
+  timed("invert", invert_stage);
+  timed("generate", generate_stage);
+  report_stage(r, t_start);
+  r.res.timings.back().second = seconds_since(t_start);  // "total", now with the report written
+  return std::move(r.res);
 }
 
 }  // namespace tinv

@@ -43,10 +43,14 @@ std::string default_model_dir(const std::string& name) {
     if (dir_exists(c)) return c;
   std::string tried;
   for (const auto& c : candidates) tried += (tried.empty() ? "" : ", ") + c;
-  throw Error("models/" + name,
-              str_cat("bundled model not found (looked in ", tried.empty() ? "no folder" : tried,
-                      "); set TINV_MODELS_DIR to the folder holding '", name,
-                      "', or pass the model explicitly (--model / --captioner / --image)"));
+  const std::string instead = name == "world-sd"     ? ", or pass --model"
+                              : name == "world-blip" ? ", or pass --captioner"
+                              : name == "concepts"   ? ", or pass --image"
+                                                     : "";
+  throw Error("models/" + name, str_cat("bundled model not found (looked in ",
+                                        tried.empty() ? "no folder" : tried,
+                                        "); set TINV_MODELS_DIR to the folder holding '", name, "'",
+                                        instead));
 }
 
 }  // namespace tinv

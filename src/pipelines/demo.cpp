@@ -4,11 +4,11 @@
 #include <unistd.h>
 #include <torch/torch.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <cctype>
 #include <sstream>
 
 #include "common/default_models.h"

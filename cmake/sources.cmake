@@ -60,6 +60,9 @@ set(TINV_SOURCES
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
   src/world/eval.cpp
+  src/common/default_models.cpp
+  src/io/html_report.cpp
+  src/pipelines/demo.cpp
 )
 
 set(TINV_CLI_SOURCES
@@ -71,8 +74,14 @@ set(TINV_CLI_SOURCES
   src/cli/cmd_generate.cpp
   src/cli/cmd_invert.cpp
   src/cli/cmd_world_eval.cpp
+  src/cli/cmd_demo.cpp
 )
 
 # The world's pixels must be the same on every machine: no fused multiply-add contraction.
 set_source_files_properties(src/world/render.cpp src/world/concepts.cpp src/world/world.cpp
                             PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+
+# Bundled models (models/world-sd, models/world-blip, models/concepts) are found in the source
+# tree when neither TINV_MODELS_DIR nor <executable>/../models has them.
+set_source_files_properties(src/common/default_models.cpp
+                            PROPERTIES COMPILE_DEFINITIONS "TINV_SOURCE_MODELS_DIR=\"${CMAKE_SOURCE_DIR}/models\"")

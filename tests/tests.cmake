@@ -55,3 +55,7 @@ tinv_test(test_world_train unit test_world_train.cpp)
 tinv_test(test_world_eval unit test_world_eval.cpp)
 tinv_test_cli(test_world_eval)
 tinv_test(test_world_models models test_world_models.cpp)
+
+# `tinv demo`, bundled-model lookup, the HTML report (spawns the built tinv for the CLI tests).
+tinv_test(test_demo unit test_demo.cpp)
+tinv_test_cli(test_demo)

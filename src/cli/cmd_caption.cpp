@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
 #include "common/progress.h"
@@ -25,13 +26,14 @@ struct CaptionArgs {
   CaptionOptions opts;
 };
 
-void run_caption(const CaptionArgs& a) {
+void run_caption(CaptionArgs& a) {
   CaptionOptions o = a.opts;
   o.prompt = a.prompt;
   o.prompt_ids = a.prompt_ids;
   o.use_prompt = !a.no_prompt;
   o.use_cache = !a.no_cache;
   o.validate();  // before the (slow) model load
+  if (a.captioner.empty()) a.captioner = default_model_dir("world-blip");
   auto cap = BlipCaptioner::load(a.captioner, resolve_device(a.device));
   if (!cap.has_tokenizer()) {
     std::fprintf(stderr, "tinv: warning: %s has no vocab.txt: printing token ids instead of captions%s\n",
@@ -66,7 +68,7 @@ void add_caption(CLI::App& app) {
   auto a = std::make_shared<CaptionArgs>();
   cmd->add_option("images", a->images, "Image files (PNG, JPEG, BMP, GIF, ...)")->required();
   cmd->add_option("--captioner", a->captioner, "BLIP folder (config.json, model.safetensors, "
-                  "preprocessor_config.json, vocab.txt)")->required();
+                  "preprocessor_config.json, vocab.txt); default: the bundled world-blip");
   cmd->add_option("--prompt", a->prompt, "Conditional prefix, removed from the output")->capture_default_str();
   cmd->add_option("--prompt-ids", a->prompt_ids, "Prompt as token ids (comma-separated; no vocab.txt needed)")
       ->delimiter(',');

@@ -14,6 +14,7 @@
 #include <random>
 
 #include "cli/commands.h"
+#include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -61,6 +62,7 @@ void run_generate(GenerateArgs& a) {
   TINV_CHECK(a.seed >= -1, "--seed", "must be >= 0 (or -1 for a random seed), got ", a.seed);
   validate(a.opts);
   check_output_dir(a.out);
+  if (a.model.empty()) a.model = default_model_dir("world-sd");
   for (const auto& e : a.embeddings) TINV_CHECK(file_exists(e), e, "no such embedding file");
   SdLoadOptions lo;
   lo.device = resolve_device(a.device);
@@ -106,8 +108,9 @@ void add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Text-to-image generation (with learned embeddings)");
   auto a = std::make_shared<GenerateArgs>();
   auto& o = a->opts;
-  cmd->add_option("--model", a->model, "Diffusers folder or single-file checkpoint (.safetensors)")
-      ->required();
+  cmd->add_option("--model", a->model,
+                  "Diffusers folder or single-file checkpoint (.safetensors); default: the bundled "
+                  "world-sd");
   cmd->add_option("--prompt", o.prompt, "Prompt (embedding triggers allowed)")->required();
   cmd->add_option("--negative-prompt", o.negative_prompt, "Negative prompt");
   cmd->add_option("--embedding", a->embeddings,

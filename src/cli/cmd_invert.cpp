@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "common/default_models.h"
 #include "inversion/trainer.h"
 
 namespace tinv::cli {
@@ -11,12 +12,15 @@ void add_invert(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "invert", "Learn placeholder embeddings for a concept from one or a few images");
   auto o = std::make_shared<InvertOptions>();
-  cmd->add_option("--model", o->model, "Diffusers folder or single-file checkpoint")->required();
+  cmd->add_option("--model", o->model,
+                  "Diffusers folder or single-file checkpoint (default: the bundled world-sd)");
   cmd->add_option("--image", o->images, "Image files or folders (one or more)")->required();
   cmd->add_option("--init", o->init, "Initialisation: caption | class | token")
       ->capture_default_str();
   cmd->add_option("--caption", o->caption, "Caption of the images (--init caption)");
-  cmd->add_option("--captioner", o->captioner, "BLIP model folder to write the caption");
+  cmd->add_option("--captioner", o->captioner,
+                  "BLIP model folder to write the caption (default without --caption: the bundled "
+                  "world-blip)");
   cmd->add_option("--class", o->class_name, "Class word(s) (--init class)");
   cmd->add_option("--init-token", o->init_token, "One vocabulary token (--init token)")
       ->capture_default_str();
@@ -53,6 +57,9 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "fp32 | bf16 | fp16 (CUDA)")->capture_default_str();
   cmd->add_flag("!--no-progress", o->progress, "No progress bar");
   cmd->callback([o] {
+    if (o->model.empty()) o->model = default_model_dir("world-sd");
+    if (o->init == "caption" && o->caption.empty() && o->captioner.empty())
+      o->captioner = default_model_dir("world-blip");
     InvertResult r = run_inversion(*o);
     std::printf("caption: %s\n", r.caption.c_str());
     std::printf("embedding: %lld x %lld\n", static_cast<long long>(r.embeddings.size(0)),

@@ -14,5 +14,6 @@ void add_world(CLI::App& app);
 void add_world_eval(CLI::App* world);  // `world eval`, under add_world's subcommand
 void add_generate(CLI::App& app);
 void add_invert(CLI::App& app);
+void add_demo(CLI::App& app);
 
 }  // namespace tinv::cli

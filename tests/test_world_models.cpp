@@ -10,6 +10,7 @@
 #include "common/fs.h"
 #include "io/safetensors.h"
 #include "pipelines/caption.h"
+#include "pipelines/demo.h"
 #include "pipelines/generate.h"
 #include "test_util.h"
 #include "world/world.h"
@@ -96,6 +97,21 @@ TEST(WorldModels, GeneratesWhatThePromptSays) {
   }
   EXPECT_GE(parsed, 3);
   EXPECT_GE(background, 2);
+}
+
+TEST(WorldModels, DemoRunsEndToEnd) {
+  test::TempDir dir;
+  DemoOptions o;  // the bundled models and concept, found without any path
+  o.steps = 5;
+  o.samples = 1;
+  o.sample_steps = 5;
+  o.out = dir.file("demo");
+  o.progress = false;
+  DemoResult r = run_demo(o);
+  EXPECT_TRUE(file_exists(r.report));
+  EXPECT_TRUE(parse_caption(r.caption).has_value()) << r.caption;
+  EXPECT_EQ(r.init_from, "object");
+  EXPECT_GE(r.placeholders.size(), 2u);  // colour [fill] shape
 }
 
 }  // namespace

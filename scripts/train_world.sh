@@ -11,7 +11,7 @@
 # the denoiser; the captioner's schedule was lengthened from 1800 to 2400 steps at step 1000
 # when its shape accuracy lagged, and the denoiser's shortened from 1000 to 750 at step 50 to fit
 # the session, then continued on a new 1600-step schedule when its samples showed that text
-# conditioning had not emerged yet). Thread counts are the ones used: results are reproducible to float rounding
+# conditioning had not emerged yet, stopped at 1200 when the session ran out). Thread counts are the ones used: results are reproducible to float rounding
 # across thread counts, bit for bit with the same ones. A GPU is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,6 @@ export OMP_WAIT_POLICY=PASSIVE
 "$TINV" world train captioner --work "$WORK" --steps 2400 --threads 1 --save-every 100
 "$TINV" world train diffusion --work "$WORK" --steps 1000 --stop-at 50 --dataset 8192 --threads 2 --save-every 50
 "$TINV" world train diffusion --work "$WORK" --steps 750 --dataset 8192 --threads 2 --save-every 50
-"$TINV" world train diffusion --work "$WORK" --steps 1600 --dataset 8192 --threads 2 --save-every 50
+"$TINV" world train diffusion --work "$WORK" --steps 1600 --stop-at 1200 --dataset 8192 --threads 2 --save-every 50
 "$TINV" world export --work "$WORK" --out "$OUT"
 "$TINV" world eval --model "$OUT/world-sd" --captioner "$OUT/world-blip"

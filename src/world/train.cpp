@@ -164,6 +164,14 @@ std::vector<Sample> scene_batch(uint64_t seed, int64_t step, int64_t batch) {
   return out;
 }
 
+// Train scenes first .. first+count-1 as float [count, 3, 64, 64] in [-1, 1].
+torch::Tensor scene_images(uint64_t seed, int64_t first, int64_t count) {
+  std::vector<torch::Tensor> xs;
+  for (int64_t i = first; i < first + count; ++i)
+    xs.push_back(image_tensor(sample_at(seed, Split::kTrain, static_cast<uint64_t>(i), kImageSize).image));
+  return torch::stack(xs);
+}
+
 // ---- optimisation ------------------------------------------------------------------------
 
 // AdamW over named parameters, with its moments saved in checkpoints.
@@ -339,11 +347,6 @@ void run_loop(Adam& adam, const PartLoop& p) {
   progress.finish();
 }
 
-torch::Device pick_device(const std::string& name) {
-  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  return torch::Device(name);
-}
-
 // ---- parts -------------------------------------------------------------------------------
 
 ClipTokenizer ensure_tokenizer(const std::string& work) {
@@ -387,9 +390,7 @@ void train_vae(const TrainOptions& o, torch::Device dev) {
   json meta = {{"part", "vae"}, {"vae", vae_json(cfg.vae)}, {"batch", batch}, {"seed", o.seed}};
   PartLoop loop{"vae", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
-    std::vector<torch::Tensor> xs;
-    for (const Sample& s : scene_batch(o.seed, k, batch)) xs.push_back(image_tensor(s.image));
-    auto x = torch::stack(xs).to(dev);                       // [B, 3, 64, 64] in [-1, 1]
+    auto x = scene_images(o.seed, k * batch, batch).to(dev);                       // [B, 3, 64, 64] in [-1, 1]
     auto gen = step_generator(o.seed, kVaeStream, k);
     Posterior post = vae->encode(x);
     auto eps = torch::randn(post.mean.sizes(), gen).to(dev);
@@ -423,9 +424,7 @@ void train_decoder(const TrainOptions& o, torch::Device dev) {
                {"seed", o.seed}};
   PartLoop loop{"decoder", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
-    std::vector<torch::Tensor> xs;
-    for (const Sample& s : scene_batch(o.seed + 2, k, batch)) xs.push_back(image_tensor(s.image));
-    auto x = torch::stack(xs).to(dev);
+    auto x = scene_images(o.seed + 2, k * batch, batch).to(dev);
     auto gen = step_generator(o.seed, kDecoderStream, k);
     torch::Tensor z;
     {
@@ -470,10 +469,8 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
   const int64_t chunk = 64;
   Progress progress("encode", o.dataset, o.progress);
   for (int64_t i = 0; i < o.dataset; i += chunk) {
-    std::vector<torch::Tensor> xs;
-    for (int64_t j = i; j < std::min(o.dataset, i + chunk); ++j)
-      xs.push_back(image_tensor(sample_at(o.seed, Split::kTrain, static_cast<uint64_t>(j), kImageSize).image));
-    parts.push_back(vae->encode(torch::stack(xs).to(dev)).mean.cpu());
+    const int64_t n = std::min(chunk, o.dataset - i);
+    parts.push_back(vae->encode(scene_images(o.seed, i, n).to(dev)).mean.cpu());
     progress.update(std::min(o.dataset, i + chunk));
   }
   progress.finish();
@@ -704,7 +701,7 @@ void train_part(const TrainOptions& o) {
   TINV_CHECK(!o.work.empty(), "--work", "is required");
   make_dirs(o.work);
   if (o.threads > 0) torch::set_num_threads(o.threads);
-  torch::Device dev = pick_device(o.device);
+  torch::Device dev = resolve_device(o.device);
   if (o.part == "vae") train_vae(o, dev);
   else if (o.part == "decoder") train_decoder(o, dev);
   else if (o.part == "diffusion") train_diffusion(o, dev);

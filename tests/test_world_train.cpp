@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "io/safetensors.h"
@@ -68,12 +70,33 @@ TEST(WorldTrain, TrainsExportsAndLoads) {
   const std::string log = read_text_file(join_path(work, "diffusion.log.csv"));
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 3) << log;  // header + 2 steps
 
+  // An epsilon run, continued with v-prediction from its weights (--init): a new schedule whose
+  // weights start where the first run ended, and an export whose scheduler says v_prediction.
+  const std::string eps_work = dir.file("eps");
+  std::filesystem::copy(work, eps_work, std::filesystem::copy_options::recursive);
+  std::filesystem::remove(join_path(eps_work, "diffusion.ckpt.safetensors"));
+  TrainOptions eps = small("diffusion", eps_work, 1);
+  eps.prediction = "epsilon";
+  train_part(eps);
+  const std::string eps_ckpt = join_path(eps_work, "eps.ckpt.safetensors");
+  std::filesystem::rename(join_path(eps_work, "diffusion.ckpt.safetensors"), eps_ckpt);
+  TrainOptions cont = small("diffusion", eps_work, 1);
+  cont.init = eps_ckpt;
+  cont.lr = 1e-30;  // a step that moves nothing: the weights must be the epsilon run's
+  train_part(cont);
+  {
+    auto a = SafeTensors::open(eps_ckpt), b = SafeTensors::open(join_path(eps_work, "diffusion.ckpt.safetensors"));
+    EXPECT_TRUE(torch::allclose(a.get("p.unet.conv_in.weight"), b.get("p.unet.conv_in.weight")));
+    EXPECT_NE(a.metadata().at("config"), b.metadata().at("config"));  // the prediction differs
+  }
+
   export_models(work, dir.file("models"));
   const std::string sd_dir = dir.file("models/world-sd"), blip_dir = dir.file("models/world-blip");
   auto unet = SafeTensors::open(join_path(sd_dir, "unet/diffusion_pytorch_model.safetensors"));
   for (const auto& [name, info] : unet.infos()) EXPECT_EQ(info.dtype, "F16") << name;
 
   StableDiffusion sd = load_stable_diffusion(sd_dir);
+  EXPECT_EQ(sd.scheduler.prediction_type, "v_prediction");  // the default target
   EXPECT_EQ(sd.vae_config.sample_size, 64);
   EXPECT_EQ(sd.tokenizer->max_length(), 32);
   GenerateOptions g;
@@ -114,6 +137,12 @@ TEST(WorldTrain, RefusesBadOptionsAndForeignCheckpoints) {
   EXPECT_TINV_ERROR(train_part(small("unet", dir.path(), 1)), "unknown part");
   EXPECT_TINV_ERROR(train_part(small("vae", dir.path(), 0)), "--steps");
   EXPECT_TINV_ERROR(train_part(small("diffusion", dir.path(), 1)), "run `tinv world train vae` first");
+  TrainOptions bad = small("diffusion", dir.path(), 1);
+  bad.prediction = "sample";
+  EXPECT_TINV_ERROR(train_part(bad), "--prediction");
+  bad = small("diffusion", dir.path(), 1);
+  bad.init = dir.file("missing.ckpt.safetensors");
+  EXPECT_TINV_ERROR(train_part(bad), "missing.ckpt.safetensors");
   train_part(small("captioner", dir.path(), 1));
   TrainOptions other = small("captioner", dir.path(), 2);
   other.batch = 3;

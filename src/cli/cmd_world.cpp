@@ -197,6 +197,9 @@ void add_world(CLI::App& app) {
   train->add_option("--seed", o->seed, "Seed of the weights and of the data stream")->capture_default_str();
   train->add_option("--save-every", o->save_every, "Checkpoint every N steps")->capture_default_str();
   train->add_option("--dataset", o->dataset, "diffusion: training scenes encoded by the VAE")->capture_default_str();
+  train->add_option("--prediction", o->prediction, "diffusion: the UNet's target, epsilon or v_prediction")
+      ->capture_default_str()->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  train->add_option("--init", o->init, "diffusion: start from this checkpoint's weights (when the work folder has none)");
   train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
   train->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
   train->add_flag("!--no-progress", o->progress, "No progress bar");

@@ -507,6 +507,13 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
     for (auto& item : text->named_parameters(true))
       if (item.key().find("embedding") != std::string::npos) item.value().normal_(0, 0.02);
   }
+  if (!o.init.empty() && !file_exists(ckpt_path(o.work, "diffusion"))) {
+    // A new schedule (fresh optimiser moments, step 0) from another run's weights, e.g. an
+    // epsilon-prediction run continued with v-prediction.
+    load_state_dict(*text, checkpoint_weights(o.init, "text_encoder."), o.init);
+    load_state_dict(*unet, checkpoint_weights(o.init, "unet."), o.init);
+    std::fprintf(stderr, "diffusion: starting from the weights of %s\n", o.init.c_str());
+  }
   text->to(dev);
   unet->to(dev);
   text->train();
@@ -516,7 +523,7 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
   Adam adam(params);
   NoiseSchedule schedule(cfg.scheduler);
   json meta = {{"part", "diffusion"}, {"unet", unet_json(cfg.unet)}, {"text", text_json(cfg.text)},
-               {"batch", batch}, {"seed", o.seed}, {"dataset", o.dataset}};
+               {"batch", batch}, {"seed", o.seed}, {"dataset", o.dataset}, {"prediction", o.prediction}};
   PartLoop loop{"diffusion", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&, latents = latents, ids = ids, empty = empty](int64_t k) {
     auto gen = step_generator(o.seed, kDiffusionStream, k);
@@ -529,7 +536,7 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
     auto noisy = schedule.add_noise(x0, noise, t);
     auto states = text->forward(batch_ids.to(dev));
     auto pred = unet->forward(noisy.to(dev), t.to(dev), states);
-    return torch::mse_loss(pred, noise.to(dev));
+    return torch::mse_loss(pred, schedule.target(x0, noise, t, o.prediction).to(dev));
   };
   run_loop(adam, loop);
 }
@@ -699,6 +706,10 @@ void train_part(const TrainOptions& o) {
   TINV_CHECK(o.stop_at >= 0, "--stop-at", "must be >= 0");
   TINV_CHECK(o.dataset >= 1, "--dataset", "must be >= 1");
   TINV_CHECK(!o.work.empty(), "--work", "is required");
+  TINV_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction", "--prediction",
+             "must be epsilon or v_prediction, not '", o.prediction, "'");
+  TINV_CHECK(o.init.empty() || o.part == "diffusion", "--init", "applies to the diffusion part only");
+  TINV_CHECK(o.init.empty() || file_exists(o.init), o.init, "no such checkpoint (--init)");
   make_dirs(o.work);
   if (o.threads > 0) torch::set_num_threads(o.threads);
   torch::Device dev = resolve_device(o.device);
@@ -717,6 +728,10 @@ void export_models(const std::string& work, const std::string& out) {
   WorldConfigs cfg = world_configs(tok.base_vocab_size(), wp.vocab_size());
   SafeTensors lat = SafeTensors::open(join_path(work, "latents.safetensors"));
   cfg.vae.scaling_factor = std::stod(lat.metadata().at("scaling_factor"));
+  {  // the denoiser's target, as it was trained (checkpoints before --prediction are epsilon)
+    auto meta = json::parse(SafeTensors::open(ckpt_path(work, "diffusion")).metadata().at("config"));
+    cfg.scheduler.prediction_type = meta.value("prediction", std::string("epsilon"));
+  }
   const std::map<std::string, std::string> md = {{"format", "pt"}};
 
   const std::string sd = join_path(out, "world-sd");

@@ -48,6 +48,8 @@ struct TrainOptions {
   uint64_t seed = 0;
   int64_t save_every = 100;
   int64_t dataset = 16384; // diffusion: scenes in the latent training set
+  std::string prediction = "v_prediction";  // diffusion: epsilon | v_prediction (the UNet's target)
+  std::string init;        // diffusion: start from this checkpoint's weights when there is none yet
   int threads = 0;         // 0: torch's default
   std::string device = "auto";
   bool progress = true;

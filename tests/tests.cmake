@@ -59,3 +59,7 @@ tinv_test(test_world_models models test_world_models.cpp)
 # `tinv demo`, bundled-model lookup, the HTML report (spawns the built tinv for the CLI tests).
 tinv_test(test_demo unit test_demo.cpp)
 tinv_test_cli(test_demo)
+
+# `tinv study` (spawns the built tinv for the CLI cases).
+tinv_test(test_study unit test_study.cpp)
+tinv_test_cli(test_study)

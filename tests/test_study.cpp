@@ -330,6 +330,7 @@ StudyOptions tiny_options(const test::TempDir& dir) {
   o.checkpoints = {0, 3};
   o.edits = 1;
   o.sample_steps = 2;
+  o.eval_every = 1;
   o.device = "cpu";
   o.out = dir.file("study");
   o.progress = false;
@@ -488,16 +489,18 @@ TEST(StudyCli, QuickWithOverrides) {
   ASSERT_GT(csv.size(), 1u);
   EXPECT_EQ(csv[0], kRecordsCsvHeader);
   std::set<std::string> concepts, modes;
-  int losses = 0;
+  int losses = 0, fixed = 0;
   for (size_t i = 1; i < csv.size(); ++i) {
     auto c1 = csv[i].find(','), c2 = csv[i].find(',', c1 + 1);
     concepts.insert(csv[i].substr(0, c1));
     modes.insert(csv[i].substr(c1 + 1, c2 - c1 - 1));
     losses += csv[i].find(",loss,") != std::string::npos;
+    fixed += csv[i].find(",fixed_loss,") != std::string::npos;
   }
   EXPECT_EQ(concepts, (std::set<std::string>{world::concepts().front().name}));  // the preset's concept
   EXPECT_EQ(modes, (std::set<std::string>{"token", "class"}));
   EXPECT_EQ(losses, 4);  // 2 runs x 2 steps
+  EXPECT_EQ(fixed, 4);   // --eval-every 5 (default): steps 0 and 2 (the end) of each run
 }
 
 TEST(StudyCli, BadInputIsOneLine) {

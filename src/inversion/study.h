@@ -54,7 +54,8 @@ struct StudyOptions {
   int64_t steps = 500;
   std::vector<int64_t> checkpoints;     // quality at these steps; empty: kDefaultCheckpoints
   double lr = 5e-3;                     // as `tinv invert`
-  int64_t eval_every = 1;               // fixed-input loss every K steps (and at the end)
+  int64_t eval_every = 5;               // fixed-input loss every K steps (and at 0 and the end);
+                                        // each costs about one training step
   int64_t eval_pairs = 4;               // fixed (timestep, noise) pairs
   int64_t edits = 4;                    // re-contextualised prompts per checkpoint (world only)
   std::string sampler = "ddim";

@@ -445,11 +445,20 @@ TEST(StudyRun, ExplicitCaptionsAndUserImages) {
   EXPECT_EQ(ur.concepts[0].target.sizes(), (std::vector<int64_t>{3, 32, 32}));
   for (const auto& rec : ur.records) EXPECT_EQ(rec.metric.rfind("edit_", 0), std::string::npos);
 
+  // User images in class/token mode need no caption and no captioner.
+  u.captions.clear();
+  u.modes = {"class", "token"};
+  u.out = dir.file("user2");
+  EXPECT_EQ(run_study(u).concepts[0].init.tmpl, load_templates("object").front());
+
   // Wrong number of captions, missing captioner.
   o.captions = {"a", "b"};
   EXPECT_TINV_ERROR(run_study(o), "--caption: got 2 captions for 1 concepts");
   o.captions.clear();
   EXPECT_TINV_ERROR(run_study(o), "--captioner: no such folder");
+  // World concepts take the template from the caption even without caption mode.
+  o.modes = {"token"};
+  EXPECT_TINV_ERROR(run_study(o), "init captions come from it");
 }
 
 // ---- CLI ----

@@ -420,7 +420,7 @@ void setup_world_concepts(Study& s) {
     sc.target = world::image_to_unit_tensor(sample.image);  // [3, res, res]
     if (!s.o.captions.empty()) {
       sc.caption = s.o.captions[i];
-    } else {
+    } else {  // run_study loaded the captioner: the template comes from the caption
       // The captioner reads 64-pixel world images, as it was trained.
       const world::ConceptSample at64 = world::concept_at(s.o.world_seed, c, s.o.concept_index, 64);
       sc.caption = caption_image(*s.cap, to_caption_image(at64.image), true);
@@ -450,8 +450,10 @@ void setup_user_concepts(Study& s) {
     sc.name = file_stem(files[i]);
     sc.class_word = s.o.class_name;
     sc.target = ((x + 1) / 2).clamp(0, 1);
-    sc.caption = !s.o.captions.empty() ? s.o.captions[i] : caption_image(*s.cap, load_image(files[i]), false);
-    TINV_CHECK(!sc.caption.empty(), files[i], "the captioner produced an empty caption");
+    if (!s.o.captions.empty()) sc.caption = s.o.captions[i];
+    else if (s.cap) sc.caption = caption_image(*s.cap, load_image(files[i]), false);  // caption mode only
+    const bool caption_mode = std::find(s.o.modes.begin(), s.o.modes.end(), "caption") != s.o.modes.end();
+    TINV_CHECK(!caption_mode || !sc.caption.empty(), files[i], "the captioner produced an empty caption");
     sc.init.init_text = sc.caption;
     sc.init.tmpl = templates.front();
     s.latents.push_back(encode_latent(s.sd, sc.target.unsqueeze(0)));
@@ -612,10 +614,14 @@ StudyResult run_study(const StudyOptions& o) {
   TINV_CHECK(dir_exists(o.model) || file_exists(o.model), "--model", "no such model: '", o.model, "'");
   const bool world_concepts = o.images.empty();
   const bool caption_mode = std::find(o.modes.begin(), o.modes.end(), "caption") != o.modes.end();
-  const bool need_captioner = (caption_mode && o.captions.empty()) || (world_concepts && o.edits > 0);
+  // World concepts take their template from the caption, whatever the mode; user images need
+  // it only as caption-mode init text. Editability reads the generated images back.
+  const bool need_captions = o.captions.empty() && (world_concepts || caption_mode);
+  const bool need_captioner = need_captions || (world_concepts && o.edits > 0);
   if (need_captioner)
     TINV_CHECK(dir_exists(o.captioner), "--captioner", "no such folder: '", o.captioner, "'",
-               world_concepts && o.edits > 0 ? " (editability needs the captioner; --edits 0 skips it)" : "");
+               need_captions ? " (the init captions come from it; --caption TEXT gives them)"
+                             : " (editability needs it; --edits 0 skips it)");
   if (!world_concepts) {
     collect_image_files(o.images);  // missing files fail before the models load
     if (o.edits > 0)

@@ -138,6 +138,20 @@ TEST(StudyRecords, AggregateAndSmoothing) {
   EXPECT_DOUBLE_EQ((v[{1, 0}]), 100.0);
 }
 
+TEST(StudyRecords, RelativeToTheStartOfTheConceptAndSeed) {
+  std::vector<StudyRecord> r = {{"a", "caption", 0, 0, "fixed_loss", 1.0}, {"a", "token", 0, 0, "fixed_loss", 3.0},
+                                {"a", "caption", 0, 5, "fixed_loss", 1.0}, {"a", "token", 0, 5, "fixed_loss", 2.0},
+                                {"a", "token", 1, 0, "fixed_loss", 4.0},   {"a", "token", 1, 5, "fixed_loss", 2.0},
+                                {"b", "token", 0, 5, "fixed_loss", 9.0},   {"a", "caption", 0, 0, "loss", 7.0}};
+  auto rel = relative_to_start(r, "fixed_loss");
+  ASSERT_EQ(rel.size(), 6u);  // b has no step 0; other metrics dropped
+  EXPECT_DOUBLE_EQ(rel[0].value, 0.5);  // 1 / mean(1, 3)
+  EXPECT_DOUBLE_EQ(rel[1].value, 1.5);
+  EXPECT_DOUBLE_EQ(rel[3].value, 1.0);
+  EXPECT_DOUBLE_EQ(rel[5].value, 0.5);  // seed 1: 2 / 4
+  EXPECT_EQ(rel[5].seed, 1);
+}
+
 // ---- options ----
 TEST(StudyOptions, Validation) {
   StudyOptions ok;
@@ -282,7 +296,7 @@ TEST(StudyPlot, BandIsTintedBehindTheCurveAndWidensTheRange) {
   PlotBand band{{0, 10}, {0, 0}, {2, 2}, {200, 0, 0}};
   auto banded = render_line_plot({s}, {band}, "step", 200, 120);
   ASSERT_EQ(banded.sizes(), plain.sizes());
-  // Tinted pixels: red at 30% over white (about (239, 179, 179)) or over the grid.
+  // Tinted pixels: red at 20% over white (about (244, 204, 204)) or over the grid.
   auto light_red = [](const torch::Tensor& img) {
     auto px = img.view({-1, 3}).to(torch::kInt32);
     auto r = px.select(1, 0), g = px.select(1, 1), b = px.select(1, 2);
@@ -394,10 +408,10 @@ TEST(StudyRun, TinyEndToEnd) {
   const std::string csv = read_text_file(o.out + "/records.csv");
   EXPECT_EQ(csv, records_csv(r.records));
   EXPECT_EQ(lines(csv).size(), r.records.size() + 1);
-  for (const char* f : {"records.csv", "loss_raw.png", "loss_fixed.png", "recon_psnr.png", "recon_latent_mse.png",
-                        "edit_accuracy.png", "summary.txt", "report.html"})
+  for (const char* f : {"records.csv", "loss_raw.png", "loss_fixed.png", "loss_fixed_relative.png", "recon_psnr.png",
+                        "recon_latent_mse.png", "edit_accuracy.png", "summary.txt", "report.html"})
     EXPECT_TRUE(file_exists(o.out + "/" + f)) << f;
-  EXPECT_EQ(r.files.size(), 8u);
+  EXPECT_EQ(r.files.size(), 9u);
   const std::string html = read_text_file(o.out + "/report.html");
   EXPECT_NE(html.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);
   EXPECT_EQ(html.find("src=\"loss"), std::string::npos);  // no external files

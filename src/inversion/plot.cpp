@@ -123,7 +123,7 @@ void draw_band(Canvas& cv, const PlotBand& b, const PX& px, const PY& py) {
     }
     prev = static_cast<int64_t>(i);
   }
-  cv.tint(mask, b.color, 0.3);
+  cv.tint(mask, b.color, 0.2);
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ struct PlotSeries {
 };
 
 // A spread band (e.g. min-max or +-1 sd around a mean curve): the area between lo and hi over
-// x is tinted with `color` (30% over what is below), behind every curve. Points where x, lo or
+// x is tinted with `color` (20% over what is below), behind every curve. Points where x, lo or
 // hi is not finite are skipped; lo, hi and x must have the same length (else ignored).
 struct PlotBand {
   std::vector<double> x, lo, hi;

@@ -361,6 +361,25 @@ std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const
   return out;
 }
 
+std::vector<StudyRecord> relative_to_start(const std::vector<StudyRecord>& records, const std::string& metric) {
+  std::map<std::pair<std::string, int64_t>, std::pair<double, int>> start;  // (concept, seed) -> sum, n
+  for (const StudyRecord& r : records)
+    if (r.metric == metric && r.step == 0 && std::isfinite(r.value)) {
+      auto& [sum, n] = start[{r.concept, r.seed}];
+      sum += r.value, ++n;
+    }
+  std::vector<StudyRecord> out;
+  for (const StudyRecord& r : records) {
+    if (r.metric != metric) continue;
+    auto it = start.find({r.concept, r.seed});
+    if (it == start.end() || it->second.first == 0) continue;
+    StudyRecord x = r;
+    x.value = r.value / (it->second.first / it->second.second);
+    out.push_back(x);
+  }
+  return out;
+}
+
 // ---- The study ----
 namespace {
 

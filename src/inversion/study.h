@@ -160,6 +160,12 @@ Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& 
 std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const std::string& metric,
                                   int64_t window);
 
+// `metric` of each run divided by the mean step-0 value of that metric over the runs of the same
+// (concept, seed) (all modes): paired curves that start near 1, so the spread between concepts'
+// loss levels does not hide the differences between modes. Runs without a step-0 value for their
+// (concept, seed) are dropped.
+std::vector<StudyRecord> relative_to_start(const std::vector<StudyRecord>& records, const std::string& metric);
+
 // ---- The study ----
 struct StudyConcept {
   std::string name;           // world concept name or image file stem
@@ -198,7 +204,8 @@ struct StudyResult {
 };
 
 // Validates, loads the models, runs every (concept, seed, mode) and writes into `out`:
-// records.csv (rewritten after each run), loss_raw.png, loss_fixed.png, recon_psnr.png,
+// records.csv (rewritten after each run), loss_raw.png, loss_fixed.png,
+// loss_fixed_relative.png, recon_psnr.png,
 // recon_latent_mse.png, edit_accuracy.png (world concepts), summary.txt and report.html
 // (self-contained). A run whose loss becomes NaN/inf stops there; its records so far are kept
 // and a note says so.

@@ -95,6 +95,11 @@ std::vector<Figure> make_figures(const StudyOptions& o, const StudyResult& r) {
   figs.push_back(mode_figure(o, r.records, "fixed_loss", "loss_fixed.png", "Fixed-input loss",
                              str_cat("Loss on ", o.eval_pairs, " fixed (timestep, noise) pairs, every ",
                                      o.eval_every, " steps; mean over concepts x seeds, band +-1 sd.")));
+  figs.push_back(mode_figure(o, relative_to_start(r.records, "fixed_loss"), "fixed_loss",
+                             "loss_fixed_relative.png", "Fixed-input loss relative to the start",
+                             "Each run's fixed-input loss divided by the mean step-0 fixed-input loss of its "
+                             "(concept, seed) over the modes: paired, so the concepts' different loss levels "
+                             "do not hide the modes' differences; mean, band +-1 sd."));
   figs.push_back(mode_figure(o, r.records, "recon_psnr", "recon_psnr.png", "Reconstruction PSNR (dB)",
                              "The training prompt with the learned trigger, generated and compared with the "
                              "training image (higher is better)."));
@@ -240,7 +245,7 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
     if (f.file == "recon_psnr.png") h << "<h2>Quality</h2>\n";
     h << "<h3>" << html_escape(f.title) << "</h3><p>" << html_escape(f.caption)
       << "</p><img src=\"data:image/png;base64," << base64(f.png) << "\" alt=\"" << f.file << "\">\n";
-    if (f.file == "loss_fixed.png") h << "<pre>" << html_escape(reach_text(r)) << "</pre>\n";
+    if (f.file == "loss_fixed_relative.png") h << "<pre>" << html_escape(reach_text(r)) << "</pre>\n";
   }
   h << "<pre>" << html_escape(quality_text(o, r)) << "</pre>\n";
 

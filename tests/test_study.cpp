@@ -1,6 +1,6 @@
 // `tinv study` (inversion/study.h): steps-to-reach and the table built on it, the CSV schema,
 // aggregation and smoothing, option validation, the world-specific initialisation and edit
-// prompts, plot bands, base64, a tiny end-to-end run on the fixtures (tiny-sd15, random BLIP
+// prompts, plot bands, a tiny end-to-end run on the fixtures (tiny-sd15, random BLIP
 // with the synthetic BERT vocab; explicit captions) and the CLI.
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -288,7 +288,7 @@ TEST(StudyInit, EditPromptsChangeEveryContextAttribute) {
   }
 }
 
-// ---- plot bands, base64 ----
+// ---- plot bands ----
 TEST(StudyPlot, BandIsTintedBehindTheCurveAndWidensTheRange) {
   PlotSeries s{"mean", {0, 10}, {1, 1}, {200, 0, 0}};
   auto plain = render_line_plot({s}, "step", 200, 120);
@@ -309,16 +309,6 @@ TEST(StudyPlot, BandIsTintedBehindTheCurveAndWidensTheRange) {
   // Bands of the wrong length are ignored.
   band.lo = {0};
   EXPECT_TRUE(torch::equal(render_line_plot({s}, {band}, "step", 200, 120), plain));
-}
-
-TEST(StudyReport, Base64) {
-  auto b = [](const std::string& s) { return base64(std::vector<uint8_t>(s.begin(), s.end())); };
-  EXPECT_EQ(b(""), "");
-  EXPECT_EQ(b("f"), "Zg==");
-  EXPECT_EQ(b("fo"), "Zm8=");
-  EXPECT_EQ(b("foo"), "Zm9v");
-  EXPECT_EQ(b("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(base64({0xff, 0xfe, 0x00}), "//4A");
 }
 
 // ---- end to end on the tiny fixtures ----

@@ -49,8 +49,8 @@ void add_study(CLI::App& app) {
                "convergence and quality over concepts and seeds");
   auto a = std::make_shared<StudyArgs>();
   StudyArgs& s = *a;
-  option(cmd, s, "--model", &StudyOptions::model, "Stable Diffusion model (diffusers folder or single file)");
-  option(cmd, s, "--captioner", &StudyOptions::captioner, "BLIP folder (with vocab.txt): init captions, editability");
+  option(cmd, s, "--model", &StudyOptions::model, "Stable Diffusion model (diffusers folder or single file; default: the bundled world-sd)");
+  option(cmd, s, "--captioner", &StudyOptions::captioner, "BLIP folder (with vocab.txt) for init captions and editability (default: the bundled world-blip)");
   option(cmd, s, "--images", &StudyOptions::images, "User images, one concept each, instead of the world concepts");
   option(cmd, s, "--caption", &StudyOptions::captions, "Init caption per concept, in order (skips the captioner)");
   option(cmd, s, "--class", &StudyOptions::class_name, "Class word(s) for class mode with --images");

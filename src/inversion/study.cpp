@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -90,7 +91,6 @@ CaptionOptions world_caption_options() {
 
 // ---- Options ----
 void StudyOptions::validate() const {
-  TINV_CHECK(!model.empty(), "--model", "required");
   TINV_CHECK(!modes.empty(), "--modes", "no mode selected (caption, class, token)");
   std::set<std::string> seen;
   for (const auto& m : modes) {
@@ -627,9 +627,11 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
 
 }  // namespace
 
-StudyResult run_study(const StudyOptions& o) {
-  o.validate();
+StudyResult run_study(const StudyOptions& options) {
+  options.validate();
   const auto t_start = Clock::now();
+  StudyOptions o = options;  // with the bundled models filled in
+  if (o.model.empty()) o.model = default_model_dir("world-sd");
   TINV_CHECK(dir_exists(o.model) || file_exists(o.model), "--model", "no such model: '", o.model, "'");
   const bool world_concepts = o.images.empty();
   const bool caption_mode = std::find(o.modes.begin(), o.modes.end(), "caption") != o.modes.end();
@@ -637,6 +639,8 @@ StudyResult run_study(const StudyOptions& o) {
   // it only as caption-mode init text. Editability reads the generated images back.
   const bool need_captions = o.captions.empty() && (world_concepts || caption_mode);
   const bool need_captioner = need_captions || (world_concepts && o.edits > 0);
+  if (need_captioner && o.captioner.empty()) o.captioner = default_model_dir("world-blip");
+  if (!need_captioner) o.captioner.clear();  // not used: the report says so
   if (need_captioner)
     TINV_CHECK(dir_exists(o.captioner), "--captioner", "no such folder: '", o.captioner, "'",
                need_captions ? " (the init captions come from it; --caption TEXT gives them)"

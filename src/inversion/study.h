@@ -42,8 +42,9 @@
 namespace tinv {
 
 struct StudyOptions {
-  std::string model = "models/world-sd";       // diffusers folder or single file
-  std::string captioner = "models/world-blip"; // BLIP folder with vocab.txt
+  std::string model;       // diffusers folder or single file; empty: the bundled world-sd
+  std::string captioner;   // BLIP folder with vocab.txt; empty: the bundled world-blip
+                           // (bundled models: common/default_models.h)
   std::vector<std::string> images;      // user images, one concept each (instead of the world's)
   std::vector<std::string> captions;    // init captions, one per concept (skips the captioner)
   std::string class_name;               // class mode with --images: the class word(s)
@@ -215,10 +216,8 @@ StudyResult run_study(const StudyOptions& options);
 // The text of summary.txt: settings, concepts (caption, init, template), the steps-to-reach
 // table, quality per mode at each checkpoint (mean +- sd), timings.
 std::string study_summary(const StudyOptions& options, const StudyResult& result);
-// Writes the figures, summary.txt and report.html into options.out (atomically) and appends
-// their paths to result.files.
+// Writes the figures, summary.txt and report.html (io/html_report.h) into options.out
+// (atomically) and appends their paths to result.files.
 void write_study_report(const StudyOptions& options, StudyResult& result);
-// RFC 4648 base64 (for the report's data: URIs).
-std::string base64(const std::vector<uint8_t>& bytes);
 
 }  // namespace tinv

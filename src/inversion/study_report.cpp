@@ -14,6 +14,7 @@
 #include "common/progress.h"
 #include "inversion/plot.h"
 #include "inversion/study.h"
+#include "io/html_report.h"
 #include "io/image_write.h"
 
 namespace tinv {
@@ -43,18 +44,6 @@ std::string num(double v, const char* f = "%.4g") {
   char buf[48];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
-}
-
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
-  }
-  return out;
 }
 
 // One curve per mode: the mean over concepts x seeds, with a +-1 sd band.
@@ -170,8 +159,8 @@ std::string timing_text(const StudyResult& r) {
   const StudyTimings& t = r.timings;
   char buf[600];
   std::snprintf(buf, sizeof buf,
-                "timing: total %s; model load %s; captions %s; %lld training steps %s (%.1f ms/step); %lld "
-                "fixed-input evaluations %s (%.1f ms each); %lld quality checkpoints %s (%.2f s each)\n",
+                "total %s; model load %s; captions %s; %lld training steps %s (%.1f ms/step); %lld "
+                "fixed-input evaluations %s (%.1f ms each); %lld quality checkpoints %s (%.2f s each)",
                 format_duration(t.total).c_str(), format_duration(t.load).c_str(),
                 format_duration(t.captions).c_str(), static_cast<long long>(t.train_steps),
                 format_duration(t.train).c_str(), 1000 * t.per_step(), static_cast<long long>(t.fixed_evals),
@@ -181,116 +170,101 @@ std::string timing_text(const StudyResult& r) {
   return buf;
 }
 
-// The sample images of one concept: rows = modes, columns = checkpoints, each cell the
-// reconstruction followed by the edit images (seed 0).
-std::string samples_html(const StudyOptions& o, const StudyResult& r, const StudyConcept& c) {
-  std::ostringstream h;
-  const auto cps = o.resolved_checkpoints();
-  h << "<h3>" << html_escape(c.name) << "</h3>\n<p>target: <img class=px src=\"data:image/png;base64,"
-    << base64(encode_png(c.target)) << "\"> prompts: <code>" << html_escape(c.init.tmpl) << "</code>";
-  for (const auto& e : c.edits) h << ", <code>" << html_escape(e.tmpl) << "</code>";
-  h << " ({} = the learned trigger)</p>\n<table class=samples><tr><th>mode</th>";
-  for (int64_t cp : cps) h << "<th>step " << cp << "</th>";
-  h << "</tr>\n";
-  for (const std::string& mode : o.modes) {
-    h << "<tr><td>" << mode << "</td>";
-    for (int64_t cp : cps) {
+// The sample images of one concept (seed 0): rows = checkpoints, columns = modes, each cell the
+// reconstruction followed by the edit images, and what the captioner read from the edits.
+void add_samples(HtmlReport& h, const StudyOptions& o, const StudyResult& r, const StudyConcept& c) {
+  h.heading(c.name, 3);
+  std::string prompts = "prompts ({} = the learned trigger): " + c.init.tmpl;
+  for (const auto& e : c.edits) prompts += " | " + e.tmpl;
+  h.paragraph(prompts);
+  h.image(encode_png(c.target), c.name + ": training image", 96);
+  std::vector<std::string> header = {"step"};
+  for (const std::string& mode : o.modes) header.push_back(mode);
+  std::vector<std::vector<std::string>> rows;
+  for (int64_t cp : o.resolved_checkpoints()) {
+    std::vector<std::string> row = {HtmlReport::text(std::to_string(cp))};
+    for (const std::string& mode : o.modes) {
       auto it = std::find_if(r.samples.begin(), r.samples.end(), [&](const StudySample& s) {
         return s.concept == c.name && s.mode == mode && s.step == cp;
       });
-      h << "<td>";
+      std::string cell;
       if (it != r.samples.end()) {
         std::vector<torch::Tensor> tiles;
         for (int64_t i = 0; i < it->images.size(0); ++i) tiles.push_back(it->images[i]);
-        std::string title;
-        for (const auto& cap : it->captions) title += (title.empty() ? "" : " | ") + cap;
-        h << "<img class=px title=\"" << html_escape(title) << "\" src=\"data:image/png;base64,"
-          << base64(encode_png(make_grid(tiles, static_cast<int64_t>(tiles.size())))) << "\">";
+        cell = HtmlReport::images({encode_png(make_grid(tiles, static_cast<int64_t>(tiles.size())))},
+                                  str_cat(c.name, " ", mode, " step ", cp));
+        if (!it->captions.empty()) {
+          std::string read;
+          for (const auto& cap : it->captions) read += (read.empty() ? "" : " | ") + cap;
+          cell += "<details><summary>captions</summary>" + HtmlReport::text(read) + "</details>";
+        }
       }
-      h << "</td>";
+      row.push_back(cell);
     }
-    h << "</tr>\n";
+    rows.push_back(row);
   }
-  h << "</table>\n";
-  return h.str();
+  h.table(header, rows);
 }
 
 std::string report_html(const StudyOptions& o, const StudyResult& r, const std::vector<Figure>& figs) {
-  std::ostringstream h;
-  h << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tinv study</title>\n<style>"
-       "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-       "text-align:left;vertical-align:top}pre{background:#f6f6f6;padding:1em;overflow-x:auto}"
-       "img.px{image-rendering:pixelated;height:96px}table.samples img.px{height:80px}"
-       "</style></head><body>\n<h1>tinv study: caption vs class vs token initialisation</h1>\n";
-  h << "<p>model <code>" << html_escape(o.model) << "</code>, captioner <code>" << html_escape(o.captioner)
-    << "</code>; " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds
-    << " seeds, " << o.steps << " steps, lr " << o.lr << ", quality at steps";
-  for (int64_t c : o.resolved_checkpoints()) h << " " << c;
-  h << " (" << o.sampler << ", " << o.sample_steps << " steps, cfg " << o.cfg << ", " << o.edits
-    << " edit prompts). Every measurement: <code>records.csv</code> (" << kRecordsCsvHeader << ").</p>\n";
+  HtmlReport h("tinv study: caption vs class vs token initialisation");
+  std::string checkpoints;
+  for (int64_t c : o.resolved_checkpoints()) checkpoints += (checkpoints.empty() ? "" : ", ") + std::to_string(c);
+  h.key_values({{"model", o.model},
+                {"captioner", o.captioner.empty() ? "(not used)" : o.captioner},
+                {"runs", str_cat(r.concepts.size(), " concepts x ", o.modes.size(), " modes x ", o.seeds, " seeds")},
+                {"training", str_cat(o.steps, " steps, lr ", o.lr, ", fixed-input loss every ", o.eval_every,
+                                     " steps on ", o.eval_pairs, " pairs")},
+                {"quality", str_cat("at steps ", checkpoints, "; ", o.sampler, ", ", o.sample_steps, " steps, cfg ",
+                                    o.cfg, ", ", o.edits, " edit prompts")},
+                {"records", str_cat("records.csv (", kRecordsCsvHeader, ")")},
+                {"time", timing_text(r)}});
 
-  h << "<h2>Concepts</h2>\n<table><tr><th>concept</th><th>image</th><th>caption</th><th>caption init</th>"
-       "<th>class</th><th>template</th></tr>\n";
+  h.heading("Concepts");
+  std::vector<std::vector<std::string>> rows;
   for (const StudyConcept& c : r.concepts)
-    h << "<tr><td>" << html_escape(c.name) << "</td><td><img class=px src=\"data:image/png;base64,"
-      << base64(encode_png(c.target)) << "\"></td><td>" << html_escape(c.caption) << "</td><td>"
-      << html_escape(c.init.init_text) << "</td><td>" << html_escape(c.class_word) << "</td><td>"
-      << html_escape(c.init.tmpl) << (c.init.fallback ? " <em>(fallback: " + html_escape(c.init.note) + ")</em>" : "")
-      << "</td></tr>\n";
-  h << "</table>\n";
+    rows.push_back({HtmlReport::text(c.name), HtmlReport::images({encode_png(c.target)}, c.name, 96),
+                    HtmlReport::text(c.caption), HtmlReport::text(c.init.init_text), HtmlReport::text(c.class_word),
+                    HtmlReport::text(c.init.tmpl + (c.init.fallback ? " (fallback: " + c.init.note + ")" : ""))});
+  h.table({"concept", "image", "caption", "caption init", "class", "template"}, rows);
 
-  h << "<h2>Convergence</h2>\n";
+  h.heading("Convergence");
   for (const Figure& f : figs) {
-    if (f.file == "recon_psnr.png") h << "<h2>Quality</h2>\n";
-    h << "<h3>" << html_escape(f.title) << "</h3><p>" << html_escape(f.caption)
-      << "</p><img src=\"data:image/png;base64," << base64(f.png) << "\" alt=\"" << f.file << "\">\n";
-    if (f.file == "loss_fixed_relative.png") h << "<pre>" << html_escape(reach_text(r)) << "</pre>\n";
+    if (f.file == "recon_psnr.png") h.heading("Quality");
+    h.heading(f.title, 3);
+    h.paragraph(f.caption);
+    h.image(f.png, f.file);
+    if (f.file == "loss_fixed_relative.png") h.code(reach_text(r));
   }
-  h << "<pre>" << html_escape(quality_text(o, r)) << "</pre>\n";
+  h.code(quality_text(o, r));
 
-  h << "<h2>Samples (seed 0)</h2>\n<p>Each cell: the reconstruction, then the edit prompts' images "
-       "(hover for the captioner's reading).</p>\n";
-  for (const StudyConcept& c : r.concepts) h << samples_html(o, r, c);
+  h.heading("Samples (seed 0)");
+  h.paragraph("Each cell: the reconstruction, then the images of the edit prompts; under it what the "
+              "captioner read from the edit images.");
+  for (const StudyConcept& c : r.concepts) add_samples(h, o, r, c);
   if (!r.notes.empty()) {
-    h << "<h2>Notes</h2>\n<ul>";
-    for (const auto& n : r.notes) h << "<li>" << html_escape(n) << "</li>";
-    h << "</ul>\n";
+    h.heading("Notes");
+    std::string notes;
+    for (const auto& n : r.notes) notes += n + "\n";
+    h.code(notes);
   }
-  h << "<p>" << html_escape(timing_text(r)) << "</p>\n</body></html>\n";
-  return h.str();
+  return h.html();
 }
 
 }  // namespace
-
-std::string base64(const std::vector<uint8_t>& bytes) {
-  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const uint32_t b0 = bytes[i], b1 = i + 1 < bytes.size() ? bytes[i + 1] : 0,
-                   b2 = i + 2 < bytes.size() ? bytes[i + 2] : 0;
-    const uint32_t v = (b0 << 16) | (b1 << 8) | b2;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? kAlphabet[v & 63] : '=';
-  }
-  return out;
-}
 
 std::string study_summary(const StudyOptions& o, const StudyResult& r) {
   std::ostringstream out;
   out << "tinv study: " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds
       << " seeds, " << o.steps << " steps, lr " << o.lr << "\n  model " << o.model << "\n  captioner "
-      << o.captioner << "\n";
+      << (o.captioner.empty() ? "(not used)" : o.captioner) << "\n";
   for (const StudyConcept& c : r.concepts)
     out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text
         << "\", class \"" << c.class_word << "\", template \"" << c.init.tmpl << "\""
         << (c.init.fallback ? " (fallback)" : "") << "\n";
   out << "\n" << reach_text(r) << "\n" << quality_text(o, r) << "\n";
   for (const auto& n : r.notes) out << "note: " << n << "\n";
-  out << timing_text(r);
+  out << "timing: " << timing_text(r) << "\n";
   return out.str();
 }
 

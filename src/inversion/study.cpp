@@ -392,7 +392,6 @@ struct Study {
   std::vector<int64_t> checkpoints;
   std::vector<torch::Tensor> latents;                 // per concept: [1, C, h, w] scaled
   std::vector<std::vector<std::string>> templates;    // per concept: training templates
-  std::vector<std::string> class_words;
   int64_t res = 0, num_timesteps = 1000;
   std::string csv_path;
 };
@@ -428,8 +427,6 @@ void setup_world_concepts(Study& s) {
     for (const auto& c : world::concepts()) list.push_back(&c);
   else
     for (const auto& n : s.o.concepts) list.push_back(&world::find_concept(n));
-  TINV_CHECK(s.o.captions.empty() || s.o.captions.size() == list.size(), "--caption", "got ",
-             s.o.captions.size(), " captions for ", list.size(), " concepts (one per concept, in order)");
   for (size_t i = 0; i < list.size(); ++i) {
     const world::Concept& c = *list[i];
     const world::ConceptSample sample = world::concept_at(s.o.world_seed, c, s.o.concept_index, static_cast<int>(s.res));
@@ -458,8 +455,6 @@ void setup_world_concepts(Study& s) {
 void setup_user_concepts(Study& s) {
   const auto t0 = Clock::now();
   auto files = collect_image_files(s.o.images);
-  TINV_CHECK(s.o.captions.empty() || s.o.captions.size() == files.size(), "--caption", "got ",
-             s.o.captions.size(), " captions for ", files.size(), " images (one per image, in order)");
   const auto templates = load_templates("object");
   for (size_t i = 0; i < files.size(); ++i) {
     std::string msg;
@@ -645,15 +640,17 @@ StudyResult run_study(const StudyOptions& options) {
     TINV_CHECK(dir_exists(o.captioner), "--captioner", "no such folder: '", o.captioner, "'",
                need_captions ? " (the init captions come from it; --caption TEXT gives them)"
                              : " (editability needs it; --edits 0 skips it)");
-  if (!world_concepts) {
-    collect_image_files(o.images);  // missing files fail before the models load
-    if (o.edits > 0)
-      std::fprintf(stderr, "tinv: note: --images: editability is measured on world concepts only\n");
-  }
+  const size_t num_concepts = !world_concepts ? collect_image_files(o.images).size()  // fails early
+                             : o.concepts.empty() ? world::concepts().size() : o.concepts.size();
+  TINV_CHECK(o.captions.empty() || o.captions.size() == num_concepts, "--caption", "got ", o.captions.size(),
+             " captions for ", num_concepts, world_concepts ? " concepts" : " images", " (one per ",
+             world_concepts ? "concept" : "image", ", in order)");
+  if (!world_concepts && o.edits > 0)
+    std::fprintf(stderr, "tinv: note: --images: editability is measured on world concepts only\n");
   prepare_out(o.out);
 
   StudyResult result;
-  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, {}, 0, 1000, join_path(o.out, "records.csv")};
+  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out, "records.csv")};
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
   s.sd = load_stable_diffusion(o.model, lo);

@@ -63,6 +63,8 @@ set(TINV_SOURCES
   src/common/default_models.cpp
   src/io/html_report.cpp
   src/pipelines/demo.cpp
+  src/inversion/study.cpp
+  src/inversion/study_report.cpp
 )
 
 set(TINV_CLI_SOURCES
@@ -75,6 +77,7 @@ set(TINV_CLI_SOURCES
   src/cli/cmd_invert.cpp
   src/cli/cmd_world_eval.cpp
   src/cli/cmd_demo.cpp
+  src/cli/cmd_study.cpp
 )
 
 # The world's pixels must be the same on every machine: no fused multiply-add contraction.

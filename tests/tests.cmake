@@ -59,3 +59,12 @@ tinv_test(test_world_models models test_world_models.cpp)
 # `tinv demo`, bundled-model lookup, the HTML report (spawns the built tinv for the CLI tests).
 tinv_test(test_demo unit test_demo.cpp)
 tinv_test_cli(test_demo)
+
+# `tinv study` (spawns the built tinv for the CLI cases).
+tinv_test(test_study unit test_study.cpp)
+tinv_test_cli(test_study)
+# `tinv study --quick` on the shipped world models (about 15 s on one core).
+add_test(NAME study.quick_world
+         COMMAND tinv study --quick --quiet --device cpu --model ${CMAKE_SOURCE_DIR}/models/world-sd
+                 --captioner ${CMAKE_SOURCE_DIR}/models/world-blip --out ${CMAKE_BINARY_DIR}/study-quick)
+set_tests_properties(study.quick_world PROPERTIES LABELS models ENVIRONMENT "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")

@@ -15,5 +15,6 @@ void add_world_eval(CLI::App* world);  // `world eval`, under add_world's subcom
 void add_generate(CLI::App& app);
 void add_invert(CLI::App& app);
 void add_demo(CLI::App& app);
+void add_study(CLI::App& app);
 
 }  // namespace tinv::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   tinv::cli::add_caption(app);
   tinv::cli::add_world(app);
   tinv::cli::add_demo(app);
+  tinv::cli::add_study(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -288,20 +288,6 @@ void write_plot(const std::string& path, const Log& log) {
   save_line_plot(path, {raw, fixed}, "step");
 }
 
-// The fixed evaluation batch: timesteps spread over the schedule, noise from a stream of its
-// own, the first cached latent, the first template.
-StepInputs fixed_inputs(const torch::Tensor& cache, int64_t pairs, int64_t num_timesteps, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, 0xF1CEDull << 32));
-  StepInputs in;
-  std::vector<int64_t> ts;
-  for (int64_t i = 0; i < pairs; ++i) ts.push_back((2 * i + 1) * num_timesteps / (2 * pairs));
-  in.timesteps = torch::tensor(ts, torch::kInt64);
-  in.noise = torch::randn({pairs, cache.size(1), cache.size(2), cache.size(3)}, gen);
-  in.latents = cache.slice(0, 0, 1).expand({pairs, -1, -1, -1}).contiguous();
-  in.template_index.assign(static_cast<size_t>(pairs), 0);
-  return in;
-}
-
 }  // namespace
 
 InvertPaths invert_paths(const std::string& out, const std::string& format) {
@@ -385,7 +371,7 @@ InvertResult run_inversion(const InvertOptions& o) {
   }
   const int64_t num_t = NoiseSchedule(sd.scheduler).num_train_timesteps();
   RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed);
-  StepInputs fixed = fixed_inputs(cache.latents, o.eval_pairs, num_t, o.seed);
+  StepInputs fixed = fixed_eval_inputs(cache.latents, o.eval_pairs, num_t, o.seed);
 
   std::map<std::string, std::string> meta = {
       {"caption", init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},

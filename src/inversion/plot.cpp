@@ -62,6 +62,17 @@ class Canvas {
     }
     return cx - x;
   }
+  // Mixes colour c into every pixel of `mask` (w*h flags) with weight `alpha`.
+  void tint(const std::vector<bool>& mask, std::array<uint8_t, 3> c, double alpha) {
+    for (size_t p = 0; p < mask.size(); ++p)
+      if (mask[p])
+        for (size_t i = 0; i < 3; ++i) {
+          uint8_t& v = px_[p * 3 + i];
+          v = static_cast<uint8_t>(std::lround((1 - alpha) * v + alpha * c[i]));
+        }
+  }
+  int64_t width() const { return w_; }
+  int64_t height() const { return h_; }
   torch::Tensor tensor() const {
     return torch::from_blob(const_cast<uint8_t*>(px_.data()), {h_, w_, 3}, torch::kUInt8).clone();
   }
@@ -79,10 +90,51 @@ std::string tick_label(double v) {
   return buf;
 }
 
+bool usable(const PlotBand& b) { return b.lo.size() == b.x.size() && b.hi.size() == b.x.size(); }
+bool band_point(const PlotBand& b, size_t i) {
+  return std::isfinite(b.x[i]) && std::isfinite(b.lo[i]) && std::isfinite(b.hi[i]);
+}
+
+// One band: between consecutive usable points, every pixel column from the interpolated hi to
+// the interpolated lo, collected in a mask and tinted once (no darker seams where the columns of
+// two segments meet).
+template <typename PX, typename PY>
+void draw_band(Canvas& cv, const PlotBand& b, const PX& px, const PY& py) {
+  const int64_t w = cv.width(), h = cv.height();
+  std::vector<bool> mask(static_cast<size_t>(w * h), false);
+  auto column = [&](int64_t X, double lo, double hi) {
+    if (X < 0 || X >= w) return;
+    const int64_t y0 = std::lround(py(hi)), y1 = std::lround(py(lo));
+    for (int64_t Y = std::max<int64_t>(0, std::min(y0, y1)); Y <= std::min(h - 1, std::max(y0, y1)); ++Y)
+      mask[static_cast<size_t>(Y * w + X)] = true;
+  };
+  int64_t prev = -1;
+  for (size_t i = 0; i < b.x.size(); ++i) {
+    if (!band_point(b, i)) continue;
+    if (prev < 0) {
+      column(std::lround(px(b.x[i])), b.lo[i], b.hi[i]);
+    } else {
+      const size_t j = static_cast<size_t>(prev);
+      const double X0 = px(b.x[j]), X1 = px(b.x[i]);
+      for (int64_t X = std::lround(std::min(X0, X1)); X <= std::lround(std::max(X0, X1)); ++X) {
+        const double t = X1 == X0 ? 1.0 : std::clamp((X - X0) / (X1 - X0), 0.0, 1.0);
+        column(X, b.lo[j] + t * (b.lo[i] - b.lo[j]), b.hi[j] + t * (b.hi[i] - b.hi[j]));
+      }
+    }
+    prev = static_cast<int64_t>(i);
+  }
+  cv.tint(mask, b.color, 0.2);
+}
+
 }  // namespace
 
 torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label,
                                int64_t width, int64_t height) {
+  return render_line_plot(series, {}, x_label, width, height);
+}
+
+torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::vector<PlotBand>& bands,
+                               const std::string& x_label, int64_t width, int64_t height) {
   const double inf = std::numeric_limits<double>::infinity();
   double xmin = inf, xmax = -inf, ymin = inf, ymax = -inf;
   for (const auto& s : series)
@@ -91,6 +143,13 @@ torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std:
       xmin = std::min(xmin, s.x[i]), xmax = std::max(xmax, s.x[i]);
       ymin = std::min(ymin, s.y[i]), ymax = std::max(ymax, s.y[i]);
     }
+  for (const auto& b : bands)
+    if (usable(b))
+      for (size_t i = 0; i < b.x.size(); ++i) {
+        if (!band_point(b, i)) continue;
+        xmin = std::min(xmin, b.x[i]), xmax = std::max(xmax, b.x[i]);
+        ymin = std::min({ymin, b.lo[i], b.hi[i]}), ymax = std::max({ymax, b.lo[i], b.hi[i]});
+      }
   if (!(xmin <= xmax)) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
   if (xmax == xmin) xmax = xmin + 1;
   if (ymax == ymin) ymax = ymin + 1;
@@ -112,6 +171,8 @@ torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std:
     cv.text(static_cast<int64_t>(px(xv)) - static_cast<int64_t>(xl.size()) * 4, bottom + 10, xl, black);
     cv.text(left - 10 - static_cast<int64_t>(yl.size()) * 8, static_cast<int64_t>(py(yv)) - 5, yl, black);
   }
+  for (const auto& b : bands)
+    if (usable(b)) draw_band(cv, b, px, py);
   cv.line(left, top, left, bottom, black);
   cv.line(left, bottom, right, bottom, black);
   cv.text((left + right) / 2 - static_cast<int64_t>(x_label.size()) * 4, bottom + 30, x_label, black);

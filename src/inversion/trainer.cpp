@@ -35,6 +35,19 @@ RandomStepSource::RandomStepSource(torch::Tensor latent_cache, int64_t num_templ
              "templates, batch and timesteps must be >= 1");
 }
 
+StepInputs fixed_eval_inputs(const torch::Tensor& cache, int64_t pairs, int64_t num_timesteps,
+                             uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, 0xF1CEDull << 32));
+  StepInputs in;
+  std::vector<int64_t> ts;
+  for (int64_t i = 0; i < pairs; ++i) ts.push_back((2 * i + 1) * num_timesteps / (2 * pairs));
+  in.timesteps = torch::tensor(ts, torch::kInt64);
+  in.noise = torch::randn({pairs, cache.size(1), cache.size(2), cache.size(3)}, gen);
+  in.latents = cache.slice(0, 0, 1).expand({pairs, -1, -1, -1}).contiguous();
+  in.template_index.assign(static_cast<size_t>(pairs), 0);
+  return in;
+}
+
 StepInputs RandomStepSource::draw(int64_t step) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed_, static_cast<uint64_t>(step)));
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);

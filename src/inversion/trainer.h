@@ -73,6 +73,14 @@ class RandomStepSource : public StepSource {
 // A 64-bit seed for draw number `index` of a stream named by `seed` (splitmix64 mixing).
 uint64_t derive_seed(uint64_t seed, uint64_t index);
 
+// The fixed evaluation batch of the fixed-input loss (`tinv invert --eval-every`, `tinv study`):
+// `pairs` timesteps spread over [0, num_timesteps) ((2i+1) N / 2pairs), noise from a stream of
+// its own under `seed`, the first cached latent and the first template for every pair. Unlike
+// the raw loss, which is dominated by the random timestep and noise, its loss falls when the
+// embedding improves.
+StepInputs fixed_eval_inputs(const torch::Tensor& latent_cache, int64_t pairs, int64_t num_timesteps,
+                             uint64_t seed);
+
 struct TrainerOptions {
   AdamWOptions adam;         // lr here is unused: the schedule gives each step's lr
   LrSchedule schedule;

@@ -338,6 +338,12 @@ bool CaptionEval::pass() const {
 // ---- Generation ----
 torch::Tensor generate_prompts(StableDiffusion& sd, const std::vector<std::string>& prompts,
                                const std::vector<uint64_t>& seeds, const GenerateOptions& o) {
+  return generate_prompts(sd, ExtraTokens{}, prompts, seeds, o);
+}
+
+torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
+                               const std::vector<std::string>& prompts,
+                               const std::vector<uint64_t>& seeds, const GenerateOptions& o) {
   TINV_CHECK(!prompts.empty() && prompts.size() == seeds.size(), "generate_prompts",
              "need one seed per prompt, got ", prompts.size(), " prompts and ", seeds.size(), " seeds");
   GenerateOptions checked = o;
@@ -350,11 +356,10 @@ torch::Tensor generate_prompts(StableDiffusion& sd, const std::vector<std::strin
   TINV_CHECK(width % f == 0 && height % f == 0, "generate_prompts", "size ", width, "x", height,
              " is not a multiple of ", f);
 
-  ExtraTokens none;
   std::vector<torch::Tensor> conds;
-  for (const auto& p : prompts) conds.push_back(encode_prompt(sd, none, p));  // [1, 77, D]
-  auto cond = torch::cat(conds);                                              // [B, 77, D]
-  auto uncond = encode_prompt(sd, none, "");                                  // [1, 77, D]
+  for (const auto& p : prompts) conds.push_back(encode_prompt(sd, extra, p));  // [1, 77, D]
+  auto cond = torch::cat(conds);                                               // [B, 77, D]
+  auto uncond = encode_prompt(sd, extra, "");                                  // [1, 77, D]
 
   auto sampler = make_sampler(o.sampler, sd.scheduler, o.eta);  // fresh: multistep state
   sampler->set_timesteps(o.steps);

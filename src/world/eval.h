@@ -37,6 +37,7 @@
 namespace tinv {
 struct StableDiffusion;
 struct GenerateOptions;
+class ExtraTokens;
 }  // namespace tinv
 
 namespace tinv::world {
@@ -182,6 +183,11 @@ std::string report_json(const EvalReport& report);
 // (o.prompt, o.negative_prompt, o.seed and o.batch are ignored). Returns float32
 // [B, 3, H, W] in [0, 1] on the CPU.
 torch::Tensor generate_prompts(StableDiffusion& sd, const std::vector<std::string>& prompts,
+                               const std::vector<uint64_t>& seeds, const GenerateOptions& o);
+// The same with learned embeddings: the prompts may use the triggers of `extra`, which must have
+// been added to sd.tokenizer (ExtraTokens::add_trigger), as tinv::generate requires.
+torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
+                               const std::vector<std::string>& prompts,
                                const std::vector<uint64_t>& seeds, const GenerateOptions& o);
 
 // A world image as float32 [3, H, W] in [0, 1] (pixel / 255), CPU.

@@ -1,0 +1,88 @@
+// `tinv study`: caption vs class vs single-token initialisation of textual inversion, measured
+// for convergence and quality (src/inversion/study.h, docs/convergence.md).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <functional>
+#include <memory>
+
+#include "cli/commands.h"
+#include "inversion/study.h"
+
+namespace tinv::cli {
+namespace {
+
+struct StudyArgs {
+  StudyOptions given;          // values from the command line
+  std::string modes = "caption,class,token";
+  bool quick = false, quiet = false;
+  // option name -> copies that option's value from `given` (applied when it was given, over
+  // the defaults or the --quick preset).
+  std::vector<std::pair<CLI::Option*, std::function<void(StudyOptions&)>>> setters;
+};
+
+template <typename T>
+void option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions::*field,
+            const std::string& help) {
+  auto* opt = cmd->add_option(name, a.given.*field, help);
+  if constexpr (!std::is_same_v<T, std::vector<std::string>> && !std::is_same_v<T, std::vector<int64_t>>)
+    opt->capture_default_str();
+  a.setters.push_back({opt, [&a, field](StudyOptions& o) { o.*field = a.given.*field; }});
+}
+
+void run_study_cmd(StudyArgs& a, CLI::Option* modes_opt) {
+  StudyOptions o = a.quick ? study_quick_options() : StudyOptions{};
+  for (auto& [opt, set] : a.setters)
+    if (opt->count() > 0) set(o);
+  if (modes_opt->count() > 0) o.modes = parse_modes(a.modes);
+  if (!o.images.empty() && a.quick) o.concepts.clear();  // the preset's concept is a world one
+  o.progress = !a.quiet;
+  StudyResult r = run_study(o);
+  std::printf("%s", r.summary.c_str());
+  for (const auto& f : r.files) std::printf("wrote %s\n", f.c_str());
+}
+
+}  // namespace
+
+void add_study(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "study", "Compare caption, class and single-token initialisation of textual inversion: "
+               "convergence and quality over concepts and seeds");
+  auto a = std::make_shared<StudyArgs>();
+  StudyArgs& s = *a;
+  option(cmd, s, "--model", &StudyOptions::model, "Stable Diffusion model (diffusers folder or single file; default: the bundled world-sd)");
+  option(cmd, s, "--captioner", &StudyOptions::captioner, "BLIP folder (with vocab.txt) for init captions and editability (default: the bundled world-blip)");
+  option(cmd, s, "--images", &StudyOptions::images, "User images, one concept each, instead of the world concepts");
+  option(cmd, s, "--caption", &StudyOptions::captions, "Init caption per concept, in order (skips the captioner)");
+  option(cmd, s, "--class", &StudyOptions::class_name, "Class word(s) for class mode with --images");
+  cmd->add_option("--concepts", a->given.concepts, "World concepts, comma-separated (default: all 7)")
+      ->delimiter(',');
+  a->setters.push_back({cmd->get_option("--concepts"), [a](StudyOptions& o) { o.concepts = a->given.concepts; }});
+  auto* modes_opt = cmd->add_option("--modes", a->modes, "Init modes: comma-separated caption, class, token")
+                        ->capture_default_str();
+  option(cmd, s, "--init-token", &StudyOptions::init_token, "Token mode: one vocabulary token");
+  option(cmd, s, "--seeds", &StudyOptions::seeds, "Runs per concept and mode (seeds 0..N-1)");
+  option(cmd, s, "--steps", &StudyOptions::steps, "Optimisation steps per run");
+  cmd->add_option("--checkpoints", a->given.checkpoints,
+                  "Steps with quality measurements, comma-separated (default 0,25,50,100,200,500 up to --steps; "
+                  "--steps is always one)")
+      ->delimiter(',');
+  a->setters.push_back({cmd->get_option("--checkpoints"), [a](StudyOptions& o) { o.checkpoints = a->given.checkpoints; }});
+  option(cmd, s, "--lr", &StudyOptions::lr, "AdamW learning rate (as tinv invert)");
+  option(cmd, s, "--eval-every", &StudyOptions::eval_every, "Fixed-input loss every K steps");
+  option(cmd, s, "--eval-pairs", &StudyOptions::eval_pairs, "Fixed (timestep, noise) pairs");
+  option(cmd, s, "--edits", &StudyOptions::edits, "Re-contextualised prompts per checkpoint (world concepts)");
+  option(cmd, s, "--sampler", &StudyOptions::sampler, "Sampler of the quality images");
+  option(cmd, s, "--sample-steps", &StudyOptions::sample_steps, "Sampler steps of the quality images");
+  option(cmd, s, "--cfg", &StudyOptions::cfg, "Classifier-free guidance of the quality images");
+  option(cmd, s, "--world-seed", &StudyOptions::world_seed, "World seed of the concept renderings");
+  option(cmd, s, "--concept-index", &StudyOptions::concept_index, "Which rendering of each concept is trained on");
+  option(cmd, s, "--out", &StudyOptions::out, "Output folder");
+  option(cmd, s, "--device", &StudyOptions::device, "auto | cpu | cuda | cuda:N");
+  cmd->add_flag("--quick", a->quick,
+                "Tiny configuration for CI: 1 concept, 1 seed, 10 steps, checkpoints 0,5,10, 2 edits, 4 "
+                "sampler steps, --out study-quick (options given explicitly still apply)");
+  cmd->add_flag("--quiet", a->quiet, "No progress bar");
+  cmd->callback([a, modes_opt] { run_study_cmd(*a, modes_opt); });
+}
+
+}  // namespace tinv::cli

@@ -1,0 +1,692 @@
+// `tinv study` as a library call: options, the world-specific initialisation, the records and
+// their summaries, and run_study (see study.h and docs/convergence.md). The figures, summary
+// and HTML report are in study_report.cpp.
+#include "inversion/study.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "common/default_models.h"
+#include "common/device.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "inversion/image_input.h"
+#include "inversion/templates.h"
+#include "inversion/trainer.h"
+#include "io/image.h"
+#include "models/stable_diffusion.h"
+#include "pipelines/caption.h"
+#include "pipelines/generate.h"
+#include "schedulers/noise_schedule.h"
+#include "text/extra_tokens.h"
+#include "world/eval.h"
+
+namespace tinv {
+namespace {
+
+const std::vector<std::string> kModes = {"caption", "class", "token"};
+constexpr const char* kTrigger = "<tinv-study>";      // generation: one trigger, n rows
+constexpr const char* kPlaceholder = "<tinv-study_";  // training: <tinv-study_0> ...
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os.precision(9);
+  os << v;
+  return os.str();
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 0xCBF29CE484222325ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ULL;
+  return h;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// A world image -> the captioner's image type.
+Image to_caption_image(const world::Image& w) {
+  Image im(w.width, w.height);
+  im.rgb = w.pixels;
+  return im;
+}
+// [3, H, W] in [0, 1] -> the captioner's image type.
+Image to_caption_image(const torch::Tensor& chw) {
+  auto hwc = (chw.to(torch::kCPU, torch::kFloat32) * 255).round().clamp(0, 255).to(torch::kUInt8)
+                 .permute({1, 2, 0}).contiguous();  // [H, W, 3]
+  Image im(static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)));
+  std::copy_n(hwc.data_ptr<uint8_t>(), im.rgb.size(), im.rgb.begin());
+  return im;
+}
+
+// Captions as `tinv world eval` reads world images (greedy, prompt "a picture of", up to 40
+// tokens): the world captioner was trained and measured that way.
+CaptionOptions world_caption_options() {
+  CaptionOptions o;
+  o.beams = 1;
+  o.max_length = 40;
+  o.min_length = 1;
+  return o;
+}
+
+}  // namespace
+
+// ---- Options ----
+void StudyOptions::validate() const {
+  TINV_CHECK(!modes.empty(), "--modes", "no mode selected (caption, class, token)");
+  std::set<std::string> seen;
+  for (const auto& m : modes) {
+    TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), "--modes", "unknown mode '",
+               m, "' (caption, class or token)");
+    TINV_CHECK(seen.insert(m).second, "--modes", "'", m, "' given twice");
+  }
+  TINV_CHECK(seeds >= 1 && seeds <= 1000, "--seeds", "must be between 1 and 1000, got ", seeds);
+  TINV_CHECK(steps >= 1 && steps <= 1000000, "--steps", "must be between 1 and 1000000, got ", steps);
+  for (size_t i = 0; i < checkpoints.size(); ++i) {
+    TINV_CHECK(checkpoints[i] >= 0 && checkpoints[i] <= steps, "--checkpoints", "step ", checkpoints[i],
+               " is outside [0, --steps ", steps, "]");
+    TINV_CHECK(i == 0 || checkpoints[i] > checkpoints[i - 1], "--checkpoints",
+               "steps must be increasing, got ", checkpoints[i - 1], " then ", checkpoints[i]);
+  }
+  TINV_CHECK(std::isfinite(lr) && lr > 0, "--lr", "must be a positive number, got ", lr);
+  TINV_CHECK(eval_every >= 1, "--eval-every", "must be >= 1, got ", eval_every);
+  TINV_CHECK(eval_pairs >= 1 && eval_pairs <= 64, "--eval-pairs", "must be between 1 and 64, got ", eval_pairs);
+  TINV_CHECK(edits >= 0 && edits <= 16, "--edits", "must be between 0 and 16, got ", edits);
+  TINV_CHECK(!out.empty(), "--out", "required");
+  TINV_CHECK(init_token.find_first_of(" \t") == std::string::npos && !init_token.empty(), "--init-token",
+             "must be one token, got '", init_token, "'");
+  if (!images.empty()) {
+    TINV_CHECK(concepts.empty(), "--concepts", "names world concepts; it cannot be combined with --images");
+    const bool class_mode = std::find(modes.begin(), modes.end(), "class") != modes.end();
+    TINV_CHECK(!class_mode || !class_name.empty(), "--class",
+               "class mode with --images needs --class NAME (or leave class out of --modes)");
+  } else {
+    std::set<std::string> names;
+    for (const auto& c : concepts) {
+      try {
+        world::find_concept(c);
+      } catch (const Error& e) {
+        std::string what = e.what();
+        throw Error("--concepts", what.substr(what.find(": ") + 2));
+      }
+      TINV_CHECK(names.insert(c).second, "--concepts", "'", c, "' given twice");
+    }
+  }
+  GenerateOptions g;  // sampler, steps and cfg, with generate's messages
+  g.sampler = sampler;
+  g.steps = sample_steps;
+  g.cfg = cfg;
+  try {
+    tinv::validate(g);
+  } catch (const Error& e) {
+    std::string what = e.what();
+    if (what.rfind("--steps", 0) == 0) what = "--sample-steps" + what.substr(7);
+    throw Error(what);
+  }
+}
+
+std::vector<int64_t> StudyOptions::resolved_checkpoints() const {
+  std::vector<int64_t> c = checkpoints;
+  if (c.empty())
+    for (int64_t s : kDefaultCheckpoints)
+      if (s <= steps) c.push_back(s);
+  c.push_back(steps);
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
+}
+
+StudyOptions study_quick_options() {
+  StudyOptions o;
+  o.concepts = {world::concepts().front().name};
+  o.seeds = 1;
+  o.steps = 10;
+  o.checkpoints = {0, 5, 10};
+  o.edits = 2;
+  o.sample_steps = 4;
+  o.out = "study-quick";
+  return o;
+}
+
+std::vector<std::string> parse_modes(const std::string& list) {
+  std::vector<std::string> modes;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    TINV_CHECK(!item.empty(), "--modes", "empty entry in '", list, "'");
+    modes.push_back(item);
+  }
+  TINV_CHECK(!modes.empty() && list.back() != ',', "--modes", "expected a comma-separated list of "
+             "caption, class, token, got '", list, "'");
+  StudyOptions o;
+  o.modes = modes;
+  o.validate();  // unknown and repeated modes, with --modes messages
+  return modes;
+}
+
+// ---- World-specific initialisation ----
+std::string object_words(const world::ObjectSpec& o) {
+  std::string s = world::name(o.colour);
+  if (o.fill != world::Fill::kSolid) s += str_cat(" ", world::name(o.fill));
+  return s + " " + world::name(o.shape);
+}
+
+StudyInit world_init(const std::string& caption, const world::ConceptSample& sample) {
+  StudyInit init;
+  const std::string text = world::normalise_caption(caption);
+  std::optional<world::SceneSpec> spec = world::parse_caption(text);
+  init.parsed = spec.has_value();
+  if (spec && spec->objects.size() == 1) {
+    const world::ObjectSpec& obj = spec->objects[0];
+    world::ConceptSample context;  // the caption's own context, around "{}"
+    context.size = obj.size;
+    context.position = obj.position;
+    context.background = spec->background;
+    context.background_pattern = spec->background_pattern;
+    init.init_text = object_words(obj);
+    init.tmpl = context.caption("{}");
+    return init;
+  }
+  init.fallback = true;
+  init.tmpl = sample.caption("{}");
+  if (spec) {
+    init.init_text = object_words(spec->objects.front());
+    init.note = str_cat("the caption names ", spec->objects.size(), " objects; the first one initialises "
+                        "and the rendering's own context is the template");
+  } else {
+    init.init_text = text;
+    init.note = "the caption does not follow the world grammar; all of it initialises and the "
+                "rendering's own context is the template";
+  }
+  return init;
+}
+
+std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::ConceptSample& trained,
+                                     int64_t n, uint64_t seed) {
+  using namespace world;
+  std::vector<EditPrompt> out;
+  for (int64_t i = 0; i < n; ++i) {
+    Rng rng = Rng::derive(seed, fnv1a("study-edit:" + c.name), static_cast<uint64_t>(i));
+    auto other = [&](int count, int avoid) {  // uniform over [0, count) minus `avoid`
+      int v = static_cast<int>(rng.below(static_cast<uint32_t>(count - 1)));
+      return v >= avoid ? v + 1 : v;
+    };
+    ConceptSample ctx;
+    ctx.size = static_cast<Size>(other(kNumSizes, static_cast<int>(trained.size)));
+    ctx.position = static_cast<Position>(other(kNumPositions, static_cast<int>(trained.position)));
+    ctx.background_pattern = static_cast<Pattern>(other(kNumPatterns, static_cast<int>(trained.background_pattern)));
+    std::vector<Colour> backgrounds;
+    for (int k = 0; k < kNumColours; ++k) {
+      const auto col = static_cast<Colour>(k);
+      if (col != trained.background && std::find(c.colours.begin(), c.colours.end(), col) == c.colours.end())
+        backgrounds.push_back(col);
+    }
+    ctx.background = backgrounds[rng.below(static_cast<uint32_t>(backgrounds.size()))];
+    EditPrompt e;
+    e.tmpl = ctx.caption("{}");
+    ObjectSpec obj;
+    obj.shape = c.class_shape;
+    obj.colour = c.colours.front();
+    obj.size = ctx.size;
+    obj.position = ctx.position;
+    e.truth.objects = {obj};
+    e.truth.background = ctx.background;
+    e.truth.background_pattern = ctx.background_pattern;
+    out.push_back(e);
+  }
+  return out;
+}
+
+// ---- Records ----
+std::string records_csv(const std::vector<StudyRecord>& records) {
+  std::string s = std::string(kRecordsCsvHeader) + "\n";
+  for (const StudyRecord& r : records)
+    s += str_cat(csv_field(r.concept), ",", r.mode, ",", r.seed, ",", r.step, ",", r.metric, ",",
+                 std::isfinite(r.value) ? fmt(r.value) : std::string(std::isnan(r.value) ? "nan" : r.value > 0 ? "inf" : "-inf"),
+                 "\n");
+  return s;
+}
+
+int64_t steps_to_reach(const std::vector<std::pair<int64_t, double>>& curve, double target) {
+  for (const auto& [step, value] : curve)
+    if (std::isfinite(value) && value <= target) return step;
+  return -1;
+}
+
+namespace {
+
+using RunKey = std::tuple<std::string, std::string, int64_t>;  // concept, mode, seed
+
+std::map<RunKey, std::vector<std::pair<int64_t, double>>> curves(const std::vector<StudyRecord>& records,
+                                                                 const std::string& metric) {
+  std::map<RunKey, std::vector<std::pair<int64_t, double>>> c;
+  for (const StudyRecord& r : records)
+    if (r.metric == metric) c[{r.concept, r.mode, r.seed}].push_back({r.step, r.value});
+  for (auto& [k, v] : c) std::stable_sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  return c;
+}
+
+}  // namespace
+
+std::vector<ReachRow> reach_table(const std::vector<StudyRecord>& records,
+                                  const std::vector<std::string>& modes, const std::string& reference) {
+  auto fixed = curves(records, "fixed_loss");
+  std::vector<ReachRow> rows;
+  for (const std::string& mode : modes) {
+    ReachRow row;
+    row.mode = mode;
+    double steps_sum = 0, target_sum = 0, final_sum = 0;
+    for (const auto& [key, curve] : fixed) {
+      const auto& [concept, m, seed] = key;
+      if (m != mode || curve.empty()) continue;
+      auto ref = fixed.find({concept, reference, seed});
+      if (ref == fixed.end() || ref->second.empty() || !std::isfinite(ref->second.back().second)) continue;
+      const double target = ref->second.back().second;
+      ++row.runs;
+      target_sum += target;
+      final_sum += curve.back().second;
+      const int64_t k = steps_to_reach(curve, target);
+      if (k >= 0) ++row.reached, steps_sum += static_cast<double>(k);
+    }
+    row.mean_steps = row.reached ? steps_sum / row.reached : NAN;
+    row.mean_target = row.runs ? target_sum / row.runs : NAN;
+    row.mean_final = row.runs ? final_sum / row.runs : NAN;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+std::string format_reach(const ReachRow& row) {
+  if (row.runs == 0) return "no runs";
+  if (row.reached == 0) return "not reached";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f", row.mean_steps);
+  std::string s = buf;
+  if (row.reached < row.runs) s += str_cat(" (", row.reached, "/", row.runs, " runs)");
+  return s;
+}
+
+Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& mode,
+                    const std::string& metric) {
+  std::map<int64_t, std::vector<double>> by_step;
+  for (const StudyRecord& r : records)
+    if (r.mode == mode && r.metric == metric && std::isfinite(r.value)) by_step[r.step].push_back(r.value);
+  Aggregate a;
+  for (const auto& [step, v] : by_step) {
+    double sum = 0, sq = 0;
+    for (double x : v) sum += x;
+    const double mean = sum / static_cast<double>(v.size());
+    for (double x : v) sq += (x - mean) * (x - mean);
+    a.steps.push_back(step);
+    a.mean.push_back(mean);
+    a.sd.push_back(std::sqrt(sq / static_cast<double>(v.size())));
+    a.min.push_back(*std::min_element(v.begin(), v.end()));
+    a.max.push_back(*std::max_element(v.begin(), v.end()));
+    a.n.push_back(static_cast<int64_t>(v.size()));
+  }
+  return a;
+}
+
+std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const std::string& metric,
+                                  int64_t window) {
+  std::vector<StudyRecord> out;
+  for (const auto& [key, curve] : curves(records, metric)) {
+    double sum = 0;
+    for (size_t i = 0; i < curve.size(); ++i) {
+      sum += curve[i].second;
+      if (i >= static_cast<size_t>(window)) sum -= curve[i - static_cast<size_t>(window)].second;
+      const double n = static_cast<double>(std::min<size_t>(i + 1, static_cast<size_t>(window)));
+      out.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), curve[i].first, metric, sum / n});
+    }
+  }
+  return out;
+}
+
+std::vector<StudyRecord> relative_to_start(const std::vector<StudyRecord>& records, const std::string& metric) {
+  std::map<std::pair<std::string, int64_t>, std::pair<double, int>> start;  // (concept, seed) -> sum, n
+  for (const StudyRecord& r : records)
+    if (r.metric == metric && r.step == 0 && std::isfinite(r.value)) {
+      auto& [sum, n] = start[{r.concept, r.seed}];
+      sum += r.value, ++n;
+    }
+  std::vector<StudyRecord> out;
+  for (const StudyRecord& r : records) {
+    if (r.metric != metric) continue;
+    auto it = start.find({r.concept, r.seed});
+    if (it == start.end() || it->second.first == 0) continue;
+    StudyRecord x = r;
+    x.value = r.value / (it->second.first / it->second.second);
+    out.push_back(x);
+  }
+  return out;
+}
+
+// ---- The study ----
+namespace {
+
+// Everything one study holds while it runs.
+struct Study {
+  const StudyOptions& o;
+  StudyResult& result;
+  StableDiffusion sd;
+  std::optional<BlipCaptioner> cap;
+  std::vector<int64_t> checkpoints;
+  std::vector<torch::Tensor> latents;                 // per concept: [1, C, h, w] scaled
+  std::vector<std::vector<std::string>> templates;    // per concept: training templates
+  int64_t res = 0, num_timesteps = 1000;
+  std::string csv_path;
+};
+
+void note(StudyResult& r, const std::string& msg) {
+  std::fprintf(stderr, "tinv: note: %s\n", msg.c_str());
+  r.notes.push_back(msg);
+}
+
+void prepare_out(const std::string& out) {
+  TINV_CHECK(!file_exists(out) || dir_exists(out), "--out", "'", out, "' is a file, not a folder");
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  TINV_CHECK(dir_exists(out), "--out", "cannot create folder '", out, "'", ec ? ": " + ec.message() : "");
+  TINV_CHECK(::access(out.c_str(), W_OK) == 0, "--out", "folder '", out, "' is not writable");
+}
+
+torch::Tensor encode_latent(StableDiffusion& sd, const torch::Tensor& unit) {  // [B,3,H,W] in [0,1]
+  torch::NoGradGuard no_grad;
+  auto post = sd.vae->encode((unit * 2 - 1).to(sd.device, sd.dtype));
+  return (post.mean.to(torch::kFloat32) * sd.vae_config.scaling_factor).to(torch::kCPU);  // [B, C, h, w]
+}
+
+std::string caption_image(const BlipCaptioner& cap, const Image& im, bool world_style) {
+  return cap.caption(im, world_style ? world_caption_options() : CaptionOptions{}).text;
+}
+
+// Targets, captions, init texts and templates of the world concepts.
+void setup_world_concepts(Study& s) {
+  const auto t0 = Clock::now();
+  std::vector<const world::Concept*> list;
+  if (s.o.concepts.empty())
+    for (const auto& c : world::concepts()) list.push_back(&c);
+  else
+    for (const auto& n : s.o.concepts) list.push_back(&world::find_concept(n));
+  for (size_t i = 0; i < list.size(); ++i) {
+    const world::Concept& c = *list[i];
+    const world::ConceptSample sample = world::concept_at(s.o.world_seed, c, s.o.concept_index, static_cast<int>(s.res));
+    StudyConcept sc;
+    sc.name = c.name;
+    sc.class_word = c.class_word;
+    sc.target = world::image_to_unit_tensor(sample.image);  // [3, res, res]
+    if (!s.o.captions.empty()) {
+      sc.caption = s.o.captions[i];
+    } else {  // run_study loaded the captioner: the template comes from the caption
+      // The captioner reads 64-pixel world images, as it was trained.
+      const world::ConceptSample at64 = world::concept_at(s.o.world_seed, c, s.o.concept_index, 64);
+      sc.caption = caption_image(*s.cap, to_caption_image(at64.image), true);
+    }
+    sc.init = world_init(sc.caption, sample);
+    if (sc.init.fallback) note(s.result, c.name + ": " + sc.init.note + " (caption \"" + sc.caption + "\")");
+    sc.edits = edit_prompts(c, sample, s.o.edits, s.o.world_seed);
+    s.latents.push_back(encode_latent(s.sd, sc.target.unsqueeze(0)));
+    s.templates.push_back({sc.init.tmpl});
+    s.result.concepts.push_back(sc);
+  }
+  s.result.timings.captions = seconds_since(t0);
+}
+
+// User images: one concept per image, caption = init text, diffusers' object templates.
+void setup_user_concepts(Study& s) {
+  const auto t0 = Clock::now();
+  auto files = collect_image_files(s.o.images);
+  const auto templates = load_templates("object");
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::string msg;
+    auto x = prepare_training_image(read_rgb_image(files[i]), s.res, &msg);  // [3, res, res] in [-1, 1]
+    if (!msg.empty()) note(s.result, files[i] + ": " + msg);
+    StudyConcept sc;
+    sc.name = file_stem(files[i]);
+    sc.class_word = s.o.class_name;
+    sc.target = ((x + 1) / 2).clamp(0, 1);
+    if (!s.o.captions.empty()) sc.caption = s.o.captions[i];
+    else if (s.cap) sc.caption = caption_image(*s.cap, load_image(files[i]), false);  // caption mode only
+    const bool caption_mode = std::find(s.o.modes.begin(), s.o.modes.end(), "caption") != s.o.modes.end();
+    TINV_CHECK(!caption_mode || !sc.caption.empty(), files[i], "the captioner produced an empty caption");
+    sc.init.init_text = sc.caption;
+    sc.init.tmpl = templates.front();
+    s.latents.push_back(encode_latent(s.sd, sc.target.unsqueeze(0)));
+    s.templates.push_back(templates);
+    s.result.concepts.push_back(sc);
+  }
+  s.result.timings.captions = seconds_since(t0);
+}
+
+// The init token ids of one mode for concept i, trimmed to what the prompts leave free.
+std::vector<int64_t> init_ids(Study& s, size_t i, const std::string& mode) {
+  const ClipTokenizer& tok = *s.sd.tokenizer;
+  const StudyConcept& c = s.result.concepts[i];
+  std::vector<int64_t> ids;
+  if (mode == "token") {
+    ids = tok.tokenize(s.o.init_token);
+    TINV_CHECK(ids.size() == 1, "--init-token", "'", s.o.init_token, "' is ", ids.size(),
+               " tokens; it must be exactly one vocabulary token");
+    return ids;
+  }
+  const std::string& text = mode == "class" ? c.class_word : c.init.init_text;
+  ids = tok.tokenize(text);
+  TINV_CHECK(!ids.empty(), mode == "class" ? "--class" : c.name, "'", text, "' has no tokens");
+  int64_t longest = 0;
+  std::vector<std::string> prompts = s.templates[i];
+  for (const auto& e : c.edits) prompts.push_back(e.tmpl);
+  for (const auto& t : prompts)
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(tok.tokenize(fill_template(t, "")).size()));
+  const int64_t budget = tok.max_length() - 2 - longest;
+  TINV_CHECK(budget >= 1, c.name, "a template alone fills the ", tok.max_length(), " tokens");
+  if (static_cast<int64_t>(ids.size()) > budget) {
+    note(s.result, str_cat(c.name, ": the ", mode, " init '", text, "' has ", ids.size(),
+                           " tokens; trimmed to ", budget, " to fit the prompts in ", tok.max_length(), " tokens"));
+    ids.resize(static_cast<size_t>(budget));
+  }
+  return ids;
+}
+
+// Quality of the rows at one checkpoint: reconstruction and editability.
+void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed, int64_t step,
+                     const torch::Tensor& rows) {
+  const auto t0 = Clock::now();
+  const StudyConcept& c = s.result.concepts[ci];
+  StableDiffusion view = s.sd;  // modules shared; its own copy of the base tokenizer
+  ExtraTokens extra;
+  extra.add_trigger(*view.tokenizer, kTrigger, rows);
+  std::vector<std::string> prompts = {fill_template(c.init.tmpl, kTrigger)};
+  for (const auto& e : c.edits) prompts.push_back(fill_template(e.tmpl, kTrigger));
+  std::vector<uint64_t> seeds;  // the same images for every mode and checkpoint of a seed
+  for (size_t j = 0; j < prompts.size(); ++j) seeds.push_back(static_cast<uint64_t>(seed) * 1000 + j);
+  GenerateOptions g;
+  g.sampler = s.o.sampler;
+  g.steps = s.o.sample_steps;
+  g.cfg = s.o.cfg;
+  g.progress = false;
+  torch::Tensor images = world::generate_prompts(view, extra, prompts, seeds, g);  // [1+E, 3, H, W]
+
+  auto add = [&](const std::string& metric, double v) {
+    s.result.records.push_back({c.name, mode, seed, step, metric, v});
+  };
+  auto recon = images.slice(0, 0, 1);  // [1, 3, H, W]
+  const auto target = c.target.unsqueeze(0);
+  if (recon.sizes() == target.sizes()) {
+    add("recon_psnr", world::psnr(recon, target));
+    add("recon_mse", (recon - target).pow(2).mean().item<double>());
+  }
+  auto latent = encode_latent(s.sd, recon);
+  if (latent.sizes() == s.latents[ci].sizes())
+    add("recon_latent_mse", (latent - s.latents[ci]).pow(2).mean().item<double>());
+
+  StudySample sample{c.name, mode, step, images, {}};
+  if (!c.edits.empty()) {
+    world::AttributeScore total;
+    for (size_t j = 0; j < c.edits.size(); ++j) {
+      const std::string text = caption_image(*s.cap, to_caption_image(images[static_cast<int64_t>(j) + 1]), true);
+      sample.captions.push_back(text);
+      total += world::score_caption(text, c.edits[j].truth);
+    }
+    using world::Attribute;
+    const double n = static_cast<double>(c.edits.size());
+    add("edit_parsed", total.parsed / n);
+    add("edit_count", total.accuracy(Attribute::kCount));
+    add("edit_size", total.accuracy(Attribute::kSize));
+    add("edit_position", total.accuracy(Attribute::kPosition));
+    add("edit_background", total.accuracy(Attribute::kBackground));
+    add("edit_pattern", total.accuracy(Attribute::kPattern));
+    add("edit_shape", total.accuracy(Attribute::kShape));
+    add("edit_mean", (total.accuracy(Attribute::kSize) + total.accuracy(Attribute::kPosition) +
+                      total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) / 4);
+  }
+  if (seed == 0) s.result.samples.push_back(std::move(sample));
+  s.result.timings.quality += seconds_since(t0);
+  ++s.result.timings.quality_evals;
+}
+
+void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {
+  const StudyConcept& c = s.result.concepts[ci];
+  const auto ids = init_ids(s, ci, mode);
+  std::vector<std::string> placeholders;
+  for (size_t i = 0; i < ids.size(); ++i) placeholders.push_back(str_cat(kPlaceholder, i, ">"));
+  torch::Tensor init_rows;
+  {
+    torch::NoGradGuard no_grad;
+    init_rows = s.sd.text_encoder->token_embeddings(torch::tensor(ids, torch::kInt64).to(s.sd.device))
+                    .to(torch::kCPU, torch::kFloat32);  // [n, d]
+  }
+  TrainerOptions topt;
+  topt.adam.lr = s.o.lr;
+  topt.schedule = LrSchedule::parse("constant", s.o.lr, s.o.steps, -1);
+  InversionTrainer trainer(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler, placeholders,
+                           init_rows, s.templates[ci], topt);
+  const torch::Tensor& cache = s.latents[ci];
+  RandomStepSource source(cache.to(s.sd.device), static_cast<int64_t>(s.templates[ci].size()), 1,
+                          s.num_timesteps, static_cast<uint64_t>(seed));
+  const StepInputs fixed = fixed_eval_inputs(cache.to(s.sd.device), s.o.eval_pairs, s.num_timesteps,
+                                             static_cast<uint64_t>(seed));
+  StudyTimings& tm = s.result.timings;
+  auto add = [&](int64_t step, const std::string& metric, double v) {
+    s.result.records.push_back({c.name, mode, seed, step, metric, v});
+  };
+  auto fixed_loss = [&](int64_t step) {
+    const auto t0 = Clock::now();
+    add(step, "fixed_loss", trainer.loss(fixed));
+    tm.fixed_eval += seconds_since(t0);
+    ++tm.fixed_evals;
+  };
+  auto checkpoint = [&](int64_t step) {
+    if (std::binary_search(s.checkpoints.begin(), s.checkpoints.end(), step))
+      measure_quality(s, ci, mode, seed, step, trainer.embeddings());
+  };
+  fixed_loss(0);
+  checkpoint(0);
+  const std::string label = str_cat(c.name, " ", mode, " s", seed);
+  auto mark = Clock::now();
+  const bool finite = run_steps(trainer, source, s.o.steps, [&](int64_t k, const StepResult& r) {
+    tm.train += seconds_since(mark);
+    ++tm.train_steps;
+    if (!r.finite) return;
+    add(k, "loss", r.loss);
+    const int64_t done = k + 1;
+    if (done % s.o.eval_every == 0 || done == s.o.steps) fixed_loss(done);
+    checkpoint(done);
+    char loss[32];
+    std::snprintf(loss, sizeof loss, "%.4f", r.loss);
+    bar.update(run_index * s.o.steps + done, label + " loss=" + loss);
+    mark = Clock::now();
+  });
+  if (!finite)
+    note(s.result, str_cat(c.name, " ", mode, " seed ", seed, ": the loss became NaN/inf at step ",
+                           trainer.steps_done(), "; the run stopped there (its records so far are kept)"));
+}
+
+}  // namespace
+
+StudyResult run_study(const StudyOptions& options) {
+  options.validate();
+  const auto t_start = Clock::now();
+  StudyOptions o = options;  // with the bundled models filled in
+  if (o.model.empty()) o.model = default_model_dir("world-sd");
+  TINV_CHECK(dir_exists(o.model) || file_exists(o.model), "--model", "no such model: '", o.model, "'");
+  const bool world_concepts = o.images.empty();
+  const bool caption_mode = std::find(o.modes.begin(), o.modes.end(), "caption") != o.modes.end();
+  // World concepts take their template from the caption, whatever the mode; user images need
+  // it only as caption-mode init text. Editability reads the generated images back.
+  const bool need_captions = o.captions.empty() && (world_concepts || caption_mode);
+  const bool need_captioner = need_captions || (world_concepts && o.edits > 0);
+  if (need_captioner && o.captioner.empty()) o.captioner = default_model_dir("world-blip");
+  if (!need_captioner) o.captioner.clear();  // not used: the report says so
+  if (need_captioner)
+    TINV_CHECK(dir_exists(o.captioner), "--captioner", "no such folder: '", o.captioner, "'",
+               need_captions ? " (the init captions come from it; --caption TEXT gives them)"
+                             : " (editability needs it; --edits 0 skips it)");
+  const size_t num_concepts = !world_concepts ? collect_image_files(o.images).size()  // fails early
+                             : o.concepts.empty() ? world::concepts().size() : o.concepts.size();
+  TINV_CHECK(o.captions.empty() || o.captions.size() == num_concepts, "--caption", "got ", o.captions.size(),
+             " captions for ", num_concepts, world_concepts ? " concepts" : " images", " (one per ",
+             world_concepts ? "concept" : "image", ", in order)");
+  if (!world_concepts && o.edits > 0)
+    std::fprintf(stderr, "tinv: note: --images: editability is measured on world concepts only\n");
+  prepare_out(o.out);
+
+  StudyResult result;
+  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out, "records.csv")};
+  SdLoadOptions lo;
+  lo.device = resolve_device(o.device);
+  s.sd = load_stable_diffusion(o.model, lo);
+  TINV_CHECK(s.sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
+  if (need_captioner) {
+    s.cap = BlipCaptioner::load(o.captioner, lo.device);
+    TINV_CHECK(s.cap->has_tokenizer(), join_path(o.captioner, "vocab.txt"),
+               "missing: captions are needed as text");
+  }
+  s.res = s.sd.vae_config.sample_size;
+  s.num_timesteps = NoiseSchedule(s.sd.scheduler).num_train_timesteps();
+  result.timings.load = seconds_since(t_start);
+
+  if (world_concepts) setup_world_concepts(s);
+  else setup_user_concepts(s);
+
+  const int64_t runs = static_cast<int64_t>(result.concepts.size()) * o.seeds * static_cast<int64_t>(o.modes.size());
+  Progress bar("study", runs * o.steps, o.progress);
+  int64_t run_index = 0;
+  for (size_t ci = 0; ci < result.concepts.size(); ++ci)
+    for (int64_t seed = 0; seed < o.seeds; ++seed)
+      for (const std::string& mode : o.modes) {
+        run_one(s, ci, mode, seed, bar, run_index++);
+        const std::string csv = records_csv(result.records);  // partial results survive a kill
+        write_file_atomically(s.csv_path, csv.data(), csv.size());
+      }
+  bar.finish();
+  result.files.push_back(s.csv_path);
+  if (std::find(o.modes.begin(), o.modes.end(), "token") != o.modes.end())
+    result.reach = reach_table(result.records, o.modes, "token");
+  const auto t_report = Clock::now();
+  result.timings.total = seconds_since(t_start);
+  write_study_report(o, result);
+  result.timings.report = seconds_since(t_report);
+  result.timings.total = seconds_since(t_start);
+  return result;
+}
+
+}  // namespace tinv

@@ -1,0 +1,223 @@
+// `tinv study`: caption vs class vs single-token initialisation of textual inversion, measured
+// for convergence and quality (docs/convergence.md).
+//
+//   tinv::StudyOptions o;                 // the 7 held-out world concepts, 3 modes, 2 seeds
+//   o.steps = 200;  o.out = "study";
+//   tinv::StudyResult r = tinv::run_study(o);
+//   // study/records.csv, study/*.png, study/report.html, study/summary.txt
+//
+// For every concept, every seed and every init mode one inversion run (the trainer core of
+// trainer.h: InversionTrainer + RandomStepSource) records
+//   per step         loss        the training loss before update k (random t and noise)
+//                    fixed_loss  the loss on fixed (timestep, noise) pairs (fixed_eval_inputs), at
+//                                step k = before update k, every eval_every steps and at the end
+//   at checkpoints   recon_*     the training prompt with the learned trigger, generated and
+//                                compared with the target: pixel PSNR / MSE, latent MSE
+//                    edit_*      re-contextualised prompts (other size, place, background colour
+//                                and pattern), generated and read back by the captioner: the
+//                                share of images whose caption parses / names the requested
+//                                attribute (world concepts only)
+// The three modes of one (concept, seed) share the training template, step draws, fixed pairs
+// and generation seeds, so only the initial rows differ:
+//   caption  every token of the init caption is one placeholder, started at that token's row
+//   class    the concept's class word ("circle")     token  `init_token` ("*"), one placeholder
+//
+// World concepts (the default): concept_at(world_seed, concept, concept_index) is the single
+// training image. The captioner describes it; world_init() turns the caption into the init text
+// (the object words, "red striped star") and the template (the caption with them replaced by
+// "{}": "a large {} in the center, on a plain white background").
+// User images (--images, e.g. with a real SD and BLIP): one concept per image, the caption is the
+// init text, the templates are diffusers' object templates (as `tinv invert`); no editability.
+//
+// Every entry point throws tinv::Error with a one-line message naming the option or file.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "world/world.h"
+
+namespace tinv {
+
+struct StudyOptions {
+  std::string model;       // diffusers folder or single file; empty: the bundled world-sd
+  std::string captioner;   // BLIP folder with vocab.txt; empty: the bundled world-blip
+                           // (bundled models: common/default_models.h)
+  std::vector<std::string> images;      // user images, one concept each (instead of the world's)
+  std::vector<std::string> captions;    // init captions, one per concept (skips the captioner)
+  std::string class_name;               // class mode with --images: the class word(s)
+  std::vector<std::string> concepts;    // world concepts by name (empty: all 7)
+  std::vector<std::string> modes = {"caption", "class", "token"};
+  std::string init_token = "*";         // token mode: one vocabulary token
+  int64_t seeds = 2;                    // runs per (concept, mode): seeds 0 .. seeds-1
+  int64_t steps = 500;
+  std::vector<int64_t> checkpoints;     // quality at these steps; empty: kDefaultCheckpoints
+  double lr = 5e-3;                     // as `tinv invert`
+  int64_t eval_every = 5;               // fixed-input loss every K steps (and at 0 and the end);
+                                        // each costs about one training step
+  int64_t eval_pairs = 4;               // fixed (timestep, noise) pairs
+  int64_t edits = 4;                    // re-contextualised prompts per checkpoint (world only)
+  std::string sampler = "ddim";
+  int64_t sample_steps = 20;            // sampler steps of the quality images
+  double cfg = 5.0;                     // as `tinv world eval`
+  uint64_t world_seed = 0;              // concept_at(world_seed, concept, concept_index)
+  uint64_t concept_index = 0;
+  std::string out = "study";            // output folder
+  std::string device = "auto";
+  bool progress = true;                 // progress bar on stderr
+
+  // Option checks that need no model. Throws tinv::Error("--steps", ...) etc.
+  void validate() const;
+  // The checkpoints used: the given ones, or kDefaultCheckpoints up to `steps`; `steps` is
+  // always included; sorted, unique.
+  std::vector<int64_t> resolved_checkpoints() const;
+};
+
+constexpr int64_t kDefaultCheckpoints[] = {0, 25, 50, 100, 200, 500};
+
+// `--quick`: the CI configuration (1 concept, 1 seed, 10 steps, checkpoints 0,5,10, 2 edits,
+// 4 sampler steps): seconds on the world model, exercising every part of the study.
+StudyOptions study_quick_options();
+
+// "caption,class,token" -> modes; throws tinv::Error("--modes", ...) on unknown, repeated or
+// missing entries.
+std::vector<std::string> parse_modes(const std::string& list);
+
+// ---- World-specific initialisation ----
+struct StudyInit {
+  std::string init_text;     // caption mode: the words whose tokens become the placeholders
+  std::string tmpl;          // the training template, with "{}" for the placeholders
+  bool parsed = false;       // the caption parsed with the world grammar
+  bool fallback = false;     // the template is the concept sample's context, not the caption's
+  std::string note;          // why the fallback was taken (empty otherwise)
+};
+// The caption (BLIP text; normalise_caption is applied) of the rendering `sample`:
+//   parses with one object -> init = "colour [fill] shape", template = the caption with them
+//                             replaced by "{}"
+//   two objects            -> init = the first object's words, template = sample.caption("{}")
+//   does not parse         -> init = the normalised caption,   template = sample.caption("{}")
+StudyInit world_init(const std::string& caption, const world::ConceptSample& sample);
+// "red striped star" (a solid fill has no word).
+std::string object_words(const world::ObjectSpec& o);
+
+// A re-contextualised prompt: the template and the scene it asks for (the concept's class
+// shape and first colour stand in for the concept itself).
+struct EditPrompt {
+  std::string tmpl;           // "a small {} on the left, on a yellow striped background"
+  world::SceneSpec truth;     // one object: class shape, size, position; background, pattern
+};
+// `n` prompts for a concept trained in the context of `trained`: each differs from it in size,
+// position, background colour (never one the concept shows) and pattern; deterministic in
+// (seed, concept name, i).
+std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::ConceptSample& trained,
+                                     int64_t n, uint64_t seed);
+
+// ---- Records ----
+struct StudyRecord {
+  std::string concept, mode;
+  int64_t seed = 0, step = 0;
+  std::string metric;  // loss, fixed_loss, recon_psnr, recon_mse, recon_latent_mse, edit_*
+  double value = 0;
+};
+// The CSV of every measurement: header "concept,mode,seed,step,metric,value", one row per
+// record in order; values with 9 significant digits; fields with ',' or '"' quoted.
+std::string records_csv(const std::vector<StudyRecord>& records);
+constexpr const char* kRecordsCsvHeader = "concept,mode,seed,step,metric,value";
+
+// Steps a run needs to reach `target`: the first step whose value is <= target (the curve as
+// (step, value) pairs in step order; non-finite values skipped), or -1 when it never does.
+int64_t steps_to_reach(const std::vector<std::pair<int64_t, double>>& curve, double target);
+
+// One row of the steps-to-reach table: for each (concept, seed) with a reference run, the
+// target is the reference run's final fixed_loss; each run of `mode` for that (concept, seed)
+// reaches it after steps_to_reach(its fixed_loss curve, target) steps, or not.
+struct ReachRow {
+  std::string mode;
+  int64_t runs = 0;        // runs of this mode paired with a reference run
+  int64_t reached = 0;     // of those, runs that reached the target
+  double mean_steps = 0;   // mean over the runs that reached it (NaN when none did)
+  double mean_target = 0;  // mean target (the reference runs' final fixed_loss)
+  double mean_final = 0;   // mean final fixed_loss of this mode's runs
+};
+std::vector<ReachRow> reach_table(const std::vector<StudyRecord>& records,
+                                  const std::vector<std::string>& modes,
+                                  const std::string& reference = "token");
+// "12.5", or "not reached", with " (k/n runs)" when some runs did not reach it.
+std::string format_reach(const ReachRow& row);
+
+// Mean, standard deviation (population), min and max of `metric` per (mode, step) over
+// concepts and seeds.
+struct Aggregate {
+  std::vector<int64_t> steps;
+  std::vector<double> mean, sd, min, max;
+  std::vector<int64_t> n;
+};
+Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& mode,
+                    const std::string& metric);
+// Per run, `metric` replaced by its trailing moving average over `window` steps (the raw
+// training loss is dominated by the random timestep and noise).
+std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const std::string& metric,
+                                  int64_t window);
+
+// `metric` of each run divided by the mean step-0 value of that metric over the runs of the same
+// (concept, seed) (all modes): paired curves that start near 1, so the spread between concepts'
+// loss levels does not hide the differences between modes. Runs without a step-0 value for their
+// (concept, seed) are dropped.
+std::vector<StudyRecord> relative_to_start(const std::vector<StudyRecord>& records, const std::string& metric);
+
+// ---- The study ----
+struct StudyConcept {
+  std::string name;           // world concept name or image file stem
+  std::string class_word;
+  std::string caption;        // the captioner's text (or the given caption)
+  StudyInit init;
+  std::vector<EditPrompt> edits;
+  torch::Tensor target;       // [3, H, W] in [0, 1], CPU: the training image
+};
+
+struct StudyTimings {
+  double load = 0, captions = 0, train = 0, fixed_eval = 0, quality = 0, report = 0, total = 0;
+  int64_t train_steps = 0, fixed_evals = 0, quality_evals = 0;
+  double per_step() const { return train_steps ? train / train_steps : 0; }
+  double per_fixed_eval() const { return fixed_evals ? fixed_eval / fixed_evals : 0; }
+  double per_quality_eval() const { return quality_evals ? quality / quality_evals : 0; }
+};
+
+// The quality images of seed 0 at one checkpoint, for the report.
+struct StudySample {
+  std::string concept, mode;
+  int64_t step = 0;
+  torch::Tensor images;               // [1 + edits, 3, H, W] in [0, 1]: reconstruction, edits
+  std::vector<std::string> captions;  // the captioner's reading of each edit image
+};
+
+struct StudyResult {
+  std::vector<StudyConcept> concepts;
+  std::vector<StudyRecord> records;
+  std::vector<StudySample> samples;
+  std::vector<ReachRow> reach;
+  std::vector<std::string> files;  // every file written
+  std::vector<std::string> notes;  // warnings (fallbacks, diverged runs)
+  std::string summary;             // the text of summary.txt (also printed by the CLI)
+  StudyTimings timings;
+};
+
+// Validates, loads the models, runs every (concept, seed, mode) and writes into `out`:
+// records.csv (rewritten after each run), loss_raw.png, loss_fixed.png,
+// loss_fixed_relative.png, recon_psnr.png,
+// recon_latent_mse.png, edit_accuracy.png (world concepts), summary.txt and report.html
+// (self-contained). A run whose loss becomes NaN/inf stops there; its records so far are kept
+// and a note says so.
+StudyResult run_study(const StudyOptions& options);
+
+// ---- Report (study_report.cpp) ----
+// The text of summary.txt: settings, concepts (caption, init, template), the steps-to-reach
+// table, quality per mode at each checkpoint (mean +- sd), timings.
+std::string study_summary(const StudyOptions& options, const StudyResult& result);
+// Writes the figures, summary.txt and report.html (io/html_report.h) into options.out
+// (atomically) and appends their paths to result.files.
+void write_study_report(const StudyOptions& options, StudyResult& result);
+
+}  // namespace tinv

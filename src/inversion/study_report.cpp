@@ -1,0 +1,288 @@
+// `tinv study` outputs: the figures (plot.h, with spread bands), summary.txt and the
+// self-contained report.html (figures and sample images as base64 data URIs).
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "inversion/plot.h"
+#include "inversion/study.h"
+#include "io/html_report.h"
+#include "io/image_write.h"
+
+namespace tinv {
+namespace {
+
+struct Figure {
+  std::string file, title, caption;
+  std::vector<uint8_t> png;
+};
+
+const std::vector<std::string> kQualityMetrics = {
+    "recon_psnr", "recon_mse", "recon_latent_mse", "edit_mean", "edit_parsed", "edit_count",
+    "edit_size", "edit_position", "edit_background", "edit_pattern", "edit_shape"};
+
+std::array<uint8_t, 3> mode_colour(const std::string& mode) {
+  if (mode == "caption") return {214, 64, 32};
+  if (mode == "class") return {40, 110, 200};
+  return {50, 150, 60};  // token
+}
+
+bool has_metric(const std::vector<StudyRecord>& records, const std::string& metric) {
+  return std::any_of(records.begin(), records.end(), [&](const StudyRecord& r) { return r.metric == metric; });
+}
+
+std::string num(double v, const char* f = "%.4g") {
+  if (!std::isfinite(v)) return "-";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// One curve per mode: the mean over concepts x seeds, with a +-1 sd band.
+Figure mode_figure(const StudyOptions& o, const std::vector<StudyRecord>& records, const std::string& metric,
+                   const std::string& file, const std::string& title, const std::string& caption) {
+  std::vector<PlotSeries> series;
+  std::vector<PlotBand> bands;
+  for (const std::string& mode : o.modes) {
+    Aggregate a = aggregate(records, mode, metric);
+    if (a.steps.empty()) continue;
+    PlotSeries p;
+    p.label = str_cat(mode, " (", a.n.front(), " runs)");
+    p.color = mode_colour(mode);
+    PlotBand b;
+    b.color = p.color;
+    for (size_t i = 0; i < a.steps.size(); ++i) {
+      p.x.push_back(static_cast<double>(a.steps[i]));
+      p.y.push_back(a.mean[i]);
+      b.lo.push_back(a.mean[i] - a.sd[i]);
+      b.hi.push_back(a.mean[i] + a.sd[i]);
+    }
+    b.x = p.x;
+    series.push_back(p);
+    bands.push_back(b);
+  }
+  Figure f{file, title, caption, {}};
+  f.png = encode_png(render_line_plot(series, bands, "step", 800, 420), {}, file);
+  return f;
+}
+
+std::vector<Figure> make_figures(const StudyOptions& o, const StudyResult& r) {
+  const int64_t window = std::clamp<int64_t>(o.steps / 20, 1, 50);
+  std::vector<Figure> figs;
+  figs.push_back(mode_figure(o, smoothed(r.records, "loss", window), "loss", "loss_raw.png",
+                             "Training loss",
+                             str_cat("Loss of each update (random timestep and noise), trailing mean over ", window,
+                                     " steps per run; mean over concepts x seeds, band +-1 sd.")));
+  figs.push_back(mode_figure(o, r.records, "fixed_loss", "loss_fixed.png", "Fixed-input loss",
+                             str_cat("Loss on ", o.eval_pairs, " fixed (timestep, noise) pairs, every ",
+                                     o.eval_every, " steps; mean over concepts x seeds, band +-1 sd.")));
+  figs.push_back(mode_figure(o, relative_to_start(r.records, "fixed_loss"), "fixed_loss",
+                             "loss_fixed_relative.png", "Fixed-input loss relative to the start",
+                             "Each run's fixed-input loss divided by the mean step-0 fixed-input loss of its "
+                             "(concept, seed) over the modes: paired, so the concepts' different loss levels "
+                             "do not hide the modes' differences; mean, band +-1 sd."));
+  figs.push_back(mode_figure(o, r.records, "recon_psnr", "recon_psnr.png", "Reconstruction PSNR (dB)",
+                             "The training prompt with the learned trigger, generated and compared with the "
+                             "training image (higher is better)."));
+  figs.push_back(mode_figure(o, r.records, "recon_latent_mse", "recon_latent_mse.png", "Reconstruction latent MSE",
+                             "MSE between the VAE latents (posterior means, scaled) of the generated and the "
+                             "training image (lower is better)."));
+  if (has_metric(r.records, "edit_mean"))
+    figs.push_back(mode_figure(o, r.records, "edit_mean", "edit_accuracy.png", "Editability",
+                               "Share of the requested size, place, background colour and pattern that the "
+                               "captioner reads back from images of re-contextualised prompts (higher is better)."));
+  return figs;
+}
+
+std::string reach_text(const StudyResult& r) {
+  std::ostringstream out;
+  if (r.reach.empty()) {
+    out << "steps to reach the token run's final fixed-input loss: token mode not run\n";
+    return out.str();
+  }
+  out << "steps to reach the token-initialised run's final fixed-input loss (per concept and seed; mean over "
+         "the runs that reach it):\n";
+  char line[200];
+  std::snprintf(line, sizeof line, "  %-8s %5s %8s  %-22s %12s %12s\n", "mode", "runs", "reached", "steps",
+                "target", "final");
+  out << line;
+  for (const ReachRow& row : r.reach) {
+    std::snprintf(line, sizeof line, "  %-8s %5lld %8lld  %-22s %12s %12s%s\n", row.mode.c_str(),
+                  static_cast<long long>(row.runs), static_cast<long long>(row.reached), format_reach(row).c_str(),
+                  num(row.mean_target).c_str(), num(row.mean_final).c_str(),
+                  row.mode == "token" ? "  (reference: first time at its own final value)" : "");
+    out << line;
+  }
+  return out.str();
+}
+
+// metric -> mode -> "mean+-sd" per checkpoint
+std::string quality_text(const StudyOptions& o, const StudyResult& r) {
+  std::ostringstream out;
+  const auto cps = o.resolved_checkpoints();
+  out << "quality at checkpoints (mean +- sd over concepts x seeds):\n  " << std::string(18, ' ')
+      << std::string(8, ' ');
+  char cell[64];
+  for (int64_t c : cps) std::snprintf(cell, sizeof cell, " %14lld", static_cast<long long>(c)), out << cell;
+  out << "\n";
+  for (const std::string& metric : kQualityMetrics) {
+    if (!has_metric(r.records, metric)) continue;
+    for (const std::string& mode : o.modes) {
+      Aggregate a = aggregate(r.records, mode, metric);
+      std::snprintf(cell, sizeof cell, "  %-18s%-8s", metric.c_str(), mode.c_str());
+      out << cell;
+      for (int64_t c : cps) {
+        auto it = std::find(a.steps.begin(), a.steps.end(), c);
+        std::string v = "-";
+        if (it != a.steps.end()) {
+          const size_t i = static_cast<size_t>(it - a.steps.begin());
+          v = num(a.mean[i], "%.3f") + "+-" + num(a.sd[i], "%.3f");
+        }
+        std::snprintf(cell, sizeof cell, " %14s", v.c_str());
+        out << cell;
+      }
+      out << "\n";
+    }
+  }
+  return out.str();
+}
+
+std::string timing_text(const StudyResult& r) {
+  const StudyTimings& t = r.timings;
+  char buf[600];
+  std::snprintf(buf, sizeof buf,
+                "total %s; model load %s; captions %s; %lld training steps %s (%.1f ms/step); %lld "
+                "fixed-input evaluations %s (%.1f ms each); %lld quality checkpoints %s (%.2f s each)",
+                format_duration(t.total).c_str(), format_duration(t.load).c_str(),
+                format_duration(t.captions).c_str(), static_cast<long long>(t.train_steps),
+                format_duration(t.train).c_str(), 1000 * t.per_step(), static_cast<long long>(t.fixed_evals),
+                format_duration(t.fixed_eval).c_str(), 1000 * t.per_fixed_eval(),
+                static_cast<long long>(t.quality_evals), format_duration(t.quality).c_str(),
+                t.per_quality_eval());
+  return buf;
+}
+
+// The sample images of one concept (seed 0): rows = checkpoints, columns = modes, each cell the
+// reconstruction followed by the edit images, and what the captioner read from the edits.
+void add_samples(HtmlReport& h, const StudyOptions& o, const StudyResult& r, const StudyConcept& c) {
+  h.heading(c.name, 3);
+  std::string prompts = "prompts ({} = the learned trigger): " + c.init.tmpl;
+  for (const auto& e : c.edits) prompts += " | " + e.tmpl;
+  h.paragraph(prompts);
+  h.image(encode_png(c.target), c.name + ": training image", 96);
+  std::vector<std::string> header = {"step"};
+  for (const std::string& mode : o.modes) header.push_back(mode);
+  std::vector<std::vector<std::string>> rows;
+  for (int64_t cp : o.resolved_checkpoints()) {
+    std::vector<std::string> row = {HtmlReport::text(std::to_string(cp))};
+    for (const std::string& mode : o.modes) {
+      auto it = std::find_if(r.samples.begin(), r.samples.end(), [&](const StudySample& s) {
+        return s.concept == c.name && s.mode == mode && s.step == cp;
+      });
+      std::string cell;
+      if (it != r.samples.end()) {
+        std::vector<torch::Tensor> tiles;
+        for (int64_t i = 0; i < it->images.size(0); ++i) tiles.push_back(it->images[i]);
+        cell = HtmlReport::images({encode_png(make_grid(tiles, static_cast<int64_t>(tiles.size())))},
+                                  str_cat(c.name, " ", mode, " step ", cp));
+        if (!it->captions.empty()) {
+          std::string read;
+          for (const auto& cap : it->captions) read += (read.empty() ? "" : " | ") + cap;
+          cell += "<details><summary>captions</summary>" + HtmlReport::text(read) + "</details>";
+        }
+      }
+      row.push_back(cell);
+    }
+    rows.push_back(row);
+  }
+  h.table(header, rows);
+}
+
+std::string report_html(const StudyOptions& o, const StudyResult& r, const std::vector<Figure>& figs) {
+  HtmlReport h("tinv study: caption vs class vs token initialisation");
+  std::string checkpoints;
+  for (int64_t c : o.resolved_checkpoints()) checkpoints += (checkpoints.empty() ? "" : ", ") + std::to_string(c);
+  h.key_values({{"model", o.model},
+                {"captioner", o.captioner.empty() ? "(not used)" : o.captioner},
+                {"runs", str_cat(r.concepts.size(), " concepts x ", o.modes.size(), " modes x ", o.seeds, " seeds")},
+                {"training", str_cat(o.steps, " steps, lr ", o.lr, ", fixed-input loss every ", o.eval_every,
+                                     " steps on ", o.eval_pairs, " pairs")},
+                {"quality", str_cat("at steps ", checkpoints, "; ", o.sampler, ", ", o.sample_steps, " steps, cfg ",
+                                    o.cfg, ", ", o.edits, " edit prompts")},
+                {"records", str_cat("records.csv (", kRecordsCsvHeader, ")")},
+                {"time", timing_text(r)}});
+
+  h.heading("Concepts");
+  std::vector<std::vector<std::string>> rows;
+  for (const StudyConcept& c : r.concepts)
+    rows.push_back({HtmlReport::text(c.name), HtmlReport::images({encode_png(c.target)}, c.name, 96),
+                    HtmlReport::text(c.caption), HtmlReport::text(c.init.init_text), HtmlReport::text(c.class_word),
+                    HtmlReport::text(c.init.tmpl + (c.init.fallback ? " (fallback: " + c.init.note + ")" : ""))});
+  h.table({"concept", "image", "caption", "caption init", "class", "template"}, rows);
+
+  h.heading("Convergence");
+  for (const Figure& f : figs) {
+    if (f.file == "recon_psnr.png") h.heading("Quality");
+    h.heading(f.title, 3);
+    h.paragraph(f.caption);
+    h.image(f.png, f.file);
+    if (f.file == "loss_fixed_relative.png") h.code(reach_text(r));
+  }
+  h.code(quality_text(o, r));
+
+  h.heading("Samples (seed 0)");
+  h.paragraph("Each cell: the reconstruction, then the images of the edit prompts; under it what the "
+              "captioner read from the edit images.");
+  for (const StudyConcept& c : r.concepts) add_samples(h, o, r, c);
+  if (!r.notes.empty()) {
+    h.heading("Notes");
+    std::string notes;
+    for (const auto& n : r.notes) notes += n + "\n";
+    h.code(notes);
+  }
+  return h.html();
+}
+
+}  // namespace
+
+std::string study_summary(const StudyOptions& o, const StudyResult& r) {
+  std::ostringstream out;
+  out << "tinv study: " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds
+      << " seeds, " << o.steps << " steps, lr " << o.lr << "\n  model " << o.model << "\n  captioner "
+      << (o.captioner.empty() ? "(not used)" : o.captioner) << "\n";
+  for (const StudyConcept& c : r.concepts)
+    out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text
+        << "\", class \"" << c.class_word << "\", template \"" << c.init.tmpl << "\""
+        << (c.init.fallback ? " (fallback)" : "") << "\n";
+  out << "\n" << reach_text(r) << "\n" << quality_text(o, r) << "\n";
+  for (const auto& n : r.notes) out << "note: " << n << "\n";
+  out << "timing: " << timing_text(r) << "\n";
+  return out.str();
+}
+
+void write_study_report(const StudyOptions& o, StudyResult& r) {
+  const std::vector<Figure> figs = make_figures(o, r);
+  for (const Figure& f : figs) {
+    const std::string path = join_path(o.out, f.file);
+    write_file_atomically(path, f.png.data(), f.png.size());
+    r.files.push_back(path);
+  }
+  r.summary = study_summary(o, r);
+  const std::string summary_path = join_path(o.out, "summary.txt");
+  write_file_atomically(summary_path, r.summary.data(), r.summary.size());
+  r.files.push_back(summary_path);
+  const std::string html = report_html(o, r, figs);
+  const std::string html_path = join_path(o.out, "report.html");
+  write_file_atomically(html_path, html.data(), html.size());
+  r.files.push_back(html_path);
+}
+
+}  // namespace tinv

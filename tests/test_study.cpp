@@ -1,0 +1,548 @@
+// `tinv study` (inversion/study.h): steps-to-reach and the table built on it, the CSV schema,
+// aggregation and smoothing, option validation, the world-specific initialisation and edit
+// prompts, plot bands, a tiny end-to-end run on the fixtures (tiny-sd15, random BLIP
+// with the synthetic BERT vocab; explicit captions) and the CLI.
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/fs.h"
+#include "inversion/plot.h"
+#include "inversion/study.h"
+#include "inversion/templates.h"
+#include "io/image_write.h"
+#include "test_util.h"
+#include "world/eval.h"
+
+namespace tinv {
+namespace {
+
+const std::string kSd = test::fixture("tiny-sd15/model");
+const std::string kBlip = test::fixture("tiny-blip/model");
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+// ---- steps to reach ----
+TEST(StudyReach, FirstStepAtOrBelowTheTarget) {
+  const std::vector<std::pair<int64_t, double>> curve = {{0, 1.0}, {5, 0.8}, {10, 0.5}, {15, 0.6}, {20, 0.4}};
+  EXPECT_EQ(steps_to_reach(curve, 2.0), 0);
+  EXPECT_EQ(steps_to_reach(curve, 0.8), 5);   // equal counts as reached
+  EXPECT_EQ(steps_to_reach(curve, 0.55), 10); // first time, not the last
+  EXPECT_EQ(steps_to_reach(curve, 0.4), 20);
+  EXPECT_EQ(steps_to_reach(curve, 0.39), -1);
+  EXPECT_EQ(steps_to_reach({}, 1.0), -1);
+  EXPECT_EQ(steps_to_reach({{0, NAN}, {1, INFINITY}, {2, 0.1}}, 0.5), 2);  // non-finite skipped
+}
+
+void add_curve(std::vector<StudyRecord>& r, const std::string& concept, const std::string& mode, int64_t seed,
+               const std::vector<double>& values) {
+  for (size_t k = 0; k < values.size(); ++k)
+    r.push_back({concept, mode, seed, static_cast<int64_t>(k) * 10, "fixed_loss", values[k]});
+}
+
+TEST(StudyReach, TablePairsRunsWithTheTokenRunOfTheSameConceptAndSeed) {
+  std::vector<StudyRecord> r;
+  // Concept a, seed 0: token ends at 0.5; caption reaches it at step 10, class at 30.
+  add_curve(r, "a", "token", 0, {1.0, 0.9, 0.7, 0.5});
+  add_curve(r, "a", "caption", 0, {0.8, 0.5, 0.4, 0.3});
+  add_curve(r, "a", "class", 0, {0.9, 0.8, 0.6, 0.45});
+  // Concept a, seed 1: token ends at 0.2; caption reaches it at 20, class never.
+  add_curve(r, "a", "token", 1, {1.0, 0.6, 0.4, 0.2});
+  add_curve(r, "a", "caption", 1, {0.7, 0.3, 0.2, 0.1});
+  add_curve(r, "a", "class", 1, {0.9, 0.8, 0.6, 0.3});
+  // Concept b, seed 0: no token run -> not paired.
+  add_curve(r, "b", "caption", 0, {0.1, 0.1});
+  // Other metrics are ignored.
+  r.push_back({"a", "caption", 0, 0, "loss", 100.0});
+
+  auto rows = reach_table(r, {"caption", "class", "token"});
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].mode, "caption");
+  EXPECT_EQ(rows[0].runs, 2);
+  EXPECT_EQ(rows[0].reached, 2);
+  EXPECT_DOUBLE_EQ(rows[0].mean_steps, 15.0);
+  EXPECT_DOUBLE_EQ(rows[0].mean_target, 0.35);
+  EXPECT_DOUBLE_EQ(rows[0].mean_final, 0.2);
+  EXPECT_EQ(format_reach(rows[0]), "15.0");
+  EXPECT_EQ(rows[1].runs, 2);
+  EXPECT_EQ(rows[1].reached, 1);
+  EXPECT_DOUBLE_EQ(rows[1].mean_steps, 30.0);
+  EXPECT_EQ(format_reach(rows[1]), "30.0 (1/2 runs)");
+  EXPECT_EQ(rows[2].mode, "token");  // the reference reaches its own final value at the end or before
+  EXPECT_EQ(rows[2].reached, 2);
+  EXPECT_DOUBLE_EQ(rows[2].mean_steps, 30.0);
+
+  std::vector<StudyRecord> never;
+  add_curve(never, "a", "token", 0, {1.0, 0.1});
+  add_curve(never, "a", "class", 0, {1.0, 0.9});
+  auto n = reach_table(never, {"class"});
+  EXPECT_EQ(n[0].reached, 0);
+  EXPECT_TRUE(std::isnan(n[0].mean_steps));
+  EXPECT_EQ(format_reach(n[0]), "not reached");
+  EXPECT_EQ(format_reach(reach_table(never, {"caption"})[0]), "no runs");
+}
+
+// ---- records ----
+TEST(StudyRecords, CsvSchema) {
+  std::vector<StudyRecord> r = {{"two_tone_circle", "caption", 0, 0, "loss", 0.125},
+                                {"my, image", "token", 1, 25, "recon_psnr", 12.3456789012},
+                                {"x\"y", "class", 2, 3, "fixed_loss", NAN}};
+  auto l = lines(records_csv(r));
+  ASSERT_EQ(l.size(), 4u);
+  EXPECT_EQ(l[0], "concept,mode,seed,step,metric,value");
+  EXPECT_EQ(l[0], kRecordsCsvHeader);
+  EXPECT_EQ(l[1], "two_tone_circle,caption,0,0,loss,0.125");
+  EXPECT_EQ(l[2], "\"my, image\",token,1,25,recon_psnr,12.3456789");
+  EXPECT_EQ(l[3], "\"x\"\"y\",class,2,3,fixed_loss,nan");
+  EXPECT_EQ(lines(records_csv({})).size(), 1u);
+}
+
+TEST(StudyRecords, AggregateAndSmoothing) {
+  std::vector<StudyRecord> r = {{"a", "caption", 0, 0, "m", 1.0}, {"b", "caption", 0, 0, "m", 3.0},
+                                {"a", "caption", 0, 5, "m", 2.0}, {"a", "token", 0, 0, "m", 10.0},
+                                {"a", "caption", 1, 0, "m", NAN}, {"a", "caption", 0, 0, "other", 7.0}};
+  Aggregate a = aggregate(r, "caption", "m");
+  ASSERT_EQ(a.steps, (std::vector<int64_t>{0, 5}));
+  EXPECT_DOUBLE_EQ(a.mean[0], 2.0);
+  EXPECT_DOUBLE_EQ(a.sd[0], 1.0);  // population sd of {1, 3}
+  EXPECT_DOUBLE_EQ(a.min[0], 1.0);
+  EXPECT_DOUBLE_EQ(a.max[0], 3.0);
+  EXPECT_EQ(a.n, (std::vector<int64_t>{2, 1}));
+  EXPECT_TRUE(aggregate(r, "class", "m").steps.empty());
+
+  std::vector<StudyRecord> loss;
+  for (int k = 0; k < 5; ++k) loss.push_back({"a", "token", 0, k, "loss", static_cast<double>(k)});
+  loss.push_back({"a", "token", 1, 0, "loss", 100.0});  // another run: smoothed on its own
+  auto s = smoothed(loss, "loss", 2);
+  ASSERT_EQ(s.size(), 6u);
+  std::map<std::pair<int64_t, int64_t>, double> v;
+  for (const auto& x : s) v[{x.seed, x.step}] = x.value;
+  EXPECT_DOUBLE_EQ((v[{0, 0}]), 0.0);
+  EXPECT_DOUBLE_EQ((v[{0, 1}]), 0.5);
+  EXPECT_DOUBLE_EQ((v[{0, 4}]), 3.5);
+  EXPECT_DOUBLE_EQ((v[{1, 0}]), 100.0);
+}
+
+TEST(StudyRecords, RelativeToTheStartOfTheConceptAndSeed) {
+  std::vector<StudyRecord> r = {{"a", "caption", 0, 0, "fixed_loss", 1.0}, {"a", "token", 0, 0, "fixed_loss", 3.0},
+                                {"a", "caption", 0, 5, "fixed_loss", 1.0}, {"a", "token", 0, 5, "fixed_loss", 2.0},
+                                {"a", "token", 1, 0, "fixed_loss", 4.0},   {"a", "token", 1, 5, "fixed_loss", 2.0},
+                                {"b", "token", 0, 5, "fixed_loss", 9.0},   {"a", "caption", 0, 0, "loss", 7.0}};
+  auto rel = relative_to_start(r, "fixed_loss");
+  ASSERT_EQ(rel.size(), 6u);  // b has no step 0; other metrics dropped
+  EXPECT_DOUBLE_EQ(rel[0].value, 0.5);  // 1 / mean(1, 3)
+  EXPECT_DOUBLE_EQ(rel[1].value, 1.5);
+  EXPECT_DOUBLE_EQ(rel[3].value, 1.0);
+  EXPECT_DOUBLE_EQ(rel[5].value, 0.5);  // seed 1: 2 / 4
+  EXPECT_EQ(rel[5].seed, 1);
+}
+
+// ---- options ----
+TEST(StudyOptions, Validation) {
+  StudyOptions ok;
+  ok.validate();
+  study_quick_options().validate();
+  struct Case {
+    std::function<void(StudyOptions&)> change;
+    const char* needle;
+  };
+  const std::vector<Case> cases = {
+      {[](StudyOptions& o) { o.modes = {}; }, "--modes"},
+      {[](StudyOptions& o) { o.modes = {"caption", "photo"}; }, "unknown mode 'photo'"},
+      {[](StudyOptions& o) { o.modes = {"token", "token"}; }, "given twice"},
+      {[](StudyOptions& o) { o.seeds = 0; }, "--seeds"},
+      {[](StudyOptions& o) { o.steps = 0; }, "--steps"},
+      {[](StudyOptions& o) { o.checkpoints = {0, 600}; }, "--checkpoints: step 600 is outside"},
+      {[](StudyOptions& o) { o.checkpoints = {50, 25}; }, "increasing"},
+      {[](StudyOptions& o) { o.checkpoints = {-1}; }, "--checkpoints"},
+      {[](StudyOptions& o) { o.lr = 0; }, "--lr"},
+      {[](StudyOptions& o) { o.lr = NAN; }, "--lr"},
+      {[](StudyOptions& o) { o.eval_every = 0; }, "--eval-every"},
+      {[](StudyOptions& o) { o.eval_pairs = 0; }, "--eval-pairs"},
+      {[](StudyOptions& o) { o.edits = 17; }, "--edits"},
+      {[](StudyOptions& o) { o.out = ""; }, "--out"},
+      {[](StudyOptions& o) { o.init_token = "a b"; }, "--init-token"},
+      {[](StudyOptions& o) { o.concepts = {"dog"}; }, "--concepts: unknown concept 'dog'"},
+      {[](StudyOptions& o) { o.concepts = {"ringed_star", "ringed_star"}; }, "given twice"},
+      {[](StudyOptions& o) { o.images = {"x.png"}; o.concepts = {"ringed_star"}; }, "--images"},
+      {[](StudyOptions& o) { o.images = {"x.png"}; }, "--class"},
+      {[](StudyOptions& o) { o.sample_steps = 0; }, "--sample-steps"},
+      {[](StudyOptions& o) { o.sampler = "magic"; }, "--sampler"},
+      {[](StudyOptions& o) { o.cfg = -1; }, "--cfg"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.needle);
+    StudyOptions o;
+    c.change(o);
+    EXPECT_TINV_ERROR(o.validate(), c.needle);
+  }
+  StudyOptions user;  // class mode left out: no --class needed
+  user.images = {"x.png"};
+  user.modes = {"caption", "token"};
+  user.validate();
+}
+
+TEST(StudyOptions, CheckpointsAndModes) {
+  StudyOptions o;
+  EXPECT_EQ(o.resolved_checkpoints(), (std::vector<int64_t>{0, 25, 50, 100, 200, 500}));
+  o.steps = 60;
+  EXPECT_EQ(o.resolved_checkpoints(), (std::vector<int64_t>{0, 25, 50, 60}));
+  o.checkpoints = {10, 20};
+  EXPECT_EQ(o.resolved_checkpoints(), (std::vector<int64_t>{10, 20, 60}));
+  o.steps = 1000;
+  o.checkpoints.clear();
+  EXPECT_EQ(o.resolved_checkpoints(), (std::vector<int64_t>{0, 25, 50, 100, 200, 500, 1000}));
+  EXPECT_EQ(study_quick_options().resolved_checkpoints(), (std::vector<int64_t>{0, 5, 10}));
+
+  EXPECT_EQ(parse_modes("caption,token"), (std::vector<std::string>{"caption", "token"}));
+  EXPECT_EQ(parse_modes(" class "), (std::vector<std::string>{"class"}));
+  EXPECT_TINV_ERROR(parse_modes("caption,"), "--modes");
+  EXPECT_TINV_ERROR(parse_modes("caption,,token"), "--modes");
+  EXPECT_TINV_ERROR(parse_modes("captions"), "unknown mode");
+}
+
+// ---- world-specific initialisation ----
+world::ConceptSample sample_context() {
+  world::ConceptSample s;
+  s.size = world::Size::kSmall;
+  s.position = world::Position::kTopLeft;
+  s.background = world::Colour::kGray;
+  s.background_pattern = world::Pattern::kDotted;
+  return s;
+}
+
+TEST(StudyInit, OneObjectCaptionGivesObjectWordsAndItsOwnContext) {
+  // BLIP-style spacing and case: normalised before parsing.
+  StudyInit i = world_init("A large red striped star in the center , on a plain white background .", sample_context());
+  EXPECT_TRUE(i.parsed);
+  EXPECT_FALSE(i.fallback);
+  EXPECT_EQ(i.init_text, "red striped star");
+  EXPECT_EQ(i.tmpl, "a large {} in the center, on a plain white background");
+  EXPECT_TRUE(i.note.empty());
+  i = world_init("a small blue circle at the bottom left, on an orange checkered background", sample_context());
+  EXPECT_EQ(i.init_text, "blue circle");
+  EXPECT_EQ(i.tmpl, "a small {} at the bottom left, on an orange checkered background");
+  // The template filled with the object words is the caption again.
+  EXPECT_EQ(fill_template(i.tmpl, i.init_text), "a small blue circle at the bottom left, on an orange checkered background");
+}
+
+TEST(StudyInit, FallbacksUseTheRenderingsContext) {
+  StudyInit i = world_init(
+      "a large red star on the left and a small blue striped circle at the bottom right, on a green dotted background",
+      sample_context());
+  EXPECT_TRUE(i.parsed);
+  EXPECT_TRUE(i.fallback);
+  EXPECT_EQ(i.init_text, "red star");
+  EXPECT_EQ(i.tmpl, "a small {} at the top left, on a gray dotted background");
+  EXPECT_NE(i.note.find("2 objects"), std::string::npos);
+  i = world_init("w123 W456  w7", sample_context());
+  EXPECT_FALSE(i.parsed);
+  EXPECT_TRUE(i.fallback);
+  EXPECT_EQ(i.init_text, "w123 w456 w7");
+  EXPECT_EQ(i.tmpl, "a small {} at the top left, on a gray dotted background");
+  EXPECT_NE(i.note.find("grammar"), std::string::npos);
+}
+
+TEST(StudyInit, EditPromptsChangeEveryContextAttribute) {
+  for (const world::Concept& c : world::concepts()) {
+    SCOPED_TRACE(c.name);
+    const world::ConceptSample trained = world::concept_at(0, c, 0);
+    auto edits = edit_prompts(c, trained, 6, 0);
+    ASSERT_EQ(edits.size(), 6u);
+    std::set<std::string> distinct;
+    for (const EditPrompt& e : edits) {
+      distinct.insert(e.tmpl);
+      ASSERT_EQ(e.truth.objects.size(), 1u);
+      const world::ObjectSpec& o = e.truth.objects[0];
+      EXPECT_NE(o.size, trained.size);
+      EXPECT_NE(o.position, trained.position);
+      EXPECT_NE(e.truth.background, trained.background);
+      EXPECT_NE(e.truth.background_pattern, trained.background_pattern);
+      for (auto col : c.colours) EXPECT_NE(e.truth.background, col);
+      EXPECT_EQ(o.shape, c.class_shape);
+      // The prompt with the class's words in place of the trigger is the grammar's caption of
+      // the requested scene.
+      auto parsed = world::parse_caption(fill_template(e.tmpl, object_words(o)));
+      ASSERT_TRUE(parsed.has_value()) << e.tmpl;
+      EXPECT_EQ(*parsed, e.truth);
+    }
+    EXPECT_GT(distinct.size(), 1u);
+    // Deterministic.
+    auto again = edit_prompts(c, trained, 6, 0);
+    for (size_t i = 0; i < edits.size(); ++i) EXPECT_EQ(again[i].tmpl, edits[i].tmpl);
+  }
+}
+
+// ---- plot bands ----
+TEST(StudyPlot, BandIsTintedBehindTheCurveAndWidensTheRange) {
+  PlotSeries s{"mean", {0, 10}, {1, 1}, {200, 0, 0}};
+  auto plain = render_line_plot({s}, "step", 200, 120);
+  EXPECT_TRUE(torch::equal(render_line_plot({s}, {}, "step", 200, 120), plain));
+  PlotBand band{{0, 10}, {0, 0}, {2, 2}, {200, 0, 0}};
+  auto banded = render_line_plot({s}, {band}, "step", 200, 120);
+  ASSERT_EQ(banded.sizes(), plain.sizes());
+  // Tinted pixels: red at 20% over white (about (244, 204, 204)) or over the grid.
+  auto light_red = [](const torch::Tensor& img) {
+    auto px = img.view({-1, 3}).to(torch::kInt32);
+    auto r = px.select(1, 0), g = px.select(1, 1), b = px.select(1, 2);
+    return ((r > g + 30) & (g > 120) & (g == b)).sum().item<int64_t>();
+  };
+  EXPECT_GT(light_red(banded), 1000);
+  EXPECT_EQ(light_red(plain), 0);
+  // The band widens the y range: the curve (y = 1) is now in the middle, not at the edge.
+  EXPECT_FALSE(torch::equal(banded, plain));
+  // Bands of the wrong length are ignored.
+  band.lo = {0};
+  EXPECT_TRUE(torch::equal(render_line_plot({s}, {band}, "step", 200, 120), plain));
+}
+
+// ---- end to end on the tiny fixtures ----
+
+// A BLIP folder: the tiny fixture's weights plus the synthetic BERT vocab (random captions).
+std::string blip_with_vocab(const test::TempDir& dir) {
+  const std::string blip = dir.file("blip");
+  ::mkdir(blip.c_str(), 0755);
+  for (const char* f : {"config.json", "model.safetensors", "preprocessor_config.json"})
+    EXPECT_EQ(::symlink((kBlip + "/" + f).c_str(), (blip + "/" + f).c_str()), 0);
+  test::write_bert_test_vocab(blip + "/vocab.txt");
+  return blip;
+}
+
+StudyOptions tiny_options(const test::TempDir& dir) {
+  StudyOptions o;
+  o.model = kSd;
+  o.captioner = blip_with_vocab(dir);
+  o.concepts = {"two_tone_circle"};
+  o.modes = {"caption", "token"};
+  o.seeds = 1;
+  o.steps = 3;
+  o.checkpoints = {0, 3};
+  o.edits = 1;
+  o.sample_steps = 2;
+  o.eval_every = 1;
+  o.device = "cpu";
+  o.out = dir.file("study");
+  o.progress = false;
+  return o;
+}
+
+TEST(StudyRun, TinyEndToEnd) {
+  torch::set_num_threads(1);
+  test::TempDir dir;
+  StudyOptions o = tiny_options(dir);
+  StudyResult r = run_study(o);
+
+  // The random BLIP's caption does not parse: the rendering's context is the template.
+  ASSERT_EQ(r.concepts.size(), 1u);
+  const StudyConcept& c = r.concepts[0];
+  EXPECT_EQ(c.name, "two_tone_circle");
+  EXPECT_EQ(c.class_word, "circle");
+  EXPECT_TRUE(c.init.fallback);
+  const auto sample = world::concept_at(0, world::find_concept("two_tone_circle"), 0, 32);
+  EXPECT_EQ(c.init.tmpl, sample.caption("{}"));
+  EXPECT_EQ(c.target.sizes(), (std::vector<int64_t>{3, 32, 32}));
+  ASSERT_EQ(c.edits.size(), 1u);
+  EXPECT_FALSE(r.notes.empty());
+
+  // Records: per run 3 losses, fixed_loss at 0..3, quality at 0 and 3.
+  std::map<std::tuple<std::string, std::string>, int> count;  // (mode, metric)
+  std::set<int64_t> quality_steps;
+  for (const auto& rec : r.records) {
+    EXPECT_EQ(rec.concept, "two_tone_circle");
+    EXPECT_EQ(rec.seed, 0);
+    EXPECT_TRUE(std::isfinite(rec.value)) << rec.metric;
+    ++count[{rec.mode, rec.metric}];
+    if (rec.metric == "recon_psnr") quality_steps.insert(rec.step);
+  }
+  for (const char* mode : {"caption", "token"}) {
+    SCOPED_TRACE(mode);
+    EXPECT_EQ((count[{mode, "loss"}]), 3);
+    EXPECT_EQ((count[{mode, "fixed_loss"}]), 4);
+    for (const char* m : {"recon_psnr", "recon_mse", "recon_latent_mse", "edit_parsed", "edit_mean",
+                          "edit_background", "edit_pattern", "edit_position", "edit_size", "edit_shape"})
+      EXPECT_EQ((count[{mode, m}]), 2) << m;
+  }
+  EXPECT_EQ(quality_steps, (std::set<int64_t>{0, 3}));
+  // Step 0 is measured on the initial rows: the same fixed pairs, different init -> different loss.
+  auto fixed0 = [&](const std::string& mode) -> double {
+    for (const auto& rec : r.records)
+      if (rec.mode == mode && rec.metric == "fixed_loss" && rec.step == 0) return rec.value;
+    return NAN;
+  };
+  EXPECT_NE(fixed0("caption"), fixed0("token"));
+
+  ASSERT_EQ(r.reach.size(), 2u);
+  EXPECT_EQ(r.reach[0].runs, 1);
+  EXPECT_EQ(r.samples.size(), 4u);  // 2 modes x 2 checkpoints, seed 0
+  EXPECT_EQ(r.samples[0].images.sizes(), (std::vector<int64_t>{2, 3, 32, 32}));
+  EXPECT_EQ(r.timings.train_steps, 6);
+  EXPECT_EQ(r.timings.fixed_evals, 8);
+  EXPECT_EQ(r.timings.quality_evals, 4);
+
+  // Files: the CSV equals the records; figures and a self-contained report.
+  const std::string csv = read_text_file(o.out + "/records.csv");
+  EXPECT_EQ(csv, records_csv(r.records));
+  EXPECT_EQ(lines(csv).size(), r.records.size() + 1);
+  for (const char* f : {"records.csv", "loss_raw.png", "loss_fixed.png", "loss_fixed_relative.png", "recon_psnr.png",
+                        "recon_latent_mse.png", "edit_accuracy.png", "summary.txt", "report.html"})
+    EXPECT_TRUE(file_exists(o.out + "/" + f)) << f;
+  EXPECT_EQ(r.files.size(), 9u);
+  const std::string html = read_text_file(o.out + "/report.html");
+  EXPECT_NE(html.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);
+  EXPECT_EQ(html.find("src=\"loss"), std::string::npos);  // no external files
+  EXPECT_NE(html.find("two_tone_circle"), std::string::npos);
+  const std::string summary = read_text_file(o.out + "/summary.txt");
+  EXPECT_EQ(summary, r.summary);
+  for (const char* needle : {"steps to reach", "recon_psnr", "edit_mean", "ms/step", "caption", "token"})
+    EXPECT_NE(summary.find(needle), std::string::npos) << needle << "\n" << summary;
+  // No temporary files left behind.
+  for (const auto& e : std::filesystem::directory_iterator(o.out))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+}
+
+TEST(StudyRun, ExplicitCaptionsAndUserImages) {
+  torch::set_num_threads(1);
+  test::TempDir dir;
+  StudyOptions o = tiny_options(dir);
+  // A parsed caption: the object words initialise, the caption's context is the template.
+  o.captions = {"a large red circle in the center, on a plain white background"};
+  o.modes = {"caption", "class"};
+  o.steps = 1;
+  o.checkpoints = {1};
+  o.edits = 0;  // no captioner needed
+  o.captioner = dir.file("no-such-blip");
+  StudyResult r = run_study(o);
+  EXPECT_EQ(r.concepts[0].init.init_text, "red circle");
+  EXPECT_EQ(r.concepts[0].init.tmpl, "a large {} in the center, on a plain white background");
+  EXPECT_TRUE(r.reach.empty());  // no token run
+  EXPECT_NE(r.summary.find("token mode not run"), std::string::npos);
+
+  // User images: the caption initialises, object templates; no edits.
+  StudyOptions u = o;
+  u.concepts.clear();
+  const std::string png = dir.file("my-star.png");
+  save_png(png, world::image_to_unit_tensor(world::concept_at(0, world::concepts()[2], 0, 40).image));
+  u.images = {png};
+  u.captions = {"an orange star"};
+  u.class_name = "star";
+  u.out = dir.file("user");
+  StudyResult ur = run_study(u);
+  ASSERT_EQ(ur.concepts.size(), 1u);
+  EXPECT_EQ(ur.concepts[0].name, "my-star");
+  EXPECT_EQ(ur.concepts[0].init.init_text, "an orange star");
+  EXPECT_EQ(ur.concepts[0].init.tmpl, load_templates("object").front());
+  EXPECT_EQ(ur.concepts[0].target.sizes(), (std::vector<int64_t>{3, 32, 32}));
+  for (const auto& rec : ur.records) EXPECT_EQ(rec.metric.rfind("edit_", 0), std::string::npos);
+
+  // User images in class/token mode need no caption and no captioner.
+  u.captions.clear();
+  u.modes = {"class", "token"};
+  u.out = dir.file("user2");
+  EXPECT_EQ(run_study(u).concepts[0].init.tmpl, load_templates("object").front());
+
+  // Wrong number of captions, missing captioner.
+  o.captions = {"a", "b"};
+  EXPECT_TINV_ERROR(run_study(o), "--caption: got 2 captions for 1 concepts");
+  o.captions.clear();
+  EXPECT_TINV_ERROR(run_study(o), "--captioner: no such folder");
+  // World concepts take the template from the caption even without caption mode.
+  o.modes = {"token"};
+  EXPECT_TINV_ERROR(run_study(o), "init captions come from it");
+}
+
+// ---- CLI ----
+struct RunResult {
+  int status = -1;
+  std::string out;
+  std::vector<std::string> err_lines;
+};
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+RunResult run_tinv(const std::string& args, const test::TempDir& dir) {
+  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  const std::string cmd = quote(TINV_BINARY) + " study " + args + " >" + quote(out) + " 2>" + quote(err);
+  const int rc = std::system(cmd.c_str());
+  RunResult r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  std::ifstream o(out), e(err);
+  r.out.assign(std::istreambuf_iterator<char>(o), {});
+  for (std::string line; std::getline(e, line);) r.err_lines.push_back(line);
+  return r;
+}
+
+TEST(StudyCli, QuickWithOverrides) {
+  test::TempDir dir;
+  const std::string blip = blip_with_vocab(dir);
+  const std::string out = dir.file("q");
+  // --quick, made smaller still: explicit options apply over the preset.
+  auto r = run_tinv("--quick --model " + quote(kSd) + " --captioner " + quote(blip) +
+                        " --device cpu --quiet --modes token,class --steps 2 --checkpoints 2 --edits 1 "
+                        "--sample-steps 1 --out " + quote(out),
+                    dir);
+  ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines.back());
+  EXPECT_NE(r.out.find("steps to reach"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("wrote " + out + "/report.html"), std::string::npos) << r.out;
+  auto csv = lines(read_text_file(out + "/records.csv"));
+  ASSERT_GT(csv.size(), 1u);
+  EXPECT_EQ(csv[0], kRecordsCsvHeader);
+  std::set<std::string> concepts, modes;
+  int losses = 0, fixed = 0;
+  for (size_t i = 1; i < csv.size(); ++i) {
+    auto c1 = csv[i].find(','), c2 = csv[i].find(',', c1 + 1);
+    concepts.insert(csv[i].substr(0, c1));
+    modes.insert(csv[i].substr(c1 + 1, c2 - c1 - 1));
+    losses += csv[i].find(",loss,") != std::string::npos;
+    fixed += csv[i].find(",fixed_loss,") != std::string::npos;
+  }
+  EXPECT_EQ(concepts, (std::set<std::string>{world::concepts().front().name}));  // the preset's concept
+  EXPECT_EQ(modes, (std::set<std::string>{"token", "class"}));
+  EXPECT_EQ(losses, 4);  // 2 runs x 2 steps
+  EXPECT_EQ(fixed, 4);   // --eval-every 5 (default): steps 0 and 2 (the end) of each run
+}
+
+TEST(StudyCli, BadInputIsOneLine) {
+  test::TempDir dir;
+  const std::string blip = blip_with_vocab(dir);
+  std::ofstream(dir.file("afile")) << "x";
+  const std::string models = " --model " + quote(kSd) + " --captioner " + quote(blip) + " --quiet";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--model /nonexistent/sd", "--model: no such model"},
+      {"--model " + quote(kSd) + " --captioner /nonexistent/blip", "--captioner: no such folder"},
+      {models + " --modes caption,photo", "--modes: unknown mode 'photo'"},
+      {models + " --steps 0", "--steps"},
+      {models + " --steps 10 --checkpoints 0,20", "--checkpoints"},
+      {models + " --concepts two_tone_circle,dog", "--concepts: unknown concept 'dog'"},
+      {models + " --seeds x", "--seeds"},
+      {models + " --lr -1", "--lr"},
+      {models + " --images " + quote(dir.file("missing.png")) + " --modes token", "missing.png"},
+      {models + " --out " + quote(dir.file("afile")), "--out"},
+      {models + " --init-token 'red circle'", "--init-token"},
+  };
+  for (const auto& [args, needle] : cases) {
+    SCOPED_TRACE(args);
+    auto r = run_tinv(args + " --device cpu", dir);
+    EXPECT_NE(r.status, 0);
+    ASSERT_EQ(r.err_lines.size(), 1u) << r.err_lines[0];
+    EXPECT_EQ(r.err_lines[0].rfind("tinv: error:", 0), 0u) << r.err_lines[0];
+    EXPECT_NE(r.err_lines[0].find(needle), std::string::npos) << r.err_lines[0];
+  }
+}
+
+}  // namespace
+}  // namespace tinv

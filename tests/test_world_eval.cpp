@@ -377,6 +377,14 @@ TEST(WorldEvalRun, TinyModelsEndToEnd) {
   EvalReport r2 = run_world_eval(again);
   EXPECT_FALSE(r2.vae || r2.fidelity);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(r2.captioner->failures[i].predicted, r.captioner->failures[i].predicted);
+  // The train split scores unseen scenes of the training distribution, not the training scenes.
+  again.split = Split::kTrain;
+  EvalReport r3 = run_world_eval(again);
+  EXPECT_EQ(r3.captioner->failures[1].truth, caption(scene_at(0, Split::kTrain, kUnseenIndex + 1)));
+  EXPECT_NE(r3.captioner->failures[1].truth, caption(scene_at(0, Split::kTrain, 1)));
+  EXPECT_EQ(nlohmann::json::parse(report_json(r3))["options"]["split"], "train");
+  EXPECT_NE(format_report(r3).find("unseen scenes of the training distribution"), std::string::npos);
+  EXPECT_EQ(eval_scene_index(Split::kHeldOut, 7), 7u);
 
   const std::string table = format_report(r);
   for (const char* needle : {"PSNR", "captioner", "prompt fidelity", "target  90.0%", "target  70.0%",

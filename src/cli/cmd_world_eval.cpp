@@ -18,6 +18,7 @@ namespace {
 struct WorldEvalArgs {
   world::EvalOptions opts;
   std::string only = "vae,captioner,fidelity";
+  std::string split = "heldout";
   std::string json;
   bool quiet = false;
 };
@@ -25,6 +26,7 @@ struct WorldEvalArgs {
 void run_world_eval_cmd(const WorldEvalArgs& a) {
   world::EvalOptions o = a.opts;
   o.parts = world::parse_parts(a.only);
+  o.split = a.split == "train" ? world::Split::kTrain : world::Split::kHeldOut;
   o.progress = !a.quiet;
   // Fail before the long run when the report could not be written.
   if (!a.json.empty()) {
@@ -52,6 +54,10 @@ void add_world_eval(CLI::App* world) {
   cmd->add_option("--captioner", o.blip_dir, "World BLIP folder (with vocab.txt)")->capture_default_str();
   cmd->add_option("--seed", o.seed, "World seed of the held-out scenes; image i uses seed + i")
       ->capture_default_str();
+  cmd->add_option("--split", a->split,
+                  "heldout: scenes with shape/colour pairs training never shows; train: unseen scenes "
+                  "of the training distribution")
+      ->capture_default_str()->check(CLI::IsMember({"heldout", "train"}));
   cmd->add_option("--vae-scenes", o.vae_scenes, "Held-out scenes for the VAE PSNR")->capture_default_str();
   cmd->add_option("--caption-scenes", o.caption_scenes, "Held-out scenes for the captioner accuracy")
       ->capture_default_str();

@@ -140,7 +140,7 @@ VaeEval eval_vae(StableDiffusion& sd, const EvalOptions& o) {
     std::vector<torch::Tensor> items;
     for (int64_t i = first; i < first + n; ++i)
       items.push_back(image_to_unit_tensor(
-          sample_at(o.seed, Split::kHeldOut, static_cast<uint64_t>(i), static_cast<int>(r.image_size)).image));
+          sample_at(o.seed, o.split, eval_scene_index(o.split, i), static_cast<int>(r.image_size)).image));
     auto x = torch::stack(items);                                           // [n, 3, H, W] in [0, 1]
     auto mean = sd.vae->encode((x * 2 - 1).to(sd.device, sd.dtype)).mean;  // [n, 4, H/f, W/f]
     auto y = to_unit_images(sd.vae->decode(mean).to(torch::kFloat32));      // [n, 3, H, W] in [0, 1]
@@ -163,7 +163,7 @@ CaptionEval eval_captioner(const BlipCaptioner& cap, const EvalOptions& o) {
   r.target = kCaptionerTarget;
   Progress progress("captioner", o.caption_scenes, o.progress);
   for (int64_t i = 0; i < o.caption_scenes; ++i) {
-    Sample s = sample_at(o.seed, Split::kHeldOut, static_cast<uint64_t>(i), kCaptionImageSize);
+    Sample s = sample_at(o.seed, o.split, eval_scene_index(o.split, i), kCaptionImageSize);
     caption_and_score(cap, to_caption_image(s.image), s.scene, i, r);
     progress.update(i + 1, percent_suffix(r.score));
   }
@@ -187,7 +187,7 @@ CaptionEval eval_fidelity(StableDiffusion& sd, const BlipCaptioner& cap, const E
     std::vector<std::string> prompts;
     std::vector<uint64_t> seeds;
     for (int64_t i = first; i < first + n; ++i) {
-      scenes.push_back(scene_at(o.seed, Split::kHeldOut, static_cast<uint64_t>(i)));
+      scenes.push_back(scene_at(o.seed, o.split, eval_scene_index(o.split, i)));
       prompts.push_back(caption(scenes.back()));
       seeds.push_back(o.seed + static_cast<uint64_t>(i));
     }
@@ -473,10 +473,17 @@ nlohmann::ordered_json caption_eval_json(const CaptionEval& e) {
 
 }  // namespace
 
+uint64_t eval_scene_index(Split split, int64_t i) {
+  return (split == Split::kTrain ? kUnseenIndex : 0) + static_cast<uint64_t>(i);
+}
+
 std::string format_report(const EvalReport& r) {
   const EvalOptions& o = r.options;
   std::ostringstream out;
-  out << "world eval: seed " << o.seed << ", held-out split\n";
+  out << "world eval: seed " << o.seed << ", "
+      << (o.split == Split::kHeldOut ? "held-out split (unseen shape/colour pairs)"
+                                     : "unseen scenes of the training distribution")
+      << "\n";
   if (o.parts.vae || o.parts.fidelity) out << "  model     " << o.sd_dir << "\n";
   if (o.parts.captioner || o.parts.fidelity) out << "  captioner " << o.blip_dir << "\n";
   out << "  loading   " << format_duration(r.load_seconds) << "\n";
@@ -488,10 +495,10 @@ std::string format_report(const EvalReport& r) {
                   format_duration(r.vae->seconds).c_str());
     out << line;
   }
-  if (r.captioner) format_caption_eval(out, "captioner: BLIP captions of rendered held-out scenes", *r.captioner);
+  if (r.captioner) format_caption_eval(out, "captioner: BLIP captions of rendered evaluation scenes", *r.captioner);
   if (r.fidelity)
-    format_caption_eval(out, str_cat("prompt fidelity: BLIP captions of images generated from held-out "
-                                     "captions (", o.sampler, ", ", o.steps, " steps, cfg ", o.cfg,
+    format_caption_eval(out, str_cat("prompt fidelity: BLIP captions of images generated from the "
+                                     "scenes' captions (", o.sampler, ", ", o.steps, " steps, cfg ", o.cfg,
                                      ", seed + i)"),
                         *r.fidelity);
 
@@ -519,7 +526,7 @@ std::string report_json(const EvalReport& r) {
   const EvalOptions& o = r.options;
   nlohmann::ordered_json j;
   j["options"] = {{"model", o.sd_dir}, {"captioner", o.blip_dir}, {"seed", o.seed},
-                  {"split", name(Split::kHeldOut)}, {"vae_scenes", o.vae_scenes},
+                  {"split", name(o.split)}, {"vae_scenes", o.vae_scenes},
                   {"caption_scenes", o.caption_scenes}, {"fidelity_prompts", o.fidelity_prompts},
                   {"sampler", o.sampler}, {"steps", o.steps}, {"cfg", o.cfg}, {"batch", o.batch}};
   j["load_seconds"] = r.load_seconds;

@@ -114,7 +114,11 @@ struct EvalOptions {
   std::string sd_dir = "models/world-sd";      // diffusers folder (load_stable_diffusion)
   std::string blip_dir = "models/world-blip";  // BLIP folder with vocab.txt (BlipCaptioner::load)
   std::string device = "auto";                 // auto | cpu | cuda[:N]
-  uint64_t seed = 0;              // world seed of the held-out scenes; image i uses seed + i
+  uint64_t seed = 0;              // world seed of the evaluated scenes; image i uses seed + i
+  // kHeldOut: every scene holds a (shape, colour) pair the training split never shows.
+  // kTrain: unseen scenes of the training distribution: scene_at(seed, kTrain, kUnseenIndex + i),
+  // indices no training run reaches (they draw from the first few million).
+  Split split = Split::kHeldOut;
   int64_t vae_scenes = 256;       // held-out scenes for the VAE PSNR
   int64_t caption_scenes = 500;   // held-out scenes for the captioner accuracy
   int64_t fidelity_prompts = 200; // held-out captions for prompt fidelity
@@ -131,6 +135,9 @@ struct EvalOptions {
   void validate() const;
 };
 
+constexpr uint64_t kUnseenIndex = uint64_t{1} << 40;  // first scene index of the kTrain evaluation
+// The i-th evaluated scene index of the split (i for kHeldOut, kUnseenIndex + i for kTrain).
+uint64_t eval_scene_index(Split split, int64_t i);
 constexpr double kCaptionerTarget = 0.90;  // per attribute, captioner on rendered scenes
 constexpr double kFidelityTarget = 0.70;   // per attribute, captioner on generated images
 

@@ -11,7 +11,9 @@
 # the denoiser; the captioner's schedule was lengthened from 1800 to 2400 steps at step 1000
 # when its shape accuracy lagged, and the denoiser's shortened from 1000 to 750 at step 50 to fit
 # the session, then continued on a new 1600-step schedule when its samples showed that text
-# conditioning had not emerged yet, stopped at 1200 when the session ran out). Thread counts are the ones used: results are reproducible to float rounding
+# conditioning had not emerged yet, stopped at 1200 when the session ran out; with epsilon
+# prediction it never followed prompts, so a second stage continued its weights with
+# v-prediction on a new schedule). Thread counts are the ones used: results are reproducible to float rounding
 # across thread counts, bit for bit with the same ones. A GPU is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +25,17 @@ export OMP_WAIT_POLICY=PASSIVE
 "$TINV" world train vae       --work "$WORK" --steps 1000 --stop-at 650 --threads 2 --save-every 50
 "$TINV" world train captioner --work "$WORK" --steps 1800 --stop-at 1000 --threads 1 --save-every 100
 "$TINV" world train captioner --work "$WORK" --steps 2400 --threads 1 --save-every 100
-"$TINV" world train diffusion --work "$WORK" --steps 1000 --stop-at 50 --dataset 8192 --threads 2 --save-every 50
-"$TINV" world train diffusion --work "$WORK" --steps 750 --dataset 8192 --threads 2 --save-every 50
-"$TINV" world train diffusion --work "$WORK" --steps 1600 --stop-at 1200 --dataset 8192 --threads 2 --save-every 50
+# Stage 1 of the denoiser (epsilon prediction), kept as diffusion-eps.ckpt.safetensors.
+if [ ! -e "$WORK/diffusion-eps.ckpt.safetensors" ]; then
+  EPS=(--prediction epsilon --dataset 8192 --threads 2 --save-every 50)
+  "$TINV" world train diffusion --work "$WORK" --steps 1000 --stop-at 50 "${EPS[@]}"
+  "$TINV" world train diffusion --work "$WORK" --steps 750 "${EPS[@]}"
+  "$TINV" world train diffusion --work "$WORK" --steps 1600 --stop-at 1200 "${EPS[@]}"
+  mv "$WORK/diffusion.ckpt.safetensors" "$WORK/diffusion-eps.ckpt.safetensors"
+  mv "$WORK/diffusion.log.csv" "$WORK/diffusion-eps.log.csv"
+fi
+# Stage 2: v-prediction from stage 1's weights on a new schedule (text conditioning emerges).
+"$TINV" world train diffusion --work "$WORK" --prediction v_prediction \
+  --init "$WORK/diffusion-eps.ckpt.safetensors" --steps 2400 --stop-at STOPAT --dataset 8192 --threads 2 --save-every 50
 "$TINV" world export --work "$WORK" --out "$OUT"
 "$TINV" world eval --model "$OUT/world-sd" --captioner "$OUT/world-blip"

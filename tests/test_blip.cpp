@@ -1,9 +1,7 @@
 // BLIP: config validation, loading, generation (greedy, beams, cache), ids-only and vocab
 // modes, and the `tinv caption` CLI on bad input. Uses ../shared/fixtures/tiny-blip.
 #include <torch/torch.h>
-#include <unistd.h>
 
-#include <array>
 #include <cstdio>
 #include <fstream>
 
@@ -212,28 +210,13 @@ TEST(BlipCaption, BadModelFolders) {
 
 // ---- CLI ---------------------------------------------------------------------------------
 
-std::string tinv_binary() {
-  std::array<char, 4096> buf{};
-  ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  std::string self(buf.data(), n > 0 ? static_cast<size_t>(n) : 0);
-  return parent_dir(parent_dir(self)) + "/tinv";  // build/tests/test_blip -> build/tinv
-}
-
-// Runs tinv with `args`; returns {exit status, stdout, stderr}.
-struct RunResult {
-  int status;
-  std::string out, err;
-};
-
-RunResult run_tinv(const test::TempDir& dir, const std::string& args) {
-  std::string cmd = "OMP_NUM_THREADS=1 '" + tinv_binary() + "' " + args + " >'" + dir.file("out") + "' 2>'" +
-                    dir.file("err") + "'";
-  int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_text_file(dir.file("out")), read_text_file(dir.file("err"))};
+test::CliResult run_tinv(const test::TempDir& dir, const std::string& args) {
+  return test::run_tinv(args, dir, "OMP_NUM_THREADS=1");
 }
 
 // Exit status 1 (not a crash), and the last stderr line is the one error line.
-void expect_one_line_error(const RunResult& r, const std::string& substr) {
+
+void expect_one_line_error(const test::CliResult& r, const std::string& substr) {
   EXPECT_EQ(r.status, 1) << r.err;
   ASSERT_FALSE(r.err.empty());
   std::string last = r.err.substr(0, r.err.size() - 1);
@@ -244,9 +227,8 @@ void expect_one_line_error(const RunResult& r, const std::string& substr) {
 }
 
 TEST(BlipCli, CaptionAndBadInput) {
-  if (!file_exists(tinv_binary())) GTEST_SKIP() << "tinv binary not built";
   test::TempDir dir;
-  RunResult ok = run_tinv(dir, "caption '" + kImage + "' --captioner '" + kModel + "' --beams 1 --json");
+  test::CliResult ok = run_tinv(dir, "caption '" + kImage + "' --captioner '" + kModel + "' --beams 1 --json");
   EXPECT_EQ(ok.status, 0) << ok.err;
   auto j = nlohmann::json::parse(ok.out);
   EXPECT_TRUE(j["caption"].is_null());

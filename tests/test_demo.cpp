@@ -3,7 +3,6 @@
 // end-to-end run on the tiny fixture model, and the CLI (bad input; --model/--captioner
 // defaults of generate, caption and invert through TINV_MODELS_DIR).
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -381,25 +380,8 @@ TEST(Demo, BadOptions) {
 
 // ---- CLI ------------------------------------------------------------------------------------
 
-struct RunResult {
-  int status = -1;
-  std::string out;
-  std::vector<std::string> err_lines;
-};
-
-std::string quote(const std::string& s) { return shell_quote(s); }
-
-RunResult run_tinv(const std::string& args, const test::TempDir& dir, const std::string& env = "") {
-  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
-  const std::string cmd = env + " " + quote(TINV_BINARY) + " " + args + " >" + quote(out) + " 2>" + quote(err);
-  const int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = read_all(out);
-  std::ifstream in(err);
-  for (std::string line; std::getline(in, line);) r.err_lines.push_back(line);
-  return r;
-}
+using test::quote;
+using test::run_tinv;
 
 TEST(DemoCli, BadInputIsOneLineAndWritesNothing) {
   test::TempDir dir;

@@ -1,7 +1,6 @@
 // Text-to-image pipeline on the tiny fixture model (32x32 images, few steps): determinism,
 // learned embeddings of every format, option validation, truncation, A1111 parameters, and the
 // `tinv generate` CLI on good and bad input (run as a subprocess: TINV_BINARY).
-#include <sys/wait.h>
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -181,24 +180,10 @@ TEST(Generate, RefusesMismatchedMissingAndCorruptEmbeddings) {
 }
 
 // ---- CLI ----------------------------------------------------------------------------------
+using test::quote;
 
-struct RunResult {
-  int status = -1;
-  std::vector<std::string> err_lines;
-};
-
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
-RunResult run_tinv(const std::string& args, const test::TempDir& dir) {
-  std::string err = dir.file("stderr.txt");
-  std::string cmd = std::string(quote(TINV_BINARY)) + " generate --model " +
-                    quote(test::fixture("tiny-sd15/model")) + " " + args + " >/dev/null 2>" + quote(err);
-  int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  std::ifstream in(err);
-  for (std::string line; std::getline(in, line);) r.err_lines.push_back(line);
-  return r;
+test::CliResult run_cmd(const std::string& args, const test::TempDir& dir) {
+  return test::run_tinv("generate --model " + quote(test::fixture("tiny-sd15/model")) + " " + args, dir);
 }
 
 int count_pngs(const std::string& dir) {
@@ -217,7 +202,7 @@ std::string read_all(const std::string& path) {
 TEST(GenerateCli, WritesImagesWithParametersAndAGrid) {
   test::TempDir dir;
   std::string out = dir.file("out/nested");
-  auto r = run_tinv("--prompt 'a cat' --steps 2 --seed 9 --batch 2 --sampler euler --quiet --out " +
+  auto r = run_cmd("--prompt 'a cat' --steps 2 --seed 9 --batch 2 --sampler euler --quiet --out " +
                         quote(out), dir);
   ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines[0]);
   for (const char* name : {"9-0.png", "9-1.png", "9-grid.png"})
@@ -254,7 +239,7 @@ TEST(GenerateCli, BadInputIsOneLineAndWritesNothing) {
   };
   for (const auto& [args, needle] : cases) {
     SCOPED_TRACE(args);
-    auto r = run_tinv(args + (args.find("--steps") == std::string::npos ? " --steps 1" : "") + " --quiet", dir);
+    auto r = run_cmd(args + (args.find("--steps") == std::string::npos ? " --steps 1" : "") + " --quiet", dir);
     EXPECT_NE(r.status, 0);
     ASSERT_EQ(r.err_lines.size(), 1u);
     EXPECT_EQ(r.err_lines[0].rfind("tinv: error:", 0), 0u) << r.err_lines[0];

@@ -3,7 +3,6 @@
 // prompts, plot bands, a tiny end-to-end run on the fixtures (tiny-sd15, random BLIP
 // with the synthetic BERT vocab; explicit captions) and the CLI.
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -466,24 +465,10 @@ TEST(StudyRun, ExplicitCaptionsAndUserImages) {
 }
 
 // ---- CLI ----
-struct RunResult {
-  int status = -1;
-  std::string out;
-  std::vector<std::string> err_lines;
-};
+using test::quote;
 
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
-RunResult run_tinv(const std::string& args, const test::TempDir& dir) {
-  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
-  const std::string cmd = quote(TINV_BINARY) + " study " + args + " >" + quote(out) + " 2>" + quote(err);
-  const int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  std::ifstream o(out), e(err);
-  r.out.assign(std::istreambuf_iterator<char>(o), {});
-  for (std::string line; std::getline(e, line);) r.err_lines.push_back(line);
-  return r;
+test::CliResult run_cmd(const std::string& args, const test::TempDir& dir) {
+  return test::run_tinv("study " + args, dir);
 }
 
 TEST(StudyCli, QuickWithOverrides) {
@@ -491,7 +476,7 @@ TEST(StudyCli, QuickWithOverrides) {
   const std::string blip = blip_with_vocab(dir);
   const std::string out = dir.file("q");
   // --quick, made smaller still: explicit options apply over the preset.
-  auto r = run_tinv("--quick --model " + quote(kSd) + " --captioner " + quote(blip) +
+  auto r = run_cmd("--quick --model " + quote(kSd) + " --captioner " + quote(blip) +
                         " --device cpu --quiet --modes token,class --steps 2 --checkpoints 2 --edits 1 "
                         "--sample-steps 1 --out " + quote(out),
                     dir);
@@ -536,7 +521,7 @@ TEST(StudyCli, BadInputIsOneLine) {
   };
   for (const auto& [args, needle] : cases) {
     SCOPED_TRACE(args);
-    auto r = run_tinv(args + " --device cpu", dir);
+    auto r = run_cmd(args + " --device cpu", dir);
     EXPECT_NE(r.status, 0);
     ASSERT_EQ(r.err_lines.size(), 1u) << r.err_lines[0];
     EXPECT_EQ(r.err_lines[0].rfind("tinv: error:", 0), 0u) << r.err_lines[0];

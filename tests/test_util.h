@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -48,6 +52,44 @@ class TempDir {
  private:
   std::string path_;
 };
+
+
+// `s` single-quoted for sh (an embedded ' becomes '\'').
+inline std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+#ifdef TINV_BINARY  // tests registered with tinv_test_cli()
+// What a run of the tinv binary gave.
+struct CliResult {
+  int status = -1;                     // exit status; -1 when it did not exit (a signal)
+  std::string out, err;                // stdout, stderr
+  std::vector<std::string> err_lines;  // stderr, line by line
+};
+
+// Runs `env tinv args` through sh (quote paths in `args` with quote()); stdout and stderr go
+// through files in `dir`.
+inline CliResult run_tinv(const std::string& args, const TempDir& dir, const std::string& env = "") {
+  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  const std::string cmd = env + " " + quote(TINV_BINARY) + " " + args + " >" + quote(out) + " 2>" + quote(err);
+  const int rc = std::system(cmd.c_str());
+  CliResult r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  std::ifstream o(out, std::ios::binary), e(err, std::ios::binary);
+  r.out.assign(std::istreambuf_iterator<char>(o), {});
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  size_t pos = 0;
+  while (pos < r.err.size()) {
+    size_t nl = r.err.find('\n', pos);
+    if (nl == std::string::npos) nl = r.err.size();
+    r.err_lines.push_back(r.err.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  return r;
+}
+#endif
 
 }  // namespace tinv::test
 

@@ -1,7 +1,6 @@
 // `tinv world eval` (world/eval.h): PSNR, attribute scoring on hand-built scenes, BLIP-style
 // caption spacing, option checks, the batched generation matching tinv::generate, an end-to-end
 // run on the tiny fixtures (random-weight BLIP with the synthetic BERT vocab), and the CLI.
-#include <sys/wait.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -400,31 +399,17 @@ TEST(WorldEvalRun, TinyModelsEndToEnd) {
 }
 
 // ---- CLI ----
-struct RunResult {
-  int status = -1;
-  std::string out;
-  std::vector<std::string> err_lines;
-};
+using test::quote;
 
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
-RunResult run_tinv(const std::string& args, const test::TempDir& dir) {
-  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
-  const std::string cmd = quote(TINV_BINARY) + " world eval " + args + " >" + quote(out) + " 2>" + quote(err);
-  const int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  std::ifstream o(out), e(err);
-  r.out.assign(std::istreambuf_iterator<char>(o), {});
-  for (std::string line; std::getline(e, line);) r.err_lines.push_back(line);
-  return r;
+test::CliResult run_cmd(const std::string& args, const test::TempDir& dir) {
+  return test::run_tinv("world eval " + args, dir);
 }
 
 TEST(WorldEvalCli, PrintsTheTableAndWritesJson) {
   test::TempDir dir;
   blip_with_vocab(dir);
   const std::string json = dir.file("report.json");
-  auto r = run_tinv("--model " + quote(kSd) + " --captioner " + quote(dir.path()) +
+  auto r = run_cmd("--model " + quote(kSd) + " --captioner " + quote(dir.path()) +
                         " --device cpu --only vae,captioner --vae-scenes 2 --caption-scenes 2 --quiet --json " +
                         quote(json),
                     dir);
@@ -452,7 +437,7 @@ TEST(WorldEvalCli, BadInputIsOneLine) {
   };
   for (const auto& [args, needle] : cases) {
     SCOPED_TRACE(args);
-    auto r = run_tinv(args + " --device cpu", dir);
+    auto r = run_cmd(args + " --device cpu", dir);
     EXPECT_NE(r.status, 0);
     ASSERT_EQ(r.err_lines.size(), 1u);
     EXPECT_EQ(r.err_lines[0].rfind("tinv: error:", 0), 0u) << r.err_lines[0];

@@ -13,6 +13,7 @@
 #include "pipelines/demo.h"
 #include "pipelines/generate.h"
 #include "test_util.h"
+#include "world/eval.h"
 #include "world/world.h"
 
 namespace tinv::world {
@@ -21,26 +22,7 @@ namespace {
 const std::string kSd = std::string(TINV_SOURCE_DIR) + "/models/world-sd";
 const std::string kBlip = std::string(TINV_SOURCE_DIR) + "/models/world-blip";
 
-tinv::Image io_image(const world::Image& im) {
-  tinv::Image out(im.width, im.height);
-  out.rgb = im.pixels;
-  return out;
-}
-
-tinv::Image io_image(const torch::Tensor& chw) {  // [3, H, W] in [0, 1]
-  auto hwc = chw.mul(255).round().clamp(0, 255).to(torch::kUInt8).permute({1, 2, 0}).contiguous();
-  tinv::Image out(static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)));
-  std::memcpy(out.rgb.data(), hwc.data_ptr<uint8_t>(), out.rgb.size());
-  return out;
-}
-
-CaptionOptions fast() {
-  CaptionOptions o;
-  o.beams = 1;
-  o.max_length = 40;
-  o.min_length = 1;
-  return o;
-}
+CaptionOptions fast() { return world_caption_options(); }
 
 TEST(WorldModels, AreSmallFp16Files) {
   uintmax_t total = 0;
@@ -60,7 +42,7 @@ TEST(WorldModels, CaptionerReadsHeldOutScenes) {
   const int n = 24;
   for (int i = 0; i < n; ++i) {
     Sample s = sample_at(7, Split::kHeldOut, static_cast<uint64_t>(i));
-    auto got = parse_caption(cap.caption(io_image(s.image), fast()).text);
+    auto got = parse_caption(cap.caption(to_caption_image(s.image), fast()).text);
     if (!got) continue;
     ++parsed;
     backgrounds += got->background == s.scene.background;
@@ -99,7 +81,7 @@ TEST(WorldModels, GeneratesWorldImages) {
   int parsed = 0;
   for (int64_t i = 0; i < 4; ++i) {
     EXPECT_GT(r.images[i].std().item<double>(), 0.02) << "image " << i << " is flat";
-    parsed += parse_caption(cap.caption(io_image(r.images[i]), fast()).text).has_value();
+    parsed += parse_caption(cap.caption(to_caption_image(r.images[i]), fast()).text).has_value();
   }
   EXPECT_GE(parsed, 3);
 }

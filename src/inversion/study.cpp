@@ -62,30 +62,8 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-// A world image -> the captioner's image type.
-Image to_caption_image(const world::Image& w) {
-  Image im(w.width, w.height);
-  im.rgb = w.pixels;
-  return im;
-}
-// [3, H, W] in [0, 1] -> the captioner's image type.
-Image to_caption_image(const torch::Tensor& chw) {
-  auto hwc = (chw.to(torch::kCPU, torch::kFloat32) * 255).round().clamp(0, 255).to(torch::kUInt8)
-                 .permute({1, 2, 0}).contiguous();  // [H, W, 3]
-  Image im(static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)));
-  std::copy_n(hwc.data_ptr<uint8_t>(), im.rgb.size(), im.rgb.begin());
-  return im;
-}
-
-// Captions as `tinv world eval` reads world images (greedy, prompt "a picture of", up to 40
-// tokens): the world captioner was trained and measured that way.
-CaptionOptions world_caption_options() {
-  CaptionOptions o;
-  o.beams = 1;
-  o.max_length = 40;
-  o.min_length = 1;
-  return o;
-}
+using world::to_caption_image;       // as `tinv world eval` reads world images
+using world::world_caption_options;
 
 }  // namespace
 

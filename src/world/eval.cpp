@@ -88,31 +88,11 @@ torch::Tensor unit_to_hwc_uint8(const torch::Tensor& chw) {  // [3, H, W] in [0,
       .permute({1, 2, 0}).contiguous();
 }
 
-tinv::Image to_caption_image(const torch::Tensor& chw) {
-  torch::Tensor hwc = unit_to_hwc_uint8(chw);
-  tinv::Image im(static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)));
-  std::copy_n(hwc.data_ptr<uint8_t>(), im.rgb.size(), im.rgb.begin());
-  return im;
-}
-
-tinv::Image to_caption_image(const Image& world_image) {
-  tinv::Image im(world_image.width, world_image.height);
-  im.rgb = world_image.pixels;
-  return im;
-}
-
-CaptionOptions eval_caption_options() {
-  CaptionOptions o;  // prompt "a picture of", as the world captioner was trained
-  o.beams = 1;
-  o.max_length = 40;
-  o.min_length = 1;
-  return o;
-}
 
 // Captions `image`, scores it against `truth` into `eval`, keeps it as a failure if not exact.
 void caption_and_score(const BlipCaptioner& cap, const tinv::Image& image, const SceneSpec& truth,
                        int64_t index, CaptionEval& eval) {
-  static const CaptionOptions kOptions = eval_caption_options();
+  static const CaptionOptions kOptions = world_caption_options();
   const std::string text = cap.caption(image, kOptions).text;
   AttributeScore s = score_caption(text, truth);
   eval.score += s;
@@ -202,6 +182,27 @@ CaptionEval eval_fidelity(StableDiffusion& sd, const BlipCaptioner& cap, const E
 }
 
 }  // namespace
+
+tinv::Image to_caption_image(const torch::Tensor& chw) {
+  torch::Tensor hwc = unit_to_hwc_uint8(chw);
+  tinv::Image im(static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)));
+  std::copy_n(hwc.data_ptr<uint8_t>(), im.rgb.size(), im.rgb.begin());
+  return im;
+}
+
+tinv::Image to_caption_image(const Image& world_image) {
+  tinv::Image im(world_image.width, world_image.height);
+  im.rgb = world_image.pixels;
+  return im;
+}
+
+CaptionOptions world_caption_options() {
+  CaptionOptions o;  // prompt "a picture of", as the world captioner was trained
+  o.beams = 1;
+  o.max_length = 40;
+  o.min_length = 1;
+  return o;
+}
 
 // ---- PSNR ----
 torch::Tensor psnr_per_image(const torch::Tensor& a, const torch::Tensor& b) {

@@ -36,6 +36,6 @@ if [ ! -e "$WORK/diffusion-eps.ckpt.safetensors" ]; then
 fi
 # Stage 2: v-prediction from stage 1's weights on a new schedule (text conditioning emerges).
 "$TINV" world train diffusion --work "$WORK" --prediction v_prediction \
-  --init "$WORK/diffusion-eps.ckpt.safetensors" --steps 2400 --stop-at STOPAT --dataset 8192 --threads 2 --save-every 50
+  --init "$WORK/diffusion-eps.ckpt.safetensors" --steps 2400 --dataset 8192 --threads 2 --save-every 50
 "$TINV" world export --work "$WORK" --out "$OUT"
 "$TINV" world eval --model "$OUT/world-sd" --captioner "$OUT/world-blip"

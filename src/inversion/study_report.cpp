@@ -55,7 +55,7 @@ Figure mode_figure(const StudyOptions& o, const std::vector<StudyRecord>& record
     Aggregate a = aggregate(records, mode, metric);
     if (a.steps.empty()) continue;
     PlotSeries p;
-    p.label = str_cat(mode, " (", a.n.front(), " runs)");
+    p.label = str_cat(mode, " (", a.n.front(), a.n.front() == 1 ? " run)" : " runs)");
     p.color = mode_colour(mode);
     PlotBand b;
     b.color = p.color;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -80,13 +81,8 @@ inline CliResult run_tinv(const std::string& args, const TempDir& dir, const std
   std::ifstream o(out, std::ios::binary), e(err, std::ios::binary);
   r.out.assign(std::istreambuf_iterator<char>(o), {});
   r.err.assign(std::istreambuf_iterator<char>(e), {});
-  size_t pos = 0;
-  while (pos < r.err.size()) {
-    size_t nl = r.err.find('\n', pos);
-    if (nl == std::string::npos) nl = r.err.size();
-    r.err_lines.push_back(r.err.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
+  std::istringstream lines(r.err);
+  for (std::string line; std::getline(lines, line);) r.err_lines.push_back(line);
   return r;
 }
 #endif

@@ -32,6 +32,14 @@ std::string str_cat(const Args&... args) {
   return os.str();
 }
 
+// A number with up to 9 significant digits (enough to round-trip a float), e.g. 0.005, 1e-05.
+inline std::string format_number(double v) {
+  std::ostringstream os;
+  os.precision(9);
+  os << v;
+  return os.str();
+}
+
 }  // namespace tinv
 
 // Throws tinv::Error(where, message...) unless cond holds.

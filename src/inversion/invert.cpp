@@ -44,13 +44,6 @@ std::string hex64(uint64_t v) {
   return buf;
 }
 
-std::string fmt(double v) {
-  std::ostringstream os;
-  os.precision(9);
-  os << v;
-  return os.str();
-}
-
 void note(InvertResult& res, const std::string& msg) {
   std::fprintf(stderr, "tinv: note: %s\n", msg.c_str());
   res.notes.push_back(msg);
@@ -187,11 +180,11 @@ std::map<std::string, std::string> run_identity(const InvertOptions& o, const St
   return {{"model", sd.fingerprint},      {"images", hex64(image_hash)},
           {"init", o.init},               {"init_text", init_text},
           {"vectors", std::to_string(n)}, {"name", o.name},
-          {"steps", std::to_string(o.steps)}, {"lr", fmt(o.lr)},
+          {"steps", std::to_string(o.steps)}, {"lr", format_number(o.lr)},
           {"lr_schedule", o.lr_schedule}, {"warmup_steps", std::to_string(o.warmup_steps)},
           {"batch", std::to_string(o.batch)}, {"templates", hex64(fnv1a(joined.data(), joined.size()))},
           {"resolution", std::to_string(res)}, {"flip", o.flip ? "1" : "0"},
-          {"seed", std::to_string(o.seed)}, {"max_grad_norm", fmt(o.max_grad_norm)},
+          {"seed", std::to_string(o.seed)}, {"max_grad_norm", format_number(o.max_grad_norm)},
           {"dtype", o.dtype},             {"prediction_type", sd.scheduler.prediction_type}};
 }
 
@@ -269,10 +262,10 @@ void load_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
 
 void write_log_csv(const std::string& path, const Log& log) {
   std::string s = "step,loss,lr,fixed_loss\n";
-  auto cell = [](double v) { return std::isfinite(v) ? fmt(v) : std::string(); };
+  auto cell = [](double v) { return std::isfinite(v) ? format_number(v) : std::string(); };
   for (size_t k = 0; k < log.loss.size(); ++k)
     s += str_cat(k, ",", cell(log.loss[k]), ",", cell(log.lr[k]), ",", cell(log.fixed[k]), "\n");
-  if (std::isfinite(log.final_fixed)) s += str_cat(log.loss.size(), ",,,", fmt(log.final_fixed), "\n");
+  if (std::isfinite(log.final_fixed)) s += str_cat(log.loss.size(), ",,,", format_number(log.final_fixed), "\n");
   write_file_atomically(path, s.data(), s.size());
 }
 
@@ -375,7 +368,7 @@ InvertResult run_inversion(const InvertOptions& o) {
 
   std::map<std::string, std::string> meta = {
       {"caption", init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
-      {"model", o.model},      {"model_fingerprint", sd.fingerprint}, {"lr", fmt(o.lr)},
+      {"model", o.model},      {"model_fingerprint", sd.fingerprint}, {"lr", format_number(o.lr)},
       {"seed", std::to_string(o.seed)}, {"resolution", std::to_string(res)},
       {"images", std::to_string(files.size())}, {"tool", "tinv invert 0.1.0"}};
   auto write_outputs = [&](int64_t steps_done) {
@@ -417,7 +410,7 @@ InvertResult run_inversion(const InvertOptions& o) {
       if (p != std::string::npos) req.prompt = req.prompt.substr(0, p) + trigger + req.prompt.substr(p + 2);
       write_preview(sd, req, res, o.seed);
     }
-    bar.update(done, str_cat("loss=", fmt(r.loss).substr(0, 7)));
+    bar.update(done, str_cat("loss=", format_number(r.loss).substr(0, 7)));
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   });
   if (!finite) {

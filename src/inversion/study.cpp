@@ -42,13 +42,6 @@ constexpr const char* kPlaceholder = "<tinv-study_";  // training: <tinv-study_0
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string fmt(double v) {
-  std::ostringstream os;
-  os.precision(9);
-  os << v;
-  return os.str();
-}
-
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 0xCBF29CE484222325ULL;
   for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ULL;
@@ -239,7 +232,7 @@ std::string records_csv(const std::vector<StudyRecord>& records) {
   std::string s = std::string(kRecordsCsvHeader) + "\n";
   for (const StudyRecord& r : records)
     s += str_cat(csv_field(r.concept), ",", r.mode, ",", r.seed, ",", r.step, ",", r.metric, ",",
-                 std::isfinite(r.value) ? fmt(r.value) : std::string(std::isnan(r.value) ? "nan" : r.value > 0 ? "inf" : "-inf"),
+                 std::isfinite(r.value) ? format_number(r.value) : std::string(std::isnan(r.value) ? "nan" : r.value > 0 ? "inf" : "-inf"),
                  "\n");
   return s;
 }

@@ -46,13 +46,6 @@ std::string fmt_seconds(double s) {
   return buf;
 }
 
-std::string fmt_double(double v) {
-  std::ostringstream os;
-  os.precision(9);
-  os << v;
-  return os.str();
-}
-
 bool valid_name(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
   for (char c : s)
@@ -255,9 +248,9 @@ std::string demo_command(const DemoOptions& o, const Input& in, const std::strin
   if (!o.image.empty()) c += " --image " + shell_quote(o.image);
   else c += " --concept " + shell_quote(file_stem(in.path));
   if (!o.name.empty()) c += " --name " + shell_quote(o.name);
-  c += str_cat(" --init-from ", o.init_from, " --steps ", o.steps, " --lr ", fmt_double(o.lr),
+  c += str_cat(" --init-from ", o.init_from, " --steps ", o.steps, " --lr ", format_number(o.lr),
                " --seed ", o.seed, " --samples ", o.samples, " --sample-steps ", o.sample_steps,
-               " --sampler ", o.sampler, " --cfg ", fmt_double(o.cfg), " --beams ", o.beams);
+               " --sampler ", o.sampler, " --cfg ", format_number(o.cfg), " --beams ", o.beams);
   if (o.device != "auto") c += " --device " + shell_quote(o.device);
   return c + " --out " + shell_quote(o.out);
 }
@@ -477,14 +470,14 @@ std::string reproduce_commands(const Run& r) {
   const std::string dev = o.device != "auto" ? " --device " + shell_quote(o.device) : "";
   c += str_cat(o.program, " invert --model ", shell_quote(r.model), " --image ", shell_quote(r.in.path),
                " --caption ", shell_quote(r.init.text), " --templates ", shell_quote(r.init.templates),
-               " --name ", r.in.name, " --steps ", o.steps, " --lr ", fmt_double(o.lr), " --seed ", o.seed,
+               " --name ", r.in.name, " --steps ", o.steps, " --lr ", format_number(o.lr), " --seed ", o.seed,
                dev, " --out ", shell_quote(r.inv.out), "\n");
   for (size_t p = 0; p < r.gen.size(); ++p)
     for (int variant = 0; variant < 2; ++variant)
       c += str_cat(o.program, " generate --model ", shell_quote(r.model),
                    variant == 1 ? " --embedding " + shell_quote(r.paths.diffusers) : std::string(),
                    " --prompt ", shell_quote(variant == 0 ? r.gen[p].before_prompt : r.gen[p].after_prompt),
-                   " --steps ", o.sample_steps, " --sampler ", o.sampler, " --cfg ", fmt_double(o.cfg),
+                   " --steps ", o.sample_steps, " --sampler ", o.sampler, " --cfg ", format_number(o.cfg),
                    " --seed ", o.seed, " --batch ", o.samples, dev, " --out ",
                    shell_quote(join_path(o.out, str_cat("reproduce/p", p, variant == 0 ? "-before" : "-after"))),
                    "\n");
@@ -511,7 +504,7 @@ void report_input(const Run& r, HtmlReport& rep) {
                   {"placeholders", placeholders},
                   {"trigger", r.res.trigger},
                   {"model", r.model},
-                  {"steps", str_cat(o.steps, " (lr ", fmt_double(o.lr), ", seed ", o.seed, ")")}});
+                  {"steps", str_cat(o.steps, " (lr ", format_number(o.lr), ", seed ", o.seed, ")")}});
   rep.heading("Learning");
   if (file_exists(r.paths.plot_png)) rep.image(read_binary_file(r.paths.plot_png), "loss curve");
   rep.paragraph("Loss per step (random timestep and noise) and the fixed-input loss (the same timesteps and "
@@ -525,7 +518,7 @@ void report_generated(const Run& r, HtmlReport& rep) {
                         "(before: exactly the embedding at step 0) or by the learned trigger (after). ",
                         o.samples, " image(s) each, seeds ", o.seed, "..", o.seed + o.samples - 1,
                         ", the same for before and after; ", o.sample_steps, " steps, sampler ", o.sampler,
-                        ", CFG ", fmt_double(o.cfg), "."));
+                        ", CFG ", format_number(o.cfg), "."));
   const int shown = static_cast<int>(std::max<int64_t>(128, std::min<int64_t>(256, r.image_size)));
   std::vector<std::vector<std::string>> rows;
   for (const auto& g : r.gen)

@@ -60,6 +60,7 @@ set(TINV_SOURCES
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
   src/world/eval.cpp
+  src/world/judge.cpp
   src/common/default_models.cpp
   src/io/html_report.cpp
   src/pipelines/demo.cpp

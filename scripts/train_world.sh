@@ -1,41 +1,39 @@
 #!/usr/bin/env bash
-# The recipe of tinv's embedded world models (models/world-sd, models/world-blip), trained with
-# tinv itself: exactly the commands that produced the shipped weights (docs/WORLD.md).
+# The recipe of tinv's embedded world models (models/world-sd, models/world-blip) on world v2
+# (docs/WORLD.md), trained with tinv itself: exactly the commands that produce the shipped weights.
 #
-#   scripts/train_world.sh [WORK_DIR] [OUT_DIR]      # defaults: runs/world, models
+#   scripts/train_world.sh [WORK_DIR] [OUT_DIR]      # defaults: runs/world-v2, models
 #
 # Every command checkpoints into WORK_DIR and resumes from it, so the script can be interrupted
-# and re-run. Step k of a part draws its data and noise from (seed, part, k) only; `--stop-at`
-# ends a run early while the learning-rate schedule still spans `--steps` (the shipped VAE was
-# trained in two such sessions and stopped at 650 of 1000 scheduled steps to leave CPU time for
-# the denoiser; the captioner's schedule was lengthened from 1800 to 2400 steps at step 1000
-# when its shape accuracy lagged, and the denoiser's shortened from 1000 to 750 at step 50 to fit
-# the session, then continued on a new 1600-step schedule when its samples showed that text
-# conditioning had not emerged yet, stopped at 1200 when the session ran out; with epsilon
-# prediction it never followed prompts, so a second stage continued its weights with
-# v-prediction on a new schedule). Thread counts are the ones used: results are reproducible to float rounding
-# across thread counts, bit for bit with the same ones. A GPU is used when present.
+# and re-run, across sessions too (the work folder's checkpoints are what carries over). Step k
+# of a part draws its data and noise from (seed, part, k) only; `--stop-at` ends a run early while
+# the learning-rate schedule still spans `--steps`. Thread counts are the ones used: results are
+# reproducible to float rounding across thread counts, bit for bit with the same ones. A GPU is
+# used when present (`--device cuda` is the default `auto` there), where the whole recipe takes
+# minutes.
+#
+# STAGE selects a part (vae, captioner, diffusion, export); without it every stage runs in order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORK=${1:-runs/world}
+WORK=${1:-runs/world-v2}
 OUT=${2:-models}
 TINV=${TINV:-build/tinv}
+STAGE=${STAGE:-all}
 export OMP_WAIT_POLICY=PASSIVE
-"$TINV" world train vae       --work "$WORK" --steps 500  --stop-at 350 --threads 1 --save-every 50
-"$TINV" world train vae       --work "$WORK" --steps 1000 --stop-at 650 --threads 2 --save-every 50
-"$TINV" world train captioner --work "$WORK" --steps 1800 --stop-at 1000 --threads 1 --save-every 100
-"$TINV" world train captioner --work "$WORK" --steps 2400 --threads 1 --save-every 100
-# Stage 1 of the denoiser (epsilon prediction), kept as diffusion-eps.ckpt.safetensors.
-if [ ! -e "$WORK/diffusion-eps.ckpt.safetensors" ]; then
-  EPS=(--prediction epsilon --dataset 8192 --threads 2 --save-every 50)
-  "$TINV" world train diffusion --work "$WORK" --steps 1000 --stop-at 50 "${EPS[@]}"
-  "$TINV" world train diffusion --work "$WORK" --steps 750 "${EPS[@]}"
-  "$TINV" world train diffusion --work "$WORK" --steps 1600 --stop-at 1200 "${EPS[@]}"
-  mv "$WORK/diffusion.ckpt.safetensors" "$WORK/diffusion-eps.ckpt.safetensors"
-  mv "$WORK/diffusion.log.csv" "$WORK/diffusion-eps.log.csv"
+run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+# The VAE and the captioner are independent: on 2 cores they ran side by side, one thread each.
+if run vae; then
+  "$TINV" world train vae --work "$WORK" --steps 3000 --threads 1 --save-every 50
 fi
-# Stage 2: v-prediction from stage 1's weights on a new schedule (text conditioning emerges).
-"$TINV" world train diffusion --work "$WORK" --prediction v_prediction \
-  --init "$WORK/diffusion-eps.ckpt.safetensors" --steps 2400 --dataset 8192 --threads 2 --save-every 50
-"$TINV" world export --work "$WORK" --out "$OUT"
-"$TINV" world eval --model "$OUT/world-sd" --captioner "$OUT/world-blip"
+if run captioner; then
+  "$TINV" world train captioner --work "$WORK" --steps 5000 --threads 1 --save-every 100
+fi
+# The denoiser and text encoder, from scratch with v-prediction, on 16384 encoded train scenes.
+if run diffusion; then
+  "$TINV" world train diffusion --work "$WORK" --prediction v_prediction --steps 6000 \
+    --dataset 16384 --threads 2 --save-every 50
+fi
+if run export; then
+  "$TINV" world export --work "$WORK" --out "$OUT"
+  "$TINV" world eval --model "$OUT/world-sd" --captioner "$OUT/world-blip"
+fi

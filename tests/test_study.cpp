@@ -97,15 +97,40 @@ TEST(StudyReach, TablePairsRunsWithTheTokenRunOfTheSameConceptAndSeed) {
 }
 
 // ---- records ----
+TEST(StudyReach, FidelityThresholdsPerMode) {
+  // caption: seed 0 reaches 0.5 at step 25 and 0.7 at 50; seed 1 reaches 0.5 at 50, never 0.7.
+  // token: reaches neither. Other metrics and concepts' records are ignored.
+  std::vector<StudyRecord> r = {
+      {"a", "caption", 0, 0, "fidelity", 0.1}, {"a", "caption", 0, 25, "fidelity", 0.55},
+      {"a", "caption", 0, 50, "fidelity", 0.75}, {"a", "caption", 0, 100, "fidelity", 0.6},
+      {"a", "caption", 1, 50, "fidelity", 0.52}, {"a", "caption", 1, 0, "fidelity", 0.2},
+      {"a", "token", 0, 0, "fidelity", 0.0},     {"a", "token", 0, 100, "fidelity", 0.3},
+      {"a", "token", 0, 100, "context", 0.9},    {"a", "class", 0, 100, "recon_psnr", 20}};
+  auto half = fidelity_reach_table(r, {"caption", "class", "token"}, 0.5);
+  ASSERT_EQ(half.size(), 2u);  // class has no fidelity records
+  EXPECT_EQ(half[0].mode, "caption");
+  EXPECT_EQ(half[0].runs, 2);
+  EXPECT_EQ(half[0].reached, 2);
+  EXPECT_DOUBLE_EQ(half[0].mean_steps, (25 + 50) / 2.0);
+  EXPECT_DOUBLE_EQ(half[0].best, (0.75 + 0.52) / 2);
+  EXPECT_EQ(half[1].mode, "token");
+  EXPECT_EQ(half[1].reached, 0);
+  EXPECT_TRUE(std::isnan(half[1].mean_steps));
+  auto high = fidelity_reach_table(r, {"caption"}, 0.7);
+  ASSERT_EQ(high.size(), 1u);
+  EXPECT_EQ(high[0].reached, 1);
+  EXPECT_DOUBLE_EQ(high[0].mean_steps, 50);
+}
+
 TEST(StudyRecords, CsvSchema) {
-  std::vector<StudyRecord> r = {{"two_tone_circle", "caption", 0, 0, "loss", 0.125},
+  std::vector<StudyRecord> r = {{"bullseye_circle", "caption", 0, 0, "loss", 0.125},
                                 {"my, image", "token", 1, 25, "recon_psnr", 12.3456789012},
                                 {"x\"y", "class", 2, 3, "fixed_loss", NAN}};
   auto l = lines(records_csv(r));
   ASSERT_EQ(l.size(), 4u);
   EXPECT_EQ(l[0], "concept,mode,seed,step,metric,value");
   EXPECT_EQ(l[0], kRecordsCsvHeader);
-  EXPECT_EQ(l[1], "two_tone_circle,caption,0,0,loss,0.125");
+  EXPECT_EQ(l[1], "bullseye_circle,caption,0,0,loss,0.125");
   EXPECT_EQ(l[2], "\"my, image\",token,1,25,recon_psnr,12.3456789");
   EXPECT_EQ(l[3], "\"x\"\"y\",class,2,3,fixed_loss,nan");
   EXPECT_EQ(lines(records_csv({})).size(), 1u);
@@ -177,8 +202,8 @@ TEST(StudyOptions, Validation) {
       {[](StudyOptions& o) { o.out = ""; }, "--out"},
       {[](StudyOptions& o) { o.init_token = "a b"; }, "--init-token"},
       {[](StudyOptions& o) { o.concepts = {"dog"}; }, "--concepts: unknown concept 'dog'"},
-      {[](StudyOptions& o) { o.concepts = {"ringed_star", "ringed_star"}; }, "given twice"},
-      {[](StudyOptions& o) { o.images = {"x.png"}; o.concepts = {"ringed_star"}; }, "--images"},
+      {[](StudyOptions& o) { o.concepts = {"badge_star", "badge_star"}; }, "given twice"},
+      {[](StudyOptions& o) { o.images = {"x.png"}; o.concepts = {"badge_star"}; }, "--images"},
       {[](StudyOptions& o) { o.images = {"x.png"}; }, "--class"},
       {[](StudyOptions& o) { o.sample_steps = 0; }, "--sample-steps"},
       {[](StudyOptions& o) { o.sampler = "magic"; }, "--sampler"},
@@ -219,41 +244,33 @@ TEST(StudyOptions, CheckpointsAndModes) {
 world::ConceptSample sample_context() {
   world::ConceptSample s;
   s.size = world::Size::kSmall;
-  s.position = world::Position::kTopLeft;
-  s.background = world::Colour::kGray;
-  s.background_pattern = world::Pattern::kDotted;
+  s.position = world::Position::kTop;
+  s.background = world::Colour::kBlack;
+  s.background_pattern = world::Pattern::kStriped;
   return s;
 }
 
-TEST(StudyInit, OneObjectCaptionGivesObjectWordsAndItsOwnContext) {
+TEST(StudyInit, CaptionGivesObjectWordsAndItsOwnContext) {
   // BLIP-style spacing and case: normalised before parsing.
-  StudyInit i = world_init("A large red striped star in the center , on a plain white background .", sample_context());
+  StudyInit i = world_init("A large red star with a white dot in the center , on a plain cyan background .", sample_context());
   EXPECT_TRUE(i.parsed);
   EXPECT_FALSE(i.fallback);
-  EXPECT_EQ(i.init_text, "red striped star");
-  EXPECT_EQ(i.tmpl, "a large {} in the center, on a plain white background");
+  EXPECT_EQ(i.init_text, "red star with a white dot");
+  EXPECT_EQ(i.tmpl, "a large {} in the center, on a plain cyan background");
   EXPECT_TRUE(i.note.empty());
-  i = world_init("a small blue circle at the bottom left, on an orange checkered background", sample_context());
+  i = world_init("a small blue circle at the bottom, on a yellow checkered background", sample_context());
   EXPECT_EQ(i.init_text, "blue circle");
-  EXPECT_EQ(i.tmpl, "a small {} at the bottom left, on an orange checkered background");
+  EXPECT_EQ(i.tmpl, "a small {} at the bottom, on a yellow checkered background");
   // The template filled with the object words is the caption again.
-  EXPECT_EQ(fill_template(i.tmpl, i.init_text), "a small blue circle at the bottom left, on an orange checkered background");
+  EXPECT_EQ(fill_template(i.tmpl, i.init_text), "a small blue circle at the bottom, on a yellow checkered background");
 }
 
-TEST(StudyInit, FallbacksUseTheRenderingsContext) {
-  StudyInit i = world_init(
-      "a large red star on the left and a small blue striped circle at the bottom right, on a green dotted background",
-      sample_context());
-  EXPECT_TRUE(i.parsed);
-  EXPECT_TRUE(i.fallback);
-  EXPECT_EQ(i.init_text, "red star");
-  EXPECT_EQ(i.tmpl, "a small {} at the top left, on a gray dotted background");
-  EXPECT_NE(i.note.find("2 objects"), std::string::npos);
-  i = world_init("w123 W456  w7", sample_context());
+TEST(StudyInit, FallbackUsesTheRenderingsContext) {
+  StudyInit i = world_init("w123 W456  w7", sample_context());
   EXPECT_FALSE(i.parsed);
   EXPECT_TRUE(i.fallback);
   EXPECT_EQ(i.init_text, "w123 w456 w7");
-  EXPECT_EQ(i.tmpl, "a small {} at the top left, on a gray dotted background");
+  EXPECT_EQ(i.tmpl, "a small {} at the top, on a black striped background");
   EXPECT_NE(i.note.find("grammar"), std::string::npos);
 }
 
@@ -266,17 +283,16 @@ TEST(StudyInit, EditPromptsChangeEveryContextAttribute) {
     std::set<std::string> distinct;
     for (const EditPrompt& e : edits) {
       distinct.insert(e.tmpl);
-      ASSERT_EQ(e.truth.objects.size(), 1u);
-      const world::ObjectSpec& o = e.truth.objects[0];
+      const world::ObjectSpec& o = e.truth.object;
       EXPECT_NE(o.size, trained.size);
       EXPECT_NE(o.position, trained.position);
       EXPECT_NE(e.truth.background, trained.background);
       EXPECT_NE(e.truth.background_pattern, trained.background_pattern);
       for (auto col : c.colours) EXPECT_NE(e.truth.background, col);
-      EXPECT_EQ(o.shape, c.class_shape);
+      EXPECT_EQ(o.shape, c.shape);
       // The prompt with the class's words in place of the trigger is the grammar's caption of
       // the requested scene.
-      auto parsed = world::parse_caption(fill_template(e.tmpl, object_words(o)));
+      auto parsed = world::parse_caption(fill_template(e.tmpl, world::object_words(o)));
       ASSERT_TRUE(parsed.has_value()) << e.tmpl;
       EXPECT_EQ(*parsed, e.truth);
     }
@@ -326,7 +342,7 @@ StudyOptions tiny_options(const test::TempDir& dir) {
   StudyOptions o;
   o.model = kSd;
   o.captioner = blip_with_vocab(dir);
-  o.concepts = {"two_tone_circle"};
+  o.concepts = {"bullseye_circle"};
   o.modes = {"caption", "token"};
   o.seeds = 1;
   o.steps = 3;
@@ -349,10 +365,10 @@ TEST(StudyRun, TinyEndToEnd) {
   // The random BLIP's caption does not parse: the rendering's context is the template.
   ASSERT_EQ(r.concepts.size(), 1u);
   const StudyConcept& c = r.concepts[0];
-  EXPECT_EQ(c.name, "two_tone_circle");
+  EXPECT_EQ(c.name, "bullseye_circle");
   EXPECT_EQ(c.class_word, "circle");
   EXPECT_TRUE(c.init.fallback);
-  const auto sample = world::concept_at(0, world::find_concept("two_tone_circle"), 0, 32);
+  const auto sample = world::concept_at(0, world::find_concept("bullseye_circle"), 0, 32);
   EXPECT_EQ(c.init.tmpl, sample.caption("{}"));
   EXPECT_EQ(c.target.sizes(), (std::vector<int64_t>{3, 32, 32}));
   ASSERT_EQ(c.edits.size(), 1u);
@@ -362,7 +378,7 @@ TEST(StudyRun, TinyEndToEnd) {
   std::map<std::tuple<std::string, std::string>, int> count;  // (mode, metric)
   std::set<int64_t> quality_steps;
   for (const auto& rec : r.records) {
-    EXPECT_EQ(rec.concept, "two_tone_circle");
+    EXPECT_EQ(rec.concept, "bullseye_circle");
     EXPECT_EQ(rec.seed, 0);
     EXPECT_TRUE(std::isfinite(rec.value)) << rec.metric;
     ++count[{rec.mode, rec.metric}];
@@ -373,7 +389,8 @@ TEST(StudyRun, TinyEndToEnd) {
     EXPECT_EQ((count[{mode, "loss"}]), 3);
     EXPECT_EQ((count[{mode, "fixed_loss"}]), 4);
     for (const char* m : {"recon_psnr", "recon_mse", "recon_latent_mse", "edit_parsed", "edit_mean",
-                          "edit_background", "edit_pattern", "edit_position", "edit_size", "edit_shape"})
+                          "edit_background", "edit_pattern", "edit_position", "edit_size", "edit_shape",
+                          "fidelity", "fidelity_train", "context"})
       EXPECT_EQ((count[{mode, m}]), 2) << m;
   }
   EXPECT_EQ(quality_steps, (std::set<int64_t>{0, 3}));
@@ -404,7 +421,7 @@ TEST(StudyRun, TinyEndToEnd) {
   const std::string html = read_text_file(o.out + "/report.html");
   EXPECT_NE(html.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);
   EXPECT_EQ(html.find("src=\"loss"), std::string::npos);  // no external files
-  EXPECT_NE(html.find("two_tone_circle"), std::string::npos);
+  EXPECT_NE(html.find("bullseye_circle"), std::string::npos);
   const std::string summary = read_text_file(o.out + "/summary.txt");
   EXPECT_EQ(summary, r.summary);
   for (const char* needle : {"steps to reach", "recon_psnr", "edit_mean", "ms/step", "caption", "token"})
@@ -512,7 +529,7 @@ TEST(StudyCli, BadInputIsOneLine) {
       {models + " --modes caption,photo", "--modes: unknown mode 'photo'"},
       {models + " --steps 0", "--steps"},
       {models + " --steps 10 --checkpoints 0,20", "--checkpoints"},
-      {models + " --concepts two_tone_circle,dog", "--concepts: unknown concept 'dog'"},
+      {models + " --concepts bullseye_circle,dog", "--concepts: unknown concept 'dog'"},
       {models + " --seeds x", "--seeds"},
       {models + " --lr -1", "--lr"},
       {models + " --images " + quote(dir.file("missing.png")) + " --modes token", "missing.png"},

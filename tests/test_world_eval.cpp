@@ -24,33 +24,26 @@ const std::string kBlip = test::fixture("tiny-blip/model");
 
 int64_t correct(const AttributeScore& s, Attribute a) { return s.correct[static_cast<int>(a)]; }
 
-ObjectSpec object(Shape shape, Colour colour, Size size, Position position, Fill fill = Fill::kSolid) {
-  ObjectSpec o;
-  o.shape = shape;
-  o.colour = colour;
-  o.size = size;
-  o.position = position;
-  o.fill = fill;
-  return o;
+ObjectSpec object(Shape shape, Colour colour, Size size, Position position, Mark mark = Mark::kNone,
+                  Colour mark_colour = Colour::kWhite) {
+  return {shape, colour, size, position, mark, mark_colour};
 }
 
-SceneSpec scene(std::vector<ObjectSpec> objects, Colour bg = Colour::kWhite, Pattern p = Pattern::kPlain) {
+SceneSpec scene(ObjectSpec o, Colour bg = Colour::kWhite, Pattern p = Pattern::kPlain) {
   SceneSpec s;
-  s.objects = std::move(objects);
+  s.object = o;
   s.background = bg;
   s.background_pattern = p;
   return s;
 }
 
-// "a large red star on the left and a small blue striped circle at the bottom right, on a
-// green dotted background"
-SceneSpec two_objects() {
-  return scene({object(Shape::kStar, Colour::kRed, Size::kLarge, Position::kLeft),
-                object(Shape::kCircle, Colour::kBlue, Size::kSmall, Position::kBottomRight, Fill::kStriped)},
-               Colour::kGreen, Pattern::kDotted);
+// "a large red star with a yellow ring on the left, on a green checkered background"
+SceneSpec ringed_star() {
+  return scene(object(Shape::kStar, Colour::kRed, Size::kLarge, Position::kLeft, Mark::kRing, Colour::kYellow),
+               Colour::kGreen, Pattern::kCheckered);
 }
 
-// Expects the per-attribute correct counts in Attribute order (count .. exact).
+// Expects the per-attribute correct counts in Attribute order (shape .. exact).
 void expect_counts(const AttributeScore& s, std::array<int64_t, kNumAttributes> want) {
   for (int k = 0; k < kNumAttributes; ++k)
     EXPECT_EQ(s.correct[k], want[k]) << name(static_cast<Attribute>(k));
@@ -89,110 +82,67 @@ TEST(WorldEvalPsnr, BadShapesAreErrors) {
 
 // ---- Scoring ----
 TEST(WorldEvalScore, ExactMatchIsRightOnEverything) {
-  SceneSpec t = two_objects();
+  SceneSpec t = ringed_star();
   AttributeScore s = score_scene(t, t);
   EXPECT_EQ(s.scenes, 1);
   EXPECT_EQ(s.parsed, 1);
-  EXPECT_EQ(s.objects, 2);
-  expect_counts(s, {1, 2, 2, 2, 2, 2, 1, 1, 1});
+  expect_counts(s, {1, 1, 1, 1, 1, 1, 1, 1, 1});
   for (int k = 0; k < kNumAttributes; ++k) EXPECT_EQ(s.accuracy(static_cast<Attribute>(k)), 1.0);
   EXPECT_EQ(s.mean_accuracy(), 1.0);
 }
 
 TEST(WorldEvalScore, FailedParseIsWrongOnEverythingButCounted) {
-  AttributeScore s = score_scene(std::nullopt, two_objects());
+  AttributeScore s = score_scene(std::nullopt, ringed_star());
   EXPECT_EQ(s.scenes, 1);
   EXPECT_EQ(s.parsed, 0);
-  EXPECT_EQ(s.objects, 2);
   expect_counts(s, {0, 0, 0, 0, 0, 0, 0, 0, 0});
-  EXPECT_EQ(s.total(Attribute::kShape), 2);
-  EXPECT_EQ(s.total(Attribute::kPattern), 1);
+  EXPECT_EQ(s.total(Attribute::kShape), 1);
   EXPECT_EQ(s.mean_accuracy(), 0.0);
-  s = score_caption("a picture of a dog", two_objects());
+  s = score_caption("a picture of a dog", ringed_star());
   EXPECT_EQ(s.parsed, 0);
   expect_counts(s, {0, 0, 0, 0, 0, 0, 0, 0, 0});
 }
 
 TEST(WorldEvalScore, EachAttributeIsScoredOnItsOwn) {
-  const SceneSpec t = two_objects();
+  const SceneSpec t = ringed_star();
   struct Case {
     const char* what;
     std::function<void(SceneSpec&)> change;
     std::array<int64_t, kNumAttributes> want;
   };
   const std::vector<Case> cases = {
-      {"shape", [](SceneSpec& p) { p.objects[0].shape = Shape::kMoon; }, {1, 1, 2, 2, 2, 2, 1, 1, 0}},
-      {"colour", [](SceneSpec& p) { p.objects[1].colour = Colour::kPink; }, {1, 2, 1, 2, 2, 2, 1, 1, 0}},
-      {"size", [](SceneSpec& p) { p.objects[1].size = Size::kMedium; }, {1, 2, 2, 1, 2, 2, 1, 1, 0}},
-      {"position", [](SceneSpec& p) { p.objects[0].position = Position::kTopLeft; }, {1, 2, 2, 2, 1, 2, 1, 1, 0}},
-      {"fill", [](SceneSpec& p) { p.objects[1].fill = Fill::kSolid; }, {1, 2, 2, 2, 2, 1, 1, 1, 0}},
-      {"background", [](SceneSpec& p) { p.background = Colour::kGray; }, {1, 2, 2, 2, 2, 2, 0, 1, 0}},
-      {"pattern", [](SceneSpec& p) { p.background_pattern = Pattern::kPlain; }, {1, 2, 2, 2, 2, 2, 1, 0, 0}},
-      {"both objects' colour", [](SceneSpec& p) { p.objects[0].colour = p.objects[1].colour = Colour::kBlack; },
-       {1, 2, 0, 2, 2, 2, 1, 1, 0}},
+      {"shape", [](SceneSpec& p) { p.object.shape = Shape::kHeart; }, {0, 1, 1, 1, 1, 1, 1, 1, 0}},
+      {"colour", [](SceneSpec& p) { p.object.colour = Colour::kBlue; }, {1, 0, 1, 1, 1, 1, 1, 1, 0}},
+      {"size", [](SceneSpec& p) { p.object.size = Size::kSmall; }, {1, 1, 0, 1, 1, 1, 1, 1, 0}},
+      {"position", [](SceneSpec& p) { p.object.position = Position::kTop; }, {1, 1, 1, 0, 1, 1, 1, 1, 0}},
+      // A dot of the ring's colour: the mark is wrong, its colour right.
+      {"mark", [](SceneSpec& p) { p.object.mark = Mark::kDot; }, {1, 1, 1, 1, 0, 1, 1, 1, 0}},
+      {"mark colour", [](SceneSpec& p) { p.object.mark_colour = Colour::kBlack; }, {1, 1, 1, 1, 1, 0, 1, 1, 0}},
+      // No mark at all: both the mark and its colour are wrong.
+      {"no mark", [](SceneSpec& p) { p.object.mark = Mark::kNone; }, {1, 1, 1, 1, 0, 0, 1, 1, 0}},
+      {"background", [](SceneSpec& p) { p.background = Colour::kCyan; }, {1, 1, 1, 1, 1, 1, 0, 1, 0}},
+      {"pattern", [](SceneSpec& p) { p.background_pattern = Pattern::kPlain; }, {1, 1, 1, 1, 1, 1, 1, 0, 0}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
     SceneSpec p = t;
     c.change(p);
-    AttributeScore s = score_scene(p, t);
-    expect_counts(s, c.want);
-    EXPECT_EQ(s.objects, 2);
+    expect_counts(score_scene(p, t), c.want);
   }
 }
 
-TEST(WorldEvalScore, EqualCountsMatchInOrder) {
-  // The same two objects listed in the other order: in-order matching, so all object attributes
-  // differ except those the two objects share (none here), and the scene is not exact.
-  SceneSpec t = two_objects(), p = t;
-  std::swap(p.objects[0], p.objects[1]);
-  expect_counts(score_scene(p, t), {1, 0, 0, 0, 0, 0, 1, 1, 0});
-}
-
-TEST(WorldEvalScore, MissingObjectIsWrongAndMatchesByPosition) {
-  const SceneSpec t = two_objects();
-  // Only the second (bottom right) object predicted: it matches the true bottom-right object.
+TEST(WorldEvalScore, MarkColourOfUnmarkedObjectsIsIgnored) {
+  SceneSpec t = scene(object(Shape::kCircle, Colour::kRed, Size::kSmall, Position::kCenter));
   SceneSpec p = t;
-  p.objects.erase(p.objects.begin());
-  AttributeScore s = score_scene(p, t);
-  EXPECT_EQ(s.objects, 2);
-  expect_counts(s, {0, 1, 1, 1, 1, 1, 1, 1, 0});
-  // A heart at the top left: nearest the left object (shape and position wrong, colour, size and
-  // fill right); the bottom-right object is missing.
-  p = t;
-  p.objects = {object(Shape::kHeart, Colour::kRed, Size::kLarge, Position::kTopLeft)};
-  expect_counts(score_scene(p, t), {0, 0, 1, 1, 0, 1, 1, 1, 0});
-}
-
-TEST(WorldEvalScore, ExtraObjectCostsOnlyCountAndExact) {
-  const SceneSpec t = scene({object(Shape::kSquare, Colour::kCyan, Size::kMedium, Position::kRight, Fill::kOutlined)},
-                            Colour::kOrange, Pattern::kCheckered);
-  SceneSpec p = t;
-  p.objects.insert(p.objects.begin(), object(Shape::kRing, Colour::kPink, Size::kSmall, Position::kTopLeft));
-  AttributeScore s = score_scene(p, t);
-  EXPECT_EQ(s.objects, 1);
-  expect_counts(s, {0, 1, 1, 1, 1, 1, 1, 1, 0});
-  // Greedy nearest pair first: the predicted object at the right wins over the one at the top
-  // left even though the top-left one comes first.
-  EXPECT_EQ(s.accuracy(Attribute::kPosition), 1.0);
-}
-
-TEST(WorldEvalScore, NearestPairFirstNotFirstTrueObject) {
-  // True: top left, bottom right. Predicted: one object at the bottom. True object 0 (top left)
-  // comes first, but the bottom right one is nearer to the bottom and takes the match.
-  SceneSpec t = scene({object(Shape::kStar, Colour::kRed, Size::kLarge, Position::kTopLeft),
-                       object(Shape::kCircle, Colour::kBlue, Size::kSmall, Position::kBottomRight)});
-  SceneSpec p = t;
-  p.objects = {object(Shape::kCircle, Colour::kBlue, Size::kSmall, Position::kBottom)};
-  expect_counts(score_scene(p, t), {0, 1, 1, 1, 0, 1, 1, 1, 0});
-  // Equidistant (center is as far from both): the first true object wins the tie.
-  p.objects = {object(Shape::kStar, Colour::kRed, Size::kLarge, Position::kCenter)};
-  expect_counts(score_scene(p, t), {0, 1, 1, 1, 0, 1, 1, 1, 0});
+  p.object.mark_colour = Colour::kBlack;  // no mark: the colour field carries nothing
+  expect_counts(score_scene(p, t), {1, 1, 1, 1, 1, 1, 1, 1, 1});
+  p.object.mark = Mark::kRing;            // a mark the truth does not have
+  expect_counts(score_scene(p, t), {1, 1, 1, 1, 0, 0, 1, 1, 0});
 }
 
 TEST(WorldEvalScore, ScoresAddUp) {
-  const SceneSpec t1 = two_objects();
-  const SceneSpec t2 = scene({object(Shape::kMoon, Colour::kYellow, Size::kSmall, Position::kCenter)});
+  const SceneSpec t1 = ringed_star();
+  const SceneSpec t2 = scene(object(Shape::kHeart, Colour::kYellow, Size::kSmall, Position::kCenter));
   AttributeScore total;
   total += score_scene(t1, t1);
   total += score_scene(std::nullopt, t2);
@@ -201,27 +151,24 @@ TEST(WorldEvalScore, ScoresAddUp) {
   total += score_scene(p, t2);
   EXPECT_EQ(total.scenes, 3);
   EXPECT_EQ(total.parsed, 2);
-  EXPECT_EQ(total.objects, 4);
-  expect_counts(total, {2, 3, 3, 3, 3, 3, 1, 2, 1});
-  EXPECT_NEAR(total.accuracy(Attribute::kShape), 0.75, 1e-12);
+  expect_counts(total, {2, 2, 2, 2, 2, 2, 1, 2, 1});
+  EXPECT_NEAR(total.accuracy(Attribute::kShape), 2.0 / 3, 1e-12);
   EXPECT_NEAR(total.accuracy(Attribute::kBackground), 1.0 / 3, 1e-12);
   EXPECT_NEAR(total.accuracy(Attribute::kExact), 1.0 / 3, 1e-12);
-  const double mean = (2.0 / 3 + 0.75 * 5 + 1.0 / 3 + 2.0 / 3) / 8;  // exact excluded
+  const double mean = (2.0 / 3 * 7 + 1.0 / 3) / 8;  // exact excluded
   EXPECT_NEAR(total.mean_accuracy(), mean, 1e-12);
-  EXPECT_EQ(AttributeScore{}.accuracy(Attribute::kCount), 0.0);
+  EXPECT_EQ(AttributeScore{}.accuracy(Attribute::kShape), 0.0);
 }
 
 TEST(WorldEvalScore, AttributeNames) {
-  EXPECT_STREQ(name(Attribute::kCount), "count");
-  EXPECT_STREQ(name(Attribute::kColour), "colour");
+  EXPECT_STREQ(name(Attribute::kShape), "shape");
+  EXPECT_STREQ(name(Attribute::kMarkColour), "mark_colour");
   EXPECT_STREQ(name(Attribute::kExact), "exact");
-  EXPECT_TRUE(per_object(Attribute::kFill));
-  EXPECT_FALSE(per_object(Attribute::kPattern));
 }
 
 // ---- Captions as BLIP writes them ----
 TEST(WorldEvalCaption, BlipSpacingParses) {
-  const SceneSpec t = scene({object(Shape::kCircle, Colour::kRed, Size::kSmall, Position::kCenter)});
+  const SceneSpec t = scene(object(Shape::kCircle, Colour::kRed, Size::kSmall, Position::kCenter));
   ASSERT_EQ(caption(t), "a small red circle in the center, on a plain white background");
   // parse_caption itself splits the comma off (whitespace is free) ...
   auto direct = parse_caption("a small red circle in the center , on a plain white background");
@@ -252,8 +199,11 @@ TEST(WorldEvalOptions, Parts) {
   EXPECT_TRUE(p.vae && !p.captioner && !p.fidelity);
   p = parse_parts("fidelity, captioner");
   EXPECT_TRUE(!p.vae && p.captioner && p.fidelity);
+  EXPECT_FALSE(p.judge);
+  p = parse_parts("judge");
+  EXPECT_TRUE(!p.vae && !p.captioner && !p.fidelity && p.judge);
   p = parse_parts("all");
-  EXPECT_TRUE(p.vae && p.captioner && p.fidelity);
+  EXPECT_TRUE(p.vae && p.captioner && p.fidelity && p.judge);
   EXPECT_TINV_ERROR(parse_parts("vae,psnr"), "--only: unknown part 'psnr'");
   EXPECT_TINV_ERROR(parse_parts(""), "--only");
   EXPECT_TINV_ERROR(parse_parts("vae,"), "--only");
@@ -275,7 +225,8 @@ TEST(WorldEvalOptions, ValidationNamesTheOption) {
   bad([](EvalOptions& o) { o.steps = 0; }, "--steps");
   bad([](EvalOptions& o) { o.cfg = std::nan(""); }, "--cfg");
   bad([](EvalOptions& o) { o.sampler = "k_lms"; }, "--sampler");
-  bad([](EvalOptions& o) { o.parts = EvalParts{false, false, false}; }, "--only");
+  bad([](EvalOptions& o) { o.parts = EvalParts{false, false, false, false}; }, "--only");
+  bad([](EvalOptions& o) { o.judge_renders = 0; }, "--judge-renders");
   EvalOptions o;  // the count of a part not run is not checked
   o.parts = parse_parts("fidelity");
   o.vae_scenes = 0;
@@ -337,6 +288,7 @@ EvalOptions tiny_options(const test::TempDir& dir) {
   o.vae_scenes = 5;
   o.caption_scenes = 3;
   o.fidelity_prompts = 3;
+  o.judge_renders = 2;
   o.steps = 2;
   o.batch = 2;  // several batches, the last one partial
   o.progress = false;
@@ -360,7 +312,6 @@ TEST(WorldEvalRun, TinyModelsEndToEnd) {
   for (const auto* e : {&*r.captioner, &*r.fidelity}) {
     EXPECT_EQ(e->score.scenes, 3);
     EXPECT_EQ(e->score.parsed, 0);  // random weights write "w123 w456 ..."
-    EXPECT_GE(e->score.objects, 3);
     EXPECT_EQ(e->score.mean_accuracy(), 0.0);
     EXPECT_FALSE(e->pass());
     ASSERT_EQ(e->failures.size(), 3u);
@@ -385,15 +336,18 @@ TEST(WorldEvalRun, TinyModelsEndToEnd) {
   EXPECT_NE(format_report(r3).find("unseen scenes of the training distribution"), std::string::npos);
   EXPECT_EQ(eval_scene_index(Split::kHeldOut, 7), 7u);
 
+  ASSERT_TRUE(r.judge.has_value());
+  EXPECT_EQ(r.judge->rows.size(), concepts().size());
+  EXPECT_TRUE(r.judge->pass());
   const std::string table = format_report(r);
-  for (const char* needle : {"PSNR", "captioner", "prompt fidelity", "target  90.0%", "target  70.0%",
+  for (const char* needle : {"PSNR", "captioner", "prompt fidelity", "concept judge", "bullseye_circle", "target  95.0%", "target  90.0%",
                              "FAIL", "exact", "(no target)", "mean"})
     EXPECT_NE(table.find(needle), std::string::npos) << needle << "\n" << table;
   auto j = nlohmann::json::parse(report_json(r));
   EXPECT_EQ(j["options"]["vae_scenes"], 5);
   EXPECT_EQ(j["vae"]["image_size"], 32);
-  EXPECT_EQ(j["captioner"]["attributes"]["shape"]["total"], r.captioner->score.objects);
-  EXPECT_EQ(j["fidelity"]["attributes"]["count"]["pass"], false);
+  EXPECT_EQ(j["captioner"]["attributes"]["shape"]["total"], r.captioner->score.scenes);
+  EXPECT_EQ(j["fidelity"]["attributes"]["mark"]["pass"], false);
   EXPECT_FALSE(j["fidelity"]["attributes"]["exact"].contains("pass"));
   EXPECT_EQ(j["fidelity"]["failures"].size(), 3u);
 }

@@ -38,7 +38,7 @@ TEST(WorldModels, AreSmallFp16Files) {
 
 TEST(WorldModels, CaptionerReadsHeldOutScenes) {
   BlipCaptioner cap = BlipCaptioner::load(kBlip);
-  int parsed = 0, shapes = 0, colours = 0, positions = 0, backgrounds = 0, objects = 0;
+  int parsed = 0, shapes = 0, colours = 0, positions = 0, backgrounds = 0, marks = 0;
   const int n = 24;
   for (int i = 0; i < n; ++i) {
     Sample s = sample_at(7, Split::kHeldOut, static_cast<uint64_t>(i));
@@ -46,21 +46,17 @@ TEST(WorldModels, CaptionerReadsHeldOutScenes) {
     if (!got) continue;
     ++parsed;
     backgrounds += got->background == s.scene.background;
-    if (got->objects.size() != s.scene.objects.size()) continue;
-    for (size_t k = 0; k < got->objects.size(); ++k) {
-      ++objects;
-      shapes += got->objects[k].shape == s.scene.objects[k].shape;
-      colours += got->objects[k].colour == s.scene.objects[k].colour;
-      positions += got->objects[k].position == s.scene.objects[k].position;
-    }
+    shapes += got->object.shape == s.scene.object.shape;
+    colours += got->object.colour == s.scene.object.colour;
+    positions += got->object.position == s.scene.object.position;
+    marks += got->object.mark == s.scene.object.mark;
   }
-  // Measured on 500 held-out scenes (docs/WORLD.md): colour 97%, position and background 100%,
-  // shape 34% (held-out shape/colour pairs; chance is 10%).
   EXPECT_GE(parsed, n * 9 / 10);
   EXPECT_GE(backgrounds, n * 9 / 10);
-  EXPECT_GE(colours, objects * 8 / 10);
-  EXPECT_GE(positions, objects * 8 / 10);
-  EXPECT_GE(shapes, objects * 2 / 10);
+  EXPECT_GE(colours, n * 8 / 10);
+  EXPECT_GE(positions, n * 8 / 10);
+  EXPECT_GE(shapes, n * 8 / 10);
+  EXPECT_GE(marks, n * 8 / 10);
 }
 
 TEST(WorldModels, GeneratesWorldImagesThatFollowThePrompt) {
@@ -79,7 +75,7 @@ TEST(WorldModels, GeneratesWorldImagesThatFollowThePrompt) {
   ASSERT_EQ(r.images.sizes(), (std::vector<int64_t>{4, 3, 64, 64}));
   ASSERT_TRUE(torch::isfinite(r.images).all().item<bool>());
   const SceneSpec want = *parse_caption(g.prompt);
-  int parsed = 0, backgrounds = 0, counts = 0;
+  int parsed = 0, backgrounds = 0, colours = 0;
   for (int64_t i = 0; i < 4; ++i) {
     EXPECT_GT(r.images[i].std().item<double>(), 0.02) << "image " << i << " is flat";
     const std::string text = cap.caption(to_caption_image(r.images[i]), fast()).text;
@@ -87,11 +83,11 @@ TEST(WorldModels, GeneratesWorldImagesThatFollowThePrompt) {
     if (!got) continue;
     ++parsed;
     backgrounds += got->background == want.background;
-    counts += got->objects.size() == want.objects.size();
+    colours += got->object.colour == want.object.colour;
   }
   EXPECT_GE(parsed, 3);
   EXPECT_GE(backgrounds, 3);
-  EXPECT_GE(counts, 3);
+  EXPECT_GE(colours, 3);
 }
 
 TEST(WorldModels, DemoRunsEndToEnd) {
@@ -106,7 +102,29 @@ TEST(WorldModels, DemoRunsEndToEnd) {
   EXPECT_TRUE(file_exists(r.report));
   EXPECT_TRUE(parse_caption(r.caption).has_value()) << r.caption;
   EXPECT_EQ(r.init_from, "object");
-  EXPECT_GE(r.placeholders.size(), 2u);  // colour [fill] shape
+  EXPECT_GE(r.placeholders.size(), 2u);  // colour shape [with a colour mark]
+}
+
+// The method, visible: 100 steps of caption-initialised inversion on one bundled concept image,
+// then new prompts with the learned trigger. The concept judge (world/judge.h) must find the
+// concept in those images well above chance (a missing ring or dot scores ~0), and above the
+// images of the caption's own words. docs/WORLD.md has the measured figures.
+TEST(WorldModels, LearnedConceptComesBackInNewPrompts) {
+  test::TempDir dir;
+  DemoOptions o;
+  o.concept_name = "bullseye_circle";
+  o.steps = 100;
+  o.samples = 2;
+  o.sample_steps = 20;
+  o.out = dir.file("demo");
+  o.progress = false;
+  DemoResult r = run_demo(o);
+  ASSERT_FALSE(r.scores.empty()) << "no concept scores: the caption did not parse as a world caption";
+  const DemoPromptScore& mean = r.scores.back();
+  ASSERT_EQ(mean.tmpl, "mean");
+  EXPECT_GE(mean.after_identity, 0.4);
+  EXPECT_GT(mean.after_identity, mean.before_identity + 0.15);
+  EXPECT_GE(mean.after_context, 0.6);
 }
 
 }  // namespace

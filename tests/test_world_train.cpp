@@ -1,4 +1,6 @@
 // Training and export of the world models (src/world/train.h), on a few small steps.
+#include <sstream>
+#include <nlohmann/json.hpp>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -107,6 +109,20 @@ TEST(WorldTrain, TrainsExportsAndLoads) {
   EXPECT_EQ(r.images.sizes(), (std::vector<int64_t>{1, 3, 64, 64}));
   EXPECT_TRUE(torch::isfinite(r.images).all().item<bool>());
 
+  // The exported vocabulary names every id of the model, [DEC] (bos) and [ENC] last, and the
+  // tokenizer config marks them special (transformers decodes our captions without [UNK]).
+  {
+    const auto blip_cfg = nlohmann::json::parse(read_text_file(join_path(blip_dir, "config.json")));
+    std::vector<std::string> lines;
+    std::istringstream in(read_text_file(join_path(blip_dir, "vocab.txt")));
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    ASSERT_EQ(static_cast<int64_t>(lines.size()), blip_cfg["text_config"]["vocab_size"].get<int64_t>());
+    EXPECT_EQ(lines.at(blip_cfg["text_config"]["bos_token_id"].get<size_t>()), "[DEC]");
+    EXPECT_EQ(lines.back(), "[ENC]");
+    const auto tc = nlohmann::json::parse(read_text_file(join_path(blip_dir, "tokenizer_config.json")));
+    EXPECT_EQ(tc["bos_token"], "[DEC]");
+    EXPECT_TRUE(file_exists(join_path(blip_dir, "special_tokens_map.json")));
+  }
   BlipCaptioner cap = BlipCaptioner::load(blip_dir);
   ASSERT_TRUE(cap.has_tokenizer());
   CaptionOptions co;

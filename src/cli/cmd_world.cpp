@@ -82,10 +82,10 @@ void render_scenes(const RenderArgs& a) {
     if (tiles.size() < 64) tiles.push_back(t);
     nlohmann::ordered_json j = {{"file", file}, {"index", index}, {"split", name(split)},
                                 {"caption", s.caption}};
-    for (const ObjectSpec& o : s.scene.objects)
-      j["objects"].push_back({{"shape", name(o.shape)}, {"colour", name(o.colour)},
-                              {"size", name(o.size)}, {"position", name(o.position)},
-                              {"fill", name(o.fill)}});
+    const ObjectSpec& o = s.scene.object;
+    j["object"] = {{"shape", name(o.shape)}, {"colour", name(o.colour)}, {"size", name(o.size)},
+                   {"position", name(o.position)}, {"mark", name(o.mark)}};
+    if (o.mark != Mark::kNone) j["object"]["mark_colour"] = name(o.mark_colour);
     j["background"] = background_json(s.scene.background, s.scene.background_pattern);
     jsonl += j.dump() + "\n";
     progress.update(k + 1);

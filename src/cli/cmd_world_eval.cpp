@@ -1,6 +1,7 @@
 // `tinv world eval`: quality of the embedded world models on held-out scenes (world/eval.h):
-// VAE reconstruction PSNR, BLIP captioner accuracy per attribute (target 90%), prompt fidelity
-// per attribute (target 70%). Prints a table on stdout; --json writes the report atomically.
+// VAE reconstruction PSNR, BLIP captioner accuracy per attribute (target 95%), prompt fidelity
+// per attribute (target 90%), the concept judge's validation. Prints a table on stdout; --json
+// writes the report atomically.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -17,7 +18,7 @@ namespace {
 
 struct WorldEvalArgs {
   world::EvalOptions opts;
-  std::string only = "vae,captioner,fidelity";
+  std::string only = "all";
   std::string split = "heldout";
   std::string json;
   bool quiet = false;
@@ -47,7 +48,7 @@ void run_world_eval_cmd(const WorldEvalArgs& a) {
 
 void add_world_eval(CLI::App* world) {
   auto* cmd = world->add_subcommand(
-      "eval", "Measure the world models: VAE PSNR, captioner accuracy, prompt fidelity (held-out scenes)");
+      "eval", "Measure the world models: VAE PSNR, captioner accuracy, prompt fidelity (held-out scenes), concept judge");
   auto a = std::make_shared<WorldEvalArgs>();
   world::EvalOptions& o = a->opts;
   cmd->add_option("--model", o.sd_dir, "World Stable Diffusion folder (diffusers)")->capture_default_str();
@@ -55,20 +56,22 @@ void add_world_eval(CLI::App* world) {
   cmd->add_option("--seed", o.seed, "World seed of the held-out scenes; image i uses seed + i")
       ->capture_default_str();
   cmd->add_option("--split", a->split,
-                  "heldout: scenes with shape/colour pairs training never shows; train: unseen scenes "
-                  "of the training distribution")
+                  "heldout: scenes with object/background colour pairs training never shows; train: "
+                  "unseen scenes of the training distribution")
       ->capture_default_str()->check(CLI::IsMember({"heldout", "train"}));
   cmd->add_option("--vae-scenes", o.vae_scenes, "Held-out scenes for the VAE PSNR")->capture_default_str();
   cmd->add_option("--caption-scenes", o.caption_scenes, "Held-out scenes for the captioner accuracy")
       ->capture_default_str();
   cmd->add_option("--fidelity-prompts", o.fidelity_prompts, "Held-out captions to generate from")
       ->capture_default_str();
+  cmd->add_option("--judge-renders", o.judge_renders, "Renderings per concept for the concept judge's validation")
+      ->capture_default_str();
   cmd->add_option("--sampler", o.sampler, "Sampler for prompt fidelity")->capture_default_str();
   cmd->add_option("--steps", o.steps, "Sampler steps")->capture_default_str();
   cmd->add_option("--cfg", o.cfg, "Classifier-free guidance scale (1 = off)")->capture_default_str();
   cmd->add_option("--batch", o.batch, "Images per VAE/UNet batch")->capture_default_str();
   cmd->add_option("--device", o.device, "auto | cpu | cuda[:N]")->capture_default_str();
-  cmd->add_option("--only", a->only, "Parts to run: comma-separated vae, captioner, fidelity (or all)")
+  cmd->add_option("--only", a->only, "Parts to run: comma-separated vae, captioner, fidelity, judge (or all)")
       ->capture_default_str();
   cmd->add_option("--json", a->json, "Also write the report as JSON to this file");
   cmd->add_flag("--quiet", a->quiet, "No progress bars");

@@ -155,39 +155,27 @@ std::vector<std::string> parse_modes(const std::string& list) {
 }
 
 // ---- World-specific initialisation ----
-std::string object_words(const world::ObjectSpec& o) {
-  std::string s = world::name(o.colour);
-  if (o.fill != world::Fill::kSolid) s += str_cat(" ", world::name(o.fill));
-  return s + " " + world::name(o.shape);
-}
-
 StudyInit world_init(const std::string& caption, const world::ConceptSample& sample) {
   StudyInit init;
   const std::string text = world::normalise_caption(caption);
   std::optional<world::SceneSpec> spec = world::parse_caption(text);
   init.parsed = spec.has_value();
-  if (spec && spec->objects.size() == 1) {
-    const world::ObjectSpec& obj = spec->objects[0];
+  if (spec) {
+    const world::ObjectSpec& obj = spec->object;
     world::ConceptSample context;  // the caption's own context, around "{}"
     context.size = obj.size;
     context.position = obj.position;
     context.background = spec->background;
     context.background_pattern = spec->background_pattern;
-    init.init_text = object_words(obj);
+    init.init_text = world::object_words(obj);
     init.tmpl = context.caption("{}");
     return init;
   }
   init.fallback = true;
   init.tmpl = sample.caption("{}");
-  if (spec) {
-    init.init_text = object_words(spec->objects.front());
-    init.note = str_cat("the caption names ", spec->objects.size(), " objects; the first one initialises "
-                        "and the rendering's own context is the template");
-  } else {
-    init.init_text = text;
-    init.note = "the caption does not follow the world grammar; all of it initialises and the "
-                "rendering's own context is the template";
-  }
+  init.init_text = text;
+  init.note = "the caption does not follow the world grammar; all of it initialises and the "
+              "rendering's own context is the template";
   return init;
 }
 
@@ -215,11 +203,11 @@ std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::Conce
     EditPrompt e;
     e.tmpl = ctx.caption("{}");
     ObjectSpec obj;
-    obj.shape = c.class_shape;
-    obj.colour = c.colours.front();
+    obj.shape = c.shape;
+    obj.colour = c.body;
     obj.size = ctx.size;
     obj.position = ctx.position;
-    e.truth.objects = {obj};
+    e.truth.object = obj;
     e.truth.background = ctx.background;
     e.truth.background_pattern = ctx.background_pattern;
     out.push_back(e);
@@ -235,6 +223,37 @@ std::string records_csv(const std::vector<StudyRecord>& records) {
                  std::isfinite(r.value) ? format_number(r.value) : std::string(std::isnan(r.value) ? "nan" : r.value > 0 ? "inf" : "-inf"),
                  "\n");
   return s;
+}
+
+std::vector<FidelityReachRow> fidelity_reach_table(const std::vector<StudyRecord>& records,
+                                                   const std::vector<std::string>& modes, double threshold) {
+  // Per run (concept, mode, seed): the checkpoints' fidelity in step order.
+  std::map<std::tuple<std::string, std::string, int64_t>, std::vector<std::pair<int64_t, double>>> runs;
+  for (const StudyRecord& r : records)
+    if (r.metric == "fidelity") runs[{r.concept, r.mode, r.seed}].emplace_back(r.step, r.value);
+  std::vector<FidelityReachRow> out;
+  for (const std::string& mode : modes) {
+    FidelityReachRow row{mode, threshold};
+    double steps = 0, best = 0;
+    for (auto& [key, curve] : runs) {
+      if (std::get<1>(key) != mode) continue;
+      std::sort(curve.begin(), curve.end());
+      ++row.runs;
+      double run_best = 0;
+      int64_t at = -1;
+      for (const auto& [step, v] : curve) {
+        run_best = std::max(run_best, v);
+        if (at < 0 && v >= threshold) at = step;
+      }
+      best += run_best;
+      if (at >= 0) ++row.reached, steps += static_cast<double>(at);
+    }
+    if (row.runs == 0) continue;
+    row.mean_steps = row.reached ? steps / row.reached : std::nan("");
+    row.best = best / row.runs;
+    out.push_back(row);
+  }
+  return out;
 }
 
 int64_t steps_to_reach(const std::vector<std::pair<int64_t, double>>& curve, double target) {
@@ -403,6 +422,8 @@ void setup_world_concepts(Study& s) {
     const world::ConceptSample sample = world::concept_at(s.o.world_seed, c, s.o.concept_index, static_cast<int>(s.res));
     StudyConcept sc;
     sc.name = c.name;
+    sc.world_concept = &c;
+    sc.train_context = world::context_of(sample);
     sc.class_word = c.class_word;
     sc.target = world::image_to_unit_tensor(sample.image);  // [3, res, res]
     if (!s.o.captions.empty()) {
@@ -520,7 +541,6 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
     using world::Attribute;
     const double n = static_cast<double>(c.edits.size());
     add("edit_parsed", total.parsed / n);
-    add("edit_count", total.accuracy(Attribute::kCount));
     add("edit_size", total.accuracy(Attribute::kSize));
     add("edit_position", total.accuracy(Attribute::kPosition));
     add("edit_background", total.accuracy(Attribute::kBackground));
@@ -529,9 +549,62 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
     add("edit_mean", (total.accuracy(Attribute::kSize) + total.accuracy(Attribute::kPosition) +
                       total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) / 4);
   }
+  if (c.world_concept) {
+    auto judge = [&](int64_t k, const world::JudgeContext& ctx) {
+      const Image im = to_caption_image(images[k]);
+      return world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept, ctx);
+    };
+    add("fidelity_train", judge(0, c.train_context).identity);
+    world::JudgeMean edits;
+    for (size_t j = 0; j < c.edits.size(); ++j) {
+      const world::SceneSpec& t = c.edits[j].truth;
+      edits.add(judge(static_cast<int64_t>(j) + 1, {t.object.size, t.object.position, t.background, t.background_pattern}));
+    }
+    if (edits.n > 0) {
+      add("fidelity", edits.mean().identity);
+      add("context", edits.mean().context);
+    }
+  }
   if (seed == 0) s.result.samples.push_back(std::move(sample));
   s.result.timings.quality += seconds_since(t0);
   ++s.result.timings.quality_evals;
+}
+
+// The best the grammar can say: each closest caption's object words (the concept with only its
+// ring, with only its dot) in the edit prompts, on the edit images' seeds, scored by the judge.
+void closest_caption_baseline(Study& s, size_t ci) {
+  const StudyConcept& c = s.result.concepts[ci];
+  if (!c.world_concept || c.edits.empty()) return;
+  const auto t0 = Clock::now();
+  GenerateOptions g;
+  g.sampler = s.o.sampler;
+  g.steps = s.o.sample_steps;
+  g.cfg = s.o.cfg;
+  g.progress = false;
+  ClosestCaption best{c.name};
+  for (const world::ObjectSpec& near : c.world_concept->nearest_objects()) {
+    const std::string words = world::object_words(near);
+    world::JudgeMean m;
+    for (int64_t seed = 0; seed < s.o.seeds; ++seed) {
+      std::vector<std::string> prompts;
+      std::vector<uint64_t> seeds;
+      for (size_t j = 0; j < c.edits.size(); ++j) {
+        prompts.push_back(fill_template(c.edits[j].tmpl, words));
+        seeds.push_back(static_cast<uint64_t>(seed) * 1000 + j + 1);  // the edit images' seeds
+      }
+      torch::Tensor images = world::generate_prompts(s.sd, prompts, seeds, g);
+      for (size_t j = 0; j < c.edits.size(); ++j) {
+        const world::SceneSpec& t = c.edits[j].truth;
+        const Image im = to_caption_image(images[static_cast<int64_t>(j)]);
+        m.add(world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept,
+                                   {t.object.size, t.object.position, t.background, t.background_pattern}));
+      }
+    }
+    const world::JudgeMean mean = m.mean();
+    if (best.words.empty() || mean.identity > best.fidelity) best = {c.name, words, mean.identity, mean.context};
+  }
+  s.result.closest.push_back(best);
+  s.result.timings.quality += seconds_since(t0);
 }
 
 void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {
@@ -637,6 +710,7 @@ StudyResult run_study(const StudyOptions& options) {
 
   if (world_concepts) setup_world_concepts(s);
   else setup_user_concepts(s);
+  for (size_t ci = 0; ci < result.concepts.size(); ++ci) closest_caption_baseline(s, ci);
 
   const int64_t runs = static_cast<int64_t>(result.concepts.size()) * o.seeds * static_cast<int64_t>(o.modes.size());
   Progress bar("study", runs * o.steps, o.progress);
@@ -652,6 +726,8 @@ StudyResult run_study(const StudyOptions& options) {
   result.files.push_back(s.csv_path);
   if (std::find(o.modes.begin(), o.modes.end(), "token") != o.modes.end())
     result.reach = reach_table(result.records, o.modes, "token");
+  for (double th : kFidelityThresholds)
+    for (const auto& row : fidelity_reach_table(result.records, o.modes, th)) result.fidelity_reach.push_back(row);
   const auto t_report = Clock::now();
   result.timings.total = seconds_since(t_start);
   write_study_report(o, result);

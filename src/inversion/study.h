@@ -17,6 +17,9 @@
 //                                and pattern), generated and read back by the captioner: the
 //                                share of images whose caption parses / names the requested
 //                                attribute (world concepts only)
+//                    fidelity    the concept judge's identity (world/judge.h) of the edit images,
+//                                mean; fidelity_train: of the training prompt's image; context:
+//                                the judge's context score of the edit images (world concepts)
 // The three modes of one (concept, seed) share the training template, step draws, fixed pairs
 // and generation seeds, so only the initial rows differ:
 //   caption  every token of the init caption is one placeholder, started at that token's row
@@ -37,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "world/judge.h"
 #include "world/world.h"
 
 namespace tinv {
@@ -94,13 +98,10 @@ struct StudyInit {
   std::string note;          // why the fallback was taken (empty otherwise)
 };
 // The caption (BLIP text; normalise_caption is applied) of the rendering `sample`:
-//   parses with one object -> init = "colour [fill] shape", template = the caption with them
-//                             replaced by "{}"
-//   two objects            -> init = the first object's words, template = sample.caption("{}")
-//   does not parse         -> init = the normalised caption,   template = sample.caption("{}")
+//   parses          -> init = the object words (world::object_words, "red circle with a white
+//                      ring"), template = the caption with them replaced by "{}"
+//   does not parse  -> init = the normalised caption, template = sample.caption("{}")
 StudyInit world_init(const std::string& caption, const world::ConceptSample& sample);
-// "red striped star" (a solid fill has no word).
-std::string object_words(const world::ObjectSpec& o);
 
 // A re-contextualised prompt: the template and the scene it asks for (the concept's class
 // shape and first colour stand in for the concept itself).
@@ -147,6 +148,20 @@ std::vector<ReachRow> reach_table(const std::vector<StudyRecord>& records,
 // "12.5", or "not reached", with " (k/n runs)" when some runs did not reach it.
 std::string format_reach(const ReachRow& row);
 
+// Steps each mode needs until a run's concept fidelity (metric "fidelity", the judge's identity
+// of re-contextualised images at the checkpoints) first reaches `threshold`: per mode, the runs,
+// how many reached it, and the mean checkpoint step over those.
+struct FidelityReachRow {
+  std::string mode;
+  double threshold = 0;
+  int64_t runs = 0, reached = 0;
+  double mean_steps = 0;  // NaN when no run reached it
+  double best = 0;        // mean over runs of the best fidelity seen
+};
+std::vector<FidelityReachRow> fidelity_reach_table(const std::vector<StudyRecord>& records,
+                                                   const std::vector<std::string>& modes, double threshold);
+constexpr double kFidelityThresholds[] = {0.5, 0.7};
+
 // Mean, standard deviation (population), min and max of `metric` per (mode, step) over
 // concepts and seeds.
 struct Aggregate {
@@ -170,6 +185,8 @@ std::vector<StudyRecord> relative_to_start(const std::vector<StudyRecord>& recor
 // ---- The study ----
 struct StudyConcept {
   std::string name;           // world concept name or image file stem
+  const world::Concept* world_concept = nullptr;  // world concepts: scored by the concept judge
+  world::JudgeContext train_context;              // world concepts: the training image's context
   std::string class_word;
   std::string caption;        // the captioner's text (or the given caption)
   StudyInit init;
@@ -193,11 +210,22 @@ struct StudySample {
   std::vector<std::string> captions;  // the captioner's reading of each edit image
 };
 
+// The best caption the grammar can write for a world concept: of its closest captions' object
+// words (Concept::nearest_objects), the one whose edit-prompt images score highest.
+struct ClosestCaption {
+  std::string concept;
+  std::string words;     // "red circle with a white ring"
+  double fidelity = 0;   // mean judge identity over the edit prompts and seeds
+  double context = 0;
+};
+
 struct StudyResult {
   std::vector<StudyConcept> concepts;
   std::vector<StudyRecord> records;
   std::vector<StudySample> samples;
   std::vector<ReachRow> reach;
+  std::vector<FidelityReachRow> fidelity_reach;  // world concepts: kFidelityThresholds x modes
+  std::vector<ClosestCaption> closest;           // world concepts with edits: the grammar's best
   std::vector<std::string> files;  // every file written
   std::vector<std::string> notes;  // warnings (fallbacks, diverged runs)
   std::string summary;             // the text of summary.txt (also printed by the CLI)

@@ -26,8 +26,9 @@ struct Figure {
 };
 
 const std::vector<std::string> kQualityMetrics = {
-    "recon_psnr", "recon_mse", "recon_latent_mse", "edit_mean", "edit_parsed", "edit_count",
-    "edit_size", "edit_position", "edit_background", "edit_pattern", "edit_shape"};
+    "recon_psnr", "recon_mse", "recon_latent_mse", "edit_mean", "edit_parsed",
+    "edit_size", "edit_position", "edit_background", "edit_pattern", "edit_shape", "fidelity",
+    "fidelity_train", "context"};
 
 std::array<uint8_t, 3> mode_colour(const std::string& mode) {
   if (mode == "caption") return {214, 64, 32};
@@ -95,6 +96,15 @@ std::vector<Figure> make_figures(const StudyOptions& o, const StudyResult& r) {
   figs.push_back(mode_figure(o, r.records, "recon_latent_mse", "recon_latent_mse.png", "Reconstruction latent MSE",
                              "MSE between the VAE latents (posterior means, scaled) of the generated and the "
                              "training image (lower is better)."));
+  if (has_metric(r.records, "fidelity"))
+    figs.push_back(mode_figure(o, r.records, "fidelity", "fidelity.png", "Concept fidelity",
+                               "The concept judge's identity score (world/judge.h: shape, body, ring and dot of the "
+                               "concept, geometric mean) of images of re-contextualised prompts with the learned "
+                               "trigger; mean over concepts x seeds, band +-1 sd (higher is better)."));
+  if (has_metric(r.records, "context"))
+    figs.push_back(mode_figure(o, r.records, "context", "context.png", "Context (editability)",
+                               "The judge's context score of the same images: the requested background colour and "
+                               "pattern, place and size, read from the pixels (higher is better)."));
   if (has_metric(r.records, "edit_mean"))
     figs.push_back(mode_figure(o, r.records, "edit_mean", "edit_accuracy.png", "Editability",
                                "Share of the requested size, place, background colour and pattern that the "
@@ -119,6 +129,52 @@ std::string reach_text(const StudyResult& r) {
                   static_cast<long long>(row.runs), static_cast<long long>(row.reached), format_reach(row).c_str(),
                   num(row.mean_target).c_str(), num(row.mean_final).c_str(),
                   row.mode == "token" ? "  (reference: first time at its own final value)" : "");
+    out << line;
+  }
+  return out.str();
+}
+
+// Per concept: the closest caption's fidelity against each mode's final fidelity (mean over seeds).
+std::string closest_text(const StudyOptions& o, const StudyResult& r) {
+  if (r.closest.empty()) return "";
+  std::ostringstream out;
+  out << "concept fidelity of the edit prompts at the last step, per mode, against the best caption the grammar "
+         "can write (the concept's closest captions, same prompts and seeds):\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-16s %-34s %8s", "concept", "best caption (object words)", "caption");
+  out << line;
+  for (const std::string& mode : o.modes) std::snprintf(line, sizeof line, " %8s", mode.c_str()), out << line;
+  out << "\n";
+  for (const ClosestCaption& c : r.closest) {
+    std::snprintf(line, sizeof line, "  %-16s %-34s %8.3f", c.concept.c_str(), c.words.c_str(), c.fidelity);
+    out << line;
+    for (const std::string& mode : o.modes) {
+      double sum = 0;
+      int n = 0;
+      for (const StudyRecord& rec : r.records)
+        if (rec.concept == c.concept && rec.mode == mode && rec.metric == "fidelity" && rec.step == o.steps)
+          sum += rec.value, ++n;
+      std::snprintf(line, sizeof line, " %8s", n ? num(sum / n, "%.3f").c_str() : "-");
+      out << line;
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+std::string fidelity_reach_text(const StudyResult& r) {
+  if (r.fidelity_reach.empty()) return "";
+  std::ostringstream out;
+  out << "checkpoint steps until the concept fidelity of re-contextualised images first reaches a threshold "
+         "(mean over the runs that reach it):\n";
+  char line[200];
+  std::snprintf(line, sizeof line, "  %-8s %9s %5s %8s %12s %10s\n", "mode", "threshold", "runs", "reached", "steps",
+                "best");
+  out << line;
+  for (const FidelityReachRow& row : r.fidelity_reach) {
+    std::snprintf(line, sizeof line, "  %-8s %9.1f %5lld %8lld %12s %10.3f\n", row.mode.c_str(), row.threshold,
+                  static_cast<long long>(row.runs), static_cast<long long>(row.reached),
+                  row.reached ? num(row.mean_steps, "%.1f").c_str() : "not reached", row.best);
     out << line;
   }
   return out.str();
@@ -235,6 +291,7 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
     h.paragraph(f.caption);
     h.image(f.png, f.file);
     if (f.file == "loss_fixed_relative.png") h.code(reach_text(r));
+    if (f.file == "fidelity.png") h.code(fidelity_reach_text(r) + "\n" + closest_text(o, r));
   }
   h.code(quality_text(o, r));
 
@@ -262,7 +319,10 @@ std::string study_summary(const StudyOptions& o, const StudyResult& r) {
     out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text
         << "\", class \"" << c.class_word << "\", template \"" << c.init.tmpl << "\""
         << (c.init.fallback ? " (fallback)" : "") << "\n";
-  out << "\n" << reach_text(r) << "\n" << quality_text(o, r) << "\n";
+  out << "\n" << reach_text(r) << "\n";
+  if (!r.fidelity_reach.empty()) out << fidelity_reach_text(r) << "\n";
+  if (!r.closest.empty()) out << closest_text(o, r) << "\n";
+  out << quality_text(o, r) << "\n";
   for (const auto& n : r.notes) out << "note: " << n << "\n";
   out << "timing: " << timing_text(r) << "\n";
   return out.str();

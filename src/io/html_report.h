@@ -1,12 +1,12 @@
 // Self-contained HTML reports: one file, images embedded as base64 `data:` URIs, no scripts, no
 // external files. Used by `tinv demo` (src/pipelines/demo.h).
 //
-//   tinv::HtmlReport r("tinv demo: two_tone_circle");
+//   tinv::HtmlReport r("tinv demo: bullseye_circle");
 //   r.heading("Input");
 //   r.image(tinv::encode_png(img), "input image", /*display_width=*/256);  // pixelated upscaling
 //   r.table({"prompt", "before", "after"}, {{tinv::HtmlReport::text(p),
 //                                            tinv::HtmlReport::images({png0, png1}, p, 128), ...}});
-//   r.code("tinv demo --concept two_tone_circle");
+//   r.code("tinv demo --concept bullseye_circle");
 //   tinv::write_file_atomically("index.html", r.html().data(), r.html().size());
 //
 // Every text argument is escaped; the only HTML taken as is comes from HtmlReport::text/images

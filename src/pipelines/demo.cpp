@@ -23,6 +23,8 @@
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
 #include "pipelines/generate.h"
+#include "world/eval.h"
+#include "world/judge.h"
 
 namespace tinv {
 namespace {
@@ -30,7 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 constexpr int kStages = 4;
-constexpr int kCaptionNewTokens = 40;  // world captions of two objects are about 30 tokens
+constexpr int kCaptionNewTokens = 40;  // world captions are about 20 tokens
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -179,7 +181,10 @@ Init choose_init(const DemoOptions& o, const std::string& caption) {
   init.text = split->first;
   init.world_template = split->second;
   init.templates = join_path(o.out, "templates.txt");
-  if (auto scene = world::parse_caption(caption)) init.colours = {scene->objects[0].colour};
+  if (auto scene = world::parse_caption(caption)) {
+    init.colours = {scene->object.colour};
+    if (scene->object.mark != world::Mark::kNone) init.colours.push_back(scene->object.mark_colour);
+  }
   return init;
 }
 
@@ -221,7 +226,24 @@ struct Generated {
   std::string tmpl;
   std::vector<std::vector<uint8_t>> before, after;  // PNG bytes, one per sample
   std::string before_prompt, after_prompt;
+  std::vector<world::JudgeScore> before_scores, after_scores;  // bundled world concepts only
 };
+
+// The context a world-grammar template asks for (std::nullopt for other templates).
+std::optional<world::JudgeContext> template_context(const std::string& tmpl) {
+  auto p = tmpl.find("{}");
+  if (p == std::string::npos) return std::nullopt;
+  auto scene = world::parse_caption(tmpl.substr(0, p) + "red circle" + tmpl.substr(p + 2));
+  if (!scene) return std::nullopt;
+  return world::JudgeContext{scene->object.size, scene->object.position, scene->background,
+                             scene->background_pattern};
+}
+
+world::JudgeScore judge_image(const torch::Tensor& chw, const world::Concept& c, const world::JudgeContext& ctx) {
+  const Image im = world::to_caption_image(chw);
+  world::Image w{im.width, im.height, im.rgb};
+  return world::judge_concept(w, c, ctx);
+}
 
 // What the stages share.
 struct Run {
@@ -268,11 +290,9 @@ std::vector<uint8_t> display_png(const Image& im) {
 
 std::optional<std::pair<std::string, std::string>> split_world_caption(const std::string& caption) {
   auto scene = world::parse_caption(caption);
-  if (!scene || scene->objects.size() != 1) return std::nullopt;
-  const world::ObjectSpec& ob = scene->objects[0];
-  std::string words = world::name(ob.colour);
-  if (ob.fill != world::Fill::kSolid) words += std::string(" ") + world::name(ob.fill);
-  words += std::string(" ") + world::name(ob.shape);
+  if (!scene) return std::nullopt;
+  const world::ObjectSpec& ob = scene->object;
+  const std::string words = world::object_words(ob);
   world::ConceptSample s;  // its caption() is the grammar's sentence around one word
   s.size = ob.size;
   s.position = ob.position;
@@ -294,15 +314,14 @@ std::vector<std::string> demo_prompts(const std::vector<world::Colour>& avoid) {
   const Setting settings[] = {
       {Size::kLarge, Position::kCenter, Pattern::kPlain},
       {Size::kSmall, Position::kRight, Pattern::kStriped},
-      {Size::kMedium, Position::kTopLeft, Pattern::kCheckered},
+      {Size::kLarge, Position::kTop, Pattern::kCheckered},
       {Size::kLarge, Position::kBottom, Pattern::kPlain},
-      {Size::kSmall, Position::kBottomRight, Pattern::kDotted},
-      {Size::kMedium, Position::kLeft, Pattern::kStriped},
+      {Size::kSmall, Position::kLeft, Pattern::kPlain},
+      {Size::kLarge, Position::kLeft, Pattern::kStriped},
   };
   // Background colours by preference; prompt k starts at entry k and skips avoided colours.
-  const Colour pref[] = {Colour::kWhite, Colour::kBlue,  Colour::kYellow, Colour::kBlack,
-                         Colour::kGreen, Colour::kGray,  Colour::kPink,   Colour::kCyan,
-                         Colour::kOrange, Colour::kPurple, Colour::kBrown, Colour::kRed};
+  const Colour pref[] = {Colour::kWhite, Colour::kBlue, Colour::kYellow, Colour::kBlack,
+                         Colour::kGreen, Colour::kCyan, Colour::kPurple, Colour::kRed};
   constexpr size_t kPref = sizeof pref / sizeof pref[0];
   std::vector<std::string> out;
   size_t k = 0;
@@ -411,6 +430,30 @@ void invert_stage(Run& r) {
   r.paths = invert_paths(io.out, io.format);
 }
 
+// Means of the judge's scores per prompt and over every prompt (DemoResult::scores).
+void score_prompts(Run& r) {
+  DemoPromptScore total{"mean"};
+  int64_t n = 0;
+  for (const Generated& g : r.gen) {
+    if (g.before_scores.empty() || g.after_scores.empty()) continue;
+    world::JudgeMean b, a;
+    for (const auto& s : g.before_scores) b.add(s);
+    for (const auto& s : g.after_scores) a.add(s);
+    DemoPromptScore ps{g.tmpl, b.mean().identity, b.mean().context, a.mean().identity, a.mean().context};
+    total.before_identity += ps.before_identity, total.before_context += ps.before_context;
+    total.after_identity += ps.after_identity, total.after_context += ps.after_context;
+    ++n;
+    r.res.scores.push_back(ps);
+  }
+  if (n == 0) return;
+  for (double* v : {&total.before_identity, &total.before_context, &total.after_identity, &total.after_context})
+    *v /= static_cast<double>(n);
+  r.res.scores.push_back(total);
+  std::fprintf(stderr, "concept judge (mean of %lld prompts): identity %.2f before -> %.2f after, context %.2f -> %.2f\n",
+               static_cast<long long>(n), total.before_identity, total.after_identity, total.before_context,
+               total.after_context);
+}
+
 // Stage 3: every prompt with the initialisation words (before) and the trigger (after).
 void generate_stage(Run& r) {
   const DemoOptions& o = r.o;
@@ -444,7 +487,9 @@ void generate_stage(Run& r) {
       go.batch = o.samples;
       go.progress = false;
       GenerateResult out = generate(sd, extra, go);
+      const auto ctx = r.in.concept_ptr ? template_context(g.tmpl) : std::nullopt;
       for (int64_t i = 0; i < out.images.size(0); ++i) {
+        if (ctx) (variant == 0 ? g.before_scores : g.after_scores).push_back(judge_image(out.images[i], *r.in.concept_ptr, *ctx));
         const std::string path =
             join_path(o.out, str_cat("images/p", p, variant == 0 ? "-before-" : "-after-", i, ".png"));
         auto png = encode_png(out.images[i], {{"parameters", out.image_parameters[i]}}, path);
@@ -456,6 +501,7 @@ void generate_stage(Run& r) {
     r.gen.push_back(std::move(g));
   }
   bar.finish();
+  score_prompts(r);
 }
 
 // The commands that redo the run: `tinv demo`, then caption, invert and each generate.
@@ -511,6 +557,28 @@ void report_input(const Run& r, HtmlReport& rep) {
                 "noise every 10 steps); the numbers are in " + r.paths.log_csv + ".");
 }
 
+std::string fmt2(double v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+void report_scores(const Run& r, HtmlReport& rep) {
+  if (r.res.scores.empty()) return;
+  rep.heading("Scores");
+  rep.paragraph("The concept judge (world/judge.h) reads each generated image: concept fidelity is how much of " +
+                r.in.concept_ptr->name + " (" + r.in.concept_ptr->description +
+                ") the object shows, in [0, 1] (shape, body, ring and dot, geometric mean); context is the "
+                "share of the requested background colour and pattern, place and size that the image follows. "
+                "Targets after 100 steps: fidelity >= 0.7, context >= 0.8, before clearly lower.");
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& s : r.res.scores)
+    rows.push_back({HtmlReport::text(s.tmpl), HtmlReport::text(fmt2(s.before_identity)),
+                    HtmlReport::text(fmt2(s.after_identity)), HtmlReport::text(fmt2(s.before_context)),
+                    HtmlReport::text(fmt2(s.after_context))});
+  rep.table({"prompt", "fidelity before", "fidelity after", "context before", "context after"}, rows);
+}
+
 void report_generated(const Run& r, HtmlReport& rep) {
   const DemoOptions& o = r.o;
   rep.heading("Generated");
@@ -525,6 +593,7 @@ void report_generated(const Run& r, HtmlReport& rep) {
     rows.push_back({HtmlReport::text(g.tmpl), HtmlReport::images(g.before, g.before_prompt, shown),
                     HtmlReport::images(g.after, g.after_prompt, shown)});
   rep.table({"prompt ({} = the concept)", "before: \"" + r.init.text + "\"", "after: " + r.res.trigger}, rows);
+  report_scores(r, rep);
 }
 
 // Stage 4: commands.sh and index.html (the timings so far, "report" and "total" included).

@@ -1,7 +1,7 @@
 // `tinv demo`: the whole method on one image, with a self-contained HTML report.
 //
 //   tinv::DemoOptions o;                 // defaults: the bundled world models and concept images
-//   o.concept_name = "two_tone_circle";  // models/concepts/two_tone_circle.png (or o.image = FILE)
+//   o.concept_name = "bullseye_circle";  // models/concepts/bullseye_circle.png (or o.image = FILE)
 //   tinv::DemoResult r = tinv::run_demo(o);   // r.report == "out/demo/index.html"
 //
 // Stages (each announced on stderr; inversion and generation show progress bars):
@@ -11,7 +11,11 @@
 //               the learned trigger in place of the object words ("after"), and the same prompts
 //               with the initialisation words ("before": exactly the embedding at step 0), same
 //               seeds, so each before/after pair starts from the same noise;
-//   4. report   index.html (images embedded as base64 PNG data: URIs; no other file needed).
+//   4. report   index.html (images embedded as base64 PNG data: URIs; no other file needed). For a
+//               bundled world concept, each image is scored by the concept judge (world/judge.h):
+//               concept fidelity (identity) and context (background, pattern, place, size), per
+//               prompt and on average, before and after. Targets: after >= 0.7 identity and >= 0.8
+//               context in 100 steps, before clearly lower.
 //
 // Initialisation (DemoOptions::init_from): "caption" lets every token of the whole caption
 // initialise a placeholder and trains on the textual-inversion "object" templates — tinv's
@@ -60,6 +64,13 @@ struct DemoOptions {
   std::string program = "tinv";  // the executable named in the reproduce commands
 };
 
+// The concept judge's scores (world/judge.h) of one prompt's images, means over its samples.
+struct DemoPromptScore {
+  std::string tmpl;
+  double before_identity = 0, before_context = 0;  // the initialisation words
+  double after_identity = 0, after_context = 0;    // the learned trigger
+};
+
 struct DemoResult {
   std::string image;                      // the input file
   std::string caption;                    // the captioner's text (or DemoOptions::caption)
@@ -68,6 +79,9 @@ struct DemoResult {
   std::string trigger;                    // "<name>"
   std::vector<std::string> placeholders;  // "<name_0>", ...
   std::vector<std::string> prompts;       // prompt templates, "{}" = the concept
+  // For a bundled world concept: the judge's scores per prompt, and their means over every prompt
+  // (the last entry, tmpl "mean"). Empty for other inputs.
+  std::vector<DemoPromptScore> scores;
   std::string report;                     // index.html
   std::vector<std::string> files;         // every file written
   std::vector<std::pair<std::string, double>> timings;  // stage -> seconds, then "total"
@@ -79,9 +93,9 @@ DemoResult run_demo(const DemoOptions& options);
 // ---- Pieces, public for tests and tools ----
 
 // The world caption of one object split into its object words and the rest:
-// "a large red striped star on the left, on a blue checkered background" ->
-// {"red striped star", "a large {} on the left, on a blue checkered background"}.
-// std::nullopt when the text does not follow the world grammar or names two objects.
+// "a large red star with a white dot on the left, on a blue checkered background" ->
+// {"red star with a white dot", "a large {} on the left, on a blue checkered background"}.
+// std::nullopt when the text does not follow the world grammar.
 std::optional<std::pair<std::string, std::string>> split_world_caption(const std::string& caption);
 
 // Prompt templates of the world grammar ("a small {} on the right, on a blue striped

@@ -26,7 +26,7 @@ namespace tinv::world {
 namespace {
 
 constexpr const char* kAttributeNames[kNumAttributes] = {
-    "count", "shape", "colour", "size", "position", "fill", "background", "pattern", "exact"};
+    "shape", "colour", "size", "position", "mark", "mark_colour", "background", "pattern", "exact"};
 constexpr int64_t kMaxBatch = 64;
 constexpr int kCaptionImageSize = 64;  // the world's image size, as the captioner was trained
 
@@ -37,50 +37,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-// Marks every attribute of one true object right or wrong.
-void score_object(const ObjectSpec* predicted, const ObjectSpec& truth, AttributeScore& s) {
-  if (!predicted) return;
-  auto add = [&](Attribute a, bool ok) { s.correct[static_cast<int>(a)] += ok ? 1 : 0; };
-  add(Attribute::kShape, predicted->shape == truth.shape);
-  add(Attribute::kColour, predicted->colour == truth.colour);
-  add(Attribute::kSize, predicted->size == truth.size);
-  add(Attribute::kPosition, predicted->position == truth.position);
-  add(Attribute::kFill, predicted->fill == truth.fill);
-}
-
-double centre_distance(Position a, Position b) {
-  auto [ax, ay] = position_centre(a);
-  auto [bx, by] = position_centre(b);
-  return std::hypot(ax - bx, ay - by);
-}
-
-// match[t] = index of the predicted object matched to true object t, or -1 (see score_scene).
-std::vector<int> match_objects(const std::vector<ObjectSpec>& predicted,
-                               const std::vector<ObjectSpec>& truth) {
-  const int nt = static_cast<int>(truth.size()), np = static_cast<int>(predicted.size());
-  std::vector<int> match(nt, -1);
-  if (nt == np) {
-    for (int t = 0; t < nt; ++t) match[t] = t;
-    return match;
-  }
-  std::vector<bool> used(np, false);
-  for (int k = 0; k < std::min(nt, np); ++k) {
-    int best_t = -1, best_p = -1;
-    double best = 0.0;
-    for (int t = 0; t < nt; ++t) {
-      if (match[t] >= 0) continue;
-      for (int p = 0; p < np; ++p) {
-        if (used[p]) continue;
-        const double d = centre_distance(truth[t].position, predicted[p].position);
-        if (best_t < 0 || d < best - 1e-9) best_t = t, best_p = p, best = d;  // ties: first index
-      }
-    }
-    match[best_t] = best_p;
-    used[best_p] = true;
-  }
-  return match;
 }
 
 torch::Tensor unit_to_hwc_uint8(const torch::Tensor& chw) {  // [3, H, W] in [0, 1] -> [H, W, 3]
@@ -233,13 +189,8 @@ torch::Tensor image_to_unit_tensor(const Image& im) {
 // ---- Attribute scoring ----
 const char* name(Attribute a) { return kAttributeNames[static_cast<int>(a)]; }
 
-bool per_object(Attribute a) {
-  return a == Attribute::kShape || a == Attribute::kColour || a == Attribute::kSize ||
-         a == Attribute::kPosition || a == Attribute::kFill;
-}
-
 double AttributeScore::accuracy(Attribute a) const {
-  const int64_t n = total(a);
+  const int64_t n = scenes;
   return n > 0 ? static_cast<double>(correct[static_cast<int>(a)]) / n : 0.0;
 }
 
@@ -252,7 +203,6 @@ double AttributeScore::mean_accuracy() const {
 AttributeScore& AttributeScore::operator+=(const AttributeScore& o) {
   scenes += o.scenes;
   parsed += o.parsed;
-  objects += o.objects;
   for (int k = 0; k < kNumAttributes; ++k) correct[k] += o.correct[k];
   return *this;
 }
@@ -260,17 +210,20 @@ AttributeScore& AttributeScore::operator+=(const AttributeScore& o) {
 AttributeScore score_scene(const std::optional<SceneSpec>& predicted, const SceneSpec& truth) {
   AttributeScore s;
   s.scenes = 1;
-  s.objects = static_cast<int64_t>(truth.objects.size());
   if (!predicted) return s;
   s.parsed = 1;
   auto add = [&](Attribute a, bool ok) { s.correct[static_cast<int>(a)] += ok ? 1 : 0; };
-  add(Attribute::kCount, predicted->objects.size() == truth.objects.size());
+  const ObjectSpec &p = predicted->object, &t = truth.object;
+  add(Attribute::kShape, p.shape == t.shape);
+  add(Attribute::kColour, p.colour == t.colour);
+  add(Attribute::kSize, p.size == t.size);
+  add(Attribute::kPosition, p.position == t.position);
+  add(Attribute::kMark, p.mark == t.mark);
+  add(Attribute::kMarkColour, (p.mark == Mark::kNone) == (t.mark == Mark::kNone) &&
+                                  (t.mark == Mark::kNone || p.mark_colour == t.mark_colour));
   add(Attribute::kBackground, predicted->background == truth.background);
   add(Attribute::kPattern, predicted->background_pattern == truth.background_pattern);
   add(Attribute::kExact, *predicted == truth);
-  const std::vector<int> match = match_objects(predicted->objects, truth.objects);
-  for (size_t t = 0; t < truth.objects.size(); ++t)
-    score_object(match[t] >= 0 ? &predicted->objects[match[t]] : nullptr, truth.objects[t], s);
   return s;
 }
 
@@ -296,7 +249,7 @@ AttributeScore score_caption(const std::string& text, const SceneSpec& truth) {
 
 // ---- Options ----
 EvalParts parse_parts(const std::string& list) {
-  EvalParts p{false, false, false};
+  EvalParts p{false, false, false, false};
   std::stringstream in(list);
   std::string item;
   bool any = false;
@@ -306,16 +259,18 @@ EvalParts parse_parts(const std::string& list) {
     else if (item == "vae") p.vae = true;
     else if (item == "captioner") p.captioner = true;
     else if (item == "fidelity") p.fidelity = true;
-    else throw Error("--only", str_cat("unknown part '", item, "' (known: vae, captioner, fidelity, all)"));
+    else if (item == "judge") p.judge = true;
+    else throw Error("--only", str_cat("unknown part '", item, "' (known: vae, captioner, fidelity, judge, all)"));
     any = true;
   }
   TINV_CHECK(any && list.back() != ',', "--only", "expected a comma-separated list of vae, captioner, "
-             "fidelity, got '", list, "'");
+             "fidelity, judge, got '", list, "'");
   return p;
 }
 
 void EvalOptions::validate() const {
-  TINV_CHECK(parts.vae || parts.captioner || parts.fidelity, "--only", "no part selected");
+  TINV_CHECK(parts.vae || parts.captioner || parts.fidelity || parts.judge, "--only", "no part selected");
+  TINV_CHECK(!parts.judge || judge_renders >= 1, "--judge-renders", "must be >= 1, got ", judge_renders);
   TINV_CHECK(!parts.vae || vae_scenes >= 1, "--vae-scenes", "must be >= 1, got ", vae_scenes);
   TINV_CHECK(!parts.captioner || caption_scenes >= 1, "--caption-scenes", "must be >= 1, got ",
              caption_scenes);
@@ -401,6 +356,11 @@ EvalReport run_world_eval(const EvalOptions& o) {
   if (o.parts.vae) r.vae = eval_vae(*sd, o);
   if (o.parts.captioner) r.captioner = eval_captioner(*cap, o);
   if (o.parts.fidelity) r.fidelity = eval_fidelity(*sd, *cap, o);
+  if (o.parts.judge) {
+    const auto judge_start = std::chrono::steady_clock::now();
+    r.judge = validate_judge(o.seed, o.judge_renders);
+    r.judge_seconds = seconds_since(judge_start);
+  }
   return r;
 }
 
@@ -423,7 +383,7 @@ std::string verdict(const CaptionEval& e) {
 
 void format_caption_eval(std::ostringstream& out, const std::string& title, const CaptionEval& e) {
   const AttributeScore& s = e.score;
-  out << "\n" << title << "\n  " << s.scenes << " scenes, " << s.objects << " objects, "
+  out << "\n" << title << "\n  " << s.scenes << " scenes, "
       << s.parsed << " captions parsed (" << pct(s.scenes ? double(s.parsed) / s.scenes : 0.0)
       << "), target " << pct(e.target) << " per attribute\n";
   char line[128];
@@ -453,7 +413,7 @@ void format_caption_eval(std::ostringstream& out, const std::string& title, cons
 
 nlohmann::ordered_json caption_eval_json(const CaptionEval& e) {
   const AttributeScore& s = e.score;
-  nlohmann::ordered_json j = {{"scenes", s.scenes}, {"parsed", s.parsed}, {"objects", s.objects},
+  nlohmann::ordered_json j = {{"scenes", s.scenes}, {"parsed", s.parsed},
                               {"target", e.target}};
   for (int k = 0; k < kNumAttributes; ++k) {
     const auto a = static_cast<Attribute>(k);
@@ -482,7 +442,7 @@ std::string format_report(const EvalReport& r) {
   const EvalOptions& o = r.options;
   std::ostringstream out;
   out << "world eval: seed " << o.seed << ", "
-      << (o.split == Split::kHeldOut ? "held-out split (unseen shape/colour pairs)"
+      << (o.split == Split::kHeldOut ? "held-out split (unseen object/background colour pairs)"
                                      : "unseen scenes of the training distribution")
       << "\n";
   if (o.parts.vae || o.parts.fidelity) out << "  model     " << o.sd_dir << "\n";
@@ -503,6 +463,8 @@ std::string format_report(const EvalReport& r) {
                                      ", seed + i)"),
                         *r.fidelity);
 
+  if (r.judge) out << format_judge_validation(*r.judge) << "  time " << format_duration(r.judge_seconds) << "\n";
+
   double total = r.load_seconds;
   out << "\nsummary:";
   if (r.vae) {
@@ -519,6 +481,10 @@ std::string format_report(const EvalReport& r) {
     out << " fidelity " << verdict(*r.fidelity) << ";";
     total += r.fidelity->seconds;
   }
+  if (r.judge) {
+    out << " concept judge " << (r.judge->pass() ? "PASS" : "FAIL") << ";";
+    total += r.judge_seconds;
+  }
   out << " total time " << format_duration(total) << "\n";
   return out.str();
 }
@@ -529,7 +495,8 @@ std::string report_json(const EvalReport& r) {
   j["options"] = {{"model", o.sd_dir}, {"captioner", o.blip_dir}, {"seed", o.seed},
                   {"split", name(o.split)}, {"vae_scenes", o.vae_scenes},
                   {"caption_scenes", o.caption_scenes}, {"fidelity_prompts", o.fidelity_prompts},
-                  {"sampler", o.sampler}, {"steps", o.steps}, {"cfg", o.cfg}, {"batch", o.batch}};
+                  {"judge_renders", o.judge_renders}, {"sampler", o.sampler}, {"steps", o.steps},
+                  {"cfg", o.cfg}, {"batch", o.batch}};
   j["load_seconds"] = r.load_seconds;
   if (r.vae)
     j["vae"] = {{"scenes", r.vae->scenes}, {"image_size", r.vae->image_size},
@@ -537,6 +504,16 @@ std::string report_json(const EvalReport& r) {
                 {"seconds", r.vae->seconds}};
   if (r.captioner) j["captioner"] = caption_eval_json(*r.captioner);
   if (r.fidelity) j["fidelity"] = caption_eval_json(*r.fidelity);
+  if (r.judge) {
+    auto& jj = j["judge"];
+    jj["renders"] = r.judge->renders;
+    jj["pass"] = r.judge->pass();
+    jj["seconds"] = r.judge_seconds;
+    for (const auto& row : r.judge->rows)
+      jj["concepts"].push_back({{"concept", row.concept_name}, {"real", row.real},
+                                {"real_context", row.real_context}, {"best_other", row.other_max_name},
+                                {"best_other_identity", row.other_max}, {"closest_captions", row.nearest}});
+  }
   return j.dump(2) + "\n";
 }
 

@@ -7,20 +7,21 @@
 //   r.captioner->score.accuracy(Attribute::kColour);   // 0.97
 //   std::cout << format_report(r);                     // the table `tinv world eval` prints
 //
-// The three parts (each optional, EvalOptions::parts):
+// The four parts (each optional, EvalOptions::parts):
 //   vae        held-out scene i (sample_at(seed, kHeldOut, i), rendered at the VAE's sample_size)
 //              -> encode -> posterior mean -> decode -> clamp to [0, 1]; mean PSNR in dB.
 //   captioner  held-out scene i (rendered at 64 px) -> BLIP caption (greedy, prompt "a picture
 //              of", max_length 40, min_length 1) -> parse_caption -> attributes scored against
-//              the scene. Target: every attribute >= 90%.
-//   fidelity   prompt i = caption(scene_at(seed, kHeldOut, i)) (every held-out scene holds a
-//              shape/colour pair the train split never shows) -> one image, seed + i -> the
-//              captioner as above -> scored against the prompt's scene. Target: >= 70%.
+//              the scene. Target: every attribute >= 95%.
+//   fidelity   prompt i = caption(scene_at(seed, kHeldOut, i)) (every held-out scene holds an
+//              object/background colour pair the train split never shows) -> one image, seed + i
+//              -> the captioner as above -> scored against the prompt's scene. Target: >= 90%.
+//   judge      the concept judge's validation (judge.h): real renderings of each concept score
+//              >= 0.9, other concepts and the closest captions <= 0.5. No model needed.
 //
-// Scoring (score_scene): scene attributes (object count, background colour, background pattern,
-// exact scene) count once per scene; object attributes (shape, colour, size, position, fill) once
-// per TRUE object. A caption that does not parse is wrong on everything. See score_scene for how
-// objects are matched when the counts differ.
+// Scoring (score_scene): every attribute (shape, colour, size, position, mark, mark colour,
+// background colour and pattern, exact scene) counts once per scene. A caption that does not
+// parse is wrong on everything.
 //
 // Every entry point throws tinv::Error naming the option (`--only`, `--steps`, ...) or file.
 #pragma once
@@ -32,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "world/judge.h"
 #include "world/world.h"
 
 namespace tinv {
@@ -56,29 +58,27 @@ torch::Tensor psnr_per_image(const torch::Tensor& a, const torch::Tensor& b);
 
 // ---- Attribute scoring ----
 enum class Attribute : uint8_t {
-  kCount,       // number of objects (per scene)
-  kShape,       // per true object
-  kColour,      // per true object
-  kSize,        // per true object
-  kPosition,    // per true object
-  kFill,        // per true object
-  kBackground,  // background colour (per scene)
-  kPattern,     // background pattern (per scene)
-  kExact,       // the whole scene, i.e. the exact caption (per scene)
+  kShape,
+  kColour,      // the object's colour
+  kSize,
+  kPosition,
+  kMark,        // none, dot or ring
+  kMarkColour,  // right when neither has a mark, or both have one of the same colour
+  kBackground,  // background colour
+  kPattern,     // background pattern
+  kExact,       // the whole scene, i.e. the exact caption
 };
 constexpr int kNumAttributes = 9;
 // The eight attributes the targets apply to and mean_accuracy() averages (all but kExact).
 constexpr int kNumScoredAttributes = 8;
-const char* name(Attribute a);   // "count", "shape", ..., "pattern", "exact"
-bool per_object(Attribute a);    // shape, colour, size, position, fill
+const char* name(Attribute a);   // "shape", "colour", ..., "pattern", "exact"
 
 struct AttributeScore {
-  int64_t scenes = 0;   // scenes scored (denominator of the per-scene attributes)
+  int64_t scenes = 0;   // scenes scored (the denominator of every attribute)
   int64_t parsed = 0;   // of those, predictions that parsed
-  int64_t objects = 0;  // true objects (denominator of the per-object attributes)
   std::array<int64_t, kNumAttributes> correct{};
 
-  int64_t total(Attribute a) const { return per_object(a) ? objects : scenes; }
+  int64_t total(Attribute) const { return scenes; }
   // correct / total; 0 when nothing was scored.
   double accuracy(Attribute a) const;
   // Unweighted mean of the accuracies of the eight attributes other than kExact.
@@ -86,15 +86,8 @@ struct AttributeScore {
   AttributeScore& operator+=(const AttributeScore& o);
 };
 
-// Scores one prediction against the true scene. `predicted` is std::nullopt for a caption that
-// did not parse: then every attribute is wrong (its totals still count).
-// Object matching:
-//   - same number of objects: in order (captions list objects in reading order);
-//   - different numbers: greedily by position, nearest pair first: of all (true, predicted)
-//     pairs, repeatedly take the one whose position centres (position_centre) are closest,
-//     ties broken by true index then predicted index, until one side is used up. True objects
-//     left without a match are wrong on every object attribute; extra predicted objects cost
-//     only the count (and exact) attribute.
+// Scores one prediction against the true scene (one object each). `predicted` is std::nullopt
+// for a caption that did not parse: then every attribute is wrong (its totals still count).
 // kExact is correct when *predicted == truth, i.e. when the captions are identical.
 AttributeScore score_scene(const std::optional<SceneSpec>& predicted, const SceneSpec& truth);
 
@@ -106,9 +99,9 @@ AttributeScore score_caption(const std::string& text, const SceneSpec& truth);
 
 // ---- The evaluation ----
 struct EvalParts {
-  bool vae = true, captioner = true, fidelity = true;
+  bool vae = true, captioner = true, fidelity = true, judge = true;
 };
-// "vae,captioner,fidelity" (any non-empty subset, any order; "all" = every part). Throws
+// "vae,captioner,fidelity,judge" (any non-empty subset, any order; "all" = every part). Throws
 // tinv::Error("--only", ...) naming an unknown or empty entry.
 EvalParts parse_parts(const std::string& list);
 
@@ -117,13 +110,14 @@ struct EvalOptions {
   std::string blip_dir = "models/world-blip";  // BLIP folder with vocab.txt (BlipCaptioner::load)
   std::string device = "auto";                 // auto | cpu | cuda[:N]
   uint64_t seed = 0;              // world seed of the evaluated scenes; image i uses seed + i
-  // kHeldOut: every scene holds a (shape, colour) pair the training split never shows.
+  // kHeldOut: every scene holds an (object, background) colour pair the training split never shows.
   // kTrain: unseen scenes of the training distribution: scene_at(seed, kTrain, kUnseenIndex + i),
   // indices no training run reaches (they draw from the first few million).
   Split split = Split::kHeldOut;
   int64_t vae_scenes = 256;       // held-out scenes for the VAE PSNR
   int64_t caption_scenes = 500;   // held-out scenes for the captioner accuracy
   int64_t fidelity_prompts = 200; // held-out captions for prompt fidelity
+  int64_t judge_renders = 20;     // renderings per concept for the concept judge's validation
   std::string sampler = "ddim";
   int64_t steps = 25;
   // 5: the world's prompts are short and closed-vocabulary, and a small model trained with
@@ -140,8 +134,8 @@ struct EvalOptions {
 constexpr uint64_t kUnseenIndex = uint64_t{1} << 40;  // first scene index of the kTrain evaluation
 // The i-th evaluated scene index of the split (i for kHeldOut, kUnseenIndex + i for kTrain).
 uint64_t eval_scene_index(Split split, int64_t i);
-constexpr double kCaptionerTarget = 0.90;  // per attribute, captioner on rendered scenes
-constexpr double kFidelityTarget = 0.70;   // per attribute, captioner on generated images
+constexpr double kCaptionerTarget = 0.95;  // per attribute, captioner on rendered scenes
+constexpr double kFidelityTarget = 0.90;   // per attribute, captioner on generated images
 
 // A wrongly captioned item, kept for the report (the first few of each part).
 struct EvalFailure {
@@ -171,6 +165,8 @@ struct EvalReport {
   EvalOptions options;
   std::optional<VaeEval> vae;
   std::optional<CaptionEval> captioner, fidelity;
+  std::optional<JudgeValidation> judge;  // needs no model
+  double judge_seconds = 0.0;
   double load_seconds = 0.0;  // model loading
 };
 

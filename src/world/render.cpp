@@ -15,12 +15,12 @@ double frac(double x) { return x - std::floor(x); }
 
 double luminance(Rgb c) { return 0.299 * c.r + 0.587 * c.g + 0.114 * c.b; }
 
-// The star's 10 vertices (outer radius 1, inner 0.45, first point up), computed once.
+// The star's 10 vertices (outer radius 1, inner 0.55, first point up), computed once.
 struct StarPolygon {
   double u[10], v[10];
   StarPolygon() {
     for (int k = 0; k < 10; ++k) {
-      double a = -kPi / 2 + k * kPi / 5, r = k % 2 == 0 ? 1.0 : 0.45;
+      double a = -kPi / 2 + k * kPi / 5, r = k % 2 == 0 ? 1.0 : 0.55;
       u[k] = r * det_cos(a);
       v[k] = r * det_sin(a);
     }
@@ -56,33 +56,14 @@ bool inside_shape(Shape s, double u, double v) {
   const double au = std::abs(u), av = std::abs(v), r2 = u * u + v * v;
   switch (s) {
     case Shape::kCircle: return r2 <= 1.0;
-    case Shape::kSquare: return au <= 0.7 && av <= 0.7;
+    case Shape::kSquare: return au <= 0.72 && av <= 0.72;
     case Shape::kTriangle: return v <= 0.5 && v + 1.0 >= 1.7320508075688772 * au;  // up, circumradius 1
     case Shape::kStar: return inside_star(u, v);
     case Shape::kHeart: {  // (x^2 + y^2 - 1)^3 <= x^2 y^3, y up, scaled into the unit circle
-      double x = u * 1.3, y = -v * 1.3 + 0.2, q = x * x + y * y - 1.0;
+      double x = u * 1.25, y = -v * 1.25 + 0.15, q = x * x + y * y - 1.0;
       return q * q * q <= x * x * y * y * y;
     }
-    case Shape::kCross: return (au <= 0.3 && av <= 0.95) || (av <= 0.3 && au <= 0.95);
-    case Shape::kDiamond: return au / 0.72 + av <= 1.0;
-    case Shape::kHexagon:  // flat top, circumradius 1
-      return av <= 0.8660254037844386 && 0.8660254037844386 * au + 0.5 * av <= 0.8660254037844386;
-    case Shape::kRing: return r2 <= 1.0 && r2 >= 0.55 * 0.55;
-    case Shape::kMoon: {  // unit disc minus a disc shifted up and right
-      double du = u - 0.42, dv = v + 0.28;
-      return r2 <= 1.0 && du * du + dv * dv > 0.78 * 0.78;
-    }
   }
-  return false;
-}
-
-bool on_outline(Shape s, double u, double v, double width) {
-  if (!inside_shape(s, u, v)) return false;
-  const double d = width * 0.7071067811865476;
-  const double du[8] = {width, -width, 0, 0, d, d, -d, -d};
-  const double dv[8] = {0, 0, width, -width, d, -d, d, -d};
-  for (int k = 0; k < 8; ++k)
-    if (!inside_shape(s, u + du[k], v + dv[k])) return true;
   return false;
 }
 
@@ -93,11 +74,6 @@ Rgb mix(Rgb a, Rgb b, double t) {
   return {ch(a.r, b.r), ch(a.g, b.g), ch(a.b, b.b)};
 }
 
-Rgb fill_tone(Colour c) {
-  Rgb base = rgb(c);
-  return luminance(base) < 140 ? mix(base, {255, 255, 255}, 0.6) : mix(base, {0, 0, 0}, 0.5);
-}
-
 Rgb background_tone(Colour c) {
   Rgb base = rgb(c);
   return luminance(base) < 140 ? mix(base, {255, 255, 255}, 0.3) : mix(base, {0, 0, 0}, 0.18);
@@ -106,42 +82,37 @@ Rgb background_tone(Colour c) {
 Placement jittered_placement(Position p, Size s, Rng& rng) {
   auto [cx, cy] = position_centre(p);
   Placement out;
-  out.cx = cx + rng.uniform(-0.015, 0.015);
-  out.cy = cy + rng.uniform(-0.015, 0.015);
+  out.cx = cx + rng.uniform(-0.02, 0.02);
+  out.cy = cy + rng.uniform(-0.02, 0.02);
   out.radius = size_radius(s) * rng.uniform(0.94, 1.06);
-  out.angle = rng.uniform(-12.0, 12.0) * (kPi / 180);
+  out.angle = rng.uniform(-10.0, 10.0) * (kPi / 180);
   return out;
 }
 
-LocalPaint object_paint(const ObjectSpec& obj, double phase_u, double phase_v) {
-  const Shape shape = obj.shape;
-  const Fill fill = obj.fill;
-  const Rgb base = rgb(obj.colour), tone = fill_tone(obj.colour);
+LocalPaint marked_paint(Shape shape, Colour body, std::optional<Colour> ring, std::optional<Colour> dot) {
+  const Rgb base = rgb(body);
+  const std::optional<Rgb> ring_rgb = ring ? std::optional<Rgb>(rgb(*ring)) : std::nullopt;
+  const std::optional<Rgb> dot_rgb = dot ? std::optional<Rgb>(rgb(*dot)) : std::nullopt;
   return [=](double u, double v, Rgb* out) {
-    switch (fill) {
-      case Fill::kSolid: break;
-      case Fill::kOutlined: break;
-      case Fill::kStriped:  // diagonal stripes, period 0.5 across
-        *out = frac((u + v) / 0.7 + phase_u) < 0.5 ? base : tone;
-        return inside_shape(shape, u, v);
-      case Fill::kCheckered: {
-        long k = static_cast<long>(std::floor(u / 0.45 + phase_u) + std::floor(v / 0.45 + phase_v));
-        *out = (k & 1) ? tone : base;
-        return inside_shape(shape, u, v);
-      }
-      case Fill::kDotted: {
-        double du = (frac(u / 0.5 + phase_u) - 0.5) * 0.5, dv = (frac(v / 0.5 + phase_v) - 0.5) * 0.5;
-        *out = du * du + dv * dv <= 0.13 * 0.13 ? tone : base;
-        return inside_shape(shape, u, v);
-      }
-    }
+    if (!inside_shape(shape, u, v)) return false;
     *out = base;
-    return fill == Fill::kOutlined ? on_outline(shape, u, v, 0.2) : inside_shape(shape, u, v);
+    if (ring_rgb && inside_shape(shape, u / kRingOuter, v / kRingOuter) &&
+        !inside_shape(shape, u / kRingInner, v / kRingInner))
+      *out = *ring_rgb;
+    if (dot_rgb && u * u + v * v <= kDotRadius * kDotRadius) *out = *dot_rgb;
+    return true;
   };
 }
 
+LocalPaint object_paint(const ObjectSpec& obj) {
+  std::optional<Colour> ring, dot;
+  if (obj.mark == Mark::kRing) ring = obj.mark_colour;
+  if (obj.mark == Mark::kDot) dot = obj.mark_colour;
+  return marked_paint(obj.shape, obj.colour, ring, dot);
+}
+
 Rgb background_at(Colour c, Pattern p, double x, double y, double phase_x, double phase_y) {
-  constexpr double kCells = 8;  // pattern cells across the image
+  constexpr double kCells = 4;  // pattern cells across the image (16-pixel cells at 64 px)
   bool second = false;
   switch (p) {
     case Pattern::kPlain: break;
@@ -149,11 +120,6 @@ Rgb background_at(Colour c, Pattern p, double x, double y, double phase_x, doubl
     case Pattern::kCheckered:
       second = (static_cast<long>(std::floor(x * kCells + phase_x) + std::floor(y * kCells + phase_y)) & 1) != 0;
       break;
-    case Pattern::kDotted: {
-      double dx = frac(x * kCells + phase_x) - 0.5, dy = frac(y * kCells + phase_y) - 0.5;
-      second = dx * dx + dy * dy <= 0.22 * 0.22;
-      break;
-    }
   }
   return second ? background_tone(c) : rgb(c);
 }
@@ -219,11 +185,7 @@ Image render(const SceneSpec& scene, Rng& rng, int size) {
   canvas.fill([&](double x, double y) {
     return background_at(scene.background, scene.background_pattern, x, y, px, py);
   });
-  for (const ObjectSpec& obj : scene.objects) {
-    Placement where = jittered_placement(obj.position, obj.size, rng);
-    double pu = rng.uniform(), pv = rng.uniform();
-    canvas.draw(where, object_paint(obj, pu, pv));
-  }
+  canvas.draw(jittered_placement(scene.object.position, scene.object.size, rng), object_paint(scene.object));
   return canvas.resolve();
 }
 

@@ -767,10 +767,22 @@ void export_models(const std::string& work, const std::string& out) {
   make_dirs(blip);
   write_json(join_path(blip, "config.json"), blip_json(cfg.blip));
   write_json(join_path(blip, "preprocessor_config.json"), preprocessor_json(world_preprocess()));
-  copy_file(join_path(work, "blip-vocab.txt"), join_path(blip, "vocab.txt"));
+  // The vocabulary names every id of the model, [DEC] (BLIP's bos_token_id) and [ENC] last, and
+  // the tokenizer config marks them special: transformers' BlipProcessor then decodes our
+  // captions exactly as tinv does (no [UNK] for the bos id).
+  {
+    std::string vocab = read_text_file(join_path(work, "blip-vocab.txt"));
+    TINV_CHECK(!vocab.empty() && vocab.back() == '\n', join_path(work, "blip-vocab.txt"), "is empty or truncated");
+    vocab += "[DEC]\n[ENC]\n";
+    write_file_atomically(join_path(blip, "vocab.txt"), vocab.data(), vocab.size());
+  }
   write_json(join_path(blip, "tokenizer_config.json"),
              {{"do_lower_case", true}, {"model_max_length", kBlipMaxPositions},
-              {"tokenizer_class", "BertTokenizer"}, {"processor_class", "BlipProcessor"}});
+              {"tokenizer_class", "BertTokenizer"}, {"processor_class", "BlipProcessor"},
+              {"bos_token", "[DEC]"}, {"additional_special_tokens", {"[ENC]"}}});
+  write_json(join_path(blip, "special_tokens_map.json"),
+             {{"bos_token", "[DEC]"}, {"cls_token", "[CLS]"}, {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"},
+              {"unk_token", "[UNK]"}, {"mask_token", "[MASK]"}, {"additional_special_tokens", {"[ENC]"}}});
   save_safetensors(join_path(blip, "model.safetensors"), half_weights(ckpt_path(work, "captioner"), ""), md);
 }
 

@@ -327,13 +327,13 @@ TEST(Demo, EndToEndWithTheCaptioner) {
 TEST(Demo, EndToEndWithAWorldCaption) {
   test::TempDir dir;
   DemoOptions o = tiny_demo(dir);
-  o.caption = "a large red square in the center, on a plain gray background";
+  o.caption = "a small red square at the bottom, on a plain cyan background";
   o.name = "sq";
   const DemoResult r = run_demo(o);
   EXPECT_EQ(r.init_from, "object");
   EXPECT_EQ(r.init_text, "red square");
   ASSERT_EQ(r.prompts.size(), 7u);
-  EXPECT_EQ(r.prompts[0], "a large {} in the center, on a plain gray background");  // the input's own
+  EXPECT_EQ(r.prompts[0], "a small {} at the bottom, on a plain cyan background");  // the input's own
   EXPECT_EQ(read_all(o.out + "/templates.txt").find(r.prompts[0]) != std::string::npos, true);
   for (const auto& p : r.prompts) {  // no red background: the object is red
     const auto at = p.find("{}");
@@ -344,8 +344,8 @@ TEST(Demo, EndToEndWithAWorldCaption) {
   expect_outputs(r, o, "sq");
   const std::string cmds = read_all(o.out + "/commands.sh");
   EXPECT_NE(cmds.find("--caption 'red square' --templates "), std::string::npos) << cmds;
-  EXPECT_NE(cmds.find("--prompt 'a large <sq> in the center, on a plain gray background'"), std::string::npos);
-  EXPECT_NE(cmds.find("--prompt 'a large red square in the center, on a plain gray background'"),
+  EXPECT_NE(cmds.find("--prompt 'a small <sq> at the bottom, on a plain cyan background'"), std::string::npos);
+  EXPECT_NE(cmds.find("--prompt 'a small red square at the bottom, on a plain cyan background'"),
             std::string::npos);
   o.init_from = "caption";  // the whole caption, TI object templates
   o.out = dir.file("out/caption");

@@ -415,14 +415,24 @@ TEST(StudyRun, TinyEndToEnd) {
   EXPECT_EQ(csv, records_csv(r.records));
   EXPECT_EQ(lines(csv).size(), r.records.size() + 1);
   for (const char* f : {"records.csv", "loss_raw.png", "loss_fixed.png", "loss_fixed_relative.png", "recon_psnr.png",
-                        "recon_latent_mse.png", "edit_accuracy.png", "summary.txt", "report.html"})
+                        "recon_latent_mse.png", "edit_accuracy.png", "fidelity.png", "context.png", "summary.txt",
+                        "report.html"})
     EXPECT_TRUE(file_exists(o.out + "/" + f)) << f;
-  EXPECT_EQ(r.files.size(), 9u);
+  EXPECT_EQ(r.files.size(), 11u);
+  // The grammar's best caption for the concept, and the fidelity tables.
+  ASSERT_EQ(r.closest.size(), 1u);
+  EXPECT_EQ(r.closest[0].concept, "bullseye_circle");
+  EXPECT_NE(r.closest[0].words.find("red circle with a white"), std::string::npos);
+  EXPECT_GE(r.closest[0].fidelity, 0.0);
+  EXPECT_LE(r.closest[0].fidelity, 1.0);
+  EXPECT_EQ(r.fidelity_reach.size(), 4u);  // 2 thresholds x 2 modes
   const std::string html = read_text_file(o.out + "/report.html");
   EXPECT_NE(html.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);
   EXPECT_EQ(html.find("src=\"loss"), std::string::npos);  // no external files
   EXPECT_NE(html.find("bullseye_circle"), std::string::npos);
   const std::string summary = read_text_file(o.out + "/summary.txt");
+  EXPECT_NE(summary.find("best caption the grammar"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("first reaches a threshold"), std::string::npos) << summary;
   EXPECT_EQ(summary, r.summary);
   for (const char* needle : {"steps to reach", "recon_psnr", "edit_mean", "ms/step", "caption", "token"})
     EXPECT_NE(summary.find(needle), std::string::npos) << needle << "\n" << summary;

@@ -171,7 +171,7 @@ void add_world(CLI::App& app) {
   render->add_option("--start", r->start, "First index")->capture_default_str();
   render->add_option("--seed", r->seed, "World seed")->capture_default_str();
   render->add_option("--size", r->size, "Image size in pixels")->capture_default_str()->check(CLI::Range(8, 1024));
-  render->add_option("--split", r->split, "train or heldout (held-out shape/colour pairs)")
+  render->add_option("--split", r->split, "train or heldout (held-out object/background colour pairs)")
       ->capture_default_str()->check(CLI::IsMember({"train", "heldout"}));
   render->add_flag("--concepts", r->concepts, "Render the held-out concepts instead, a folder each");
   render->callback([r] { run_render(*r); });

@@ -1,4 +1,4 @@
-// Rendering of the procedural world: shapes in local coordinates, fills, backgrounds, and the
+// Rendering of the procedural world: shapes in local coordinates, marks, backgrounds, and the
 // supersampled canvas. Compiled with -ffp-contract=off (cmake/sources.cmake) so that the same
 // doubles come out on every machine.
 #include "world/render.h"

@@ -1,5 +1,5 @@
 // Drawing primitives of the procedural world (src/world/world.h): shape tests in an object's local
-// frame, fills, and a supersampled canvas. Deterministic: only +, -, *, /, sqrt and floor on
+// frame, marks (ring, dot), and a supersampled canvas. Deterministic: only +, -, *, /, sqrt and floor on
 // doubles (compiled with FP contraction off), and a Taylor-series sine/cosine instead of libm's.
 //
 //   Canvas canvas(64);                                   // 256x256 samples, 4x4 per pixel

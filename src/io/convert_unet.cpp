@@ -119,10 +119,10 @@ StateDict convert_ldm_unet(const StateDict& ldm, const UNetConfig& cfg) {
 
 UNetConfig infer_unet_config(const StateDict& sd, bool sd2) {
   UNetConfig c;
-  const auto& conv_in = need(sd, "input_blocks.0.0.weight");  // [C0, in, k, k]
+  const torch::Tensor conv_in = need(sd, "input_blocks.0.0.weight");  // [C0, in, k, k]
   c.in_channels = conv_in.size(1);
   c.conv_in_kernel = conv_in.size(2);
-  const auto& conv_out = need(sd, "out.2.weight");             // [out, C0, k, k]
+  const torch::Tensor conv_out = need(sd, "out.2.weight");             // [out, C0, k, k]
   c.out_channels = conv_out.size(0);
   c.conv_out_kernel = conv_out.size(2);
   // Levels: downsamplers sit at input_blocks.{(i+1)(L+1)}.0.op; without one, a single level.

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/shape.h"
+#include "io/safetensors.h"
 
 namespace tinv::parity {
 namespace {
@@ -79,6 +80,11 @@ CaseResult failed(const std::string& name, const std::string& reason) {
   return r;
 }
 
+torch::Tensor input(const SafeTensors& file, const std::string& name, const torch::Device& device,
+                    torch::ScalarType dtype) {
+  return file.get(name, dtype).to(device);
+}
+
 CaseResult guarded(const std::string& name, const std::function<CaseResult()>& body) {
   try {
     return body();
@@ -107,7 +113,8 @@ std::string detect_layout(const std::string& dir) {
   throw Error(dir, "not a fixture folder (expected model/model_index.json or cases/blip.safetensors)");
 }
 
-int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out) {
+int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out,
+        const torch::Device& device) {
   std::string layout = detect_layout(dir);
   std::set<std::string> known;
   for (const auto& g : groups()) known.insert(g.name);
@@ -119,7 +126,7 @@ int run(const std::string& dir, const std::vector<std::string>& only, std::ostre
     if (!only.empty() && std::find(only.begin(), only.end(), g.name) == only.end()) continue;
     std::vector<CaseResult> results;
     try {
-      results = g.run(dir);
+      results = g.run(dir, device);
     } catch (const std::exception& e) {
       results.push_back(failed(g.name, e.what()));
     }

@@ -3,6 +3,8 @@
 // A fixture folder is either Stable Diffusion (`model/model_index.json`, `cases/*`) or BLIP
 // (`model/config.json` of a Blip model, `cases/blip.safetensors`). Each case group is a function
 // returning one CaseResult per case; exceptions inside a case turn into a FAIL with the message.
+// Cases run on the device given to run() (`tinv parity --device`): models are loaded there and
+// case inputs moved there; the comparisons bring both sides back to the CPU in float64.
 #pragma once
 #include <torch/types.h>
 
@@ -10,6 +12,10 @@
 #include <ostream>
 #include <string>
 #include <vector>
+
+namespace tinv {
+class SafeTensors;
+}
 
 namespace tinv::parity {
 
@@ -32,11 +38,17 @@ CaseResult compare_exact(const std::string& name, const torch::Tensor& ours,
                          const torch::Tensor& ref);
 CaseResult failed(const std::string& name, const std::string& reason);
 
+// Tensor `name` of a case file, as `dtype`, on `device`.
+torch::Tensor input(const SafeTensors& file, const std::string& name, const torch::Device& device,
+                    torch::ScalarType dtype = torch::kFloat32);
+
 // Runs `body` and turns any exception into failed(name, what()).
 CaseResult guarded(const std::string& name, const std::function<CaseResult()>& body);
 
-// A group of cases. `dir` is the fixture folder (holding model/ and cases/).
-using GroupFn = std::function<std::vector<CaseResult>(const std::string& dir)>;
+// A group of cases. `dir` is the fixture folder (holding model/ and cases/), `device` where the
+// models and inputs go.
+using GroupFn =
+    std::function<std::vector<CaseResult>(const std::string& dir, const torch::Device& device)>;
 struct Group {
   std::string name;    // "tokenizer", "text_encoder", ...
   std::string layout;  // "sd" or "blip"
@@ -49,17 +61,18 @@ std::string detect_layout(const std::string& dir);
 
 // Runs the groups of the folder's layout (all, or those named in `only`), prints one line per
 // case and the closing "N passed, M failed". Returns the number of failures.
-int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out);
+int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out,
+        const torch::Device& device = torch::kCPU);
 
 // The case groups, one file each under src/parity/.
-std::vector<CaseResult> run_tokenizer(const std::string& dir);
-std::vector<CaseResult> run_text_encoder(const std::string& dir);
-std::vector<CaseResult> run_unet(const std::string& dir);
-std::vector<CaseResult> run_vae(const std::string& dir);
-std::vector<CaseResult> run_single_file(const std::string& dir);
-std::vector<CaseResult> run_scheduler(const std::string& dir);
-std::vector<CaseResult> run_pipeline(const std::string& dir);
-std::vector<CaseResult> run_ti_train(const std::string& dir);
-std::vector<CaseResult> run_blip(const std::string& dir);
+std::vector<CaseResult> run_tokenizer(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_text_encoder(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_unet(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_vae(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_single_file(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_scheduler(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_blip(const std::string& dir, const torch::Device& device);
 
 }  // namespace tinv::parity

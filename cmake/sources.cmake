@@ -42,6 +42,7 @@ set(TINV_SOURCES
   src/text/clip_text_model.cpp
   src/text/clip_tokenizer.cpp
   src/text/extra_tokens.cpp
+  src/text/sdxl_text.cpp
   src/text/unicode.cpp
   src/text/wordpiece_tokenizer.cpp
   src/world/bpe_trainer.cpp

@@ -60,6 +60,8 @@ set(TINV_SOURCES
   src/parity/parity_pipeline.cpp
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
+  src/parity/parity_sdxl.cpp
+  src/parity/parity_sdxl_pipeline.cpp
   src/world/eval.cpp
   src/common/default_models.cpp
   src/io/html_report.cpp

@@ -13,7 +13,7 @@ void add_parity(CLI::App& app) {
   auto only = std::make_shared<std::vector<std::string>>();
   cmd->add_option("dir", *dir, "Fixture folder (model/ and cases/)")->required();
   cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
-                  "vae, single_file, scheduler, pipeline, ti_train, blip)")
+                  "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
   cmd->callback([dir, only] {
     int failures = parity::run(*dir, *only, std::cout);

@@ -1,7 +1,8 @@
 // Conformance runner over a fixture folder (layout: ../shared/fixtures/README.md).
 //
-// A fixture folder is either Stable Diffusion (`model/model_index.json`, `cases/*`) or BLIP
-// (`model/config.json` of a Blip model, `cases/blip.safetensors`). Each case group is a function
+// A fixture folder is either Stable Diffusion (`model/model_index.json`, `cases/*`), SDXL (the
+// same with `model/text_encoder_2/`) or BLIP (`model/config.json` of a Blip model,
+// `cases/blip.safetensors`). A layout's groups share their names (`--only unet` works on both). Each case group is a function
 // returning one CaseResult per case; exceptions inside a case turn into a FAIL with the message.
 #pragma once
 #include <torch/types.h>
@@ -39,16 +40,17 @@ CaseResult guarded(const std::string& name, const std::function<CaseResult()>& b
 using GroupFn = std::function<std::vector<CaseResult>(const std::string& dir)>;
 struct Group {
   std::string name;    // "tokenizer", "text_encoder", ...
-  std::string layout;  // "sd" or "blip"
+  std::string layout;  // "sd", "sdxl" or "blip"
   GroupFn run;
 };
 
 const std::vector<Group>& groups();
-// "sd", "blip", or throws if `dir` matches neither layout.
+// "sd", "sdxl", "blip", or throws if `dir` matches no layout.
 std::string detect_layout(const std::string& dir);
 
 // Runs the groups of the folder's layout (all, or those named in `only`), prints one line per
-// case and the closing "N passed, M failed". Returns the number of failures.
+// case and the closing "N passed, M failed". Returns the number of failures; a run in which no
+// case ran at all counts as one failure (a runner that checks nothing must not pass).
 int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out);
 
 // The case groups, one file each under src/parity/.
@@ -61,5 +63,13 @@ std::vector<CaseResult> run_scheduler(const std::string& dir);
 std::vector<CaseResult> run_pipeline(const std::string& dir);
 std::vector<CaseResult> run_ti_train(const std::string& dir);
 std::vector<CaseResult> run_blip(const std::string& dir);
+// SDXL (parity_sdxl.cpp, parity_sdxl_pipeline.cpp); vae and scheduler reuse the SD groups.
+std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir);
+std::vector<CaseResult> run_sdxl_text_encoder(const std::string& dir);
+std::vector<CaseResult> run_sdxl_unet(const std::string& dir);
+std::vector<CaseResult> run_sdxl_single_file(const std::string& dir);
+std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir);
+std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir);
+std::vector<CaseResult> run_sdxl_embedding(const std::string& dir);
 
 }  // namespace tinv::parity

@@ -30,6 +30,19 @@ tinv_parity_test(tiny-sd15 single_file)
 tinv_parity_test(tiny-sd15 pipeline)
 tinv_parity_test(tiny-blip blip)
 
+# SDXL (issue 16): loading, models, embedding files, generate/invert on tiny-sdxl, and its parity.
+tinv_test(test_sdxl unit test_sdxl.cpp)
+tinv_test_cli(test_sdxl)
+tinv_parity_test(tiny-sdxl tokenizer)
+tinv_parity_test(tiny-sdxl text_encoder)
+tinv_parity_test(tiny-sdxl unet)
+tinv_parity_test(tiny-sdxl vae)
+tinv_parity_test(tiny-sdxl scheduler)
+tinv_parity_test(tiny-sdxl single_file)
+tinv_parity_test(tiny-sdxl pipeline)
+tinv_parity_test(tiny-sdxl ti_train)
+tinv_parity_test(tiny-sdxl embedding)
+
 # Python's torch.load must read the A1111 .pt we write (CI installs python3-torch; a missing
 # torch module FAILS this test rather than skipping it).
 if(EXISTS /usr/bin/python3)

@@ -110,7 +110,6 @@ std::vector<Embedding> load_safetensors_embeddings(const std::string& path, int6
   }
   if (file.contains("emb_params")) {  // kohya / A1111 safetensors: one trigger, the file stem
     refuse_single(width, width_2, file.view("emb_params"));
-  if (file.contains("emb_params")) {  // kohya / A1111 safetensors: one trigger, the file stem
     out.push_back({file_stem(path), to_vectors(file.view("emb_params"), "emb_params", width),
                    file.metadata(), "kohya"});
     return out;

@@ -59,6 +59,7 @@ void ExtraTokens::add_trigger(ClipTokenizer& tokenizer, const std::string& trigg
 
 void ExtraTokens::add_trigger(ClipTokenizer& tokenizer, ClipTokenizer& tokenizer_2, const std::string& trigger,
                               const torch::Tensor& vectors, const torch::Tensor& vectors_2) {
+  TINV_CHECK(vectors_2.defined(), trigger, "an SDXL embedding needs rows for text_encoder_2 too");
   add_trigger_impl(trigger, vectors, vectors_2, [&](const std::string& tok, int64_t i) {
     add_token(tokenizer, tokenizer_2, tok, vectors[i], vectors_2[i]);
   });

@@ -162,8 +162,9 @@ TEST(SdxlModels, PooledIsTheProjectedFirstEos) {
   torch::NoGradGuard g;
   auto ids = torch::tensor(sd.tokenizer_2->encode("a cat").ids, torch::kLong).unsqueeze(0);
   auto o = sd.text_encoder_2->forward_all(ids);
-  const int64_t eos = 4;  // BOS a cat EOS
+  const int64_t eos = 3;  // BOS a cat EOS, then "!" padding (id 0)
   ASSERT_EQ(ids[0][eos].item<int64_t>(), 49407);
+  ASSERT_EQ(ids[0][eos + 1].item<int64_t>(), 0);
   auto w = sd.text_encoder_2->named_parameters()["text_projection.weight"];
   EXPECT_TRUE(torch::allclose(o.pooled[0], torch::mv(w, o.last_hidden_state[0][eos]), 1e-5, 1e-6));
   EXPECT_TRUE(torch::allclose(o.last_hidden_state, sd.text_encoder_2->forward(ids)));

@@ -19,7 +19,9 @@ namespace tinv {
 // SD1 single file: `cond_stage_model.transformer.text_model.*` (older files:
 // `cond_stage_model.transformer.*` without `text_model.`) -> `text_model.*`. The int64
 // `embeddings.position_ids` buffer is dropped. Throws tinv::Error if no key has the prefix.
-StateDict convert_ldm_clip_text(const StateDict& single_file);
+// SDXL's first encoder uses the prefix `conditioner.embedders.0.transformer.`.
+StateDict convert_ldm_clip_text(const StateDict& single_file,
+                                const std::string& prefix = "cond_stage_model.transformer.");
 
 // SD2 single file: OpenCLIP names under `cond_stage_model.model.` -> HF names.
 //   token_embedding.weight                 -> text_model.embeddings.token_embedding.weight

@@ -40,7 +40,7 @@ struct Embedding {
   torch::Tensor vectors;                        // [n, d] float32 CPU, contiguous, finite (SDXL: clip_l)
   std::map<std::string, std::string> metadata;  // safetensors __metadata__ / A1111 scalars
   std::string format;  // "diffusers" | "a1111" | "kohya" | "sdxl" | "diffusers_pair"
-  torch::Tensor vectors_2;                      // SDXL only: [n, d2] clip_g rows; else undefined
+  torch::Tensor vectors_2{};                    // SDXL only: [n, d2] clip_g rows; else undefined
   bool is_xl() const { return vectors_2.defined(); }
 };
 

@@ -42,6 +42,7 @@ set(TINV_SOURCES
   src/text/clip_text_model.cpp
   src/text/clip_tokenizer.cpp
   src/text/extra_tokens.cpp
+  src/text/sdxl_text.cpp
   src/text/unicode.cpp
   src/text/wordpiece_tokenizer.cpp
   src/world/bpe_trainer.cpp
@@ -59,6 +60,8 @@ set(TINV_SOURCES
   src/parity/parity_pipeline.cpp
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
+  src/parity/parity_sdxl.cpp
+  src/parity/parity_sdxl_pipeline.cpp
   src/world/eval.cpp
   src/common/default_models.cpp
   src/io/html_report.cpp

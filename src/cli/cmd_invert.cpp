@@ -41,7 +41,10 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--max-grad-norm", o->max_grad_norm, "Clip the gradient norm (0: off)")
       ->capture_default_str();
   cmd->add_option("--out", o->out, "Output file (default <name>.safetensors)");
-  cmd->add_option("--format", o->format, "diffusers | a1111 | kohya | all")->capture_default_str();
+  cmd->add_option("--format", o->format,
+                  "diffusers | a1111 | kohya | all (SDXL: always the clip_l/clip_g file; diffusers and all "
+                  "add the load_textual_inversion pair in <stem>.diffusers/)")
+      ->capture_default_str();
   cmd->add_option("--save-every", o->save_every, "Checkpoint every N steps (0: at the end)")
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from <stem>.checkpoint.safetensors");

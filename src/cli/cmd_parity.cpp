@@ -15,7 +15,7 @@ void add_parity(CLI::App& app) {
   auto device = std::make_shared<std::string>("cpu");
   cmd->add_option("dir", *dir, "Fixture folder (model/ and cases/)")->required();
   cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
-                  "vae, single_file, scheduler, pipeline, ti_train, blip)")
+                  "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
   cmd->add_option("--device", *device, "cpu | cuda | cuda:N | auto: where models and inputs go")
       ->capture_default_str();

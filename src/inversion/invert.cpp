@@ -106,9 +106,15 @@ std::string caption_with_blip(const InvertOptions& o, const std::vector<std::str
 // A preview image of the embedding so far: the preview prompt through the model with the
 // current rows as a trigger word, at the training resolution, always the same seed.
 void write_preview(const StableDiffusion& sd, const PreviewRequest& req, int64_t res, uint64_t seed) {
-  StableDiffusion view = sd;  // modules shared; its own copy of the base tokenizer
+  StableDiffusion view = sd;  // modules shared; its own copy of the base tokenizer(s)
   ExtraTokens extra;
-  extra.add_trigger(*view.tokenizer, req.trigger, req.vectors);
+  if (view.is_xl()) {
+    const int64_t h1 = view.text_config.hidden_size;
+    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, req.trigger, req.vectors.narrow(1, 0, h1),
+                      req.vectors.narrow(1, h1, req.vectors.size(1) - h1));
+  } else {
+    extra.add_trigger(*view.tokenizer, req.trigger, req.vectors);
+  }
   GenerateOptions g;
   g.prompt = req.prompt;
   g.steps = 20;
@@ -163,7 +169,7 @@ LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& f
     if (!msg.empty()) note(result, f + ": " + msg);
     if (flip) x = torch::cat({x, x.flip({3})});
     // Deterministic latents: the posterior mean, scaled (see docs/INVERSION.md).
-    auto post = sd.vae->encode(x.to(sd.device, sd.dtype));
+    auto post = sd.vae->encode(x.to(sd.device, sd.vae_dtype));
     out.push_back(post.mean.to(torch::kFloat32) * sd.vae_config.scaling_factor);  // [1|2, C, h, w]
   }
   c.latents = torch::cat(out).contiguous();
@@ -283,10 +289,14 @@ void write_plot(const std::string& path, const Log& log) {
 
 }  // namespace
 
-InvertPaths invert_paths(const std::string& out, const std::string& format) {
+InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl) {
   const std::string stem = strip_ext(out), base = file_stem(stem.empty() ? out : stem);
   InvertPaths p;
-  if (format == "all") {
+  if (xl) {  // one {clip_l, clip_g} file for A1111/ComfyUI/kohya, the diffusers pair beside it
+    p.sdxl = stem + ".safetensors";
+    if (format == "diffusers" || format == "all")
+      p.diffusers_pair = stem + ".diffusers/learned_embeds.safetensors";
+  } else if (format == "all") {
     p.diffusers = stem + ".safetensors";
     p.a1111 = stem + ".pt";
     p.kohya = stem + ".kohya/" + base + ".safetensors";  // own folder: trigger = file stem
@@ -307,8 +317,6 @@ InvertPaths invert_paths(const std::string& out, const std::string& format) {
 InvertResult run_inversion(const InvertOptions& o) {
   validate(o);
   InvertResult result;
-  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" ? ".pt" : ".safetensors");
-  const InvertPaths paths = invert_paths(out, o.format);
   const std::string trigger = "<" + o.name + ">";  // the diffusers file's key
   auto files = collect_image_files(o.images);
   for (const auto& f : files) read_rgb_image(f);  // every image decodes before the model loads
@@ -318,10 +326,14 @@ InvertResult run_inversion(const InvertOptions& o) {
   lo.dtype = resolve_dtype(o.dtype, lo.device);
   StableDiffusion sd = load_stable_diffusion(o.model, lo);
   TINV_CHECK(sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
+  TINV_CHECK(!sd.is_xl() || sd.tokenizer_2.has_value(), o.model, "the SDXL model has no tokenizer_2");
+  const bool xl = sd.is_xl();
+  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" && !xl ? ".pt" : ".safetensors");
+  const InvertPaths paths = invert_paths(out, o.format, xl);
   const ClipTokenizer& tok = *sd.tokenizer;
   // Trigger words users type must not be vocabulary words: the diffusers file's "<name>", and
-  // the file stem A1111/kohya take as the trigger.
-  const std::string stem_trigger = file_stem(paths.a1111.empty() ? paths.kohya : paths.a1111);
+  // the file stem A1111/kohya (and SDXL clip_l/clip_g readers) take as the trigger.
+  const std::string stem_trigger = file_stem(xl ? paths.sdxl : paths.a1111.empty() ? paths.kohya : paths.a1111);
   if (tok.is_vocab_word(trigger))
     throw Error("--name", str_cat("trigger '", trigger, "' is a vocabulary token; choose another name"));
   if (!stem_trigger.empty() && tok.is_vocab_word(stem_trigger))
@@ -343,8 +355,10 @@ InvertResult run_inversion(const InvertOptions& o) {
   const int64_t n = static_cast<int64_t>(init_ids.size());
   std::vector<std::string> placeholders;
   for (int64_t i = 0; i < n; ++i) placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
-  auto init_rows = sd.text_encoder->token_embeddings(torch::tensor(init_ids, torch::kInt64).to(sd.device))
-                       .to(torch::kCPU, torch::kFloat32);  // [n, d]
+  auto init_t = torch::tensor(init_ids, torch::kInt64).to(sd.device);
+  auto init_rows = sd.text_encoder->token_embeddings(init_t).to(torch::kCPU, torch::kFloat32);  // [n, d]
+  if (xl)  // each encoder's own embedding of the same tokens: [n, h1 + h2]
+    init_rows = torch::cat({init_rows, sd.text_encoder_2->token_embeddings(init_t).to(torch::kCPU, torch::kFloat32)}, 1);
 
   const int64_t res = o.resolution > 0 ? o.resolution : sd.vae_config.sample_size;
   LatentCache cache = encode_images(sd, files, res, o.flip, result);
@@ -352,8 +366,13 @@ InvertResult run_inversion(const InvertOptions& o) {
   topt.adam.lr = o.lr;
   topt.schedule = LrSchedule::parse(o.lr_schedule, o.lr, o.steps, o.warmup_steps);
   topt.max_grad_norm = o.max_grad_norm;
+  std::optional<SecondTextEncoder> second;
+  if (xl) {  // time_ids (res, res, 0, 0, res, res): square training images, no crop
+    const float r = static_cast<float>(res);
+    second = SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
+  }
   InversionTrainer trainer(tok, sd.text_encoder, sd.unet, sd.scheduler, placeholders, init_rows,
-                           templates, topt);
+                           templates, topt, second);
   const std::string identity = encode_identity(
       run_identity(o, sd, cache.image_hash, init_text, n, res, templates));
 
@@ -376,6 +395,17 @@ InvertResult run_inversion(const InvertOptions& o) {
     auto md = meta;
     md["steps"] = std::to_string(steps_done);
     auto add = [&](const std::string& p) { if (std::find(result.files.begin(), result.files.end(), p) == result.files.end()) result.files.push_back(p); };
+    if (xl) {  // rows [:, :h1] are text_encoder's (clip_l), [:, h1:] text_encoder_2's (clip_g)
+      const int64_t h1 = sd.text_config.hidden_size;
+      auto l = rows.narrow(1, 0, h1), g = rows.narrow(1, h1, rows.size(1) - h1);
+      save_sdxl_embedding(paths.sdxl, l, g, md), add(paths.sdxl);
+      if (!paths.diffusers_pair.empty()) {
+        make_dir(parent_dir(paths.diffusers_pair));
+        save_diffusers_pair(paths.diffusers_pair, trigger, l, g, md);
+        add(paths.diffusers_pair), add(pair_path(paths.diffusers_pair));
+      }
+      return;
+    }
     if (!paths.diffusers.empty()) save_embedding(paths.diffusers, EmbeddingFormat::Diffusers, "<" + o.name + ">", rows, md), add(paths.diffusers);
     if (!paths.a1111.empty()) {
       save_embedding(paths.a1111, EmbeddingFormat::A1111, file_stem(paths.a1111), rows,

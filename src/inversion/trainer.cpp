@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "inversion/templates.h"
+#include "text/sdxl_text.h"
 
 namespace tinv {
 
@@ -65,8 +66,9 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
                                    UNet2DConditionModel unet, const SchedulerConfig& scheduler,
                                    const std::vector<std::string>& placeholder_tokens,
                                    const torch::Tensor& init_rows, std::vector<std::string> templates,
-                                   const TrainerOptions& options)
+                                   const TrainerOptions& options, std::optional<SecondTextEncoder> second)
     : tokenizer_(tokenizer),
+      second_(std::move(second)),
       text_encoder_(std::move(text_encoder)),
       unet_(std::move(unet)),
       schedule_(scheduler),
@@ -82,35 +84,57 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
              text_encoder_->config().vocab_size);
   TINV_CHECK(tokenizer_.vocab_size() == tokenizer_.base_vocab_size(), where,
              "the tokenizer already has added tokens");
-  const int64_t width = text_encoder_->config().hidden_size;
+  width_1_ = text_encoder_->config().hidden_size;
+  int64_t width = width_1_;
+  if (second_) {
+    auto& s2 = *second_;
+    TINV_CHECK(s2.tokenizer.base_vocab_size() == s2.text_encoder->config().vocab_size &&
+                   s2.tokenizer.base_vocab_size() == tokenizer_.base_vocab_size(),
+               where, "tokenizer_2 has ", s2.tokenizer.base_vocab_size(), " tokens, tokenizer ",
+               tokenizer_.base_vocab_size(), ", text_encoder_2 ", s2.text_encoder->config().vocab_size);
+    TINV_CHECK(s2.tokenizer.vocab_size() == s2.tokenizer.base_vocab_size(), where,
+               "tokenizer_2 already has added tokens");
+    TINV_CHECK(s2.time_ids.defined() && s2.time_ids.numel() == 6, where, "SDXL needs 6 time_ids");
+    s2.time_ids = s2.time_ids.to(torch::kFloat32).reshape({1, 6});
+    width += s2.text_encoder->config().hidden_size;
+  }
   TINV_CHECK(init_rows.dim() == 2 && init_rows.size(0) == n && init_rows.size(1) == width, where,
              "initial rows must be [", n, ", ", width, "], got ", init_rows.sizes());
   for (const auto& tok : placeholder_tokens) {
     if (tokenizer_.is_vocab_word(tok))
       throw Error("--name", str_cat("placeholder '", tok, "' collides with a vocabulary token; "
                                     "choose another --name"));
-    tokenizer_.add_token(tok);
+    int64_t id = tokenizer_.add_token(tok);
+    if (second_) second_->tokenizer.add_token(tok, id);
     sentence_ += (sentence_.empty() ? "" : " ") + tok;
   }
   for (size_t i = 0; i < templates_.size(); ++i) {
     auto prompt = fill_template(templates_[i], sentence_);
-    TINV_CHECK(!tokenizer_.encode(prompt).truncated, where, "prompt '", prompt, "' is longer than ",
-               tokenizer_.max_length(), " tokens");
+    TINV_CHECK(!tokenizer_.encode(prompt).truncated && (!second_ || !second_->tokenizer.encode(prompt).truncated),
+               where, "prompt '", prompt, "' is longer than ", tokenizer_.max_length(), " tokens");
   }
   auto device = text_encoder_->parameters().front().device();
   rows_ = init_rows.detach().to(device, torch::kFloat32).clone().requires_grad_(true);
   adam_ = std::make_unique<AdamW>(rows_, options_.adam);
 }
 
-torch::Tensor InversionTrainer::prompt_ids(const std::vector<int64_t>& template_index) const {
+torch::Tensor InversionTrainer::ids_of(const ClipTokenizer& tok, const std::vector<int64_t>& template_index) const {
   std::vector<torch::Tensor> rows;
   for (int64_t i : template_index) {
     TINV_CHECK(i >= 0 && i < static_cast<int64_t>(templates_.size()), "textual inversion",
                "template index ", i, " outside [0, ", templates_.size(), ")");
-    rows.push_back(torch::tensor(tokenizer_.encode(fill_template(templates_[i], sentence_)).ids,
-                                 torch::kInt64));
+    rows.push_back(torch::tensor(tok.encode(fill_template(templates_[i], sentence_)).ids, torch::kInt64));
   }
   return torch::stack(rows);  // [B, 77]
+}
+
+torch::Tensor InversionTrainer::prompt_ids(const std::vector<int64_t>& template_index) const {
+  return ids_of(tokenizer_, template_index);
+}
+
+torch::Tensor InversionTrainer::prompt_ids_2(const std::vector<int64_t>& template_index) const {
+  TINV_CHECK(second_.has_value(), "textual inversion", "prompt_ids_2: not an SDXL trainer");
+  return ids_of(second_->tokenizer, template_index);
 }
 
 torch::Tensor InversionTrainer::forward_loss(const StepInputs& in) {
@@ -123,12 +147,22 @@ torch::Tensor InversionTrainer::forward_loss(const StepInputs& in) {
   const auto device = param.device();
   const auto dtype = param.scalar_type();
   auto ids = prompt_ids(in.template_index).to(device);                      // [B, 77]
-  auto states = text_encoder_->forward(ids, rows_.to(dtype));                // [B, 77, D]
   auto latents = in.latents.to(device, torch::kFloat32);                     // [B, C, h, w]
   auto noise = in.noise.to(device, torch::kFloat32);
   auto t = in.timesteps.to(device, torch::kInt64);                           // [B]
   auto noisy = schedule_.add_noise(latents, noise, t);
-  auto pred = unet_->forward(noisy.to(dtype), t, states);                    // [B, C, h, w]
+  torch::Tensor pred;
+  if (second_) {  // SDXL: rows [:, :h1] -> text_encoder, [:, h1:] -> text_encoder_2
+    auto rows = rows_.to(dtype);
+    auto ids_2 = prompt_ids_2(in.template_index).to(device);
+    auto s = encode_sdxl_text(text_encoder_, second_->text_encoder, ids, ids_2, rows.narrow(1, 0, width_1_),
+                              rows.narrow(1, width_1_, rows.size(1) - width_1_));
+    AddedConditions added{s.pooled, second_->time_ids.to(device).expand({b, 6})};
+    pred = unet_->forward(noisy.to(dtype), t, s.prompt_embeds, added);      // [B, C, h, w]
+  } else {
+    auto states = text_encoder_->forward(ids, rows_.to(dtype));              // [B, 77, D]
+    pred = unet_->forward(noisy.to(dtype), t, states);                      // [B, C, h, w]
+  }
   auto target = schedule_.target(latents, noise, t, prediction_type_);
   return torch::mse_loss(pred.to(torch::kFloat32), target.to(torch::kFloat32));
 }

@@ -17,6 +17,11 @@
 //   noisy  = add_noise(latents, noise, t);  pred = unet(noisy, t, states)
 //   loss   = mse(pred, noise | velocity by prediction type)                 (before the update)
 //   grad   = d loss / d rows (no model weight requires grad); optional clip; AdamW update.
+// SDXL (a SecondTextEncoder given): each placeholder gets a row in BOTH encoders. The learned
+// rows are one [n, h1 + h2] tensor whose columns [0, h1) feed text_encoder and [h1, h1 + h2)
+// text_encoder_2, so ONE AdamW (and one gradient-norm clip) covers both; prompt ids come from
+// each tokenizer, states = encode_sdxl_text (text/sdxl_text.h) and the UNet gets the pooled
+// prompt and the time_ids as added conditions.
 // Step inputs (template choice, timesteps, noises, latents) come from a StepSource: real
 // training draws them from a generator seeded by (seed, step) only, so a resumed run repeats
 // an uninterrupted one exactly; the parity check replays a reference run's inputs through the
@@ -37,6 +42,8 @@
 #include "schedulers/scheduler_config.h"
 #include "text/clip_text_model.h"
 #include "text/clip_tokenizer.h"
+
+#include <optional>
 
 namespace tinv {
 
@@ -87,17 +94,27 @@ struct TrainerOptions {
   double max_grad_norm = 0;  // > 0: clip the rows' gradient norm (torch clip_grad_norm_)
 };
 
+// SDXL's second tokenizer and text encoder, and the time_ids of the training images
+// ([6] or [1, 6]: (H, W, 0, 0, H, W) for H x W images without crop).
+struct SecondTextEncoder {
+  ClipTokenizer tokenizer;
+  ClipTextModel text_encoder;
+  torch::Tensor time_ids;
+};
+
 struct StepResult {
   double loss = 0;     // loss before the update
   double lr = 0;       // learning rate used for the update
-  torch::Tensor grad;  // [n, d] gradient of the loss w.r.t. the rows (before clipping)
+  torch::Tensor grad;  // [n, d] gradient of the loss w.r.t. the rows (before clipping); SDXL [n, h1+h2]
   bool finite = true;  // false: loss or gradient not finite; no update was made
 };
 
 class InversionTrainer {
  public:
   // `tokenizer` is copied and gets `placeholder_tokens` added (ids base_vocab_size + i);
-  // init_rows [n, d] (n = number of placeholders, d = text width) start the learned rows.
+  // init_rows [n, d] (n = number of placeholders, d = text width; SDXL: d = h1 + h2, the
+  // concatenation of each encoder's starting rows) start the learned rows. `second` makes it
+  // SDXL: its tokenizer gets the same placeholders with the same ids.
   // The placeholder sentence is the tokens joined by spaces. Throws tinv::Error on a
   // placeholder that collides with the vocabulary, a tokenizer/text-encoder vocabulary
   // mismatch, wrong init shapes, an empty template list, or prompts longer than 77 tokens.
@@ -105,10 +122,16 @@ class InversionTrainer {
                    UNet2DConditionModel unet, const SchedulerConfig& scheduler,
                    const std::vector<std::string>& placeholder_tokens,
                    const torch::Tensor& init_rows, std::vector<std::string> templates,
-                   const TrainerOptions& options);
+                   const TrainerOptions& options,
+                   std::optional<SecondTextEncoder> second = std::nullopt);
 
   // Token ids of the filled templates, BOS/EOS/padding: int64 [B, 77] on the CPU.
   torch::Tensor prompt_ids(const std::vector<int64_t>& template_index) const;
+  // SDXL: the same from tokenizer_2 (other padding).
+  torch::Tensor prompt_ids_2(const std::vector<int64_t>& template_index) const;
+  bool is_xl() const { return second_.has_value(); }
+  // Columns of the rows that feed text_encoder (h1); the rest feed text_encoder_2 (SDXL).
+  int64_t width_1() const { return width_1_; }
   // One optimisation step (update number steps_done()).
   StepResult step(const StepInputs& in);
   // The loss for `in` with the current rows, without gradients or update.
@@ -126,8 +149,11 @@ class InversionTrainer {
 
  private:
   torch::Tensor forward_loss(const StepInputs& in);  // scalar float32, graph to rows_
+  torch::Tensor ids_of(const ClipTokenizer& tok, const std::vector<int64_t>& template_index) const;
 
   ClipTokenizer tokenizer_;
+  std::optional<SecondTextEncoder> second_;
+  int64_t width_1_ = 0;
   ClipTextModel text_encoder_;
   UNet2DConditionModel unet_;
   NoiseSchedule schedule_;
@@ -198,9 +224,14 @@ struct InvertResult {
 InvertResult run_inversion(const InvertOptions& options);
 
 // Output paths for `out` (see docs/INVERSION.md): stem = out without its extension.
+// SDXL (`xl`): `sdxl` is the {clip_l, clip_g} file (stem.safetensors, every format: the
+// A1111/ComfyUI/kohya convention), `diffusers_pair` the load_textual_inversion pair
+// (stem.diffusers/learned_embeds[_2].safetensors, formats diffusers and all); the SD1 fields
+// stay empty.
 struct InvertPaths {
   std::string diffusers, a1111, kohya, checkpoint, log_csv, plot_png, previews_dir;
+  std::string sdxl, diffusers_pair;
 };
-InvertPaths invert_paths(const std::string& out, const std::string& format);
+InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl = false);
 
 }  // namespace tinv

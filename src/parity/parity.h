@@ -1,8 +1,9 @@
 // Conformance runner over a fixture folder (layout: ../shared/fixtures/README.md).
 //
-// A fixture folder is either Stable Diffusion (`model/model_index.json`, `cases/*`) or BLIP
-// (`model/config.json` of a Blip model, `cases/blip.safetensors`). Each case group is a function
-// returning one CaseResult per case; exceptions inside a case turn into a FAIL with the message.
+// A fixture folder is either Stable Diffusion (`model/model_index.json`, `cases/*`), SDXL (the
+// same with `model/text_encoder_2/`) or BLIP (`model/config.json` of a Blip model,
+// `cases/blip.safetensors`). A layout's groups share their names (`--only unet` works on both).
+// Each case group is a function returning one CaseResult per case; exceptions inside a case turn into a FAIL with the message.
 // Cases run on the device given to run() (`tinv parity --device`): models are loaded there and
 // case inputs moved there; the comparisons bring both sides back to the CPU in float64.
 #pragma once
@@ -51,16 +52,17 @@ using GroupFn =
     std::function<std::vector<CaseResult>(const std::string& dir, const torch::Device& device)>;
 struct Group {
   std::string name;    // "tokenizer", "text_encoder", ...
-  std::string layout;  // "sd" or "blip"
+  std::string layout;  // "sd", "sdxl" or "blip"
   GroupFn run;
 };
 
 const std::vector<Group>& groups();
-// "sd", "blip", or throws if `dir` matches neither layout.
+// "sd", "sdxl", "blip", or throws if `dir` matches no layout.
 std::string detect_layout(const std::string& dir);
 
 // Runs the groups of the folder's layout (all, or those named in `only`), prints one line per
-// case and the closing "N passed, M failed". Returns the number of failures.
+// case and the closing "N passed, M failed". Returns the number of failures; a run in which no
+// case ran at all counts as one failure (a runner that checks nothing must not pass).
 int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out,
         const torch::Device& device = torch::kCPU);
 
@@ -74,5 +76,13 @@ std::vector<CaseResult> run_scheduler(const std::string& dir, const torch::Devic
 std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device& device);
 std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device& device);
 std::vector<CaseResult> run_blip(const std::string& dir, const torch::Device& device);
+// SDXL (parity_sdxl.cpp, parity_sdxl_pipeline.cpp); vae and scheduler reuse the SD groups.
+std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_sdxl_text_encoder(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_sdxl_unet(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::Device& device);
+std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::Device& device);
 
 }  // namespace tinv::parity

@@ -1,3 +1,4 @@
+// AdamW and SphereAdam (see optimizer.h).
 #include "inversion/optimizer.h"
 
 #include <torch/torch.h>
@@ -8,15 +9,32 @@
 
 namespace tinv {
 
-AdamW::AdamW(torch::Tensor param, AdamWOptions opts) : param_(std::move(param)), opts_(opts) {
+RowOptimizer::RowOptimizer(torch::Tensor param, const char* name) : param_(std::move(param)), name_(name) {
   exp_avg_ = torch::zeros_like(param_, torch::MemoryFormat::Preserve);
   exp_avg_sq_ = torch::zeros_like(param_, torch::MemoryFormat::Preserve);
 }
 
+void RowOptimizer::check_grad(const torch::Tensor& grad) const {
+  TINV_CHECK(grad.sizes() == param_.sizes(), name_, "gradient ", grad.sizes(),
+             " does not match the parameter ", param_.sizes());
+}
+
+void RowOptimizer::load_state(const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) {
+  TINV_CHECK(exp_avg.sizes() == param_.sizes() && exp_avg_sq.sizes() == param_.sizes(), name_,
+             "saved optimizer state ", exp_avg.sizes(), " does not match the parameter ",
+             param_.sizes());
+  TINV_CHECK(steps >= 0, name_, "negative step count ", steps);
+  torch::NoGradGuard no_grad;
+  exp_avg_.copy_(exp_avg);
+  exp_avg_sq_.copy_(exp_avg_sq);
+  step_ = steps;
+}
+
+AdamW::AdamW(torch::Tensor param, AdamWOptions opts) : RowOptimizer(std::move(param), "AdamW"), opts_(opts) {}
+
 // Mirrors torch/optim/adamw.py `_single_tensor_adamw` (amsgrad=False, maximize=False).
 void AdamW::step(const torch::Tensor& grad, double lr) {
-  TINV_CHECK(grad.sizes() == param_.sizes(), "AdamW", "gradient ", grad.sizes(),
-             " does not match the parameter ", param_.sizes());
+  check_grad(grad);
   torch::NoGradGuard no_grad;
   ++step_;
   param_.mul_(1 - lr * opts_.weight_decay);
@@ -30,15 +48,42 @@ void AdamW::step(const torch::Tensor& grad, double lr) {
   param_.addcdiv_(exp_avg_, denom, -step_size);
 }
 
-void AdamW::load_state(const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) {
-  TINV_CHECK(exp_avg.sizes() == param_.sizes() && exp_avg_sq.sizes() == param_.sizes(), "AdamW",
-             "saved optimizer state ", exp_avg.sizes(), " does not match the parameter ",
-             param_.sizes());
-  TINV_CHECK(steps >= 0, "AdamW", "negative step count ", steps);
+SphereAdam::SphereAdam(torch::Tensor param, const torch::Tensor& norms, SphereOptions opts)
+    : RowOptimizer(std::move(param), "--optimizer sphere"), opts_(opts) {
+  TINV_CHECK(param_.dim() == 2 && norms.dim() == 1 && norms.size(0) == param_.size(0), name_,
+             "rows ", param_.sizes(), " and norms ", norms.sizes(), " disagree");
   torch::NoGradGuard no_grad;
-  exp_avg_.copy_(exp_avg);
-  exp_avg_sq_.copy_(exp_avg_sq);
-  step_ = steps;
+  norms_ = norms.to(param_.device(), param_.scalar_type()).unsqueeze(1);  // [n, 1]
+  auto own = param_.norm(2, {1}, /*keepdim=*/true);                     // [n, 1]
+  TINV_CHECK(own.gt(0).all().item<bool>(), name_, "an initial row is zero: it has no direction");
+  TINV_CHECK(norms_.gt(0).all().item<bool>() && norms_.isfinite().all().item<bool>(), name_,
+             "every fixed norm must be a positive number");
+  mu_ = param_ / own;         // [n, d] initial directions
+  param_.copy_(mu_ * norms_);  // on the sphere of radius r_i
+}
+
+// Riemannian Adam (Becigneul & Ganea, ICLR 2019; as geoopt's RiemannianAdam for a manifold
+// embedded in R^d: elementwise second moment) on each row's sphere.
+void SphereAdam::step(const torch::Tensor& grad, double lr) {
+  check_grad(grad);
+  torch::NoGradGuard no_grad;
+  ++step_;
+  auto u = param_ / norms_;  // [n, d] current directions
+  auto g = grad;
+  if (opts_.vmf_kappa > 0) g = g - (opts_.vmf_kappa / norms_) * mu_;  // d/de of -kappa mu.e/r
+  auto rg = g - (g * u).sum(1, /*keepdim=*/true) * u;                 // tangent projection
+  exp_avg_.lerp_(rg, 1 - opts_.beta1);
+  exp_avg_sq_.mul_(opts_.beta2).addcmul_(rg, rg, 1 - opts_.beta2);
+  const double bias_correction1 = 1 - std::pow(opts_.beta1, static_cast<double>(step_));
+  const double bias_correction2 = 1 - std::pow(opts_.beta2, static_cast<double>(step_));
+  auto denom = (exp_avg_sq_.sqrt() / std::sqrt(bias_correction2)).add_(opts_.eps);
+  auto moved = param_ - (lr / bias_correction1) * exp_avg_ / denom;  // [n, d]
+  // Retraction: back onto the sphere; in float64 so the norm holds to rounding of float32.
+  auto m64 = moved.to(torch::kFloat64);
+  auto retracted = m64 * (norms_.to(torch::kFloat64) / m64.norm(2, {1}, /*keepdim=*/true));
+  param_.copy_(retracted);
+  auto u2 = param_ / norms_;
+  exp_avg_.sub_((exp_avg_ * u2).sum(1, /*keepdim=*/true) * u2);  // transport by projection
 }
 
 }  // namespace tinv

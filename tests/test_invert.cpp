@@ -1,6 +1,7 @@
 // Textual inversion: optimizer, schedules, templates, image input, the trainer core, and
 // `tinv invert` end to end on the tiny fixture model (32x32 images made here), including a
 // real SIGKILL + --resume. PythonTorchLoad runs only under ctest's `python` label.
+#include <ATen/CPUGeneratorImpl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -9,12 +10,14 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "common/crc32.h"
 #include "common/fs.h"
 #include "inversion/image_input.h"
 #include "inversion/lr_schedule.h"
+#include "inversion/method.h"
 #include "inversion/optimizer.h"
 #include "inversion/plot.h"
 #include "inversion/templates.h"
@@ -436,6 +439,178 @@ TEST(Invert, KillAndResumeGivesIdenticalEmbeddings) {
   auto resumed = SafeTensors::open(dir.file("killed.safetensors")).get("<concept>");
   EXPECT_TRUE(full.equal(resumed)) << "max diff " << (full - resumed).abs().max().item<float>();
   EXPECT_EQ(read_text_file(dir.file("full.log.csv")), read_text_file(dir.file("killed.log.csv")));
+}
+
+// ---- method options (inversion/method.h; docs/INVERSION.md "Method options") ----
+
+// The first SphereAdam step by hand, in double precision: m = (1-b1) rg and v = (1-b2) rg^2, so
+// the bias-corrected step is lr * rg / (|rg| + eps) elementwise, then the row is rescaled.
+TEST(SphereAdam, FirstStepByHandAndTheNormsHold) {
+  torch::manual_seed(11);
+  const auto f64 = torch::kFloat64;
+  auto p0 = torch::randn({3, 16});
+  auto norms = torch::tensor({0.5f, 1.0f, 2.0f});
+  auto rows = p0.clone();
+  SphereAdam opt(rows, norms, {});
+  auto r64 = norms.to(f64).unsqueeze(1);                        // [3, 1]
+  auto u0 = p0.to(f64) / p0.to(f64).norm(2, {1}, true);         // initial directions
+  EXPECT_LT((rows.to(f64) - u0 * r64).abs().max().item<double>(), 1e-6);  // rescaled at construction
+  EXPECT_TRUE(opt.prior_directions().to(f64).allclose(u0, 1e-6, 1e-7));
+  auto g = torch::randn({3, 16});
+  const double lr = 0.05;
+  auto e64 = rows.to(f64), g64 = g.to(f64);
+  auto rg = g64 - (g64 * u0).sum(1, true) * u0;  // tangent projection
+  auto moved = e64 - lr * rg / (rg.abs() + 1e-8);
+  auto expect = moved * (r64 / moved.norm(2, {1}, true));
+  opt.step(g, lr);
+  EXPECT_LT((rows.to(f64) - expect).abs().max().item<double>(), 1e-6);
+  // The first moment is carried to the new point's tangent space.
+  auto u1 = rows.to(f64) / rows.to(f64).norm(2, {1}, true);
+  EXPECT_LT((opt.exp_avg().to(f64) * u1).sum(1).abs().max().item<double>(), 1e-6);
+  // 300 more steps with large random gradients: every row keeps its norm to 1e-6 (relative).
+  for (int k = 0; k < 300; ++k) opt.step(torch::randn({3, 16}) * 10, 0.1);
+  auto rel = (rows.to(f64).norm(2, {1}) - norms.to(f64)).abs() / norms.to(f64);
+  EXPECT_LT(rel.max().item<double>(), 1e-6);
+  EXPECT_EQ(opt.steps(), 301);
+  EXPECT_TINV_ERROR(SphereAdam(torch::zeros({1, 4}), torch::ones({1}), {}), "zero");
+  EXPECT_TINV_ERROR(SphereAdam(torch::ones({2, 4}), torch::ones({3}), {}), "disagree");
+}
+
+TEST(SphereAdam, OnlyTheTangentPartMovesAndThePriorPullsBack) {
+  // A radial gradient, and the prior at its own mean direction (also radial): nothing moves.
+  auto rows = torch::tensor({{1.0f, 0.0f, 0.0f}});
+  SphereAdam still(rows, torch::tensor({2.0f}), {0.9, 0.999, 1e-8, /*vmf_kappa*/ 2.0});
+  auto start = rows.clone();  // (2, 0, 0)
+  still.step(start * 5, 0.1);
+  EXPECT_TRUE(rows.allclose(start, 0, 1e-7)) << rows;
+  // The same data gradient with and without the prior: the prior keeps the row nearer its start.
+  auto free_rows = torch::tensor({{1.0f, 0.0f, 0.0f}}), held_rows = free_rows.clone();
+  SphereAdam free_opt(free_rows, torch::tensor({1.0f}), {});
+  SphereAdam held_opt(held_rows, torch::tensor({1.0f}), {0.9, 0.999, 1e-8, 5.0});
+  auto g = torch::tensor({{0.0f, -1.0f, -0.5f}});
+  for (int k = 0; k < 30; ++k) free_opt.step(g, 0.05), held_opt.step(g, 0.05);
+  const double cos_free = free_rows[0][0].item<double>(), cos_held = held_rows[0][0].item<double>();
+  EXPECT_LT(cos_free, 0.9);
+  EXPECT_GT(cos_held, cos_free);
+}
+
+TEST(StepSource, TimestepRangeIsKeptAndDrawnByHand) {
+  auto cache = torch::randn({3, 4, 4, 4});
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  RandomStepSource src(cache, 5, 4, 1000, 7, 500, 999), again(cache, 5, 4, 1000, 7, 500, 999);
+  again.draw(9);
+  for (int64_t k = 0; k < 100; ++k) {
+    auto t = src.draw(k).timesteps;
+    EXPECT_GE(t.min().item<int64_t>(), 500);
+    EXPECT_LE(t.max().item<int64_t>(), 999);
+    EXPECT_TRUE(t.equal(again.draw(k).timesteps)) << k;  // a function of (seed, step) only
+  }
+  // By hand: the generator of (seed, step) draws the cache entries, the templates, then t.
+  auto hand = [&](int64_t step, int64_t lo, int64_t hi) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(7, static_cast<uint64_t>(step)));
+    torch::randint(0, 3, {4}, gen, i64);
+    torch::randint(0, 5, {4}, gen, i64);
+    return torch::randint(lo, hi + 1, {4}, gen, i64);
+  };
+  EXPECT_TRUE(src.draw(3).timesteps.equal(hand(3, 500, 999)));
+  // The default range [0, N-1] is the draw of before the option existed: randint(0, N).
+  RandomStepSource def(cache, 5, 4, 1000, 7), full(cache, 5, 4, 1000, 7, 0, 999);
+  EXPECT_TRUE(def.draw(5).timesteps.equal(hand(5, 0, 999)));
+  EXPECT_TRUE(def.draw(5).noise.equal(full.draw(5).noise));
+  RandomStepSource one(cache, 5, 4, 1000, 7, 700, 700);
+  EXPECT_TRUE(one.draw(2).timesteps.eq(700).all().item<bool>());
+  EXPECT_TINV_ERROR(RandomStepSource(cache, 5, 4, 1000, 7, 600, 500), "timestep range");
+  EXPECT_TINV_ERROR(RandomStepSource(cache, 5, 4, 1000, 7, 0, 1000), "timestep range");
+}
+
+// A synthetic fixed-input loss, delta 1%, patience 3: 1.0, 0.9 (< 0.99) and 0.85 (< 0.891)
+// improve; 0.849, 0.848 (not below 0.8415) and 0.86 do not: the third of those stops the run.
+TEST(EarlyStop, FiresAtTheExpectedEvaluation) {
+  EarlyStop e(0.01, 3);
+  std::vector<bool> fired;
+  for (double v : {1.0, 0.9, 0.85, 0.849, 0.848, 0.86, 0.5}) fired.push_back(e.update(v));
+  EXPECT_EQ(fired, (std::vector<bool>{false, false, false, false, false, true, true}));
+  EXPECT_DOUBLE_EQ(e.best(), 0.85);
+  EXPECT_EQ(e.best_evaluation(), 2);
+  EXPECT_EQ(e.evaluations(), 6);  // nothing counts after the stop
+  // An improvement resets the count; non-finite values are skipped.
+  EarlyStop f(0.1, 2);
+  std::vector<bool> g;
+  for (double v : {1.0, 0.95, 0.8, std::nan(""), 0.79, 0.5, 0.46, 0.455}) g.push_back(f.update(v));
+  EXPECT_EQ(g, (std::vector<bool>{false, false, false, false, false, false, false, true}));
+  EarlyStop off(0.01, 0);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(off.update(1.0));
+}
+
+TEST(Method, CrossInitStartIsTheTextEncoderOutputRow) {
+  auto sd = load_stable_diffusion(model_dir());
+  const auto ids = sd.tokenizer->tokenize("a red cube");
+  ASSERT_EQ(ids.size(), 3u);
+  auto out = start_rows(sd.text_encoder, *sd.tokenizer, ids, "output");  // [3, d]
+  torch::Tensor hidden;
+  {
+    torch::NoGradGuard no_grad;  // the init text encoded alone, as a prompt
+    hidden = sd.text_encoder->forward(torch::tensor(sd.tokenizer->encode("a red cube").ids).unsqueeze(0));
+  }
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{3, sd.text_encoder->config().hidden_size}));
+  for (int64_t i = 0; i < 3; ++i) EXPECT_TRUE(out[i].equal(hidden[0][1 + i])) << i;
+  auto in = start_rows(sd.text_encoder, *sd.tokenizer, ids, "input");
+  EXPECT_TRUE(in.equal(sd.text_encoder->token_embeddings(torch::tensor(ids))));
+  EXPECT_TINV_ERROR(start_rows(sd.text_encoder, *sd.tokenizer, ids, "hidden"), "--init-space");
+  // The mean token norm, by hand over the whole table.
+  const int64_t vocab = sd.text_encoder->config().vocab_size;
+  auto table = sd.text_encoder->token_embeddings(torch::arange(vocab)).to(torch::kFloat64);
+  EXPECT_NEAR(mean_token_norm(sd.text_encoder), table.norm(2, {1}).mean().item<double>(), 1e-9);
+}
+
+TEST(Trainer, RegInitPullIsTheL2Gradient) {
+  auto sd = load_stable_diffusion(model_dir());
+  auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
+  TrainerOptions opt;
+  opt.schedule = LrSchedule::parse("constant", 5e-3, 4);
+  opt.reg_init = 0.5;
+  InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
+                      {"a photo of {}"}, opt);
+  RandomStepSource src(torch::randn({1, 4, 16, 16}), 1, 2, 1000, 0);
+  // By hand: AdamW on a copy with the diffusion gradient plus d/drows 0.5 * |rows - init|^2.
+  auto ref = init.clone();
+  AdamW adam(ref, opt.adam);
+  ASSERT_TRUE(run_steps(tr, src, 4, [&](int64_t, const StepResult& r) { adam.step(r.grad + 1.0 * (ref - init), r.lr); }));
+  EXPECT_TRUE(tr.embeddings().allclose(ref, 0, 1e-7)) << (tr.embeddings() - ref).abs().max();
+  TrainerOptions plain = opt;
+  plain.reg_init = 0;
+  InversionTrainer free_tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
+                           {"a photo of {}"}, plain);
+  ASSERT_TRUE(run_steps(free_tr, src, 4, nullptr));
+  EXPECT_FALSE(free_tr.embeddings().allclose(ref, 0, 1e-7));  // the pull changed the run
+}
+
+TEST(Trainer, SphereRowsKeepTheirNorms) {
+  auto sd = load_stable_diffusion(model_dir());
+  auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
+  MethodOptions m;
+  m.optimizer = "sphere";
+  TrainerOptions opt;
+  opt.schedule = LrSchedule::parse("constant", 5e-2, 5);
+  apply_method(m, sd.text_encoder, init, opt);
+  const double norm = mean_token_norm(sd.text_encoder);
+  ASSERT_TRUE(opt.sphere_norms.defined());
+  EXPECT_NEAR(opt.sphere_norms[1].item<double>(), norm, 1e-6);
+  InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
+                      {"a photo of {}"}, opt);
+  auto cos0 = torch::cosine_similarity(tr.embeddings(), init, 1);
+  EXPECT_GT(cos0.min().item<double>(), 1 - 1e-6);  // started along the init directions
+  RandomStepSource src(torch::randn({1, 4, 16, 16}), 1, 2, 1000, 0);
+  ASSERT_TRUE(run_steps(tr, src, 5, nullptr));
+  auto rows = tr.embeddings().to(torch::kFloat64);
+  EXPECT_LT((rows.norm(2, {1}) - norm).abs().max().item<double>() / norm, 1e-6);
+  EXPECT_LT(torch::cosine_similarity(tr.embeddings(), init, 1).max().item<double>(), 1 - 1e-6);  // turned
+  // --sphere-norm init: each row keeps its own initial norm.
+  m.sphere_norm = "init";
+  TrainerOptions own;
+  own.schedule = opt.schedule;
+  apply_method(m, sd.text_encoder, init, own);
+  EXPECT_TRUE(own.sphere_norms.allclose(init.norm(2, {1})));
 }
 
 TEST(PythonTorchLoad, ReadsInvertA1111File) {

@@ -613,6 +613,138 @@ TEST(Trainer, SphereRowsKeepTheirNorms) {
   EXPECT_TRUE(own.sphere_norms.allclose(init.norm(2, {1})));
 }
 
+TEST(Invert, MethodOptionsAreValidated) {
+  test::TempDir dir;
+  auto base = tiny_options(dir, write_picture(dir, "x.png"));
+  base.steps = 1;
+  struct Case {
+    std::function<void(MethodOptions&)> change;
+    const char* needle;
+  };
+  const std::vector<Case> cases = {
+      {[](MethodOptions& m) { m.optimizer = "sgd"; }, "--optimizer: unknown optimizer 'sgd'"},
+      {[](MethodOptions& m) { m.optimizer = "sphere", m.sphere_norm = "max"; }, "--sphere-norm"},
+      {[](MethodOptions& m) { m.vmf_kappa = 1; }, "--vmf-kappa: is a prior on the direction"},
+      {[](MethodOptions& m) { m.optimizer = "sphere", m.vmf_kappa = -1; }, "--vmf-kappa"},
+      {[](MethodOptions& m) { m.init_space = "hidden"; }, "--init-space"},
+      {[](MethodOptions& m) { m.reg_init = -1; }, "--reg-init"},
+      {[](MethodOptions& m) { m.reg_init = NAN; }, "--reg-init"},
+      {[](MethodOptions& m) { m.t_min = -1; }, "--t-min"},
+      {[](MethodOptions& m) { m.t_max = -2; }, "--t-max"},
+      {[](MethodOptions& m) { m.t_min = 600, m.t_max = 500; }, "--t-min: t_min 600 is above --t-max 500"},
+      {[](MethodOptions& m) { m.t_max = 1000; }, "--t-max: 1000 is not a timestep"},
+      {[](MethodOptions& m) { m.t_min = 1200; }, "--t-min: t_min 1200 is above the last timestep 999"},
+      {[](MethodOptions& m) { m.stop_delta = 1; }, "--stop-delta"},
+      {[](MethodOptions& m) { m.stop_patience = -1; }, "--stop-patience"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.needle);
+    InvertOptions o = base;
+    c.change(o.method);
+    EXPECT_TINV_ERROR(run_inversion(o), c.needle);
+  }
+  InvertOptions o = base;
+  o.method.stop_patience = 2;
+  o.eval_every = 0;
+  EXPECT_TINV_ERROR(run_inversion(o), "--stop-patience: early stopping watches the fixed-input loss");
+}
+
+TEST(Invert, SphereCrossAndTimestepRunsRecordTheirOptions) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.format = "diffusers";
+  o.method.optimizer = "sphere";
+  o.method.init_space = "output";
+  o.method.reg_init = 0.01;
+  o.method.t_min = 500;
+  auto r = run_inversion(o);
+  auto d = load_embeddings(o.out, 32);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].metadata["optimizer"], "sphere");
+  EXPECT_EQ(d[0].metadata["sphere_norm"], "mean");
+  EXPECT_EQ(d[0].metadata["init_space"], "output");
+  EXPECT_EQ(d[0].metadata["reg_init"], "0.01");
+  EXPECT_EQ(d[0].metadata["t_min"], "500");
+  EXPECT_EQ(d[0].metadata.count("stopped_at"), 0u);
+  auto sd = load_stable_diffusion(model_dir());
+  const double norm = mean_token_norm(sd.text_encoder);
+  EXPECT_LT((r.embeddings.to(torch::kFloat64).norm(2, {1}) - norm).abs().max().item<double>() / norm, 1e-6);
+  // Resuming with other method options is refused, naming them.
+  o.resume = true;
+  o.method.t_min = 0;
+  EXPECT_TINV_ERROR(run_inversion(o), "t_min '500' -> ''");
+}
+
+TEST(Invert, EarlyStopRecordsTheStep) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 6;
+  o.eval_every = 1;
+  o.method.stop_patience = 2;
+  o.method.stop_delta = 0.9;  // no evaluation improves by 90%: evaluations 1 and 2 do not count
+  auto r = run_inversion(o);
+  EXPECT_EQ(r.stopped_at, 2);
+  EXPECT_EQ(r.steps_done, 2);
+  bool noted = false;
+  for (const auto& n : r.notes) noted |= n.find("early stop at step 2 of 6") != std::string::npos;
+  EXPECT_TRUE(noted);
+  auto csv = read_text_file(dir.file("redcube.log.csv"));
+  EXPECT_EQ(csv.rfind("step,loss,lr,fixed_loss,stop\n", 0), 0u) << csv;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);  // header, steps 0 and 1, the final row
+  EXPECT_NE(csv.find("\n1,"), std::string::npos);
+  const auto last = csv.substr(csv.rfind('\n', csv.size() - 2) + 1);
+  EXPECT_EQ(last.rfind("2,,,", 0), 0u) << last;
+  EXPECT_NE(last.find(",early\n"), std::string::npos) << last;
+  auto d = load_embeddings(dir.file("redcube.safetensors"), 32);
+  EXPECT_EQ(d[0].metadata["stopped_at"], "2");
+  EXPECT_EQ(d[0].metadata["steps"], "2");
+  EXPECT_EQ(d[0].metadata["stop_patience"], "2");
+  // Resuming the stopped run replays the rule from the log: it stops at once, the same result.
+  o.resume = true;
+  auto again = run_inversion(o);
+  EXPECT_EQ(again.stopped_at, 2);
+  EXPECT_TRUE(again.embeddings.equal(r.embeddings));
+  EXPECT_EQ(read_text_file(dir.file("redcube.log.csv")), csv);
+  // A rule that never fires: the last row says `end`.
+  o.resume = false;
+  o.steps = 2;
+  o.method.stop_patience = 50;
+  EXPECT_EQ(run_inversion(o).stopped_at, -1);
+  csv = read_text_file(dir.file("redcube.log.csv"));
+  EXPECT_NE(csv.find(",end\n"), std::string::npos) << csv;
+}
+
+TEST(InvertCli, MethodOptionErrorsAreOneLine) {
+  test::TempDir dir;
+  const std::string img = write_picture(dir, "x.png");
+  const std::string base = "invert --model " + test::quote(model_dir()) + " --image " + test::quote(img) +
+                           " --caption 'a red cube' --steps 1 --no-progress --device cpu --out " +
+                           test::quote(dir.file("c.safetensors"));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--optimizer sgd", "--optimizer: unknown optimizer 'sgd'"},
+      {"--optimizer sphere --sphere-norm max", "--sphere-norm"},
+      {"--vmf-kappa 2", "--vmf-kappa"},
+      {"--init-space hidden", "--init-space"},
+      {"--reg-init -1", "--reg-init"},
+      {"--t-min 600 --t-max 500", "--t-min"},
+      {"--t-max 4000", "--t-max"},
+      {"--stop-delta 2", "--stop-delta"},
+      {"--stop-patience 3 --eval-every 0", "--stop-patience"},
+  };
+  for (const auto& [args, needle] : cases) {
+    SCOPED_TRACE(args);
+    auto r = test::run_tinv(base + " " + args, dir);
+    EXPECT_NE(r.status, 0);
+    ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+    EXPECT_EQ(r.err_lines[0].rfind("tinv: error: " + needle, 0), 0u) << r.err_lines[0];
+  }
+  std::string three = base;
+  three.replace(three.find("--steps 1"), 9, "--steps 3");
+  auto ok = test::run_tinv(three + " --eval-every 1 --stop-patience 1 --stop-delta 0.9", dir);
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.out.find("stopped early at step 1"), std::string::npos) << ok.out;
+}
+
 TEST(PythonTorchLoad, ReadsInvertA1111File) {
   const char* python = std::getenv("TINV_PYTHON");
   if (!python) GTEST_SKIP() << "run through ctest -L python (TINV_PYTHON unset)";

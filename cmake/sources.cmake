@@ -19,6 +19,7 @@ set(TINV_SOURCES
   src/inversion/image_input.cpp
   src/inversion/invert.cpp
   src/inversion/lr_schedule.cpp
+  src/inversion/method.cpp
   src/inversion/optimizer.cpp
   src/inversion/plot.cpp
   src/inversion/templates.cpp

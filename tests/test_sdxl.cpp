@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "inversion/method.h"
 #include "inversion/trainer.h"
 #include "io/embeddings.h"
 #include "io/image_write.h"
@@ -448,6 +449,44 @@ TEST(SdxlInvert, TrainerUsesOneOptimiserOverBothRowSets) {
                                      init.narrow(1, 0, 32), {"a photo of {}"}, opt,
                                      SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::zeros({6})}),
                     "initial rows must be [2, 64]");
+}
+
+// The method options on SDXL: --optimizer sphere keeps each encoder's part of a row at that
+// encoder's norm (mean norm of its own vocabulary), and --init-space output starts each part
+// from its own encoder's output.
+TEST(SdxlInvert, MethodOptionsWorkOnBothEncoders) {
+  test::TempDir dir;
+  auto sd = load_stable_diffusion(kXl);
+  InvertOptions o;
+  o.model = kXl;
+  o.images = {picture(dir)};
+  o.init = "caption";
+  o.caption = "a red cube";
+  o.steps = 3;
+  o.eval_every = 0;
+  o.name = "cube-sphere";
+  o.out = dir.file(o.name + ".safetensors");
+  o.progress = false;
+  o.device = "cpu";
+  o.method.optimizer = "sphere";
+  InvertResult r = run_inversion(o);
+  ASSERT_EQ(r.embeddings.sizes(), torch::IntArrayRef({3, 64}));
+  auto n1 = r.embeddings.narrow(1, 0, 32).norm(2, {1}), n2 = r.embeddings.narrow(1, 32, 32).norm(2, {1});
+  EXPECT_TRUE(torch::allclose(n1, torch::full({3}, mean_token_norm(sd.text_encoder)), 1e-5, 0));
+  EXPECT_TRUE(torch::allclose(n2, torch::full({3}, mean_token_norm(sd.text_encoder_2)), 1e-5, 0));
+
+  auto ids = sd.tokenizer->tokenize("a red cube");
+  auto start = torch::cat({start_rows(sd.text_encoder, *sd.tokenizer, ids, "output"),
+                           start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, "output")}, 1);
+  o.method = {};
+  o.method.init_space = "output";
+  o.lr = 1e-12;  // the rows stay at their start
+  o.steps = 1;
+  o.name = "cube-cross";
+  o.out = dir.file(o.name + ".safetensors");
+  r = run_inversion(o);
+  EXPECT_TRUE(torch::allclose(r.embeddings, start, 0, 1e-6));
+  EXPECT_FALSE(torch::allclose(start.narrow(1, 32, 32), sd.text_encoder_2->token_embeddings(torch::tensor(ids)), 0, 1e-3));
 }
 
 // ---- CLI ----

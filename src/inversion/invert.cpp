@@ -15,6 +15,7 @@
 #include "common/fs.h"
 #include "common/progress.h"
 #include "inversion/image_input.h"
+#include "inversion/method.h"
 #include "inversion/plot.h"
 #include "inversion/templates.h"
 #include "inversion/trainer.h"
@@ -75,6 +76,9 @@ void validate(const InvertOptions& o) {
   TINV_CHECK(o.max_grad_norm >= 0, "--max-grad-norm", "must be >= 0");
   TINV_CHECK(o.format == "all" || o.format == "diffusers" || o.format == "a1111" || o.format == "kohya",
              "--format", "unknown format '", o.format, "' (diffusers, a1111, kohya or all)");
+  o.method.validate();
+  TINV_CHECK(o.method.stop_patience == 0 || o.eval_every > 0, "--stop-patience",
+             "early stopping watches the fixed-input loss: it needs --eval-every > 0");
 }
 
 std::string strip_ext(const std::string& path) {
@@ -194,6 +198,13 @@ std::map<std::string, std::string> run_identity(const InvertOptions& o, const St
           {"dtype", o.dtype},             {"prediction_type", sd.scheduler.prediction_type}};
 }
 
+// run_identity plus the method options that differ from the defaults (a default run keeps the
+// identity of checkpoints written before the method options existed).
+std::map<std::string, std::string> full_identity(std::map<std::string, std::string> id, const MethodOptions& m) {
+  for (const auto& [k, v] : m.non_default()) id[k] = v;
+  return id;
+}
+
 std::string encode_identity(const std::map<std::string, std::string>& id) {
   std::string s;
   for (const auto& [k, v] : id) s += k + "=" + v + "\x1f";
@@ -214,6 +225,8 @@ std::map<std::string, std::string> decode_identity(const std::string& s) {
 struct Log {
   std::vector<double> loss, lr, fixed;  // one row per update; fixed NaN where not evaluated
   double final_fixed = NAN;
+  bool early_stop = false;              // --stop-patience given: the CSV has a `stop` column
+  int64_t stopped_at = -1;              // the step the early stop fired at (-1: ran to the end)
 };
 
 torch::Tensor vec_tensor(const std::vector<double>& v) {
@@ -252,6 +265,8 @@ void load_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
   if (md["options"] != identity) {
     auto ours = decode_identity(identity), theirs = decode_identity(md["options"]);
     std::string diff;
+    for (const auto& [k, v] : theirs)  // keys of non-default method options may be on one side only
+      if (!ours.count(k)) ours[k] = "";
     for (const auto& [k, v] : ours)
       if (theirs[k] != v) diff += str_cat(diff.empty() ? "" : ", ", k, " '", theirs[k], "' -> '", v, "'");
     throw Error(path, "checkpoint was written with different options (" + diff +
@@ -266,12 +281,17 @@ void load_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
              " rows for step ", step);
 }
 
+// With early stopping a `stop` column is added: empty except on the last row, which says
+// `early` (the rule stopped the run at that step) or `end` (it ran every step).
 void write_log_csv(const std::string& path, const Log& log) {
-  std::string s = "step,loss,lr,fixed_loss\n";
+  const std::string extra = log.early_stop ? "," : "";
+  std::string s = "step,loss,lr,fixed_loss" + std::string(log.early_stop ? ",stop" : "") + "\n";
   auto cell = [](double v) { return std::isfinite(v) ? format_number(v) : std::string(); };
   for (size_t k = 0; k < log.loss.size(); ++k)
-    s += str_cat(k, ",", cell(log.loss[k]), ",", cell(log.lr[k]), ",", cell(log.fixed[k]), "\n");
-  if (std::isfinite(log.final_fixed)) s += str_cat(log.loss.size(), ",,,", format_number(log.final_fixed), "\n");
+    s += str_cat(k, ",", cell(log.loss[k]), ",", cell(log.lr[k]), ",", cell(log.fixed[k]), extra, "\n");
+  const std::string stop = !log.early_stop ? "" : log.stopped_at >= 0 ? ",early" : ",end";
+  if (std::isfinite(log.final_fixed) || log.early_stop)
+    s += str_cat(log.loss.size(), ",,,", cell(log.final_fixed), stop, "\n");
   write_file_atomically(path, s.data(), s.size());
 }
 
@@ -327,6 +347,7 @@ InvertResult run_inversion(const InvertOptions& o) {
   StableDiffusion sd = load_stable_diffusion(o.model, lo);
   TINV_CHECK(sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
   TINV_CHECK(!sd.is_xl() || sd.tokenizer_2.has_value(), o.model, "the SDXL model has no tokenizer_2");
+  o.method.validate_timesteps(NoiseSchedule(sd.scheduler).num_train_timesteps());
   const bool xl = sd.is_xl();
   const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" && !xl ? ".pt" : ".safetensors");
   const InvertPaths paths = invert_paths(out, o.format, xl);
@@ -355,10 +376,11 @@ InvertResult run_inversion(const InvertOptions& o) {
   const int64_t n = static_cast<int64_t>(init_ids.size());
   std::vector<std::string> placeholders;
   for (int64_t i = 0; i < n; ++i) placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
-  auto init_t = torch::tensor(init_ids, torch::kInt64).to(sd.device);
-  auto init_rows = sd.text_encoder->token_embeddings(init_t).to(torch::kCPU, torch::kFloat32);  // [n, d]
-  if (xl)  // each encoder's own embedding of the same tokens: [n, h1 + h2]
-    init_rows = torch::cat({init_rows, sd.text_encoder_2->token_embeddings(init_t).to(torch::kCPU, torch::kFloat32)}, 1);
+  // [n, d]: token embeddings, or the text encoder's outputs (--init-space output); SDXL: each
+  // encoder's own start of the same tokens, [n, h1 + h2]
+  auto init_rows = start_rows(sd.text_encoder, tok, init_ids, o.method.init_space);
+  if (xl)
+    init_rows = torch::cat({init_rows, start_rows(sd.text_encoder_2, *sd.tokenizer_2, init_ids, o.method.init_space)}, 1);
 
   const int64_t res = o.resolution > 0 ? o.resolution : sd.vae_config.sample_size;
   LatentCache cache = encode_images(sd, files, res, o.flip, result);
@@ -371,19 +393,32 @@ InvertResult run_inversion(const InvertOptions& o) {
     const float r = static_cast<float>(res);
     second = SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
   }
+  apply_method(o.method, sd.text_encoder, init_rows, topt, xl ? &sd.text_encoder_2 : nullptr);
   InversionTrainer trainer(tok, sd.text_encoder, sd.unet, sd.scheduler, placeholders, init_rows,
                            templates, topt, second);
   const std::string identity = encode_identity(
-      run_identity(o, sd, cache.image_hash, init_text, n, res, templates));
+      full_identity(run_identity(o, sd, cache.image_hash, init_text, n, res, templates), o.method));
 
   Log log;
+  log.early_stop = o.method.stop_patience > 0;
   if (o.resume) {
     load_checkpoint(paths.checkpoint, trainer, log, identity);
     note(result, str_cat("resuming from ", paths.checkpoint, " at step ", trainer.steps_done()));
   }
   const int64_t num_t = NoiseSchedule(sd.scheduler).num_train_timesteps();
-  RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed);
+  RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed,
+                          o.method.t_min, o.method.resolved_t_max(num_t));
   StepInputs fixed = fixed_eval_inputs(cache.latents, o.eval_pairs, num_t, o.seed);
+  // The rule sees every fixed-input evaluation in order; a resumed run replays the logged ones.
+  EarlyStop early(o.method.stop_delta, o.method.stop_patience);
+  std::vector<int64_t> eval_steps;  // the step of each evaluation fed to `early`
+  auto feed = [&](int64_t done, double value) {
+    if (!std::isfinite(value)) return false;
+    eval_steps.push_back(done);
+    return early.update(value);
+  };
+  bool stopped = false;
+  for (size_t k = 0; k < log.fixed.size(); ++k) stopped = feed(static_cast<int64_t>(k), log.fixed[k]) || stopped;
 
   std::map<std::string, std::string> meta = {
       {"caption", init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
@@ -423,13 +458,15 @@ InvertResult run_inversion(const InvertOptions& o) {
   // fixed.at(row k) is measured on the same rows as the loss of row k (before update k).
   auto eval_due = [&](int64_t done) { return o.eval_every > 0 && done % o.eval_every == 0; };
   double pending = eval_due(trainer.steps_done()) ? trainer.loss(fixed) : NAN;
-  bool finite = run_steps(trainer, source, o.steps, [&](int64_t k, const StepResult& r) {
+  if (!stopped) stopped = feed(trainer.steps_done(), pending);
+  auto on_step = [&](int64_t k, const StepResult& r) {
     if (!r.finite) return;
     log.loss.push_back(r.loss);
     log.lr.push_back(r.lr);
     log.fixed.push_back(pending);
     const int64_t done = k + 1;
     pending = eval_due(done) ? trainer.loss(fixed) : NAN;
+    stopped = feed(done, pending);
     if (o.save_every > 0 && done % o.save_every == 0 && done < o.steps)
       save_checkpoint(paths.checkpoint, trainer, log, identity);
     if (o.preview_every > 0 && done % o.preview_every == 0) {
@@ -442,7 +479,8 @@ InvertResult run_inversion(const InvertOptions& o) {
     }
     bar.update(done, str_cat("loss=", format_number(r.loss).substr(0, 7)));
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  });
+  };
+  const bool finite = stopped || run_steps(trainer, source, o.steps, on_step, [&] { return stopped; });
   if (!finite) {
     bar.finish();
     throw Error("invert", str_cat("the loss became NaN/inf at step ", trainer.steps_done(),
@@ -452,6 +490,16 @@ InvertResult run_inversion(const InvertOptions& o) {
   }
   bar.finish();
   if (o.eval_every > 0) log.final_fixed = std::isfinite(pending) ? pending : trainer.loss(fixed);
+  if (stopped) {
+    log.stopped_at = trainer.steps_done();
+    result.stopped_at = log.stopped_at;
+    meta["stopped_at"] = std::to_string(log.stopped_at);
+    note(result, str_cat("early stop at step ", log.stopped_at, " of ", o.steps, ": the fixed-input loss has not "
+                         "improved by ", format_number(100 * o.method.stop_delta), "% in ", o.method.stop_patience,
+                         " evaluations (best ", format_number(early.best()), " at step ",
+                         eval_steps[static_cast<size_t>(early.best_evaluation())], ")"));
+  }
+  for (const auto& [k, v] : o.method.non_default()) meta[k] = v;
   write_outputs(trainer.steps_done());
   save_checkpoint(paths.checkpoint, trainer, log, identity);
   write_log_csv(paths.log_csv, log);
@@ -460,6 +508,7 @@ InvertResult run_inversion(const InvertOptions& o) {
   result.files.push_back(paths.log_csv);
   result.files.push_back(paths.plot_png);
   result.embeddings = trainer.embeddings();
+  result.steps_done = trainer.steps_done();
   return result;
 }
 

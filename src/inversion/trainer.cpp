@@ -24,16 +24,19 @@ uint64_t derive_seed(uint64_t seed, uint64_t index) {
 }
 
 RandomStepSource::RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch,
-                                   int64_t num_train_timesteps, uint64_t seed)
+                                   int64_t num_train_timesteps, uint64_t seed, int64_t t_min, int64_t t_max)
     : cache_(std::move(latent_cache)),
       num_templates_(num_templates),
       batch_(batch),
-      num_timesteps_(num_train_timesteps),
+      t_min_(t_min),
+      t_max_(t_max < 0 ? num_train_timesteps - 1 : t_max),
       seed_(seed) {
   TINV_CHECK(cache_.dim() == 4 && cache_.size(0) >= 1, "latent cache", "expected [M, C, h, w], got ",
              cache_.sizes());
-  TINV_CHECK(num_templates_ >= 1 && batch_ >= 1 && num_timesteps_ >= 1, "step source",
+  TINV_CHECK(num_templates_ >= 1 && batch_ >= 1 && num_train_timesteps >= 1, "step source",
              "templates, batch and timesteps must be >= 1");
+  TINV_CHECK(t_min_ >= 0 && t_min_ <= t_max_ && t_max_ < num_train_timesteps, "step source",
+             "timestep range [", t_min_, ", ", t_max_, "] is not inside [0, ", num_train_timesteps - 1, "]");
 }
 
 StepInputs fixed_eval_inputs(const torch::Tensor& cache, int64_t pairs, int64_t num_timesteps,
@@ -55,7 +58,7 @@ StepInputs RandomStepSource::draw(int64_t step) {
   auto which = torch::randint(0, cache_.size(0), {batch_}, gen, i64);
   auto tmpl = torch::randint(0, num_templates_, {batch_}, gen, i64);
   StepInputs in;
-  in.timesteps = torch::randint(0, num_timesteps_, {batch_}, gen, i64);
+  in.timesteps = torch::randint(t_min_, t_max_ + 1, {batch_}, gen, i64);  // [0, N) by default
   in.noise = torch::randn({batch_, cache_.size(1), cache_.size(2), cache_.size(3)}, gen);
   in.latents = cache_.index_select(0, which.to(cache_.device()));
   for (int64_t b = 0; b < batch_; ++b) in.template_index.push_back(tmpl[b].item<int64_t>());
@@ -115,7 +118,15 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
   }
   auto device = text_encoder_->parameters().front().device();
   rows_ = init_rows.detach().to(device, torch::kFloat32).clone().requires_grad_(true);
-  adam_ = std::make_unique<AdamW>(rows_, options_.adam);
+  if (options_.sphere_norms.defined())  // rescales rows_ onto the spheres
+    optimizer_ = std::make_unique<SphereAdam>(
+        rows_, options_.sphere_norms, options_.sphere,
+        second_ && options_.sphere_norms.dim() == 2  // SDXL: each encoder's part on its own sphere
+            ? std::vector<int64_t>{text_encoder_->config().hidden_size, second_->text_encoder->config().hidden_size}
+            : std::vector<int64_t>{});
+  else
+    optimizer_ = std::make_unique<AdamW>(rows_, options_.adam);
+  start_ = rows_.detach().clone();
 }
 
 torch::Tensor InversionTrainer::ids_of(const ClipTokenizer& tok, const std::vector<int64_t>& template_index) const {
@@ -176,12 +187,13 @@ StepResult InversionTrainer::step(const StepInputs& in) {
   r.finite = std::isfinite(r.loss) && r.grad.isfinite().all().item<bool>();
   if (!r.finite) return r;
   auto g = r.grad;
+  if (options_.reg_init > 0) g = g + (2 * options_.reg_init) * (rows_.detach() - start_);  // d/drows
   if (options_.max_grad_norm > 0) {  // torch.nn.utils.clip_grad_norm_
     double norm = g.norm().item<double>();
     double coef = options_.max_grad_norm / (norm + 1e-6);
     if (coef < 1) g = g * coef;
   }
-  adam_->step(g, r.lr);
+  optimizer_->step(g, r.lr);
   return r;
 }
 
@@ -202,15 +214,17 @@ void InversionTrainer::restore(const torch::Tensor& rows, const torch::Tensor& e
     torch::NoGradGuard no_grad;
     rows_.copy_(rows);
   }
-  adam_->load_state(exp_avg.to(rows_.device()), exp_avg_sq.to(rows_.device()), steps_done);
+  optimizer_->load_state(exp_avg.to(rows_.device()), exp_avg_sq.to(rows_.device()), steps_done);
 }
 
 bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
-               const std::function<void(int64_t, const StepResult&)>& on_step) {
+               const std::function<void(int64_t, const StepResult&)>& on_step,
+               const std::function<bool()>& stop) {
   for (int64_t k = trainer.steps_done(); k < end; ++k) {
     StepResult r = trainer.step(source.draw(k));
     if (on_step) on_step(k, r);
     if (!r.finite) return false;
+    if (stop && stop()) break;
   }
   return true;
 }

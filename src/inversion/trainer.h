@@ -16,12 +16,14 @@
 //   states = text_encoder(ids, learned rows)                                [B, 77, D]
 //   noisy  = add_noise(latents, noise, t);  pred = unet(noisy, t, states)
 //   loss   = mse(pred, noise | velocity by prediction type)                 (before the update)
-//   grad   = d loss / d rows (no model weight requires grad); optional clip; AdamW update.
+//   grad   = d loss / d rows (no model weight requires grad) [+ 2 reg_init (rows - start)];
+//            optional clip; AdamW update (or SphereAdam: norm-fixed rows, docs/INVERSION.md).
 // SDXL (a SecondTextEncoder given): each placeholder gets a row in BOTH encoders. The learned
 // rows are one [n, h1 + h2] tensor whose columns [0, h1) feed text_encoder and [h1, h1 + h2)
-// text_encoder_2, so ONE AdamW (and one gradient-norm clip) covers both; prompt ids come from
-// each tokenizer, states = encode_sdxl_text (text/sdxl_text.h) and the UNet gets the pooled
-// prompt and the time_ids as added conditions.
+// text_encoder_2, so ONE optimiser (and one gradient-norm clip) covers both; prompt ids come
+// from each tokenizer, states = encode_sdxl_text (text/sdxl_text.h) and the UNet gets the pooled
+// prompt and the time_ids as added conditions. SphereAdam then keeps each encoder's part of a
+// row on its own sphere.
 // Step inputs (template choice, timesteps, noises, latents) come from a StepSource: real
 // training draws them from a generator seeded by (seed, step) only, so a resumed run repeats
 // an uninterrupted one exactly; the parity check replays a reference run's inputs through the
@@ -36,6 +38,7 @@
 #include <vector>
 
 #include "inversion/lr_schedule.h"
+#include "inversion/method.h"
 #include "inversion/optimizer.h"
 #include "models/unet.h"
 #include "schedulers/noise_schedule.h"
@@ -63,17 +66,20 @@ class StepSource {
 };
 
 // Real training: per step, a CPU generator seeded from (seed, step) draws, in this order,
-// B cache entries (uniform), B template indices (uniform), B timesteps in [0, N), and the noise.
+// B cache entries (uniform), B template indices (uniform), B timesteps uniform in
+// [t_min, t_max] (torch::randint(t_min, t_max + 1); default [0, N-1]), and the noise.
 class RandomStepSource : public StepSource {
  public:
   // latent_cache [M, C, h, w]: one entry per image (and per flipped image with --flip).
+  // t_max -1: N - 1. Throws tinv::Error unless 0 <= t_min <= t_max < N.
   RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch,
-                   int64_t num_train_timesteps, uint64_t seed);
+                   int64_t num_train_timesteps, uint64_t seed, int64_t t_min = 0,
+                   int64_t t_max = -1);
   StepInputs draw(int64_t step) override;
 
  private:
   torch::Tensor cache_;
-  int64_t num_templates_, batch_, num_timesteps_;
+  int64_t num_templates_, batch_, t_min_, t_max_;
   uint64_t seed_;
 };
 
@@ -92,6 +98,14 @@ struct TrainerOptions {
   AdamWOptions adam;         // lr here is unused: the schedule gives each step's lr
   LrSchedule schedule;
   double max_grad_norm = 0;  // > 0: clip the rows' gradient norm (torch clip_grad_norm_)
+  // Defined: norm-fixed direction optimisation, SphereAdam instead of AdamW; row i starts at
+  // its initial direction scaled to sphere_norms[i] ([n]) and keeps that norm. SDXL: [n, 2],
+  // one norm per encoder part of the row (each part on its own sphere; [n] puts the whole row
+  // on one).
+  torch::Tensor sphere_norms;
+  SphereOptions sphere;      // betas, eps, vMF prior weight (used with sphere_norms)
+  double reg_init = 0;       // > 0: the objective adds reg_init * sum((rows - start)^2), start =
+                             // the rows the trainer starts from
 };
 
 // SDXL's second tokenizer and text encoder, and the time_ids of the training images
@@ -103,9 +117,9 @@ struct SecondTextEncoder {
 };
 
 struct StepResult {
-  double loss = 0;     // loss before the update
+  double loss = 0;     // diffusion loss before the update (without the reg_init pull)
   double lr = 0;       // learning rate used for the update
-  torch::Tensor grad;  // [n, d] gradient of the loss w.r.t. the rows (before clipping); SDXL [n, h1+h2]
+  torch::Tensor grad;  // [n, d] gradient of that loss w.r.t. the rows (before the pull, clipping); SDXL [n, h1+h2]
   bool finite = true;  // false: loss or gradient not finite; no update was made
 };
 
@@ -113,8 +127,9 @@ class InversionTrainer {
  public:
   // `tokenizer` is copied and gets `placeholder_tokens` added (ids base_vocab_size + i);
   // init_rows [n, d] (n = number of placeholders, d = text width; SDXL: d = h1 + h2, the
-  // concatenation of each encoder's starting rows) start the learned rows. `second` makes it
-  // SDXL: its tokenizer gets the same placeholders with the same ids.
+  // concatenation of each encoder's starting rows) start the learned rows (rescaled to
+  // options.sphere_norms when those are given). `second` makes it SDXL: its tokenizer gets the
+  // same placeholders with the same ids.
   // The placeholder sentence is the tokens joined by spaces. Throws tinv::Error on a
   // placeholder that collides with the vocabulary, a tokenizer/text-encoder vocabulary
   // mismatch, wrong init shapes, an empty template list, or prompts longer than 77 tokens.
@@ -141,8 +156,8 @@ class InversionTrainer {
   // Restores rows, optimizer state and step count (a checkpoint).
   void restore(const torch::Tensor& rows, const torch::Tensor& exp_avg,
                const torch::Tensor& exp_avg_sq, int64_t steps_done);
-  const AdamW& optimizer() const { return *adam_; }
-  int64_t steps_done() const { return adam_->steps(); }
+  const RowOptimizer& optimizer() const { return *optimizer_; }
+  int64_t steps_done() const { return optimizer_->steps(); }
   const std::string& placeholder_sentence() const { return sentence_; }
   const std::vector<std::string>& templates() const { return templates_; }
   const ClipTokenizer& tokenizer() const { return tokenizer_; }
@@ -161,15 +176,18 @@ class InversionTrainer {
   std::vector<std::string> templates_;
   std::string sentence_;
   TrainerOptions options_;
-  torch::Tensor rows_;  // [n, d] float32 leaf on the model's device, requires grad
-  std::unique_ptr<AdamW> adam_;
+  torch::Tensor rows_;   // [n, d] float32 leaf on the model's device, requires grad
+  torch::Tensor start_;  // [n, d] the rows at construction (target of the reg_init pull)
+  std::unique_ptr<RowOptimizer> optimizer_;
 };
 
 // Runs updates steps_done() .. end-1, drawing each step's inputs from `source` and calling
-// on_step(k, result) after update k (also for a non-finite result, where the loop stops).
+// on_step(k, result) after update k (also for a non-finite result, where the loop stops); after
+// a finite update the loop also ends when `stop` (optional) returns true (early stopping).
 // Returns false when it stopped on a non-finite loss/gradient.
 bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
-               const std::function<void(int64_t, const StepResult&)>& on_step);
+               const std::function<void(int64_t, const StepResult&)>& on_step,
+               const std::function<bool()>& stop = nullptr);
 
 // ---- `tinv invert` ----
 
@@ -208,6 +226,8 @@ struct InvertOptions {
   std::string preview_prompt = "a photo of {}";
   int64_t eval_every = 10;              // fixed-input loss every K steps (0: never)
   int64_t eval_pairs = 4;               // number of fixed (timestep, noise) pairs
+  MethodOptions method;                 // --optimizer, --init-space, --t-min, --stop-patience, ...
+                                        // (inversion/method.h; defaults: the base recipe)
   std::string device = "auto", dtype = "fp32";  // auto: CUDA when available
   bool progress = true;
 };
@@ -217,6 +237,8 @@ struct InvertResult {
   std::vector<std::string> files;   // every file written
   std::string caption;              // the initialisation text used (after trimming)
   std::vector<std::string> notes;   // warnings and notes printed
+  int64_t steps_done = 0;           // updates made (the run's total, resumed ones included)
+  int64_t stopped_at = -1;          // early stop (--stop-patience): the step it stopped at; -1: none
 };
 
 // Throws tinv::Error with a one-line message on any bad input; on a non-finite loss it stops,

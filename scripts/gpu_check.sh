@@ -38,12 +38,13 @@ die() { log "error: $*"; exit 1; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
+# XL_RES 0: no SDXL-size benchmark (its random weights alone are 14 GB and a minute to make).
 if [ "$QUICK" = 1 ]; then
-  TI_STEPS=10 BENCH_RES=64 BENCH_ITERS=2
+  TI_STEPS=10 BENCH_RES=64 BENCH_ITERS=2 XL_RES=0 XL_ITERS=0
 elif [ "$DEVICE" = cpu ]; then
-  TI_STEPS=100 BENCH_RES=256 BENCH_ITERS=2
+  TI_STEPS=100 BENCH_RES=256 BENCH_ITERS=2 XL_RES=512 XL_ITERS=1
 else
-  TI_STEPS=100 BENCH_RES=512 BENCH_ITERS=100
+  TI_STEPS=100 BENCH_RES=512 BENCH_ITERS=100 XL_RES=1024 XL_ITERS=10
 fi
 GEN_STEPS=30
 
@@ -94,7 +95,7 @@ if ! cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DTorch_DIR="
   tail -30 "$OUT/configure.log" >&2
   die "cmake failed ($OUT/configure.log). A CUDA PyTorch's TorchConfig needs the CUDA toolkit (nvcc) of torch.version.cuda: install it or point CUDAToolkit_ROOT / CUDA_HOME at it"
 fi
-targets=(tinv); [ "$WITH_BENCH" = ON ] && targets+=(bench_invert)
+targets=(tinv); [ "$WITH_BENCH" = ON ] && targets+=(bench_invert bench_sdxl)
 cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}" >"$OUT/build.log" 2>&1 ||
   { tail -30 "$OUT/build.log" >&2; die "build failed ($OUT/build.log)"; }
 BUILD_S=$(secs "$t")
@@ -150,6 +151,23 @@ if [ "$WITH_BENCH" = ON ]; then
   fi
 else
   row "TI step SD1.5 random" "skipped: Google Benchmark missing" "-"
+fi
+
+# A sampler step and a textual-inversion step at SDXL size (random weights, both encoders).
+if [ "$WITH_BENCH" = ON ] && [ "$XL_RES" != 0 ]; then
+  t=$(now)
+  if "$BUILD/bench/bench_sdxl" --device "$DEVICE" --res "$XL_RES" --modes sample,step --iters "$XL_ITERS" \
+       --tokenizers "$FIXTURES/tiny-sdxl/model" >"$OUT/bench_sdxl.log" 2>&1; then
+    for m in sample step; do
+      per=$(awk -v m="$m" '$1 == m { $1 = ""; sub(/^ /, ""); sub(/ +peak.*/, ""); print }' "$OUT/bench_sdxl.log")
+      case "$per" in *s/step) row "SDXL random, $m, ${XL_RES} px, $XL_ITERS iters" "$per" "$(secs "$t") s";;
+                     *) fail "SDXL random, $m, ${XL_RES} px" "${per:-?}" "$(secs "$t") s";; esac
+    done
+  else
+    fail "SDXL random, ${XL_RES} px" "$(tail -1 "$OUT/bench_sdxl.log")" "$(secs "$t") s"
+  fi
+elif [ "$XL_RES" = 0 ]; then
+  row "SDXL random, sample and TI step" "skipped with --quick (14 GB weights)" "-"
 fi
 
 echo

@@ -373,6 +373,7 @@ InvertResult run_inversion(const InvertOptions& o) {
     if (o.init != "token") init_text = tok.decode(init_ids);
   }
   result.caption = init_text;
+  result.xl = xl;
   const int64_t n = static_cast<int64_t>(init_ids.size());
   std::vector<std::string> placeholders;
   for (int64_t i = 0; i < n; ++i) placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
@@ -454,7 +455,7 @@ InvertResult run_inversion(const InvertOptions& o) {
   const char* delay_env = std::getenv("TINV_TEST_STEP_DELAY_MS");  // test hook: slow steps down
   const int delay_ms = delay_env ? std::atoi(delay_env) : 0;
   Progress bar("invert", o.steps, o.progress);
-  bar.update(trainer.steps_done());
+  bar.start_at(trainer.steps_done());
   // fixed.at(row k) is measured on the same rows as the loss of row k (before update k).
   auto eval_due = [&](int64_t done) { return o.eval_every > 0 && done % o.eval_every == 0; };
   double pending = eval_due(trainer.steps_done()) ? trainer.loss(fixed) : NAN;

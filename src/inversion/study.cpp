@@ -616,7 +616,13 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
   const StudyConcept& c = s.result.concepts[ci];
   StableDiffusion view = s.sd;  // modules shared; its own copy of the base tokenizer
   ExtraTokens extra;
-  extra.add_trigger(*view.tokenizer, kTrigger, rows);
+  if (view.is_xl()) {  // rows [n, h1 + h2]: clip_l's part, then clip_g's
+    const int64_t h1 = view.text_config.hidden_size;
+    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, kTrigger, rows.narrow(1, 0, h1),
+                      rows.narrow(1, h1, rows.size(1) - h1));
+  } else {
+    extra.add_trigger(*view.tokenizer, kTrigger, rows);
+  }
   std::vector<std::string> prompts = {fill_template(c.init.tmpl, kTrigger)};
   for (const auto& e : c.edits) prompts.push_back(fill_template(e.tmpl, kTrigger));
   std::vector<uint64_t> seeds;  // the same images for every mode and checkpoint of a seed
@@ -683,14 +689,20 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
   const auto ids = init_ids(s, ci, variant.init);
   std::vector<std::string> placeholders;
   for (size_t i = 0; i < ids.size(); ++i) placeholders.push_back(str_cat(kPlaceholder, i, ">"));
-  const torch::Tensor init_rows =
-      start_rows(s.sd.text_encoder, *s.sd.tokenizer, ids, variant.method.init_space);  // [n, d]
+  const bool xl = s.sd.is_xl();
+  torch::Tensor init_rows = start_rows(s.sd.text_encoder, *s.sd.tokenizer, ids, variant.method.init_space);  // [n, d]
+  std::optional<SecondTextEncoder> second;
+  if (xl) {  // a row in both encoders, [n, h1 + h2]; time_ids of square res x res images, no crop
+    init_rows = torch::cat({init_rows, start_rows(s.sd.text_encoder_2, *s.sd.tokenizer_2, ids, variant.method.init_space)}, 1);
+    const float r = static_cast<float>(s.res);
+    second = SecondTextEncoder{*s.sd.tokenizer_2, s.sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
+  }
   TrainerOptions topt;
   topt.adam.lr = s.o.lr;
   topt.schedule = LrSchedule::parse("constant", s.o.lr, s.o.steps, -1);
-  apply_method(variant.method, s.sd.text_encoder, init_rows, topt);
+  apply_method(variant.method, s.sd.text_encoder, init_rows, topt, xl ? &s.sd.text_encoder_2 : nullptr);
   InversionTrainer trainer(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler, placeholders,
-                           init_rows, s.templates[ci], topt);
+                           init_rows, s.templates[ci], topt, second);
   const torch::Tensor& cache = s.latents[ci];
   RandomStepSource source(cache.to(s.sd.device), static_cast<int64_t>(s.templates[ci].size()), 1,
                           s.num_timesteps, static_cast<uint64_t>(seed), variant.method.t_min,

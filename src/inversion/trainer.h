@@ -239,6 +239,7 @@ struct InvertResult {
   std::vector<std::string> notes;   // warnings and notes printed
   int64_t steps_done = 0;           // updates made (the run's total, resumed ones included)
   int64_t stopped_at = -1;          // early stop (--stop-patience): the step it stopped at; -1: none
+  bool xl = false;                  // an SDXL model: rows [n, h1 + h2], files as invert_paths(.., true)
 };
 
 // Throws tinv::Error with a one-line message on any bad input; on a non-finite loss it stops,

@@ -1,6 +1,7 @@
-// Textual-inversion step cost at SD1.5 size (random weights), CPU.
+// Textual-inversion step cost at SD1.5 size (random weights), on the CPU or a GPU.
 //
 //   OMP_NUM_THREADS=2 build/bench/bench_invert --res 256 --batch 1 --modes parts,step,naive --iters 1
+//   build-gpu/bench/bench_invert --device cuda --res 512 --modes step --iters 100
 //
 // Modes (seconds per step, each after loading the model once):
 //   parts  UNet forward+backward (grad to encoder states only) + text encoder forward+backward
@@ -9,7 +10,9 @@
 //   naive  what a straightforward port does: every weight requires grad (weight gradients
 //          computed), the VAE encodes the image every step, loss.backward() over everything
 // Prints one line per mode and the process's peak RSS; run one configuration per process for
-// a clean peak (e.g. --res 512 --batch 1 --modes step).
+// a clean peak (e.g. --res 512 --batch 1 --modes step). On a GPU (--device cuda) each timed
+// iteration ends with a device synchronisation, and the RSS figures are the host's.
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -17,6 +20,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/device.h"
 #include "common/memory.h"
 #include "inversion/trainer.h"
 #include "models/stable_diffusion.h"
@@ -31,7 +35,7 @@ double now() {
 
 int main(int argc, char** argv) {
   int64_t res = 256, batch = 1, iters = 1;
-  std::string modes = "parts,step,naive";
+  std::string modes = "parts,step,naive", device_name = "cpu";
   std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--res")) res = std::atoll(argv[i + 1]);
@@ -39,29 +43,42 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--iters")) iters = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--modes")) modes = argv[i + 1];
     else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_dir = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--device")) device_name = argv[i + 1];
   }
-  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %d threads, %lld iteration(s)\n",
-              (long long)res, (long long)res, (long long)batch, torch::get_num_threads(), (long long)iters);
+  const torch::Device dev = tinv::resolve_device(device_name);
+  auto sync = [&] {
+    if (dev.is_cuda()) torch::cuda::synchronize();
+  };
+  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %d threads, %lld iteration(s)\n",
+              (long long)res, (long long)res, (long long)batch, dev.str().c_str(),
+              torch::get_num_threads(), (long long)iters);
   double t0 = now();
   auto sd = tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(),
                                           tinv::ClipTextConfig::sd15(), 0);
   sd.tokenizer = tinv::ClipTokenizer::load(tokenizer_dir);  // the CLIP vocabulary
+  sd.text_encoder->to(dev);
+  sd.unet->to(dev);
+  sd.vae->to(dev);
+  sd.device = dev;
+  sync();
   std::printf("load %.1f s, rss %.2f GB\n", now() - t0, tinv::current_rss_bytes() / 1e9);
   const int64_t h = res / 8, n = 4, d = 768;
-  auto image = torch::rand({batch, 3, res, res}) * 2 - 1;
-  auto ids = torch::full({batch, 77}, 49407, torch::kInt64);
+  const auto on = torch::TensorOptions().device(dev);
+  auto image = torch::rand({batch, 3, res, res}, on) * 2 - 1;
+  auto ids = torch::full({batch, 77}, 49407, on.dtype(torch::kInt64));
   for (int64_t i = 0; i < n; ++i) ids.select(1, 1 + i).fill_(49408 + i);
   ids.select(1, 0).fill_(49406);
-  auto rows0 = sd.text_encoder->token_embeddings(torch::tensor({320, 1125, 539, 1929}, torch::kInt64));
+  auto rows0 = sd.text_encoder->token_embeddings(torch::tensor({320, 1125, 539, 1929}, torch::kInt64).to(dev));
   tinv::NoiseSchedule sched(sd.scheduler);
 
   std::stringstream ss(modes);
   for (std::string mode; std::getline(ss, mode, ',');) {
     double total = 0;
     for (int64_t it = 0; it < iters; ++it) {
-      auto t = torch::randint(0, 1000, {batch}, torch::kInt64);
-      auto noise = torch::randn({batch, 4, h, h});
-      auto latents = torch::randn({batch, 4, h, h});
+      auto t = torch::randint(0, 1000, {batch}, on.dtype(torch::kInt64));
+      auto noise = torch::randn({batch, 4, h, h}, on);
+      auto latents = torch::randn({batch, 4, h, h}, on);
+      sync();
       double s = now();
       if (mode == "parts") {
         auto rows = rows0.clone().requires_grad_(true);
@@ -78,6 +95,7 @@ int main(int argc, char** argv) {
           tr = std::make_unique<tinv::InversionTrainer>(*sd.tokenizer, sd.text_encoder, sd.unet,
                                                         sd.scheduler, std::vector<std::string>{"<a_0>", "<a_1>", "<a_2>", "<a_3>"},
                                                         rows0, std::vector<std::string>{"{}"}, opt);
+          sync();
           s = now();
         }
         tr->step({std::vector<int64_t>(batch, 0), t, noise, latents});
@@ -97,6 +115,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
         return 2;
       }
+      sync();
       total += now() - s;
     }
     std::printf("%-6s %.2f s/step   peak rss so far %.2f GB\n", mode.c_str(), total / iters,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark once, each in its own process (clean peak-RSS figures), at SD1.5 /
 # BLIP-base size with random weights, 2 CPU threads. Logs to ${1:-out/bench}/*.log.
-# Takes ~15 minutes on a 2-core machine.
+# Takes ~15 minutes on a 2-core machine, plus ~20 for the two SDXL runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/bench}
@@ -18,3 +18,8 @@ run invert_256_b4 $B/bench_invert --res 256 --batch 4 --modes step --iters 1
 run generate $B/bench_generate
 run vae $B/bench_vae
 run caption $B/bench_caption
+# SDXL size (14 GB of weights; the 1024 px TI step needs more than 24 GB and reports "out of memory").
+# A virtual-memory cap turns running out of memory into that line instead of the OOM killer.
+capped() { bash -c 'ulimit -v "${TINV_BENCH_VMEM_KB:-21500000}" && exec "$0" "$@"' "$@"; }
+run sdxl_512 capped $B/bench_sdxl --res 512 --modes sample,step,decode --iters 1
+run sdxl_1024 capped $B/bench_sdxl --res 1024 --modes sample,step,decode --iters 1

@@ -19,6 +19,7 @@ set(TINV_SOURCES
   src/inversion/image_input.cpp
   src/inversion/invert.cpp
   src/inversion/lr_schedule.cpp
+  src/inversion/method.cpp
   src/inversion/optimizer.cpp
   src/inversion/plot.cpp
   src/inversion/templates.cpp
@@ -42,6 +43,7 @@ set(TINV_SOURCES
   src/text/clip_text_model.cpp
   src/text/clip_tokenizer.cpp
   src/text/extra_tokens.cpp
+  src/text/sdxl_text.cpp
   src/text/unicode.cpp
   src/text/wordpiece_tokenizer.cpp
   src/world/bpe_trainer.cpp
@@ -59,6 +61,8 @@ set(TINV_SOURCES
   src/parity/parity_pipeline.cpp
   src/parity/parity_ti_train.cpp
   src/parity/parity_blip.cpp
+  src/parity/parity_sdxl.cpp
+  src/parity/parity_sdxl_pipeline.cpp
   src/world/eval.cpp
   src/world/judge.cpp
   src/common/default_models.cpp

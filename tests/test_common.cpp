@@ -1,9 +1,12 @@
 // Config reading, strict state-dict loading, file helpers.
 #include <torch/torch.h>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include "common/fs.h"
+#include "common/progress.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "test_util.h"
@@ -68,6 +71,19 @@ TEST(Fs, AtomicWriteKeepsOldFileOnFailure) {
   EXPECT_EQ(read_text_file(p), "hello");
   EXPECT_EQ(file_stem("a/b/cat.pt"), "cat");
   EXPECT_EQ(parent_dir("a/b/cat.pt"), "a/b");
+}
+
+// A resumed run's rate counts the items done in this run only: 1 item in >= 50 ms is at most
+// 20 it/s (counting the 90 resumed items too would give >= 1800).
+TEST(Progress, ResumedRateCountsThisRunsItems) {
+  Progress p("x", 100, /*enabled=*/false);
+  p.start_at(90);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  p.update(91);
+  EXPECT_GT(p.rate(), 0.0);
+  EXPECT_LE(p.rate(), 20.0);
+  Progress fresh("y", 10, false);
+  EXPECT_EQ(fresh.rate(), 0.0);
 }
 
 }  // namespace

@@ -149,11 +149,12 @@ TEST(Embeddings, DiffusersSafetensorsWithSeveralTriggersAndOneDVectors) {
   EXPECT_TRUE(torch::equal(embs[1].vectors, ramp(1)));
 }
 
-TEST(Embeddings, RefusesSdxlAndWrongWidth) {
+TEST(Embeddings, RefusesSdxlOnSd1AndWrongWidth) {
   test::TempDir dir;
   save_safetensors(dir.file("xl.safetensors"), {{"clip_l", ramp(2, 768)}, {"clip_g", ramp(2, 1280)}});
-  EXPECT_TINV_ERROR(load_embeddings(dir.file("xl.safetensors")),
-                    "SDXL embedding ({clip_l, clip_g}): tinv supports SD1/SD2 text encoders");
+  EXPECT_TINV_ERROR(load_embeddings(dir.file("xl.safetensors"), 768),
+                    "SDXL embedding (clip_l, clip_g) cannot be used with an SD1/SD2 model");
+  EXPECT_TRUE(load_embeddings(dir.file("xl.safetensors"))[0].is_xl());  // no model: read as is
   save_embedding(dir.file("sd2.safetensors"), EmbeddingFormat::Diffusers, "<x>", ramp(2, 1024));
   EXPECT_TINV_ERROR(load_embeddings(dir.file("sd2.safetensors"), 768),
                     dir.file("sd2.safetensors") +

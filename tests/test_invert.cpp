@@ -1,6 +1,7 @@
 // Textual inversion: optimizer, schedules, templates, image input, the trainer core, and
 // `tinv invert` end to end on the tiny fixture model (32x32 images made here), including a
 // real SIGKILL + --resume. PythonTorchLoad runs only under ctest's `python` label.
+#include <ATen/CPUGeneratorImpl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -9,12 +10,14 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "common/crc32.h"
 #include "common/fs.h"
 #include "inversion/image_input.h"
 #include "inversion/lr_schedule.h"
+#include "inversion/method.h"
 #include "inversion/optimizer.h"
 #include "inversion/plot.h"
 #include "inversion/templates.h"
@@ -436,6 +439,337 @@ TEST(Invert, KillAndResumeGivesIdenticalEmbeddings) {
   auto resumed = SafeTensors::open(dir.file("killed.safetensors")).get("<concept>");
   EXPECT_TRUE(full.equal(resumed)) << "max diff " << (full - resumed).abs().max().item<float>();
   EXPECT_EQ(read_text_file(dir.file("full.log.csv")), read_text_file(dir.file("killed.log.csv")));
+}
+
+// ---- method options (inversion/method.h; docs/INVERSION.md "Method options") ----
+
+// The first SphereAdam step by hand, in double precision: m = (1-b1) rg and v = (1-b2) rg^2, so
+// the bias-corrected step is lr * rg / (|rg| + eps) elementwise, then the row is rescaled.
+TEST(SphereAdam, FirstStepByHandAndTheNormsHold) {
+  torch::manual_seed(11);
+  const auto f64 = torch::kFloat64;
+  auto p0 = torch::randn({3, 16});
+  auto norms = torch::tensor({0.5f, 1.0f, 2.0f});
+  auto rows = p0.clone();
+  SphereAdam opt(rows, norms, {});
+  auto r64 = norms.to(f64).unsqueeze(1);                        // [3, 1]
+  auto u0 = p0.to(f64) / p0.to(f64).norm(2, {1}, true);         // initial directions
+  EXPECT_LT((rows.to(f64) - u0 * r64).abs().max().item<double>(), 1e-6);  // rescaled at construction
+  EXPECT_TRUE(opt.prior_directions().to(f64).allclose(u0, 1e-6, 1e-7));
+  auto g = torch::randn({3, 16});
+  const double lr = 0.05;
+  auto e64 = rows.to(f64), g64 = g.to(f64);
+  auto rg = g64 - (g64 * u0).sum(1, true) * u0;  // tangent projection
+  auto moved = e64 - lr * rg / (rg.abs() + 1e-8);
+  auto expect = moved * (r64 / moved.norm(2, {1}, true));
+  opt.step(g, lr);
+  EXPECT_LT((rows.to(f64) - expect).abs().max().item<double>(), 1e-6);
+  // The first moment is carried to the new point's tangent space.
+  auto u1 = rows.to(f64) / rows.to(f64).norm(2, {1}, true);
+  EXPECT_LT((opt.exp_avg().to(f64) * u1).sum(1).abs().max().item<double>(), 1e-6);
+  // 300 more steps with large random gradients: every row keeps its norm to 1e-6 (relative).
+  for (int k = 0; k < 300; ++k) opt.step(torch::randn({3, 16}) * 10, 0.1);
+  auto rel = (rows.to(f64).norm(2, {1}) - norms.to(f64)).abs() / norms.to(f64);
+  EXPECT_LT(rel.max().item<double>(), 1e-6);
+  EXPECT_EQ(opt.steps(), 301);
+  EXPECT_TINV_ERROR(SphereAdam(torch::zeros({1, 4}), torch::ones({1}), {}), "zero");
+  EXPECT_TINV_ERROR(SphereAdam(torch::ones({2, 4}), torch::ones({3}), {}), "disagree");
+}
+
+// SDXL rows [n, h1 + h2]: each encoder's part is on its own sphere. A part-wise step equals the
+// one-part optimiser run on each part alone (same gradient part), and both parts keep their norms.
+TEST(SphereAdam, PartsAreSeparateSpheres) {
+  torch::manual_seed(12);
+  const int64_t h1 = 6, h2 = 10;
+  auto p0 = torch::randn({2, h1 + h2});
+  auto norms = torch::tensor({{0.5f, 3.0f}, {1.5f, 0.25f}});  // [n, 2]
+  auto rows = p0.clone();
+  SphereAdam both(rows, norms, {0.9, 0.999, 1e-8, /*vmf_kappa*/ 0.5}, {h1, h2});
+  auto left = p0.narrow(1, 0, h1).clone(), right = p0.narrow(1, h1, h2).clone();
+  SphereAdam l(left, norms.select(1, 0), {0.9, 0.999, 1e-8, 0.5});
+  SphereAdam r(right, norms.select(1, 1), {0.9, 0.999, 1e-8, 0.5});
+  for (int k = 0; k < 50; ++k) {
+    auto g = torch::randn({2, h1 + h2}) * 3;
+    both.step(g, 0.05);
+    l.step(g.narrow(1, 0, h1).contiguous(), 0.05);
+    r.step(g.narrow(1, h1, h2).contiguous(), 0.05);
+  }
+  EXPECT_LT((rows - torch::cat({left, right}, 1)).abs().max().item<float>(), 1e-6);
+  const auto f64 = torch::kFloat64;
+  auto part_norms = torch::stack({rows.narrow(1, 0, h1).to(f64).norm(2, {1}), rows.narrow(1, h1, h2).to(f64).norm(2, {1})}, 1);
+  EXPECT_LT(((part_norms - norms.to(f64)).abs() / norms.to(f64)).max().item<double>(), 1e-6);
+  EXPECT_EQ(both.norms().sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_TINV_ERROR(SphereAdam(torch::ones({2, 16}), norms, {}, {6, 9}), "sum to 15");
+  EXPECT_TINV_ERROR(SphereAdam(torch::ones({2, 16}), torch::ones({2}), {}, {6, 10}), "disagree");
+}
+
+TEST(SphereAdam, OnlyTheTangentPartMovesAndThePriorPullsBack) {
+  // A radial gradient, and the prior at its own mean direction (also radial): nothing moves.
+  auto rows = torch::tensor({{1.0f, 0.0f, 0.0f}});
+  SphereAdam still(rows, torch::tensor({2.0f}), {0.9, 0.999, 1e-8, /*vmf_kappa*/ 2.0});
+  auto start = rows.clone();  // (2, 0, 0)
+  still.step(start * 5, 0.1);
+  EXPECT_TRUE(rows.allclose(start, 0, 1e-7)) << rows;
+  // The same data gradient with and without the prior: the prior keeps the row nearer its start.
+  auto free_rows = torch::tensor({{1.0f, 0.0f, 0.0f}}), held_rows = free_rows.clone();
+  SphereAdam free_opt(free_rows, torch::tensor({1.0f}), {});
+  SphereAdam held_opt(held_rows, torch::tensor({1.0f}), {0.9, 0.999, 1e-8, 5.0});
+  auto g = torch::tensor({{0.0f, -1.0f, -0.5f}});
+  for (int k = 0; k < 30; ++k) free_opt.step(g, 0.05), held_opt.step(g, 0.05);
+  const double cos_free = free_rows[0][0].item<double>(), cos_held = held_rows[0][0].item<double>();
+  EXPECT_LT(cos_free, 0.9);
+  EXPECT_GT(cos_held, cos_free);
+}
+
+TEST(StepSource, TimestepRangeIsKeptAndDrawnByHand) {
+  auto cache = torch::randn({3, 4, 4, 4});
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  RandomStepSource src(cache, 5, 4, 1000, 7, 500, 999), again(cache, 5, 4, 1000, 7, 500, 999);
+  again.draw(9);
+  for (int64_t k = 0; k < 100; ++k) {
+    auto t = src.draw(k).timesteps;
+    EXPECT_GE(t.min().item<int64_t>(), 500);
+    EXPECT_LE(t.max().item<int64_t>(), 999);
+    EXPECT_TRUE(t.equal(again.draw(k).timesteps)) << k;  // a function of (seed, step) only
+  }
+  // By hand: the generator of (seed, step) draws the cache entries, the templates, then t.
+  auto hand = [&](int64_t step, int64_t lo, int64_t hi) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(7, static_cast<uint64_t>(step)));
+    torch::randint(0, 3, {4}, gen, i64);
+    torch::randint(0, 5, {4}, gen, i64);
+    return torch::randint(lo, hi + 1, {4}, gen, i64);
+  };
+  EXPECT_TRUE(src.draw(3).timesteps.equal(hand(3, 500, 999)));
+  // The default range [0, N-1] is the draw of before the option existed: randint(0, N).
+  RandomStepSource def(cache, 5, 4, 1000, 7), full(cache, 5, 4, 1000, 7, 0, 999);
+  EXPECT_TRUE(def.draw(5).timesteps.equal(hand(5, 0, 999)));
+  EXPECT_TRUE(def.draw(5).noise.equal(full.draw(5).noise));
+  RandomStepSource one(cache, 5, 4, 1000, 7, 700, 700);
+  EXPECT_TRUE(one.draw(2).timesteps.eq(700).all().item<bool>());
+  EXPECT_TINV_ERROR(RandomStepSource(cache, 5, 4, 1000, 7, 600, 500), "timestep range");
+  EXPECT_TINV_ERROR(RandomStepSource(cache, 5, 4, 1000, 7, 0, 1000), "timestep range");
+}
+
+// A synthetic fixed-input loss, delta 1%, patience 3: 1.0, 0.9 (< 0.99) and 0.85 (< 0.891)
+// improve; 0.849, 0.848 (not below 0.8415) and 0.86 do not: the third of those stops the run.
+TEST(EarlyStop, FiresAtTheExpectedEvaluation) {
+  EarlyStop e(0.01, 3);
+  std::vector<bool> fired;
+  for (double v : {1.0, 0.9, 0.85, 0.849, 0.848, 0.86, 0.5}) fired.push_back(e.update(v));
+  EXPECT_EQ(fired, (std::vector<bool>{false, false, false, false, false, true, true}));
+  EXPECT_DOUBLE_EQ(e.best(), 0.85);
+  EXPECT_EQ(e.best_evaluation(), 2);
+  EXPECT_EQ(e.evaluations(), 6);  // nothing counts after the stop
+  // An improvement resets the count; non-finite values are skipped.
+  EarlyStop f(0.1, 2);
+  std::vector<bool> g;
+  for (double v : {1.0, 0.95, 0.8, std::nan(""), 0.79, 0.5, 0.46, 0.455}) g.push_back(f.update(v));
+  EXPECT_EQ(g, (std::vector<bool>{false, false, false, false, false, false, false, true}));
+  EarlyStop off(0.01, 0);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(off.update(1.0));
+}
+
+TEST(Method, CrossInitStartIsTheTextEncoderOutputRow) {
+  auto sd = load_stable_diffusion(model_dir());
+  const auto ids = sd.tokenizer->tokenize("a red cube");
+  ASSERT_EQ(ids.size(), 3u);
+  auto out = start_rows(sd.text_encoder, *sd.tokenizer, ids, "output");  // [3, d]
+  torch::Tensor hidden;
+  {
+    torch::NoGradGuard no_grad;  // the init text encoded alone, as a prompt
+    hidden = sd.text_encoder->forward(torch::tensor(sd.tokenizer->encode("a red cube").ids).unsqueeze(0));
+  }
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{3, sd.text_encoder->config().hidden_size}));
+  for (int64_t i = 0; i < 3; ++i) EXPECT_TRUE(out[i].equal(hidden[0][1 + i])) << i;
+  auto in = start_rows(sd.text_encoder, *sd.tokenizer, ids, "input");
+  EXPECT_TRUE(in.equal(sd.text_encoder->token_embeddings(torch::tensor(ids))));
+  EXPECT_TINV_ERROR(start_rows(sd.text_encoder, *sd.tokenizer, ids, "hidden"), "--init-space");
+  // The mean token norm, by hand over the whole table.
+  const int64_t vocab = sd.text_encoder->config().vocab_size;
+  auto table = sd.text_encoder->token_embeddings(torch::arange(vocab)).to(torch::kFloat64);
+  EXPECT_NEAR(mean_token_norm(sd.text_encoder), table.norm(2, {1}).mean().item<double>(), 1e-9);
+}
+
+TEST(Trainer, RegInitPullIsTheL2Gradient) {
+  auto sd = load_stable_diffusion(model_dir());
+  auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
+  TrainerOptions opt;
+  opt.schedule = LrSchedule::parse("constant", 5e-3, 4);
+  opt.reg_init = 0.5;
+  InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
+                      {"a photo of {}"}, opt);
+  RandomStepSource src(torch::randn({1, 4, 16, 16}), 1, 2, 1000, 0);
+  // By hand: AdamW on a copy with the diffusion gradient plus d/drows 0.5 * |rows - init|^2.
+  auto ref = init.clone();
+  AdamW adam(ref, opt.adam);
+  ASSERT_TRUE(run_steps(tr, src, 4, [&](int64_t, const StepResult& r) { adam.step(r.grad + 1.0 * (ref - init), r.lr); }));
+  EXPECT_TRUE(tr.embeddings().allclose(ref, 0, 1e-7)) << (tr.embeddings() - ref).abs().max();
+  TrainerOptions plain = opt;
+  plain.reg_init = 0;
+  InversionTrainer free_tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
+                           {"a photo of {}"}, plain);
+  ASSERT_TRUE(run_steps(free_tr, src, 4, nullptr));
+  EXPECT_FALSE(free_tr.embeddings().allclose(ref, 0, 1e-7));  // the pull changed the run
+}
+
+TEST(Trainer, SphereRowsKeepTheirNorms) {
+  auto sd = load_stable_diffusion(model_dir());
+  auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
+  MethodOptions m;
+  m.optimizer = "sphere";
+  TrainerOptions opt;
+  opt.schedule = LrSchedule::parse("constant", 5e-2, 5);
+  apply_method(m, sd.text_encoder, init, opt);
+  const double norm = mean_token_norm(sd.text_encoder);
+  ASSERT_TRUE(opt.sphere_norms.defined());
+  EXPECT_NEAR(opt.sphere_norms[1].item<double>(), norm, 1e-6);
+  InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
+                      {"a photo of {}"}, opt);
+  auto cos0 = torch::cosine_similarity(tr.embeddings(), init, 1);
+  EXPECT_GT(cos0.min().item<double>(), 1 - 1e-6);  // started along the init directions
+  RandomStepSource src(torch::randn({1, 4, 16, 16}), 1, 2, 1000, 0);
+  ASSERT_TRUE(run_steps(tr, src, 5, nullptr));
+  auto rows = tr.embeddings().to(torch::kFloat64);
+  EXPECT_LT((rows.norm(2, {1}) - norm).abs().max().item<double>() / norm, 1e-6);
+  EXPECT_LT(torch::cosine_similarity(tr.embeddings(), init, 1).max().item<double>(), 1 - 1e-6);  // turned
+  // --sphere-norm init: each row keeps its own initial norm.
+  m.sphere_norm = "init";
+  TrainerOptions own;
+  own.schedule = opt.schedule;
+  apply_method(m, sd.text_encoder, init, own);
+  EXPECT_TRUE(own.sphere_norms.allclose(init.norm(2, {1})));
+}
+
+TEST(Invert, MethodOptionsAreValidated) {
+  test::TempDir dir;
+  auto base = tiny_options(dir, write_picture(dir, "x.png"));
+  base.steps = 1;
+  struct Case {
+    std::function<void(MethodOptions&)> change;
+    const char* needle;
+  };
+  const std::vector<Case> cases = {
+      {[](MethodOptions& m) { m.optimizer = "sgd"; }, "--optimizer: unknown optimizer 'sgd'"},
+      {[](MethodOptions& m) { m.optimizer = "sphere", m.sphere_norm = "max"; }, "--sphere-norm"},
+      {[](MethodOptions& m) { m.vmf_kappa = 1; }, "--vmf-kappa: is a prior on the direction"},
+      {[](MethodOptions& m) { m.optimizer = "sphere", m.vmf_kappa = -1; }, "--vmf-kappa"},
+      {[](MethodOptions& m) { m.init_space = "hidden"; }, "--init-space"},
+      {[](MethodOptions& m) { m.reg_init = -1; }, "--reg-init"},
+      {[](MethodOptions& m) { m.reg_init = NAN; }, "--reg-init"},
+      {[](MethodOptions& m) { m.t_min = -1; }, "--t-min"},
+      {[](MethodOptions& m) { m.t_max = -2; }, "--t-max"},
+      {[](MethodOptions& m) { m.t_min = 600, m.t_max = 500; }, "--t-min: t_min 600 is above --t-max 500"},
+      {[](MethodOptions& m) { m.t_max = 1000; }, "--t-max: 1000 is not a timestep"},
+      {[](MethodOptions& m) { m.t_min = 1200; }, "--t-min: t_min 1200 is above the last timestep 999"},
+      {[](MethodOptions& m) { m.stop_delta = 1; }, "--stop-delta"},
+      {[](MethodOptions& m) { m.stop_patience = -1; }, "--stop-patience"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.needle);
+    InvertOptions o = base;
+    c.change(o.method);
+    EXPECT_TINV_ERROR(run_inversion(o), c.needle);
+  }
+  InvertOptions o = base;
+  o.method.stop_patience = 2;
+  o.eval_every = 0;
+  EXPECT_TINV_ERROR(run_inversion(o), "--stop-patience: early stopping watches the fixed-input loss");
+}
+
+TEST(Invert, SphereCrossAndTimestepRunsRecordTheirOptions) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.format = "diffusers";
+  o.method.optimizer = "sphere";
+  o.method.init_space = "output";
+  o.method.reg_init = 0.01;
+  o.method.t_min = 500;
+  auto r = run_inversion(o);
+  auto d = load_embeddings(o.out, 32);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].metadata["optimizer"], "sphere");
+  EXPECT_EQ(d[0].metadata["sphere_norm"], "mean");
+  EXPECT_EQ(d[0].metadata["init_space"], "output");
+  EXPECT_EQ(d[0].metadata["reg_init"], "0.01");
+  EXPECT_EQ(d[0].metadata["t_min"], "500");
+  EXPECT_EQ(d[0].metadata.count("stopped_at"), 0u);
+  auto sd = load_stable_diffusion(model_dir());
+  const double norm = mean_token_norm(sd.text_encoder);
+  EXPECT_LT((r.embeddings.to(torch::kFloat64).norm(2, {1}) - norm).abs().max().item<double>() / norm, 1e-6);
+  // Resuming with other method options is refused, naming them.
+  o.resume = true;
+  o.method.t_min = 0;
+  EXPECT_TINV_ERROR(run_inversion(o), "t_min '500' -> ''");
+}
+
+TEST(Invert, EarlyStopRecordsTheStep) {
+  test::TempDir dir;
+  auto o = tiny_options(dir, write_picture(dir, "x.png"));
+  o.steps = 6;
+  o.eval_every = 1;
+  o.method.stop_patience = 2;
+  o.method.stop_delta = 0.9;  // no evaluation improves by 90%: evaluations 1 and 2 do not count
+  auto r = run_inversion(o);
+  EXPECT_EQ(r.stopped_at, 2);
+  EXPECT_EQ(r.steps_done, 2);
+  bool noted = false;
+  for (const auto& n : r.notes) noted |= n.find("early stop at step 2 of 6") != std::string::npos;
+  EXPECT_TRUE(noted);
+  auto csv = read_text_file(dir.file("redcube.log.csv"));
+  EXPECT_EQ(csv.rfind("step,loss,lr,fixed_loss,stop\n", 0), 0u) << csv;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);  // header, steps 0 and 1, the final row
+  EXPECT_NE(csv.find("\n1,"), std::string::npos);
+  const auto last = csv.substr(csv.rfind('\n', csv.size() - 2) + 1);
+  EXPECT_EQ(last.rfind("2,,,", 0), 0u) << last;
+  EXPECT_NE(last.find(",early\n"), std::string::npos) << last;
+  auto d = load_embeddings(dir.file("redcube.safetensors"), 32);
+  EXPECT_EQ(d[0].metadata["stopped_at"], "2");
+  EXPECT_EQ(d[0].metadata["steps"], "2");
+  EXPECT_EQ(d[0].metadata["stop_patience"], "2");
+  // Resuming the stopped run replays the rule from the log: it stops at once, the same result.
+  o.resume = true;
+  auto again = run_inversion(o);
+  EXPECT_EQ(again.stopped_at, 2);
+  EXPECT_TRUE(again.embeddings.equal(r.embeddings));
+  EXPECT_EQ(read_text_file(dir.file("redcube.log.csv")), csv);
+  // A rule that never fires: the last row says `end`.
+  o.resume = false;
+  o.steps = 2;
+  o.method.stop_patience = 50;
+  EXPECT_EQ(run_inversion(o).stopped_at, -1);
+  csv = read_text_file(dir.file("redcube.log.csv"));
+  EXPECT_NE(csv.find(",end\n"), std::string::npos) << csv;
+}
+
+TEST(InvertCli, MethodOptionErrorsAreOneLine) {
+  test::TempDir dir;
+  const std::string img = write_picture(dir, "x.png");
+  const std::string base = "invert --model " + test::quote(model_dir()) + " --image " + test::quote(img) +
+                           " --caption 'a red cube' --steps 1 --no-progress --device cpu --out " +
+                           test::quote(dir.file("c.safetensors"));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--optimizer sgd", "--optimizer: unknown optimizer 'sgd'"},
+      {"--optimizer sphere --sphere-norm max", "--sphere-norm"},
+      {"--vmf-kappa 2", "--vmf-kappa"},
+      {"--init-space hidden", "--init-space"},
+      {"--reg-init -1", "--reg-init"},
+      {"--t-min 600 --t-max 500", "--t-min"},
+      {"--t-max 4000", "--t-max"},
+      {"--stop-delta 2", "--stop-delta"},
+      {"--stop-patience 3 --eval-every 0", "--stop-patience"},
+  };
+  for (const auto& [args, needle] : cases) {
+    SCOPED_TRACE(args);
+    auto r = test::run_tinv(base + " " + args, dir);
+    EXPECT_NE(r.status, 0);
+    ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+    EXPECT_EQ(r.err_lines[0].rfind("tinv: error: " + needle, 0), 0u) << r.err_lines[0];
+  }
+  std::string three = base;
+  three.replace(three.find("--steps 1"), 9, "--steps 3");
+  auto ok = test::run_tinv(three + " --eval-every 1 --stop-patience 1 --stop-delta 0.9", dir);
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.out.find("stopped early at step 1"), std::string::npos) << ok.out;
 }
 
 TEST(PythonTorchLoad, ReadsInvertA1111File) {

@@ -240,6 +240,97 @@ TEST(StudyOptions, CheckpointsAndModes) {
   EXPECT_TINV_ERROR(parse_modes("captions"), "unknown mode");
 }
 
+// ---- variants ----
+TEST(StudyVariants, NamesAndTheirOptionSets) {
+  EXPECT_EQ(parse_variants("caption,caption+sphere,caption+cross,caption+t500,token,class"),
+            (std::vector<std::string>{"caption", "caption+sphere", "caption+cross", "caption+t500", "token", "class"}));
+  StudyOptions o;
+  EXPECT_TRUE(study_variant("caption", o).method.non_default().empty());
+  StudyVariant v = study_variant("caption+sphere", o);
+  EXPECT_EQ(v.init, "caption");
+  EXPECT_EQ(v.method.optimizer, "sphere");
+  EXPECT_EQ(v.method.sphere_norm, "mean");
+  EXPECT_EQ(v.method.vmf_kappa, 0);
+  o.sphere_norm = "init";
+  o.vmf_kappa = 2;
+  v = study_variant("token+sphere+t500", o);
+  EXPECT_EQ(v.init, "token");
+  EXPECT_EQ(v.method.sphere_norm, "init");
+  EXPECT_EQ(v.method.vmf_kappa, 2);
+  EXPECT_EQ(v.method.t_min, 500);
+  EXPECT_EQ(v.method.t_max, -1);
+  v = study_variant("caption+cross", o);
+  EXPECT_EQ(v.method.init_space, "output");
+  EXPECT_EQ(v.method.reg_init, 0.01);
+  EXPECT_EQ(v.method.optimizer, "adamw");
+  v = study_variant("class+t200-800", o);
+  EXPECT_EQ(v.init, "class");
+  EXPECT_EQ(v.method.t_min, 200);
+  EXPECT_EQ(v.method.t_max, 800);
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"caption+foo", "--variants: 'caption+foo': unknown modifier 'foo'"},
+      {"photo+sphere", "unknown mode 'photo'"},
+      {"caption+sphere+sphere", "'sphere' given twice"},
+      {"caption+t500+t600", "'tN' given twice"},
+      {"caption+t800-200", "starts above its end"},
+      {"caption+t5x", "not a timestep"},
+      {"caption+", "--variants"},
+      {"caption,caption", "given twice"},
+      {"caption,", "--variants"},
+  };
+  for (const auto& [list, needle] : bad) {
+    SCOPED_TRACE(list);
+    EXPECT_TINV_ERROR(parse_variants(list), needle);
+  }
+  EXPECT_TINV_ERROR(parse_modes("caption+sphere"), "--modes: unknown mode");
+  // validate() takes variants among the modes, and checks the study-wide method settings.
+  StudyOptions w;
+  w.modes = {"caption", "caption+sphere"};
+  w.validate();
+  w.modes = {"caption+bad"};
+  EXPECT_TINV_ERROR(w.validate(), "--variants");
+  w.modes = {"caption"};
+  w.vmf_kappa = -1;
+  EXPECT_TINV_ERROR(w.validate(), "--vmf-kappa");
+  w.vmf_kappa = 0;
+  w.reg_init = -1;
+  EXPECT_TINV_ERROR(w.validate(), "--reg-init");
+  w.reg_init = 0;
+  w.stop_patience = -1;
+  EXPECT_TINV_ERROR(w.validate(), "--stop-patience");
+  w.stop_patience = 0;
+  w.sphere_norm = "max";
+  EXPECT_TINV_ERROR(w.validate(), "--sphere-norm");
+  // User images: class mode needs --class also as a variant.
+  StudyOptions u;
+  u.images = {"x.png"};
+  u.modes = {"caption", "class+sphere"};
+  EXPECT_TINV_ERROR(u.validate(), "--class");
+}
+
+TEST(StudyVariants, StopTableFromRecords) {
+  std::vector<StudyRecord> rec = {
+      {"a", "caption", 0, 0, "fixed_loss", 1.0},      {"a", "caption", 0, 4, "fixed_loss", 0.5},
+      {"a", "caption", 0, 10, "fixed_loss", 0.4},     {"a", "caption", 0, 4, "stop_step", 4},
+      {"a", "caption", 0, 4, "stop_fixed_loss", 0.5}, {"a", "caption", 0, 4, "stop_recon_psnr", 10},
+      {"a", "caption", 0, 10, "recon_psnr", 12},      {"a", "caption", 0, 0, "recon_psnr", 8},
+      {"a", "caption", 1, 0, "fixed_loss", 1.0},      {"a", "caption", 1, 10, "fixed_loss", 0.3},
+  };
+  auto rows = stop_table(rec, {"caption", "token"}, 10);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].runs, 2);
+  EXPECT_EQ(rows[0].stopped, 1);
+  EXPECT_DOUBLE_EQ(rows[0].mean_stop, 4);
+  EXPECT_DOUBLE_EQ(rows[0].mean_saved, 3);  // (6 + 0) / 2 runs
+  EXPECT_DOUBLE_EQ(rows[0].fixed_at_stop, 0.5);
+  EXPECT_DOUBLE_EQ(rows[0].fixed_final, 0.4);  // the stopped run's last value
+  EXPECT_DOUBLE_EQ(rows[0].psnr_at_stop, 10);
+  EXPECT_DOUBLE_EQ(rows[0].psnr_final, 12);
+  EXPECT_TRUE(std::isnan(rows[0].edit_at_stop));
+  EXPECT_EQ(rows[1].runs, 0);
+}
+
 // ---- world-specific initialisation ----
 world::ConceptSample sample_context() {
   world::ConceptSample s;
@@ -491,6 +582,56 @@ TEST(StudyRun, ExplicitCaptionsAndUserImages) {
   EXPECT_TINV_ERROR(run_study(o), "init captions come from it");
 }
 
+TEST(StudyRun, VariantsSideBySideWithTheEarlyStopRule) {
+  torch::set_num_threads(1);
+  test::TempDir dir;
+  StudyOptions o = tiny_options(dir);
+  o.modes = {"caption", "caption+sphere", "caption+cross", "caption+t500"};
+  o.steps = 2;
+  o.checkpoints = {2};
+  o.edits = 0;
+  o.stop_patience = 1;
+  o.stop_delta = 0.9;  // nothing improves by 90%: every run's rule fires at its second evaluation
+  StudyResult r = run_study(o);
+  std::map<std::pair<std::string, int64_t>, double> fixed;  // (mode, step) -> fixed_loss
+  std::set<std::string> modes;
+  std::map<std::string, int> stops, stop_quality;
+  for (const auto& rec : r.records) {
+    modes.insert(rec.mode);
+    if (rec.metric == "fixed_loss") fixed[{rec.mode, rec.step}] = rec.value;
+    if (rec.metric == "stop_step") {
+      ++stops[rec.mode];
+      EXPECT_EQ(rec.step, 1);
+    }
+    if (rec.metric == "stop_recon_psnr") {
+      ++stop_quality[rec.mode];
+      EXPECT_EQ(rec.step, 1);
+    }
+  }
+  EXPECT_EQ(modes, std::set<std::string>(o.modes.begin(), o.modes.end()));
+  for (const auto& m : o.modes) {
+    EXPECT_EQ(stops[m], 1) << m;
+    EXPECT_EQ(stop_quality[m], 1) << m;
+  }
+  // Same start for caption and caption+t500 (only the draws differ); other starts elsewhere.
+  EXPECT_EQ((fixed[{"caption", 0}]), (fixed[{"caption+t500", 0}]));
+  EXPECT_NE((fixed[{"caption", 2}]), (fixed[{"caption+t500", 2}]));
+  EXPECT_NE((fixed[{"caption", 0}]), (fixed[{"caption+sphere", 0}]));
+  EXPECT_NE((fixed[{"caption", 0}]), (fixed[{"caption+cross", 0}]));
+  ASSERT_EQ(r.stops.size(), 4u);
+  EXPECT_EQ(r.stops[1].mode, "caption+sphere");
+  EXPECT_EQ(r.stops[1].stopped, 1);
+  EXPECT_DOUBLE_EQ(r.stops[1].mean_saved, 1);
+  EXPECT_EQ(r.samples.size(), 4u);  // the checkpoint only: the stop's images are not samples
+  for (const char* needle : {"early stop", "caption+sphere", "variants caption+sphere: optimizer=sphere sphere_norm=mean",
+                             "caption+t500: t_min=500", "caption+cross: init_space=output reg_init=0.01"})
+    EXPECT_NE(r.summary.find(needle), std::string::npos) << needle << "\n" << r.summary;
+  // A range outside the model's schedule, once the model is loaded.
+  o.modes = {"caption+t5000"};
+  o.out = dir.file("bad");
+  EXPECT_TINV_ERROR(run_study(o), "--variants: 'caption+t5000': --t-min");
+}
+
 // ---- CLI ----
 using test::quote;
 
@@ -545,6 +686,10 @@ TEST(StudyCli, BadInputIsOneLine) {
       {models + " --images " + quote(dir.file("missing.png")) + " --modes token", "missing.png"},
       {models + " --out " + quote(dir.file("afile")), "--out"},
       {models + " --init-token 'red circle'", "--init-token"},
+      {models + " --variants caption,caption+foo", "--variants: 'caption+foo': unknown modifier 'foo'"},
+      {models + " --variants caption+sphere --modes caption", "--variants: replaces --modes"},
+      {models + " --variants caption+sphere --vmf-kappa -1", "--vmf-kappa"},
+      {models + " --stop-patience -2", "--stop-patience"},
   };
   for (const auto& [args, needle] : cases) {
     SCOPED_TRACE(args);

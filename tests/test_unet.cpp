@@ -157,7 +157,8 @@ TEST(UNetConfig, EachBadFieldIsNamed) {
   EXPECT_TINV_ERROR(parse(bad("layers_per_block", 0)), "'layers_per_block' entries must be >= 1");
   EXPECT_TINV_ERROR(parse(bad("transformer_layers_per_block", {1})), "'transformer_layers_per_block' has 1");
   EXPECT_TINV_ERROR(parse(bad("class_embed_type", "timestep")), "'class_embed_type' is not supported");
-  EXPECT_TINV_ERROR(parse(bad("addition_embed_type", "text_time")), "'addition_embed_type' is not supported");
+  EXPECT_TINV_ERROR(parse(bad("addition_embed_type", "text")), "'addition_embed_type' 'text' is not supported");
+  EXPECT_TINV_ERROR(parse(bad("addition_embed_type", "text_time")), "addition_time_embed_dim");  // SDXL needs it
   EXPECT_TINV_ERROR(parse(bad("only_cross_attention", {false, true})), "'only_cross_attention' must be false");
   EXPECT_TINV_ERROR(parse(bad("mid_block_type", "UNetMidBlock2DSimpleCrossAttn")), "'mid_block_type'");
   EXPECT_TINV_ERROR(parse(bad("act_fn", "gelu")), "'act_fn' 'gelu' is not supported");

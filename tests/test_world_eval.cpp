@@ -369,7 +369,7 @@ TEST(WorldEvalCli, PrintsTheTableAndWritesJson) {
                     dir);
   ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines[0]);
   EXPECT_NE(r.out.find("PSNR"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("target  90.0%"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("target  95.0%"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("prompt fidelity"), std::string::npos) << r.out;
   auto j = nlohmann::json::parse(read_text_file(json));
   EXPECT_EQ(j["captioner"]["scenes"], 2);

@@ -29,6 +29,20 @@ tinv_parity_test(tiny-sd15 scheduler)
 tinv_parity_test(tiny-sd15 single_file)
 tinv_parity_test(tiny-sd15 pipeline)
 tinv_parity_test(tiny-blip blip)
+# SD2-style v-prediction (no single-file checkpoint in this fixture).
+foreach(group tokenizer text_encoder unet vae scheduler pipeline ti_train)
+  tinv_parity_test(tiny-sd2v ${group})
+endforeach()
+# `tinv parity --device` (spawns the built tinv).
+tinv_test(test_parity_cli unit test_parity_cli.cpp)
+tinv_test_cli(test_parity_cli)
+
+# SDXL (issue 16): loading, models, embedding files, generate/invert on tiny-sdxl, and its parity.
+tinv_test(test_sdxl unit test_sdxl.cpp)
+tinv_test_cli(test_sdxl)
+foreach(group tokenizer text_encoder unet vae scheduler single_file pipeline ti_train embedding)
+  tinv_parity_test(tiny-sdxl ${group})
+endforeach()
 
 # Python's torch.load must read the A1111 .pt we write (CI installs python3-torch; a missing
 # torch module FAILS this test rather than skipping it).

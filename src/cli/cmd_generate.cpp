@@ -63,7 +63,7 @@ void run_generate(GenerateArgs& a) {
   validate(a.opts);
   check_output_dir(a.out);
   if (a.model.empty()) a.model = default_model_dir("world-sd");
-  for (const auto& e : a.embeddings) TINV_CHECK(file_exists(e), e, "no such embedding file");
+  for (const auto& e : a.embeddings) TINV_CHECK(file_exists(e) || dir_exists(e), e, "no such embedding file");
   SdLoadOptions lo;
   lo.device = resolve_device(a.device);
   lo.dtype = resolve_dtype(a.dtype, lo.device);
@@ -114,7 +114,8 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--prompt", o.prompt, "Prompt (embedding triggers allowed)")->required();
   cmd->add_option("--negative-prompt", o.negative_prompt, "Negative prompt");
   cmd->add_option("--embedding", a->embeddings,
-                  "Embedding file (diffusers, A1111 .pt, emb_params safetensors); repeatable")
+                  "Embedding file (diffusers, A1111 .pt, emb_params safetensors; SDXL: clip_l/clip_g "
+                  "safetensors or a diffusers pair); repeatable")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--sampler", o.sampler, "default (the model's), ddim, euler, euler_a, dpmpp_2m, pndm")
       ->capture_default_str();
@@ -125,6 +126,14 @@ void add_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--width", o.width, "Width in pixels, multiple of 8 (0 = model default)");
   cmd->add_option("--height", o.height, "Height in pixels, multiple of 8 (0 = model default)");
+  cmd->add_option("--original-width", o.original_width, "SDXL time_ids: original width (0 = --width)");
+  cmd->add_option("--original-height", o.original_height, "SDXL time_ids: original height (0 = --height)");
+  cmd->add_option("--crop-top", o.crop_top, "SDXL time_ids: crop top coordinate")->capture_default_str();
+  cmd->add_option("--crop-left", o.crop_left, "SDXL time_ids: crop left coordinate")->capture_default_str();
+  cmd->add_option("--target-width", o.target_width, "SDXL time_ids: target width (0 = --width)");
+  cmd->add_option("--target-height", o.target_height, "SDXL time_ids: target height (0 = --height)");
+  cmd->add_flag("--encode-empty-negative", o.encode_empty_negative,
+                "SDXL: encode an empty negative prompt instead of zeroing it (force_zeros_for_empty_prompt)");
   cmd->add_option("--batch", o.batch, "Images to generate")->capture_default_str();
   cmd->add_option("--out", a->out, "Output folder (created if needed)")->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu, cuda, cuda:N")->capture_default_str();

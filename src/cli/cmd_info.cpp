@@ -38,7 +38,8 @@ void run_info(const InfoArgs& a) {
   nlohmann::ordered_json j;
   j["source"] = sd.source;
   j["format"] = sd.format;
-  j["family"] = sd.family == "sd2" ? "Stable Diffusion 2.x" : "Stable Diffusion 1.x";
+  j["family"] = sd.is_xl() ? "Stable Diffusion XL (SDXL)"
+                : sd.family == "sd2" ? "Stable Diffusion 2.x" : "Stable Diffusion 1.x";
   j["prediction_type"] = sd.scheduler.prediction_type;
   j["scheduler"] = sd.scheduler.class_name;
   j["fingerprint"] = sd.fingerprint;
@@ -54,6 +55,15 @@ void run_info(const InfoArgs& a) {
                                  {"heads", sd.text_config.num_attention_heads},
                                  {"activation", sd.text_config.hidden_act},
                                  {"vocab_size", sd.text_config.vocab_size}};
+  if (sd.text_encoder_2) {
+    j["text_encoder_2"] = component("text_encoder_2", *sd.text_encoder_2);
+    j["text_encoder_2"]["config"] = {{"hidden_size", sd.text_config_2.hidden_size},
+                                     {"layers", sd.text_config_2.num_hidden_layers},
+                                     {"heads", sd.text_config_2.num_attention_heads},
+                                     {"activation", sd.text_config_2.hidden_act},
+                                     {"projection_dim", sd.text_config_2.projection_dim},
+                                     {"vocab_size", sd.text_config_2.vocab_size}};
+  }
   j["unet"] = component("unet", *sd.unet);
   j["unet"]["config"] = {{"block_out_channels", sd.unet_config.block_out_channels},
                          {"heads", sd.unet_config.num_attention_heads},
@@ -61,14 +71,23 @@ void run_info(const InfoArgs& a) {
                          {"use_linear_projection", sd.unet_config.use_linear_projection},
                          {"upcast_attention", sd.unet_config.upcast_attention},
                          {"sample_size", sd.unet_config.sample_size}};
+  j["unet"]["config"]["transformer_layers_per_block"] = sd.unet_config.transformer_layers_per_block;
+  if (sd.unet_config.text_time())
+    j["unet"]["config"]["addition_embed_type"] = sd.unet_config.addition_embed_type,
+    j["unet"]["config"]["addition_time_embed_dim"] = sd.unet_config.addition_time_embed_dim;
   j["vae"] = component("vae", *sd.vae);
   j["vae"]["config"] = {{"block_out_channels", sd.vae_config.block_out_channels},
                         {"latent_channels", sd.vae_config.latent_channels},
                         {"scaling_factor", sd.vae_config.scaling_factor},
-                        {"sample_size", sd.vae_config.sample_size}};
+                        {"sample_size", sd.vae_config.sample_size},
+                        {"force_upcast", sd.vae_config.force_upcast}};
   if (sd.tokenizer) j["tokenizer"] = {{"vocab_size", sd.tokenizer->base_vocab_size()},
                                       {"max_length", sd.tokenizer->max_length()},
                                       {"pad_id", sd.tokenizer->pad_id()}};
+  if (sd.tokenizer_2) j["tokenizer_2"] = {{"vocab_size", sd.tokenizer_2->base_vocab_size()},
+                                          {"max_length", sd.tokenizer_2->max_length()},
+                                          {"pad_id", sd.tokenizer_2->pad_id()}};
+  if (sd.is_xl()) j["force_zeros_for_empty_prompt"] = sd.force_zeros_for_empty_prompt;
   if (a.json) {
     std::cout << j.dump(2) << "\n";
     return;
@@ -85,13 +104,22 @@ void run_info(const InfoArgs& a) {
               static_cast<long long>(sd.text_config.num_hidden_layers),
               static_cast<long long>(sd.text_config.num_attention_heads), sd.text_config.hidden_act.c_str(),
               sd.file_dtypes["text_encoder"].c_str());
-  std::printf("unet         %s params, channels %s, heads %s, cross %lld%s%s [%s]\n",
+  if (sd.text_encoder_2)
+    std::printf("text enc. 2  %s params, %lld wide, %lld layers, %lld heads, %s, projection %lld [%s]\n",
+                millions(j["text_encoder_2"]["parameters"].get<int64_t>()).c_str(),
+                static_cast<long long>(sd.text_config_2.hidden_size),
+                static_cast<long long>(sd.text_config_2.num_hidden_layers),
+                static_cast<long long>(sd.text_config_2.num_attention_heads), sd.text_config_2.hidden_act.c_str(),
+                static_cast<long long>(sd.text_config_2.projection_dim), sd.file_dtypes["text_encoder_2"].c_str());
+  std::printf("unet         %s params, channels %s, heads %s, transformer depth %s, cross %lld%s%s%s [%s]\n",
               millions(j["unet"]["parameters"].get<int64_t>()).c_str(),
               join_ints(sd.unet_config.block_out_channels).c_str(),
               join_ints(sd.unet_config.num_attention_heads).c_str(),
+              join_ints(sd.unet_config.transformer_layers_per_block).c_str(),
               static_cast<long long>(sd.unet_config.cross_attention_dim),
               sd.unet_config.use_linear_projection ? ", linear proj" : "",
-              sd.unet_config.upcast_attention ? ", upcast attention" : "", sd.file_dtypes["unet"].c_str());
+              sd.unet_config.upcast_attention ? ", upcast attention" : "",
+              sd.unet_config.text_time() ? ", text_time added conditions" : "", sd.file_dtypes["unet"].c_str());
   std::printf("vae          %s params, channels %s, latent %lld, scaling %.5g [%s]\n",
               millions(j["vae"]["parameters"].get<int64_t>()).c_str(),
               join_ints(sd.vae_config.block_out_channels).c_str(),
@@ -104,6 +132,11 @@ void run_info(const InfoArgs& a) {
                 static_cast<long long>(sd.tokenizer->pad_id()));
   else
     std::printf("tokenizer    (none: single-file checkpoints carry none; pass --tokenizer DIR)\n");
+  if (sd.tokenizer_2)
+    std::printf("tokenizer 2  %lld tokens, max length %lld, pad id %lld\n",
+                static_cast<long long>(sd.tokenizer_2->base_vocab_size()),
+                static_cast<long long>(sd.tokenizer_2->max_length()),
+                static_cast<long long>(sd.tokenizer_2->pad_id()));
 }
 
 }  // namespace
@@ -114,8 +147,8 @@ void add_info(CLI::App& app) {
   cmd->add_option("model", a->model, "Diffusers folder or single-file checkpoint (.safetensors)")->required();
   cmd->add_option("--config", a->config_dir, "Diffusers folder whose configs/tokenizer a single file uses");
   cmd->add_option("--tokenizer", a->tokenizer_dir, "Tokenizer folder (vocab.json, merges.txt)");
-  cmd->add_option("--preset", a->preset, "Single files: auto (from shapes), sd15 or sd21")
-      ->check(CLI::IsMember({"auto", "sd15", "sd21"}));
+  cmd->add_option("--preset", a->preset, "Single files: auto (from shapes), sd15, sd21 or sdxl")
+      ->check(CLI::IsMember({"auto", "sd15", "sd21", "sdxl"}));
   cmd->add_option("--prediction-type", a->prediction_type, "Override: epsilon or v_prediction");
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([a] { run_info(*a); });

@@ -41,7 +41,10 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--max-grad-norm", o->max_grad_norm, "Clip the gradient norm (0: off)")
       ->capture_default_str();
   cmd->add_option("--out", o->out, "Output file (default <name>.safetensors)");
-  cmd->add_option("--format", o->format, "diffusers | a1111 | kohya | all")->capture_default_str();
+  cmd->add_option("--format", o->format,
+                  "diffusers | a1111 | kohya | all (SDXL: always the clip_l/clip_g file; diffusers and all "
+                  "add the load_textual_inversion pair in <stem>.diffusers/)")
+      ->capture_default_str();
   cmd->add_option("--save-every", o->save_every, "Checkpoint every N steps (0: at the end)")
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from <stem>.checkpoint.safetensors");
@@ -52,6 +55,31 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--eval-every", o->eval_every, "Fixed-input loss every K steps (0: off)")
       ->capture_default_str();
   cmd->add_option("--eval-pairs", o->eval_pairs, "Fixed (timestep, noise) pairs")
+      ->capture_default_str();
+  MethodOptions& m = o->method;  // docs/INVERSION.md, "Method options"
+  cmd->add_option("--optimizer", m.optimizer,
+                  "adamw | sphere (norm-fixed rows, only their direction learns: Riemannian Adam)")
+      ->capture_default_str();
+  cmd->add_option("--sphere-norm", m.sphere_norm,
+                  "sphere: mean (the vocabulary's mean token norm) | init (each row's initial norm)")
+      ->capture_default_str();
+  cmd->add_option("--vmf-kappa", m.vmf_kappa,
+                  "sphere: von Mises-Fisher prior weight toward the initial direction (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--init-space", m.init_space,
+                  "input (token embeddings) | output (the text encoder's output for each init token: "
+                  "cross initialisation)")
+      ->capture_default_str();
+  cmd->add_option("--reg-init", m.reg_init, "Weight of the L2 pull of the rows toward their start (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--t-min", m.t_min, "Lowest training timestep")->capture_default_str();
+  cmd->add_option("--t-max", m.t_max, "Highest training timestep (-1: the schedule's last)")
+      ->capture_default_str();
+  cmd->add_option("--stop-delta", m.stop_delta,
+                  "Early stop: relative improvement of the fixed-input loss that counts")
+      ->capture_default_str();
+  cmd->add_option("--stop-patience", m.stop_patience,
+                  "Early stop after this many fixed-input evaluations without improvement (0: off)")
       ->capture_default_str();
   cmd->add_option("--device", o->device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "fp32 | bf16 | fp16 (CUDA)")->capture_default_str();
@@ -64,6 +92,8 @@ void add_invert(CLI::App& app) {
     std::printf("caption: %s\n", r.caption.c_str());
     std::printf("embedding: %lld x %lld\n", static_cast<long long>(r.embeddings.size(0)),
                 static_cast<long long>(r.embeddings.size(1)));
+    if (r.stopped_at >= 0)
+      std::printf("stopped early at step %lld\n", static_cast<long long>(r.stopped_at));
     for (const auto& f : r.files) std::printf("wrote %s\n", f.c_str());
   });
 }

@@ -1,8 +1,9 @@
-// `tinv parity DIR [--only GROUPS]`: the conformance runner.
+// `tinv parity DIR [--only GROUPS] [--device DEV]`: the conformance runner.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/device.h"
 #include "parity/parity.h"
 
 namespace tinv::cli {
@@ -11,12 +12,15 @@ void add_parity(CLI::App& app) {
   auto* cmd = app.add_subcommand("parity", "Run every parity case of a fixture folder");
   auto dir = std::make_shared<std::string>();
   auto only = std::make_shared<std::vector<std::string>>();
+  auto device = std::make_shared<std::string>("cpu");
   cmd->add_option("dir", *dir, "Fixture folder (model/ and cases/)")->required();
   cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
-                  "vae, single_file, scheduler, pipeline, ti_train, blip)")
+                  "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
-  cmd->callback([dir, only] {
-    int failures = parity::run(*dir, *only, std::cout);
+  cmd->add_option("--device", *device, "cpu | cuda | cuda:N | auto: where models and inputs go")
+      ->capture_default_str();
+  cmd->callback([dir, only, device] {
+    int failures = parity::run(*dir, *only, std::cout, resolve_device(*device));
     if (failures) throw CLI::RuntimeError(1);
   });
 }

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "common/error.h"
 #include "inversion/study.h"
 
 namespace tinv::cli {
@@ -14,6 +15,7 @@ namespace {
 struct StudyArgs {
   StudyOptions given;          // values from the command line
   std::string modes = "caption,class,token";
+  std::string variants;
   bool quick = false, quiet = false;
   // option name -> copies that option's value from `given` (applied when it was given, over
   // the defaults or the --quick preset).
@@ -29,11 +31,14 @@ void option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions
   a.setters.push_back({opt, [&a, field](StudyOptions& o) { o.*field = a.given.*field; }});
 }
 
-void run_study_cmd(StudyArgs& a, CLI::Option* modes_opt) {
+void run_study_cmd(StudyArgs& a, CLI::Option* modes_opt, CLI::Option* variants_opt) {
   StudyOptions o = a.quick ? study_quick_options() : StudyOptions{};
   for (auto& [opt, set] : a.setters)
     if (opt->count() > 0) set(o);
+  if (modes_opt->count() > 0 && variants_opt->count() > 0)
+    throw Error("--variants", "replaces --modes (a plain mode is a variant: caption,caption+sphere); give one of them");
   if (modes_opt->count() > 0) o.modes = parse_modes(a.modes);
+  if (variants_opt->count() > 0) o.modes = parse_variants(a.variants);
   if (!o.images.empty() && a.quick) o.concepts.clear();  // the preset's concept is a world one
   o.progress = !a.quiet;
   StudyResult r = run_study(o);
@@ -59,6 +64,16 @@ void add_study(CLI::App& app) {
   a->setters.push_back({cmd->get_option("--concepts"), [a](StudyOptions& o) { o.concepts = a->given.concepts; }});
   auto* modes_opt = cmd->add_option("--modes", a->modes, "Init modes: comma-separated caption, class, token")
                         ->capture_default_str();
+  auto* variants_opt = cmd->add_option(
+      "--variants", a->variants,
+      "Named option sets instead of --modes, comma-separated: <mode>[+sphere][+cross][+tN|+tA-B], e.g. "
+      "caption,caption+sphere,caption+cross,caption+t500,token,class");
+  option(cmd, s, "--sphere-norm", &StudyOptions::sphere_norm, "+sphere variants: mean | init (as tinv invert)");
+  option(cmd, s, "--vmf-kappa", &StudyOptions::vmf_kappa, "+sphere variants: von Mises-Fisher prior weight");
+  option(cmd, s, "--reg-init", &StudyOptions::reg_init, "+cross variants: L2 pull toward the start");
+  option(cmd, s, "--stop-delta", &StudyOptions::stop_delta, "Early-stop rule: relative improvement that counts");
+  option(cmd, s, "--stop-patience", &StudyOptions::stop_patience,
+         "Record where the early-stop rule would stop each run, and the quality there (0: off)");
   option(cmd, s, "--init-token", &StudyOptions::init_token, "Token mode: one vocabulary token");
   option(cmd, s, "--seeds", &StudyOptions::seeds, "Runs per concept and mode (seeds 0..N-1)");
   option(cmd, s, "--steps", &StudyOptions::steps, "Optimisation steps per run");
@@ -82,7 +97,7 @@ void add_study(CLI::App& app) {
                 "Tiny configuration for CI: 1 concept, 1 seed, 10 steps, checkpoints 0,5,10, 2 edits, 4 "
                 "sampler steps, --out study-quick (options given explicitly still apply)");
   cmd->add_flag("--quiet", a->quiet, "No progress bar");
-  cmd->callback([a, modes_opt] { run_study_cmd(*a, modes_opt); });
+  cmd->callback([a, modes_opt, variants_opt] { run_study_cmd(*a, modes_opt, variants_opt); });
 }
 
 }  // namespace tinv::cli

@@ -1,6 +1,7 @@
 // tinv: textual inversion for Stable Diffusion. Entry point: parses the subcommand and turns
 // every error into one line on stderr and a non-zero exit status.
 #include <CLI/CLI.hpp>
+#include <torch/version.h>
 #include <cstdio>
 #include <iostream>
 
@@ -10,7 +11,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"tinv: textual inversion for Stable Diffusion (caption initialisation)", "tinv"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "tinv 0.1.0");
+  app.set_version_flag("--version", "tinv 0.1.0 (libtorch " TORCH_VERSION ")");
   tinv::cli::add_parity(app);
   tinv::cli::add_info(app);
   tinv::cli::add_generate(app);

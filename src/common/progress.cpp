@@ -29,7 +29,13 @@ Progress::~Progress() {
 
 double Progress::rate() const {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  return secs > 0 ? static_cast<double>(done_) / secs : 0.0;
+  return secs > 0 ? static_cast<double>(done_ - start_done_) / secs : 0.0;
+}
+
+void Progress::start_at(int64_t done) {
+  start_done_ = done_ = done;
+  start_ = last_draw_ = std::chrono::steady_clock::now();
+  if (done > 0) draw(false);
 }
 
 void Progress::update(int64_t done, const std::string& suffix) {
@@ -62,7 +68,8 @@ void Progress::draw(bool final) {
     std::snprintf(rate_buf, sizeof rate_buf, "%.2f it/s", r);
   else
     std::snprintf(rate_buf, sizeof rate_buf, "%.2f s/it", 1.0 / r);
-  std::string eta_s = final ? "took " + format_duration(done_ / (r > 0 ? r : 1)) : "ETA " + format_duration(eta);
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  std::string eta_s = final ? "took " + format_duration(elapsed) : "ETA " + format_duration(eta);
   std::fprintf(stderr, "%s%s [%s] %lld/%lld %s %s%s%s%s", tty_ ? "\r\033[K" : "", label_.c_str(), bar.c_str(),
                static_cast<long long>(done_), static_cast<long long>(total_), rate_buf, eta_s.c_str(),
                suffix_.empty() ? "" : "  ", suffix_.c_str(), (final || !tty_) ? "\n" : "");

@@ -12,13 +12,16 @@ class Progress {
   ~Progress();
   // Advances to `done` items; `suffix` is shown after the ETA (e.g. "loss=0.12").
   void update(int64_t done, const std::string& suffix = "");
+  // A resumed job: `done` items were finished before this run, so the rate and ETA count only
+  // the items done from here (call once, before the first update).
+  void start_at(int64_t done);
   void finish(const std::string& suffix = "");
-  double rate() const;  // items per second so far
+  double rate() const;  // items per second so far (since start_at's count)
 
  private:
   void draw(bool final);
   std::string label_, suffix_;
-  int64_t total_, done_ = 0, start_done_ = -1;
+  int64_t total_, done_ = 0, start_done_ = 0;
   bool enabled_, tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };

@@ -15,6 +15,7 @@
 #include "common/fs.h"
 #include "common/progress.h"
 #include "inversion/image_input.h"
+#include "inversion/method.h"
 #include "inversion/plot.h"
 #include "inversion/templates.h"
 #include "inversion/trainer.h"
@@ -75,6 +76,9 @@ void validate(const InvertOptions& o) {
   TINV_CHECK(o.max_grad_norm >= 0, "--max-grad-norm", "must be >= 0");
   TINV_CHECK(o.format == "all" || o.format == "diffusers" || o.format == "a1111" || o.format == "kohya",
              "--format", "unknown format '", o.format, "' (diffusers, a1111, kohya or all)");
+  o.method.validate();
+  TINV_CHECK(o.method.stop_patience == 0 || o.eval_every > 0, "--stop-patience",
+             "early stopping watches the fixed-input loss: it needs --eval-every > 0");
 }
 
 std::string strip_ext(const std::string& path) {
@@ -106,9 +110,15 @@ std::string caption_with_blip(const InvertOptions& o, const std::vector<std::str
 // A preview image of the embedding so far: the preview prompt through the model with the
 // current rows as a trigger word, at the training resolution, always the same seed.
 void write_preview(const StableDiffusion& sd, const PreviewRequest& req, int64_t res, uint64_t seed) {
-  StableDiffusion view = sd;  // modules shared; its own copy of the base tokenizer
+  StableDiffusion view = sd;  // modules shared; its own copy of the base tokenizer(s)
   ExtraTokens extra;
-  extra.add_trigger(*view.tokenizer, req.trigger, req.vectors);
+  if (view.is_xl()) {
+    const int64_t h1 = view.text_config.hidden_size;
+    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, req.trigger, req.vectors.narrow(1, 0, h1),
+                      req.vectors.narrow(1, h1, req.vectors.size(1) - h1));
+  } else {
+    extra.add_trigger(*view.tokenizer, req.trigger, req.vectors);
+  }
   GenerateOptions g;
   g.prompt = req.prompt;
   g.steps = 20;
@@ -163,7 +173,7 @@ LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& f
     if (!msg.empty()) note(result, f + ": " + msg);
     if (flip) x = torch::cat({x, x.flip({3})});
     // Deterministic latents: the posterior mean, scaled (see docs/INVERSION.md).
-    auto post = sd.vae->encode(x.to(sd.device, sd.dtype));
+    auto post = sd.vae->encode(x.to(sd.device, sd.vae_dtype));
     out.push_back(post.mean.to(torch::kFloat32) * sd.vae_config.scaling_factor);  // [1|2, C, h, w]
   }
   c.latents = torch::cat(out).contiguous();
@@ -188,6 +198,13 @@ std::map<std::string, std::string> run_identity(const InvertOptions& o, const St
           {"dtype", o.dtype},             {"prediction_type", sd.scheduler.prediction_type}};
 }
 
+// run_identity plus the method options that differ from the defaults (a default run keeps the
+// identity of checkpoints written before the method options existed).
+std::map<std::string, std::string> full_identity(std::map<std::string, std::string> id, const MethodOptions& m) {
+  for (const auto& [k, v] : m.non_default()) id[k] = v;
+  return id;
+}
+
 std::string encode_identity(const std::map<std::string, std::string>& id) {
   std::string s;
   for (const auto& [k, v] : id) s += k + "=" + v + "\x1f";
@@ -208,6 +225,8 @@ std::map<std::string, std::string> decode_identity(const std::string& s) {
 struct Log {
   std::vector<double> loss, lr, fixed;  // one row per update; fixed NaN where not evaluated
   double final_fixed = NAN;
+  bool early_stop = false;              // --stop-patience given: the CSV has a `stop` column
+  int64_t stopped_at = -1;              // the step the early stop fired at (-1: ran to the end)
 };
 
 torch::Tensor vec_tensor(const std::vector<double>& v) {
@@ -246,6 +265,8 @@ void load_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
   if (md["options"] != identity) {
     auto ours = decode_identity(identity), theirs = decode_identity(md["options"]);
     std::string diff;
+    for (const auto& [k, v] : theirs)  // keys of non-default method options may be on one side only
+      if (!ours.count(k)) ours[k] = "";
     for (const auto& [k, v] : ours)
       if (theirs[k] != v) diff += str_cat(diff.empty() ? "" : ", ", k, " '", theirs[k], "' -> '", v, "'");
     throw Error(path, "checkpoint was written with different options (" + diff +
@@ -260,12 +281,17 @@ void load_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
              " rows for step ", step);
 }
 
+// With early stopping a `stop` column is added: empty except on the last row, which says
+// `early` (the rule stopped the run at that step) or `end` (it ran every step).
 void write_log_csv(const std::string& path, const Log& log) {
-  std::string s = "step,loss,lr,fixed_loss\n";
+  const std::string extra = log.early_stop ? "," : "";
+  std::string s = "step,loss,lr,fixed_loss" + std::string(log.early_stop ? ",stop" : "") + "\n";
   auto cell = [](double v) { return std::isfinite(v) ? format_number(v) : std::string(); };
   for (size_t k = 0; k < log.loss.size(); ++k)
-    s += str_cat(k, ",", cell(log.loss[k]), ",", cell(log.lr[k]), ",", cell(log.fixed[k]), "\n");
-  if (std::isfinite(log.final_fixed)) s += str_cat(log.loss.size(), ",,,", format_number(log.final_fixed), "\n");
+    s += str_cat(k, ",", cell(log.loss[k]), ",", cell(log.lr[k]), ",", cell(log.fixed[k]), extra, "\n");
+  const std::string stop = !log.early_stop ? "" : log.stopped_at >= 0 ? ",early" : ",end";
+  if (std::isfinite(log.final_fixed) || log.early_stop)
+    s += str_cat(log.loss.size(), ",,,", cell(log.final_fixed), stop, "\n");
   write_file_atomically(path, s.data(), s.size());
 }
 
@@ -283,10 +309,14 @@ void write_plot(const std::string& path, const Log& log) {
 
 }  // namespace
 
-InvertPaths invert_paths(const std::string& out, const std::string& format) {
+InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl) {
   const std::string stem = strip_ext(out), base = file_stem(stem.empty() ? out : stem);
   InvertPaths p;
-  if (format == "all") {
+  if (xl) {  // one {clip_l, clip_g} file for A1111/ComfyUI/kohya, the diffusers pair beside it
+    p.sdxl = stem + ".safetensors";
+    if (format == "diffusers" || format == "all")
+      p.diffusers_pair = stem + ".diffusers/learned_embeds.safetensors";
+  } else if (format == "all") {
     p.diffusers = stem + ".safetensors";
     p.a1111 = stem + ".pt";
     p.kohya = stem + ".kohya/" + base + ".safetensors";  // own folder: trigger = file stem
@@ -307,8 +337,6 @@ InvertPaths invert_paths(const std::string& out, const std::string& format) {
 InvertResult run_inversion(const InvertOptions& o) {
   validate(o);
   InvertResult result;
-  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" ? ".pt" : ".safetensors");
-  const InvertPaths paths = invert_paths(out, o.format);
   const std::string trigger = "<" + o.name + ">";  // the diffusers file's key
   auto files = collect_image_files(o.images);
   for (const auto& f : files) read_rgb_image(f);  // every image decodes before the model loads
@@ -318,10 +346,15 @@ InvertResult run_inversion(const InvertOptions& o) {
   lo.dtype = resolve_dtype(o.dtype, lo.device);
   StableDiffusion sd = load_stable_diffusion(o.model, lo);
   TINV_CHECK(sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
+  TINV_CHECK(!sd.is_xl() || sd.tokenizer_2.has_value(), o.model, "the SDXL model has no tokenizer_2");
+  o.method.validate_timesteps(NoiseSchedule(sd.scheduler).num_train_timesteps());
+  const bool xl = sd.is_xl();
+  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" && !xl ? ".pt" : ".safetensors");
+  const InvertPaths paths = invert_paths(out, o.format, xl);
   const ClipTokenizer& tok = *sd.tokenizer;
   // Trigger words users type must not be vocabulary words: the diffusers file's "<name>", and
-  // the file stem A1111/kohya take as the trigger.
-  const std::string stem_trigger = file_stem(paths.a1111.empty() ? paths.kohya : paths.a1111);
+  // the file stem A1111/kohya (and SDXL clip_l/clip_g readers) take as the trigger.
+  const std::string stem_trigger = file_stem(xl ? paths.sdxl : paths.a1111.empty() ? paths.kohya : paths.a1111);
   if (tok.is_vocab_word(trigger))
     throw Error("--name", str_cat("trigger '", trigger, "' is a vocabulary token; choose another name"));
   if (!stem_trigger.empty() && tok.is_vocab_word(stem_trigger))
@@ -340,11 +373,15 @@ InvertResult run_inversion(const InvertOptions& o) {
     if (o.init != "token") init_text = tok.decode(init_ids);
   }
   result.caption = init_text;
+  result.xl = xl;
   const int64_t n = static_cast<int64_t>(init_ids.size());
   std::vector<std::string> placeholders;
   for (int64_t i = 0; i < n; ++i) placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
-  auto init_rows = sd.text_encoder->token_embeddings(torch::tensor(init_ids, torch::kInt64).to(sd.device))
-                       .to(torch::kCPU, torch::kFloat32);  // [n, d]
+  // [n, d]: token embeddings, or the text encoder's outputs (--init-space output); SDXL: each
+  // encoder's own start of the same tokens, [n, h1 + h2]
+  auto init_rows = start_rows(sd.text_encoder, tok, init_ids, o.method.init_space);
+  if (xl)
+    init_rows = torch::cat({init_rows, start_rows(sd.text_encoder_2, *sd.tokenizer_2, init_ids, o.method.init_space)}, 1);
 
   const int64_t res = o.resolution > 0 ? o.resolution : sd.vae_config.sample_size;
   LatentCache cache = encode_images(sd, files, res, o.flip, result);
@@ -352,19 +389,37 @@ InvertResult run_inversion(const InvertOptions& o) {
   topt.adam.lr = o.lr;
   topt.schedule = LrSchedule::parse(o.lr_schedule, o.lr, o.steps, o.warmup_steps);
   topt.max_grad_norm = o.max_grad_norm;
+  std::optional<SecondTextEncoder> second;
+  if (xl) {  // time_ids (res, res, 0, 0, res, res): square training images, no crop
+    const float r = static_cast<float>(res);
+    second = SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
+  }
+  apply_method(o.method, sd.text_encoder, init_rows, topt, xl ? &sd.text_encoder_2 : nullptr);
   InversionTrainer trainer(tok, sd.text_encoder, sd.unet, sd.scheduler, placeholders, init_rows,
-                           templates, topt);
+                           templates, topt, second);
   const std::string identity = encode_identity(
-      run_identity(o, sd, cache.image_hash, init_text, n, res, templates));
+      full_identity(run_identity(o, sd, cache.image_hash, init_text, n, res, templates), o.method));
 
   Log log;
+  log.early_stop = o.method.stop_patience > 0;
   if (o.resume) {
     load_checkpoint(paths.checkpoint, trainer, log, identity);
     note(result, str_cat("resuming from ", paths.checkpoint, " at step ", trainer.steps_done()));
   }
   const int64_t num_t = NoiseSchedule(sd.scheduler).num_train_timesteps();
-  RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed);
+  RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed,
+                          o.method.t_min, o.method.resolved_t_max(num_t));
   StepInputs fixed = fixed_eval_inputs(cache.latents, o.eval_pairs, num_t, o.seed);
+  // The rule sees every fixed-input evaluation in order; a resumed run replays the logged ones.
+  EarlyStop early(o.method.stop_delta, o.method.stop_patience);
+  std::vector<int64_t> eval_steps;  // the step of each evaluation fed to `early`
+  auto feed = [&](int64_t done, double value) {
+    if (!std::isfinite(value)) return false;
+    eval_steps.push_back(done);
+    return early.update(value);
+  };
+  bool stopped = false;
+  for (size_t k = 0; k < log.fixed.size(); ++k) stopped = feed(static_cast<int64_t>(k), log.fixed[k]) || stopped;
 
   std::map<std::string, std::string> meta = {
       {"caption", init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
@@ -376,6 +431,17 @@ InvertResult run_inversion(const InvertOptions& o) {
     auto md = meta;
     md["steps"] = std::to_string(steps_done);
     auto add = [&](const std::string& p) { if (std::find(result.files.begin(), result.files.end(), p) == result.files.end()) result.files.push_back(p); };
+    if (xl) {  // rows [:, :h1] are text_encoder's (clip_l), [:, h1:] text_encoder_2's (clip_g)
+      const int64_t h1 = sd.text_config.hidden_size;
+      auto l = rows.narrow(1, 0, h1), g = rows.narrow(1, h1, rows.size(1) - h1);
+      save_sdxl_embedding(paths.sdxl, l, g, md), add(paths.sdxl);
+      if (!paths.diffusers_pair.empty()) {
+        make_dir(parent_dir(paths.diffusers_pair));
+        save_diffusers_pair(paths.diffusers_pair, trigger, l, g, md);
+        add(paths.diffusers_pair), add(pair_path(paths.diffusers_pair));
+      }
+      return;
+    }
     if (!paths.diffusers.empty()) save_embedding(paths.diffusers, EmbeddingFormat::Diffusers, "<" + o.name + ">", rows, md), add(paths.diffusers);
     if (!paths.a1111.empty()) {
       save_embedding(paths.a1111, EmbeddingFormat::A1111, file_stem(paths.a1111), rows,
@@ -389,17 +455,19 @@ InvertResult run_inversion(const InvertOptions& o) {
   const char* delay_env = std::getenv("TINV_TEST_STEP_DELAY_MS");  // test hook: slow steps down
   const int delay_ms = delay_env ? std::atoi(delay_env) : 0;
   Progress bar("invert", o.steps, o.progress);
-  bar.update(trainer.steps_done());
+  bar.start_at(trainer.steps_done());
   // fixed.at(row k) is measured on the same rows as the loss of row k (before update k).
   auto eval_due = [&](int64_t done) { return o.eval_every > 0 && done % o.eval_every == 0; };
   double pending = eval_due(trainer.steps_done()) ? trainer.loss(fixed) : NAN;
-  bool finite = run_steps(trainer, source, o.steps, [&](int64_t k, const StepResult& r) {
+  if (!stopped) stopped = feed(trainer.steps_done(), pending);
+  auto on_step = [&](int64_t k, const StepResult& r) {
     if (!r.finite) return;
     log.loss.push_back(r.loss);
     log.lr.push_back(r.lr);
     log.fixed.push_back(pending);
     const int64_t done = k + 1;
     pending = eval_due(done) ? trainer.loss(fixed) : NAN;
+    stopped = feed(done, pending);
     if (o.save_every > 0 && done % o.save_every == 0 && done < o.steps)
       save_checkpoint(paths.checkpoint, trainer, log, identity);
     if (o.preview_every > 0 && done % o.preview_every == 0) {
@@ -412,7 +480,8 @@ InvertResult run_inversion(const InvertOptions& o) {
     }
     bar.update(done, str_cat("loss=", format_number(r.loss).substr(0, 7)));
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  });
+  };
+  const bool finite = stopped || run_steps(trainer, source, o.steps, on_step, [&] { return stopped; });
   if (!finite) {
     bar.finish();
     throw Error("invert", str_cat("the loss became NaN/inf at step ", trainer.steps_done(),
@@ -422,6 +491,16 @@ InvertResult run_inversion(const InvertOptions& o) {
   }
   bar.finish();
   if (o.eval_every > 0) log.final_fixed = std::isfinite(pending) ? pending : trainer.loss(fixed);
+  if (stopped) {
+    log.stopped_at = trainer.steps_done();
+    result.stopped_at = log.stopped_at;
+    meta["stopped_at"] = std::to_string(log.stopped_at);
+    note(result, str_cat("early stop at step ", log.stopped_at, " of ", o.steps, ": the fixed-input loss has not "
+                         "improved by ", format_number(100 * o.method.stop_delta), "% in ", o.method.stop_patience,
+                         " evaluations (best ", format_number(early.best()), " at step ",
+                         eval_steps[static_cast<size_t>(early.best_evaluation())], ")"));
+  }
+  for (const auto& [k, v] : o.method.non_default()) meta[k] = v;
   write_outputs(trainer.steps_done());
   save_checkpoint(paths.checkpoint, trainer, log, identity);
   write_log_csv(paths.log_csv, log);
@@ -430,6 +509,7 @@ InvertResult run_inversion(const InvertOptions& o) {
   result.files.push_back(paths.log_csv);
   result.files.push_back(paths.plot_png);
   result.embeddings = trainer.embeddings();
+  result.steps_done = trainer.steps_done();
   return result;
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -58,6 +59,32 @@ std::string csv_field(const std::string& s) {
 using world::to_caption_image;       // as `tinv world eval` reads world images
 using world::world_caption_options;
 
+// Whether some mode or variant of `o` starts from `init` (caption, class, token).
+bool uses_init(const StudyOptions& o, const std::string& init) {
+  return std::any_of(o.modes.begin(), o.modes.end(),
+                     [&](const std::string& m) { return m.substr(0, m.find('+')) == init; });
+}
+
+std::vector<std::string> split_list(const std::string& list, const char* option) {
+  std::vector<std::string> items;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    TINV_CHECK(!item.empty(), option, "empty entry in '", list, "'");
+    items.push_back(item);
+  }
+  TINV_CHECK(!items.empty() && list.back() != ',', option, "expected a comma-separated list, got '", list, "'");
+  return items;
+}
+
+// "500" -> 500; throws for anything but digits.
+int64_t parse_step(const std::string& text, const std::string& variant) {
+  TINV_CHECK(!text.empty() && text.size() <= 9 && text.find_first_not_of("0123456789") == std::string::npos,
+             "--variants", "'", variant, "': '", text, "' is not a timestep (t500 or t200-800)");
+  return std::stoll(text);
+}
+
 }  // namespace
 
 // ---- Options ----
@@ -65,10 +92,23 @@ void StudyOptions::validate() const {
   TINV_CHECK(!modes.empty(), "--modes", "no mode selected (caption, class, token)");
   std::set<std::string> seen;
   for (const auto& m : modes) {
-    TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), "--modes", "unknown mode '",
-               m, "' (caption, class or token)");
-    TINV_CHECK(seen.insert(m).second, "--modes", "'", m, "' given twice");
+    const bool variant = m.find('+') != std::string::npos;
+    const char* option = variant ? "--variants" : "--modes";
+    if (variant)
+      study_variant(m, *this);
+    else
+      TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), option, "unknown mode '",
+                 m, "' (caption, class or token)");
+    TINV_CHECK(seen.insert(m).second, option, "'", m, "' given twice");
   }
+  MethodOptions method;  // the study-wide settings of the variants, with invert's messages
+  method.sphere_norm = sphere_norm;
+  method.vmf_kappa = vmf_kappa;
+  method.optimizer = vmf_kappa > 0 ? "sphere" : "adamw";  // the prior applies to sphere variants only
+  method.reg_init = reg_init;
+  method.stop_delta = stop_delta;
+  method.stop_patience = stop_patience;
+  method.validate();
   TINV_CHECK(seeds >= 1 && seeds <= 1000, "--seeds", "must be between 1 and 1000, got ", seeds);
   TINV_CHECK(steps >= 1 && steps <= 1000000, "--steps", "must be between 1 and 1000000, got ", steps);
   for (size_t i = 0; i < checkpoints.size(); ++i) {
@@ -86,7 +126,7 @@ void StudyOptions::validate() const {
              "must be one token, got '", init_token, "'");
   if (!images.empty()) {
     TINV_CHECK(concepts.empty(), "--concepts", "names world concepts; it cannot be combined with --images");
-    const bool class_mode = std::find(modes.begin(), modes.end(), "class") != modes.end();
+    const bool class_mode = uses_init(*this, "class");
     TINV_CHECK(!class_mode || !class_name.empty(), "--class",
                "class mode with --images needs --class NAME (or leave class out of --modes)");
   } else {
@@ -138,20 +178,62 @@ StudyOptions study_quick_options() {
 }
 
 std::vector<std::string> parse_modes(const std::string& list) {
-  std::vector<std::string> modes;
-  std::stringstream in(list);
-  for (std::string item; std::getline(in, item, ',');) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    TINV_CHECK(!item.empty(), "--modes", "empty entry in '", list, "'");
-    modes.push_back(item);
-  }
-  TINV_CHECK(!modes.empty() && list.back() != ',', "--modes", "expected a comma-separated list of "
-             "caption, class, token, got '", list, "'");
+  std::vector<std::string> modes = split_list(list, "--modes");
+  for (const auto& m : modes)
+    TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), "--modes", "unknown mode '", m,
+               "' (caption, class or token; --variants takes option sets such as caption+sphere)");
   StudyOptions o;
   o.modes = modes;
-  o.validate();  // unknown and repeated modes, with --modes messages
+  o.validate();  // repeated modes, with --modes messages
   return modes;
+}
+
+StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
+  StudyVariant v;
+  v.name = name;
+  std::vector<std::string> parts;
+  std::stringstream in(name);
+  for (std::string part; std::getline(in, part, '+');) parts.push_back(part);
+  TINV_CHECK(!parts.empty() && !name.empty() && name.back() != '+', "--variants", "'", name,
+             "': expected <mode>[+<modifier>]... (caption+sphere)");
+  v.init = parts[0];
+  TINV_CHECK(std::find(kModes.begin(), kModes.end(), v.init) != kModes.end(), "--variants", "'", name,
+             "': unknown mode '", v.init, "' (caption, class or token)");
+  std::set<std::string> seen;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& m = parts[i];
+    const std::string kind = !m.empty() && m[0] == 't' && m.size() > 1 && std::isdigit(static_cast<unsigned char>(m[1])) ? "t" : m;
+    TINV_CHECK(seen.insert(kind).second, "--variants", "'", name, "': modifier '", kind == "t" ? "tN" : m,
+               "' given twice");
+    if (m == "sphere") {
+      v.method.optimizer = "sphere";
+      v.method.sphere_norm = o.sphere_norm;
+      v.method.vmf_kappa = o.vmf_kappa;
+    } else if (m == "cross") {
+      v.method.init_space = "output";
+      v.method.reg_init = o.reg_init;
+    } else if (kind == "t") {
+      const auto dash = m.find('-');
+      v.method.t_min = parse_step(m.substr(1, dash == std::string::npos ? std::string::npos : dash - 1), name);
+      if (dash != std::string::npos) v.method.t_max = parse_step(m.substr(dash + 1), name);
+      TINV_CHECK(v.method.t_max < 0 || v.method.t_min <= v.method.t_max, "--variants", "'", name,
+                 "': the range starts above its end");
+    } else {
+      throw Error("--variants", str_cat("'", name, "': unknown modifier '", m, "' (sphere, cross, tN or tA-B)"));
+    }
+  }
+  return v;
+}
+
+std::vector<std::string> parse_variants(const std::string& list) {
+  std::vector<std::string> names = split_list(list, "--variants");
+  StudyOptions o;
+  std::set<std::string> seen;
+  for (const auto& n : names) {
+    study_variant(n, o);
+    TINV_CHECK(seen.insert(n).second, "--variants", "'", n, "' given twice");
+  }
+  return names;
 }
 
 // ---- World-specific initialisation ----
@@ -315,6 +397,56 @@ std::string format_reach(const ReachRow& row) {
   return s;
 }
 
+std::vector<StopRow> stop_table(const std::vector<StudyRecord>& records, const std::vector<std::string>& modes,
+                                int64_t steps) {
+  // Per run: the stop step, and the value of each metric at the stop and at the run's last step.
+  struct Run {
+    int64_t stop = -1;
+    std::map<std::string, std::pair<int64_t, double>> last;  // metric -> (step, value)
+    std::map<std::string, double> at_stop;                   // metric -> value
+  };
+  std::map<RunKey, Run> runs;
+  for (const StudyRecord& r : records) {
+    Run& run = runs[{r.concept, r.mode, r.seed}];
+    if (r.metric == "stop_step") run.stop = r.step;
+    else if (r.metric.rfind("stop_", 0) == 0) run.at_stop[r.metric.substr(5)] = r.value;
+    else if (run.last.count(r.metric) == 0 || r.step >= run.last[r.metric].first) run.last[r.metric] = {r.step, r.value};
+  }
+  std::vector<StopRow> rows;
+  for (const std::string& mode : modes) {
+    StopRow row;
+    row.mode = mode;
+    std::map<std::string, std::pair<double, int>> stop_sum, final_sum;  // metric -> (sum, n)
+    double stop_steps = 0, saved = 0;
+    for (const auto& [key, run] : runs) {
+      if (std::get<1>(key) != mode || run.last.count("fixed_loss") == 0) continue;
+      ++row.runs;
+      if (run.stop < 0) continue;
+      ++row.stopped;
+      stop_steps += static_cast<double>(run.stop);
+      saved += static_cast<double>(steps - run.stop);
+      for (const char* m : {"fixed_loss", "recon_psnr", "edit_mean"}) {
+        auto a = run.at_stop.find(m);
+        auto b = run.last.find(m);
+        if (a == run.at_stop.end() || b == run.last.end()) continue;
+        stop_sum[m].first += a->second, ++stop_sum[m].second;
+        final_sum[m].first += b->second.second, ++final_sum[m].second;
+      }
+    }
+    auto mean = [](const std::map<std::string, std::pair<double, int>>& m, const char* k) {
+      auto it = m.find(k);
+      return it == m.end() || it->second.second == 0 ? NAN : it->second.first / it->second.second;
+    };
+    row.mean_stop = row.stopped ? stop_steps / static_cast<double>(row.stopped) : NAN;
+    row.mean_saved = row.runs ? saved / static_cast<double>(row.runs) : NAN;
+    row.fixed_at_stop = mean(stop_sum, "fixed_loss"), row.fixed_final = mean(final_sum, "fixed_loss");
+    row.psnr_at_stop = mean(stop_sum, "recon_psnr"), row.psnr_final = mean(final_sum, "recon_psnr");
+    row.edit_at_stop = mean(stop_sum, "edit_mean"), row.edit_final = mean(final_sum, "edit_mean");
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& mode,
                     const std::string& metric) {
   std::map<int64_t, std::vector<double>> by_step;
@@ -458,7 +590,7 @@ void setup_user_concepts(Study& s) {
     sc.target = ((x + 1) / 2).clamp(0, 1);
     if (!s.o.captions.empty()) sc.caption = s.o.captions[i];
     else if (s.cap) sc.caption = caption_image(*s.cap, load_image(files[i]), false);  // caption mode only
-    const bool caption_mode = std::find(s.o.modes.begin(), s.o.modes.end(), "caption") != s.o.modes.end();
+    const bool caption_mode = uses_init(s.o, "caption");
     TINV_CHECK(!caption_mode || !sc.caption.empty(), files[i], "the captioner produced an empty caption");
     sc.init.init_text = sc.caption;
     sc.init.tmpl = templates.front();
@@ -505,7 +637,13 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
   const StudyConcept& c = s.result.concepts[ci];
   StableDiffusion view = s.sd;  // modules shared; its own copy of the base tokenizer
   ExtraTokens extra;
-  extra.add_trigger(*view.tokenizer, kTrigger, rows);
+  if (view.is_xl()) {  // rows [n, h1 + h2]: clip_l's part, then clip_g's
+    const int64_t h1 = view.text_config.hidden_size;
+    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, kTrigger, rows.narrow(1, 0, h1),
+                      rows.narrow(1, h1, rows.size(1) - h1));
+  } else {
+    extra.add_trigger(*view.tokenizer, kTrigger, rows);
+  }
   std::vector<std::string> prompts = {fill_template(c.init.tmpl, kTrigger)};
   for (const auto& e : c.edits) prompts.push_back(fill_template(e.tmpl, kTrigger));
   std::vector<uint64_t> seeds;  // the same images for every mode and checkpoint of a seed
@@ -607,25 +745,43 @@ void closest_caption_baseline(Study& s, size_t ci) {
   s.result.timings.quality += seconds_since(t0);
 }
 
+// The quality at the early-stop step, recorded as stop_<metric> (the report's curves and
+// samples stay those of the checkpoints).
+void measure_quality_at_stop(Study& s, size_t ci, const std::string& mode, int64_t seed, int64_t step,
+                             const torch::Tensor& rows) {
+  const size_t first = s.result.records.size(), samples = s.result.samples.size();
+  measure_quality(s, ci, mode, seed, step, rows);
+  for (size_t i = first; i < s.result.records.size(); ++i)
+    s.result.records[i].metric = "stop_" + s.result.records[i].metric;
+  s.result.samples.resize(samples);
+}
+
 void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {
   const StudyConcept& c = s.result.concepts[ci];
-  const auto ids = init_ids(s, ci, mode);
+  const StudyVariant variant = study_variant(mode, s.o);  // a plain mode: default method options
+  const auto ids = init_ids(s, ci, variant.init);
   std::vector<std::string> placeholders;
   for (size_t i = 0; i < ids.size(); ++i) placeholders.push_back(str_cat(kPlaceholder, i, ">"));
-  torch::Tensor init_rows;
-  {
-    torch::NoGradGuard no_grad;
-    init_rows = s.sd.text_encoder->token_embeddings(torch::tensor(ids, torch::kInt64).to(s.sd.device))
-                    .to(torch::kCPU, torch::kFloat32);  // [n, d]
+  const bool xl = s.sd.is_xl();
+  torch::Tensor init_rows = start_rows(s.sd.text_encoder, *s.sd.tokenizer, ids, variant.method.init_space);  // [n, d]
+  std::optional<SecondTextEncoder> second;
+  if (xl) {  // a row in both encoders, [n, h1 + h2]; time_ids of square res x res images, no crop
+    init_rows = torch::cat({init_rows, start_rows(s.sd.text_encoder_2, *s.sd.tokenizer_2, ids, variant.method.init_space)}, 1);
+    const float r = static_cast<float>(s.res);
+    second = SecondTextEncoder{*s.sd.tokenizer_2, s.sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
   }
   TrainerOptions topt;
   topt.adam.lr = s.o.lr;
   topt.schedule = LrSchedule::parse("constant", s.o.lr, s.o.steps, -1);
+  apply_method(variant.method, s.sd.text_encoder, init_rows, topt, xl ? &s.sd.text_encoder_2 : nullptr);
   InversionTrainer trainer(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler, placeholders,
-                           init_rows, s.templates[ci], topt);
+                           init_rows, s.templates[ci], topt, second);
   const torch::Tensor& cache = s.latents[ci];
   RandomStepSource source(cache.to(s.sd.device), static_cast<int64_t>(s.templates[ci].size()), 1,
-                          s.num_timesteps, static_cast<uint64_t>(seed));
+                          s.num_timesteps, static_cast<uint64_t>(seed), variant.method.t_min,
+                          variant.method.resolved_t_max(s.num_timesteps));
+  EarlyStop early(s.o.stop_delta, s.o.stop_patience);
+  bool stop_recorded = false;
   const StepInputs fixed = fixed_eval_inputs(cache.to(s.sd.device), s.o.eval_pairs, s.num_timesteps,
                                              static_cast<uint64_t>(seed));
   StudyTimings& tm = s.result.timings;
@@ -634,9 +790,16 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
   };
   auto fixed_loss = [&](int64_t step) {
     const auto t0 = Clock::now();
-    add(step, "fixed_loss", trainer.loss(fixed));
+    const double value = trainer.loss(fixed);
+    add(step, "fixed_loss", value);
     tm.fixed_eval += seconds_since(t0);
     ++tm.fixed_evals;
+    if (!stop_recorded && early.update(value)) {  // where --stop-patience would stop this run
+      stop_recorded = true;
+      add(step, "stop_step", static_cast<double>(step));
+      add(step, "stop_fixed_loss", value);
+      measure_quality_at_stop(s, ci, mode, seed, step, trainer.embeddings());
+    }
   };
   auto checkpoint = [&](int64_t step) {
     if (std::binary_search(s.checkpoints.begin(), s.checkpoints.end(), step))
@@ -673,7 +836,7 @@ StudyResult run_study(const StudyOptions& options) {
   if (o.model.empty()) o.model = default_model_dir("world-sd");
   TINV_CHECK(dir_exists(o.model) || file_exists(o.model), "--model", "no such model: '", o.model, "'");
   const bool world_concepts = o.images.empty();
-  const bool caption_mode = std::find(o.modes.begin(), o.modes.end(), "caption") != o.modes.end();
+  const bool caption_mode = uses_init(o, "caption");
   // World concepts take their template from the caption, whatever the mode; user images need
   // it only as caption-mode init text. Editability reads the generated images back.
   const bool need_captions = o.captions.empty() && (world_concepts || caption_mode);
@@ -706,6 +869,13 @@ StudyResult run_study(const StudyOptions& options) {
   }
   s.res = s.sd.vae_config.sample_size;
   s.num_timesteps = NoiseSchedule(s.sd.scheduler).num_train_timesteps();
+  for (const std::string& m : o.modes) {
+    try {
+      study_variant(m, o).method.validate_timesteps(s.num_timesteps);
+    } catch (const Error& e) {
+      throw Error("--variants", str_cat("'", m, "': ", e.what()));
+    }
+  }
   result.timings.load = seconds_since(t_start);
 
   if (world_concepts) setup_world_concepts(s);
@@ -728,6 +898,7 @@ StudyResult run_study(const StudyOptions& options) {
     result.reach = reach_table(result.records, o.modes, "token");
   for (double th : kFidelityThresholds)
     for (const auto& row : fidelity_reach_table(result.records, o.modes, th)) result.fidelity_reach.push_back(row);
+  if (o.stop_patience > 0) result.stops = stop_table(result.records, o.modes, o.steps);
   const auto t_report = Clock::now();
   result.timings.total = seconds_since(t_start);
   write_study_report(o, result);

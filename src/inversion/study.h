@@ -24,6 +24,11 @@
 // and generation seeds, so only the initial rows differ:
 //   caption  every token of the init caption is one placeholder, started at that token's row
 //   class    the concept's class word ("circle")     token  `init_token` ("*"), one placeholder
+// Variants (`--variants`, study_variant) are an init mode with method options of `tinv invert`
+// (inversion/method.h) joined by '+': "caption+sphere", "caption+cross", "caption+t500",
+// "token+sphere+t500". Every variant is run and reported like a mode, under its name.
+// With stop_patience > 0 each run also follows the early-stopping rule on its fixed-input loss
+// (without stopping): the step it would stop at, and the quality measured there, are recorded.
 //
 // World concepts (the default): concept_at(world_seed, concept, concept_index) is the single
 // training image. The captioner describes it; world_init() turns the caption into the init text
@@ -41,6 +46,7 @@
 #include <vector>
 
 #include "world/judge.h"
+#include "inversion/method.h"
 #include "world/world.h"
 
 namespace tinv {
@@ -53,7 +59,7 @@ struct StudyOptions {
   std::vector<std::string> captions;    // init captions, one per concept (skips the captioner)
   std::string class_name;               // class mode with --images: the class word(s)
   std::vector<std::string> concepts;    // world concepts by name (empty: all 7)
-  std::vector<std::string> modes = {"caption", "class", "token"};
+  std::vector<std::string> modes = {"caption", "class", "token"};  // init modes or variants
   std::string init_token = "*";         // token mode: one vocabulary token
   int64_t seeds = 2;                    // runs per (concept, mode): seeds 0 .. seeds-1
   int64_t steps = 500;
@@ -62,6 +68,14 @@ struct StudyOptions {
   int64_t eval_every = 5;               // fixed-input loss every K steps (and at 0 and the end);
                                         // each costs about one training step
   int64_t eval_pairs = 4;               // fixed (timestep, noise) pairs
+  // Variant modifiers' settings (study_variant): `sphere` uses sphere_norm and vmf_kappa,
+  // `cross` uses reg_init.
+  std::string sphere_norm = "mean";     // mean | init
+  double vmf_kappa = 0;                 // von Mises-Fisher prior weight (0: off)
+  double reg_init = 0.01;               // L2 pull toward the cross-initialised start
+  // Early-stopping rule recorded per run (0: off): see method.h EarlyStop.
+  double stop_delta = 0.01;
+  int64_t stop_patience = 0;
   int64_t edits = 4;                    // re-contextualised prompts per checkpoint (world only)
   std::string sampler = "ddim";
   int64_t sample_steps = 20;            // sampler steps of the quality images
@@ -88,6 +102,23 @@ StudyOptions study_quick_options();
 // "caption,class,token" -> modes; throws tinv::Error("--modes", ...) on unknown, repeated or
 // missing entries.
 std::vector<std::string> parse_modes(const std::string& list);
+
+// A named option set: an init mode and the method options of its run.
+struct StudyVariant {
+  std::string name;     // "caption+sphere"
+  std::string init;     // caption | class | token
+  MethodOptions method;
+};
+// "<mode>[+<modifier>]...", each modifier at most once:
+//   sphere   --optimizer sphere with options.sphere_norm and options.vmf_kappa
+//   cross    --init-space output with --reg-init options.reg_init
+//   tN       timesteps from N to the last one (t500: [500, N-1]); tA-B: [A, B]
+// A plain mode is the variant without modifiers. Throws tinv::Error("--variants", ...) naming
+// the variant for an unknown mode or modifier, a repeated modifier or a bad range.
+StudyVariant study_variant(const std::string& name, const StudyOptions& options);
+// "caption,caption+sphere,token" -> variant names (checked with study_variant); throws
+// tinv::Error("--variants", ...) on bad, repeated or missing entries.
+std::vector<std::string> parse_variants(const std::string& list);
 
 // ---- World-specific initialisation ----
 struct StudyInit {
@@ -119,7 +150,8 @@ std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::Conce
 struct StudyRecord {
   std::string concept, mode;
   int64_t seed = 0, step = 0;
-  std::string metric;  // loss, fixed_loss, recon_psnr, recon_mse, recon_latent_mse, edit_*
+  std::string metric;  // loss, fixed_loss, recon_psnr, recon_mse, recon_latent_mse, edit_*;
+                       // with stop_patience: stop_step and stop_<metric> at the stop step
   double value = 0;
 };
 // The CSV of every measurement: header "concept,mode,seed,step,metric,value", one row per
@@ -161,6 +193,19 @@ struct FidelityReachRow {
 std::vector<FidelityReachRow> fidelity_reach_table(const std::vector<StudyRecord>& records,
                                                    const std::vector<std::string>& modes, double threshold);
 constexpr double kFidelityThresholds[] = {0.5, 0.7};
+// One row of the early-stop table (stop_patience > 0): per mode, over its runs.
+struct StopRow {
+  std::string mode;
+  int64_t runs = 0;             // runs of this mode (with a fixed_loss record)
+  int64_t stopped = 0;          // runs where the rule fired
+  double mean_stop = 0;         // mean stop step over those (NaN when none)
+  double mean_saved = 0;        // mean steps saved over all runs (steps - stop; 0 when not stopped)
+  double fixed_at_stop = 0, fixed_final = 0;  // mean fixed_loss at the stop / at the end (stopped runs)
+  double psnr_at_stop = 0, psnr_final = 0;    // mean recon_psnr at the stop / at the end (stopped runs)
+  double edit_at_stop = 0, edit_final = 0;    // mean edit_mean likewise (NaN without edits)
+};
+std::vector<StopRow> stop_table(const std::vector<StudyRecord>& records, const std::vector<std::string>& modes,
+                                int64_t steps);
 
 // Mean, standard deviation (population), min and max of `metric` per (mode, step) over
 // concepts and seeds.
@@ -226,6 +271,7 @@ struct StudyResult {
   std::vector<ReachRow> reach;
   std::vector<FidelityReachRow> fidelity_reach;  // world concepts: kFidelityThresholds x modes
   std::vector<ClosestCaption> closest;           // world concepts with edits: the grammar's best
+  std::vector<StopRow> stops;      // stop_patience > 0
   std::vector<std::string> files;  // every file written
   std::vector<std::string> notes;  // warnings (fallbacks, diverged runs)
   std::string summary;             // the text of summary.txt (also printed by the CLI)

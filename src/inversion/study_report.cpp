@@ -30,10 +30,40 @@ const std::vector<std::string> kQualityMetrics = {
     "edit_size", "edit_position", "edit_background", "edit_pattern", "edit_shape", "fidelity",
     "fidelity_train", "context"};
 
-std::array<uint8_t, 3> mode_colour(const std::string& mode) {
+// The three modes keep their colours; variants take the next free colour of a palette in the
+// order of o.modes.
+std::array<uint8_t, 3> mode_colour(const StudyOptions& o, const std::string& mode) {
   if (mode == "caption") return {214, 64, 32};
   if (mode == "class") return {40, 110, 200};
-  return {50, 150, 60};  // token
+  if (mode == "token") return {50, 150, 60};
+  static const std::array<uint8_t, 3> kPalette[] = {{150, 70, 190}, {230, 150, 20}, {30, 170, 170},
+                                                    {200, 60, 140}, {120, 120, 40}, {90, 90, 90},
+                                                    {160, 100, 60}, {20, 60, 140}};
+  size_t i = 0;
+  for (const std::string& m : o.modes) {
+    if (m == mode) break;
+    if (m.find('+') != std::string::npos) ++i;
+  }
+  return kPalette[i % (sizeof kPalette / sizeof kPalette[0])];
+}
+
+// "caption+sphere: optimizer=sphere sphere_norm=mean; ..." for the variants among the modes.
+std::string variants_text(const StudyOptions& o) {
+  std::string s;
+  for (const std::string& m : o.modes) {
+    if (m.find('+') == std::string::npos) continue;
+    std::string opts;
+    for (const auto& [k, v] : study_variant(m, o).method.non_default()) opts += (opts.empty() ? "" : " ") + k + "=" + v;
+    s += (s.empty() ? "" : "; ") + m + ": " + opts;
+  }
+  return s;
+}
+
+// Width of the mode column of the text tables.
+int mode_width(const StudyOptions& o) {
+  size_t w = 8;
+  for (const std::string& m : o.modes) w = std::max(w, m.size() + 1);
+  return static_cast<int>(w);
 }
 
 bool has_metric(const std::vector<StudyRecord>& records, const std::string& metric) {
@@ -57,7 +87,7 @@ Figure mode_figure(const StudyOptions& o, const std::vector<StudyRecord>& record
     if (a.steps.empty()) continue;
     PlotSeries p;
     p.label = str_cat(mode, " (", a.n.front(), a.n.front() == 1 ? " run)" : " runs)");
-    p.color = mode_colour(mode);
+    p.color = mode_colour(o, mode);
     PlotBand b;
     b.color = p.color;
     for (size_t i = 0; i < a.steps.size(); ++i) {
@@ -112,7 +142,7 @@ std::vector<Figure> make_figures(const StudyOptions& o, const StudyResult& r) {
   return figs;
 }
 
-std::string reach_text(const StudyResult& r) {
+std::string reach_text(const StudyOptions& o, const StudyResult& r) {
   std::ostringstream out;
   if (r.reach.empty()) {
     out << "steps to reach the token run's final fixed-input loss: token mode not run\n";
@@ -120,12 +150,13 @@ std::string reach_text(const StudyResult& r) {
   }
   out << "steps to reach the token-initialised run's final fixed-input loss (per concept and seed; mean over "
          "the runs that reach it):\n";
-  char line[200];
-  std::snprintf(line, sizeof line, "  %-8s %5s %8s  %-22s %12s %12s\n", "mode", "runs", "reached", "steps",
+  char line[300];
+  const int w = mode_width(o);
+  std::snprintf(line, sizeof line, "  %-*s %5s %8s  %-22s %12s %12s\n", w, "mode", "runs", "reached", "steps",
                 "target", "final");
   out << line;
   for (const ReachRow& row : r.reach) {
-    std::snprintf(line, sizeof line, "  %-8s %5lld %8lld  %-22s %12s %12s%s\n", row.mode.c_str(),
+    std::snprintf(line, sizeof line, "  %-*s %5lld %8lld  %-22s %12s %12s%s\n", w, row.mode.c_str(),
                   static_cast<long long>(row.runs), static_cast<long long>(row.reached), format_reach(row).c_str(),
                   num(row.mean_target).c_str(), num(row.mean_final).c_str(),
                   row.mode == "token" ? "  (reference: first time at its own final value)" : "");
@@ -185,7 +216,7 @@ std::string quality_text(const StudyOptions& o, const StudyResult& r) {
   std::ostringstream out;
   const auto cps = o.resolved_checkpoints();
   out << "quality at checkpoints (mean +- sd over concepts x seeds):\n  " << std::string(18, ' ')
-      << std::string(8, ' ');
+      << std::string(static_cast<size_t>(mode_width(o)), ' ');
   char cell[64];
   for (int64_t c : cps) std::snprintf(cell, sizeof cell, " %14lld", static_cast<long long>(c)), out << cell;
   out << "\n";
@@ -193,7 +224,7 @@ std::string quality_text(const StudyOptions& o, const StudyResult& r) {
     if (!has_metric(r.records, metric)) continue;
     for (const std::string& mode : o.modes) {
       Aggregate a = aggregate(r.records, mode, metric);
-      std::snprintf(cell, sizeof cell, "  %-18s%-8s", metric.c_str(), mode.c_str());
+      std::snprintf(cell, sizeof cell, "  %-18s%-*s", metric.c_str(), mode_width(o), mode.c_str());
       out << cell;
       for (int64_t c : cps) {
         auto it = std::find(a.steps.begin(), a.steps.end(), c);
@@ -207,6 +238,30 @@ std::string quality_text(const StudyOptions& o, const StudyResult& r) {
       }
       out << "\n";
     }
+  }
+  return out.str();
+}
+
+// The early-stop table: where --stop-patience would have stopped each mode's runs, the steps it
+// saves and the quality there against the end of the run.
+std::string stop_text(const StudyOptions& o, const StudyResult& r) {
+  if (r.stops.empty()) return "";
+  std::ostringstream out;
+  out << "early stop (fixed-input loss not " << num(100 * o.stop_delta) << "% below its best for " << o.stop_patience
+      << " evaluations; runs continue, the rule is only recorded): mean over the stopped runs, at the stop -> at step "
+      << o.steps << "\n";
+  char line[400];
+  const int w = mode_width(o);
+  std::snprintf(line, sizeof line, "  %-*s %5s %8s %9s %8s  %-22s %-22s %-22s\n", w, "mode", "runs", "stopped", "stop",
+                "saved", "fixed_loss", "recon_psnr", "edit_mean");
+  out << line;
+  auto pair = [](double a, double b) { return num(a) + " -> " + num(b); };
+  for (const StopRow& row : r.stops) {
+    std::snprintf(line, sizeof line, "  %-*s %5lld %8lld %9s %8s  %-22s %-22s %-22s\n", w, row.mode.c_str(),
+                  static_cast<long long>(row.runs), static_cast<long long>(row.stopped), num(row.mean_stop, "%.1f").c_str(),
+                  num(row.mean_saved, "%.1f").c_str(), pair(row.fixed_at_stop, row.fixed_final).c_str(),
+                  pair(row.psnr_at_stop, row.psnr_final).c_str(), pair(row.edit_at_stop, row.edit_final).c_str());
+    out << line;
   }
   return out.str();
 }
@@ -274,6 +329,7 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
                 {"quality", str_cat("at steps ", checkpoints, "; ", o.sampler, ", ", o.sample_steps, " steps, cfg ",
                                     o.cfg, ", ", o.edits, " edit prompts")},
                 {"records", str_cat("records.csv (", kRecordsCsvHeader, ")")},
+                {"variants", variants_text(o).empty() ? "(none: init modes only)" : variants_text(o)},
                 {"time", timing_text(r)}});
 
   h.heading("Concepts");
@@ -290,7 +346,7 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
     h.heading(f.title, 3);
     h.paragraph(f.caption);
     h.image(f.png, f.file);
-    if (f.file == "loss_fixed_relative.png") h.code(reach_text(r));
+    if (f.file == "loss_fixed_relative.png") h.code(reach_text(o, r) + stop_text(o, r));
     if (f.file == "fidelity.png") h.code(fidelity_reach_text(r) + "\n" + closest_text(o, r));
   }
   h.code(quality_text(o, r));
@@ -315,11 +371,13 @@ std::string study_summary(const StudyOptions& o, const StudyResult& r) {
   out << "tinv study: " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds
       << " seeds, " << o.steps << " steps, lr " << o.lr << "\n  model " << o.model << "\n  captioner "
       << (o.captioner.empty() ? "(not used)" : o.captioner) << "\n";
+  if (!variants_text(o).empty()) out << "  variants " << variants_text(o) << "\n";
   for (const StudyConcept& c : r.concepts)
     out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text
         << "\", class \"" << c.class_word << "\", template \"" << c.init.tmpl << "\""
         << (c.init.fallback ? " (fallback)" : "") << "\n";
-  out << "\n" << reach_text(r) << "\n";
+  out << "\n" << reach_text(o, r) << "\n";
+  if (!r.stops.empty()) out << stop_text(o, r) << "\n";
   if (!r.fidelity_reach.empty()) out << fidelity_reach_text(r) << "\n";
   if (!r.closest.empty()) out << closest_text(o, r) << "\n";
   out << quality_text(o, r) << "\n";

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "inversion/templates.h"
+#include "text/sdxl_text.h"
 
 namespace tinv {
 
@@ -23,16 +24,19 @@ uint64_t derive_seed(uint64_t seed, uint64_t index) {
 }
 
 RandomStepSource::RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch,
-                                   int64_t num_train_timesteps, uint64_t seed)
+                                   int64_t num_train_timesteps, uint64_t seed, int64_t t_min, int64_t t_max)
     : cache_(std::move(latent_cache)),
       num_templates_(num_templates),
       batch_(batch),
-      num_timesteps_(num_train_timesteps),
+      t_min_(t_min),
+      t_max_(t_max < 0 ? num_train_timesteps - 1 : t_max),
       seed_(seed) {
   TINV_CHECK(cache_.dim() == 4 && cache_.size(0) >= 1, "latent cache", "expected [M, C, h, w], got ",
              cache_.sizes());
-  TINV_CHECK(num_templates_ >= 1 && batch_ >= 1 && num_timesteps_ >= 1, "step source",
+  TINV_CHECK(num_templates_ >= 1 && batch_ >= 1 && num_train_timesteps >= 1, "step source",
              "templates, batch and timesteps must be >= 1");
+  TINV_CHECK(t_min_ >= 0 && t_min_ <= t_max_ && t_max_ < num_train_timesteps, "step source",
+             "timestep range [", t_min_, ", ", t_max_, "] is not inside [0, ", num_train_timesteps - 1, "]");
 }
 
 StepInputs fixed_eval_inputs(const torch::Tensor& cache, int64_t pairs, int64_t num_timesteps,
@@ -54,7 +58,7 @@ StepInputs RandomStepSource::draw(int64_t step) {
   auto which = torch::randint(0, cache_.size(0), {batch_}, gen, i64);
   auto tmpl = torch::randint(0, num_templates_, {batch_}, gen, i64);
   StepInputs in;
-  in.timesteps = torch::randint(0, num_timesteps_, {batch_}, gen, i64);
+  in.timesteps = torch::randint(t_min_, t_max_ + 1, {batch_}, gen, i64);  // [0, N) by default
   in.noise = torch::randn({batch_, cache_.size(1), cache_.size(2), cache_.size(3)}, gen);
   in.latents = cache_.index_select(0, which.to(cache_.device()));
   for (int64_t b = 0; b < batch_; ++b) in.template_index.push_back(tmpl[b].item<int64_t>());
@@ -65,8 +69,9 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
                                    UNet2DConditionModel unet, const SchedulerConfig& scheduler,
                                    const std::vector<std::string>& placeholder_tokens,
                                    const torch::Tensor& init_rows, std::vector<std::string> templates,
-                                   const TrainerOptions& options)
+                                   const TrainerOptions& options, std::optional<SecondTextEncoder> second)
     : tokenizer_(tokenizer),
+      second_(std::move(second)),
       text_encoder_(std::move(text_encoder)),
       unet_(std::move(unet)),
       schedule_(scheduler),
@@ -82,35 +87,65 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
              text_encoder_->config().vocab_size);
   TINV_CHECK(tokenizer_.vocab_size() == tokenizer_.base_vocab_size(), where,
              "the tokenizer already has added tokens");
-  const int64_t width = text_encoder_->config().hidden_size;
+  width_1_ = text_encoder_->config().hidden_size;
+  int64_t width = width_1_;
+  if (second_) {
+    auto& s2 = *second_;
+    TINV_CHECK(s2.tokenizer.base_vocab_size() == s2.text_encoder->config().vocab_size &&
+                   s2.tokenizer.base_vocab_size() == tokenizer_.base_vocab_size(),
+               where, "tokenizer_2 has ", s2.tokenizer.base_vocab_size(), " tokens, tokenizer ",
+               tokenizer_.base_vocab_size(), ", text_encoder_2 ", s2.text_encoder->config().vocab_size);
+    TINV_CHECK(s2.tokenizer.vocab_size() == s2.tokenizer.base_vocab_size(), where,
+               "tokenizer_2 already has added tokens");
+    TINV_CHECK(s2.time_ids.defined() && s2.time_ids.numel() == 6, where, "SDXL needs 6 time_ids");
+    s2.time_ids = s2.time_ids.to(torch::kFloat32).reshape({1, 6});
+    width += s2.text_encoder->config().hidden_size;
+  }
   TINV_CHECK(init_rows.dim() == 2 && init_rows.size(0) == n && init_rows.size(1) == width, where,
              "initial rows must be [", n, ", ", width, "], got ", init_rows.sizes());
   for (const auto& tok : placeholder_tokens) {
     if (tokenizer_.is_vocab_word(tok))
       throw Error("--name", str_cat("placeholder '", tok, "' collides with a vocabulary token; "
                                     "choose another --name"));
-    tokenizer_.add_token(tok);
+    int64_t id = tokenizer_.add_token(tok);
+    if (second_) second_->tokenizer.add_token(tok, id);
     sentence_ += (sentence_.empty() ? "" : " ") + tok;
   }
   for (size_t i = 0; i < templates_.size(); ++i) {
     auto prompt = fill_template(templates_[i], sentence_);
-    TINV_CHECK(!tokenizer_.encode(prompt).truncated, where, "prompt '", prompt, "' is longer than ",
-               tokenizer_.max_length(), " tokens");
+    TINV_CHECK(!tokenizer_.encode(prompt).truncated && (!second_ || !second_->tokenizer.encode(prompt).truncated),
+               where, "prompt '", prompt, "' is longer than ", tokenizer_.max_length(), " tokens");
   }
   auto device = text_encoder_->parameters().front().device();
   rows_ = init_rows.detach().to(device, torch::kFloat32).clone().requires_grad_(true);
-  adam_ = std::make_unique<AdamW>(rows_, options_.adam);
+  if (options_.sphere_norms.defined())  // rescales rows_ onto the spheres
+    optimizer_ = std::make_unique<SphereAdam>(
+        rows_, options_.sphere_norms, options_.sphere,
+        second_ && options_.sphere_norms.dim() == 2  // SDXL: each encoder's part on its own sphere
+            ? std::vector<int64_t>{text_encoder_->config().hidden_size, second_->text_encoder->config().hidden_size}
+            : std::vector<int64_t>{});
+  else
+    optimizer_ = std::make_unique<AdamW>(rows_, options_.adam);
+  start_ = rows_.detach().clone();
 }
 
-torch::Tensor InversionTrainer::prompt_ids(const std::vector<int64_t>& template_index) const {
+torch::Tensor InversionTrainer::ids_of(const ClipTokenizer& tok, const std::vector<int64_t>& template_index) const {
   std::vector<torch::Tensor> rows;
   for (int64_t i : template_index) {
     TINV_CHECK(i >= 0 && i < static_cast<int64_t>(templates_.size()), "textual inversion",
                "template index ", i, " outside [0, ", templates_.size(), ")");
-    rows.push_back(torch::tensor(tokenizer_.encode(fill_template(templates_[i], sentence_)).ids,
-                                 torch::kInt64));
+    rows.push_back(torch::tensor(tok.encode(fill_template(templates_[i], sentence_)).ids, torch::kInt64));
   }
   return torch::stack(rows);  // [B, 77]
+}
+
+torch::Tensor InversionTrainer::prompt_ids(const std::vector<int64_t>& template_index) const {
+  return ids_of(tokenizer_, template_index);
+}
+
+torch::Tensor InversionTrainer::prompt_ids_2(const std::vector<int64_t>& template_index) const {
+  TINV_CHECK(second_.has_value(), "textual inversion", "prompt_ids_2: not an SDXL trainer");
+  return ids_of(second_->tokenizer, template_index);
 }
 
 torch::Tensor InversionTrainer::forward_loss(const StepInputs& in) {
@@ -123,12 +158,22 @@ torch::Tensor InversionTrainer::forward_loss(const StepInputs& in) {
   const auto device = param.device();
   const auto dtype = param.scalar_type();
   auto ids = prompt_ids(in.template_index).to(device);                      // [B, 77]
-  auto states = text_encoder_->forward(ids, rows_.to(dtype));                // [B, 77, D]
   auto latents = in.latents.to(device, torch::kFloat32);                     // [B, C, h, w]
   auto noise = in.noise.to(device, torch::kFloat32);
   auto t = in.timesteps.to(device, torch::kInt64);                           // [B]
   auto noisy = schedule_.add_noise(latents, noise, t);
-  auto pred = unet_->forward(noisy.to(dtype), t, states);                    // [B, C, h, w]
+  torch::Tensor pred;
+  if (second_) {  // SDXL: rows [:, :h1] -> text_encoder, [:, h1:] -> text_encoder_2
+    auto rows = rows_.to(dtype);
+    auto ids_2 = prompt_ids_2(in.template_index).to(device);
+    auto s = encode_sdxl_text(text_encoder_, second_->text_encoder, ids, ids_2, rows.narrow(1, 0, width_1_),
+                              rows.narrow(1, width_1_, rows.size(1) - width_1_));
+    AddedConditions added{s.pooled, second_->time_ids.to(device).expand({b, 6})};
+    pred = unet_->forward(noisy.to(dtype), t, s.prompt_embeds, added);      // [B, C, h, w]
+  } else {
+    auto states = text_encoder_->forward(ids, rows_.to(dtype));              // [B, 77, D]
+    pred = unet_->forward(noisy.to(dtype), t, states);                      // [B, C, h, w]
+  }
   auto target = schedule_.target(latents, noise, t, prediction_type_);
   return torch::mse_loss(pred.to(torch::kFloat32), target.to(torch::kFloat32));
 }
@@ -142,12 +187,13 @@ StepResult InversionTrainer::step(const StepInputs& in) {
   r.finite = std::isfinite(r.loss) && r.grad.isfinite().all().item<bool>();
   if (!r.finite) return r;
   auto g = r.grad;
+  if (options_.reg_init > 0) g = g + (2 * options_.reg_init) * (rows_.detach() - start_);  // d/drows
   if (options_.max_grad_norm > 0) {  // torch.nn.utils.clip_grad_norm_
     double norm = g.norm().item<double>();
     double coef = options_.max_grad_norm / (norm + 1e-6);
     if (coef < 1) g = g * coef;
   }
-  adam_->step(g, r.lr);
+  optimizer_->step(g, r.lr);
   return r;
 }
 
@@ -168,15 +214,17 @@ void InversionTrainer::restore(const torch::Tensor& rows, const torch::Tensor& e
     torch::NoGradGuard no_grad;
     rows_.copy_(rows);
   }
-  adam_->load_state(exp_avg.to(rows_.device()), exp_avg_sq.to(rows_.device()), steps_done);
+  optimizer_->load_state(exp_avg.to(rows_.device()), exp_avg_sq.to(rows_.device()), steps_done);
 }
 
 bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
-               const std::function<void(int64_t, const StepResult&)>& on_step) {
+               const std::function<void(int64_t, const StepResult&)>& on_step,
+               const std::function<bool()>& stop) {
   for (int64_t k = trainer.steps_done(); k < end; ++k) {
     StepResult r = trainer.step(source.draw(k));
     if (on_step) on_step(k, r);
     if (!r.finite) return false;
+    if (stop && stop()) break;
   }
   return true;
 }

@@ -16,7 +16,14 @@
 //   states = text_encoder(ids, learned rows)                                [B, 77, D]
 //   noisy  = add_noise(latents, noise, t);  pred = unet(noisy, t, states)
 //   loss   = mse(pred, noise | velocity by prediction type)                 (before the update)
-//   grad   = d loss / d rows (no model weight requires grad); optional clip; AdamW update.
+//   grad   = d loss / d rows (no model weight requires grad) [+ 2 reg_init (rows - start)];
+//            optional clip; AdamW update (or SphereAdam: norm-fixed rows, docs/INVERSION.md).
+// SDXL (a SecondTextEncoder given): each placeholder gets a row in BOTH encoders. The learned
+// rows are one [n, h1 + h2] tensor whose columns [0, h1) feed text_encoder and [h1, h1 + h2)
+// text_encoder_2, so ONE optimiser (and one gradient-norm clip) covers both; prompt ids come
+// from each tokenizer, states = encode_sdxl_text (text/sdxl_text.h) and the UNet gets the pooled
+// prompt and the time_ids as added conditions. SphereAdam then keeps each encoder's part of a
+// row on its own sphere.
 // Step inputs (template choice, timesteps, noises, latents) come from a StepSource: real
 // training draws them from a generator seeded by (seed, step) only, so a resumed run repeats
 // an uninterrupted one exactly; the parity check replays a reference run's inputs through the
@@ -31,12 +38,15 @@
 #include <vector>
 
 #include "inversion/lr_schedule.h"
+#include "inversion/method.h"
 #include "inversion/optimizer.h"
 #include "models/unet.h"
 #include "schedulers/noise_schedule.h"
 #include "schedulers/scheduler_config.h"
 #include "text/clip_text_model.h"
 #include "text/clip_tokenizer.h"
+
+#include <optional>
 
 namespace tinv {
 
@@ -56,17 +66,20 @@ class StepSource {
 };
 
 // Real training: per step, a CPU generator seeded from (seed, step) draws, in this order,
-// B cache entries (uniform), B template indices (uniform), B timesteps in [0, N), and the noise.
+// B cache entries (uniform), B template indices (uniform), B timesteps uniform in
+// [t_min, t_max] (torch::randint(t_min, t_max + 1); default [0, N-1]), and the noise.
 class RandomStepSource : public StepSource {
  public:
   // latent_cache [M, C, h, w]: one entry per image (and per flipped image with --flip).
+  // t_max -1: N - 1. Throws tinv::Error unless 0 <= t_min <= t_max < N.
   RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch,
-                   int64_t num_train_timesteps, uint64_t seed);
+                   int64_t num_train_timesteps, uint64_t seed, int64_t t_min = 0,
+                   int64_t t_max = -1);
   StepInputs draw(int64_t step) override;
 
  private:
   torch::Tensor cache_;
-  int64_t num_templates_, batch_, num_timesteps_;
+  int64_t num_templates_, batch_, t_min_, t_max_;
   uint64_t seed_;
 };
 
@@ -85,19 +98,38 @@ struct TrainerOptions {
   AdamWOptions adam;         // lr here is unused: the schedule gives each step's lr
   LrSchedule schedule;
   double max_grad_norm = 0;  // > 0: clip the rows' gradient norm (torch clip_grad_norm_)
+  // Defined: norm-fixed direction optimisation, SphereAdam instead of AdamW; row i starts at
+  // its initial direction scaled to sphere_norms[i] ([n]) and keeps that norm. SDXL: [n, 2],
+  // one norm per encoder part of the row (each part on its own sphere; [n] puts the whole row
+  // on one).
+  torch::Tensor sphere_norms;
+  SphereOptions sphere;      // betas, eps, vMF prior weight (used with sphere_norms)
+  double reg_init = 0;       // > 0: the objective adds reg_init * sum((rows - start)^2), start =
+                             // the rows the trainer starts from
+};
+
+// SDXL's second tokenizer and text encoder, and the time_ids of the training images
+// ([6] or [1, 6]: (H, W, 0, 0, H, W) for H x W images without crop).
+struct SecondTextEncoder {
+  ClipTokenizer tokenizer;
+  ClipTextModel text_encoder;
+  torch::Tensor time_ids;
 };
 
 struct StepResult {
-  double loss = 0;     // loss before the update
+  double loss = 0;     // diffusion loss before the update (without the reg_init pull)
   double lr = 0;       // learning rate used for the update
-  torch::Tensor grad;  // [n, d] gradient of the loss w.r.t. the rows (before clipping)
+  torch::Tensor grad;  // [n, d] gradient of that loss w.r.t. the rows (before the pull, clipping); SDXL [n, h1+h2]
   bool finite = true;  // false: loss or gradient not finite; no update was made
 };
 
 class InversionTrainer {
  public:
   // `tokenizer` is copied and gets `placeholder_tokens` added (ids base_vocab_size + i);
-  // init_rows [n, d] (n = number of placeholders, d = text width) start the learned rows.
+  // init_rows [n, d] (n = number of placeholders, d = text width; SDXL: d = h1 + h2, the
+  // concatenation of each encoder's starting rows) start the learned rows (rescaled to
+  // options.sphere_norms when those are given). `second` makes it SDXL: its tokenizer gets the
+  // same placeholders with the same ids.
   // The placeholder sentence is the tokens joined by spaces. Throws tinv::Error on a
   // placeholder that collides with the vocabulary, a tokenizer/text-encoder vocabulary
   // mismatch, wrong init shapes, an empty template list, or prompts longer than 77 tokens.
@@ -105,10 +137,16 @@ class InversionTrainer {
                    UNet2DConditionModel unet, const SchedulerConfig& scheduler,
                    const std::vector<std::string>& placeholder_tokens,
                    const torch::Tensor& init_rows, std::vector<std::string> templates,
-                   const TrainerOptions& options);
+                   const TrainerOptions& options,
+                   std::optional<SecondTextEncoder> second = std::nullopt);
 
   // Token ids of the filled templates, BOS/EOS/padding: int64 [B, 77] on the CPU.
   torch::Tensor prompt_ids(const std::vector<int64_t>& template_index) const;
+  // SDXL: the same from tokenizer_2 (other padding).
+  torch::Tensor prompt_ids_2(const std::vector<int64_t>& template_index) const;
+  bool is_xl() const { return second_.has_value(); }
+  // Columns of the rows that feed text_encoder (h1); the rest feed text_encoder_2 (SDXL).
+  int64_t width_1() const { return width_1_; }
   // One optimisation step (update number steps_done()).
   StepResult step(const StepInputs& in);
   // The loss for `in` with the current rows, without gradients or update.
@@ -118,16 +156,19 @@ class InversionTrainer {
   // Restores rows, optimizer state and step count (a checkpoint).
   void restore(const torch::Tensor& rows, const torch::Tensor& exp_avg,
                const torch::Tensor& exp_avg_sq, int64_t steps_done);
-  const AdamW& optimizer() const { return *adam_; }
-  int64_t steps_done() const { return adam_->steps(); }
+  const RowOptimizer& optimizer() const { return *optimizer_; }
+  int64_t steps_done() const { return optimizer_->steps(); }
   const std::string& placeholder_sentence() const { return sentence_; }
   const std::vector<std::string>& templates() const { return templates_; }
   const ClipTokenizer& tokenizer() const { return tokenizer_; }
 
  private:
   torch::Tensor forward_loss(const StepInputs& in);  // scalar float32, graph to rows_
+  torch::Tensor ids_of(const ClipTokenizer& tok, const std::vector<int64_t>& template_index) const;
 
   ClipTokenizer tokenizer_;
+  std::optional<SecondTextEncoder> second_;
+  int64_t width_1_ = 0;
   ClipTextModel text_encoder_;
   UNet2DConditionModel unet_;
   NoiseSchedule schedule_;
@@ -135,15 +176,18 @@ class InversionTrainer {
   std::vector<std::string> templates_;
   std::string sentence_;
   TrainerOptions options_;
-  torch::Tensor rows_;  // [n, d] float32 leaf on the model's device, requires grad
-  std::unique_ptr<AdamW> adam_;
+  torch::Tensor rows_;   // [n, d] float32 leaf on the model's device, requires grad
+  torch::Tensor start_;  // [n, d] the rows at construction (target of the reg_init pull)
+  std::unique_ptr<RowOptimizer> optimizer_;
 };
 
 // Runs updates steps_done() .. end-1, drawing each step's inputs from `source` and calling
-// on_step(k, result) after update k (also for a non-finite result, where the loop stops).
+// on_step(k, result) after update k (also for a non-finite result, where the loop stops); after
+// a finite update the loop also ends when `stop` (optional) returns true (early stopping).
 // Returns false when it stopped on a non-finite loss/gradient.
 bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
-               const std::function<void(int64_t, const StepResult&)>& on_step);
+               const std::function<void(int64_t, const StepResult&)>& on_step,
+               const std::function<bool()>& stop = nullptr);
 
 // ---- `tinv invert` ----
 
@@ -182,6 +226,8 @@ struct InvertOptions {
   std::string preview_prompt = "a photo of {}";
   int64_t eval_every = 10;              // fixed-input loss every K steps (0: never)
   int64_t eval_pairs = 4;               // number of fixed (timestep, noise) pairs
+  MethodOptions method;                 // --optimizer, --init-space, --t-min, --stop-patience, ...
+                                        // (inversion/method.h; defaults: the base recipe)
   std::string device = "auto", dtype = "fp32";  // auto: CUDA when available
   bool progress = true;
 };
@@ -191,6 +237,9 @@ struct InvertResult {
   std::vector<std::string> files;   // every file written
   std::string caption;              // the initialisation text used (after trimming)
   std::vector<std::string> notes;   // warnings and notes printed
+  int64_t steps_done = 0;           // updates made (the run's total, resumed ones included)
+  int64_t stopped_at = -1;          // early stop (--stop-patience): the step it stopped at; -1: none
+  bool xl = false;                  // an SDXL model: rows [n, h1 + h2], files as invert_paths(.., true)
 };
 
 // Throws tinv::Error with a one-line message on any bad input; on a non-finite loss it stops,
@@ -198,9 +247,14 @@ struct InvertResult {
 InvertResult run_inversion(const InvertOptions& options);
 
 // Output paths for `out` (see docs/INVERSION.md): stem = out without its extension.
+// SDXL (`xl`): `sdxl` is the {clip_l, clip_g} file (stem.safetensors, every format: the
+// A1111/ComfyUI/kohya convention), `diffusers_pair` the load_textual_inversion pair
+// (stem.diffusers/learned_embeds[_2].safetensors, formats diffusers and all); the SD1 fields
+// stay empty.
 struct InvertPaths {
   std::string diffusers, a1111, kohya, checkpoint, log_csv, plot_png, previews_dir;
+  std::string sdxl, diffusers_pair;
 };
-InvertPaths invert_paths(const std::string& out, const std::string& format);
+InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl = false);
 
 }  // namespace tinv

@@ -12,8 +12,6 @@ namespace tinv {
 namespace {
 
 constexpr const char* kWhere = "single-file text encoder";
-const std::string kLdmPrefix = "cond_stage_model.transformer.";
-const std::string kOpenClipPrefix = "cond_stage_model.model.";
 const std::string kBlocks = "transformer.resblocks.";
 const std::string kLayers = "text_model.encoder.layers.";
 
@@ -80,34 +78,41 @@ void split_in_proj(const std::string& key, const torch::Tensor& t, const std::st
 
 }  // namespace
 
-StateDict convert_ldm_clip_text(const StateDict& single_file) {
+StateDict convert_ldm_clip_text(const StateDict& single_file, const std::string& prefix) {
   StateDict out;
-  for (const auto& [name, t] : strip_prefix(single_file, kLdmPrefix)) {
+  for (const auto& [name, t] : strip_prefix(single_file, prefix)) {
     std::string key = starts_with(name, "text_model.") ? name : "text_model." + name;
     if (ends_with(key, "embeddings.position_ids")) continue;  // int64 buffer, not a weight
     out.emplace(key, t);
   }
-  TINV_CHECK(!out.empty(), kWhere, "no tensor starts with '", kLdmPrefix, "' (not an SD1 checkpoint?)");
+  TINV_CHECK(!out.empty(), kWhere, "no tensor starts with '", prefix, "' (not an SD1 checkpoint?)");
   return out;
 }
 
-int64_t count_openclip_blocks(const StateDict& single_file) {
-  return count_indexed(single_file, kOpenClipPrefix + kBlocks);
+int64_t count_openclip_blocks(const StateDict& single_file, const std::string& prefix) {
+  return count_indexed(single_file, prefix + kBlocks);
 }
 
-StateDict convert_openclip_text(const StateDict& single_file, int64_t num_layers) {
-  StateDict src = strip_prefix(single_file, kOpenClipPrefix);
-  TINV_CHECK(!src.empty(), kWhere, "no tensor starts with '", kOpenClipPrefix,
-             "' (not an SD2 checkpoint?)");
+StateDict convert_openclip_text(const StateDict& single_file, int64_t num_layers,
+                                const std::string& prefix, bool with_projection) {
+  StateDict src = strip_prefix(single_file, prefix);
+  TINV_CHECK(!src.empty(), kWhere, "no tensor starts with '", prefix,
+             "' (not an OpenCLIP text encoder?)");
   const int64_t blocks = count_indexed(src, kBlocks);
   if (num_layers < 0) num_layers = blocks;
   TINV_CHECK(num_layers <= blocks, kWhere, "asked for ", num_layers, " layers but the file has ",
              blocks, " transformer.resblocks");
   StateDict out;
   for (const auto& [name, t] : src) {
-    const std::string key = kOpenClipPrefix + name;
+    const std::string key = prefix + name;
     if (auto it = openclip_top_names().find(name); it != openclip_top_names().end()) {
       out[it->second] = t;
+      continue;
+    }
+    if (name == "text_projection" && with_projection) {  // x @ P  ==  Linear with weight P^T
+      TINV_CHECK(t.dim() == 2, kWhere, "tensor '", key, "' has shape ", shape_str(t.sizes().vec()),
+                 "; expected [hidden, projection]");
+      out["text_projection.weight"] = t.t().contiguous();
       continue;
     }
     if (!starts_with(name, kBlocks)) continue;  // text_projection, logit_scale, attn_mask, visual.*
@@ -125,6 +130,8 @@ StateDict convert_openclip_text(const StateDict& single_file, int64_t num_layers
       throw Error(kWhere, "unknown OpenCLIP text tensor '" + key + "'");
     }
   }
+  TINV_CHECK(!with_projection || out.count("text_projection.weight"), kWhere, "no '", prefix,
+             "text_projection' tensor (the second SDXL text encoder needs its projection)");
   return out;
 }
 
@@ -150,6 +157,13 @@ ClipTextConfig infer_clip_text_config(const StateDict& converted, const std::str
              "-wide text encoder (CLIP uses 64-dim heads); supply its config.json");
   c.num_attention_heads = c.hidden_size / 64;
   c.hidden_act = !hidden_act.empty() ? hidden_act : (c.hidden_size == 768 ? "quick_gelu" : "gelu");
+  if (auto it = converted.find("text_projection.weight"); it != converted.end()) {
+    TINV_CHECK(it->second.dim() == 2 && it->second.size(1) == c.hidden_size, where,
+               "text_projection.weight has shape ", shape_str(it->second.sizes().vec()), ", expected [P, ",
+               c.hidden_size, "]");
+    c.with_projection = true;
+    c.projection_dim = it->second.size(0);
+  }
   c.validate(where);
   return c;
 }

@@ -60,6 +60,10 @@ std::vector<LdmPrefix> ldm_unet_prefixes(const UNetConfig& cfg) {
                               {"input_blocks.0.0.", "conv_in."},
                               {"out.0.", "conv_norm_out."},
                               {"out.2.", "conv_out."}};
+  if (cfg.text_time()) {  // SDXL (sgm): label_emb.0 = Sequential(Linear, SiLU, Linear)
+    t.push_back({"label_emb.0.0.", "add_embedding.linear_1."});
+    t.push_back({"label_emb.0.2.", "add_embedding.linear_2."});
+  }
   for (int64_t i = 0; i < n; ++i) {
     std::string down = "down_blocks." + s(i) + ".";
     for (int64_t j = 0; j < L; ++j) {
@@ -117,12 +121,12 @@ StateDict convert_ldm_unet(const StateDict& ldm, const UNetConfig& cfg) {
   return out;
 }
 
-UNetConfig infer_unet_config(const StateDict& sd, bool sd2) {
+UNetConfig infer_unet_config(const StateDict& sd, bool sd2, int64_t pooled_dim) {
   UNetConfig c;
-  const auto& conv_in = need(sd, "input_blocks.0.0.weight");  // [C0, in, k, k]
+  const torch::Tensor conv_in = need(sd, "input_blocks.0.0.weight");  // [C0, in, k, k]
   c.in_channels = conv_in.size(1);
   c.conv_in_kernel = conv_in.size(2);
-  const auto& conv_out = need(sd, "out.2.weight");             // [out, C0, k, k]
+  const torch::Tensor conv_out = need(sd, "out.2.weight");             // [out, C0, k, k]
   c.out_channels = conv_out.size(0);
   c.conv_out_kernel = conv_out.size(2);
   // Levels: downsamplers sit at input_blocks.{(i+1)(L+1)}.0.op; without one, a single level.
@@ -182,6 +186,18 @@ UNetConfig infer_unet_config(const StateDict& sd, bool sd2) {
   while (g % c.norm_num_groups != 0) --c.norm_num_groups;
   c.upcast_attention = false;
   c.sample_size = sd2 ? 96 : 64;
+  if (const torch::Tensor* label = find(sd, "label_emb.0.0.weight")) {  // SDXL text_time
+    TINV_CHECK(label->dim() == 2, kWhere, "label_emb.0.0.weight must be 2-D, got ", shape_str(label->sizes().vec()));
+    c.addition_embed_type = "text_time";
+    c.projection_class_embeddings_input_dim = label->size(1);
+    if (pooled_dim > 0) {
+      TINV_CHECK((label->size(1) - pooled_dim) % 6 == 0 && label->size(1) > pooled_dim, kWhere,
+                 "label_emb.0.0.weight takes ", label->size(1), " inputs, which is not the pooled width ",
+                 pooled_dim, " + 6 time-id features");
+      c.addition_time_embed_dim = (label->size(1) - pooled_dim) / 6;
+    }
+    c.sample_size = 128;
+  }
   c.validate(kWhere);
   return c;
 }

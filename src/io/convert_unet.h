@@ -6,7 +6,8 @@
 //   middle_block.0|1|2              = mid_block.resnets.0|attentions.0|resnets.1
 //   output_blocks.{i(L+1)+j}.0|1    = up_blocks.i.resnets|attentions.j        (j <= L)
 //   output_blocks.{i(L+1)+L}.{2|1}.conv = up_blocks.i.upsamplers.0.conv       (2 with attention)
-//   time_embed.0|2 = time_embedding.linear_1|2, input_blocks.0.0 = conv_in, out.0|2 =
+//   time_embed.0|2 = time_embedding.linear_1|2, label_emb.0.0|2 = add_embedding.linear_1|2 (SDXL),
+//   input_blocks.0.0 = conv_in, out.0|2 =
 //   conv_norm_out|conv_out; resnet in_layers.0|2 = norm1|conv1, emb_layers.1 = time_emb_proj,
 //   out_layers.0|3 = norm2|conv2, skip_connection = conv_shortcut; attention internals as is.
 //
@@ -45,7 +46,9 @@ const std::vector<std::pair<std::string, std::string>>& ldm_resnet_renames();
 // channels, kernels, time embedding width, linear projections (2-D proj_in). Heads: SD1 8 per
 // block; SD2 (`sd2`) channels / 64. Not readable from weights and left at SD defaults:
 // norm_num_groups (32, or the largest count <= 32 dividing every block width), upcast_attention
-// (false), sample_size (64, 96 for SD2).
-UNetConfig infer_unet_config(const StateDict& ldm_unet, bool sd2);
+// (false), sample_size (64, 96 for SD2, 128 for SDXL). SDXL (`label_emb.0.*` present): the
+// text_time embedding; its time-id width comes from `pooled_dim` (the width of text_encoder_2's
+// projection), 256 when pooled_dim is 0.
+UNetConfig infer_unet_config(const StateDict& ldm_unet, bool sd2, int64_t pooled_dim = 0);
 
 }  // namespace tinv

@@ -55,20 +55,67 @@ torch::Tensor to_vectors(const torch::Tensor& t, const std::string& name, int64_
   return v;
 }
 
-[[noreturn]] void refuse_sdxl() {
-  throw Error("SDXL embedding ({clip_l, clip_g}): tinv supports SD1/SD2 text encoders");
+// The two row sets of an SDXL embedding; each checked as a vectors tensor, then together.
+Embedding sdxl_embedding(const std::string& trigger, const torch::Tensor* l, const torch::Tensor* g,
+                         int64_t width, int64_t width_2, const char* name_l, const char* name_g) {
+  if (!l || !g)
+    throw Error(str_cat("SDXL embedding with '", l ? name_l : name_g, "' but no '", l ? name_g : name_l,
+                        "': both encoders' rows are needed"));
+  if (width > 0 && width_2 == 0)
+    throw Error(str_cat("SDXL embedding (", name_l, ", ", name_g, ") cannot be used with an SD1/SD2 model "
+                        "(its text encoder is ", width, " wide); load it with an SDXL model"));
+  Embedding e;
+  e.trigger = trigger;
+  e.vectors = to_vectors(*l, name_l, width);
+  e.vectors_2 = to_vectors(*g, name_g, width_2);
+  if (e.vectors.size(0) != e.vectors_2.size(0))
+    throw Error(str_cat("SDXL embedding has ", e.vectors.size(0), " ", name_l, " rows but ",
+                        e.vectors_2.size(0), " ", name_g, " rows"));
+  e.format = "sdxl";
+  return e;
 }
 
-std::vector<Embedding> load_safetensors_embeddings(const std::string& path, int64_t width) {
+// An SD1/SD2 embedding on an SDXL model.
+void refuse_single(int64_t width, int64_t width_2, const torch::Tensor& t) {
+  if (width_2 <= 0) return;
+  throw Error(str_cat("SD1/SD2 embedding (one ", shape_string(t), " tensor) cannot be used with an SDXL model, "
+                      "which needs clip_l [n, ", width, "] and clip_g [n, ", width_2, "]"));
+}
+
+std::vector<Embedding> load_safetensors_embeddings(const std::string& path, int64_t width, int64_t width_2) {
   SafeTensors file = SafeTensors::open(path);
-  if (file.contains("clip_l") || file.contains("clip_g")) refuse_sdxl();
   std::vector<Embedding> out;
+  if (file.contains("clip_l") || file.contains("clip_g")) {
+    torch::Tensor l, g;
+    if (file.contains("clip_l")) l = file.view("clip_l");
+    if (file.contains("clip_g")) g = file.view("clip_g");
+    out.push_back(sdxl_embedding(file_stem(path), l.defined() ? &l : nullptr, g.defined() ? &g : nullptr,
+                                 width, width_2, "clip_l", "clip_g"));
+    out.back().metadata = file.metadata();
+    return out;
+  }
+  // width_2 < 0: a pair is expected (a learned_embeds folder) without a model to check against.
+  if (width_2 != 0 && file.keys().size() >= 1 && !file.contains("emb_params") &&
+      file_exists(pair_path(path))) {  // diffusers pair: X.safetensors + X_2.safetensors
+    SafeTensors second = SafeTensors::open(pair_path(path));
+    for (const std::string& key : file.keys()) {
+      if (!second.contains(key))
+        throw Error(str_cat("tensor '", key, "' has no counterpart in ", pair_path(path)));
+      torch::Tensor l = file.view(key), g = second.view(key);
+      out.push_back(sdxl_embedding(key, &l, &g, width, width_2, key.c_str(), (pair_path(path) + ":" + key).c_str()));
+      out.back().format = "diffusers_pair";
+      out.back().metadata = file.metadata();
+    }
+    return out;
+  }
   if (file.contains("emb_params")) {  // kohya / A1111 safetensors: one trigger, the file stem
+    refuse_single(width, width_2, file.view("emb_params"));
     out.push_back({file_stem(path), to_vectors(file.view("emb_params"), "emb_params", width),
                    file.metadata(), "kohya"});
     return out;
   }
   for (const std::string& key : file.keys()) {  // diffusers: {trigger: [n,d] or [d]}
+    refuse_single(width, width_2, file.view(key));
     std::string trigger = key == "string_to_param.*" ? file_stem(path) : key;
     out.push_back({trigger, to_vectors(file.view(key), key, width), file.metadata(),
                    key == "string_to_param.*" ? "a1111" : "diffusers"});
@@ -102,7 +149,7 @@ const PickleValue& tensor_value(const PickleValue* v, const std::string& name) {
   return *v;
 }
 
-std::vector<Embedding> load_torch_embeddings(const std::string& path, int64_t width) {
+std::vector<Embedding> load_torch_embeddings(const std::string& path, int64_t width, int64_t width_2) {
   PickleValue root = load_torch_file(path);
   if (!root.is_dict())
     throw Error(str_cat("expected a dict at the top of the pickle, got a ",
@@ -113,14 +160,25 @@ std::vector<Embedding> load_torch_embeddings(const std::string& path, int64_t wi
       throw Error("A1111 embedding: string_to_param is not a non-empty dict");
     const PickleValue* star = params->find("*");
     if (!star) star = &params->dict().items().front().second;
+    if (star->is_tensor()) refuse_single(width, width_2, star->tensor());
     out.push_back({file_stem(path),
                    to_vectors(tensor_value(star, "string_to_param.*").tensor(),
                               "string_to_param.*", width),
                    a1111_metadata(root.dict()), "a1111"});
     return out;
   }
-  if (root.find("clip_l") || root.find("clip_g")) refuse_sdxl();
+  if (root.find("clip_l") || root.find("clip_g")) {
+    const PickleValue* l = root.find("clip_l");
+    const PickleValue* g = root.find("clip_g");
+    torch::Tensor tl, tg;
+    if (l) tl = tensor_value(l, "clip_l").tensor();
+    if (g) tg = tensor_value(g, "clip_g").tensor();
+    out.push_back(sdxl_embedding(file_stem(path), l ? &tl : nullptr, g ? &tg : nullptr, width, width_2,
+                                 "clip_l", "clip_g"));
+    return out;
+  }
   if (const PickleValue* emb = root.find("emb_params")) {
+    if (emb->is_tensor()) refuse_single(width, width_2, emb->tensor());
     out.push_back({file_stem(path),
                    to_vectors(tensor_value(emb, "emb_params").tensor(), "emb_params", width),
                    {}, "kohya"});
@@ -128,6 +186,7 @@ std::vector<Embedding> load_torch_embeddings(const std::string& path, int64_t wi
   }
   for (const auto& [key, value] : root.dict().items()) {  // diffusers .bin {trigger: tensor}
     if (key.kind() != PickleValue::Kind::String || !value.is_tensor()) continue;
+    refuse_single(width, width_2, value.tensor());
     out.push_back({key.string(), to_vectors(value.tensor(), key.string(), width), {},
                    "diffusers"});
   }
@@ -167,15 +226,32 @@ std::string one_line(std::string s) {
 
 }  // namespace
 
-std::vector<Embedding> load_embeddings(const std::string& path, int64_t expected_width) {
+std::string pair_path(const std::string& path) {
+  const std::string ext = ".safetensors";
+  if (path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0)
+    return path.substr(0, path.size() - ext.size()) + "_2" + ext;
+  return path + "_2";
+}
+
+std::vector<Embedding> load_embeddings(const std::string& path, int64_t expected_width,
+                                       int64_t expected_width_2) {
+  if (dir_exists(path)) {  // diffusers textual_inversion_sdxl.py output folder
+    const std::string first = join_path(path, "learned_embeds.safetensors");
+    TINV_CHECK(file_exists(first) && file_exists(pair_path(first)), path,
+               "folder without learned_embeds.safetensors and learned_embeds_2.safetensors");
+    TINV_CHECK(expected_width_2 > 0 || expected_width == 0, path, "a diffusers SDXL pair (learned_embeds, "
+               "learned_embeds_2) cannot be used with an SD1/SD2 model");
+    return load_embeddings(first, expected_width, expected_width_2 > 0 ? expected_width_2 : -1);
+  }
   uint64_t size = 0;
   std::vector<uint8_t> head = read_head(path, size);
   try {
     if (size == 0) throw Error("empty file");
     if (ZipReader::looks_like_zip(head.data(), head.size()) ||
         is_legacy_torch_file(head.data(), head.size()))
-      return load_torch_embeddings(path, expected_width);
-    if (looks_like_safetensors(head)) return load_safetensors_embeddings(path, expected_width);
+      return load_torch_embeddings(path, expected_width, expected_width_2);
+    if (looks_like_safetensors(head))
+      return load_safetensors_embeddings(path, expected_width, expected_width_2);
     throw Error("unrecognized embedding file: neither safetensors nor a torch .pt/.bin zip");
   } catch (const Error& e) {
     std::string msg = e.what();
@@ -238,6 +314,45 @@ void save_embedding(const std::string& path, EmbeddingFormat format, const std::
     if (!reserved) root.dict().set(PickleValue(key), PickleValue(value));
   }
   save_torch_file(path, root);
+}
+
+namespace {
+
+// Both SDXL row sets checked together before anything is written.
+std::pair<torch::Tensor, torch::Tensor> checked_pair(const std::string& path, const torch::Tensor& l,
+                                                     const torch::Tensor& g) {
+  if (!l.defined() || !g.defined())
+    throw Error(path, str_cat("SDXL embedding without its ", l.defined() ? "clip_g" : "clip_l",
+                              " rows: both encoders' tensors are needed, nothing written"));
+  try {
+    auto vl = to_vectors(l.detach().to(torch::kCPU), "clip_l", 0);
+    auto vg = to_vectors(g.detach().to(torch::kCPU), "clip_g", 0);
+    if (vl.size(0) != vg.size(0))
+      throw Error(str_cat("clip_l has ", vl.size(0), " rows but clip_g ", vg.size(0), "; nothing written"));
+    return {vl, vg};
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    if (msg.rfind(path, 0) == 0) throw;
+    throw Error(path, msg);
+  }
+}
+
+}  // namespace
+
+void save_sdxl_embedding(const std::string& path, const torch::Tensor& clip_l, const torch::Tensor& clip_g,
+                         const std::map<std::string, std::string>& metadata) {
+  auto [l, g] = checked_pair(path, clip_l, clip_g);
+  save_safetensors(path, {{"clip_g", g}, {"clip_l", l}}, metadata);
+}
+
+void save_diffusers_pair(const std::string& path, const std::string& trigger, const torch::Tensor& clip_l,
+                         const torch::Tensor& clip_g, const std::map<std::string, std::string>& metadata) {
+  if (trigger.empty()) throw Error(path, "empty trigger word");
+  if (trigger == "emb_params" || trigger == "clip_l" || trigger == "clip_g")
+    throw Error(path, "trigger '" + trigger + "' would be read back as a kohya/SDXL key");
+  auto [l, g] = checked_pair(path, clip_l, clip_g);
+  save_safetensors(path, {{trigger, l}}, metadata);
+  save_safetensors(pair_path(path), {{trigger, g}}, metadata);
 }
 
 EmbeddingFormat parse_embedding_format(const std::string& name) {

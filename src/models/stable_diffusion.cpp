@@ -17,6 +17,10 @@ constexpr const char* kUnetPrefix = "model.diffusion_model.";
 constexpr const char* kVaePrefix = "first_stage_model.";
 constexpr const char* kSd1TextPrefix = "cond_stage_model.transformer.";
 constexpr const char* kSd2TextPrefix = "cond_stage_model.model.";
+// SDXL (Stability's sgm layout): CLIP-L with HF names, OpenCLIP bigG with fused qkv.
+constexpr const char* kXlPrefix = "conditioner.embedders.";
+constexpr const char* kXlText1Prefix = "conditioner.embedders.0.transformer.";
+constexpr const char* kXlText2Prefix = "conditioner.embedders.1.model.";
 
 bool has_prefix(const StateDict& sd, const std::string& prefix) {
   auto it = sd.lower_bound(prefix);
@@ -59,6 +63,25 @@ std::string family_of(const UNetConfig& unet, const ClipTextConfig& text) {
   return text.hidden_act == "gelu" ? "sd2" : "sd1";
 }
 
+// SDXL: the UNet's widths must follow from the two encoders.
+void check_xl(const StableDiffusion& m, const std::string& source) {
+  const int64_t h1 = m.text_config.hidden_size, h2 = m.text_config_2.hidden_size;
+  TINV_CHECK(m.unet_config.text_time(), source, "SDXL model but the UNet has no text_time addition "
+             "embedding (unet/config.json addition_embed_type)");
+  TINV_CHECK(m.text_config_2.with_projection, source, "text_encoder_2 has no text_projection "
+             "(SDXL's second encoder is a CLIPTextModelWithProjection)");
+  TINV_CHECK(m.unet_config.cross_attention_dim == h1 + h2, source, "the UNet's cross_attention_dim ",
+             m.unet_config.cross_attention_dim, " is not text_encoder + text_encoder_2 widths (", h1,
+             " + ", h2, ")");
+  TINV_CHECK(m.unet_config.pooled_dim() == m.text_config_2.projection_dim, source,
+             "the UNet's add_embedding expects a ", m.unet_config.pooled_dim(),
+             "-wide pooled text, text_encoder_2 projects to ", m.text_config_2.projection_dim);
+  if (m.tokenizer && m.tokenizer_2)
+    TINV_CHECK(m.tokenizer->base_vocab_size() == m.tokenizer_2->base_vocab_size(), source,
+               "tokenizer and tokenizer_2 have different vocabularies (", m.tokenizer->base_vocab_size(),
+               " vs ", m.tokenizer_2->base_vocab_size(), " ids)");
+}
+
 void finish(StableDiffusion& m, const SdLoadOptions& opts) {
   if (!opts.prediction_type.empty()) {
     TINV_CHECK(opts.prediction_type == "epsilon" || opts.prediction_type == "v_prediction" ||
@@ -67,15 +90,21 @@ void finish(StableDiffusion& m, const SdLoadOptions& opts) {
                "' (epsilon, v_prediction or sample)");
     m.scheduler.prediction_type = opts.prediction_type;
   }
-  m.fingerprint = fingerprint_of({m.text_encoder->token_embeddings(torch::arange(std::min<int64_t>(
-                                      1000, m.text_config.vocab_size))),
-                                  m.unet->named_parameters()["conv_in.weight"],
-                                  m.vae->named_parameters()["decoder.conv_out.weight"]});
+  std::vector<torch::Tensor> sample = {
+      m.text_encoder->token_embeddings(torch::arange(std::min<int64_t>(1000, m.text_config.vocab_size))),
+      m.unet->named_parameters()["conv_in.weight"], m.vae->named_parameters()["decoder.conv_out.weight"]};
+  if (m.text_encoder_2)
+    sample.push_back(m.text_encoder_2->token_embeddings(
+        torch::arange(std::min<int64_t>(1000, m.text_config_2.vocab_size))));
+  m.fingerprint = fingerprint_of(sample);
   m.device = opts.device;
   m.dtype = opts.dtype;
+  m.vae_dtype = m.is_xl() && opts.dtype == torch::kFloat16 && m.vae_config.force_upcast ? torch::kFloat32
+                                                                                         : opts.dtype;
   m.text_encoder->to(opts.device, opts.dtype);
+  if (m.text_encoder_2) m.text_encoder_2->to(opts.device, opts.dtype);
   m.unet->to(opts.device, opts.dtype);
-  m.vae->to(opts.device, opts.dtype);
+  m.vae->to(opts.device, m.vae_dtype);
 }
 
 StableDiffusion load_diffusers_folder(const std::string& dir, const SdLoadOptions& opts) {
@@ -83,26 +112,42 @@ StableDiffusion load_diffusers_folder(const std::string& dir, const SdLoadOption
   m.source = dir;
   m.format = "diffusers";
   auto index = JsonConfig::load(join_path(dir, "model_index.json"));
+  const bool xl = index.has("text_encoder_2") || index.has("tokenizer_2") ||
+                  index.get<std::string>("_class_name", "").find("StableDiffusionXL") == 0;
   for (const char* part : {"text_encoder", "unet", "vae", "scheduler"})
     TINV_CHECK(dir_exists(join_path(dir, part)), dir, "missing component folder '", part,
                "/' (a diffusers Stable Diffusion folder has text_encoder, tokenizer, unet, vae, scheduler)");
+  if (xl)
+    for (const char* part : {"text_encoder_2", "tokenizer_2"})
+      TINV_CHECK(dir_exists(join_path(dir, part)), join_path(dir, part),
+                 "missing: an SDXL folder (model_index.json names text_encoder_2) needs text_encoder, "
+                 "text_encoder_2, tokenizer, tokenizer_2, unet, vae and scheduler");
   std::string tok_dir = opts.tokenizer_dir.empty() ? join_path(dir, "tokenizer") : opts.tokenizer_dir;
   if (opts.with_tokenizer) {
     m.tokenizer = ClipTokenizer::load(tok_dir);
+    if (xl) m.tokenizer_2 = ClipTokenizer::load(join_path(dir, "tokenizer_2"));
   }
   m.text_encoder = load_clip_text_model(join_path(dir, "text_encoder"));
   m.text_config = m.text_encoder->config();
+  if (xl) {
+    m.text_encoder_2 = load_clip_text_model(join_path(dir, "text_encoder_2"));
+    m.text_config_2 = m.text_encoder_2->config();
+    m.force_zeros_for_empty_prompt = index.get<bool>("force_zeros_for_empty_prompt", true);
+  }
   m.unet = load_unet_folder(join_path(dir, "unet"));
   m.unet_config = m.unet->config();
   m.vae = load_vae_folder(join_path(dir, "vae"));
   m.vae_config = m.vae->config();
   m.scheduler = SchedulerConfig::from_json(JsonConfig::load(join_path(dir, "scheduler/scheduler_config.json")));
-  m.family = family_of(m.unet_config, m.text_config);
+  m.family = xl ? "sdxl" : family_of(m.unet_config, m.text_config);
+  if (xl) check_xl(m, dir);
+  else TINV_CHECK(!m.unet_config.text_time(), dir, "the UNet is SDXL's (text_time) but model_index.json names no text_encoder_2");
   struct Part {
     const char* name;
     std::vector<std::string> files;
   };
   for (const Part& p : {Part{"text_encoder", {"model.safetensors", "model.fp16.safetensors"}},
+                        Part{"text_encoder_2", {"model.safetensors", "model.fp16.safetensors"}},
                         Part{"unet", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}},
                         Part{"vae", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}}}) {
     std::string f = first_existing(join_path(dir, p.name), p.files);
@@ -112,11 +157,102 @@ StableDiffusion load_diffusers_folder(const std::string& dir, const SdLoadOption
   return m;
 }
 
+// The tokenizers of a single file: --tokenizer DIR, else --config DIR/tokenizer; SDXL's second
+// from --config DIR/tokenizer_2, else the first one's files padded with "!" (as tokenizer_2 is).
+void load_single_file_tokenizers(StableDiffusion& m, const SdLoadOptions& opts, const std::string& path) {
+  std::string tok = opts.tokenizer_dir;
+  if (tok.empty() && !opts.config_dir.empty()) tok = join_path(opts.config_dir, "tokenizer");
+  if (!opts.with_tokenizer) return;
+  TINV_CHECK(!tok.empty(), path, "single-file checkpoints carry no tokenizer: pass --tokenizer DIR "
+             "(a folder with vocab.json and merges.txt) or --config DIR (a diffusers folder)");
+  m.tokenizer = ClipTokenizer::load(tok);
+  if (!m.is_xl()) return;
+  std::string tok2 = opts.config_dir.empty() ? "" : join_path(opts.config_dir, "tokenizer_2");
+  if (!tok2.empty() && dir_exists(tok2))
+    m.tokenizer_2 = ClipTokenizer::load(tok2);
+  else
+    m.tokenizer_2 = ClipTokenizer::from_files(join_path(tok, "vocab.json"), join_path(tok, "merges.txt"), "!",
+                                              m.tokenizer->max_length());
+}
+
+// SDXL single file (Stability's layout): configs from --config DIR, --preset sdxl, or the shapes.
+StableDiffusion load_xl_single_file(const std::string& path, const StateDict& sd, const SdLoadOptions& opts) {
+  StableDiffusion m;
+  m.source = path;
+  m.format = "single_file";
+  m.family = "sdxl";
+  m.force_zeros_for_empty_prompt = true;
+  const bool has1 = has_prefix(sd, kXlText1Prefix), has2 = has_prefix(sd, kXlText2Prefix);
+  TINV_CHECK(has1 && has2, path, "SDXL checkpoint with only one text encoder: no '",
+             has1 ? kXlText2Prefix : kXlText1Prefix, "*' tensors (SDXL needs CLIP-L under '",
+             kXlText1Prefix, "' and OpenCLIP bigG under '", kXlText2Prefix, "')");
+  if (opts.preset != "auto")
+    TINV_CHECK(opts.preset == "sdxl", "--preset", "'", opts.preset, "' does not fit an SDXL checkpoint (auto or sdxl)");
+  StateDict ldm_unet = strip_prefix(sd, kUnetPrefix);
+  StateDict ldm_vae = strip_prefix(sd, kVaePrefix);
+  StateDict text1 = convert_ldm_clip_text(sd, kXlText1Prefix);
+  const bool from_dir = !opts.config_dir.empty();
+  if (from_dir) {
+    const std::string& d = opts.config_dir;
+    m.unet_config = UNetConfig::from_json(JsonConfig::load(join_path(d, "unet/config.json")));
+    m.vae_config = VaeConfig::from_json(JsonConfig::load(join_path(d, "vae/config.json")));
+    m.text_config = ClipTextConfig::from_json(JsonConfig::load(join_path(d, "text_encoder/config.json")));
+    m.text_config_2 = ClipTextConfig::from_json(JsonConfig::load(join_path(d, "text_encoder_2/config.json")));
+    std::string sched = join_path(d, "scheduler/scheduler_config.json");
+    m.scheduler = file_exists(sched) ? SchedulerConfig::from_json(JsonConfig::load(sched)) : SchedulerConfig::sdxl();
+    std::string index = join_path(d, "model_index.json");
+    if (file_exists(index))
+      m.force_zeros_for_empty_prompt = JsonConfig::load(index).get<bool>("force_zeros_for_empty_prompt", true);
+  } else if (opts.preset == "sdxl") {
+    m.unet_config = UNetConfig::sdxl();
+    m.vae_config = VaeConfig::sdxl();
+    m.text_config = ClipTextConfig::sdxl_l();
+    m.text_config_2 = ClipTextConfig::sdxl_g();
+    m.scheduler = SchedulerConfig::sdxl();
+  }
+  // Every OpenCLIP block is kept: SDXL reads the penultimate state and pools the last one.
+  int64_t layers2 = from_dir || opts.preset == "sdxl" ? m.text_config_2.num_hidden_layers : -1;
+  StateDict text2 = convert_openclip_text(sd, layers2, kXlText2Prefix, /*with_projection=*/true);
+  if (!from_dir && opts.preset == "auto") {
+    m.text_config = infer_clip_text_config(text1, "quick_gelu");
+    m.text_config.pad_token_id = 49407;
+    m.text_config_2 = infer_clip_text_config(text2, "gelu");
+    m.text_config_2.pad_token_id = 0;
+    m.unet_config = infer_unet_config(ldm_unet, /*sd2=*/true, m.text_config_2.projection_dim);
+    m.vae_config = infer_vae_config(ldm_vae, path);
+    m.vae_config.scaling_factor = VaeConfig::sdxl().scaling_factor;
+    m.vae_config.sample_size = m.unet_config.sample_size * m.vae_config.downscale();
+    m.scheduler = SchedulerConfig::sdxl();
+  }
+  m.text_encoder = ClipTextModel(m.text_config);
+  load_clip_text_weights(m.text_encoder, text1, path);
+  m.text_encoder_2 = ClipTextModel(m.text_config_2);
+  load_clip_text_weights(m.text_encoder_2, text2, path);
+  m.unet = UNet2DConditionModel(m.unet_config);
+  load_state_dict(*m.unet, convert_ldm_unet(ldm_unet, m.unet_config), path);
+  freeze(*m.unet);
+  m.unet->eval();
+  m.vae = load_vae_ldm(ldm_vae, m.vae_config, path);
+  m.file_dtypes["text_encoder"] = dtype_summary(text1);
+  m.file_dtypes["text_encoder_2"] = dtype_summary(text2);
+  m.file_dtypes["unet"] = dtype_summary(ldm_unet);
+  m.file_dtypes["vae"] = dtype_summary(ldm_vae);
+  load_single_file_tokenizers(m, opts, path);
+  check_xl(m, path);
+  finish(m, opts);
+  return m;
+}
+
 StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& opts) {
   StableDiffusion m;
   m.source = path;
   m.format = "single_file";
   StateDict sd = load_state_dict_file(path);
+  if (has_prefix(sd, kXlPrefix)) {
+    TINV_CHECK(has_prefix(sd, kUnetPrefix), path, "not a Stable Diffusion checkpoint: no '", kUnetPrefix, "*' tensors");
+    TINV_CHECK(has_prefix(sd, kVaePrefix), path, "no VAE ('", kVaePrefix, "*' tensors) in the checkpoint");
+    return load_xl_single_file(path, sd, opts);
+  }
   // .ckpt-style EMA copies and training buffers are not part of the model.
   TINV_CHECK(has_prefix(sd, kUnetPrefix), path, "not a Stable Diffusion checkpoint: no '", kUnetPrefix,
              "*' tensors");
@@ -183,14 +319,9 @@ StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& o
   m.file_dtypes["text_encoder"] = dtype_summary(text);
   m.file_dtypes["unet"] = dtype_summary(ldm_unet);
   m.file_dtypes["vae"] = dtype_summary(ldm_vae);
-
-  std::string tok = opts.tokenizer_dir;
-  if (tok.empty() && !opts.config_dir.empty()) tok = join_path(opts.config_dir, "tokenizer");
-  if (opts.with_tokenizer) {
-    TINV_CHECK(!tok.empty(), path, "single-file checkpoints carry no tokenizer: pass --tokenizer DIR "
-               "(a folder with vocab.json and merges.txt) or --config DIR (a diffusers folder)");
-    m.tokenizer = ClipTokenizer::load(tok);
-  }
+  TINV_CHECK(!m.unet_config.text_time(), path, "the UNet is SDXL's (label_emb / text_time) but the "
+             "checkpoint has no SDXL text encoders ('", kXlPrefix, "*')");
+  load_single_file_tokenizers(m, opts, path);
   finish(m, opts);
   return m;
 }
@@ -198,6 +329,7 @@ StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& o
 }  // namespace
 
 std::string detect_single_file_family(const StateDict& sd, const std::string& source) {
+  if (has_prefix(sd, kXlPrefix)) return "sdxl";
   auto it = sd.find("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight");
   if (it != sd.end() && it->second.dim() == 2) {
     if (it->second.size(1) == 1024) return "sd2";
@@ -225,7 +357,8 @@ StableDiffusion load_stable_diffusion(const std::string& path, const SdLoadOptio
 }
 
 StableDiffusion random_stable_diffusion(const UNetConfig& unet, const VaeConfig& vae,
-                                        const ClipTextConfig& text, uint64_t seed) {
+                                        const ClipTextConfig& text, uint64_t seed,
+                                        const std::optional<ClipTextConfig>& text_2) {
   torch::manual_seed(seed);
   StableDiffusion m;
   m.source = "random";
@@ -243,6 +376,14 @@ StableDiffusion random_stable_diffusion(const UNetConfig& unet, const VaeConfig&
   freeze(*m.vae);
   m.vae->eval();
   m.family = family_of(unet, text);
+  if (text_2) {
+    m.family = "sdxl";
+    m.text_config_2 = *text_2;
+    m.text_encoder_2 = ClipTextModel(*text_2);
+    m.scheduler = SchedulerConfig::sdxl();
+    m.force_zeros_for_empty_prompt = true;
+    check_xl(m, "random SDXL");
+  }
   SdLoadOptions opts;
   finish(m, opts);
   return m;

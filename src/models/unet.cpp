@@ -36,9 +36,8 @@ std::vector<int64_t> per_block(const JsonConfig& json, const std::string& key, s
 // Fields of features SD1/SD2 UNets do not use: each must be null/absent (or the given value).
 void refuse_unsupported(const JsonConfig& json) {
   for (const char* key :
-       {"class_embed_type", "num_class_embeds", "addition_embed_type", "addition_time_embed_dim",
-        "encoder_hid_dim", "encoder_hid_dim_type", "time_cond_proj_dim", "time_embedding_act_fn",
-        "timestep_post_act", "projection_class_embeddings_input_dim", "cross_attention_norm",
+       {"class_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type", "time_cond_proj_dim", "time_embedding_act_fn",
+        "timestep_post_act", "cross_attention_norm",
         "reverse_transformer_layers_per_block"})
     if (json.has(key)) json.fail(key, "is not supported by tinv's UNet (expected null)");
   for (const char* key : {"class_embeddings_concat", "dual_cross_attention",
@@ -109,6 +108,15 @@ UNetConfig UNetConfig::from_json(const JsonConfig& json) {
   c.conv_in_kernel = json.get<int64_t>("conv_in_kernel", c.conv_in_kernel);
   c.conv_out_kernel = json.get<int64_t>("conv_out_kernel", c.conv_out_kernel);
   c.center_input_sample = json.get<bool>("center_input_sample", false);
+  if (json.has("addition_embed_type")) {
+    c.addition_embed_type = json.require<std::string>("addition_embed_type");
+    if (c.addition_embed_type != "text_time")
+      json.fail("addition_embed_type", str_cat("'", c.addition_embed_type,
+                                               "' is not supported (only \"text_time\", SDXL)"));
+    c.addition_time_embed_dim = json.require<int64_t>("addition_time_embed_dim");
+    c.projection_class_embeddings_input_dim =
+        json.require<int64_t>("projection_class_embeddings_input_dim");
+  }
   c.validate(json.source());
   return c;
 }
@@ -160,6 +168,16 @@ void UNetConfig::validate(const std::string& where) const {
   field("time_embedding_dim", time_embedding_dim >= 0, "must be >= 1 or null");
   field("conv_in_kernel", conv_in_kernel >= 1 && conv_in_kernel % 2 == 1, "must be odd");
   field("conv_out_kernel", conv_out_kernel >= 1 && conv_out_kernel % 2 == 1, "must be odd");
+  field("addition_embed_type", addition_embed_type.empty() || text_time(),
+        str_cat("'", addition_embed_type, "' is not supported (only text_time)"));
+  if (text_time()) {
+    field("addition_time_embed_dim", addition_time_embed_dim >= 2, "must be >= 2");
+    field("projection_class_embeddings_input_dim", pooled_dim() >= 1,
+          str_cat(projection_class_embeddings_input_dim, " leaves no room for the pooled text after 6 x ",
+                  addition_time_embed_dim, " time-id features"));
+    field("freq_shift", addition_time_embed_dim / 2 != freq_shift,
+          "equals half the time-id embedding width (division by zero)");
+  }
   field("freq_shift", n == 0 || block_out_channels[0] / 2 != freq_shift,
         "equals half the time projection width (division by zero)");
 }
@@ -176,6 +194,23 @@ UNetConfig UNetConfig::sd21() {
   return c;
 }
 
+UNetConfig UNetConfig::sdxl() {
+  UNetConfig c;
+  c.block_out_channels = {320, 640, 1280};
+  c.down_block_types = {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"};
+  c.up_block_types = {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"};
+  c.layers_per_block = {2, 2, 2};
+  c.num_attention_heads = {5, 10, 20};
+  c.transformer_layers_per_block = {1, 2, 10};
+  c.cross_attention_dim = 2048;
+  c.use_linear_projection = true;
+  c.sample_size = 128;
+  c.addition_embed_type = "text_time";
+  c.addition_time_embed_dim = 256;
+  c.projection_class_embeddings_input_dim = 2816;  // 1280 + 6 * 256
+  return c;
+}
+
 // --- UNet2DConditionModel -------------------------------------------------------------------
 
 UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : config_(config) {
@@ -187,6 +222,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
                                        .padding((config_.conv_in_kernel - 1) / 2)));
   time_embedding_ =
       register_module("time_embedding", std::make_shared<TimestepEmbeddingImpl>(ch[0], temb));
+  if (config_.text_time())  // add_time_proj (Timesteps) has no weights
+    add_embedding_ = register_module(
+        "add_embedding",
+        std::make_shared<TimestepEmbeddingImpl>(config_.projection_class_embeddings_input_dim, temb));
   BlockSettings s{temb, config_.cross_attention_dim, config_.norm_num_groups, config_.norm_eps,
                   config_.use_linear_projection, config_.upcast_attention};
 
@@ -232,8 +271,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
 }
 
 // Mirrors diffusers get_timestep_embedding(timesteps, dim, flip_sin_to_cos, freq_shift).
-torch::Tensor UNet2DConditionModelImpl::timestep_features(const torch::Tensor& timesteps) const {
-  int64_t dim = config_.block_out_channels[0], half = dim / 2;
+torch::Tensor UNet2DConditionModelImpl::timestep_features(const torch::Tensor& timesteps,
+                                                          int64_t dim) const {
+  if (dim <= 0) dim = config_.block_out_channels[0];
+  const int64_t half = dim / 2;
   auto opt = torch::TensorOptions().dtype(torch::kFloat32).device(timesteps.device());
   auto exponent = torch::arange(0, half, opt) * (-std::log(10000.0));
   exponent = exponent / (half - config_.freq_shift);
@@ -244,10 +285,33 @@ torch::Tensor UNet2DConditionModelImpl::timestep_features(const torch::Tensor& t
   return emb;
 }
 
-// Mirrors diffusers UNet2DConditionModel.forward (no class/addition embeddings, no adapters).
+// Mirrors diffusers UNet2DConditionModel.get_aug_embed for addition_embed_type "text_time":
+// add_time_proj (Timesteps) of the flattened time_ids, reshaped to [B, 6 * dim], after the
+// pooled text; add_embedding of that. Returns [B, temb].
+torch::Tensor UNet2DConditionModelImpl::text_time_embedding(const AddedConditions& added, int64_t b,
+                                                            const torch::Tensor& like) {
+  const char* where = "UNet2DConditionModel.forward";
+  TINV_CHECK(added.defined() && added.time_ids.defined(), where,
+             "this SDXL UNet (addition_embed_type text_time) needs the pooled text embeds and time_ids");
+  auto expand = [&](const torch::Tensor& t, int64_t width, const char* what) {
+    TINV_CHECK(t.dim() == 2 && t.size(1) == width && (t.size(0) == b || t.size(0) == 1), where, what,
+               " must be [", b, ", ", width, "], got ", t.sizes());
+    return t.to(like.device()).expand({b, width});
+  };
+  auto text = expand(added.text_embeds, config_.pooled_dim(), "text_embeds");          // [B, P]
+  auto ids = expand(added.time_ids, 6, "time_ids");                                     // [B, 6]
+  auto time = timestep_features(ids.flatten(), config_.addition_time_embed_dim)
+                  .reshape({b, -1});                                                    // [B, 6*dim]
+  auto feats = torch::cat({text.to(torch::kFloat32), time}, -1).to(like.scalar_type());
+  return add_embedding_->forward(feats);                                                // [B, temb]
+}
+
+// Mirrors diffusers UNet2DConditionModel.forward (text_time addition, no class embeddings,
+// no adapters).
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample,
                                                 const torch::Tensor& timesteps,
-                                                const torch::Tensor& encoder_hidden_states) {
+                                                const torch::Tensor& encoder_hidden_states,
+                                                const AddedConditions& added) {
   const char* where = "UNet2DConditionModel.forward";
   TINV_CHECK(sample.dim() == 4 && sample.size(1) == config_.in_channels, where,
              "sample must be [B, ", config_.in_channels, ", H, W], got ", sample.sizes());
@@ -263,6 +327,11 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample,
 
   // 1. time: sinusoidal features -> TimestepEmbedding; every resnet uses SiLU(emb).
   auto emb = time_embedding_->forward(timestep_features(t).to(sample.scalar_type()));  // [B, temb]
+  if (add_embedding_) {
+    emb = emb + text_time_embedding(added, b, emb);  // SDXL: + add_embedding(text, time ids)
+  } else {
+    TINV_CHECK(!added.defined(), where, "added conditions given but the UNet has no addition embedding");
+  }
   auto temb_act = torch::silu(emb);
   // 2. pre-process
   auto x = config_.center_input_sample ? 2 * sample - 1.0 : sample;

@@ -1,4 +1,4 @@
-// UNet2DConditionModel of Stable Diffusion 1.x / 2.x, mirroring diffusers 0.25
+// UNet2DConditionModel of Stable Diffusion 1.x / 2.x / XL, mirroring diffusers 0.25
 // (`diffusers.models.unets.unet_2d_condition.UNet2DConditionModel`).
 //
 //   tinv::UNetConfig cfg = tinv::UNetConfig::from_json(tinv::JsonConfig::load("unet/config.json"));
@@ -7,6 +7,9 @@
 //   torch::Tensor eps = unet->forward(latents, t, text);   // [B,4,h,w], [B], [B,77,768]
 //
 //   auto unet = tinv::load_unet_folder("model/unet");      // config.json + safetensors, frozen
+//
+//   // SDXL (addition_embed_type "text_time"): pooled text [B, P] and time_ids [B, 6]
+//   torch::Tensor eps = unet->forward(latents, t, text, {pooled, time_ids});
 //
 // Parameters are registered under the diffusers checkpoint names (`down_blocks.0.resnets.1.conv1`,
 // `...attentions.0.transformer_blocks.0.attn1.to_out.0`, `up_blocks.1.upsamplers.0.conv`, ...),
@@ -64,6 +67,12 @@ struct UNetConfig {
   int64_t conv_in_kernel = 3;
   int64_t conv_out_kernel = 3;
   bool center_input_sample = false;  // sample = 2 * sample - 1 before conv_in
+  // SDXL added conditions: "" (none) or "text_time": add_embedding (TimestepEmbedding from
+  // projection_class_embeddings_input_dim = P + 6 * addition_time_embed_dim) of [pooled text,
+  // sinusoidal features of each of the 6 time_ids] is added to the timestep embedding.
+  std::string addition_embed_type;
+  int64_t addition_time_embed_dim = 256;
+  int64_t projection_class_embeddings_input_dim = 0;
 
   // Reads a diffusers config.json, validating every field up front; throws tinv::Error naming
   // the file and the field (unknown block types, list lengths, channel/group/head divisibility,
@@ -74,6 +83,10 @@ struct UNetConfig {
 
   static UNetConfig sd15();
   static UNetConfig sd21();  // stabilityai/stable-diffusion-2-1 (768-v): linear proj, upcast
+  static UNetConfig sdxl();  // stabilityai/stable-diffusion-xl-base-1.0
+  bool text_time() const { return addition_embed_type == "text_time"; }
+  // Width of the pooled text vector the text_time embedding expects.
+  int64_t pooled_dim() const { return projection_class_embeddings_input_dim - 6 * addition_time_embed_dim; }
 
   int64_t num_blocks() const { return static_cast<int64_t>(block_out_channels.size()); }
   int64_t time_embed_dim() const {
@@ -88,8 +101,15 @@ class DownBlock2DImpl;
 class MidBlock2DCrossAttnImpl;
 class UpBlock2DImpl;
 
-// diffusers UNet2DConditionModel (SD1/SD2 subset: positional time embedding, no class or
-// addition embeddings).
+// The added conditions of an SDXL UNet (diffusers `added_cond_kwargs`).
+struct AddedConditions {
+  torch::Tensor text_embeds;  // [B or 1, P] pooled, projected text of text_encoder_2
+  torch::Tensor time_ids;     // [B or 1, 6] (orig h, orig w, crop top, crop left, target h, target w)
+  bool defined() const { return text_embeds.defined(); }
+};
+
+// diffusers UNet2DConditionModel (SD1/SD2/SDXL subset: positional time embedding, the
+// "text_time" addition embedding, no class embeddings).
 class UNet2DConditionModelImpl : public torch::nn::Module {
  public:
   explicit UNet2DConditionModelImpl(const UNetConfig& config);
@@ -97,19 +117,24 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // sample [B, in_C, H, W]; timesteps [B] (int64 or float) or a scalar (broadcast to B);
   // encoder_hidden_states [B, L, cross_attention_dim]. Returns [B, out_C, H, W].
   // H and W need not be multiples of 2^levels (upsample sizes follow the skip connections).
+  // `added` is required for a text_time UNet and refused otherwise (tinv::Error).
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timesteps,
-                        const torch::Tensor& encoder_hidden_states);
+                        const torch::Tensor& encoder_hidden_states,
+                        const AddedConditions& added = {});
 
   // The sinusoidal timestep features, exactly diffusers get_timestep_embedding:
-  // [B] -> [B, block_out_channels[0]] float32.
-  torch::Tensor timestep_features(const torch::Tensor& timesteps) const;
+  // [B] -> [B, dim] float32 (dim 0: block_out_channels[0]).
+  torch::Tensor timestep_features(const torch::Tensor& timesteps, int64_t dim = 0) const;
 
   const UNetConfig& config() const { return config_; }
 
  private:
+  torch::Tensor text_time_embedding(const AddedConditions& added, int64_t b, const torch::Tensor& like);
+
   UNetConfig config_;
   torch::nn::Conv2d conv_in{nullptr};
   std::shared_ptr<TimestepEmbeddingImpl> time_embedding_;
+  std::shared_ptr<TimestepEmbeddingImpl> add_embedding_;  // text_time only
   std::vector<std::shared_ptr<DownBlock2DImpl>> down_blocks_;
   std::shared_ptr<MidBlock2DCrossAttnImpl> mid_block_;
   std::vector<std::shared_ptr<UpBlock2DImpl>> up_blocks_;

@@ -105,6 +105,14 @@ void VaeConfig::validate(const std::string& where) const {
 
 VaeConfig VaeConfig::sd15() { return VaeConfig{}; }
 
+VaeConfig VaeConfig::sdxl() {
+  VaeConfig c;
+  c.sample_size = 1024;
+  c.scaling_factor = 0.13025;
+  c.force_upcast = true;
+  return c;
+}
+
 VaeConfig VaeConfig::sd21() {
   VaeConfig c;
   c.sample_size = 768;

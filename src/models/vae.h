@@ -56,6 +56,7 @@ struct VaeConfig {
   void validate(const std::string& where) const;
   static VaeConfig sd15();  // sample_size 512
   static VaeConfig sd21();  // same network, sample_size 768
+  static VaeConfig sdxl();  // same network, sample_size 1024, scaling_factor 0.13025
   // Spatial downsampling factor between image and latent: 2^(blocks - 1) (8 for SD).
   int64_t downscale() const { return int64_t{1} << (block_out_channels.size() - 1); }
 };

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/shape.h"
+#include "io/safetensors.h"
 
 namespace tinv::parity {
 namespace {
@@ -79,6 +80,11 @@ CaseResult failed(const std::string& name, const std::string& reason) {
   return r;
 }
 
+torch::Tensor input(const SafeTensors& file, const std::string& name, const torch::Device& device,
+                    torch::ScalarType dtype) {
+  return file.get(name, dtype).to(device);
+}
+
 CaseResult guarded(const std::string& name, const std::function<CaseResult()>& body) {
   try {
     return body();
@@ -96,18 +102,28 @@ const std::vector<Group>& groups() {
       {"single_file", "sd", run_single_file}, {"scheduler", "sd", run_scheduler},
       {"pipeline", "sd", run_pipeline},       {"ti_train", "sd", run_ti_train},
       {"blip", "blip", run_blip},
+      {"tokenizer", "sdxl", run_sdxl_tokenizer},     {"text_encoder", "sdxl", run_sdxl_text_encoder},
+      {"unet", "sdxl", run_sdxl_unet},               {"vae", "sdxl", run_vae},
+      {"single_file", "sdxl", run_sdxl_single_file}, {"scheduler", "sdxl", run_scheduler},
+      {"pipeline", "sdxl", run_sdxl_pipeline},       {"ti_train", "sdxl", run_sdxl_ti_train},
+      {"embedding", "sdxl", run_sdxl_embedding},
   };
   return kGroups;
 }
 
 std::string detect_layout(const std::string& dir) {
   TINV_CHECK(dir_exists(dir), dir, "no such fixture folder");
-  if (file_exists(join_path(dir, "model/model_index.json"))) return "sd";
+  if (file_exists(join_path(dir, "model/model_index.json"))) {
+    if (dir_exists(join_path(dir, "model/text_encoder_2"))) return "sdxl";
+    auto index = read_text_file(join_path(dir, "model/model_index.json"));
+    return index.find("\"text_encoder_2\"") != std::string::npos ? "sdxl" : "sd";
+  }
   if (file_exists(join_path(dir, "cases/blip.safetensors"))) return "blip";
   throw Error(dir, "not a fixture folder (expected model/model_index.json or cases/blip.safetensors)");
 }
 
-int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out) {
+int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out,
+        const torch::Device& device) {
   std::string layout = detect_layout(dir);
   std::set<std::string> known;
   for (const auto& g : groups()) known.insert(g.name);
@@ -119,7 +135,7 @@ int run(const std::string& dir, const std::vector<std::string>& only, std::ostre
     if (!only.empty() && std::find(only.begin(), only.end(), g.name) == only.end()) continue;
     std::vector<CaseResult> results;
     try {
-      results = g.run(dir);
+      results = g.run(dir, device);
     } catch (const std::exception& e) {
       results.push_back(failed(g.name, e.what()));
     }
@@ -133,6 +149,11 @@ int run(const std::string& dir, const std::vector<std::string>& only, std::ostre
     out.flush();
   }
   out << passed << " passed, " << failures << " failed\n";
+  if (passed + failures == 0) {
+    out << "FAIL no case ran (" << (only.empty() ? "" : "--only groups of ") << "layout '" << layout
+        << "' in " << dir << ")\n";
+    return 1;
+  }
   return failures;
 }
 

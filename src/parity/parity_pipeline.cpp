@@ -29,7 +29,7 @@ double metadata_number(const SafeTensors& file, const std::string& key) {
 
 }  // namespace
 
-std::vector<CaseResult> run_pipeline(const std::string& dir) {
+std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device& device) {
   const std::string path = join_path(dir, "cases/pipeline_ddim.safetensors");
   std::unique_ptr<SafeTensors> file;
   StableDiffusion sd;
@@ -39,6 +39,7 @@ std::vector<CaseResult> run_pipeline(const std::string& dir) {
     file = std::make_unique<SafeTensors>(SafeTensors::open(path));
     SdLoadOptions opts;
     opts.with_tokenizer = false;  // the case gives token ids
+    opts.device = device;
     sd = load_stable_diffusion(join_path(dir, "model"), opts);
     const double steps = metadata_number(*file, "steps");
     guidance = metadata_number(*file, "guidance_scale");
@@ -58,9 +59,9 @@ std::vector<CaseResult> run_pipeline(const std::string& dir) {
   torch::Tensor final_latents;
   results.push_back(guarded("pipeline_ddim.final_latents", [&] {
     ExtraTokens none;
-    auto cond = encode_ids(sd, none, file->get("cond_ids"));      // [B, 77, D]
-    auto uncond = encode_ids(sd, none, file->get("uncond_ids"));  // [B, 77, D]
-    auto init = file->get("init_latents") * sampler->init_noise_sigma();  // [B, 4, h, w]
+    auto cond = encode_ids(sd, none, input(*file, "cond_ids", device));      // [B, 77, D]
+    auto uncond = encode_ids(sd, none, input(*file, "uncond_ids", device));  // [B, 77, D]
+    auto init = input(*file, "init_latents", device) * sampler->init_noise_sigma();  // [B, 4, h, w]
     final_latents = denoise(sd, *sampler, init, cond, uncond, guidance, nullptr);
     return compare_rel("pipeline_ddim.final_latents", final_latents, file->get("final_latents"), 1e-4);
   }));

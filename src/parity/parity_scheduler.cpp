@@ -42,7 +42,8 @@ torch::Tensor run_loop(Sampler& sampler, const torch::Tensor& init, const NoiseS
 }
 
 std::vector<CaseResult> sampler_cases(const SafeTensors& file, const nlohmann::json& config,
-                                      const std::string& name, int64_t steps) {
+                                      const std::string& name, int64_t steps,
+                                      const torch::Device& device) {
   const std::string key = name + "." + std::to_string(steps);
   const std::string label = "scheduler." + key;
   std::unique_ptr<Sampler> sampler;
@@ -67,9 +68,9 @@ std::vector<CaseResult> sampler_cases(const SafeTensors& file, const nlohmann::j
   }
   results.push_back(guarded(label + ".final", [&] {
     NoiseSource noise;
-    if (file.contains(key + ".noises")) noise = noise_sequence(file.get(key + ".noises"));
+    if (file.contains(key + ".noises")) noise = noise_sequence(input(file, key + ".noises", device));
     sampler->set_timesteps(steps);  // fresh state
-    auto out = run_loop(*sampler, file.get(key + ".init"), noise);
+    auto out = run_loop(*sampler, input(file, key + ".init", device), noise);
     return compare_rel(label + ".final", out, file.get(key + ".final"), 1e-5);
   }));
   return results;
@@ -77,7 +78,7 @@ std::vector<CaseResult> sampler_cases(const SafeTensors& file, const nlohmann::j
 
 }  // namespace
 
-std::vector<CaseResult> run_scheduler(const std::string& dir) {
+std::vector<CaseResult> run_scheduler(const std::string& dir, const torch::Device& device) {
   const std::string path = join_path(dir, "cases/scheduler.safetensors");
   const SafeTensors file = SafeTensors::open(path);
   std::vector<CaseResult> results;
@@ -91,13 +92,13 @@ std::vector<CaseResult> run_scheduler(const std::string& dir) {
                        file.get("alphas_cumprod"), 1e-5);
   }));
   results.push_back(guarded("scheduler.add_noise", [&] {
-    auto out = schedule.add_noise(file.get("add_noise.x0"), file.get("add_noise.noise"),
-                                  file.get("add_noise.t", torch::kInt64));
+    auto out = schedule.add_noise(input(file, "add_noise.x0", device), input(file, "add_noise.noise", device),
+                                  input(file, "add_noise.t", device, torch::kInt64));
     return compare_rel("scheduler.add_noise", out, file.get("add_noise.out"), 1e-5);
   }));
   results.push_back(guarded("scheduler.velocity", [&] {
-    auto out = schedule.velocity(file.get("add_noise.x0"), file.get("add_noise.noise"),
-                                 file.get("add_noise.t", torch::kInt64));
+    auto out = schedule.velocity(input(file, "add_noise.x0", device), input(file, "add_noise.noise", device),
+                                 input(file, "add_noise.t", device, torch::kInt64));
     return compare_rel("scheduler.velocity", out, file.get("velocity.out"), 1e-5);
   }));
 
@@ -124,7 +125,7 @@ std::vector<CaseResult> run_scheduler(const std::string& dir) {
       continue;
     }
     for (int64_t steps : step_counts) {
-      auto r = sampler_cases(file, configs[name], name, steps);
+      auto r = sampler_cases(file, configs[name], name, steps, device);
       results.insert(results.end(), r.begin(), r.end());
     }
   }

@@ -14,7 +14,7 @@
 
 namespace tinv::parity {
 
-std::vector<CaseResult> run_single_file(const std::string& dir) {
+std::vector<CaseResult> run_single_file(const std::string& dir, const torch::Device& device) {
   std::string file = join_path(dir, "model.safetensors");
   if (!file_exists(file)) return {};
   const char* names[] = {"single_file.text_encoder", "single_file.text_encoder.added",
@@ -25,6 +25,7 @@ std::vector<CaseResult> run_single_file(const std::string& dir) {
   try {
     SdLoadOptions opts;
     opts.config_dir = join_path(dir, "model");
+    opts.device = device;
     sd = load_stable_diffusion(file, opts);
   } catch (const std::exception& e) {
     load_error = e.what();
@@ -38,24 +39,26 @@ std::vector<CaseResult> run_single_file(const std::string& dir) {
   std::string cases = join_path(dir, "cases");
   results.push_back(guarded(names[0], [&] {
     auto c = SafeTensors::open(join_path(cases, "text_encoder.safetensors"));
-    return compare_abs(names[0], sd->text_encoder->forward(c.get("input_ids", torch::kInt64)),
+    return compare_abs(names[0], sd->text_encoder->forward(input(c, "input_ids", device, torch::kInt64)),
                        c.get("last_hidden_state"), 1e-4);
   }));
   results.push_back(guarded(names[1], [&] {
     auto c = SafeTensors::open(join_path(cases, "text_encoder.safetensors"));
-    auto out = sd->text_encoder->forward(c.get("added.input_ids", torch::kInt64), c.get("added.embeddings"));
+    auto out = sd->text_encoder->forward(input(c, "added.input_ids", device, torch::kInt64),
+                                         input(c, "added.embeddings", device));
     return compare_abs(names[1], out, c.get("added.last_hidden_state"), 1e-4);
   }));
   results.push_back(guarded(names[2], [&] {
     auto c = SafeTensors::open(join_path(cases, "unet.safetensors"));
-    auto out = sd->unet->forward(c.get("sample"), c.get("timestep", torch::kInt64), c.get("encoder_hidden_states"));
+    auto out = sd->unet->forward(input(c, "sample", device), input(c, "timestep", device, torch::kInt64),
+                                 input(c, "encoder_hidden_states", device));
     return compare_abs(names[2], out, c.get("out"), 1e-4);
   }));
   auto vae_cases = [&] { return SafeTensors::open(join_path(cases, "vae.safetensors")); };
   std::optional<Posterior> posterior;
   results.push_back(guarded(names[3], [&] {
     auto c = vae_cases();
-    posterior = sd->vae->encode(c.get("image"));
+    posterior = sd->vae->encode(input(c, "image", device));
     return compare_abs(names[3], posterior->mean, c.get("posterior_mean"), 1e-4);
   }));
   results.push_back(guarded(names[4], [&] {
@@ -64,7 +67,7 @@ std::vector<CaseResult> run_single_file(const std::string& dir) {
   }));
   results.push_back(guarded(names[5], [&] {
     auto c = vae_cases();
-    return compare_abs(names[5], sd->vae->decode(c.get("latent")), c.get("decoded"), 1e-4);
+    return compare_abs(names[5], sd->vae->decode(input(c, "latent", device)), c.get("decoded"), 1e-4);
   }));
   return results;
 }

@@ -15,11 +15,11 @@ namespace {
 
 constexpr double kTol = 1e-4;
 
-CaseResult check_added_grad(ClipTextModel& model, const SafeTensors& cases) {
+CaseResult check_added_grad(ClipTextModel& model, const SafeTensors& cases, const torch::Device& device) {
   const std::string name = "text_encoder.added_grad";
   auto ids = cases.get("added.input_ids", torch::kInt64);
-  auto extra = cases.get("added.embeddings").clone().requires_grad_(true);
-  model->forward(ids, extra).sum().backward();
+  auto extra = input(cases, "added.embeddings", device).requires_grad_(true);
+  model->forward(ids.to(device), extra).sum().backward();
   if (!extra.grad().defined()) return failed(name, "no gradient reached the extra embeddings");
   for (const auto& p : model->named_parameters())
     if (p.value().requires_grad() || p.value().grad().defined())
@@ -31,7 +31,7 @@ CaseResult check_added_grad(ClipTextModel& model, const SafeTensors& cases) {
   auto added = flat.masked_select(flat >= vocab) - vocab;
   if (added.numel() == 0) return failed(name, "the case has no added token ids");
   used.index_fill_(0, added, true);
-  auto row_norm = extra.grad().norm(2, {1});  // [n]
+  auto row_norm = extra.grad().norm(2, {1}).cpu();  // [n]
   CaseResult r;
   r.name = name;
   r.tol = "exact";
@@ -43,22 +43,23 @@ CaseResult check_added_grad(ClipTextModel& model, const SafeTensors& cases) {
 
 }  // namespace
 
-std::vector<CaseResult> run_text_encoder(const std::string& dir) {
+std::vector<CaseResult> run_text_encoder(const std::string& dir, const torch::Device& device) {
   ClipTextModel model = load_clip_text_model(join_path(dir, "model/text_encoder"));
+  model->to(device);
   SafeTensors cases = SafeTensors::open(join_path(dir, "cases/text_encoder.safetensors"));
   std::vector<CaseResult> out;
   out.push_back(guarded("text_encoder", [&] {
     torch::NoGradGuard no_grad;
-    auto h = model->forward(cases.get("input_ids", torch::kInt64));
+    auto h = model->forward(input(cases, "input_ids", device, torch::kInt64));
     return compare_abs("text_encoder", h, cases.get("last_hidden_state"), kTol);
   }));
   out.push_back(guarded("text_encoder.added", [&] {
     torch::NoGradGuard no_grad;
-    auto h = model->forward(cases.get("added.input_ids", torch::kInt64),
-                            cases.get("added.embeddings"));
+    auto h = model->forward(input(cases, "added.input_ids", device, torch::kInt64),
+                            input(cases, "added.embeddings", device));
     return compare_abs("text_encoder.added", h, cases.get("added.last_hidden_state"), kTol);
   }));
-  out.push_back(guarded("text_encoder.added_grad", [&] { return check_added_grad(model, cases); }));
+  out.push_back(guarded("text_encoder.added_grad", [&] { return check_added_grad(model, cases, device); }));
   return out;
 }
 

@@ -24,11 +24,11 @@ namespace {
 // Replays the fixture's per-step inputs.
 class FixtureSource : public StepSource {
  public:
-  explicit FixtureSource(const SafeTensors& f)
+  FixtureSource(const SafeTensors& f, const torch::Device& device)
       : template_index_(f.get("template_index", torch::kInt64)),
-        timesteps_(f.get("timesteps", torch::kInt64)),
-        noises_(f.get("noises")),
-        latents_(f.get("latents")) {}
+        timesteps_(input(f, "timesteps", device, torch::kInt64)),
+        noises_(input(f, "noises", device)),
+        latents_(input(f, "latents", device)) {}
   StepInputs draw(int64_t step) override {
     StepInputs in;
     auto ti = template_index_[step].contiguous();
@@ -53,7 +53,7 @@ std::vector<std::string> split_spaces(const std::string& s) {
 
 }  // namespace
 
-std::vector<CaseResult> run_ti_train(const std::string& dir) {
+std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device& device) {
   const std::vector<std::string> names = {"ti_train.input_ids", "ti_train.init_embeddings",
                                           "ti_train.losses", "ti_train.first_step_grad",
                                           "ti_train.final_embeddings"};
@@ -63,7 +63,9 @@ std::vector<CaseResult> run_ti_train(const std::string& dir) {
     auto md = f.metadata();
     for (const char* key : {"caption", "templates", "placeholders"})
       TINV_CHECK(md.count(key), path, "missing metadata '", key, "'");
-    StableDiffusion sd = load_stable_diffusion(join_path(dir, "model"));
+    SdLoadOptions load;
+    load.device = device;
+    StableDiffusion sd = load_stable_diffusion(join_path(dir, "model"), load);
     if (md.count("prediction_type"))
       TINV_CHECK(md["prediction_type"] == sd.scheduler.prediction_type, path,
                  "fixture prediction type '", md["prediction_type"], "' but the model's scheduler says '",
@@ -72,10 +74,10 @@ std::vector<CaseResult> run_ti_train(const std::string& dir) {
     auto placeholders = split_spaces(md["placeholders"]);
     auto caption_ids = sd.tokenizer->tokenize(md["caption"]);
     auto caption_t = torch::tensor(caption_ids, torch::kInt64);
-    auto init = sd.text_encoder->token_embeddings(caption_t);  // [n, d]
+    auto init = sd.text_encoder->token_embeddings(caption_t.to(device));  // [n, d]
 
     TrainerOptions opt;  // AdamW lr 5e-3, betas (0.9, 0.999), wd 1e-2, eps 1e-8, constant
-    FixtureSource source(f);
+    FixtureSource source(f, device);
     if (md.count("lr")) opt.adam.lr = std::stod(md["lr"]);
     opt.schedule = LrSchedule::parse("constant", opt.adam.lr, source.steps());
     InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, placeholders,

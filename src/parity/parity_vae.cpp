@@ -11,13 +11,14 @@
 
 namespace tinv::parity {
 
-std::vector<CaseResult> run_vae(const std::string& dir) {
+std::vector<CaseResult> run_vae(const std::string& dir, const torch::Device& device) {
   constexpr double kTol = 1e-4;
   const std::vector<std::string> names = {"vae.encode.mean", "vae.encode.logvar", "vae.decode"};
   AutoencoderKL vae{nullptr};
   SafeTensors cases;
   try {
     vae = load_vae_folder(join_path(dir, "model/vae"));
+    vae->to(device);
     cases = SafeTensors::open(join_path(dir, "cases/vae.safetensors"));
   } catch (const std::exception& e) {
     std::vector<CaseResult> out;
@@ -28,13 +29,13 @@ std::vector<CaseResult> run_vae(const std::string& dir) {
   Posterior post;
   bool encoded = false;
   auto encode = [&] {
-    if (!encoded) post = vae->encode(cases.get("image"));
+    if (!encoded) post = vae->encode(input(cases, "image", device));
     encoded = true;
   };
   return {
       guarded(names[0], [&] { encode(); return compare_abs(names[0], post.mean, cases.get("posterior_mean"), kTol); }),
       guarded(names[1], [&] { encode(); return compare_abs(names[1], post.logvar, cases.get("posterior_logvar"), kTol); }),
-      guarded(names[2], [&] { return compare_abs(names[2], vae->decode(cases.get("latent")), cases.get("decoded"), kTol); }),
+      guarded(names[2], [&] { return compare_abs(names[2], vae->decode(input(cases, "latent", device)), cases.get("decoded"), kTol); }),
   };
 }
 

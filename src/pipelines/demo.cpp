@@ -256,6 +256,7 @@ struct Run {
   Init init;
   InvertOptions inv;
   InvertPaths paths;
+  std::string embedding;  // the learned embedding file generate loads (trigger <name>)
   std::vector<Generated> gen;
   int64_t image_size = 0;  // generated images' width
   std::string device;      // as resolved, for the report
@@ -427,7 +428,9 @@ void invert_stage(Run& r) {
   for (int64_t i = 0; i < inv.embeddings.size(0); ++i)
     r.res.placeholders.push_back(str_cat("<", r.in.name, "_", i, ">"));
   r.res.files.insert(r.res.files.end(), inv.files.begin(), inv.files.end());
-  r.paths = invert_paths(io.out, io.format);
+  r.paths = invert_paths(io.out, io.format, inv.xl);
+  // The file that `generate --embedding` loads with trigger <name>: SDXL's diffusers pair.
+  r.embedding = inv.xl ? r.paths.diffusers_pair : r.paths.diffusers;
 }
 
 // Means of the judge's scores per prompt and over every prompt (DemoResult::scores).
@@ -469,7 +472,7 @@ void generate_stage(Run& r) {
   lo.device = resolve_device(o.device);
   r.device = lo.device.str();
   StableDiffusion sd = load_stable_diffusion(r.model, lo);
-  ExtraTokens extra = add_embeddings(sd, {r.paths.diffusers});
+  ExtraTokens extra = add_embeddings(sd, {r.embedding});
   r.image_size = sd.vae_config.sample_size;
   Progress bar("generate", static_cast<int64_t>(r.res.prompts.size()) * 2, o.progress);
   for (size_t p = 0; p < r.res.prompts.size(); ++p) {
@@ -521,7 +524,7 @@ std::string reproduce_commands(const Run& r) {
   for (size_t p = 0; p < r.gen.size(); ++p)
     for (int variant = 0; variant < 2; ++variant)
       c += str_cat(o.program, " generate --model ", shell_quote(r.model),
-                   variant == 1 ? " --embedding " + shell_quote(r.paths.diffusers) : std::string(),
+                   variant == 1 ? " --embedding " + shell_quote(r.embedding) : std::string(),
                    " --prompt ", shell_quote(variant == 0 ? r.gen[p].before_prompt : r.gen[p].after_prompt),
                    " --steps ", o.sample_steps, " --sampler ", o.sampler, " --cfg ", format_number(o.cfg),
                    " --seed ", o.seed, " --batch ", o.samples, dev, " --out ",

@@ -13,6 +13,7 @@
 #include "common/progress.h"
 #include "io/embeddings.h"
 #include "text/clip_tokenizer.h"
+#include "text/sdxl_text.h"
 
 namespace tinv {
 namespace {
@@ -102,6 +103,21 @@ void validate(const GenerateOptions& o) {
              "must be a positive multiple of 8, got ", o.height);
   TINV_CHECK(o.batch >= 1 && o.batch <= kMaxBatch, "--batch", "must be between 1 and ", kMaxBatch,
              ", got ", o.batch);
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"--original-width", o.original_width}, {"--original-height", o.original_height},
+      {"--target-width", o.target_width},     {"--target-height", o.target_height}};
+  for (const auto& [name, v] : sizes)
+    TINV_CHECK(v >= 0 && v % 8 == 0, name, "must be a positive multiple of 8 (an SDXL time_ids size), got ", v);
+  TINV_CHECK(o.crop_top >= 0, "--crop-top", "must be >= 0, got ", o.crop_top);
+  TINV_CHECK(o.crop_left >= 0, "--crop-left", "must be >= 0, got ", o.crop_left);
+}
+
+torch::Tensor sdxl_time_ids(const GenerateOptions& o, int64_t width, int64_t height) {
+  auto pick = [](int64_t v, int64_t fallback) { return static_cast<float>(v > 0 ? v : fallback); };
+  return torch::tensor({pick(o.original_height, height), pick(o.original_width, width),
+                        static_cast<float>(o.crop_top), static_cast<float>(o.crop_left),
+                        pick(o.target_height, height), pick(o.target_width, width)})
+      .unsqueeze(0);  // [1, 6]
 }
 
 ExtraTokens add_embeddings(StableDiffusion& sd, const std::vector<std::string>& files) {
@@ -111,10 +127,15 @@ ExtraTokens add_embeddings(StableDiffusion& sd, const std::vector<std::string>& 
   TINV_CHECK(sd.tokenizer->base_vocab_size() == sd.text_config.vocab_size, sd.source,
              "the tokenizer has ", sd.tokenizer->base_vocab_size(), " ids but the text encoder ",
              sd.text_config.vocab_size, ": embeddings cannot be added");
+  if (sd.is_xl()) TINV_CHECK(sd.tokenizer_2.has_value(), sd.source, "no tokenizer_2 loaded: embeddings need one");
   for (const auto& file : files) {
-    for (const auto& e : load_embeddings(file, sd.text_config.hidden_size)) {
+    const int64_t width_2 = sd.is_xl() ? sd.text_config_2.hidden_size : 0;
+    for (const auto& e : load_embeddings(file, sd.text_config.hidden_size, width_2)) {
       try {
-        extra.add_trigger(*sd.tokenizer, e.trigger, e.vectors);
+        if (sd.is_xl())
+          extra.add_trigger(*sd.tokenizer, *sd.tokenizer_2, e.trigger, e.vectors, e.vectors_2);
+        else
+          extra.add_trigger(*sd.tokenizer, e.trigger, e.vectors);
       } catch (const Error& err) {
         throw Error(file, err.what());
       }
@@ -139,10 +160,45 @@ torch::Tensor encode_prompt(StableDiffusion& sd, const ExtraTokens& extra, const
   return encode_ids(sd, extra, ids);
 }
 
+Conditioning encode_ids_xl(StableDiffusion& sd, const ExtraTokens& extra, const torch::Tensor& ids,
+                           const torch::Tensor& ids_2) {
+  torch::NoGradGuard no_grad;
+  TINV_CHECK(sd.is_xl(), sd.source, "not an SDXL model");
+  torch::Tensor t1 = extra.table(), t2 = extra.table_2();
+  if (t1.defined()) {
+    TINV_CHECK(t2.defined(), sd.source, "SD1/SD2 embeddings cannot be used with an SDXL model");
+    t1 = t1.to(sd.device, sd.dtype);
+    t2 = t2.to(sd.device, sd.dtype);
+  }
+  auto s = encode_sdxl_text(sd.text_encoder, sd.text_encoder_2, ids.to(sd.device, torch::kLong),
+                            ids_2.to(sd.device, torch::kLong), t1, t2);
+  return {s.prompt_embeds, s.pooled};
+}
+
+Conditioning encode_text(StableDiffusion& sd, const ExtraTokens& extra, const std::string& prompt,
+                         bool* truncated) {
+  if (!sd.is_xl()) return {encode_prompt(sd, extra, prompt, truncated), {}};
+  TINV_CHECK(sd.tokenizer.has_value() && sd.tokenizer_2.has_value(), sd.source, "no tokenizers loaded");
+  const std::string text = extra.expand(prompt);
+  auto e1 = sd.tokenizer->encode(text), e2 = sd.tokenizer_2->encode(text);
+  if (truncated) *truncated = e1.truncated || e2.truncated;
+  return encode_ids_xl(sd, extra, torch::tensor(e1.ids, torch::kLong).unsqueeze(0),
+                       torch::tensor(e2.ids, torch::kLong).unsqueeze(0));
+}
+
 torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
                       const torch::Tensor& cond, const torch::Tensor& uncond, double cfg,
                       const NoiseSource& noise, Progress* progress) {
+  return denoise(sd, sampler, latents, Conditioning{cond, {}}, Conditioning{uncond, {}}, cfg, noise,
+                 progress, {});
+}
+
+torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
+                      const Conditioning& cond_c, const Conditioning& uncond_c, double cfg,
+                      const NoiseSource& noise, Progress* progress, const torch::Tensor& time_ids) {
   torch::NoGradGuard no_grad;
+  const torch::Tensor& cond = cond_c.states;
+  const torch::Tensor& uncond = uncond_c.states;
   TINV_CHECK(latents.dim() == 4, "denoise", "latents must be [B, C, h, w], got ", latents.sizes());
   TINV_CHECK(sampler.num_steps() > 0, "denoise", "call set_timesteps() on the sampler first");
   const int64_t b = latents.size(0);
@@ -150,11 +206,21 @@ torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor
   auto text = to_batch(cond, b, "cond");
   if (guided) text = torch::cat({to_batch(uncond, b, "uncond"), text});  // [2B, L, D]
   text = text.to(sd.device, sd.dtype);
+  AddedConditions added;  // SDXL: pooled [2B or B, P], time_ids [2B or B, 6]
+  if (sd.unet_config.text_time()) {
+    TINV_CHECK(cond_c.pooled.defined() && (!guided || uncond_c.pooled.defined()) && time_ids.defined(),
+               "denoise", "an SDXL UNet needs the pooled prompts and time_ids");
+    auto pooled = cond_c.pooled.expand({b, cond_c.pooled.size(-1)});
+    if (guided) pooled = torch::cat({uncond_c.pooled.expand({b, uncond_c.pooled.size(-1)}), pooled});
+    auto ids = time_ids.to(torch::kFloat32).expand({b, 6});
+    if (guided) ids = torch::cat({ids, ids});
+    added = {pooled.to(sd.device, sd.dtype), ids.to(sd.device)};
+  }
   auto x = latents.to(sd.device, torch::kFloat32);  // [B, C, h, w]
   for (int64_t i = 0; i < sampler.num_steps(); ++i) {
     auto in = sampler.scale_model_input(x, i);
     auto model_in = guided ? torch::cat({in, in}) : in;  // [2B or B, C, h, w]
-    auto out = sd.unet->forward(model_in.to(sd.dtype), sampler.timesteps()[i], text)
+    auto out = sd.unet->forward(model_in.to(sd.dtype), sampler.timesteps()[i], text, added)
                    .to(torch::kFloat32);
     if (guided) {
       auto parts = out.chunk(2);                         // uncond, cond: [B, C, h, w]
@@ -169,7 +235,7 @@ torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor
 torch::Tensor decode_latents(StableDiffusion& sd, const torch::Tensor& latents) {
   torch::NoGradGuard no_grad;
   auto z = latents.to(sd.device, torch::kFloat32) / sd.vae_config.scaling_factor;
-  return sd.vae->decode(z.to(sd.dtype)).to(torch::kFloat32);  // [B, 3, H, W]
+  return sd.vae->decode(z.to(sd.vae_dtype)).to(torch::kFloat32);  // [B, 3, H, W]
 }
 
 torch::Tensor to_unit_images(const torch::Tensor& decoded) {
@@ -213,9 +279,14 @@ GenerateResult generate(StableDiffusion& sd, const ExtraTokens& extra, const Gen
 
   GenerateResult r;
   bool cut_cond = false, cut_uncond = false;
-  auto cond = encode_prompt(sd, extra, o.prompt, &cut_cond);           // [1, 77, D]
-  auto uncond = encode_prompt(sd, extra, o.negative_prompt, &cut_uncond);
+  Conditioning cond = encode_text(sd, extra, o.prompt, &cut_cond);  // [1, 77, D] (+ pooled [1, P])
+  Conditioning uncond;
+  if (sd.is_xl() && sd.force_zeros_for_empty_prompt && o.negative_prompt.empty() && !o.encode_empty_negative)
+    uncond = {torch::zeros_like(cond.states), torch::zeros_like(cond.pooled)};  // diffusers: zeros, not ""
+  else
+    uncond = encode_text(sd, extra, o.negative_prompt, &cut_uncond);
   r.truncated = cut_cond || cut_uncond;
+  torch::Tensor time_ids = sd.is_xl() ? sdxl_time_ids(o, width, height) : torch::Tensor();
 
   for (int64_t i = 0; i < o.batch; ++i) r.seeds.push_back(o.seed + static_cast<uint64_t>(i));
   NoiseSource noise = per_item_noise(r.seeds);
@@ -224,7 +295,7 @@ GenerateResult generate(StableDiffusion& sd, const ExtraTokens& extra, const Gen
   auto latents = noise(like) * sampler->init_noise_sigma();  // [B, C, h, w]
 
   Progress progress("generate", sampler->num_steps(), o.progress);
-  latents = denoise(sd, *sampler, latents, cond, uncond, o.cfg, noise, &progress);
+  latents = denoise(sd, *sampler, latents, cond, uncond, o.cfg, noise, &progress, time_ids);
   progress.finish();
 
   std::vector<torch::Tensor> images;  // decoded one at a time: the VAE is the memory peak

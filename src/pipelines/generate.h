@@ -1,7 +1,10 @@
 // Text-to-image generation with Stable Diffusion (mirrors diffusers 0.25
 // StableDiffusionPipeline.__call__): prompt and negative prompt through the tokenizer and text
 // encoder, classifier-free guidance on one batched [uncond; cond] UNet call per step, the
-// sampler loop, VAE decode.
+// sampler loop, VAE decode. SDXL models follow StableDiffusionXLPipeline.__call__: both text
+// encoders (text/sdxl_text.h), the pooled prompt and the time_ids (original size, crop, target
+// size) as added UNet conditions, and, with force_zeros_for_empty_prompt, an empty negative
+// prompt given as zeros rather than encoded.
 //
 //   tinv::StableDiffusion sd = tinv::load_stable_diffusion("models/sd15");
 //   tinv::ExtraTokens extra = tinv::add_embeddings(sd, {"cat-toy.pt"});   // trigger "cat-toy"
@@ -42,6 +45,20 @@ struct GenerateOptions {
   int64_t width = 0, height = 0;  // 0: the model default (vae sample_size)
   int64_t batch = 1;
   bool progress = true;  // progress bar on stderr
+  // SDXL micro-conditioning (time_ids), in pixels. 0: the generated image's size (and crop 0).
+  // Sizes must be multiples of 8; crops >= 0.
+  int64_t original_width = 0, original_height = 0;
+  int64_t crop_top = 0, crop_left = 0;
+  int64_t target_width = 0, target_height = 0;
+  // SDXL: encode an empty negative prompt even when the model says force_zeros_for_empty_prompt.
+  bool encode_empty_negative = false;
+};
+
+// The text conditioning of a prompt batch: states [B, 77, D]; SDXL also the pooled, projected
+// prompt [B, P] of text_encoder_2 (undefined for SD1/SD2).
+struct Conditioning {
+  torch::Tensor states;
+  torch::Tensor pooled;
 };
 
 struct GenerateResult {
@@ -53,12 +70,15 @@ struct GenerateResult {
 };
 
 // Checks the options that do not depend on the model: known sampler, 1 <= steps <= 1000,
-// finite cfg >= 0, finite eta >= 0, width/height 0 or positive multiples of 8, 1 <= batch <= 64.
+// finite cfg >= 0, finite eta >= 0, width/height 0 or positive multiples of 8, 1 <= batch <= 64,
+// SDXL original/target sizes 0 or positive multiples of 8 (`--original-width`, ...), crops >= 0.
 // Throws tinv::Error("--steps", "...") etc.: one line naming the option.
 void validate(const GenerateOptions& opts);
 
 // Loads every embedding in `files` (any format of io/embeddings.h, width checked against the
-// text encoder) and adds its triggers to sd.tokenizer. Throws tinv::Error naming the file.
+// text encoder) and adds its triggers to sd.tokenizer (SDXL: clip_l/clip_g rows, to both
+// tokenizers; SD1/SD2 files are refused there, SDXL files on SD1/SD2). Throws tinv::Error naming
+// the file.
 ExtraTokens add_embeddings(StableDiffusion& sd, const std::vector<std::string>& files);
 
 // Text-encoder states for `ids` [B, 77] int64 (ids >= the text vocabulary index extra.table()).
@@ -68,6 +88,15 @@ torch::Tensor encode_ids(StableDiffusion& sd, const ExtraTokens& extra, const to
 // [1, 77, D]. *truncated (optional) is set when tokens beyond 77 were dropped.
 torch::Tensor encode_prompt(StableDiffusion& sd, const ExtraTokens& extra, const std::string& prompt,
                             bool* truncated = nullptr);
+// SDXL: ids [B, 77] of tokenizer and ids_2 of tokenizer_2 -> prompt_embeds and pooled.
+Conditioning encode_ids_xl(StableDiffusion& sd, const ExtraTokens& extra, const torch::Tensor& ids,
+                           const torch::Tensor& ids_2);
+// Any family: the prompt through the tokenizer(s) and text encoder(s), [1, 77, D] (+ pooled).
+Conditioning encode_text(StableDiffusion& sd, const ExtraTokens& extra, const std::string& prompt,
+                         bool* truncated = nullptr);
+// SDXL time_ids [1, 6] = (original h, original w, crop top, crop left, target h, target w) for
+// an image of width x height, the options' zeros filled from that size.
+torch::Tensor sdxl_time_ids(const GenerateOptions& opts, int64_t width, int64_t height);
 
 // The sampler loop with classifier-free guidance. `latents` [B, C, h, w] already scaled by
 // sampler.init_noise_sigma(); cond/uncond [1 or B, L, D]. sampler.set_timesteps() must have
@@ -78,6 +107,10 @@ torch::Tensor encode_prompt(StableDiffusion& sd, const ExtraTokens& extra, const
 torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
                       const torch::Tensor& cond, const torch::Tensor& uncond, double cfg,
                       const NoiseSource& noise, Progress* progress = nullptr);
+// The same with pooled vectors and time_ids [1 or B, 6] for SDXL (required there).
+torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
+                      const Conditioning& cond, const Conditioning& uncond, double cfg,
+                      const NoiseSource& noise, Progress* progress, const torch::Tensor& time_ids);
 
 // VAE decode of sampler latents: latents / scaling_factor -> decoder. Returns the decoder
 // output float32 [B, 3, H, W] on the latents' device, NOT clamped (range about [-1, 1]).

@@ -150,4 +150,12 @@ SchedulerConfig SchedulerConfig::sd21_v() {
   return c;
 }
 
+SchedulerConfig SchedulerConfig::sdxl() {
+  SchedulerConfig c = sd15();  // stabilityai/stable-diffusion-xl-base-1.0
+  c.class_name = "EulerDiscreteScheduler";
+  c.timestep_spacing = "leading";
+  c.interpolation_type = "linear";
+  return c;
+}
+
 }  // namespace tinv

@@ -58,6 +58,7 @@ struct SchedulerConfig {
   // The configs shipped with Stable Diffusion 1.5 (PNDM, epsilon) and 2.1-768 (DDIM, v-pred).
   static SchedulerConfig sd15();
   static SchedulerConfig sd21_v();
+  static SchedulerConfig sdxl();  // EulerDiscrete, leading spacing, steps_offset 1, epsilon
 
   // Copy with class_name set and the class-dependent optionals filled with that class's
   // diffusers defaults (timestep_spacing, set_alpha_to_one, clip_sample).

@@ -37,6 +37,11 @@ ClipTextConfig ClipTextConfig::from_json(const JsonConfig& file) {
   c.bos_token_id = cfg.get<int64_t>("bos_token_id", c.bos_token_id);
   c.eos_token_id = cfg.get<int64_t>("eos_token_id", c.eos_token_id);
   c.pad_token_id = cfg.get<int64_t>("pad_token_id", c.pad_token_id);
+  if (cfg.has("architectures")) {
+    for (const auto& a : cfg.require<std::vector<std::string>>("architectures"))
+      c.with_projection = c.with_projection || a == "CLIPTextModelWithProjection";
+  }
+  c.projection_dim = cfg.get<int64_t>("projection_dim", c.projection_dim);
   c.validate(cfg.source());
   return c;
 }
@@ -56,6 +61,7 @@ void ClipTextConfig::validate(const std::string& source) const {
              ") must divide 'hidden_size' (", hidden_size, ")");
   TINV_CHECK(hidden_act == "quick_gelu" || hidden_act == "gelu", source,
              "field 'hidden_act' must be \"quick_gelu\" or \"gelu\" (got \"", hidden_act, "\")");
+  if (with_projection) positive("projection_dim", projection_dim);
   TINV_CHECK(layer_norm_eps > 0.0, source, "field 'layer_norm_eps' must be > 0 (got ",
              layer_norm_eps, ")");
 }
@@ -79,6 +85,24 @@ ClipTextConfig ClipTextConfig::sd21() {
   c.num_attention_heads = 16;
   c.hidden_act = "gelu";
   c.pad_token_id = 0;  // SD2 pads with "!"
+  return c;
+}
+
+ClipTextConfig ClipTextConfig::sdxl_l() {
+  ClipTextConfig c = sd15();
+  return c;
+}
+
+ClipTextConfig ClipTextConfig::sdxl_g() {
+  ClipTextConfig c;
+  c.hidden_size = 1280;
+  c.intermediate_size = 5120;
+  c.num_hidden_layers = 32;
+  c.num_attention_heads = 20;
+  c.hidden_act = "gelu";
+  c.pad_token_id = 0;
+  c.with_projection = true;
+  c.projection_dim = 1280;
   return c;
 }
 
@@ -146,6 +170,10 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(con
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers_->push_back(ClipEncoderLayer(c));
   final_layer_norm_ =
       text_model->register_module("final_layer_norm", layer_norm(c.hidden_size, c.layer_norm_eps));
+  if (c.with_projection)
+    text_projection_ = register_module(
+        "text_projection",
+        torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.projection_dim).bias(false)));
   freeze(*this);
   eval();
 }
@@ -195,6 +223,28 @@ torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& input_ids,
   return final_layer_norm_(h);  // [B, L, D]
 }
 
+// Mirrors transformers CLIPTextTransformer.forward with output_hidden_states (hidden_states[-2])
+// and CLIPTextModelWithProjection (text_embeds = text_projection(pooled)). The pooled position
+// is the first id equal to eos_token_id (transformers >= 4.32 with eos_token_id != 2), so added
+// tokens (ids >= vocab_size) do not move it.
+ClipTextOutputs ClipTextModelImpl::forward_all(const torch::Tensor& input_ids,
+                                               const torch::Tensor& extra_embeddings) {
+  ClipTextOutputs out;
+  auto h = embed(input_ids, extra_embeddings);  // [B, L, D]
+  const int64_t n = static_cast<int64_t>(layers_->size());
+  for (int64_t i = 0; i < n; ++i) {
+    if (i == n - 1) out.penultimate = h;
+    h = layers_[i]->as<ClipEncoderLayer>()->forward(h);
+  }
+  out.last_hidden_state = final_layer_norm_(h);  // [B, L, D]
+  auto ids = input_ids.to(h.device(), torch::kLong);
+  auto eos_pos = (ids == config_.eos_token_id).to(torch::kInt).argmax(-1);  // [B] first EOS
+  auto batch = torch::arange(ids.size(0), ids.options());
+  out.pooled = out.last_hidden_state.index({batch, eos_pos});               // [B, D]
+  if (text_projection_) out.pooled = text_projection_(out.pooled);          // [B, P]
+  return out;
+}
+
 torch::Tensor ClipTextModelImpl::token_embeddings(const torch::Tensor& ids) {
   torch::NoGradGuard no_grad;
   const auto& table = token_embedding_->weight;
@@ -217,13 +267,16 @@ void load_clip_text_weights(ClipTextModel& model, const StateDict& sd, const std
 
 ClipTextModel load_clip_text_model(const std::string& folder) {
   auto config = ClipTextConfig::from_json(JsonConfig::load(join_path(folder, "config.json")));
-  std::string weights = join_path(folder, "model.safetensors");
-  if (!file_exists(weights)) {
-    std::string index = join_path(folder, "model.safetensors.index.json");
-    TINV_CHECK(file_exists(index), folder,
-               "no model.safetensors (or model.safetensors.index.json) in the text encoder folder");
-    weights = index;
+  std::string weights;
+  for (const char* name : {"model.safetensors", "model.fp16.safetensors", "model.safetensors.index.json",
+                           "model.fp16.safetensors.index.json"}) {
+    if (file_exists(join_path(folder, name))) {
+      weights = join_path(folder, name);
+      break;
+    }
   }
+  TINV_CHECK(!weights.empty(), folder,
+             "no model.safetensors (nor model.fp16.safetensors or a .safetensors.index.json) in the text encoder folder");
   ClipTextModel model(config);
   load_clip_text_weights(model, load_state_dict_file(weights), weights);
   return model;

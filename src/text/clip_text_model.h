@@ -14,6 +14,7 @@
 //   text_model.encoder.layers.N.{layer_norm1,layer_norm2}.{weight,bias}
 //   text_model.encoder.layers.N.mlp.{fc1,fc2}.{weight,bias}
 //   text_model.final_layer_norm.{weight,bias}
+//   text_projection.weight                  (CLIPTextModelWithProjection only: SDXL's 2nd encoder)
 // Single-file (LDM / OpenCLIP) names are converted to these by io/convert_text.h.
 #pragma once
 #include <torch/nn/module.h>
@@ -46,6 +47,10 @@ struct ClipTextConfig {
   int64_t bos_token_id = 49406;
   int64_t eos_token_id = 49407;
   int64_t pad_token_id = 1;
+  // CLIPTextModelWithProjection (SDXL's text_encoder_2): a bias-free text_projection
+  // [projection_dim, hidden_size] applied to the pooled (first-EOS) final state.
+  bool with_projection = false;
+  int64_t projection_dim = 512;
 
   // Reads an HF config.json (CLIPTextModel). Throws tinv::Error naming the file and the field
   // for a wrong type or an invalid value.
@@ -54,6 +59,10 @@ struct ClipTextConfig {
   static ClipTextConfig sd15();
   // SD 2.x: OpenCLIP ViT-H/14 text tower, 23 of its 24 layers (1024, 16 heads, gelu).
   static ClipTextConfig sd21();
+  // SDXL: CLIP ViT-L (768, 12 layers, quick_gelu) and OpenCLIP bigG (1280, 32 layers, 20 heads,
+  // gelu, projection 1280).
+  static ClipTextConfig sdxl_l();
+  static ClipTextConfig sdxl_g();
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   // Throws tinv::Error(source, "field '...' ...") for the first invalid value.
@@ -97,6 +106,16 @@ class ClipEncoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ClipEncoderLayer);
 
+// What SDXL reads from an encoder (mirrors transformers' CLIPTextModel[WithProjection] outputs
+// with output_hidden_states=True).
+struct ClipTextOutputs {
+  torch::Tensor last_hidden_state;  // [B, L, D] after final_layer_norm
+  torch::Tensor penultimate;        // [B, L, D] hidden_states[-2]: output of the second-to-last
+                                    //   layer, no final norm (the embeddings for a 1-layer model)
+  torch::Tensor pooled;             // [B, P] text_embeds (with projection) or pooler_output [B, D]:
+                                    //   final state at the first eos_token_id position
+};
+
 // HF CLIPTextModel. Constructed frozen: every parameter has requires_grad false.
 class ClipTextModelImpl : public torch::nn::Module {
  public:
@@ -109,6 +128,10 @@ class ClipTextModelImpl : public torch::nn::Module {
   // extra_embeddings shape, or L > max_position_embeddings.
   torch::Tensor forward(const torch::Tensor& input_ids,
                         const torch::Tensor& extra_embeddings = {});
+
+  // Every output SDXL needs in one pass (same arguments and errors as forward).
+  ClipTextOutputs forward_all(const torch::Tensor& input_ids,
+                              const torch::Tensor& extra_embeddings = {});
 
   // Input embeddings before the encoder: token (+ extra) rows plus positions. [B, L, D].
   torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& extra_embeddings = {});
@@ -124,6 +147,7 @@ class ClipTextModelImpl : public torch::nn::Module {
   torch::nn::Embedding token_embedding_{nullptr}, position_embedding_{nullptr};
   torch::nn::ModuleList layers_{nullptr};
   torch::nn::LayerNorm final_layer_norm_{nullptr};
+  torch::nn::Linear text_projection_{nullptr};  // with_projection only
 };
 TORCH_MODULE(ClipTextModel);
 
@@ -132,8 +156,8 @@ TORCH_MODULE(ClipTextModel);
 // tinv::Error naming `source` and the missing / unexpected / mis-shaped tensor.
 void load_clip_text_weights(ClipTextModel& model, const StateDict& sd, const std::string& source);
 
-// Reads `<folder>/config.json` and `<folder>/model.safetensors` (or a sharded
-// `model.safetensors.index.json`), returns the frozen model in eval mode on the CPU.
+// Reads `<folder>/config.json` and `<folder>/model.safetensors` (or the `model.fp16.safetensors`
+// variant, or a sharded `model[.fp16].safetensors.index.json`), returns the frozen model in eval mode on the CPU.
 ClipTextModel load_clip_text_model(const std::string& folder);
 
 }  // namespace tinv

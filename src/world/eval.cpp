@@ -312,10 +312,19 @@ torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
   TINV_CHECK(width % f == 0 && height % f == 0, "generate_prompts", "size ", width, "x", height,
              " is not a multiple of ", f);
 
-  std::vector<torch::Tensor> conds;
-  for (const auto& p : prompts) conds.push_back(encode_prompt(sd, extra, p));  // [1, 77, D]
-  auto cond = torch::cat(conds);                                               // [B, 77, D]
-  auto uncond = encode_prompt(sd, extra, "");                                  // [1, 77, D]
+  std::vector<torch::Tensor> states, pooled;
+  for (const auto& p : prompts) {
+    Conditioning c = encode_text(sd, extra, p);  // [1, 77, D] (+ SDXL's pooled [1, P])
+    states.push_back(c.states);
+    if (c.pooled.defined()) pooled.push_back(c.pooled);
+  }
+  Conditioning cond{torch::cat(states), pooled.empty() ? torch::Tensor() : torch::cat(pooled)};  // [B, ...]
+  // The empty negative prompt, as `tinv generate` has it (SDXL: zeros when the model says so).
+  Conditioning uncond = sd.is_xl() && sd.force_zeros_for_empty_prompt
+                            ? Conditioning{torch::zeros_like(cond.states[0]).unsqueeze(0),
+                                           torch::zeros_like(cond.pooled[0]).unsqueeze(0)}
+                            : encode_text(sd, extra, "");
+  const torch::Tensor time_ids = sd.is_xl() ? sdxl_time_ids(o, width, height) : torch::Tensor();
 
   auto sampler = make_sampler(o.sampler, sd.scheduler, o.eta);  // fresh: multistep state
   sampler->set_timesteps(o.steps);
@@ -323,7 +332,7 @@ torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
   auto like = torch::empty({checked.batch, sd.unet_config.in_channels, height / f, width / f},
                            torch::TensorOptions().device(sd.device).dtype(torch::kFloat32));
   auto latents = noise(like) * sampler->init_noise_sigma();  // [B, C, h, w]
-  latents = denoise(sd, *sampler, latents, cond, uncond, o.cfg, noise);
+  latents = denoise(sd, *sampler, latents, cond, uncond, o.cfg, noise, nullptr, time_ids);
   return to_unit_images(decode_latents(sd, latents));  // [B, 3, H, W]
 }
 

@@ -185,7 +185,8 @@ std::string report_json(const EvalReport& report);
 // Generates one image per prompt in one batch: image i is what tinv::generate gives for
 // prompt i with seed seeds[i] and batch 1 (the same noise; equal up to float rounding of the
 // batched UNet), using o's sampler, steps, cfg, eta, width/height and an empty negative prompt
-// (o.prompt, o.negative_prompt, o.seed and o.batch are ignored). Returns float32
+// (o.prompt, o.negative_prompt, o.seed and o.batch are ignored). Any family: SDXL gets its
+// pooled prompts, o's time_ids and the zeroed empty negative as tinv::generate does. Returns float32
 // [B, 3, H, W] in [0, 1] on the CPU.
 torch::Tensor generate_prompts(StableDiffusion& sd, const std::vector<std::string>& prompts,
                                const std::vector<uint64_t>& seeds, const GenerateOptions& o);

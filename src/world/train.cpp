@@ -319,7 +319,7 @@ void run_loop(Adam& adam, const PartLoop& p) {
   }
   const int64_t end = p.opt->stop_at > 0 ? std::min(p.opt->stop_at, p.steps) : p.steps;
   Progress progress(p.name, end, p.opt->progress);
-  progress.update(start);
+  progress.start_at(start);
   const auto t0 = Clock::now();
   double ema = -1;
   for (int64_t k = start; k < end; ++k) {

@@ -1,0 +1,46 @@
+// `tinv parity --device`: the cases run on the device asked for; bad or unavailable devices are
+// one-line errors. (The parity cases themselves are the parity.* ctests.)
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include "parity/parity.h"
+#include "test_util.h"
+
+namespace tinv::test {
+namespace {
+
+TEST(ParityDevice, CpuRunsEveryCaseOfTheGroups) {
+  TempDir tmp;
+  auto r = run_tinv("parity " + quote(fixture("tiny-sd15")) + " --only unet,ti_train --device cpu", tmp);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("PASS unet "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("PASS ti_train.final_embeddings "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("7 passed, 0 failed"), std::string::npos) << r.out;
+}
+
+TEST(ParityDevice, LibraryCallTakesTheDevice) {
+  std::ostringstream out;
+  EXPECT_EQ(parity::run(fixture("tiny-sd15"), {"vae"}, out, torch::Device(torch::kCPU)), 0) << out.str();
+  EXPECT_NE(out.str().find("3 passed, 0 failed"), std::string::npos) << out.str();
+}
+
+TEST(ParityDevice, UnknownDeviceIsOneLineError) {
+  TempDir tmp;
+  auto r = run_tinv("parity " + quote(fixture("tiny-sd15")) + " --only tokenizer --device tpu", tmp);
+  EXPECT_NE(r.status, 0);
+  ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+  EXPECT_EQ(r.err_lines[0].rfind("tinv: error: --device: unknown device 'tpu'", 0), 0u) << r.err;
+  EXPECT_EQ(r.out.find("passed"), std::string::npos) << "no case may run: " << r.out;
+}
+
+TEST(ParityDevice, CudaWhereThereIsNoneIsOneLineError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible (scripts/gpu_check.sh covers it)";
+  TempDir tmp;
+  auto r = run_tinv("parity " + quote(fixture("tiny-sd15")) + " --only tokenizer --device cuda", tmp);
+  EXPECT_NE(r.status, 0);
+  ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+  EXPECT_NE(r.err_lines[0].find("--device: CUDA was requested"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace tinv::test

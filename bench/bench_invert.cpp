@@ -12,8 +12,11 @@
 // Prints one line per mode and the process's peak RSS; run one configuration per process for
 // a clean peak (e.g. --res 512 --batch 1 --modes step). On a GPU (--device cuda) each timed
 // iteration ends with a device synchronisation, and the RSS figures are the host's.
+// --attention-backward recompute|autograd (libtorch 1.13; 2.x always runs the fused kernel):
+// recompute_attention's chunked backward (default) or autograd's stored probabilities.
 #include <torch/cuda.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <cstdio>
@@ -22,6 +25,7 @@
 
 #include "common/device.h"
 #include "common/memory.h"
+#include "models/attention_ops.h"
 #include "inversion/trainer.h"
 #include "models/stable_diffusion.h"
 
@@ -35,7 +39,7 @@ double now() {
 
 int main(int argc, char** argv) {
   int64_t res = 256, batch = 1, iters = 1;
-  std::string modes = "parts,step,naive", device_name = "cpu";
+  std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute";
   std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--res")) res = std::atoll(argv[i + 1]);
@@ -44,14 +48,21 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--modes")) modes = argv[i + 1];
     else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--device")) device_name = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--attention-backward")) backward = argv[i + 1];
   }
+  if (backward != "recompute" && backward != "autograd") {
+    std::fprintf(stderr, "--attention-backward: recompute or autograd\n");
+    return 2;
+  }
+  tinv::set_attention_recompute(backward == "recompute");
   const torch::Device dev = tinv::resolve_device(device_name);
   auto sync = [&] {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };
-  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %d threads, %lld iteration(s)\n",
-              (long long)res, (long long)res, (long long)batch, dev.str().c_str(),
-              torch::get_num_threads(), (long long)iters);
+  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %d threads, %lld iteration(s), libtorch %s, "
+              "attention backward: %s\n",
+              (long long)res, (long long)res, (long long)batch, dev.str().c_str(), torch::get_num_threads(),
+              (long long)iters, TORCH_VERSION, TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : backward.c_str());
   double t0 = now();
   auto sd = tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(),
                                           tinv::ClipTextConfig::sd15(), 0);

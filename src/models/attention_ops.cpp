@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <cmath>
 
 namespace tinv {
@@ -33,7 +34,115 @@ torch::Tensor attention_block(const torch::Tensor& q, const torch::Tensor& k, co
   return torch::matmul(probs, v);
 }
 
+// Rows per chunk so that a [B, H, rows, Nk] float32 block stays under kMaxScoreBytes.
+int64_t chunk_rows(const torch::Tensor& q, const torch::Tensor& k) {
+  const int64_t bytes_per_row = q.size(0) * q.size(1) * k.size(2) * 4;
+  return std::max<int64_t>(1, kMaxScoreBytes / std::max<int64_t>(1, bytes_per_row));
+}
+
+torch::Tensor mask_rows(const torch::Tensor& mask, int64_t s, int64_t n) {
+  if (!mask.defined() || mask.dim() < 2 || mask.size(-2) == 1) return mask;
+  return mask.narrow(-2, s, n);
+}
+
+// The chunked forward, no autograd.
+torch::Tensor chunked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                const AttentionOptions& opts, double scale) {
+  const int64_t nq = q.size(2), shift = k.size(2) - nq, chunk = chunk_rows(q, k);
+  if (chunk >= nq) return attention_block(q, k, v, opts, scale, 0, shift, opts.mask);
+  std::vector<torch::Tensor> outs;
+  for (int64_t s = 0; s < nq; s += chunk) {
+    const int64_t e = std::min(nq, s + chunk);
+    outs.push_back(attention_block(q.narrow(2, s, e - s), k, v, opts, scale, s, shift, mask_rows(opts.mask, s, e - s)));
+  }
+  return torch::cat(outs, 2);
+}
+
+// Probabilities of query rows [s, s + n) in the compute dtype (float32 with upcast).
+torch::Tensor probs_rows(const torch::Tensor& q, const torch::Tensor& k, const AttentionOptions& opts,
+                         double scale, int64_t s, int64_t n, int64_t shift) {
+  auto qq = q.narrow(2, s, n);
+  torch::Tensor kk = k;
+  if (opts.upcast) qq = qq.to(torch::kFloat32), kk = kk.to(torch::kFloat32);
+  auto scores = torch::matmul(qq * scale, kk.transpose(-1, -2));  // [B, H, n, Nk]
+  auto m = mask_rows(opts.mask, s, n);
+  if (m.defined()) scores = scores + m.to(scores.scalar_type());
+  if (opts.causal) {
+    auto opt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+    auto rows = torch::arange(s, s + n, opt).unsqueeze(1);
+    auto cols = torch::arange(k.size(2), opt).unsqueeze(0);
+    scores = scores.masked_fill(cols > rows + shift, -INFINITY);
+  }
+  return torch::softmax(scores, -1);
+}
+
+torch::Tensor mask_arg(const torch::Tensor& mask, const torch::Tensor& q) {
+  return mask.defined() ? mask : torch::empty({0}, q.options());
+}
+
+class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q,
+                               const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask_or_empty,
+                               double scale, bool causal, bool upcast) {
+    // An undefined tensor cannot be an input of a Function: "no mask" arrives as an empty one.
+    const torch::Tensor mask = mask_or_empty.numel() == 0 ? torch::Tensor() : mask_or_empty;
+    ctx->save_for_backward({q, k, v});
+    ctx->saved_data["has_mask"] = mask.defined();
+    if (mask.defined()) ctx->saved_data["mask"] = mask;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["upcast"] = upcast;
+    AttentionOptions o;
+    o.mask = mask, o.causal = causal, o.upcast = upcast;
+    return chunked_attention(q, k, v, o, scale);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2];
+    AttentionOptions o;
+    if (ctx->saved_data["has_mask"].toBool()) o.mask = ctx->saved_data["mask"].toTensor();
+    o.causal = ctx->saved_data["causal"].toBool();
+    o.upcast = ctx->saved_data["upcast"].toBool();
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const auto dtype = o.upcast ? torch::kFloat32 : q.scalar_type();
+    auto d_out = grads[0].to(dtype);                       // [B, H, Nq, Dv]
+    auto k_c = k.to(dtype), v_c = v.to(dtype);
+    auto dq = torch::empty(q.sizes(), q.options().dtype(dtype));
+    auto dk = torch::zeros(k.sizes(), k.options().dtype(dtype));
+    auto dv = torch::zeros(v.sizes(), v.options().dtype(dtype));
+    const int64_t nq = q.size(2), shift = k.size(2) - nq, chunk = chunk_rows(q, k);
+    for (int64_t s = 0; s < nq; s += chunk) {
+      const int64_t n = std::min(nq - s, chunk);
+      auto p = probs_rows(q, k, o, scale, s, n, shift);     // [B, H, n, Nk]
+      auto g = d_out.narrow(2, s, n);                        // [B, H, n, Dv]
+      dv.add_(torch::matmul(p.transpose(-1, -2), g));
+      auto dp = torch::matmul(g, v_c.transpose(-1, -2));     // [B, H, n, Nk]
+      auto ds = p * (dp - (dp * p).sum(-1, /*keepdim=*/true));
+      dq.narrow(2, s, n).copy_(torch::matmul(ds, k_c) * scale);
+      dk.add_(torch::matmul(ds.transpose(-1, -2), q.narrow(2, s, n).to(dtype)), scale);
+    }
+    return {dq.to(q.scalar_type()), dk.to(k.scalar_type()), dv.to(v.scalar_type()), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+namespace {
+std::atomic<bool> g_recompute{true};
+}  // namespace
+
+void set_attention_recompute(bool on) { g_recompute = on; }
+bool attention_recompute() { return g_recompute; }
+
+torch::Tensor recompute_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const AttentionOptions& opts) {
+  const double scale = opts.scale > 0 ? opts.scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  return RecomputeAttention::apply(q, k, v, mask_arg(opts.mask, q), scale, opts.causal, opts.upcast);
+}
 
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
                                     const torch::Tensor& v, const AttentionOptions& opts) {
@@ -61,18 +170,10 @@ torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor&
 #endif
   }
 #endif
-  int64_t b = q.size(0), h = q.size(1), nq = q.size(2), nk = k.size(2), shift = nk - nq;
-  int64_t bytes_per_row = b * h * nk * 4;
-  int64_t chunk = std::max<int64_t>(1, kMaxScoreBytes / std::max<int64_t>(1, bytes_per_row));
-  if (chunk >= nq) return attention_block(q, k, v, opts, scale, 0, shift, opts.mask);
-  std::vector<torch::Tensor> outs;
-  for (int64_t s = 0; s < nq; s += chunk) {
-    int64_t e = std::min(nq, s + chunk);
-    torch::Tensor m;
-    if (opts.mask.defined()) m = opts.mask.size(-2) == 1 ? opts.mask : opts.mask.narrow(-2, s, e - s);
-    outs.push_back(attention_block(q.narrow(2, s, e - s), k, v, opts, scale, s, shift, m));
-  }
-  return torch::cat(outs, 2);
+  if (attention_recompute() && torch::GradMode::is_enabled() &&
+      (q.requires_grad() || k.requires_grad() || v.requires_grad()))
+    return RecomputeAttention::apply(q, k, v, mask_arg(opts.mask, q), scale, opts.causal, opts.upcast);
+  return chunked_attention(q, k, v, opts, scale);
 }
 
 torch::Tensor split_heads(const torch::Tensor& x, int64_t heads) {

@@ -12,11 +12,29 @@ struct AttentionOptions {
 };
 
 // q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv] -> [B, H, Nq, Dv].
-// On libtorch 2.x this uses the fused kernel (flash / memory-efficient attention). On 1.13 it
-// processes queries in chunks so that the score matrix never exceeds ~128 MB, which keeps
-// 512x512 attention (4096 x 4096 tokens per head) affordable on CPU.
+// On libtorch 2.x this uses the fused kernel (flash / memory-efficient attention), forward and
+// backward. On 1.13 it processes queries in chunks so that the score matrix never exceeds
+// ~128 MB, which keeps 512x512 attention (4096 x 4096 tokens per head) affordable on CPU; when
+// a gradient is needed it runs recompute_attention, so training stores no probabilities either.
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
                                     const torch::Tensor& v, const AttentionOptions& opts = {});
+
+// The memory-saving attention for training (used by dot_product_attention on libtorch 1.13 when
+// q, k or v requires grad; available on every libtorch). The forward saves only q, k and v
+// (and the mask); the backward recomputes each chunk's probabilities P = softmax(s q k^T + M)
+// and accumulates, chunk by chunk,
+//   dV += P^T dO,  dS = P * (dO V^T - rowsum(dO * O)),  dQ = s dS K,  dK += s dS^T Q,
+// so neither pass holds more than one chunk's [B, H, rows, Nk] scores (~128 MB) instead of the
+// whole [B, H, Nq, Nk] probability tensor per layer that autograd would keep. The mask gets no
+// gradient. Same results as the plain formula up to float rounding.
+torch::Tensor recompute_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const AttentionOptions& opts = {});
+
+// Whether dot_product_attention takes recompute_attention for gradients on libtorch 1.13
+// (default on). Process-wide; bench_invert --attention-backward autograd turns it off to measure
+// what autograd's stored probabilities cost.
+void set_attention_recompute(bool on);
+bool attention_recompute();
 
 // [B, N, H*D] -> [B, H, N, D] and back.
 torch::Tensor split_heads(const torch::Tensor& x, int64_t heads);

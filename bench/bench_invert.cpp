@@ -25,7 +25,7 @@
 
 #include "common/device.h"
 #include "common/memory.h"
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 #include "inversion/trainer.h"
 #include "models/stable_diffusion.h"
 

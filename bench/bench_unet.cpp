@@ -18,7 +18,7 @@
 
 #include "common/memory.h"
 #include "io/state_dict.h"
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 #include "models/unet.h"
 
 namespace {

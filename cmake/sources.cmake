@@ -4,9 +4,9 @@ set(TINV_SOURCES
   src/common/fs.cpp
   src/common/memory.cpp
   src/common/progress.cpp
-  src/io/convert_text.cpp
-  src/io/convert_unet.cpp
-  src/io/convert_vae.cpp
+  src/models/convert_text.cpp
+  src/models/convert_unet.cpp
+  src/models/convert_vae.cpp
   src/io/image_write.cpp
   src/io/image.cpp
   src/io/json_config.cpp
@@ -17,14 +17,14 @@ set(TINV_SOURCES
   src/io/pickle.cpp
   src/io/embeddings.cpp
   src/inversion/image_input.cpp
-  src/inversion/invert.cpp
+  src/apps/invert.cpp
   src/inversion/lr_schedule.cpp
   src/inversion/method.cpp
   src/inversion/optimizer.cpp
-  src/inversion/plot.cpp
+  src/io/plot.cpp
   src/inversion/templates.cpp
   src/inversion/trainer.cpp
-  src/models/attention_ops.cpp
+  src/nn/attention_ops.cpp
   src/models/blip.cpp
   src/models/stable_diffusion.cpp
   src/models/unet.cpp
@@ -49,7 +49,7 @@ set(TINV_SOURCES
   src/world/bpe_trainer.cpp
   src/world/concepts.cpp
   src/world/render.cpp
-  src/world/train.cpp
+  src/apps/world_train.cpp
   src/world/world.cpp
   src/parity/parity.cpp
   src/parity/parity_tokenizer.cpp
@@ -63,13 +63,13 @@ set(TINV_SOURCES
   src/parity/parity_blip.cpp
   src/parity/parity_sdxl.cpp
   src/parity/parity_sdxl_pipeline.cpp
-  src/world/eval.cpp
+  src/apps/world_eval.cpp
   src/world/judge.cpp
   src/common/default_models.cpp
   src/io/html_report.cpp
-  src/pipelines/demo.cpp
-  src/inversion/study.cpp
-  src/inversion/study_report.cpp
+  src/apps/demo.cpp
+  src/apps/study.cpp
+  src/apps/study_report.cpp
 )
 
 set(TINV_CLI_SOURCES

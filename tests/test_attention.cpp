@@ -2,7 +2,7 @@
 // recompute_attention's backward equals autograd through the plain formula.
 #include <torch/torch.h>
 
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 #include "test_util.h"
 
 namespace tinv {

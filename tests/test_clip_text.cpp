@@ -2,7 +2,7 @@
 // id range checks, activations, and single-file key conversion round trips (SD1 and OpenCLIP).
 #include <torch/torch.h>
 
-#include "io/convert_text.h"
+#include "models/convert_text.h"
 #include "io/json_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"

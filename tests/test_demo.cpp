@@ -16,7 +16,7 @@
 #include "io/html_report.h"
 #include "io/image.h"
 #include "io/image_write.h"
-#include "pipelines/demo.h"
+#include "apps/demo.h"
 #include "test_util.h"
 #include "world/world.h"
 

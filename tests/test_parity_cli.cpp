@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "parity/parity.h"
 #include "test_util.h"
 
@@ -40,6 +44,37 @@ TEST(ParityDevice, CudaWhereThereIsNoneIsOneLineError) {
   EXPECT_NE(r.status, 0);
   ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
   EXPECT_NE(r.err_lines[0].find("--device: CUDA was requested"), std::string::npos) << r.err;
+}
+
+// `--only` naming a group of the other layout, or no group at all, is a one-line error before
+// any case runs; a fixture folder with no case fails rather than passing with 0 cases.
+TEST(ParityOnly, GroupOfAnotherLayoutIsOneLineError) {
+  TempDir tmp;
+  auto r = run_tinv("parity " + quote(fixture("tiny-sd15")) + " --only blip", tmp);
+  EXPECT_NE(r.status, 0);
+  ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+  EXPECT_NE(r.err_lines[0].find("--only: case group 'blip' is not in layout 'sd'"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("passed"), std::string::npos) << "no case may run: " << r.out;
+}
+
+TEST(ParityOnly, UnknownGroupIsOneLineError) {
+  TempDir tmp;
+  auto r = run_tinv("parity " + quote(fixture("tiny-blip")) + " --only unets", tmp);
+  EXPECT_NE(r.status, 0);
+  ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+  EXPECT_NE(r.err_lines[0].find("--only: unknown case group 'unets' (groups of layout 'blip': blip)"),
+            std::string::npos) << r.err;
+}
+
+TEST(ParityOnly, FolderWithoutCasesFails) {
+  // A BLIP-layout folder whose case file holds no case: the run must fail, not pass with 0.
+  TempDir tmp;
+  std::string dir = tmp.file("empty-blip");
+  std::filesystem::create_directories(dir + "/cases");
+  std::ofstream(dir + "/cases/blip.safetensors") << "";
+  std::ostringstream out;
+  EXPECT_NE(parity::run(dir, {}, out, torch::Device(torch::kCPU)), 0) << out.str();
 }
 
 }  // namespace

@@ -11,8 +11,9 @@
 
 #include "common/fs.h"
 #include "inversion/method.h"
-#include "inversion/study.h"
-#include "pipelines/demo.h"
+#include "apps/study.h"
+#include "apps/demo.h"
+#include "apps/invert.h"
 #include "inversion/trainer.h"
 #include "io/embeddings.h"
 #include "io/image_write.h"

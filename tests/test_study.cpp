@@ -1,4 +1,4 @@
-// `tinv study` (inversion/study.h): steps-to-reach and the table built on it, the CSV schema,
+// `tinv study` (apps/study.h): steps-to-reach and the table built on it, the CSV schema,
 // aggregation and smoothing, option validation, the world-specific initialisation and edit
 // prompts, plot bands, a tiny end-to-end run on the fixtures (tiny-sd15, random BLIP
 // with the synthetic BERT vocab; explicit captions) and the CLI.
@@ -16,12 +16,12 @@
 #include <sstream>
 
 #include "common/fs.h"
-#include "inversion/plot.h"
-#include "inversion/study.h"
+#include "io/plot.h"
+#include "apps/study.h"
 #include "inversion/templates.h"
 #include "io/image_write.h"
 #include "test_util.h"
-#include "world/eval.h"
+#include "apps/world_eval.h"
 
 namespace tinv {
 namespace {

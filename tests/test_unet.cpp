@@ -5,7 +5,7 @@
 #include <fstream>
 #include <regex>
 
-#include "io/convert_unet.h"
+#include "models/convert_unet.h"
 #include "io/json_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <regex>
 
-#include "io/convert_vae.h"
+#include "models/convert_vae.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
 #include "models/vae.h"

@@ -1,4 +1,4 @@
-// `tinv world eval` (world/eval.h): PSNR, attribute scoring on hand-built scenes, BLIP-style
+// `tinv world eval` (apps/world_eval.h): PSNR, attribute scoring on hand-built scenes, BLIP-style
 // caption spacing, option checks, the batched generation matching tinv::generate, an end-to-end
 // run on the tiny fixtures (random-weight BLIP with the synthetic BERT vocab), and the CLI.
 #include <torch/torch.h>
@@ -14,7 +14,7 @@
 #include "models/stable_diffusion.h"
 #include "pipelines/generate.h"
 #include "test_util.h"
-#include "world/eval.h"
+#include "apps/world_eval.h"
 
 namespace tinv::world {
 namespace {

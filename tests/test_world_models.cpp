@@ -6,14 +6,16 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/fs.h"
 #include "io/safetensors.h"
 #include "pipelines/caption.h"
-#include "pipelines/demo.h"
+#include "apps/demo.h"
 #include "pipelines/generate.h"
 #include "test_util.h"
-#include "world/eval.h"
+#include "apps/world_eval.h"
 #include "world/world.h"
 
 namespace tinv::world {
@@ -34,6 +36,22 @@ TEST(WorldModels, AreSmallFp16Files) {
     for (const auto& [name, info] : file.infos()) EXPECT_EQ(info.dtype, "F16") << e.path() << " " << name;
   }
   EXPECT_LT(total, 50u * 1024 * 1024);
+}
+
+TEST(WorldModels, BlipVocabularyAgreesWithItsConfig) {
+  // Every id of the text model has a vocabulary line, and bos_token_id is [DEC]: transformers'
+  // BlipProcessor then decodes tinv's captions without a leading [UNK].
+  auto config = nlohmann::json::parse(read_text_file(kBlip + "/config.json"));
+  std::vector<std::string> vocab;
+  std::istringstream in(read_text_file(kBlip + "/vocab.txt"));
+  for (std::string line; std::getline(in, line);) vocab.push_back(line);
+  const auto& text = config.at("text_config");
+  ASSERT_EQ(static_cast<int64_t>(vocab.size()), text.at("vocab_size").get<int64_t>());
+  EXPECT_EQ(vocab.at(text.at("bos_token_id").get<size_t>()), "[DEC]");
+  EXPECT_EQ(vocab.at(text.at("sep_token_id").get<size_t>()), "[SEP]");
+  EXPECT_EQ(vocab.at(text.at("pad_token_id").get<size_t>()), "[PAD]");
+  auto tok = nlohmann::json::parse(read_text_file(kBlip + "/tokenizer_config.json"));
+  EXPECT_EQ(tok.at("bos_token"), "[DEC]");
 }
 
 TEST(WorldModels, CaptionerReadsHeldOutScenes) {

@@ -1,4 +1,4 @@
-// Training and export of the world models (src/world/train.h), on a few small steps.
+// Training and export of the world models (src/apps/world_train.h), on a few small steps.
 #include <sstream>
 #include <nlohmann/json.hpp>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include "pipelines/generate.h"
 #include "test_util.h"
 #include "text/wordpiece_tokenizer.h"
-#include "world/train.h"
+#include "apps/world_train.h"
 #include "world/world.h"
 
 namespace tinv::world {

@@ -82,3 +82,10 @@ add_test(NAME study.quick_world
          COMMAND tinv study --quick --quiet --device cpu --model ${CMAKE_SOURCE_DIR}/models/world-sd
                  --captioner ${CMAKE_SOURCE_DIR}/models/world-blip --out ${CMAKE_BINARY_DIR}/study-quick)
 set_tests_properties(study.quick_world PROPERTIES LABELS models ENVIRONMENT "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
+
+# The layering (docs/DEVELOPING.md): every include in src/ runs down, no circles; and the
+# checker itself catches an upward include and a circle in a tree made to have them.
+add_test(NAME layers COMMAND ${CMAKE_SOURCE_DIR}/scripts/check_layers.sh ${CMAKE_SOURCE_DIR}/src)
+add_test(NAME layers.detects_offences COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_check_layers.sh
+         ${CMAKE_SOURCE_DIR}/scripts/check_layers.sh)
+set_tests_properties(layers layers.detects_offences PROPERTIES LABELS unit)

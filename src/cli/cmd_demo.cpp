@@ -1,11 +1,11 @@
 // `tinv demo`: caption -> invert -> generate on one image, with an HTML report
-// (src/pipelines/demo.h).
+// (src/apps/demo.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "common/default_models.h"
-#include "pipelines/demo.h"
+#include "apps/demo.h"
 
 namespace tinv::cli {
 

@@ -1,9 +1,10 @@
-// `tinv invert`: textual inversion with captioning initialisation (src/inversion/trainer.h).
+// `tinv invert`: textual inversion with captioning initialisation (src/apps/invert.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "common/default_models.h"
+#include "apps/invert.h"
 #include "inversion/trainer.h"
 
 namespace tinv::cli {

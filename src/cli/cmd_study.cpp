@@ -1,5 +1,5 @@
 // `tinv study`: caption vs class vs single-token initialisation of textual inversion, measured
-// for convergence and quality (src/inversion/study.h, docs/convergence.md).
+// for convergence and quality (src/apps/study.h, docs/convergence.md).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <functional>
@@ -7,7 +7,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
-#include "inversion/study.h"
+#include "apps/study.h"
 
 namespace tinv::cli {
 namespace {

@@ -13,7 +13,7 @@
 #include "io/image_write.h"
 #include "text/clip_tokenizer.h"
 #include "world/bpe_trainer.h"
-#include "world/train.h"
+#include "apps/world_train.h"
 #include "world/world.h"
 
 namespace tinv::cli {

@@ -1,4 +1,4 @@
-// `tinv world eval`: quality of the embedded world models on held-out scenes (world/eval.h):
+// `tinv world eval`: quality of the embedded world models on held-out scenes (apps/world_eval.h):
 // VAE reconstruction PSNR, BLIP captioner accuracy per attribute (target 95%), prompt fidelity
 // per attribute (target 90%), the concept judge's validation. Prints a table on stdout; --json
 // writes the report atomically.
@@ -11,7 +11,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/fs.h"
-#include "world/eval.h"
+#include "apps/world_eval.h"
 
 namespace tinv::cli {
 namespace {

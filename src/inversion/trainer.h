@@ -1,15 +1,12 @@
-// Textual inversion with captioning initialisation: the trainer core and the `tinv invert`
-// driver.
+// Textual inversion with captioning initialisation: the trainer core (the `tinv invert`
+// command built on it is apps/invert.h).
 //
 //   // The core: learned rows for placeholder tokens, everything else frozen.
 //   tinv::InversionTrainer tr(tokenizer, sd.text_encoder, sd.unet, sd.scheduler,
 //                             {"<cat_0>", "<cat_1>"}, init_rows, templates, {});
 //   tinv::RandomStepSource src(latent_cache, templates.size(), /*batch*/ 1, 1000, /*seed*/ 0);
 //   tinv::run_steps(tr, src, /*end*/ 100, [](int64_t k, const tinv::StepResult& r) {});
-//
-//   // The whole command (load, caption/init, latent cache, loop, checkpoints, outputs):
-//   tinv::InvertOptions o;  o.model = "sd15"; o.images = {"cat.png"}; o.caption = "a cat";
-//   tinv::InvertResult res = tinv::run_inversion(o);
+
 //
 // One step (mirrors diffusers examples/textual_inversion/textual_inversion.py):
 //   ids    = tokenizer(template[i].format(placeholder sentence))            [B, 77]
@@ -188,73 +185,5 @@ class InversionTrainer {
 bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
                const std::function<void(int64_t, const StepResult&)>& on_step,
                const std::function<bool()>& stop = nullptr);
-
-// ---- `tinv invert` ----
-
-struct PreviewRequest {
-  int64_t step = 0;         // updates done
-  std::string trigger;      // the trigger word of the embedding ("<concept>")
-  torch::Tensor vectors;    // [n, d] current rows
-  std::string prompt;       // --preview-prompt with "{}" -> trigger (or the prompt as given)
-  std::string path;         // PNG to write
-};
-
-struct InvertOptions {
-  std::string model;                    // diffusers folder or single file
-  std::vector<std::string> images;      // files or folders
-  std::string init = "caption";         // caption | class | token
-  std::string caption, captioner;       // caption: text, or a captioner model folder
-  std::string class_name;               // class: its tokens initialise the rows
-  std::string init_token = "*";         // token: one vocabulary token
-  int64_t num_vectors = 1;              // token: number of rows
-  std::string name = "concept";         // placeholders <name_0> ...; trigger <name>
-  int64_t steps = 100;
-  double lr = 5e-3;
-  int64_t batch = 1;
-  std::string templates = "object";     // object | style | FILE
-  int64_t resolution = 0;               // 0: the VAE's sample_size
-  bool flip = false;
-  uint64_t seed = 0;
-  std::string lr_schedule = "constant"; // constant | cosine | warmup
-  int64_t warmup_steps = -1;            // -1: the schedule's default
-  double max_grad_norm = 0;             // 0: no clipping
-  std::string out;                      // default <name>.safetensors (<name>.pt for a1111)
-  std::string format = "diffusers";     // diffusers | a1111 | kohya | all
-  int64_t save_every = 0;               // checkpoint every N steps (0: only at the end)
-  bool resume = false;
-  int64_t preview_every = 0;
-  std::string preview_prompt = "a photo of {}";
-  int64_t eval_every = 10;              // fixed-input loss every K steps (0: never)
-  int64_t eval_pairs = 4;               // number of fixed (timestep, noise) pairs
-  MethodOptions method;                 // --optimizer, --init-space, --t-min, --stop-patience, ...
-                                        // (inversion/method.h; defaults: the base recipe)
-  std::string device = "auto", dtype = "fp32";  // auto: CUDA when available
-  bool progress = true;
-};
-
-struct InvertResult {
-  torch::Tensor embeddings;         // [n, d] final rows
-  std::vector<std::string> files;   // every file written
-  std::string caption;              // the initialisation text used (after trimming)
-  std::vector<std::string> notes;   // warnings and notes printed
-  int64_t steps_done = 0;           // updates made (the run's total, resumed ones included)
-  int64_t stopped_at = -1;          // early stop (--stop-patience): the step it stopped at; -1: none
-  bool xl = false;                  // an SDXL model: rows [n, h1 + h2], files as invert_paths(.., true)
-};
-
-// Throws tinv::Error with a one-line message on any bad input; on a non-finite loss it stops,
-// keeps the last checkpoint and outputs untouched, and throws.
-InvertResult run_inversion(const InvertOptions& options);
-
-// Output paths for `out` (see docs/INVERSION.md): stem = out without its extension.
-// SDXL (`xl`): `sdxl` is the {clip_l, clip_g} file (stem.safetensors, every format: the
-// A1111/ComfyUI/kohya convention), `diffusers_pair` the load_textual_inversion pair
-// (stem.diffusers/learned_embeds[_2].safetensors, formats diffusers and all); the SD1 fields
-// stay empty.
-struct InvertPaths {
-  std::string diffusers, a1111, kohya, checkpoint, log_csv, plot_png, previews_dir;
-  std::string sdxl, diffusers_pair;
-};
-InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl = false);
 
 }  // namespace tinv

@@ -1,5 +1,5 @@
 // Self-contained HTML reports: one file, images embedded as base64 `data:` URIs, no scripts, no
-// external files. Used by `tinv demo` (src/pipelines/demo.h).
+// external files. Used by `tinv demo` (src/apps/demo.h).
 //
 //   tinv::HtmlReport r("tinv demo: bullseye_circle");
 //   r.heading("Input");

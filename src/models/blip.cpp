@@ -6,7 +6,7 @@
 #include "io/json_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 
 namespace tinv {
 namespace {

@@ -4,9 +4,9 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "io/convert_text.h"
-#include "io/convert_unet.h"
-#include "io/convert_vae.h"
+#include "models/convert_text.h"
+#include "models/convert_unet.h"
+#include "models/convert_vae.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 

@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 
 namespace tinv {
 namespace {

@@ -10,9 +10,9 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/shape.h"
-#include "io/convert_vae.h"
+#include "models/convert_vae.h"
 #include "io/state_dict.h"
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 
 namespace tinv {
 

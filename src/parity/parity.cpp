@@ -125,10 +125,19 @@ std::string detect_layout(const std::string& dir) {
 int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out,
         const torch::Device& device) {
   std::string layout = detect_layout(dir);
-  std::set<std::string> known;
-  for (const auto& g : groups()) known.insert(g.name);
-  for (const auto& o : only)
-    TINV_CHECK(known.count(o), "--only", "unknown case group '", o, "'");
+  std::set<std::string> known, here;
+  std::string here_list;
+  for (const auto& g : groups()) {
+    known.insert(g.name);
+    if (g.layout == layout && here.insert(g.name).second)
+      here_list += (here_list.empty() ? "" : ", ") + g.name;
+  }
+  for (const auto& o : only) {
+    TINV_CHECK(known.count(o), "--only", "unknown case group '", o, "' (groups of layout '", layout,
+               "': ", here_list, ")");
+    TINV_CHECK(here.count(o), "--only", "case group '", o, "' is not in layout '", layout, "' of ",
+               dir, " (its groups: ", here_list, ")");
+  }
   int passed = 0, failures = 0;
   for (const auto& g : groups()) {
     if (g.layout != layout) continue;

@@ -7,7 +7,7 @@
 #include "common/shape.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 
 namespace tinv {
 namespace {

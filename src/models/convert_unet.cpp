@@ -1,4 +1,4 @@
-#include "io/convert_unet.h"
+#include "models/convert_unet.h"
 
 #include <torch/torch.h>
 

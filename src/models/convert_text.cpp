@@ -1,4 +1,4 @@
-#include "io/convert_text.h"
+#include "models/convert_text.h"
 
 #include <torch/torch.h>
 

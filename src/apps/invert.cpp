@@ -1,4 +1,6 @@
-// `tinv invert` as a library call: run_inversion (see trainer.h and docs/INVERSION.md).
+// `tinv invert` as a library call: run_inversion (see apps/invert.h and docs/INVERSION.md).
+#include "apps/invert.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <sys/stat.h>
 #include <torch/torch.h>
@@ -16,7 +18,7 @@
 #include "common/progress.h"
 #include "inversion/image_input.h"
 #include "inversion/method.h"
-#include "inversion/plot.h"
+#include "io/plot.h"
 #include "inversion/templates.h"
 #include "inversion/trainer.h"
 #include "io/embeddings.h"

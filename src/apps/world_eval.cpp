@@ -1,6 +1,6 @@
 // `tinv world eval`: VAE reconstruction PSNR, captioner accuracy and prompt fidelity of the
 // embedded world models on held-out scenes (see eval.h).
-#include "world/eval.h"
+#include "apps/world_eval.h"
 
 #include <torch/torch.h>
 

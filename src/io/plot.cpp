@@ -1,4 +1,4 @@
-#include "inversion/plot.h"
+#include "io/plot.h"
 
 #include <torch/torch.h>
 

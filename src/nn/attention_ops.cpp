@@ -1,4 +1,4 @@
-#include "models/attention_ops.h"
+#include "nn/attention_ops.h"
 
 #include <torch/torch.h>
 #include <torch/version.h>

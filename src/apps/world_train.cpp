@@ -1,5 +1,5 @@
 // Training and export of the embedded world models (see train.h).
-#include "world/train.h"
+#include "apps/world_train.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>

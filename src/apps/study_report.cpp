@@ -12,8 +12,8 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
-#include "inversion/plot.h"
-#include "inversion/study.h"
+#include "io/plot.h"
+#include "apps/study.h"
 #include "io/html_report.h"
 #include "io/image_write.h"
 

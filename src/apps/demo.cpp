@@ -1,5 +1,5 @@
 // `tinv demo` as a library call (see demo.h): caption -> run_inversion -> generate -> HTML.
-#include "pipelines/demo.h"
+#include "apps/demo.h"
 
 #include <unistd.h>
 #include <torch/torch.h>
@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
+#include "apps/invert.h"
 #include "inversion/trainer.h"
 #include "io/html_report.h"
 #include "io/image.h"
@@ -23,7 +24,7 @@
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
 #include "pipelines/generate.h"
-#include "world/eval.h"
+#include "apps/world_eval.h"
 #include "world/judge.h"
 
 namespace tinv {

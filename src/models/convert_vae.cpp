@@ -2,7 +2,7 @@
 // The LDM convention is defined by CompVis ldm/modules/diffusionmodules/model.py (Encoder,
 // Decoder, ResnetBlock, AttnBlock); diffusers' scripts/convert_vae_pt_to_diffusers.py is the
 // reference mapping.
-#include "io/convert_vae.h"
+#include "models/convert_vae.h"
 
 #include <torch/torch.h>
 

@@ -1,7 +1,7 @@
 // `tinv study` as a library call: options, the world-specific initialisation, the records and
 // their summaries, and run_study (see study.h and docs/convergence.md). The figures, summary
 // and HTML report are in study_report.cpp.
-#include "inversion/study.h"
+#include "apps/study.h"
 
 #include <torch/torch.h>
 #include <unistd.h>
@@ -31,7 +31,7 @@
 #include "pipelines/generate.h"
 #include "schedulers/noise_schedule.h"
 #include "text/extra_tokens.h"
-#include "world/eval.h"
+#include "apps/world_eval.h"
 
 namespace tinv {
 namespace {

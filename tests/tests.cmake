@@ -89,3 +89,8 @@ add_test(NAME layers COMMAND ${CMAKE_SOURCE_DIR}/scripts/check_layers.sh ${CMAKE
 add_test(NAME layers.detects_offences COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_check_layers.sh
          ${CMAKE_SOURCE_DIR}/scripts/check_layers.sh)
 set_tests_properties(layers layers.detects_offences PROPERTIES LABELS unit)
+
+# The public header: examples/embed.cpp, built against include/tinv/tinv.h alone, runs end to end.
+add_test(NAME example.embed COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_example.sh $<TARGET_FILE:tinv_example>
+         ${CMAKE_SOURCE_DIR}/models/concepts/bullseye_circle.png)
+set_tests_properties(example.embed PROPERTIES LABELS unit ENVIRONMENT "OMP_NUM_THREADS=1")

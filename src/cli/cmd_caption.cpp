@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
@@ -81,7 +82,7 @@ void add_caption(CLI::App& app) {
   cmd->add_option("--length-penalty", a->opts.length_penalty, "Beam score length exponent")->capture_default_str();
   cmd->add_flag("--no-cache", a->no_cache, "Recompute every position at each step (slower; for measurement)");
   cmd->add_flag("--json", a->json, "One JSON object per image: image, caption, ids, new_ids, score");
-  cmd->add_option("--device", a->device, "auto | cpu | cuda[:N]")->capture_default_str();
+  add_device(cmd, a->device);
   cmd->callback([a] { run_caption(*a); });
 }
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/default_models.h"
 #include "apps/demo.h"
 
@@ -35,7 +36,7 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--cfg", o->cfg, "Classifier-free guidance scale")->capture_default_str();
   cmd->add_option("--beams", o->beams, "Captioning beams (1 = greedy)")->capture_default_str();
   cmd->add_option("--out", o->out, "Output folder (index.html, PNGs, embedding)")->capture_default_str();
-  cmd->add_option("--device", o->device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  add_device(cmd, o->device);
   cmd->add_flag("!--no-progress", o->progress, "No progress bars");
   cmd->add_option("--write-concepts", *write_concepts,
                   "Only write the bundled concept images (NAME.png per world concept) to this folder");

@@ -14,6 +14,7 @@
 #include <random>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
@@ -136,12 +137,12 @@ void add_generate(CLI::App& app) {
                 "SDXL: encode an empty negative prompt instead of zeroing it (force_zeros_for_empty_prompt)");
   cmd->add_option("--batch", o.batch, "Images to generate")->capture_default_str();
   cmd->add_option("--out", a->out, "Output folder (created if needed)")->capture_default_str();
-  cmd->add_option("--device", a->device, "auto, cpu, cuda, cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", a->dtype, "fp32, bf16, fp16 (CUDA only)")->capture_default_str();
+  add_device(cmd, a->device);
+  add_dtype(cmd, a->dtype);
   cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer folder (single-file checkpoints)");
   cmd->add_option("--config", a->config, "Diffusers folder giving configs and tokenizer (single files)");
   cmd->add_option("--prediction-type", a->prediction_type, "Override: epsilon, v_prediction, sample");
-  cmd->add_flag("--quiet", a->quiet, "No progress bar");
+  add_quiet(cmd, a->quiet);
   cmd->callback([a] { run_generate(*a); });
 }
 

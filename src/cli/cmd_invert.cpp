@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/default_models.h"
 #include "apps/invert.h"
 #include "inversion/trainer.h"
@@ -82,8 +83,8 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--stop-patience", m.stop_patience,
                   "Early stop after this many fixed-input evaluations without improvement (0: off)")
       ->capture_default_str();
-  cmd->add_option("--device", o->device, "auto | cpu | cuda | cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "fp32 | bf16 | fp16 (CUDA)")->capture_default_str();
+  add_device(cmd, o->device);
+  add_dtype(cmd, o->dtype);
   cmd->add_flag("!--no-progress", o->progress, "No progress bar");
   cmd->callback([o] {
     if (o->model.empty()) o->model = default_model_dir("world-sd");

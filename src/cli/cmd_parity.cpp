@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/device.h"
 #include "parity/parity.h"
 
@@ -17,8 +18,7 @@ void add_parity(CLI::App& app) {
   cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
                   "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
-  cmd->add_option("--device", *device, "cpu | cuda | cuda:N | auto: where models and inputs go")
-      ->capture_default_str();
+  add_device(cmd, *device, "cpu | cuda | cuda:N | auto: where models and inputs go");
   cmd->callback([dir, only, device] {
     int failures = parity::run(*dir, *only, std::cout, resolve_device(*device));
     if (failures) throw CLI::RuntimeError(1);

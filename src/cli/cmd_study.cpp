@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/error.h"
 #include "apps/study.h"
 
@@ -96,7 +97,7 @@ void add_study(CLI::App& app) {
   cmd->add_flag("--quick", a->quick,
                 "Tiny configuration for CI: 1 concept, 1 seed, 10 steps, checkpoints 0,5,10, 2 edits, 4 "
                 "sampler steps, --out study-quick (options given explicitly still apply)");
-  cmd->add_flag("--quiet", a->quiet, "No progress bar");
+  add_quiet(cmd, a->quiet);
   cmd->callback([a, modes_opt, variants_opt] { run_study_cmd(*a, modes_opt, variants_opt); });
 }
 

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
@@ -201,7 +202,7 @@ void add_world(CLI::App& app) {
       ->capture_default_str()->check(CLI::IsMember({"epsilon", "v_prediction"}));
   train->add_option("--init", o->init, "diffusion: start from this checkpoint's weights (when the work folder has none)");
   train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
-  train->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
+  add_device(train, o->device);
   train->add_flag("!--no-progress", o->progress, "No progress bar");
   train->callback([o] { train_part(*o); });
 

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "apps/world_eval.h"
@@ -70,11 +71,11 @@ void add_world_eval(CLI::App* world) {
   cmd->add_option("--steps", o.steps, "Sampler steps")->capture_default_str();
   cmd->add_option("--cfg", o.cfg, "Classifier-free guidance scale (1 = off)")->capture_default_str();
   cmd->add_option("--batch", o.batch, "Images per VAE/UNet batch")->capture_default_str();
-  cmd->add_option("--device", o.device, "auto | cpu | cuda[:N]")->capture_default_str();
+  add_device(cmd, o.device);
   cmd->add_option("--only", a->only, "Parts to run: comma-separated vae, captioner, fidelity, judge (or all)")
       ->capture_default_str();
   cmd->add_option("--json", a->json, "Also write the report as JSON to this file");
-  cmd->add_flag("--quiet", a->quiet, "No progress bars");
+  add_quiet(cmd, a->quiet, "No progress bars");
   cmd->callback([a] { run_world_eval_cmd(*a); });
 }
 

@@ -1,0 +1,164 @@
+// tinv.h: the tinv library in one header. Textual inversion with captioning initialisation on
+// Stable Diffusion (SD 1.x, 2.x, SDXL): caption one image, learn placeholder tokens initialised
+// from the caption's tokens, and use them in new prompts.
+//
+// This header needs nothing but the C++17 standard library: embed tinv without libtorch's
+// headers. Link the `tinv_api` CMake target (it brings libtorch's libraries along).
+//
+// Usage:
+//
+//   #include "tinv/tinv.h"
+//
+//   // 1. Caption the concept image (BLIP in the HF layout; the bundled one when path is empty).
+//   auto captioner = tinv::api::load_captioner({});
+//   tinv::api::RgbImage img = tinv::api::read_image("my_toy.png");
+//   std::string caption = tinv::api::caption(*captioner, img);    // "a red toy on a table"
+//
+//   // 2. Learn it: every caption token becomes a placeholder <toy_0> ... <toy_n>, initialised
+//   //    from that token's embedding; 100 steps of the latent-diffusion loss.
+//   tinv::api::InvertParams ip;
+//   ip.model = "models/sd15";  ip.images = {"my_toy.png"};  ip.caption = caption;
+//   ip.name = "toy";  ip.out = "toy.safetensors";
+//   tinv::api::InvertOutput learned = tinv::api::invert(ip);   // writes toy.safetensors
+//
+//   // 3. Use the trigger <toy> in new prompts.
+//   auto model = tinv::api::load_model({"models/sd15"});
+//   tinv::api::GenerateParams gp;
+//   gp.prompt = "a photo of <toy> on the beach";  gp.embeddings = learned.files;  gp.seed = 1;
+//   tinv::api::GenerateOutput out = tinv::api::generate(*model, gp);
+//   tinv::api::write_png("beach.png", out.images[0], out.parameters[0]);
+//
+// Errors: every function throws std::runtime_error (tinv's Error) whose message is one line
+// naming the file or the field at fault ("--steps: must be >= 1, got 0", "cat.png: truncated
+// PNG"). Nothing is left half-written: files are written to a temporary name and renamed.
+//
+// Threads: libtorch's intra-op pool; set_threads(n) before the first call (0: libtorch's default).
+// Devices: "auto" (CUDA when this build of tinv and the machine have one, else the CPU), "cpu",
+// "cuda", "cuda:N". Dtypes: "fp32", "bf16", "fp16" (fp16 on CUDA only).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tinv::api {
+
+// tinv's version and the libtorch it was built with, e.g. "tinv 0.1.0 (libtorch 1.13.0)".
+std::string version();
+
+// Sets libtorch's intra-op thread count (n >= 1), or leaves the default (n == 0).
+void set_threads(int n);
+
+// ---- Images -------------------------------------------------------------------------------
+
+// 8-bit RGB pixels, row-major and interleaved: rgb[(y * width + x) * 3 + c].
+struct RgbImage {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;
+};
+
+// Decodes PNG, JPEG (EXIF orientation applied), WebP, TIFF, BMP, GIF, TGA, PSD, PNM or HDR into
+// 8-bit RGB (alpha composited over white). The same decoder the trainer and the captioner use.
+RgbImage read_image(const std::string& path);
+
+// Writes a PNG atomically; a non-empty `parameters` goes into a "parameters" text chunk (the
+// AUTOMATIC1111 convention, which generate() fills in).
+void write_png(const std::string& path, const RgbImage& image, const std::string& parameters = "");
+
+// ---- Models -------------------------------------------------------------------------------
+
+struct ModelParams {
+  std::string path;              // diffusers folder or single-file .safetensors; "": bundled world-sd
+  std::string device = "auto";   // auto | cpu | cuda | cuda:N
+  std::string dtype = "fp32";    // fp32 | bf16 | fp16 (CUDA)
+};
+
+// A loaded Stable Diffusion (tokenizer(s), text encoder(s), UNet, VAE, scheduler).
+struct Model;
+
+std::shared_ptr<Model> load_model(const ModelParams& params);
+
+// "sd1", "sd2" or "sdxl".
+std::string model_family(const Model& model);
+
+// ---- Captioning ---------------------------------------------------------------------------
+
+struct CaptionerParams {
+  std::string path;              // BLIP folder (HF layout, with vocab.txt); "": bundled world-blip
+  std::string device = "auto";
+};
+
+struct Captioner;
+
+std::shared_ptr<Captioner> load_captioner(const CaptionerParams& params);
+
+struct CaptionParams {
+  std::string prompt = "a picture of";  // conditional captioning prefix; "" for unconditional
+  int beams = 3;                        // 1: greedy
+  int max_length = 30;                  // tokens, the prompt included
+  int min_length = 10;
+};
+
+// The caption without the prompt, e.g. "a red toy on a table".
+std::string caption(const Captioner& captioner, const RgbImage& image, const CaptionParams& params = {});
+
+// ---- Textual inversion --------------------------------------------------------------------
+
+struct InvertParams {
+  std::string model;                  // diffusers folder or single file; "": bundled world-sd
+  std::vector<std::string> images;    // files or folders (one image is enough)
+  std::string init = "caption";       // caption | class | token
+  std::string caption;                // init caption: its tokens become the placeholders;
+                                      // "": the captioner writes it
+  std::string captioner;              // BLIP folder used when caption is ""; "": bundled world-blip
+  std::string class_name;             // init class: the words that initialise the rows
+  std::string init_token = "*";       // init token: one vocabulary token...
+  int num_vectors = 1;                // ...copied into this many rows
+  std::string name = "concept";       // placeholders <name_0> ...; the trigger is <name>
+  int steps = 100;
+  double lr = 5e-3;
+  int batch = 1;
+  int resolution = 0;                 // training resolution; 0: the model's
+  uint64_t seed = 0;
+  std::string out;                    // embedding file; "": <name>.safetensors
+  std::string format = "diffusers";   // diffusers | a1111 | kohya | all
+  std::string device = "auto";
+  std::string dtype = "fp32";
+  bool progress = false;              // a progress bar on stderr
+};
+
+struct InvertOutput {
+  std::string trigger;                // "<name>": use it in prompts
+  std::string caption;                // the initialisation text used
+  std::vector<std::string> files;     // every file written (the embedding first)
+  int steps_done = 0;
+  std::vector<std::string> notes;     // warnings (e.g. a crop dropped much of an image)
+};
+
+// Runs the whole job: load, caption (if needed), initialise, train, write the embedding.
+InvertOutput invert(const InvertParams& params);
+
+// ---- Generation ---------------------------------------------------------------------------
+
+struct GenerateParams {
+  std::string prompt;                   // may hold triggers of the loaded embeddings
+  std::string negative_prompt;
+  std::vector<std::string> embeddings;  // embedding files (diffusers, A1111 .pt, kohya, SDXL pairs)
+  std::string sampler = "default";      // default (the model's) | ddim | euler | euler_a | dpmpp_2m | pndm
+  int steps = 30;
+  double cfg = 7.5;
+  uint64_t seed = 0;                    // image i uses seed + i
+  int width = 0, height = 0;            // 0: the model's default size
+  int batch = 1;
+  bool progress = false;
+};
+
+struct GenerateOutput {
+  std::vector<RgbImage> images;
+  std::vector<std::string> parameters;  // A1111 "parameters" text of each image
+};
+
+GenerateOutput generate(Model& model, const GenerateParams& params);
+
+}  // namespace tinv::api

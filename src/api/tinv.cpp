@@ -1,0 +1,156 @@
+// The public header's functions (include/tinv/tinv.h), each a thin call into the layers below:
+// plain structs in, library options built from them, plain structs out.
+#include "tinv/tinv.h"
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cstring>
+
+#include "apps/invert.h"
+#include "common/default_models.h"
+#include "common/device.h"
+#include "common/error.h"
+#include "io/image.h"
+#include "io/image_write.h"
+#include "models/stable_diffusion.h"
+#include "pipelines/caption.h"
+#include "pipelines/generate.h"
+
+namespace tinv::api {
+
+struct Model {
+  StableDiffusion sd;
+};
+
+struct Captioner {
+  BlipCaptioner blip;
+};
+
+namespace {
+
+Image to_internal(const RgbImage& im, const char* where) {
+  TINV_CHECK(im.width > 0 && im.height > 0, where, "image is empty (", im.width, "x", im.height, ")");
+  TINV_CHECK(im.rgb.size() == static_cast<size_t>(im.width) * im.height * 3, where, "image of ",
+             im.width, "x", im.height, " needs ", static_cast<size_t>(im.width) * im.height * 3,
+             " bytes of RGB, got ", im.rgb.size());
+  Image out(im.width, im.height);
+  out.rgb = im.rgb;
+  return out;
+}
+
+RgbImage from_internal(const Image& im) { return RgbImage{im.width, im.height, im.rgb}; }
+
+// float [3, H, W] in [0, 1] -> 8-bit RGB, rounded as save_png rounds.
+RgbImage from_unit_tensor(const torch::Tensor& chw) {
+  torch::Tensor hwc = (chw.detach().to(torch::kCPU, torch::kFloat32).clamp(0, 1) * 255.0)
+                          .round()
+                          .to(torch::kUInt8)
+                          .permute({1, 2, 0})
+                          .contiguous();  // [H, W, 3]
+  RgbImage out{static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)), {}};
+  out.rgb.resize(static_cast<size_t>(hwc.numel()));
+  std::memcpy(out.rgb.data(), hwc.data_ptr<uint8_t>(), out.rgb.size());
+  return out;
+}
+
+}  // namespace
+
+std::string version() { return "tinv 0.1.0 (libtorch " TORCH_VERSION ")"; }
+
+void set_threads(int n) {
+  TINV_CHECK(n >= 0, "set_threads", "thread count must be >= 0, got ", n);
+  if (n > 0) torch::set_num_threads(n);
+}
+
+RgbImage read_image(const std::string& path) { return from_internal(load_image(path)); }
+
+void write_png(const std::string& path, const RgbImage& image, const std::string& parameters) {
+  Image im = to_internal(image, path.c_str());
+  torch::Tensor hwc = torch::from_blob(im.rgb.data(), {im.height, im.width, 3}, torch::kUInt8);
+  TextChunks text;
+  if (!parameters.empty()) text.emplace_back("parameters", parameters);
+  save_png(path, hwc, text);
+}
+
+std::shared_ptr<Model> load_model(const ModelParams& params) {
+  SdLoadOptions lo;
+  lo.device = resolve_device(params.device);
+  lo.dtype = resolve_dtype(params.dtype, lo.device);
+  const std::string path = params.path.empty() ? default_model_dir("world-sd") : params.path;
+  return std::make_shared<Model>(Model{load_stable_diffusion(path, lo)});
+}
+
+std::string model_family(const Model& model) { return model.sd.family; }
+
+std::shared_ptr<Captioner> load_captioner(const CaptionerParams& params) {
+  const std::string path = params.path.empty() ? default_model_dir("world-blip") : params.path;
+  return std::make_shared<Captioner>(Captioner{BlipCaptioner::load(path, resolve_device(params.device))});
+}
+
+std::string caption(const Captioner& captioner, const RgbImage& image, const CaptionParams& params) {
+  CaptionOptions o;
+  o.prompt = params.prompt;
+  o.use_prompt = !params.prompt.empty();
+  o.beams = params.beams;
+  o.max_length = params.max_length;
+  o.min_length = params.min_length;
+  o.validate();
+  return captioner.blip.caption(to_internal(image, "caption"), o).text;
+}
+
+InvertOutput invert(const InvertParams& p) {
+  InvertOptions o;
+  o.model = p.model.empty() ? default_model_dir("world-sd") : p.model;
+  o.images = p.images;
+  o.init = p.init;
+  o.caption = p.caption;
+  o.captioner = p.captioner;
+  if (o.init == "caption" && o.caption.empty() && o.captioner.empty())
+    o.captioner = default_model_dir("world-blip");
+  o.class_name = p.class_name;
+  o.init_token = p.init_token;
+  o.num_vectors = p.num_vectors;
+  o.name = p.name;
+  o.steps = p.steps;
+  o.lr = p.lr;
+  o.batch = p.batch;
+  o.resolution = p.resolution;
+  o.seed = p.seed;
+  o.out = p.out;
+  o.format = p.format;
+  o.device = p.device;
+  o.dtype = p.dtype;
+  o.progress = p.progress;
+  InvertResult r = run_inversion(o);
+  InvertOutput out;
+  out.trigger = "<" + p.name + ">";
+  out.caption = r.caption;
+  out.files = r.files;
+  out.steps_done = static_cast<int>(r.steps_done);
+  out.notes = r.notes;
+  return out;
+}
+
+GenerateOutput generate(Model& model, const GenerateParams& p) {
+  GenerateOptions o;
+  o.prompt = p.prompt;
+  o.negative_prompt = p.negative_prompt;
+  o.sampler = p.sampler;
+  o.steps = p.steps;
+  o.cfg = p.cfg;
+  o.seed = p.seed;
+  o.width = p.width;
+  o.height = p.height;
+  o.batch = p.batch;
+  o.progress = p.progress;
+  validate(o);
+  ExtraTokens extra = add_embeddings(model.sd, p.embeddings);
+  GenerateResult r = tinv::generate(model.sd, extra, o);
+  GenerateOutput out;
+  for (int64_t i = 0; i < r.images.size(0); ++i) out.images.push_back(from_unit_tensor(r.images[i]));
+  out.parameters = r.image_parameters;
+  return out;
+}
+
+}  // namespace tinv::api

@@ -101,6 +101,24 @@ TEST(TorchArchive, TruncatedArchivesAreOneLineErrors) {
                     "h.pt: not a torch.save zip or truncated");
 }
 
+// What libtorch checks: it reads records without checking their CRCs (a flipped storage byte
+// loads, changed), and a record whose header claims compression is an error, not a crash.
+TEST(TorchArchive, CorruptRecordsLoadOrFailCleanly) {
+  auto bytes = read_binary_file(data_file("a1111_tensor.pt"));
+  uint64_t off = TorchArchiveReader::open(data_file("a1111_tensor.pt")).offset("data/0");
+  auto flipped = bytes;
+  flipped[off + 3] ^= 0x40;  // the high byte of element 0
+  PickleValue v = load_torch_archive(TorchArchiveReader::from_buffer(shared(flipped), "flip.pt"));
+  EXPECT_FALSE(torch::equal(v.find("string_to_param")->find("*")->tensor(), ramp(2)));
+  // The first central directory header's method set to 8 (deflate) over stored bytes.
+  auto deflate = bytes;
+  const uint8_t sig[] = {0x50, 0x4b, 1, 2};
+  size_t cd = std::search(deflate.begin(), deflate.end(), sig, sig + 4) - deflate.begin();
+  ASSERT_LT(cd, deflate.size());
+  deflate[cd + 10] = 8;
+  EXPECT_THROW(load_torch_archive(TorchArchiveReader::from_buffer(shared(deflate), "d.pt")), Error);
+}
+
 TEST(Unpickle, A1111WithRequiresGradTensor) {
   PickleValue v = load_torch_file(data_file("a1111_tensor.pt"));
   ASSERT_TRUE(v.is_dict());

@@ -74,7 +74,9 @@ TEST(TorchArchive, WriterAlignsDataAndRoundTrips) {
   EXPECT_TRUE(has_bytes(bytes, {'a', 'r', 'c', 'h', 'i', 'v', 'e', '/', 'a'}));
   EXPECT_TRUE(has_bytes(bytes, {0x50, 0x4b, 6, 6}));
   TorchArchiveReader r = TorchArchiveReader::from_buffer(shared(bytes), "test.zip");
-  EXPECT_EQ(r.records().size(), 4u);  // + version
+  std::vector<std::string> names = r.records();  // libtorch 2.x adds .data/serialization_id
+  for (const char* name : {"a", "some/longer/name/b", "empty", "version"})
+    EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
   for (const std::string& name : r.records()) EXPECT_EQ(r.offset(name) % 64, 0u) << name;
   EXPECT_EQ(r.read("a").str(), a);
   EXPECT_EQ(r.read("some/longer/name/b").str(), b);

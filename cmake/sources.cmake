@@ -12,9 +12,9 @@ set(TINV_SOURCES
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
-  src/io/zip_reader.cpp
-  src/io/zip_writer.cpp
+  src/io/torch_archive.cpp
   src/io/pickle.cpp
+  src/io/torch_save.cpp
   src/io/embeddings.cpp
   src/inversion/image_input.cpp
   src/apps/invert.cpp

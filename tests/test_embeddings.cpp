@@ -10,8 +10,8 @@
 
 #include "common/fs.h"
 #include "io/embeddings.h"
-#include "io/pickle.h"
 #include "io/safetensors.h"
+#include "io/torch_save.h"
 #include "test_util.h"
 
 namespace tinv {
@@ -185,7 +185,7 @@ TEST(Embeddings, MalformedFilesAreOneLineErrorsNamingTheFile) {
 
   auto a1111 = read_binary_file(data_file("a1111_tensor.pt"));
   write_bytes(dir.file("cut.pt"), std::vector<uint8_t>(a1111.begin(), a1111.begin() + 700));
-  expect_error("cut.pt", "truncated or corrupt zip");
+  expect_error("cut.pt", "not a torch.save zip or truncated");
   save_embedding(dir.file("st.safetensors"), EmbeddingFormat::Kohya, "x", ramp(2));
   auto st = read_binary_file(dir.file("st.safetensors"));
   write_bytes(dir.file("cut.safetensors"), std::vector<uint8_t>(st.begin(), st.end() - 8));

@@ -10,8 +10,8 @@
 #include <limits>
 
 #include "io/embeddings.h"
-#include "io/pickle.h"
 #include "io/safetensors.h"
+#include "io/torch_save.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/generate.h"
 #include "test_util.h"

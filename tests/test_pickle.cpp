@@ -1,4 +1,4 @@
-// Zip reader/writer and the restricted unpickler / pickle writer, over files written by Python's
+// The torch.save container (libtorch's reader/writer) and the restricted unpickler / pickle writer, over files written by Python's
 // torch.save (tests/data, generated once by tests/data/make_embedding_fixtures.py) and over
 // hand-made pickles.
 #include <torch/torch.h>
@@ -10,8 +10,8 @@
 
 #include "common/fs.h"
 #include "io/pickle.h"
-#include "io/zip_reader.h"
-#include "io/zip_writer.h"
+#include "io/torch_archive.h"
+#include "io/torch_save.h"
 #include "test_util.h"
 
 namespace tinv {
@@ -26,10 +26,6 @@ torch::Tensor ramp(int64_t n, int64_t d = 16) {
   return torch::arange(n * d, torch::kFloat32).reshape({n, d}) * 0.25 - 1.0;
 }
 
-std::shared_ptr<const std::vector<uint8_t>> bytes_of(const std::string& path) {
-  return std::make_shared<const std::vector<uint8_t>>(read_binary_file(path));
-}
-
 // Loader for hand-made pickles: zeros of the requested size (capped).
 torch::Tensor zeros_loader(const std::string&, torch::ScalarType dtype, int64_t numel) {
   if (numel > (1 << 20)) throw Error("test", "storage too large");
@@ -40,94 +36,89 @@ PickleValue unpickle_string(const std::string& p) {
   return unpickle(reinterpret_cast<const uint8_t*>(p.data()), p.size(), zeros_loader, "test.pkl");
 }
 
-TEST(Zip, Crc32) {
-  const char* s = "123456789";
-  EXPECT_EQ(crc32(reinterpret_cast<const uint8_t*>(s), 9), 0xCBF43926u);
+std::shared_ptr<const std::vector<uint8_t>> shared(std::vector<uint8_t> bytes) {
+  return std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
 }
 
-TEST(Zip, ReadsTorchSaveArchive) {
-  ZipReader zip = ZipReader::open(data_file("a1111_tensor.pt"));
-  ASSERT_NE(zip.find("a1111_tensor/data.pkl"), nullptr);
-  ASSERT_NE(zip.find("a1111_tensor/version"), nullptr);
-  const ZipEntry* storage = zip.find("a1111_tensor/data/0");
-  ASSERT_NE(storage, nullptr);
-  EXPECT_EQ(storage->data_offset % 64, 0u);
-  EXPECT_EQ(storage->size, 2u * 16 * 4);
-  EXPECT_EQ(zip.read(*zip.find("a1111_tensor/version")), "3\n");
-  EXPECT_EQ(zip.find_suffix("/data.pkl"), zip.find("a1111_tensor/data.pkl"));
-  EXPECT_EQ(zip.find_suffix("/nothing"), nullptr);
+bool has_bytes(const std::vector<uint8_t>& bytes, const std::vector<uint8_t>& needle) {
+  return std::search(bytes.begin(), bytes.end(), needle.begin(), needle.end()) != bytes.end();
 }
 
-TEST(Zip, WriterAlignsDataAndRoundTrips) {
-  ZipWriter w;
-  std::string a = "hello", b(1000, 'x');
-  w.add("archive/a", a.data(), a.size());
-  w.add("archive/some/longer/name/b", b.data(), b.size());
-  w.add("archive/empty", nullptr, 0);
-  auto bytes = std::make_shared<const std::vector<uint8_t>>(w.finish("test.zip"));
-  ZipReader r = ZipReader::from_buffer(bytes, "test.zip");
-  ASSERT_EQ(r.entries().size(), 3u);
-  for (const ZipEntry& e : r.entries()) EXPECT_EQ(e.data_offset % 64, 0u) << e.name;
-  EXPECT_EQ(r.read(*r.find("archive/a")), a);
-  EXPECT_EQ(r.read(*r.find("archive/some/longer/name/b")), b);
-  EXPECT_EQ(r.read(*r.find("archive/empty")), "");
-}
-
-void put(std::vector<uint8_t>& out, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-
-// A one-entry archive whose sizes and offset live in ZIP64 records only.
-TEST(Zip, ReadsZip64) {
-  std::vector<uint8_t> z;
-  std::string name = "a/data.bin", payload = "zip64 payload";
-  put(z, 0x04034b50, 4); put(z, 45, 2); put(z, 0, 2); put(z, 0, 2); put(z, 0, 4);
-  put(z, crc32(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()), 4);
-  put(z, 0xFFFFFFFF, 4); put(z, 0xFFFFFFFF, 4); put(z, name.size(), 2); put(z, 20, 2);
-  z.insert(z.end(), name.begin(), name.end());
-  put(z, 1, 2); put(z, 16, 2); put(z, payload.size(), 8); put(z, payload.size(), 8);
-  z.insert(z.end(), payload.begin(), payload.end());
-  uint64_t cd = z.size();
-  put(z, 0x02014b50, 4); put(z, 45, 2); put(z, 45, 2); put(z, 0, 2); put(z, 0, 2); put(z, 0, 4);
-  put(z, crc32(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()), 4);
-  put(z, 0xFFFFFFFF, 4); put(z, 0xFFFFFFFF, 4); put(z, name.size(), 2); put(z, 28, 2);
-  put(z, 0, 2); put(z, 0, 2); put(z, 0, 2); put(z, 0, 4); put(z, 0xFFFFFFFF, 4);
-  z.insert(z.end(), name.begin(), name.end());
-  put(z, 1, 2); put(z, 24, 2); put(z, payload.size(), 8); put(z, payload.size(), 8); put(z, 0, 8);
-  uint64_t cd_size = z.size() - cd, eocd64 = z.size();
-  put(z, 0x06064b50, 4); put(z, 44, 8); put(z, 45, 2); put(z, 45, 2); put(z, 0, 4); put(z, 0, 4);
-  put(z, 1, 8); put(z, 1, 8); put(z, cd_size, 8); put(z, cd, 8);
-  put(z, 0x07064b50, 4); put(z, 0, 4); put(z, eocd64, 8); put(z, 1, 4);
-  put(z, 0x06054b50, 4); put(z, 0, 2); put(z, 0, 2); put(z, 0xFFFF, 2); put(z, 0xFFFF, 2);
-  put(z, 0xFFFFFFFF, 4); put(z, 0xFFFFFFFF, 4); put(z, 0, 2);
-  ZipReader r = ZipReader::from_buffer(std::make_shared<const std::vector<uint8_t>>(z), "z64.zip");
-  ASSERT_EQ(r.entries().size(), 1u);
-  EXPECT_EQ(r.read(*r.find(name)), payload);
-}
-
-TEST(Zip, RefusesCompressedEntries) {
+// A file written by Python's torch.save: ZIP64 records, names under the file's own top folder.
+TEST(TorchArchive, ReadsTorchSaveArchive) {
   auto bytes = read_binary_file(data_file("a1111_tensor.pt"));
-  ZipReader ok = ZipReader::from_buffer(std::make_shared<const std::vector<uint8_t>>(bytes), "x");
-  // Set the compression method of the first central directory header to 8 (deflate).
-  const uint8_t sig[] = {0x50, 0x4b, 1, 2};
-  size_t cd = std::search(bytes.begin(), bytes.end(), sig, sig + 4) - bytes.begin();
-  ASSERT_LT(cd, bytes.size());
-  (void)ok;
-  ASSERT_GT(cd, 0u);
-  bytes[cd + 10] = 8;
-  EXPECT_TINV_ERROR(
-      ZipReader::from_buffer(std::make_shared<const std::vector<uint8_t>>(bytes), "c.pt"),
-      "only stored (uncompressed) entries");
+  EXPECT_TRUE(has_bytes(bytes, {0x50, 0x4b, 6, 6}));  // ZIP64 end of central directory
+  TorchArchiveReader ar = TorchArchiveReader::open(data_file("a1111_tensor.pt"));
+  EXPECT_TRUE(ar.has("data.pkl"));
+  EXPECT_TRUE(ar.has("version"));
+  EXPECT_FALSE(ar.has("nothing"));
+  TorchRecord storage = ar.read("data/0");
+  EXPECT_EQ(storage.size, 2u * 16 * 4);
+  EXPECT_EQ(ar.offset("data/0") % 64, 0u);
+  EXPECT_EQ(ar.read("version").str(), "3\n");
+  std::vector<std::string> names = ar.records();
+  EXPECT_NE(std::find(names.begin(), names.end(), "data.pkl"), names.end());
+  EXPECT_TINV_ERROR(ar.read("nothing"), "record 'nothing': missing from the archive");
 }
 
-TEST(Zip, TruncatedArchivesAreErrors) {
+// Our writer (libtorch's PyTorchStreamWriter): top folder `archive`, data 64-byte aligned, a
+// `version` record added, ZIP64 records; read back from memory.
+TEST(TorchArchive, WriterAlignsDataAndRoundTrips) {
+  TorchArchiveWriter w("test.zip");
+  std::string a = "hello", b(1000, 'x');
+  w.add("a", a.data(), a.size());
+  w.add("some/longer/name/b", b.data(), b.size());
+  w.add("empty", nullptr, 0);
+  EXPECT_TINV_ERROR(w.add("a", a.data(), a.size()), "record 'a' written twice");
+  std::vector<uint8_t> bytes = w.finish();
+  EXPECT_TRUE(has_bytes(bytes, {'a', 'r', 'c', 'h', 'i', 'v', 'e', '/', 'a'}));
+  EXPECT_TRUE(has_bytes(bytes, {0x50, 0x4b, 6, 6}));
+  TorchArchiveReader r = TorchArchiveReader::from_buffer(shared(bytes), "test.zip");
+  std::vector<std::string> names = r.records();  // libtorch 2.x adds .data/serialization_id
+  for (const char* name : {"a", "some/longer/name/b", "empty", "version"})
+    EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+  for (const std::string& name : r.records()) EXPECT_EQ(r.offset(name) % 64, 0u) << name;
+  EXPECT_EQ(r.read("a").str(), a);
+  EXPECT_EQ(r.read("some/longer/name/b").str(), b);
+  EXPECT_EQ(r.read("empty").str(), "");
+  EXPECT_EQ(r.read("version").str(), "3\n");
+}
+
+TEST(TorchArchive, TruncatedArchivesAreOneLineErrors) {
   auto full = read_binary_file(data_file("a1111_tensor.pt"));
   for (size_t n = 0; n < full.size(); ++n) {
-    auto cut = std::make_shared<const std::vector<uint8_t>>(full.begin(), full.begin() + n);
-    EXPECT_THROW(load_torch_zip(ZipReader::from_buffer(cut, "cut.pt")), Error) << n;
+    auto cut = shared(std::vector<uint8_t>(full.begin(), full.begin() + n));
+    try {
+      load_torch_archive(TorchArchiveReader::from_buffer(cut, "cut.pt"));
+      ADD_FAILURE() << n << " bytes loaded";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_EQ(msg.rfind("cut.pt", 0), 0u) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
   }
-  EXPECT_TINV_ERROR(ZipReader::from_buffer(std::make_shared<const std::vector<uint8_t>>(), "e.pt"),
-                    "e.pt: not a zip file or truncated");
+  EXPECT_TINV_ERROR(TorchArchiveReader::from_buffer(shared({}), "e.pt"),
+                    "e.pt: not a torch.save zip or truncated");
+  EXPECT_TINV_ERROR(TorchArchiveReader::from_buffer(shared({'P', 'K', 3, 4, 0, 0}), "h.pt"),
+                    "h.pt: not a torch.save zip or truncated");
+}
+
+// What libtorch checks: it reads records without checking their CRCs (a flipped storage byte
+// loads, changed), and a record whose header claims compression is an error, not a crash.
+TEST(TorchArchive, CorruptRecordsLoadOrFailCleanly) {
+  auto bytes = read_binary_file(data_file("a1111_tensor.pt"));
+  uint64_t off = TorchArchiveReader::open(data_file("a1111_tensor.pt")).offset("data/0");
+  auto flipped = bytes;
+  flipped[off + 3] ^= 0x40;  // the high byte of element 0
+  PickleValue v = load_torch_archive(TorchArchiveReader::from_buffer(shared(flipped), "flip.pt"));
+  EXPECT_FALSE(torch::equal(v.find("string_to_param")->find("*")->tensor(), ramp(2)));
+  // The first central directory header's method set to 8 (deflate) over stored bytes.
+  auto deflate = bytes;
+  const uint8_t sig[] = {0x50, 0x4b, 1, 2};
+  size_t cd = std::search(deflate.begin(), deflate.end(), sig, sig + 4) - deflate.begin();
+  ASSERT_LT(cd, deflate.size());
+  deflate[cd + 10] = 8;
+  EXPECT_THROW(load_torch_archive(TorchArchiveReader::from_buffer(shared(deflate), "d.pt")), Error);
 }
 
 TEST(Unpickle, A1111WithRequiresGradTensor) {
@@ -266,10 +257,13 @@ TEST(PickleWriter, RoundTripsThroughOurReader) {
   test::TempDir dir;
   std::string path = dir.file("rt.pt");
   save_torch_file(path, root);
-  ZipReader zip = ZipReader::open(path);
-  EXPECT_NE(zip.find("archive/data.pkl"), nullptr);
-  EXPECT_EQ(zip.read(*zip.find("archive/version")), "3\n");
-  for (const ZipEntry& e : zip.entries()) EXPECT_EQ(e.data_offset % 64, 0u) << e.name;
+  TorchArchiveReader ar = TorchArchiveReader::open(path);
+  EXPECT_TRUE(ar.has("data.pkl"));
+  EXPECT_EQ(ar.read("byteorder").str(), "little");
+  EXPECT_EQ(ar.read("version").str(), "3\n");
+  for (const std::string& name : ar.records()) EXPECT_EQ(ar.offset(name) % 64, 0u) << name;
+  auto bytes = read_binary_file(path);
+  EXPECT_TRUE(has_bytes(bytes, {'a', 'r', 'c', 'h', 'i', 'v', 'e', '/', 'd', 'a', 't', 'a', '.'}));
   PickleValue v = load_torch_file(path);
   EXPECT_TRUE(torch::equal(v.find("tensor")->tensor(), ramp(3, 5)));
   EXPECT_EQ(v.find("half")->tensor().scalar_type(), torch::kFloat16);
@@ -293,10 +287,10 @@ TEST(Unpickle, RandomCorruptionNeverCrashes) {
   std::mt19937 rng(1234);
   for (const char* name : {"a1111_tensor.pt", "a1111_paramdict.pt", "misc.pt"}) {
     auto full = read_binary_file(data_file(name));
-    ZipReader zip = ZipReader::from_buffer(std::make_shared<const std::vector<uint8_t>>(full), name);
-    std::string pkl = zip.read(*zip.find_suffix("data.pkl"));
+    std::string pkl = TorchArchiveReader::from_buffer(shared(full), name).read("data.pkl").str();
     for (int iter = 0; iter < 500; ++iter) {
-      // The pickle alone (the zip's CRC would catch flips before the unpickler sees them).
+      // The pickle alone (libtorch's reader does not check CRCs, so flips in the archive's
+      // pickle reach the unpickler too).
       std::string p = pkl;
       int flips = 1 + static_cast<int>(rng() % 4);
       for (int k = 0; k < flips; ++k) p[rng() % p.size()] = static_cast<char>(rng());
@@ -310,7 +304,7 @@ TEST(Unpickle, RandomCorruptionNeverCrashes) {
       for (int k = 0; k < flips; ++k) z[rng() % z.size()] = static_cast<uint8_t>(rng());
       if (rng() % 4 == 0) z.resize(rng() % z.size());
       try {
-        load_torch_zip(ZipReader::from_buffer(std::make_shared<const std::vector<uint8_t>>(z), name));
+        load_torch_archive(TorchArchiveReader::from_buffer(shared(z), name));
       } catch (const Error&) {
       }
     }

@@ -11,7 +11,8 @@
 #include "common/fs.h"
 #include "io/pickle.h"
 #include "io/safetensors.h"
-#include "io/zip_reader.h"
+#include "io/torch_archive.h"
+#include "io/torch_save.h"
 
 namespace tinv {
 namespace {
@@ -247,7 +248,7 @@ std::vector<Embedding> load_embeddings(const std::string& path, int64_t expected
   std::vector<uint8_t> head = read_head(path, size);
   try {
     if (size == 0) throw Error("empty file");
-    if (ZipReader::looks_like_zip(head.data(), head.size()) ||
+    if (looks_like_zip(head.data(), head.size()) ||
         is_legacy_torch_file(head.data(), head.size()))
       return load_torch_embeddings(path, expected_width, expected_width_2);
     if (looks_like_safetensors(head))

@@ -1,16 +1,11 @@
 #include "io/pickle.h"
 
 #include <cmath>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/error.h"
-#include "common/fs.h"
-#include "io/zip_reader.h"
-#include "io/zip_writer.h"
 
 namespace tinv {
 
@@ -308,6 +303,7 @@ class Unpickler {
       fail(e.what());
     }
   }
+  void push_int(int64_t v) { stack_.push_back(PickleValue(v)); }
   void memo_put(uint64_t index) { memo_[index] = top(); }
   PickleValue memo_get(uint64_t index) {
     auto it = memo_.find(index);
@@ -317,6 +313,8 @@ class Unpickler {
 
   PickleValue global(const std::string& module, const std::string& name);
   PickleValue call(const PickleValue& callable, const PickleValue& args);
+  PickleValue ordered_dict(const PickleValue::List& args);
+  PickleValue codecs_encode(const PickleValue::List& args);
   PickleValue new_object(const PickleValue& cls, const PickleValue& args);
   void build(PickleValue& obj, const PickleValue& state);
   PickleValue persistent_load(const PickleValue& pid);
@@ -325,6 +323,12 @@ class Unpickler {
   void check_result(const PickleValue& result, std::unordered_set<const void*>& keep);
   void release(const std::unordered_set<const void*>& keep = {});
   bool step();
+  bool control_op(uint8_t op);
+  bool container_op(uint8_t op);
+  bool memo_op(uint8_t op);
+  bool number_op(uint8_t op);
+  bool string_op(uint8_t op);
+  bool object_op(uint8_t op);
 
   const uint8_t* p_;
   const uint8_t* end_;
@@ -422,6 +426,43 @@ PickleValue Unpickler::persistent_load(const PickleValue& pid) {
   return v;
 }
 
+// OrderedDict() or OrderedDict([(key, value), ...]).
+PickleValue Unpickler::ordered_dict(const PickleValue::List& a) {
+  PickleValue d = new_dict("collections.OrderedDict");
+  if (a.size() > 1) fail("OrderedDict takes at most one argument");
+  if (a.size() == 1) {
+    if (a[0].kind() != PickleValue::Kind::List && a[0].kind() != PickleValue::Kind::Tuple)
+      fail("OrderedDict argument must be a list of pairs");
+    for (const PickleValue& kv : a[0].items()) {
+      if (kv.kind() != PickleValue::Kind::Tuple || kv.items().size() != 2)
+        fail("OrderedDict argument must be a list of pairs");
+      set_item(d.dict(), kv.items()[0], kv.items()[1]);
+    }
+  }
+  return d;
+}
+
+PickleValue Unpickler::codecs_encode(const PickleValue::List& a) {
+  // Protocol 2 writes bytes b as _codecs.encode(b.decode("latin1"), "latin1").
+  if (a.size() != 2 || a[0].kind() != PickleValue::Kind::String ||
+      a[1].kind() != PickleValue::Kind::String ||
+      (a[1].string() != "latin1" && a[1].string() != "latin-1"))
+    fail("_codecs.encode is only accepted as encode(str, \"latin1\")");
+  std::string out;
+  const std::string& s = a[0].string();
+  for (size_t i = 0; i < s.size(); ++i) {  // UTF-8 code points below 256 -> bytes
+    uint8_t c = static_cast<uint8_t>(s[i]);
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else if ((c & 0xE0) == 0xC0 && c <= 0xC3 && i + 1 < s.size()) {
+      out.push_back(static_cast<char>(((c & 0x03) << 6) | (s[++i] & 0x3F)));
+    } else {
+      fail("_codecs.encode: string is not latin1");
+    }
+  }
+  return PickleValue::make_bytes(std::move(out));
+}
+
 PickleValue Unpickler::call(const PickleValue& callable, const PickleValue& args) {
   if (callable.kind() != PickleValue::Kind::Global)
     fail(str_cat("REDUCE on a ", pickle_kind_name(callable.kind()), ", not a global"));
@@ -436,45 +477,13 @@ PickleValue Unpickler::call(const PickleValue& callable, const PickleValue& args
       fail("_rebuild_parameter needs a tensor");
     return a[0];
   }
-  if (fn == "collections.OrderedDict") {
-    PickleValue d = new_dict(fn);
-    if (a.size() > 1) fail("OrderedDict takes at most one argument");
-    if (a.size() == 1) {
-      if (a[0].kind() != PickleValue::Kind::List && a[0].kind() != PickleValue::Kind::Tuple)
-        fail("OrderedDict argument must be a list of pairs");
-      for (const PickleValue& kv : a[0].items()) {
-        if (kv.kind() != PickleValue::Kind::Tuple || kv.items().size() != 2)
-          fail("OrderedDict argument must be a list of pairs");
-        set_item(d.dict(), kv.items()[0], kv.items()[1]);
-      }
-    }
-    return d;
-  }
+  if (fn == "collections.OrderedDict") return ordered_dict(a);
   if (fn == "__builtin__.set" || fn == "builtins.set") {
     if (a.empty()) return new_list({}, false);
     if (a.size() != 1 || a[0].kind() != PickleValue::Kind::List) fail("set() takes a list");
     return new_list(a[0].items(), false);
   }
-  if (fn == "_codecs.encode") {
-    // Protocol 2 writes bytes b as _codecs.encode(b.decode("latin1"), "latin1").
-    if (a.size() != 2 || a[0].kind() != PickleValue::Kind::String ||
-        a[1].kind() != PickleValue::Kind::String ||
-        (a[1].string() != "latin1" && a[1].string() != "latin-1"))
-      fail("_codecs.encode is only accepted as encode(str, \"latin1\")");
-    std::string out;
-    const std::string& s = a[0].string();
-    for (size_t i = 0; i < s.size(); ++i) {  // UTF-8 code points below 256 -> bytes
-      uint8_t c = static_cast<uint8_t>(s[i]);
-      if (c < 0x80) {
-        out.push_back(static_cast<char>(c));
-      } else if ((c & 0xE0) == 0xC0 && c <= 0xC3 && i + 1 < s.size()) {
-        out.push_back(static_cast<char>(((c & 0x03) << 6) | (s[++i] & 0x3F)));
-      } else {
-        fail("_codecs.encode: string is not latin1");
-      }
-    }
-    return PickleValue::make_bytes(std::move(out));
-  }
+  if (fn == "_codecs.encode") return codecs_encode(a);
   fail(str_cat("cannot call global ", fn));
 }
 
@@ -500,129 +509,172 @@ void Unpickler::build(PickleValue& obj, const PickleValue& state) {
   fail(str_cat("BUILD on a ", pickle_kind_name(obj.kind()), " is not supported"));
 }
 
-// Executes one opcode; returns false at STOP.
+// Executes one opcode; returns false at STOP. Each family handler returns false for an opcode
+// that is not its own.
 bool Unpickler::step() {
   uint8_t op = *take(1);
+  if (op == '.') return false;  // STOP
+  if (!control_op(op) && !container_op(op) && !memo_op(op) && !number_op(op) && !string_op(op) &&
+      !object_op(op))
+    fail(str_cat("unsupported opcode 0x", std::hex, static_cast<int>(op)));
+  return true;
+}
+
+// Framing and stack shuffling.
+bool Unpickler::control_op(uint8_t op) {
   switch (op) {
-    case 0x80: take(1); break;                     // PROTO
-    case 0x95: take(8); break;                     // FRAME (the frames are contiguous here)
-    case '.': return false;                        // STOP
-    case '(': marks_.push_back(stack_.size()); break;  // MARK
-    case '0': pop(); break;                        // POP
-    case '1': pop_mark(); break;                   // POP_MARK
-    case '2': stack_.push_back(top()); break;      // DUP
-    case '}': stack_.push_back(new_dict()); break; // EMPTY_DICT
-    case ']': stack_.push_back(new_list({}, false)); break;  // EMPTY_LIST
-    case ')': stack_.push_back(new_list({}, true)); break;   // EMPTY_TUPLE
-    case 't': stack_.push_back(new_list(pop_mark(), true)); break;  // TUPLE
-    case 0x85: case 0x86: case 0x87: {             // TUPLE1..3
+    case 0x80: take(1); return true;                      // PROTO
+    case 0x95: take(8); return true;                      // FRAME (the frames are contiguous here)
+    case '(': marks_.push_back(stack_.size()); return true;  // MARK
+    case '0': pop(); return true;                         // POP
+    case '1': pop_mark(); return true;                    // POP_MARK
+    case '2': stack_.push_back(top()); return true;       // DUP
+    default: return false;
+  }
+}
+
+// Building lists, tuples and dicts.
+bool Unpickler::container_op(uint8_t op) {
+  switch (op) {
+    case '}': stack_.push_back(new_dict()); return true;              // EMPTY_DICT
+    case ']': stack_.push_back(new_list({}, false)); return true;     // EMPTY_LIST
+    case ')': stack_.push_back(new_list({}, true)); return true;      // EMPTY_TUPLE
+    case 't': stack_.push_back(new_list(pop_mark(), true)); return true;  // TUPLE
+    case 0x85: case 0x86: case 0x87: {                                // TUPLE1..3
       size_t n = op - 0x84;
       PickleValue::List items(n);
       for (size_t i = n; i-- > 0;) items[i] = pop();
       stack_.push_back(new_list(std::move(items), true));
-      break;
+      return true;
     }
-    case 's': {                                    // SETITEM
+    case 's': {                                                       // SETITEM
       PickleValue value = pop(), key = pop();
       set_item(dict_target(top()), std::move(key), std::move(value));
-      break;
+      return true;
     }
-    case 'u': {                                    // SETITEMS
+    case 'u': {                                                       // SETITEMS
       PickleValue::List kv = pop_mark();
       set_items(dict_target(top()), kv);
-      break;
+      return true;
     }
-    case 'a': {                                    // APPEND
+    case 'a': {                                                       // APPEND
       PickleValue value = pop();
       list_target(top()).items().push_back(std::move(value));
-      break;
+      return true;
     }
-    case 'e': {                                    // APPENDS
+    case 'e': {                                                       // APPENDS
       PickleValue::List values = pop_mark();
       auto& items = list_target(top()).items();
       for (auto& v : values) items.push_back(std::move(v));
-      break;
+      return true;
     }
-    case 'q': memo_put(le(1)); break;              // BINPUT
-    case 'r': memo_put(le(4)); break;              // LONG_BINPUT
-    case 0x94: memo_put(memo_.size()); break;      // MEMOIZE
-    case 'h': stack_.push_back(memo_get(le(1))); break;  // BINGET
-    case 'j': stack_.push_back(memo_get(le(4))); break;  // LONG_BINGET
-    case 'J': stack_.push_back(PickleValue(static_cast<int64_t>(static_cast<int32_t>(le(4))))); break;
-    case 'K': stack_.push_back(PickleValue(static_cast<int64_t>(le(1)))); break;  // BININT1
-    case 'M': stack_.push_back(PickleValue(static_cast<int64_t>(le(2)))); break;  // BININT2
-    case 0x8a: {                                   // LONG1: little-endian two's complement
+    default: return false;
+  }
+}
+
+bool Unpickler::memo_op(uint8_t op) {
+  switch (op) {
+    case 'q': memo_put(le(1)); return true;                      // BINPUT
+    case 'r': memo_put(le(4)); return true;                      // LONG_BINPUT
+    case 0x94: memo_put(memo_.size()); return true;              // MEMOIZE
+    case 'h': stack_.push_back(memo_get(le(1))); return true;    // BINGET
+    case 'j': stack_.push_back(memo_get(le(4))); return true;    // LONG_BINGET
+    default: return false;
+  }
+}
+
+// Ints, floats, booleans and None.
+bool Unpickler::number_op(uint8_t op) {
+  switch (op) {
+    case 'J': push_int(static_cast<int32_t>(le(4))); return true;  // BININT
+    case 'K': push_int(static_cast<int64_t>(le(1))); return true;  // BININT1
+    case 'M': push_int(static_cast<int64_t>(le(2))); return true;  // BININT2
+    case 0x8a: {                             // LONG1: little-endian two's complement
       uint64_t n = le(1);
       if (n > 8) fail(str_cat("integer of ", n, " bytes does not fit 64 bits"));
       const uint8_t* b = take(n);
       uint64_t v = 0;
       for (uint64_t i = n; i-- > 0;) v = (v << 8) | b[i];
       if (n > 0 && n < 8 && (b[n - 1] & 0x80)) v |= ~uint64_t(0) << (8 * n);  // sign-extend
-      stack_.push_back(PickleValue(static_cast<int64_t>(v)));
-      break;
+      push_int(static_cast<int64_t>(v));
+      return true;
     }
-    case 'G': {                                    // BINFLOAT: big-endian double
+    case 'G': {                              // BINFLOAT: big-endian double
       const uint8_t* b = take(8);
       uint64_t bits = 0;
       for (int i = 0; i < 8; ++i) bits = (bits << 8) | b[i];
       double d;
       std::memcpy(&d, &bits, 8);
       stack_.push_back(PickleValue(d));
-      break;
+      return true;
     }
-    case 'N': stack_.emplace_back(); break;        // NONE
-    case 0x88: stack_.push_back(PickleValue(true)); break;   // NEWTRUE
-    case 0x89: stack_.push_back(PickleValue(false)); break;  // NEWFALSE
-    case 'X': stack_.push_back(PickleValue(text(le(4)))); break;     // BINUNICODE
-    case 0x8c: stack_.push_back(PickleValue(text(le(1)))); break;    // SHORT_BINUNICODE
-    case 0x8d: stack_.push_back(PickleValue(text(le(8)))); break;    // BINUNICODE8
-    case 'T': {                                    // BINSTRING (signed length)
+    case 'N': stack_.emplace_back(); return true;                   // NONE
+    case 0x88: stack_.push_back(PickleValue(true)); return true;    // NEWTRUE
+    case 0x89: stack_.push_back(PickleValue(false)); return true;   // NEWFALSE
+    default: return false;
+  }
+}
+
+// Text (str) and bytes.
+bool Unpickler::string_op(uint8_t op) {
+  switch (op) {
+    case 'X': stack_.push_back(PickleValue(text(le(4)))); return true;   // BINUNICODE
+    case 0x8c: stack_.push_back(PickleValue(text(le(1)))); return true;  // SHORT_BINUNICODE
+    case 0x8d: stack_.push_back(PickleValue(text(le(8)))); return true;  // BINUNICODE8
+    case 'T': {                                        // BINSTRING (signed length)
       int32_t n = static_cast<int32_t>(le(4));
       if (n < 0) fail("negative BINSTRING length");
       stack_.push_back(PickleValue(text(n)));
-      break;
+      return true;
     }
-    case 'U': stack_.push_back(PickleValue(text(le(1)))); break;     // SHORT_BINSTRING
-    case 'B': stack_.push_back(PickleValue::make_bytes(text(le(4)))); break;  // BINBYTES
-    case 'C': stack_.push_back(PickleValue::make_bytes(text(le(1)))); break;  // SHORT_BINBYTES
-    case 0x8e: stack_.push_back(PickleValue::make_bytes(text(le(8)))); break; // BINBYTES8
-    case 'c': {                                    // GLOBAL "module\nname\n"
+    case 'U': stack_.push_back(PickleValue(text(le(1)))); return true;   // SHORT_BINSTRING
+    case 'B': stack_.push_back(PickleValue::make_bytes(text(le(4)))); return true;   // BINBYTES
+    case 'C': stack_.push_back(PickleValue::make_bytes(text(le(1)))); return true;   // SHORT_BINBYTES
+    case 0x8e: stack_.push_back(PickleValue::make_bytes(text(le(8)))); return true;  // BINBYTES8
+    default: return false;
+  }
+}
+
+// Globals, calls, object construction and persistent ids: the only opcodes that build anything
+// beyond plain data, each through the checks of global(), call(), new_object(), build() and
+// persistent_load().
+bool Unpickler::object_op(uint8_t op) {
+  switch (op) {
+    case 'c': {                                        // GLOBAL "module\nname\n"
       std::string module = line();
       std::string name = line();
       stack_.push_back(global(module, name));
-      break;
+      return true;
     }
-    case 0x93: {                                   // STACK_GLOBAL
+    case 0x93: {                                       // STACK_GLOBAL
       PickleValue name = pop(), module = pop();
       if (name.kind() != PickleValue::Kind::String || module.kind() != PickleValue::Kind::String)
         fail("STACK_GLOBAL needs two strings");
       stack_.push_back(global(module.string(), name.string()));
-      break;
+      return true;
     }
-    case 'R': {                                    // REDUCE
+    case 'R': {                                        // REDUCE
       PickleValue args = pop(), callable = pop();
       stack_.push_back(call(callable, args));
-      break;
+      return true;
     }
-    case 0x81: {                                   // NEWOBJ
+    case 0x81: {                                       // NEWOBJ
       PickleValue args = pop(), cls = pop();
       stack_.push_back(new_object(cls, args));
-      break;
+      return true;
     }
-    case 'b': {                                    // BUILD
+    case 'b': {                                        // BUILD
       PickleValue state = pop();
       build(top(), state);
-      break;
+      return true;
     }
-    case 'Q': {                                    // BINPERSID
+    case 'Q': {                                        // BINPERSID
       PickleValue pid = pop();
       stack_.push_back(persistent_load(pid));
-      break;
+      return true;
     }
-    default:
-      fail(str_cat("unsupported opcode 0x", std::hex, static_cast<int>(op)));
+    default: return false;
   }
-  return true;
 }
 
 // The result must be acyclic and at most kMaxDepth deep (so destroying it cannot overflow the
@@ -703,60 +755,6 @@ PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load
 }
 
 // ---------------------------------------------------------------------------------------------
-// torch.save zip files
-
-PickleValue load_torch_zip(const ZipReader& zip) {
-  const std::string& path = zip.path();
-  const ZipEntry* pkl = zip.find_suffix("data.pkl");
-  if (!pkl) throw Error(path, "not a PyTorch checkpoint: the zip has no data.pkl");
-  std::string dir = pkl->name.substr(0, pkl->name.size() - std::strlen("data.pkl"));
-  if (const ZipEntry* order = zip.find(dir + "byteorder")) {
-    std::string value = zip.read(*order);
-    if (value != "little")
-      throw Error(path, str_cat("byte order '", value, "' is not supported (only little)"));
-  }
-  std::string pickle = zip.read(*pkl);
-  StorageLoader loader = [&](const std::string& key, torch::ScalarType dtype, int64_t numel) {
-    const std::string where = path + ": storage '" + key + "'";
-    const ZipEntry* e = zip.find(dir + "data/" + key);
-    if (!e) throw Error(where, str_cat("missing zip entry ", dir, "data/", key));
-    uint64_t elem = c10::elementSize(dtype);
-    if (static_cast<uint64_t>(numel) > e->size / elem || e->size != numel * elem)
-      throw Error(where, str_cat("holds ", e->size, " bytes but the pickle says ", numel, " x ",
-                                 elem, "-byte elements"));
-    zip.check_crc(*e);
-    torch::Tensor t = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
-    if (e->size) std::memcpy(t.data_ptr(), zip.data(*e), e->size);
-    return t;
-  };
-  return unpickle(reinterpret_cast<const uint8_t*>(pickle.data()), pickle.size(), loader,
-                  path + ": " + pkl->name);
-}
-
-bool is_legacy_torch_file(const uint8_t* data, size_t size) {
-  // Pre-1.6 torch.save: a pickled magic number 0x1950a86a20f9469cfc6c as LONG1.
-  static const uint8_t kMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                   0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-  return size >= sizeof(kMagic) && std::memcmp(data, kMagic, sizeof(kMagic)) == 0;
-}
-
-PickleValue load_torch_file(const std::string& path) {
-  std::vector<uint8_t> head(16);
-  {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
-    in.read(reinterpret_cast<char*>(head.data()), head.size());
-    head.resize(static_cast<size_t>(in.gcount()));
-  }
-  if (is_legacy_torch_file(head.data(), head.size()))
-    throw Error(path, "legacy .pt format (torch < 1.6) is not supported; re-save it with "
-                      "torch>=1.6 (torch.save(torch.load(f), f))");
-  if (!ZipReader::looks_like_zip(head.data(), head.size()))
-    throw Error(path, "not a PyTorch checkpoint (no zip signature)");
-  return load_torch_zip(ZipReader::open(path));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Writer
 
 namespace {
@@ -830,6 +828,38 @@ class Pickler {
     op('t');
     op('R');
   }
+  void binfloat(double d) {  // BINFLOAT: big-endian double
+    uint64_t bits;
+    std::memcpy(&bits, &d, 8);
+    op('G');
+    for (int i = 7; i >= 0; --i) op(static_cast<uint8_t>(bits >> (8 * i)));
+  }
+  void sequence(const PickleValue& v, int depth) {
+    bool tuple = v.kind() == PickleValue::Kind::Tuple;
+    op(tuple ? '(' : ']');
+    if (!tuple && !v.items().empty()) op('(');
+    for (const PickleValue& x : v.items()) write(x, depth + 1);
+    if (tuple) op('t');
+    else if (!v.items().empty()) op('e');
+  }
+  void dict(const PickleDict& d, int depth) {
+    if (d.class_name == "collections.OrderedDict") {
+      global("collections", "OrderedDict");
+      op(')');
+      op('R');
+    } else if (d.class_name.empty()) {
+      op('}');
+    } else {
+      throw Error("pickle", "cannot save a " + d.class_name);
+    }
+    if (d.size() == 0) return;
+    op('(');
+    for (const auto& [key, value] : d.items()) {
+      write(key, depth + 1);
+      write(value, depth + 1);
+    }
+    op('u');
+  }
   void write(const PickleValue& v, int depth) {
     if (depth > kMaxDepth) throw Error("pickle", "value nested too deep to save");
     using K = PickleValue::Kind;
@@ -837,14 +867,7 @@ class Pickler {
       case K::None: op('N'); break;
       case K::Bool: op(v.boolean() ? 0x88 : 0x89); break;
       case K::Int: integer(v.integer()); break;
-      case K::Float: {
-        double d = v.number();
-        uint64_t bits;
-        std::memcpy(&bits, &d, 8);
-        op('G');
-        for (int i = 7; i >= 0; --i) op(static_cast<uint8_t>(bits >> (8 * i)));
-        break;
-      }
+      case K::Float: binfloat(v.number()); break;
       case K::String: str(v.string()); break;
       case K::Bytes:
         op('B');
@@ -852,35 +875,8 @@ class Pickler {
         out_ += v.string();
         break;
       case K::List:
-      case K::Tuple: {
-        bool tuple = v.kind() == K::Tuple;
-        op(tuple ? '(' : ']');
-        if (!tuple && !v.items().empty()) op('(');
-        for (const PickleValue& x : v.items()) write(x, depth + 1);
-        if (tuple) op('t');
-        else if (!v.items().empty()) op('e');
-        break;
-      }
-      case K::Dict: {
-        const PickleDict& d = v.dict();
-        if (d.class_name == "collections.OrderedDict") {
-          global("collections", "OrderedDict");
-          op(')');
-          op('R');
-        } else if (d.class_name.empty()) {
-          op('}');
-        } else {
-          throw Error("pickle", "cannot save a " + d.class_name);
-        }
-        if (d.size() == 0) break;
-        op('(');
-        for (const auto& [key, value] : d.items()) {
-          write(key, depth + 1);
-          write(value, depth + 1);
-        }
-        op('u');
-        break;
-      }
+      case K::Tuple: sequence(v, depth); break;
+      case K::Dict: dict(v.dict(), depth); break;
       case K::Tensor: tensor(v.tensor()); break;
       case K::Storage:
       case K::Global:
@@ -896,24 +892,6 @@ class Pickler {
 
 std::string pickle_torch(const PickleValue& value, std::vector<torch::Tensor>& storages) {
   return Pickler(storages).finish(value);
-}
-
-void save_torch_file(const std::string& path, const PickleValue& value) {
-  std::vector<torch::Tensor> storages;
-  std::string pkl;
-  try {
-    pkl = pickle_torch(value, storages);
-  } catch (const Error& e) {
-    throw Error(path, e.what());
-  }
-  ZipWriter zip;
-  zip.add("archive/data.pkl", pkl.data(), pkl.size());
-  zip.add("archive/byteorder", "little", 6);
-  for (size_t i = 0; i < storages.size(); ++i)
-    zip.add("archive/data/" + std::to_string(i), storages[i].data_ptr(), storages[i].nbytes());
-  zip.add("archive/version", "3\n", 2);
-  std::vector<uint8_t> bytes = zip.finish(path);
-  write_file_atomically(path, bytes.data(), bytes.size());
 }
 
 }  // namespace tinv

@@ -1,12 +1,13 @@
-// PyTorch checkpoints (torch.save zip + pickle): a restricted unpickler and a writer.
+// The pickle inside torch.save files: a restricted unpickler and a protocol-2 writer. The
+// container around it (zip records) is io/torch_archive.h; io/torch_save.h joins the two.
 //
-//   tinv::PickleValue v = tinv::load_torch_file("embedding.pt");
+//   tinv::PickleValue v = tinv::unpickle(pkl.data, pkl.size, load_storage, "x.pt: data.pkl");
 //   const tinv::PickleValue* p = v.find("string_to_param");      // nullptr when absent
 //   torch::Tensor t = p->find("*")->tensor();
 //
-//   tinv::save_torch_file("out.pt", tinv::PickleValue::make_dict({{"w", tinv::PickleValue(t)}}));
+//   std::vector<torch::Tensor> storages;
+//   std::string bytes = tinv::pickle_torch(value, storages);      // storages[i] -> data/<i>
 //
-// Reading: the zip holds `<dir>/data.pkl` and raw little-endian storages `<dir>/data/<key>`.
 // The unpickler runs only the opcodes torch.save (protocol 2) emits and never imports
 // anything: the only globals it accepts are the tensor rebuild functions
 // (torch._utils._rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter), torch.*Storage
@@ -14,12 +15,21 @@
 // its parameters), set (read as a list) and _codecs.encode(str, "latin1") (how protocol 2
 // spells bytes). Any other global -> tinv::Error "refusing to unpickle global X". Tensor views
 // are bounds-checked against their storage; results nest at most 1000 deep and hold no cycles.
-// Legacy (pre-1.6, non-zip) torch.save files are refused with a clear message.
+// Storages come from the caller's StorageLoader, so this file knows nothing of the archive.
 //
-// Writing: a torch.save-compatible zip (`archive/data.pkl`, `archive/data/<i>`,
-// `archive/version`, stored entries, storages 64-byte aligned) whose pickle uses only
-// _rebuild_tensor_v2, torch.*Storage and collections.OrderedDict, so Python's
-// `torch.load(path, weights_only=True)` reads it.
+// Why our own unpickler rather than libtorch's: a .pt embedding is typically downloaded, and a
+// pickle is a program. Python's pickle imports and calls whatever globals it names (evil.pt in
+// tests/data calls posix.system). libtorch's loaders are not a safe substitute:
+// torch::jit::load reads TorchScript archives, whose code it compiles and runs, and the
+// TorchScript unpickler behind torch::pickle_load resolves the class names a pickle mentions
+// through a type resolver instead of checking them against a short list, does not know the
+// Python-only classes A1111 files pickle (ParameterDict), and reports problems as multi-line
+// c10::Errors. Here every global is checked against the list above before anything is built,
+// each allowed one builds only plain data (dicts, lists, scalars, tensors over checked storage
+// views), and every error is one line naming the file.
+//
+// The writer emits only _rebuild_tensor_v2, torch.*Storage and collections.OrderedDict, so
+// Python's `torch.load(path, weights_only=True)` accepts the files.
 #pragma once
 #include <torch/types.h>
 
@@ -33,7 +43,6 @@
 
 namespace tinv {
 
-class ZipReader;
 class PickleDict;
 
 // A value of the pickle's object graph. Lists, tuples and dicts are shared (copying a
@@ -115,16 +124,10 @@ class PickleDict {
 
 const char* pickle_kind_name(PickleValue::Kind kind);
 
-// Loads a torch.save zip checkpoint. Throws tinv::Error naming `path` on anything malformed
-// or disallowed.
-PickleValue load_torch_file(const std::string& path);
-// True for a pre-1.6 (non-zip) torch.save file, which load_torch_file refuses.
-bool is_legacy_torch_file(const uint8_t* data, size_t size);
-// Same as load_torch_file, over an opened zip.
-PickleValue load_torch_zip(const ZipReader& zip);
-
-// Runs the restricted unpickler over `data`. `load_storage(key, dtype, numel)` returns a 1-D
-// tensor of `numel` elements for a persistent id ("storage", type, key, location, numel).
+// Runs the restricted unpickler over `data`; `where` prefixes its errors. For each persistent
+// id ("storage", type, key, location, numel) it calls `load_storage(key, dtype, numel)` once per
+// key, which returns a 1-D tensor of `numel` elements (or throws tinv::Error): this callback is
+// how the unpickler reads the archive's records.
 using StorageLoader =
     std::function<torch::Tensor(const std::string& key, torch::ScalarType dtype, int64_t numel)>;
 PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage,
@@ -134,8 +137,5 @@ PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load
 // ("storage", torch.<T>Storage, "<i>", "cpu", numel) with `storages[i]` their contiguous CPU
 // data; Dicts whose class_name is collections.OrderedDict stay OrderedDicts.
 std::string pickle_torch(const PickleValue& value, std::vector<torch::Tensor>& storages);
-// Writes `value` as a torch.save zip to `path` atomically (temp file + rename). The archive's
-// top folder is `archive`, as torch.save names it.
-void save_torch_file(const std::string& path, const PickleValue& value);
 
 }  // namespace tinv

@@ -215,11 +215,11 @@ Scene layout(const LinePlot& p, const char* where) {
   for (const auto& l : ylabels) ytick_w = std::max(ytick_w, m.width(l, kTickFont));
   const double left = std::ceil(8 + (y_label.empty() ? 0 : kLabelFont + 6) + ytick_w + 4 + 5);
   double right = W - 16, step_x = 1;
-  auto xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 90), 2, 10), &step_x);
+  auto xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 70), 2, 10), &step_x);
   auto xlabels = tick_labels(xticks, step_x);
   if (!xlabels.empty() && xticks.back() == xmax) {  // the last label centred on the right edge
     right = std::min(right, W - 4 - m.width(xlabels.back(), kTickFont) / 2);
-    xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 90), 2, 10), &step_x);
+    xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 70), 2, 10), &step_x);
     xlabels = tick_labels(xticks, step_x);
   }
   right = std::max(right, left + 1);
@@ -264,7 +264,14 @@ Scene layout(const LinePlot& p, const char* where) {
     for (size_t i = 0; i < series_size(s); ++i)
       if (series_point(s, i)) pts.push_back({px(s.x[i]), py(s.y[i])});
     if (pts.empty()) continue;
-    all_points.insert(all_points.end(), pts.begin(), pts.end());
+    all_points.push_back(pts[0]);
+    for (size_t i = 1; i < pts.size(); ++i) {  // every few pixels along the segments too
+      const double len = std::hypot(pts[i].x - pts[i - 1].x, pts[i].y - pts[i - 1].y);
+      const int n = std::min(200, static_cast<int>(len / 4) + 1);
+      for (int k = 1; k <= n; ++k)
+        all_points.push_back({pts[i - 1].x + (pts[i].x - pts[i - 1].x) * k / n,
+                              pts[i - 1].y + (pts[i].y - pts[i - 1].y) * k / n});
+    }
     sc.items.push_back(Stroke{{pts}, s.color, 2, true});
   }
 

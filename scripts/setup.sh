@@ -9,6 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp     # libtorch; OpenBLAS makes its matmul ~15x faster
   nlohmann-json3-dev libstb-dev libcli11-dev googletest libbenchmark-dev
+  libcairo2-dev fonts-dejavu-core      # plots (io/plot.h): Cairo, the DejaVu Sans font
   python3-torch                        # tests check that Python's torch.load reads our .pt files
 )
 missing=()

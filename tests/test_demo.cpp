@@ -16,6 +16,7 @@
 #include "io/html_report.h"
 #include "io/image.h"
 #include "io/image_write.h"
+#include "io/plot.h"
 #include "apps/demo.h"
 #include "test_util.h"
 #include "world/world.h"
@@ -91,17 +92,18 @@ std::vector<uint8_t> base64_decode(const std::string& s) {
   return out;
 }
 
-// Every non-void element is closed in order; returns the first problem or "".
+// Every non-void element is closed in order (inline SVG's self-closing elements count as
+// closed); returns the first problem or "".
 std::string check_tags(const std::string& html) {
   static const std::set<std::string> kVoid = {"img", "meta", "br", "hr", "link", "!DOCTYPE"};
   std::vector<std::string> stack;
-  std::regex tag("<(/?)([!A-Za-z][A-Za-z0-9]*)[^>]*>");
+  std::regex tag("<(/?)([!A-Za-z][A-Za-z0-9]*)[^>]*?(/?)>");
   for (auto it = std::sregex_iterator(html.begin(), html.end(), tag); it != std::sregex_iterator(); ++it) {
     const std::string name = (*it)[2];
     if ((*it)[1] == "/") {
       if (stack.empty() || stack.back() != name) return "unexpected </" + name + ">";
       stack.pop_back();
-    } else if (!kVoid.count(name)) {
+    } else if (!kVoid.count(name) && (*it)[3] != "/") {
       stack.push_back(name);
     }
   }
@@ -172,6 +174,7 @@ TEST(HtmlReport, EscapedWellFormedAndSelfContained) {
   r.key_values({{"caption", "it's <b>"}});
   r.table({"prompt", "before"}, {{HtmlReport::text("a {} <x>"), HtmlReport::images({png, png}, "p", 128)}});
   r.code("tinv demo --caption 'a <b>'");
+  r.svg(render_line_plot_svg({{"loss <x> & y", {0, 1, 2}, {1, 0.5, 0.7}, {200, 0, 0}}}, {}, "step", 400, 240));
   const std::string html = r.html();
   EXPECT_EQ(html.rfind("<!DOCTYPE html>\n<html lang=\"en\">", 0), 0u);
   EXPECT_EQ(html.substr(html.size() - 8), "</html>\n");
@@ -183,6 +186,10 @@ TEST(HtmlReport, EscapedWellFormedAndSelfContained) {
   EXPECT_NE(html.find("a &amp; b &lt; c"), std::string::npos);
   EXPECT_NE(html.find("it&#39;s &lt;b&gt;"), std::string::npos);
   EXPECT_NE(html.find("image-rendering:pixelated"), std::string::npos);
+  // The plot inline, its text escaped.
+  EXPECT_NE(html.find("<div class=\"plot\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\""), std::string::npos);
+  EXPECT_NE(html.find(">loss &lt;x&gt; &amp; y</text>"), std::string::npos);
+  EXPECT_NE(html.find("div.plot svg{max-width:100%"), std::string::npos);
   // No external references: every src is a data: URI holding exactly the PNG.
   std::regex src("src=\"([^\"]*)\"");
   int images = 0;
@@ -289,9 +296,11 @@ void expect_outputs(const DemoResult& r, const DemoOptions& o, const std::string
   ASSERT_FALSE(html.empty());
   EXPECT_EQ(r.report, o.out + "/index.html");
   EXPECT_EQ(check_tags(html), "");
-  // input, loss curve, and one image per prompt and variant; nothing else referenced.
-  EXPECT_EQ(count(html, "src=\"data:image/png;base64,"), 2 + 2 * r.prompts.size());
-  EXPECT_EQ(count(html, "src=\""), 2 + 2 * r.prompts.size());
+  // input and one image per prompt and variant; the loss curve inline as SVG; nothing else referenced.
+  EXPECT_EQ(count(html, "src=\"data:image/png;base64,"), 1 + 2 * r.prompts.size());
+  EXPECT_EQ(count(html, "src=\""), 1 + 2 * r.prompts.size());
+  EXPECT_EQ(count(html, "<svg "), 1);
+  EXPECT_EQ(count(html, "<polyline"), 2);  // the loss and the fixed-input loss
   EXPECT_NE(html.find(html_escape(r.caption)), std::string::npos);
   EXPECT_NE(html.find(html_escape(r.placeholders.front())), std::string::npos);
   EXPECT_NE(html.find(" invert --model "), std::string::npos);

@@ -19,7 +19,6 @@
 #include "inversion/lr_schedule.h"
 #include "inversion/method.h"
 #include "inversion/optimizer.h"
-#include "io/plot.h"
 #include "inversion/templates.h"
 #include "apps/invert.h"
 #include "inversion/trainer.h"
@@ -196,14 +195,6 @@ TEST(ImageInput, CropsAndResizesWithNotes) {
   EXPECT_TRUE(note.empty()) << note;
 }
 
-TEST(Plot, DrawsCurves) {
-  PlotSeries a{"loss", {0, 1, 2}, {1.0, 0.5, 0.7}, {200, 0, 0}};
-  auto img = render_line_plot({a}, "step", 320, 200);
-  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{200, 320, 3}));
-  auto red = (img.select(2, 0) == 200) & (img.select(2, 1) == 0);
-  EXPECT_GT(red.sum().item<int64_t>(), 50);
-}
-
 TEST(StepSource, DrawsDependOnSeedAndStepOnly) {
   auto cache = torch::randn({3, 4, 4, 4});
   RandomStepSource a(cache, 5, 2, 1000, 7), b(cache, 5, 2, 1000, 7);
@@ -248,6 +239,12 @@ TEST(Invert, WritesEveryFormatAndTheyLoadBack) {
   for (const char* f : {"redcube.safetensors", "redcube.pt", "redcube.kohya/redcube.safetensors",
                         "redcube.log.csv", "redcube.loss.png", "redcube.checkpoint.safetensors"})
     EXPECT_TRUE(file_exists(dir.file(f))) << f;
+  // The loss plot, and the same plot as SVG for reports: both curves, labels as typed.
+  EXPECT_EQ(read_rgb_image(dir.file("redcube.loss.png")).sizes(), (std::vector<int64_t>{480, 800, 3}));
+  EXPECT_EQ(r.loss_svg.rfind("<svg ", 0), 0u);
+  EXPECT_EQ(std::count(r.files.begin(), r.files.end(), dir.file("redcube.loss.png")), 1);
+  for (const char* text : {"<polyline", ">loss (random t, noise)</text>", ">fixed-input loss</text>", ">step</text>"})
+    EXPECT_NE(r.loss_svg.find(text), std::string::npos) << text;
   auto d = load_embeddings(dir.file("redcube.safetensors"), 32);
   auto a = load_embeddings(dir.file("redcube.pt"), 32);
   auto k = load_embeddings(dir.file("redcube.kohya/redcube.safetensors"), 32);

@@ -1,6 +1,6 @@
 // `tinv study` (apps/study.h): steps-to-reach and the table built on it, the CSV schema,
 // aggregation and smoothing, option validation, the world-specific initialisation and edit
-// prompts, plot bands, a tiny end-to-end run on the fixtures (tiny-sd15, random BLIP
+// prompts, a tiny end-to-end run on the fixtures (tiny-sd15, random BLIP
 // with the synthetic BERT vocab; explicit captions) and the CLI.
 #include <sys/stat.h>
 #include <torch/torch.h>
@@ -16,7 +16,6 @@
 #include <sstream>
 
 #include "common/fs.h"
-#include "io/plot.h"
 #include "apps/study.h"
 #include "inversion/templates.h"
 #include "io/image_write.h"
@@ -394,29 +393,6 @@ TEST(StudyInit, EditPromptsChangeEveryContextAttribute) {
   }
 }
 
-// ---- plot bands ----
-TEST(StudyPlot, BandIsTintedBehindTheCurveAndWidensTheRange) {
-  PlotSeries s{"mean", {0, 10}, {1, 1}, {200, 0, 0}};
-  auto plain = render_line_plot({s}, "step", 200, 120);
-  EXPECT_TRUE(torch::equal(render_line_plot({s}, {}, "step", 200, 120), plain));
-  PlotBand band{{0, 10}, {0, 0}, {2, 2}, {200, 0, 0}};
-  auto banded = render_line_plot({s}, {band}, "step", 200, 120);
-  ASSERT_EQ(banded.sizes(), plain.sizes());
-  // Tinted pixels: red at 20% over white (about (244, 204, 204)) or over the grid.
-  auto light_red = [](const torch::Tensor& img) {
-    auto px = img.view({-1, 3}).to(torch::kInt32);
-    auto r = px.select(1, 0), g = px.select(1, 1), b = px.select(1, 2);
-    return ((r > g + 30) & (g > 120) & (g == b)).sum().item<int64_t>();
-  };
-  EXPECT_GT(light_red(banded), 1000);
-  EXPECT_EQ(light_red(plain), 0);
-  // The band widens the y range: the curve (y = 1) is now in the middle, not at the edge.
-  EXPECT_FALSE(torch::equal(banded, plain));
-  // Bands of the wrong length are ignored.
-  band.lo = {0};
-  EXPECT_TRUE(torch::equal(render_line_plot({s}, {band}, "step", 200, 120), plain));
-}
-
 // ---- end to end on the tiny fixtures ----
 
 // A BLIP folder: the tiny fixture's weights plus the synthetic BERT vocab (random captions).
@@ -520,6 +496,11 @@ TEST(StudyRun, TinyEndToEnd) {
   const std::string html = read_text_file(o.out + "/report.html");
   EXPECT_NE(html.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);
   EXPECT_EQ(html.find("src=\"loss"), std::string::npos);  // no external files
+  // The 8 figures inline as SVG (their PNG files stay beside the report).
+  size_t svgs = 0;
+  for (size_t at = html.find("<svg "); at != std::string::npos; at = html.find("<svg ", at + 1)) ++svgs;
+  EXPECT_EQ(svgs, 8u);
+  EXPECT_NE(html.find(">step</text>"), std::string::npos);
   EXPECT_NE(html.find("bullseye_circle"), std::string::npos);
   const std::string summary = read_text_file(o.out + "/summary.txt");
   EXPECT_NE(summary.find("best caption the grammar"), std::string::npos) << summary;

@@ -258,6 +258,7 @@ struct Run {
   InvertOptions inv;
   InvertPaths paths;
   std::string embedding;  // the learned embedding file generate loads (trigger <name>)
+  std::string loss_svg;   // the loss plot for the report (invert's, as SVG)
   std::vector<Generated> gen;
   int64_t image_size = 0;  // generated images' width
   std::string device;      // as resolved, for the report
@@ -430,6 +431,7 @@ void invert_stage(Run& r) {
     r.res.placeholders.push_back(str_cat("<", r.in.name, "_", i, ">"));
   r.res.files.insert(r.res.files.end(), inv.files.begin(), inv.files.end());
   r.paths = invert_paths(io.out, io.format, inv.xl);
+  r.loss_svg = inv.loss_svg;
   // The file that `generate --embedding` loads with trigger <name>: SDXL's diffusers pair.
   r.embedding = inv.xl ? r.paths.diffusers_pair : r.paths.diffusers;
 }
@@ -556,7 +558,8 @@ void report_input(const Run& r, HtmlReport& rep) {
                   {"model", r.model},
                   {"steps", str_cat(o.steps, " (lr ", format_number(o.lr), ", seed ", o.seed, ")")}});
   rep.heading("Learning");
-  if (file_exists(r.paths.plot_png)) rep.image(read_binary_file(r.paths.plot_png), "loss curve");
+  if (!r.loss_svg.empty()) rep.svg(r.loss_svg);
+  else if (file_exists(r.paths.plot_png)) rep.image(read_binary_file(r.paths.plot_png), "loss curve");
   rep.paragraph("Loss per step (random timestep and noise) and the fixed-input loss (the same timesteps and "
                 "noise every 10 steps); the numbers are in " + r.paths.log_csv + ".");
 }

@@ -297,7 +297,8 @@ void write_log_csv(const std::string& path, const Log& log) {
   write_file_atomically(path, s.data(), s.size());
 }
 
-void write_plot(const std::string& path, const Log& log) {
+// Writes the loss plot (PNG) and returns the same plot as SVG (InvertResult::loss_svg).
+std::string write_plot(const std::string& path, const Log& log) {
   PlotSeries raw{"loss (random t, noise)", {}, {}, {120, 160, 220}};
   PlotSeries fixed{"fixed-input loss", {}, {}, {220, 60, 30}};
   for (size_t k = 0; k < log.loss.size(); ++k) {
@@ -306,7 +307,9 @@ void write_plot(const std::string& path, const Log& log) {
   }
   if (std::isfinite(log.final_fixed))
     fixed.x.push_back(static_cast<double>(log.loss.size())), fixed.y.push_back(log.final_fixed);
-  save_line_plot(path, {raw, fixed}, "step");
+  const LinePlot plot{{raw, fixed}, {}, "step", "loss", "", 800, 480};
+  save_line_plot(path, plot);
+  return render_line_plot_svg(plot);
 }
 
 }  // namespace
@@ -506,7 +509,7 @@ InvertResult run_inversion(const InvertOptions& o) {
   write_outputs(trainer.steps_done());
   save_checkpoint(paths.checkpoint, trainer, log, identity);
   write_log_csv(paths.log_csv, log);
-  write_plot(paths.plot_png, log);
+  result.loss_svg = write_plot(paths.plot_png, log);
   result.files.push_back(paths.checkpoint);
   result.files.push_back(paths.log_csv);
   result.files.push_back(paths.plot_png);

@@ -66,6 +66,7 @@ struct InvertResult {
   int64_t steps_done = 0;           // updates made (the run's total, resumed ones included)
   int64_t stopped_at = -1;          // early stop (--stop-patience): the step it stopped at; -1: none
   bool xl = false;                  // an SDXL model: rows [n, h1 + h2], files as invert_paths(.., true)
+  std::string loss_svg;             // the loss plot (<stem>.loss.png) as SVG markup, for reports
 };
 
 // Throws tinv::Error with a one-line message on any bad input; on a non-finite loss it stops,

@@ -1,5 +1,5 @@
 // `tinv study` outputs: the figures (plot.h, with spread bands), summary.txt and the
-// self-contained report.html (figures and sample images as base64 data URIs).
+// self-contained report.html (figures as inline SVG, sample images as base64 data URIs).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,7 +22,8 @@ namespace {
 
 struct Figure {
   std::string file, title, caption;
-  std::vector<uint8_t> png;
+  std::vector<uint8_t> png;  // the file, titled
+  std::string svg;           // the same plot for the report (under its heading: no title)
 };
 
 const std::vector<std::string> kQualityMetrics = {
@@ -100,8 +101,11 @@ Figure mode_figure(const StudyOptions& o, const std::vector<StudyRecord>& record
     series.push_back(p);
     bands.push_back(b);
   }
-  Figure f{file, title, caption, {}};
-  f.png = encode_png(render_line_plot(series, bands, "step", 800, 420), {}, file);
+  Figure f{file, title, caption, {}, {}};
+  LinePlot plot{series, bands, "step", "", title, 800, 420};
+  f.png = encode_png(render_line_plot(plot), {}, file);
+  plot.title.clear();
+  f.svg = render_line_plot_svg(plot);
   return f;
 }
 
@@ -345,7 +349,7 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
     if (f.file == "recon_psnr.png") h.heading("Quality");
     h.heading(f.title, 3);
     h.paragraph(f.caption);
-    h.image(f.png, f.file);
+    h.svg(f.svg);
     if (f.file == "loss_fixed_relative.png") h.code(reach_text(o, r) + stop_text(o, r));
     if (f.file == "fidelity.png") h.code(fidelity_reach_text(r) + "\n" + closest_text(o, r));
   }

@@ -93,6 +93,8 @@ void HtmlReport::table(const std::vector<std::string>& header,
 
 void HtmlReport::code(const std::string& text) { body_ += "<pre>" + html_escape(text) + "</pre>\n"; }
 
+void HtmlReport::svg(const std::string& svg_markup) { body_ += "<div class=\"plot\">" + svg_markup + "</div>\n"; }
+
 void HtmlReport::raw(const std::string& html) { body_ += html; }
 
 std::string HtmlReport::html() const {
@@ -106,7 +108,8 @@ std::string HtmlReport::html() const {
       "table.kv th{background:#f4f4f4;white-space:nowrap}\n"
       "table.grid td:first-child{max-width:22em;font-size:90%}\n"
       "pre{background:#f6f6f6;padding:0.8em;overflow-x:auto;white-space:pre-wrap}\n"
-      "div.imgs{display:flex;flex-wrap:wrap}\n";
+      "div.imgs{display:flex;flex-wrap:wrap}\n"
+      "div.plot svg{max-width:100%;height:auto}\n";
   return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" +
          html_escape(title_) + "</title>\n<style>\n" + kStyle + "</style>\n</head>\n<body>\n<h1>" +
          html_escape(title_) + "</h1>\n" + body_ + "</body>\n</html>\n";

@@ -1,16 +1,17 @@
 // Self-contained HTML reports: one file, images embedded as base64 `data:` URIs, no scripts, no
-// external files. Used by `tinv demo` (src/apps/demo.h).
+// external files. Used by `tinv demo` (src/apps/demo.h) and `tinv study` (src/apps/study_report.cpp).
 //
 //   tinv::HtmlReport r("tinv demo: bullseye_circle");
 //   r.heading("Input");
 //   r.image(tinv::encode_png(img), "input image", /*display_width=*/256);  // pixelated upscaling
 //   r.table({"prompt", "before", "after"}, {{tinv::HtmlReport::text(p),
 //                                            tinv::HtmlReport::images({png0, png1}, p, 128), ...}});
+//   r.svg(tinv::render_line_plot_svg(plot));                 // a plot inline (io/plot.h)
 //   r.code("tinv demo --concept bullseye_circle");
 //   tinv::write_file_atomically("index.html", r.html().data(), r.html().size());
 //
-// Every text argument is escaped; the only HTML taken as is comes from HtmlReport::text/images
-// (cell builders) and raw().
+// Every text argument is escaped; the only markup taken as is comes from HtmlReport::text/images
+// (cell builders), svg() and raw().
 #pragma once
 #include <cstdint>
 #include <string>
@@ -44,6 +45,8 @@ class HtmlReport {
   void key_values(const std::vector<std::pair<std::string, std::string>>& rows);
   // Header cells are escaped; body cells are HTML from text()/images().
   void table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+  // An inline <svg> document (render_line_plot_svg), taken as is; scaled down to the page width.
+  void svg(const std::string& svg_markup);
   void code(const std::string& text);  // preformatted, escaped
   void raw(const std::string& html);
 

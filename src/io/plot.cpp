@@ -1,207 +1,513 @@
+// The layout is computed once into a list of drawing items (strokes, fills, texts in pixel
+// coordinates); two back ends draw it: Cairo into an RGB image, and an SVG writer. Text widths
+// for the layout come from Cairo with the same font, so both look alike.
 #include "io/plot.h"
 
+#include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
-#include <map>
+#include <memory>
+#include <variant>
 
+#include "common/error.h"
 #include "io/image_write.h"
 
 namespace tinv {
 namespace {
 
-// 3x5 glyphs, one row per 3-bit number (MSB = left pixel). Letters are capitals (3x5 is too
-// small for lowercase with descenders): text is drawn case-insensitively.
-const std::map<char, std::array<uint8_t, 5>>& font() {
-  static const std::map<char, std::array<uint8_t, 5>> f = {
-      {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}}, {'3', {7, 1, 3, 1, 7}},
-      {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}}, {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 2, 2}},
-      {'8', {7, 5, 7, 5, 7}}, {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
-      {'+', {0, 2, 7, 2, 0}}, {'_', {0, 0, 0, 0, 7}}, {' ', {0, 0, 0, 0, 0}}, {'(', {1, 2, 2, 2, 1}},
-      {')', {4, 2, 2, 2, 4}}, {',', {0, 0, 0, 2, 4}}, {'a', {2, 5, 7, 5, 5}}, {'b', {6, 5, 6, 5, 6}},
-      {'c', {3, 4, 4, 4, 3}}, {'d', {6, 5, 5, 5, 6}}, {'e', {7, 4, 6, 4, 7}}, {'f', {7, 4, 6, 4, 4}},
-      {'g', {3, 4, 5, 5, 3}}, {'h', {5, 5, 7, 5, 5}}, {'i', {7, 2, 2, 2, 7}}, {'j', {1, 1, 1, 5, 2}},
-      {'k', {5, 5, 6, 5, 5}}, {'l', {4, 4, 4, 4, 7}}, {'m', {5, 7, 7, 5, 5}}, {'n', {6, 5, 5, 5, 5}},
-      {'o', {2, 5, 5, 5, 2}}, {'p', {6, 5, 6, 4, 4}}, {'q', {2, 5, 5, 7, 3}}, {'r', {6, 5, 6, 5, 5}},
-      {'s', {3, 4, 2, 1, 6}}, {'t', {7, 2, 2, 2, 2}}, {'u', {5, 5, 5, 5, 3}}, {'v', {5, 5, 5, 2, 2}},
-      {'w', {5, 5, 7, 7, 5}}, {'x', {5, 5, 2, 5, 5}}, {'y', {5, 5, 2, 2, 2}}, {'z', {7, 1, 2, 4, 7}},
-      {'/', {1, 1, 2, 4, 4}}, {':', {0, 2, 0, 2, 0}}, {'%', {5, 1, 2, 4, 5}}, {'=', {0, 7, 0, 7, 0}},
-      {'*', {0, 5, 2, 5, 0}}, {'<', {1, 2, 4, 2, 1}}, {'>', {4, 2, 1, 2, 4}}, {'\'', {2, 2, 0, 0, 0}},
-  };
-  return f;
+using Rgb = std::array<uint8_t, 3>;
+constexpr const char* kFamily = "DejaVu Sans";
+constexpr int64_t kMinSize = 32, kMaxSize = 16384;
+constexpr double kTickFont = 12, kLabelFont = 13, kLegendFont = 12, kTitleFont = 15;
+// Baseline offsets as fractions of the font size (DejaVu Sans: ascent of digits and capitals
+// about 0.73 em, descent 0.24 em).
+constexpr double kAscent = 0.75, kDescent = 0.24, kMiddle = 0.36;
+
+struct Pt {
+  double x, y;
+};
+enum class Anchor { Start, Middle, End };
+struct Stroke {
+  std::vector<std::vector<Pt>> paths;
+  Rgb color;
+  double width = 1;
+  bool series = false;  // a data curve: one SVG <polyline>, round joins and caps
+};
+struct Fill {
+  std::vector<Pt> polygon;
+  Rgb color;
+  double opacity = 1;
+};
+struct Text {
+  std::string text;  // cleaned (valid UTF-8, no control characters)
+  double x, y;       // the baseline's anchor point
+  double size;
+  Anchor anchor = Anchor::Start;
+  bool bold = false, vertical = false;  // vertical: rotated 90 degrees counter-clockwise
+  Rgb color{0, 0, 0};
+};
+using Item = std::variant<Stroke, Fill, Text>;
+struct Scene {
+  int64_t width, height;
+  std::vector<Item> items;
+};
+
+// Valid UTF-8 is kept, control characters become spaces, bytes of broken sequences '?' (Cairo
+// refuses invalid UTF-8 and XML control characters).
+std::string clean_text(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      out += c < 0x20 || c == 0x7F ? ' ' : static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    const size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && n == 3) {  // no overlongs, no surrogates
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+    }
+    if (ok && n == 4) {
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+    }
+    if (ok) out.append(s, i, n), i += n;
+    else out += '?', ++i;
+  }
+  return out;
 }
 
-class Canvas {
+struct CairoDeleter {
+  void operator()(cairo_t* cr) const { cairo_destroy(cr); }
+  void operator()(cairo_surface_t* s) const { cairo_surface_destroy(s); }
+  void operator()(cairo_font_options_t* f) const { cairo_font_options_destroy(f); }
+};
+using CairoPtr = std::unique_ptr<cairo_t, CairoDeleter>;
+using SurfacePtr = std::unique_ptr<cairo_surface_t, CairoDeleter>;
+
+void set_font(cairo_t* cr, double size, bool bold) {
+  cairo_select_font_face(cr, kFamily, CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, size);
+  std::unique_ptr<cairo_font_options_t, CairoDeleter> fo(cairo_font_options_create());
+  cairo_font_options_set_antialias(fo.get(), CAIRO_ANTIALIAS_GRAY);
+  cairo_font_options_set_hint_style(fo.get(), CAIRO_HINT_STYLE_SLIGHT);
+  cairo_font_options_set_hint_metrics(fo.get(), CAIRO_HINT_METRICS_OFF);
+  cairo_set_font_options(cr, fo.get());
+}
+
+// Text widths in pixels, measured by Cairo with the plots' font.
+class Measure {
  public:
-  Canvas(int64_t w, int64_t h) : w_(w), h_(h), px_(static_cast<size_t>(w * h * 3), 255) {}
-  void set(int64_t x, int64_t y, std::array<uint8_t, 3> c) {
-    if (x < 0 || y < 0 || x >= w_ || y >= h_) return;
-    for (int i = 0; i < 3; ++i) px_[static_cast<size_t>((y * w_ + x) * 3 + i)] = c[i];
-  }
-  void line(double x0, double y0, double x1, double y1, std::array<uint8_t, 3> c, int thick = 1) {
-    const int n = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
-    for (int i = 0; i <= n; ++i) {
-      double t = static_cast<double>(i) / n;
-      int64_t x = std::lround(x0 + (x1 - x0) * t), y = std::lround(y0 + (y1 - y0) * t);
-      for (int dx = 0; dx < thick; ++dx)
-        for (int dy = 0; dy < thick; ++dy) set(x + dx, y + dy, c);
-    }
-  }
-  // Text at (x, y) top-left, glyphs scaled by `s`. Returns the width drawn.
-  int64_t text(int64_t x, int64_t y, const std::string& s, std::array<uint8_t, 3> c, int sc = 2) {
-    int64_t cx = x;
-    for (char ch : s) {
-      auto it = font().find(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
-      if (it != font().end())
-        for (int r = 0; r < 5; ++r)
-          for (int col = 0; col < 3; ++col)
-            if (it->second[r] & (4 >> col))
-              for (int a = 0; a < sc; ++a)
-                for (int b = 0; b < sc; ++b) set(cx + col * sc + a, y + r * sc + b, c);
-      cx += 4 * sc;
-    }
-    return cx - x;
-  }
-  // Mixes colour c into every pixel of `mask` (w*h flags) with weight `alpha`.
-  void tint(const std::vector<bool>& mask, std::array<uint8_t, 3> c, double alpha) {
-    for (size_t p = 0; p < mask.size(); ++p)
-      if (mask[p])
-        for (size_t i = 0; i < 3; ++i) {
-          uint8_t& v = px_[p * 3 + i];
-          v = static_cast<uint8_t>(std::lround((1 - alpha) * v + alpha * c[i]));
-        }
-  }
-  int64_t width() const { return w_; }
-  int64_t height() const { return h_; }
-  torch::Tensor tensor() const {
-    return torch::from_blob(const_cast<uint8_t*>(px_.data()), {h_, w_, 3}, torch::kUInt8).clone();
+  Measure()
+      : surface_(cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1)), cr_(cairo_create(surface_.get())) {}
+  double width(const std::string& text, double size, bool bold = false) const {
+    set_font(cr_.get(), size, bold);
+    cairo_text_extents_t e;
+    cairo_text_extents(cr_.get(), text.c_str(), &e);
+    return e.x_advance;
   }
 
  private:
-  int64_t w_, h_;
-  std::vector<uint8_t> px_;
+  SurfacePtr surface_;
+  CairoPtr cr_;
 };
 
-std::string tick_label(double v) {
-  char buf[32];
-  double a = std::abs(v);
-  if (a != 0 && (a < 1e-3 || a >= 1e5)) std::snprintf(buf, sizeof buf, "%.1e", v);
-  else std::snprintf(buf, sizeof buf, "%.4g", v);
-  return buf;
+// Ticks at multiples of 1, 2 or 5 x 10^k inside [lo, hi], about `target` of them.
+std::vector<double> nice_ticks(double lo, double hi, int target, double* step_out) {
+  const double raw = (hi - lo) / std::max(1, target);
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  const double f = raw / mag;
+  const double step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
+  std::vector<double> ticks;
+  const double first = std::ceil(lo / step - 1e-9);
+  for (double k = first; k * step <= hi + 1e-9 * step && ticks.size() < 100; k += 1) {
+    const double v = k * step;
+    ticks.push_back(std::abs(v) < 1e-9 * step ? 0.0 : v);
+  }
+  *step_out = step;
+  return ticks;
 }
+
+// Tick labels with as many decimals as the step needs ("0.25", "1500", "2.5e-05").
+std::vector<std::string> tick_labels(const std::vector<double>& ticks, double step) {
+  double biggest = 0;
+  for (double v : ticks) biggest = std::max(biggest, std::abs(v));
+  const int step_exp = static_cast<int>(std::floor(std::log10(step) + 1e-9));
+  const bool sci = biggest >= 1e6 || (biggest > 0 && biggest < 1e-3);
+  std::vector<std::string> out;
+  char buf[64];
+  for (double v : ticks) {
+    if (sci) {
+      const int top = v == 0 ? step_exp : static_cast<int>(std::floor(std::log10(std::abs(v)) + 1e-9));
+      std::snprintf(buf, sizeof buf, "%.*e", std::clamp(top - step_exp, 0, 6), v);
+    } else {
+      std::snprintf(buf, sizeof buf, "%.*f", std::clamp(-step_exp, 0, 10), v);
+    }
+    out.push_back(v == 0 ? (sci ? std::string("0") : std::string(buf)) : std::string(buf));
+  }
+  return out;
+}
+
+double snap(double v) { return std::floor(v) + 0.5; }  // 1-px lines on pixel centres
 
 bool usable(const PlotBand& b) { return b.lo.size() == b.x.size() && b.hi.size() == b.x.size(); }
 bool band_point(const PlotBand& b, size_t i) {
   return std::isfinite(b.x[i]) && std::isfinite(b.lo[i]) && std::isfinite(b.hi[i]);
 }
+bool series_point(const PlotSeries& s, size_t i) { return std::isfinite(s.x[i]) && std::isfinite(s.y[i]); }
+size_t series_size(const PlotSeries& s) { return std::min(s.x.size(), s.y.size()); }
 
-// One band: between consecutive usable points, every pixel column from the interpolated hi to
-// the interpolated lo, collected in a mask and tinted once (no darker seams where the columns of
-// two segments meet).
-template <typename PX, typename PY>
-void draw_band(Canvas& cv, const PlotBand& b, const PX& px, const PY& py) {
-  const int64_t w = cv.width(), h = cv.height();
-  std::vector<bool> mask(static_cast<size_t>(w * h), false);
-  auto column = [&](int64_t X, double lo, double hi) {
-    if (X < 0 || X >= w) return;
-    const int64_t y0 = std::lround(py(hi)), y1 = std::lround(py(lo));
-    for (int64_t Y = std::max<int64_t>(0, std::min(y0, y1)); Y <= std::min(h - 1, std::max(y0, y1)); ++Y)
-      mask[static_cast<size_t>(Y * w + X)] = true;
-  };
-  int64_t prev = -1;
-  for (size_t i = 0; i < b.x.size(); ++i) {
-    if (!band_point(b, i)) continue;
-    if (prev < 0) {
-      column(std::lround(px(b.x[i])), b.lo[i], b.hi[i]);
-    } else {
-      const size_t j = static_cast<size_t>(prev);
-      const double X0 = px(b.x[j]), X1 = px(b.x[i]);
-      for (int64_t X = std::lround(std::min(X0, X1)); X <= std::lround(std::max(X0, X1)); ++X) {
-        const double t = X1 == X0 ? 1.0 : std::clamp((X - X0) / (X1 - X0), 0.0, 1.0);
-        column(X, b.lo[j] + t * (b.lo[i] - b.lo[j]), b.hi[j] + t * (b.hi[i] - b.hi[j]));
-      }
-    }
-    prev = static_cast<int64_t>(i);
-  }
-  cv.tint(mask, b.color, 0.2);
-}
+Scene layout(const LinePlot& p, const char* where) {
+  TINV_CHECK(p.width >= kMinSize && p.width <= kMaxSize && p.height >= kMinSize && p.height <= kMaxSize, where,
+             "plot size ", p.width, "x", p.height, ": width and height must each be ", kMinSize, "..", kMaxSize,
+             " pixels");
+  const double W = static_cast<double>(p.width), H = static_cast<double>(p.height);
+  Scene sc{p.width, p.height, {}};
+  Measure m;
+  const Rgb black{0, 0, 0}, grid{228, 228, 228}, dim{60, 60, 60};
 
-}  // namespace
-
-torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label,
-                               int64_t width, int64_t height) {
-  return render_line_plot(series, {}, x_label, width, height);
-}
-
-torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::vector<PlotBand>& bands,
-                               const std::string& x_label, int64_t width, int64_t height) {
+  // Data ranges.
   const double inf = std::numeric_limits<double>::infinity();
   double xmin = inf, xmax = -inf, ymin = inf, ymax = -inf;
-  for (const auto& s : series)
-    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-      if (!std::isfinite(s.y[i]) || !std::isfinite(s.x[i])) continue;
+  for (const auto& s : p.series)
+    for (size_t i = 0; i < series_size(s); ++i) {
+      if (!series_point(s, i)) continue;
       xmin = std::min(xmin, s.x[i]), xmax = std::max(xmax, s.x[i]);
       ymin = std::min(ymin, s.y[i]), ymax = std::max(ymax, s.y[i]);
     }
-  for (const auto& b : bands)
+  for (const auto& b : p.bands)
     if (usable(b))
       for (size_t i = 0; i < b.x.size(); ++i) {
         if (!band_point(b, i)) continue;
         xmin = std::min(xmin, b.x[i]), xmax = std::max(xmax, b.x[i]);
         ymin = std::min({ymin, b.lo[i], b.hi[i]}), ymax = std::max({ymax, b.lo[i], b.hi[i]});
       }
-  if (!(xmin <= xmax)) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
-  if (xmax == xmin) xmax = xmin + 1;
-  if (ymax == ymin) ymax = ymin + 1;
+  if (!(xmin <= xmax)) xmin = 0, xmax = 1;
+  if (!(ymin <= ymax)) ymin = 0, ymax = 1;
+  if (xmax == xmin) {
+    const double d = std::max(0.5, 0.05 * std::abs(xmin));
+    xmin -= d, xmax += d;
+  }
+  if (ymax == ymin) {
+    const double d = std::max(0.5, 0.05 * std::abs(ymin));
+    ymin -= d, ymax += d;
+  }
   const double pad = 0.05 * (ymax - ymin);
   ymin -= pad, ymax += pad;
 
-  Canvas cv(width, height);
-  const int64_t left = 90, right = width - 20, top = 20, bottom = height - 50;
-  const std::array<uint8_t, 3> black{0, 0, 0}, grid{225, 225, 225};
+  const std::string title = clean_text(p.title), x_label = clean_text(p.x_label), y_label = clean_text(p.y_label);
+
+  // Margins: title on top; x tick labels and the x label below; y label and y tick labels left.
+  const double top = title.empty() ? 12 : 8 + kTitleFont + 12;
+  const double bottom = H - (5 + 4 + (kAscent + kDescent) * kTickFont + (x_label.empty() ? 6 : 6 + kLabelFont + 8));
+  double step_y = 1;
+  const auto yticks = nice_ticks(ymin, ymax, std::clamp(static_cast<int>((bottom - top) / 60), 2, 8), &step_y);
+  const auto ylabels = tick_labels(yticks, step_y);
+  double ytick_w = 0;
+  for (const auto& l : ylabels) ytick_w = std::max(ytick_w, m.width(l, kTickFont));
+  const double left = std::ceil(8 + (y_label.empty() ? 0 : kLabelFont + 6) + ytick_w + 4 + 5);
+  double right = W - 16, step_x = 1;
+  auto xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 70), 2, 10), &step_x);
+  auto xlabels = tick_labels(xticks, step_x);
+  if (!xlabels.empty() && xticks.back() == xmax) {  // the last label centred on the right edge
+    right = std::min(right, W - 4 - m.width(xlabels.back(), kTickFont) / 2);
+    xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 70), 2, 10), &step_x);
+    xlabels = tick_labels(xticks, step_x);
+  }
+  right = std::max(right, left + 1);
+  const double bottom_px = std::max(bottom, top + 1);
   auto px = [&](double x) { return left + (x - xmin) / (xmax - xmin) * (right - left); };
-  auto py = [&](double y) { return bottom - (y - ymin) / (ymax - ymin) * (bottom - top); };
-  for (int i = 0; i <= 4; ++i) {
-    double xv = xmin + (xmax - xmin) * i / 4, yv = ymin + (ymax - ymin) * i / 4;
-    cv.line(px(xv), top, px(xv), bottom, grid);
-    cv.line(left, py(yv), right, py(yv), grid);
-    cv.line(px(xv), bottom, px(xv), bottom + 5, black);
-    cv.line(left - 5, py(yv), left, py(yv), black);
-    std::string xl = tick_label(xv), yl = tick_label(yv);
-    cv.text(static_cast<int64_t>(px(xv)) - static_cast<int64_t>(xl.size()) * 4, bottom + 10, xl, black);
-    cv.text(left - 10 - static_cast<int64_t>(yl.size()) * 8, static_cast<int64_t>(py(yv)) - 5, yl, black);
-  }
-  for (const auto& b : bands)
-    if (usable(b)) draw_band(cv, b, px, py);
-  cv.line(left, top, left, bottom, black);
-  cv.line(left, bottom, right, bottom, black);
-  cv.text((left + right) / 2 - static_cast<int64_t>(x_label.size()) * 4, bottom + 30, x_label, black);
-  int64_t ly = top + 10, longest = 0;
-  for (const auto& s : series) longest = std::max<int64_t>(longest, static_cast<int64_t>(s.label.size()));
-  const int64_t lx0 = right - 50 - longest * 8;  // legend: 30px swatch, gap, text
-  for (const auto& s : series) {
-    bool have = false;
-    double lx = 0, lyv = 0;
-    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-      if (!std::isfinite(s.y[i])) continue;
-      double X = px(s.x[i]), Y = py(s.y[i]);
-      if (have) cv.line(lx, lyv, X, Y, s.color, 2);
-      else cv.line(X, Y, X, Y, s.color, 2);
-      lx = X, lyv = Y, have = true;
+  auto py = [&](double y) { return bottom_px - (y - ymin) / (ymax - ymin) * (bottom_px - top); };
+
+  // Grid, bands, axes and ticks.
+  Stroke g{{}, grid, 1, false};
+  for (double v : xticks) g.paths.push_back({{snap(px(v)), top}, {snap(px(v)), bottom_px}});
+  for (double v : yticks) g.paths.push_back({{left, snap(py(v))}, {right, snap(py(v))}});
+  sc.items.push_back(g);
+  for (const auto& b : p.bands) {
+    if (!usable(b)) continue;
+    std::vector<Pt> hi, lo;
+    for (size_t i = 0; i < b.x.size(); ++i)
+      if (band_point(b, i)) hi.push_back({px(b.x[i]), py(b.hi[i])}), lo.push_back({px(b.x[i]), py(b.lo[i])});
+    if (hi.empty()) continue;
+    if (hi.size() == 1) {  // one point: a column 2 px wide
+      hi = {{hi[0].x - 1, hi[0].y}, {hi[0].x + 1, hi[0].y}};
+      lo = {{lo[0].x - 1, lo[0].y}, {lo[0].x + 1, lo[0].y}};
     }
-    cv.line(lx0, ly + 5, lx0 + 30, ly + 5, s.color, 3);
-    cv.text(lx0 + 40, ly, s.label, black);
-    ly += 20;
+    Fill f{hi, b.color, 0.2};
+    f.polygon.insert(f.polygon.end(), lo.rbegin(), lo.rend());
+    sc.items.push_back(f);
   }
-  return cv.tensor();
+  Stroke axes{{{{snap(left), top}, {snap(left), snap(bottom_px)}, {right, snap(bottom_px)}}}, black, 1, false};
+  for (double v : xticks) axes.paths.push_back({{snap(px(v)), snap(bottom_px)}, {snap(px(v)), snap(bottom_px) + 5}});
+  for (double v : yticks) axes.paths.push_back({{snap(left) - 5, snap(py(v))}, {snap(left), snap(py(v))}});
+  sc.items.push_back(axes);
+  const double xtick_base = bottom_px + 5 + 4 + kAscent * kTickFont;
+  for (size_t i = 0; i < xticks.size(); ++i)
+    sc.items.push_back(Text{xlabels[i], px(xticks[i]), xtick_base, kTickFont, Anchor::Middle, false, false, dim});
+  for (size_t i = 0; i < yticks.size(); ++i)
+    sc.items.push_back(Text{ylabels[i], left - 5 - 4, py(yticks[i]) + kMiddle * kTickFont, kTickFont, Anchor::End,
+                            false, false, dim});
+
+  // Curves.
+  std::vector<Pt> all_points;
+  for (const auto& s : p.series) {
+    std::vector<Pt> pts;
+    for (size_t i = 0; i < series_size(s); ++i)
+      if (series_point(s, i)) pts.push_back({px(s.x[i]), py(s.y[i])});
+    if (pts.empty()) continue;
+    all_points.push_back(pts[0]);
+    for (size_t i = 1; i < pts.size(); ++i) {  // every few pixels along the segments too
+      const double len = std::hypot(pts[i].x - pts[i - 1].x, pts[i].y - pts[i - 1].y);
+      const int n = std::min(200, static_cast<int>(len / 4) + 1);
+      for (int k = 1; k <= n; ++k)
+        all_points.push_back({pts[i - 1].x + (pts[i].x - pts[i - 1].x) * k / n,
+                              pts[i - 1].y + (pts[i].y - pts[i - 1].y) * k / n});
+    }
+    sc.items.push_back(Stroke{{pts}, s.color, 2, true});
+  }
+
+  // Labels and title.
+  if (!x_label.empty())
+    sc.items.push_back(Text{x_label, (left + right) / 2, xtick_base + kDescent * kTickFont + 6 + kAscent * kLabelFont,
+                            kLabelFont, Anchor::Middle, false, false, black});
+  if (!y_label.empty())
+    sc.items.push_back(Text{y_label, 8 + kAscent * kLabelFont, (top + bottom_px) / 2, kLabelFont, Anchor::Middle, false,
+                            true, black});
+  if (!title.empty())
+    sc.items.push_back(Text{title, (left + right) / 2, 8 + kAscent * kTitleFont, kTitleFont, Anchor::Middle, true,
+                            false, black});
+
+  // Legend: in the corner of the plot area that covers the fewest curve points.
+  std::vector<std::pair<std::string, Rgb>> entries;
+  for (const auto& s : p.series)
+    if (!s.label.empty()) entries.emplace_back(clean_text(s.label), s.color);
+  if (!entries.empty()) {
+    const double row = 18, inner = 8, swatch = 22;
+    double text_w = 0;
+    for (const auto& e : entries) text_w = std::max(text_w, m.width(e.first, kLegendFont));
+    const double bw = std::ceil(inner + swatch + 6 + text_w + inner), bh = 6 + row * entries.size() + 6;
+    const double inset = 8;
+    const Pt corners[] = {{right - inset - bw, top + inset},
+                          {right - inset - bw, bottom_px - inset - bh},
+                          {left + inset, top + inset},
+                          {left + inset, bottom_px - inset - bh}};
+    Pt at = corners[0];
+    size_t best = std::numeric_limits<size_t>::max();
+    for (const Pt& c : corners) {
+      const size_t n = static_cast<size_t>(std::count_if(all_points.begin(), all_points.end(), [&](const Pt& q) {
+        return q.x >= c.x - 4 && q.x <= c.x + bw + 4 && q.y >= c.y - 4 && q.y <= c.y + bh + 4;
+      }));
+      if (n < best) best = n, at = c;
+    }
+    at = {std::floor(at.x), std::floor(at.y)};
+    const std::vector<Pt> box = {{at.x, at.y}, {at.x + bw, at.y}, {at.x + bw, at.y + bh}, {at.x, at.y + bh}};
+    sc.items.push_back(Fill{box, {255, 255, 255}, 0.85});
+    sc.items.push_back(Stroke{{{{at.x + 0.5, at.y + 0.5},
+                                {at.x + bw - 0.5, at.y + 0.5},
+                                {at.x + bw - 0.5, at.y + bh - 0.5},
+                                {at.x + 0.5, at.y + bh - 0.5},
+                                {at.x + 0.5, at.y + 0.5}}},
+                              {200, 200, 200},
+                              1,
+                              false});
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const double cy = at.y + 6 + row * (static_cast<double>(i) + 0.5);
+      sc.items.push_back(Stroke{{{{at.x + inner, cy}, {at.x + inner + swatch, cy}}}, entries[i].second, 3, false});
+      sc.items.push_back(Text{entries[i].first, at.x + inner + swatch + 6, cy + kMiddle * kLegendFont, kLegendFont,
+                              Anchor::Start, false, false, black});
+    }
+  }
+  return sc;
+}
+
+// ---- Cairo ----
+
+void source(cairo_t* cr, const Rgb& c, double alpha = 1) {
+  cairo_set_source_rgba(cr, c[0] / 255.0, c[1] / 255.0, c[2] / 255.0, alpha);
+}
+
+torch::Tensor draw_cairo(const Scene& sc) {
+  SurfacePtr surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, static_cast<int>(sc.width),
+                                                static_cast<int>(sc.height)));
+  CairoPtr holder(cairo_create(surface.get()));
+  cairo_t* cr = holder.get();
+  cairo_set_antialias(cr, CAIRO_ANTIALIAS_GRAY);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  for (const Item& item : sc.items) {
+    if (const auto* s = std::get_if<Stroke>(&item)) {
+      source(cr, s->color);
+      cairo_set_line_width(cr, s->width);
+      cairo_set_line_join(cr, s->series ? CAIRO_LINE_JOIN_ROUND : CAIRO_LINE_JOIN_MITER);
+      cairo_set_line_cap(cr, s->series ? CAIRO_LINE_CAP_ROUND : CAIRO_LINE_CAP_BUTT);
+      for (const auto& path : s->paths) {
+        cairo_move_to(cr, path[0].x, path[0].y);
+        if (path.size() == 1) cairo_line_to(cr, path[0].x, path[0].y);  // a dot (round caps)
+        for (size_t i = 1; i < path.size(); ++i) cairo_line_to(cr, path[i].x, path[i].y);
+      }
+      cairo_stroke(cr);
+    } else if (const auto* f = std::get_if<Fill>(&item)) {
+      source(cr, f->color, f->opacity);
+      cairo_move_to(cr, f->polygon[0].x, f->polygon[0].y);
+      for (size_t i = 1; i < f->polygon.size(); ++i) cairo_line_to(cr, f->polygon[i].x, f->polygon[i].y);
+      cairo_close_path(cr);
+      cairo_fill(cr);
+    } else {
+      const auto& t = std::get<Text>(item);
+      set_font(cr, t.size, t.bold);
+      source(cr, t.color);
+      cairo_text_extents_t e;
+      cairo_text_extents(cr, t.text.c_str(), &e);
+      const double shift = t.anchor == Anchor::Start ? 0 : t.anchor == Anchor::Middle ? e.x_advance / 2 : e.x_advance;
+      cairo_save(cr);
+      cairo_translate(cr, t.x, t.y);
+      if (t.vertical) cairo_rotate(cr, -std::acos(-1.0) / 2);
+      cairo_move_to(cr, -shift, 0);
+      cairo_show_text(cr, t.text.c_str());
+      cairo_restore(cr);
+    }
+  }
+  TINV_CHECK(cairo_status(cr) == CAIRO_STATUS_SUCCESS, "render_line_plot", "cairo: ",
+             cairo_status_to_string(cairo_status(cr)));
+  cairo_surface_flush(surface.get());
+  const unsigned char* data = cairo_image_surface_get_data(surface.get());
+  const int stride = cairo_image_surface_get_stride(surface.get());
+  auto out = torch::empty({sc.height, sc.width, 3}, torch::kUInt8);
+  uint8_t* o = out.data_ptr<uint8_t>();
+  for (int64_t y = 0; y < sc.height; ++y) {
+    const auto* row = reinterpret_cast<const uint32_t*>(data + y * stride);
+    for (int64_t x = 0; x < sc.width; ++x, o += 3) {
+      const uint32_t v = row[x];  // 0x00RRGGBB in native byte order
+      o[0] = static_cast<uint8_t>(v >> 16), o[1] = static_cast<uint8_t>(v >> 8), o[2] = static_cast<uint8_t>(v);
+    }
+  }
+  return out;
+}
+
+// ---- SVG ----
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string num(double v) {  // "12.5", "3", at most 2 decimals
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  std::string s = buf;
+  while (!s.empty() && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s == "-0" ? "0" : s;
+}
+
+std::string hex(const Rgb& c) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", c[0], c[1], c[2]);
+  return buf;
+}
+
+std::string draw_svg(const Scene& sc) {
+  const std::string w = std::to_string(sc.width), h = std::to_string(sc.height);
+  std::string out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + w + "\" height=\"" + h +
+                    "\" viewBox=\"0 0 " + w + " " + h +
+                    "\" font-family=\"DejaVu Sans, sans-serif\" class=\"plot\">\n"
+                    "<rect width=\"" + w + "\" height=\"" + h + "\" fill=\"#ffffff\"/>\n";
+  for (const Item& item : sc.items) {
+    if (const auto* s = std::get_if<Stroke>(&item)) {
+      const std::string style = "fill=\"none\" stroke=\"" + hex(s->color) + "\" stroke-width=\"" + num(s->width) + "\"";
+      if (s->series) {
+        out += "<polyline " + style + " stroke-linejoin=\"round\" stroke-linecap=\"round\" points=\"";
+        for (size_t i = 0; i < s->paths[0].size(); ++i)
+          out += (i ? " " : "") + num(s->paths[0][i].x) + "," + num(s->paths[0][i].y);
+        out += "\"/>\n";
+      } else {
+        out += "<path " + style + " d=\"";
+        for (const auto& path : s->paths)
+          for (size_t i = 0; i < path.size(); ++i)
+            out += (i ? "L" : "M") + num(path[i].x) + " " + num(path[i].y);
+        out += "\"/>\n";
+      }
+    } else if (const auto* f = std::get_if<Fill>(&item)) {
+      out += "<path fill=\"" + hex(f->color) + "\"" +
+             (f->opacity < 1 ? " fill-opacity=\"" + num(f->opacity) + "\"" : std::string()) + " d=\"";
+      for (size_t i = 0; i < f->polygon.size(); ++i)
+        out += (i ? "L" : "M") + num(f->polygon[i].x) + " " + num(f->polygon[i].y);
+      out += "Z\"/>\n";
+    } else {
+      const auto& t = std::get<Text>(item);
+      out += "<text x=\"" + num(t.x) + "\" y=\"" + num(t.y) + "\" font-size=\"" + num(t.size) + "\"";
+      if (t.anchor != Anchor::Start) out += t.anchor == Anchor::Middle ? " text-anchor=\"middle\"" : " text-anchor=\"end\"";
+      if (t.bold) out += " font-weight=\"bold\"";
+      if (t.vertical) out += " transform=\"rotate(-90 " + num(t.x) + " " + num(t.y) + ")\"";
+      if (t.color != Rgb{0, 0, 0}) out += " fill=\"" + hex(t.color) + "\"";
+      out += ">" + xml_escape(t.text) + "</text>\n";
+    }
+  }
+  return out + "</svg>\n";
+}
+
+}  // namespace
+
+torch::Tensor render_line_plot(const LinePlot& plot) { return draw_cairo(layout(plot, "render_line_plot")); }
+
+std::string render_line_plot_svg(const LinePlot& plot) { return draw_svg(layout(plot, "render_line_plot_svg")); }
+
+void save_line_plot(const std::string& path, const LinePlot& plot) {
+  save_png(path, draw_cairo(layout(plot, path.c_str())));
+}
+
+torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label,
+                               int64_t width, int64_t height) {
+  return render_line_plot(LinePlot{series, {}, x_label, "", "", width, height});
+}
+
+torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::vector<PlotBand>& bands,
+                               const std::string& x_label, int64_t width, int64_t height) {
+  return render_line_plot(LinePlot{series, bands, x_label, "", "", width, height});
+}
+
+std::string render_line_plot_svg(const std::vector<PlotSeries>& series, const std::vector<PlotBand>& bands,
+                                 const std::string& x_label, int64_t width, int64_t height) {
+  return render_line_plot_svg(LinePlot{series, bands, x_label, "", "", width, height});
 }
 
 void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series,
                     const std::string& x_label, int64_t width, int64_t height) {
-  save_png(path, render_line_plot(series, x_label, width, height));
+  save_line_plot(path, LinePlot{series, {}, x_label, "", "", width, height});
+}
+
+std::string plot_font_file() {
+  FcPattern* pattern = FcNameParse(reinterpret_cast<const FcChar8*>(kFamily));
+  if (!pattern) return "";
+  FcConfigSubstitute(nullptr, pattern, FcMatchPattern);
+  FcDefaultSubstitute(pattern);
+  FcResult result = FcResultNoMatch;
+  FcPattern* match = FcFontMatch(nullptr, pattern, &result);
+  std::string file;
+  FcChar8* f = nullptr;
+  if (match && FcPatternGetString(match, FC_FILE, 0, &f) == FcResultMatch && f) file = reinterpret_cast<char*>(f);
+  if (match) FcPatternDestroy(match);
+  FcPatternDestroy(pattern);
+  return file;
 }
 
 }  // namespace tinv

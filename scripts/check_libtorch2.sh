@@ -35,6 +35,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp
   nlohmann-json3-dev libstb-dev libcli11-dev libgtest-dev libbenchmark-dev
+  libwebp-dev libtiff-dev libpng-dev zlib1g-dev
   python3-torch
 )
 

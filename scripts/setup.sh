@@ -9,6 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp     # libtorch; OpenBLAS makes its matmul ~15x faster
   nlohmann-json3-dev libstb-dev libcli11-dev googletest libbenchmark-dev
+  libwebp-dev libtiff-dev libpng-dev zlib1g-dev  # WebP/TIFF input, PNG output, CRC-32
   python3-torch                        # tests check that Python's torch.load reads our .pt files
 )
 missing=()

@@ -248,7 +248,7 @@ int tiff_on_error(TIFF*, void* user, const char* module, const char* fmt, va_lis
 int tiff_on_warning(TIFF*, void*, const char*, const char*, va_list) { return 1; }  // ignored
 
 Image decode_tiff(const uint8_t* data, size_t size, const std::string& name) {
-  TiffSource src{data, size};
+  TiffSource src{data, size, 0, {}};
   std::unique_ptr<TIFFOpenOptions, void (*)(TIFFOpenOptions*)> opts(TIFFOpenOptionsAlloc(), TIFFOpenOptionsFree);
   TINV_CHECK(opts != nullptr, name, "out of memory");
   TIFFOpenOptionsSetErrorHandlerExtR(opts.get(), tiff_on_error, &src);
@@ -259,7 +259,9 @@ Image decode_tiff(const uint8_t* data, size_t size, const std::string& name) {
                         tiff_size, tiff_map, tiff_unmap, opts.get()),
       TIFFClose);
   auto fail = [&](const char* what) {
-    return Error(name, str_cat(what, " (", src.error.empty() ? "unknown reason" : src.error, ")"));
+    std::string why = src.error.empty() ? "unknown reason" : src.error;
+    if (why.rfind(name + ": ", 0) == 0) why.erase(0, name.size() + 2);  // libtiff names the file too
+    return Error(name, str_cat(what, " (", why, ")"));
   };
   if (!tif) throw fail("not a readable TIFF image");
   uint32_t w = 0, h = 0;

@@ -346,7 +346,7 @@ TEST(Invert, BadInputs) {
   o.name = "redcube";
   std::ofstream(dir.file("bad.png")) << "nope";
   o.images = {dir.file("bad.png")};
-  EXPECT_TINV_ERROR(run_inversion(o), "bad.png: cannot decode");
+  EXPECT_TINV_ERROR(run_inversion(o), "bad.png: not a readable image");
 }
 
 TEST(Invert, LongCaptionIsTrimmed) {

@@ -25,7 +25,7 @@ tinv::BlipCaptioner& captioner() {
 
 tinv::Image test_image() {
   tinv::Image im(640, 480);
-  for (size_t i = 0; i < im.rgb.size(); ++i) im.rgb[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
+  for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
   return im;
 }
 

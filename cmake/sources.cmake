@@ -1,6 +1,8 @@
 # Source lists, by folder (explicit, no globbing).
 set(TINV_SOURCES
+  src/common/crc32.cpp
   src/common/device.cpp
+  src/common/image.cpp
   src/common/fs.cpp
   src/common/memory.cpp
   src/common/progress.cpp
@@ -9,6 +11,7 @@ set(TINV_SOURCES
   src/models/convert_vae.cpp
   src/io/image_write.cpp
   src/io/image.cpp
+  src/io/image_tensor.cpp
   src/io/json_config.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp

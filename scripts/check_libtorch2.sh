@@ -36,6 +36,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   nlohmann-json3-dev libstb-dev libcli11-dev libgtest-dev libbenchmark-dev
   libcairo2-dev fonts-dejavu-core
+  libwebp-dev libtiff-dev libpng-dev zlib1g-dev
   python3-torch
 )
 

@@ -10,6 +10,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp     # libtorch; OpenBLAS makes its matmul ~15x faster
   nlohmann-json3-dev libstb-dev libcli11-dev googletest libbenchmark-dev
   libcairo2-dev fonts-dejavu-core      # plots (io/plot.h): Cairo, the DejaVu Sans font
+  libwebp-dev libtiff-dev libpng-dev zlib1g-dev  # WebP/TIFF input, PNG output, CRC-32
   python3-torch                        # tests check that Python's torch.load reads our .pt files
 )
 missing=()

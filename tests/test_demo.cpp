@@ -263,7 +263,7 @@ TEST(Demo, BundledConceptImagesAreTheWorldsRenderings) {
     const Image im = load_image(bundled);
     ASSERT_EQ(im.width, 64);
     ASSERT_EQ(im.height, 64);
-    EXPECT_EQ(im.rgb, s.image.pixels) << "models/concepts/" << c.name << ".png differs from concept_at";
+    EXPECT_EQ(im.pixels, s.image.pixels) << "models/concepts/" << c.name << ".png differs from concept_at";
     EXPECT_EQ(read_all(bundled), read_all(dir.file(c.name + ".png")));  // byte-identical files
   }
 }

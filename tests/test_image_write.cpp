@@ -7,6 +7,8 @@
 
 #include "common/crc32.h"
 #include "common/fs.h"
+#include "io/image.h"
+#include "io/image_tensor.h"
 #include "io/image_write.h"
 #include "test_util.h"
 
@@ -101,6 +103,22 @@ TEST(ImageWrite, Uint8HwcAndGrayscale) {
   EXPECT_NO_THROW(encode_png(torch::rand({1, 3, 3})));
   EXPECT_TINV_ERROR(encode_png(torch::rand({2, 3, 3})), "channels");
   EXPECT_TINV_ERROR(encode_png(torch::rand({3, 3})), "[C, H, W]");
+}
+
+TEST(ImageWrite, ImageOverloadsReadBackThroughTheDecoder) {
+  Image im(5, 3);
+  for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = static_cast<uint8_t>(i * 31 + 7);
+  const auto bytes = encode_png(im, {{"caption", "a red circle"}});
+  EXPECT_EQ(bytes, encode_png(image_to_hwc(im), {{"caption", "a red circle"}}));
+  EXPECT_EQ(load_image_from_memory(bytes.data(), bytes.size(), "mem.png"), im);
+  test::TempDir dir;
+  save_png(dir.file("im.png"), im);
+  EXPECT_EQ(load_image(dir.file("im.png")), im);
+  // RGBA written by libpng reads back with alpha over white.
+  auto rgba = torch::tensor({10, 20, 30, 0, 10, 20, 30, 255}, torch::kUInt8).reshape({1, 2, 4});
+  const auto rb = encode_png(rgba);
+  const Image back = load_image_from_memory(rb.data(), rb.size(), "rgba.png");
+  EXPECT_EQ(back.pixels, (std::vector<uint8_t>{255, 255, 255, 10, 20, 30}));
 }
 
 TEST(ImageWrite, BadKeywordsRefused) {

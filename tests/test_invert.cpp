@@ -16,6 +16,8 @@
 #include "common/crc32.h"
 #include "common/fs.h"
 #include "inversion/image_input.h"
+#include "io/image.h"
+#include "io/image_tensor.h"
 #include "inversion/lr_schedule.h"
 #include "inversion/method.h"
 #include "inversion/optimizer.h"
@@ -154,16 +156,19 @@ TEST(ImageInput, ConvertsEveryPngKind) {
               make_png(2, 2, 8, 3, {0, 0, 1, 0, 1, 0}, {255, 0, 0, 0, 255, 0}));
   // 16-bit RGB 1x1: (0xFFFF, 0x8000, 0).
   write_bytes(dir.file("rgb16.png"), make_png(1, 1, 16, 2, {0, 0xFF, 0xFF, 0x80, 0, 0, 0}));
-  auto g = read_rgb_image(dir.file("gray.png"));
+  // The trainer decodes with the shared loader (io/image.h), as the captioner does.
+  auto g = image_to_hwc(load_image(dir.file("gray.png")));
   EXPECT_EQ(g.sizes(), (std::vector<int64_t>{6, 4, 3}));
   EXPECT_EQ(g[0][0][2].item<int>(), 100);
-  EXPECT_EQ(read_rgb_image(dir.file("alpha.png"))[0][0][1].item<int>(), 255);
-  auto p = read_rgb_image(dir.file("palette.png"));
-  EXPECT_EQ(p[0][0][0].item<int>(), 255);
-  EXPECT_EQ(p[0][1][1].item<int>(), 255);
-  auto d = read_rgb_image(dir.file("rgb16.png"));
-  EXPECT_EQ(d[0][0][0].item<int>(), 255);
-  EXPECT_NEAR(d[0][0][1].item<int>(), 128, 1);
+  EXPECT_EQ(load_image(dir.file("alpha.png")).pixel(0, 0).g, 255);
+  const Image p = load_image(dir.file("palette.png"));
+  EXPECT_EQ(p.pixel(0, 0).r, 255);
+  EXPECT_EQ(p.pixel(1, 0).g, 255);
+  const Image d = load_image(dir.file("rgb16.png"));
+  EXPECT_EQ(d.pixel(0, 0).r, 255);
+  EXPECT_NEAR(d.pixel(0, 0).g, 128, 1);
+  // prepare_training_image(Image) == prepare_training_image(uint8 [H, W, 3]).
+  EXPECT_TRUE(torch::equal(prepare_training_image(p, 8), prepare_training_image(image_to_hwc(p), 8)));
 }
 
 TEST(ImageInput, RefusesBadFilesClearly) {
@@ -172,10 +177,10 @@ TEST(ImageInput, RefusesBadFilesClearly) {
   std::ofstream(dir.file("notes.png")) << "this is text, not an image";
   auto good = encode_png(test_picture());
   write_bytes(dir.file("trunc.png"), std::vector<uint8_t>(good.begin(), good.begin() + 40));
-  EXPECT_TINV_ERROR(read_rgb_image(dir.file("empty.png")), "empty.png: empty file");
-  EXPECT_TINV_ERROR(read_rgb_image(dir.file("notes.png")), "notes.png: cannot decode");
-  EXPECT_TINV_ERROR(read_rgb_image(dir.file("trunc.png")), "trunc.png: cannot decode");
-  EXPECT_TINV_ERROR(read_rgb_image(dir.file("none.png")), "none.png");
+  EXPECT_TINV_ERROR(load_image(dir.file("empty.png")), "empty.png: empty file");
+  EXPECT_TINV_ERROR(load_image(dir.file("notes.png")), "notes.png: not a readable image");
+  EXPECT_TINV_ERROR(load_image(dir.file("trunc.png")), "trunc.png: cannot decode");
+  EXPECT_TINV_ERROR(load_image(dir.file("none.png")), "none.png");
   EXPECT_TINV_ERROR(collect_image_files({dir.path() + "/nothing"}), "no such file");
   test::TempDir empty;
   EXPECT_TINV_ERROR(collect_image_files({empty.path()}), "no image files");
@@ -338,7 +343,7 @@ TEST(Invert, BadInputs) {
   o.name = "redcube";
   std::ofstream(dir.file("bad.png")) << "nope";
   o.images = {dir.file("bad.png")};
-  EXPECT_TINV_ERROR(run_inversion(o), "bad.png: cannot decode");
+  EXPECT_TINV_ERROR(run_inversion(o), "bad.png: not a readable image");
 }
 
 TEST(Invert, LongCaptionIsTrimmed) {

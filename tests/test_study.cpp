@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "common/fs.h"
+#include "io/image_tensor.h"
 #include "apps/study.h"
 #include "inversion/templates.h"
 #include "io/image_write.h"
@@ -534,7 +535,7 @@ TEST(StudyRun, ExplicitCaptionsAndUserImages) {
   StudyOptions u = o;
   u.concepts.clear();
   const std::string png = dir.file("my-star.png");
-  save_png(png, world::image_to_unit_tensor(world::concept_at(0, world::concepts()[2], 0, 40).image));
+  save_png(png, image_to_unit_tensor(world::concept_at(0, world::concepts()[2], 0, 40).image));
   u.images = {png};
   u.captions = {"an orange star"};
   u.class_name = "star";

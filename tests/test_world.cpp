@@ -219,7 +219,7 @@ TEST(WorldRender, ObjectAndMarkColoursWhereExpected) {
     for (int y = 0; y < 64; ++y) {
       for (int x = 0; x < 64; ++x) {
         double dx = x + 0.5 - cx * 64, dy = y + 0.5 - cy * 64, d = std::sqrt(dx * dx + dy * dy);
-        Rgb p = smp.image.at(x, y);
+        Rgb p = smp.image.pixel(x, y);
         body_px += p == rgb(o.colour);
         if (d <= r * 0.15) {  // well inside the dot (radius 0.3) whatever the jitter
           ++centre_px;
@@ -281,7 +281,7 @@ TEST(WorldConcepts, NamedByNoCaptionAndRenderedInVaryingPlaces) {
       int n = 0;
       for (int y = 0; y < 64; ++y)
         for (int x = 0; x < 64; ++x)
-          if (!(s.image.at(x, y) == rgb(s.background))) sx += x, sy += y, ++n;
+          if (!(s.image.pixel(x, y) == rgb(s.background))) sx += x, sy += y, ++n;
       ASSERT_GT(n, 30) << c.name;
       centroids.insert({static_cast<int>(sx / n / 8), static_cast<int>(sy / n / 8)});
       areas.insert(n / 300);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/fs.h"
+#include "io/image_tensor.h"
 #include "io/safetensors.h"
 #include "pipelines/caption.h"
 #include "apps/demo.h"
@@ -60,7 +61,7 @@ TEST(WorldModels, CaptionerReadsHeldOutScenes) {
   const int n = 24;
   for (int i = 0; i < n; ++i) {
     Sample s = sample_at(7, Split::kHeldOut, static_cast<uint64_t>(i));
-    auto got = parse_caption(cap.caption(to_caption_image(s.image), fast()).text);
+    auto got = parse_caption(cap.caption(s.image, fast()).text);
     if (!got) continue;
     ++parsed;
     backgrounds += got->background == s.scene.background;
@@ -96,7 +97,7 @@ TEST(WorldModels, GeneratesWorldImagesThatFollowThePrompt) {
   int parsed = 0, backgrounds = 0, colours = 0;
   for (int64_t i = 0; i < 4; ++i) {
     EXPECT_GT(r.images[i].std().item<double>(), 0.02) << "image " << i << " is flat";
-    const std::string text = cap.caption(to_caption_image(r.images[i]), fast()).text;
+    const std::string text = cap.caption(unit_tensor_to_image(r.images[i]), fast()).text;
     auto got = parse_caption(text);
     if (!got) continue;
     ++parsed;

@@ -129,9 +129,7 @@ TEST(WorldTrain, TrainsExportsAndLoads) {
   co.beams = 1;
   co.max_length = 12;
   Sample s = sample_at(0, Split::kHeldOut, 0);
-  tinv::Image img(64, 64);
-  img.rgb = s.image.pixels;
-  CaptionResult c = cap.caption(img, co);
+  CaptionResult c = cap.caption(s.image, co);
   EXPECT_FALSE(c.ids.empty());
 }
 

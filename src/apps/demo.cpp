@@ -20,6 +20,7 @@
 #include "inversion/trainer.h"
 #include "io/html_report.h"
 #include "io/image.h"
+#include "io/image_tensor.h"
 #include "io/image_write.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
@@ -136,11 +137,6 @@ Input resolve_input(const DemoOptions& o) {
   return in;
 }
 
-torch::Tensor to_hwc(const Image& im) {  // uint8 [H, W, 3]
-  return torch::from_blob(const_cast<uint8_t*>(im.rgb.data()), {im.height, im.width, 3}, torch::kUInt8)
-      .clone();
-}
-
 void make_dirs(const std::string& dir, const char* option) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -241,9 +237,7 @@ std::optional<world::JudgeContext> template_context(const std::string& tmpl) {
 }
 
 world::JudgeScore judge_image(const torch::Tensor& chw, const world::Concept& c, const world::JudgeContext& ctx) {
-  const Image im = world::to_caption_image(chw);
-  world::Image w{im.width, im.height, im.rgb};
-  return world::judge_concept(w, c, ctx);
+  return world::judge_concept(unit_tensor_to_image(chw), c, ctx);
 }
 
 // What the stages share.
@@ -282,11 +276,11 @@ std::string demo_command(const DemoOptions& o, const Input& in, const std::strin
 
 std::vector<uint8_t> display_png(const Image& im) {
   constexpr int kMax = 512;
-  if (im.width <= kMax && im.height <= kMax) return encode_png(to_hwc(im));
+  if (im.width <= kMax && im.height <= kMax) return encode_png(im);
   const double s = static_cast<double>(kMax) / std::max(im.width, im.height);
   Image small = resize_pil(im, std::max(1, static_cast<int>(im.width * s)),
                            std::max(1, static_cast<int>(im.height * s)));
-  return encode_png(to_hwc(small));
+  return encode_png(small);
 }
 
 }  // namespace
@@ -364,9 +358,8 @@ std::vector<std::string> write_bundled_concepts(const std::string& dir) {
   for (const auto& c : world::concepts()) {
     uint64_t k = 0;
     world::ConceptSample s = bundled_concept_sample(c, &k);
-    auto t = torch::from_blob(s.image.pixels.data(), {s.image.height, s.image.width, 3}, torch::kUInt8);
     const std::string path = join_path(dir, c.name + ".png");
-    save_png(path, t, {{"concept", c.name}, {"description", c.description},
+    save_png(path, s.image, {{"concept", c.name}, {"description", c.description},
                        {"caption", s.caption(c.class_word)}, {"template", s.caption("{}")},
                        {"source", str_cat("tinv::world::concept_at(seed 0, ", c.name, ", index ", k, ")")}});
     files.push_back(path);

@@ -168,10 +168,10 @@ LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& f
   LatentCache c;
   std::vector<torch::Tensor> out;
   for (const auto& f : files) {
-    auto rgb = read_rgb_image(f);
-    c.image_hash = fnv1a(rgb.data_ptr(), static_cast<size_t>(rgb.numel()), c.image_hash ^ 0x9e37u);
+    const Image im = load_image(f);  // alpha over white, as the captioner sees it
+    c.image_hash = fnv1a(im.pixels.data(), im.pixels.size(), c.image_hash ^ 0x9e37u);
     std::string msg;
-    auto x = prepare_training_image(rgb, res, &msg).unsqueeze(0);  // [1, 3, R, R]
+    auto x = prepare_training_image(im, res, &msg).unsqueeze(0);  // [1, 3, R, R]
     if (!msg.empty()) note(result, f + ": " + msg);
     if (flip) x = torch::cat({x, x.flip({3})});
     // Deterministic latents: the posterior mean, scaled (see docs/INVERSION.md).
@@ -344,7 +344,7 @@ InvertResult run_inversion(const InvertOptions& o) {
   InvertResult result;
   const std::string trigger = "<" + o.name + ">";  // the diffusers file's key
   auto files = collect_image_files(o.images);
-  for (const auto& f : files) read_rgb_image(f);  // every image decodes before the model loads
+  for (const auto& f : files) load_image(f);  // every image decodes before the model loads
 
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);

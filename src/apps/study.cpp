@@ -26,6 +26,7 @@
 #include "inversion/templates.h"
 #include "inversion/trainer.h"
 #include "io/image.h"
+#include "io/image_tensor.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
 #include "pipelines/generate.h"
@@ -56,7 +57,6 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-using world::to_caption_image;       // as `tinv world eval` reads world images
 using world::world_caption_options;
 
 // Whether some mode or variant of `o` starts from `init` (caption, class, token).
@@ -557,13 +557,13 @@ void setup_world_concepts(Study& s) {
     sc.world_concept = &c;
     sc.train_context = world::context_of(sample);
     sc.class_word = c.class_word;
-    sc.target = world::image_to_unit_tensor(sample.image);  // [3, res, res]
+    sc.target = image_to_unit_tensor(sample.image);  // [3, res, res]
     if (!s.o.captions.empty()) {
       sc.caption = s.o.captions[i];
     } else {  // run_study loaded the captioner: the template comes from the caption
       // The captioner reads 64-pixel world images, as it was trained.
       const world::ConceptSample at64 = world::concept_at(s.o.world_seed, c, s.o.concept_index, 64);
-      sc.caption = caption_image(*s.cap, to_caption_image(at64.image), true);
+      sc.caption = caption_image(*s.cap, at64.image, true);
     }
     sc.init = world_init(sc.caption, sample);
     if (sc.init.fallback) note(s.result, c.name + ": " + sc.init.note + " (caption \"" + sc.caption + "\")");
@@ -582,14 +582,15 @@ void setup_user_concepts(Study& s) {
   const auto templates = load_templates("object");
   for (size_t i = 0; i < files.size(); ++i) {
     std::string msg;
-    auto x = prepare_training_image(read_rgb_image(files[i]), s.res, &msg);  // [3, res, res] in [-1, 1]
+    const Image im = load_image(files[i]);
+    auto x = prepare_training_image(im, s.res, &msg);  // [3, res, res] in [-1, 1]
     if (!msg.empty()) note(s.result, files[i] + ": " + msg);
     StudyConcept sc;
     sc.name = file_stem(files[i]);
     sc.class_word = s.o.class_name;
     sc.target = ((x + 1) / 2).clamp(0, 1);
     if (!s.o.captions.empty()) sc.caption = s.o.captions[i];
-    else if (s.cap) sc.caption = caption_image(*s.cap, load_image(files[i]), false);  // caption mode only
+    else if (s.cap) sc.caption = caption_image(*s.cap, im, false);  // caption mode only
     const bool caption_mode = uses_init(s.o, "caption");
     TINV_CHECK(!caption_mode || !sc.caption.empty(), files[i], "the captioner produced an empty caption");
     sc.init.init_text = sc.caption;
@@ -672,7 +673,7 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
   if (!c.edits.empty()) {
     world::AttributeScore total;
     for (size_t j = 0; j < c.edits.size(); ++j) {
-      const std::string text = caption_image(*s.cap, to_caption_image(images[static_cast<int64_t>(j) + 1]), true);
+      const std::string text = caption_image(*s.cap, unit_tensor_to_image(images[static_cast<int64_t>(j) + 1]), true);
       sample.captions.push_back(text);
       total += world::score_caption(text, c.edits[j].truth);
     }
@@ -689,8 +690,7 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
   }
   if (c.world_concept) {
     auto judge = [&](int64_t k, const world::JudgeContext& ctx) {
-      const Image im = to_caption_image(images[k]);
-      return world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept, ctx);
+      return world::judge_concept(unit_tensor_to_image(images[k]), *c.world_concept, ctx);
     };
     add("fidelity_train", judge(0, c.train_context).identity);
     world::JudgeMean edits;
@@ -733,8 +733,7 @@ void closest_caption_baseline(Study& s, size_t ci) {
       torch::Tensor images = world::generate_prompts(s.sd, prompts, seeds, g);
       for (size_t j = 0; j < c.edits.size(); ++j) {
         const world::SceneSpec& t = c.edits[j].truth;
-        const Image im = to_caption_image(images[static_cast<int64_t>(j)]);
-        m.add(world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept,
+        m.add(world::judge_concept(unit_tensor_to_image(images[static_cast<int64_t>(j)]), *c.world_concept,
                                    {t.object.size, t.object.position, t.background, t.background_pattern}));
       }
     }

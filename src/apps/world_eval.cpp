@@ -16,7 +16,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
-#include "io/image.h"
+#include "io/image_tensor.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
 #include "pipelines/generate.h"
@@ -37,11 +37,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-torch::Tensor unit_to_hwc_uint8(const torch::Tensor& chw) {  // [3, H, W] in [0, 1] -> [H, W, 3]
-  return (chw.to(torch::kCPU, torch::kFloat32) * 255).round().clamp(0, 255).to(torch::kUInt8)
-      .permute({1, 2, 0}).contiguous();
 }
 
 
@@ -100,7 +95,7 @@ CaptionEval eval_captioner(const BlipCaptioner& cap, const EvalOptions& o) {
   Progress progress("captioner", o.caption_scenes, o.progress);
   for (int64_t i = 0; i < o.caption_scenes; ++i) {
     Sample s = sample_at(o.seed, o.split, eval_scene_index(o.split, i), kCaptionImageSize);
-    caption_and_score(cap, to_caption_image(s.image), s.scene, i, r);
+    caption_and_score(cap, s.image, s.scene, i, r);
     progress.update(i + 1, percent_suffix(r.score));
   }
   progress.finish(percent_suffix(r.score));
@@ -129,7 +124,7 @@ CaptionEval eval_fidelity(StableDiffusion& sd, const BlipCaptioner& cap, const E
     }
     torch::Tensor images = generate_prompts(sd, prompts, seeds, g);  // [n, 3, H, W]
     for (int64_t k = 0; k < n; ++k)
-      caption_and_score(cap, to_caption_image(images[k]), scenes[k], first + k, r);
+      caption_and_score(cap, unit_tensor_to_image(images[k]), scenes[k], first + k, r);
     progress.update(first + n, percent_suffix(r.score));
   }
   progress.finish(percent_suffix(r.score));
@@ -138,19 +133,6 @@ CaptionEval eval_fidelity(StableDiffusion& sd, const BlipCaptioner& cap, const E
 }
 
 }  // namespace
-
-tinv::Image to_caption_image(const torch::Tensor& chw) {
-  torch::Tensor hwc = unit_to_hwc_uint8(chw);
-  tinv::Image im(static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)));
-  std::copy_n(hwc.data_ptr<uint8_t>(), im.rgb.size(), im.rgb.begin());
-  return im;
-}
-
-tinv::Image to_caption_image(const Image& world_image) {
-  tinv::Image im(world_image.width, world_image.height);
-  im.rgb = world_image.pixels;
-  return im;
-}
 
 CaptionOptions world_caption_options() {
   CaptionOptions o;  // prompt "a picture of", as the world captioner was trained
@@ -175,15 +157,6 @@ torch::Tensor psnr_per_image(const torch::Tensor& a, const torch::Tensor& b) {
 
 double psnr(const torch::Tensor& a, const torch::Tensor& b) {
   return psnr_per_image(a, b).mean().item<double>();
-}
-
-torch::Tensor image_to_unit_tensor(const Image& im) {
-  TINV_CHECK(im.width > 0 && im.height > 0 &&
-                 im.pixels.size() == static_cast<size_t>(im.width) * im.height * 3,
-             "world image", "inconsistent size ", im.width, "x", im.height);
-  auto hwc = torch::from_blob(const_cast<uint8_t*>(im.pixels.data()), {im.height, im.width, 3},
-                              torch::kUInt8);
-  return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 255.0;  // [3, H, W]
 }
 
 // ---- Attribute scoring ----

@@ -40,7 +40,6 @@ namespace tinv {
 struct StableDiffusion;
 struct GenerateOptions;
 struct CaptionOptions;
-struct Image;
 class ExtraTokens;
 }  // namespace tinv
 
@@ -196,16 +195,10 @@ torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
                                const std::vector<std::string>& prompts,
                                const std::vector<uint64_t>& seeds, const GenerateOptions& o);
 
-// The captioner's input: an image [3, H, W] in [0, 1] (any device; rounded to 8 bits), or a
-// rendered world image.
-tinv::Image to_caption_image(const torch::Tensor& chw);
-tinv::Image to_caption_image(const Image& world_image);
-
+// The captioner reads world images (tinv::Image) as rendered, and generated images [3, H, W]
+// in [0, 1] through tinv::unit_tensor_to_image (io/image_tensor.h: rounded to 8 bits).
 // How the world captioner reads world images (it was trained and is measured this way): greedy,
 // BLIP's prompt "a picture of", 1 to 40 tokens.
 CaptionOptions world_caption_options();
-
-// A world image as float32 [3, H, W] in [0, 1] (pixel / 255), CPU.
-torch::Tensor image_to_unit_tensor(const Image& im);
 
 }  // namespace tinv::world

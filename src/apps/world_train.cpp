@@ -15,7 +15,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
-#include "io/image.h"
+#include "io/image_tensor.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
 #include "pipelines/caption.h"
@@ -141,19 +141,6 @@ at::Generator step_generator(uint64_t seed, uint64_t stream, int64_t step) {
   return at::make_generator<at::CPUGeneratorImpl>(r.next_u64());
 }
 
-// uint8 HWC world image -> float [3, H, W] in [-1, 1].
-torch::Tensor image_tensor(const Image& img) {
-  auto t = torch::from_blob(const_cast<uint8_t*>(img.pixels.data()), {img.height, img.width, 3},
-                            torch::kUInt8);
-  return t.permute({2, 0, 1}).to(torch::kFloat32).div(127.5).sub(1.0);
-}
-
-tinv::Image to_io_image(const Image& img) {
-  tinv::Image out(img.width, img.height);
-  out.rgb = img.pixels;
-  return out;
-}
-
 // Scene indices of a training batch: step k uses indices [k*B, (k+1)*B) of the train split, so
 // the stream never repeats and depends on the step only.
 std::vector<Sample> scene_batch(uint64_t seed, int64_t step, int64_t batch) {
@@ -168,7 +155,7 @@ std::vector<Sample> scene_batch(uint64_t seed, int64_t step, int64_t batch) {
 torch::Tensor scene_images(uint64_t seed, int64_t first, int64_t count) {
   std::vector<torch::Tensor> xs;
   for (int64_t i = first; i < first + count; ++i)
-    xs.push_back(image_tensor(sample_at(seed, Split::kTrain, static_cast<uint64_t>(i), kImageSize).image));
+    xs.push_back(image_to_signed_tensor(sample_at(seed, Split::kTrain, static_cast<uint64_t>(i), kImageSize).image));
   return torch::stack(xs);
 }
 
@@ -570,7 +557,7 @@ void train_captioner(const TrainOptions& o, torch::Device dev) {
     std::vector<std::vector<int64_t>> seqs;
     size_t longest = 0;
     for (const Sample& s : scene_batch(o.seed + 1, k, batch)) {
-      pixels.push_back(blip_preprocess(to_io_image(s.image), pre));
+      pixels.push_back(blip_preprocess(s.image, pre));
       std::vector<int64_t> seq = {dec};
       seq.insert(seq.end(), prompt.begin(), prompt.end());
       for (int64_t id : tok.encode(s.caption, false)) seq.push_back(id);

@@ -67,7 +67,7 @@ void run_caption(CaptionArgs& a) {
 void add_caption(CLI::App& app) {
   auto* cmd = app.add_subcommand("caption", "Caption images with BLIP");
   auto a = std::make_shared<CaptionArgs>();
-  cmd->add_option("images", a->images, "Image files (PNG, JPEG, BMP, GIF, ...)")->required();
+  cmd->add_option("images", a->images, "Image files (PNG, JPEG, WebP, TIFF, BMP, GIF, ...)")->required();
   cmd->add_option("--captioner", a->captioner, "BLIP folder (config.json, model.safetensors, "
                   "preprocessor_config.json, vocab.txt); default: the bundled world-blip");
   cmd->add_option("--prompt", a->prompt, "Conditional prefix, removed from the output")->capture_default_str();

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
+#include "io/image_tensor.h"
 #include "io/image_write.h"
 #include "text/clip_tokenizer.h"
 #include "world/bpe_trainer.h"
@@ -36,11 +37,6 @@ struct TokenizerArgs {
   int64_t captions = 10000;
   uint64_t seed = 0;
 };
-
-torch::Tensor to_tensor(const Image& img) {  // uint8 [H, W, 3]
-  return torch::from_blob(const_cast<uint8_t*>(img.pixels.data()), {img.height, img.width, 3},
-                          torch::kUInt8).clone();
-}
 
 std::string numbered(int64_t i, const char* ext) {
   char buf[32];
@@ -77,7 +73,7 @@ void render_scenes(const RenderArgs& a) {
   for (int64_t k = 0; k < a.count; ++k) {
     const int64_t index = a.start + k;
     Sample s = sample_at(a.seed, split, static_cast<uint64_t>(index), a.size);
-    torch::Tensor t = to_tensor(s.image);
+    torch::Tensor t = image_to_hwc(s.image);
     const std::string file = numbered(index, ".png");
     save_png(join_path(a.out, file), t, {{"caption", s.caption}});
     if (tiles.size() < 64) tiles.push_back(t);
@@ -110,7 +106,7 @@ void render_concepts(const RenderArgs& a) {
     for (int64_t k = 0; k < a.count; ++k) {
       const int64_t index = a.start + k;
       ConceptSample s = concept_at(a.seed, c, static_cast<uint64_t>(index), a.size);
-      torch::Tensor t = to_tensor(s.image);
+      torch::Tensor t = image_to_hwc(s.image);
       const std::string file = c.name + "/" + numbered(index, ".png");
       save_png(join_path(a.out, file), t, {{"caption", s.caption(c.class_word)}});
       if (k < cols) tiles.push_back(t);

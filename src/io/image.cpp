@@ -1,10 +1,16 @@
 #include "io/image.h"
 
+#include <dirent.h>
 #include <stb_image.h>
-#include <torch/torch.h>
+#include <tiffio.h>
+#include <webp/decode.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "common/error.h"
@@ -103,36 +109,255 @@ Image apply_exif_orientation(const Image& im, int orientation) {
 
 // --- decoding ----------------------------------------------------------------------------
 
-Image load_image_from_memory(const uint8_t* data, size_t size, const std::string& name) {
-  TINV_CHECK(size > 0, name, "empty file, not an image");
+namespace {
+
+void check_dimensions(int64_t w, int64_t h, const std::string& name) {
+  TINV_CHECK(w > 0 && h > 0, name, "image has a zero dimension (", w, "x", h, ")");
+  TINV_CHECK(w * h <= kMaxImagePixels, name, "image is ", w, "x", h,
+             " pixels, more than the limit of ", kMaxImagePixels, " pixels");
+}
+
+// 8-bit RGBA -> the image's RGB, alpha over white.
+void composite_rgba(const uint8_t* rgba, Image& im) {
+  const size_t n = static_cast<size_t>(im.width) * im.height;
+  uint8_t* out = im.pixels.data();
+  for (size_t i = 0; i < n; ++i, rgba += 4, out += 3) {
+    const uint8_t a = rgba[3];
+    for (int c = 0; c < 3; ++c) out[c] = a == 255 ? rgba[c] : over_white(rgba[c], a);
+  }
+}
+
+// --- stb_image (PNG, JPEG, BMP, GIF, TGA, PSD, PNM, HDR)
+
+Image decode_stb(const uint8_t* data, size_t size, const std::string& name) {
   TINV_CHECK(size <= static_cast<size_t>(INT32_MAX), name, "file too large to decode");
   const int len = static_cast<int>(size);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
     throw Error(name, "not a readable image (" + stb_reason() + ")");
-  TINV_CHECK(w > 0 && h > 0, name, "image has a zero dimension (", w, "x", h, ")");
-  TINV_CHECK(static_cast<int64_t>(w) * h <= kMaxImagePixels, name, "image is ", w, "x", h,
-             " pixels, more than the limit of ", kMaxImagePixels, " pixels");
+  check_dimensions(w, h, name);
   Image im(w, h);
+  const size_t n = static_cast<size_t>(w) * h * 4;
   if (stbi_is_16_bit_from_memory(data, len)) {
-    std::unique_ptr<stbi_us, void (*)(void*)> px(stbi_load_16_from_memory(data, len, &w, &h, &comp, 3),
+    std::unique_ptr<stbi_us, void (*)(void*)> px(stbi_load_16_from_memory(data, len, &w, &h, &comp, 4),
                                                  stbi_image_free);
     if (!px) throw Error(name, "cannot decode image (" + stb_reason() + ")");
     TINV_CHECK(w == im.width && h == im.height, name, "decoded size differs from the header");
-    for (size_t i = 0; i < im.rgb.size(); ++i) im.rgb[i] = static_cast<uint8_t>((px.get()[i] * 2u + 257u) / 514u);
+    std::vector<uint8_t> rgba(n);
+    for (size_t i = 0; i < n; ++i) rgba[i] = static_cast<uint8_t>((px.get()[i] * 2u + 257u) / 514u);
+    composite_rgba(rgba.data(), im);
   } else {
-    std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(data, len, &w, &h, &comp, 3),
+    std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(data, len, &w, &h, &comp, 4),
                                                  stbi_image_free);
     if (!px) throw Error(name, "cannot decode image (" + stb_reason() + ")");
     TINV_CHECK(w == im.width && h == im.height, name, "decoded size differs from the header");
-    std::copy_n(px.get(), im.rgb.size(), im.rgb.begin());
+    composite_rgba(px.get(), im);
   }
-  return apply_exif_orientation(im, jpeg_exif_orientation(data, size));
+  return im;
+}
+
+// --- WebP (libwebp)
+
+const char* webp_status(VP8StatusCode s) {
+  switch (s) {
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "corrupt bitstream";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "truncated file";
+    default: return "unknown reason";
+  }
+}
+
+Image decode_webp(const uint8_t* data, size_t size, const std::string& name) {
+  WebPBitstreamFeatures f;
+  const VP8StatusCode st = WebPGetFeatures(data, size, &f);
+  if (st != VP8_STATUS_OK) throw Error(name, str_cat("not a readable WebP image (", webp_status(st), ")"));
+  TINV_CHECK(!f.has_animation, name, "animated WebP is not supported (still images only)");
+  check_dimensions(f.width, f.height, name);
+  Image im(f.width, f.height);
+  const size_t n = static_cast<size_t>(f.width) * f.height;
+  WebPDecoderConfig config;
+  TINV_CHECK(WebPInitDecoderConfig(&config), name, "libwebp version mismatch");
+  config.output.is_external_memory = 1;
+  std::vector<uint8_t> rgba;
+  if (f.has_alpha) {
+    rgba.resize(n * 4);
+    config.output.colorspace = MODE_RGBA;
+    config.output.u.RGBA.rgba = rgba.data();
+    config.output.u.RGBA.stride = f.width * 4;
+    config.output.u.RGBA.size = rgba.size();
+  } else {
+    config.output.colorspace = MODE_RGB;
+    config.output.u.RGBA.rgba = im.pixels.data();
+    config.output.u.RGBA.stride = f.width * 3;
+    config.output.u.RGBA.size = im.pixels.size();
+  }
+  const VP8StatusCode dst = WebPDecode(data, size, &config);
+  WebPFreeDecBuffer(&config.output);  // external memory: frees nothing of ours
+  if (dst != VP8_STATUS_OK) throw Error(name, str_cat("cannot decode WebP image (", webp_status(dst), ")"));
+  if (f.has_alpha) composite_rgba(rgba.data(), im);
+  return im;
+}
+
+// --- TIFF (libtiff), read from memory; libtiff's messages are collected, not printed
+
+struct TiffSource {
+  const uint8_t* data;
+  size_t size;
+  size_t pos = 0;
+  std::string error;  // the first error libtiff reported
+};
+
+tmsize_t tiff_read(thandle_t h, void* buf, tmsize_t n) {
+  auto* s = static_cast<TiffSource*>(h);
+  if (n <= 0 || s->pos >= s->size) return 0;
+  const size_t k = std::min(static_cast<size_t>(n), s->size - s->pos);
+  std::memcpy(buf, s->data + s->pos, k);
+  s->pos += k;
+  return static_cast<tmsize_t>(k);
+}
+tmsize_t tiff_write(thandle_t, void*, tmsize_t) { return -1; }
+toff_t tiff_seek(thandle_t h, toff_t off, int whence) {
+  auto* s = static_cast<TiffSource*>(h);
+  const uint64_t base = whence == SEEK_CUR ? s->pos : whence == SEEK_END ? s->size : 0;
+  if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END) return static_cast<toff_t>(-1);
+  const uint64_t to = base + off;  // toff_t is unsigned: a "negative" offset wraps below base
+  if (to > static_cast<uint64_t>(INT64_MAX)) return static_cast<toff_t>(-1);
+  s->pos = static_cast<size_t>(to);
+  return to;
+}
+int tiff_close(thandle_t) { return 0; }
+toff_t tiff_size(thandle_t h) { return static_cast<TiffSource*>(h)->size; }
+int tiff_map(thandle_t, void**, toff_t*) { return 0; }  // no mapping: libtiff reads
+void tiff_unmap(thandle_t, void*, toff_t) {}
+
+int tiff_on_error(TIFF*, void* user, const char* module, const char* fmt, va_list ap) {
+  auto* s = static_cast<TiffSource*>(user);
+  if (s && s->error.empty()) {
+    char buf[512];
+    std::vsnprintf(buf, sizeof(buf), fmt, ap);
+    s->error = buf;
+    for (char& c : s->error)
+      if (c == '\n' || c == '\r') c = ' ';
+  }
+  return 1;  // handled: libtiff prints nothing
+}
+int tiff_on_warning(TIFF*, void*, const char*, const char*, va_list) { return 1; }  // ignored
+
+Image decode_tiff(const uint8_t* data, size_t size, const std::string& name) {
+  TiffSource src{data, size, 0, {}};
+  std::unique_ptr<TIFFOpenOptions, void (*)(TIFFOpenOptions*)> opts(TIFFOpenOptionsAlloc(), TIFFOpenOptionsFree);
+  TINV_CHECK(opts != nullptr, name, "out of memory");
+  TIFFOpenOptionsSetErrorHandlerExtR(opts.get(), tiff_on_error, &src);
+  TIFFOpenOptionsSetWarningHandlerExtR(opts.get(), tiff_on_warning, &src);
+  TIFFOpenOptionsSetMaxSingleMemAlloc(opts.get(), tmsize_t{1} << 30);
+  std::unique_ptr<TIFF, void (*)(TIFF*)> tif(
+      TIFFClientOpenExt(name.c_str(), "r", &src, tiff_read, tiff_write, tiff_seek, tiff_close,
+                        tiff_size, tiff_map, tiff_unmap, opts.get()),
+      TIFFClose);
+  auto fail = [&](const char* what) {
+    std::string why = src.error.empty() ? "unknown reason" : src.error;
+    if (why.rfind(name + ": ", 0) == 0) why.erase(0, name.size() + 2);  // libtiff names the file too
+    return Error(name, str_cat(what, " (", why, ")"));
+  };
+  if (!tif) throw fail("not a readable TIFF image");
+  uint32_t w = 0, h = 0;
+  if (!TIFFGetField(tif.get(), TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(tif.get(), TIFFTAG_IMAGELENGTH, &h))
+    throw fail("TIFF image without a size");
+  check_dimensions(w, h, name);
+  char why[1024] = "";
+  if (!TIFFRGBAImageOK(tif.get(), why)) throw Error(name, str_cat("unsupported TIFF image (", why, ")"));
+  // ABGR-packed 8-bit samples, top row first; alpha is associated (premultiplied): libtiff
+  // turns unassociated alpha into round(c * a / 255), so c + 255 - a == over_white(c, a).
+  std::vector<uint32_t> raster(static_cast<size_t>(w) * h);
+  if (!TIFFReadRGBAImageOriented(tif.get(), w, h, raster.data(), ORIENTATION_TOPLEFT, /*stop=*/1) ||
+      !src.error.empty())
+    throw fail("cannot decode TIFF image");
+  Image im(static_cast<int>(w), static_cast<int>(h));
+  uint8_t* out = im.pixels.data();
+  for (uint32_t p : raster) {
+    const int a = static_cast<int>(TIFFGetA(p));
+    *out++ = static_cast<uint8_t>(std::min(255, static_cast<int>(TIFFGetR(p)) + 255 - a));
+    *out++ = static_cast<uint8_t>(std::min(255, static_cast<int>(TIFFGetG(p)) + 255 - a));
+    *out++ = static_cast<uint8_t>(std::min(255, static_cast<int>(TIFFGetB(p)) + 255 - a));
+  }
+  return im;
+}
+
+}  // namespace
+
+ImageFormat sniff_image_format(const uint8_t* p, size_t n) {
+  if (n >= 12 && std::memcmp(p, "RIFF", 4) == 0 && std::memcmp(p + 8, "WEBP", 4) == 0)
+    return ImageFormat::kWebp;
+  if (n >= 4 && ((p[0] == 'I' && p[1] == 'I' && (p[2] == 42 || p[2] == 43) && p[3] == 0) ||
+                 (p[0] == 'M' && p[1] == 'M' && p[2] == 0 && (p[3] == 42 || p[3] == 43))))
+    return ImageFormat::kTiff;  // classic TIFF (42) or BigTIFF (43)
+  return ImageFormat::kOther;
+}
+
+Image load_image_from_memory(const uint8_t* data, size_t size, const std::string& name) {
+  TINV_CHECK(size > 0, name, "empty file, not an image");
+  switch (sniff_image_format(data, size)) {
+    case ImageFormat::kWebp: return decode_webp(data, size, name);
+    case ImageFormat::kTiff: return decode_tiff(data, size, name);
+    case ImageFormat::kOther: break;
+  }
+  return apply_exif_orientation(decode_stb(data, size, name), jpeg_exif_orientation(data, size));
 }
 
 Image load_image(const std::string& path) {
   std::vector<uint8_t> bytes = read_binary_file(path);
   return load_image_from_memory(bytes.data(), bytes.size(), path);
+}
+
+// --- image files ---------------------------------------------------------------------------
+
+bool has_image_extension(const std::string& name) {
+  auto dot = name.rfind('.');
+  if (dot == std::string::npos) return false;
+  std::string ext = name.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* e : {"png", "jpg", "jpeg", "bmp", "gif", "tga", "psd", "pnm", "ppm", "pgm", "hdr",
+                        "webp", "tif", "tiff"})
+    if (ext == e) return true;
+  return false;
+}
+
+namespace {
+
+std::vector<std::string> list_images(const std::string& dir) {
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  TINV_CHECK(d != nullptr, dir, "cannot open folder");
+  std::vector<std::string> out;
+  while (dirent* e = ::readdir(d.get())) {
+    std::string name = e->d_name;
+    if (name.empty() || name[0] == '.' || !has_image_extension(name)) continue;
+    std::string p = join_path(dir, name);
+    if (file_exists(p) && !dir_exists(p)) out.push_back(p);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> collect_image_files(const std::vector<std::string>& paths) {
+  TINV_CHECK(!paths.empty(), "--image", "no image given");
+  std::vector<std::string> out;
+  for (const auto& p : paths) {
+    if (dir_exists(p)) {
+      auto files = list_images(p);
+      TINV_CHECK(!files.empty(), p, "no image files (png, jpg, webp, tiff, ...) in the folder");
+      out.insert(out.end(), files.begin(), files.end());
+    } else {
+      TINV_CHECK(file_exists(p), p, "no such file or folder");
+      out.push_back(p);
+    }
+  }
+  return out;
 }
 
 // --- PIL resampling (Pillow src/libImaging/Resample.c) ----------------------------------
@@ -255,11 +480,6 @@ Image resize_pil(const Image& im, int width, int height, ResampleFilter filter) 
   if (!need_v) return resample_horizontal(im, width, 0, im.height, ch);
   Image tmp = resample_horizontal(im, width, y_first, y_last - y_first, ch);
   return resample_vertical(tmp, height, y_first, cv);
-}
-
-torch::Tensor image_to_tensor(const Image& im) {
-  auto t = torch::from_blob(const_cast<uint8_t*>(im.rgb.data()), {im.height, im.width, 3}, torch::kUInt8);
-  return t.permute({2, 0, 1}).to(torch::kFloat32).contiguous();  // [3, H, W]
 }
 
 }  // namespace tinv

@@ -1,40 +1,41 @@
-// Image input shared by all of tinv: decoding (stb_image), EXIF orientation, PIL-exact resizing.
+// Image input shared by all of tinv (the trainer, BLIP captioning, the demo, the study): one
+// decoder, EXIF orientation, PIL-exact resizing, the image-file lister.
 //
-//   tinv::Image im = tinv::load_image("cat.jpg");        // 8-bit RGB, EXIF orientation applied
+//   tinv::Image im = tinv::load_image("cat.webp");       // 8-bit RGB, EXIF orientation applied
 //   tinv::Image small = tinv::resize_pil(im, 384, 384);  // PIL Image.resize(..., BICUBIC)
-//   torch::Tensor x = tinv::image_to_tensor(small);      // float32 [3, H, W], values 0..255
+//   auto files = tinv::collect_image_files({"photos/"}); // sorted, image extensions
 //
-// Formats: whatever stb_image decodes (PNG, JPEG baseline+progressive, BMP, GIF (first frame),
-// TGA, PSD (composite), PNM, HDR). Every image is converted to 8-bit RGB:
+// Formats, chosen by the file's magic bytes (never its extension):
+//   - WebP (libwebp: lossy, lossless, with or without alpha; still images only);
+//   - TIFF (libtiff: 8- and 16-bit, RGB, RGBA, grayscale, palette, ...; the first page);
+//   - everything stb_image decodes: PNG, JPEG baseline+progressive, BMP, GIF (first frame),
+//     TGA, PSD (composite), PNM, HDR.
+// Every image is converted to 8-bit RGB:
 //   - grayscale is replicated to the three channels, palette images are expanded;
-//   - alpha is dropped (not composited), as PIL's Image.convert("RGB") does;
-//   - 16-bit channels are rounded to 8 bits: v8 = round(v16 / 257).
+//   - alpha is composited over white: out = round((a * c + (255 - a) * 255) / 255), so a fully
+//     transparent pixel is white (255) and an opaque one keeps its colour;
+//   - 16-bit channels (alpha included) are rounded to 8 bits first: v8 = round(v16 / 257)
+//     (TIFF: libtiff's own 16-to-8 conversion).
 // JPEG files honour the EXIF Orientation tag (1..8) like PIL's ImageOps.exif_transpose.
-// Images with a zero dimension or more than kMaxImagePixels pixels are refused before decoding.
-// Every failure (missing, unreadable, truncated, corrupt, not an image, too large) throws
-// tinv::Error naming the file.
+// Images with a zero dimension or more than kMaxImagePixels pixels are refused from the header,
+// before decoding. Every failure (missing, unreadable, truncated, corrupt, not an image, too
+// large) throws a one-line tinv::Error naming the file.
 #pragma once
-#include <torch/types.h>
-
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "common/image.h"
 
 namespace tinv {
 
 // Largest accepted image: 100 megapixels (e.g. 10000 x 10000), checked from the header.
 constexpr int64_t kMaxImagePixels = 100'000'000;
 
-// 8-bit RGB pixels, row-major, interleaved: rgb[(y * width + x) * 3 + c].
-struct Image {
-  int width = 0, height = 0;
-  std::vector<uint8_t> rgb;
-
-  Image() = default;
-  Image(int w, int h) : width(w), height(h), rgb(static_cast<size_t>(w) * h * 3, 0) {}
-  uint8_t* at(int x, int y) { return &rgb[(static_cast<size_t>(y) * width + x) * 3]; }
-  const uint8_t* at(int x, int y) const { return &rgb[(static_cast<size_t>(y) * width + x) * 3]; }
-};
+// The formats the decoder tells apart by their first bytes.
+enum class ImageFormat { kWebp, kTiff, kOther /* stb_image decides */ };
+ImageFormat sniff_image_format(const uint8_t* data, size_t size);
 
 // Reads and decodes a file. Throws tinv::Error("<path>", reason) on any failure.
 Image load_image(const std::string& path);
@@ -60,7 +61,18 @@ inline Image resize_bicubic_pil(const Image& im, int width, int height) {
   return resize_pil(im, width, height, ResampleFilter::kBicubic);
 }
 
-// float32 [3, H, W] holding the 0..255 values (CPU).
-torch::Tensor image_to_tensor(const Image& im);
+// Alpha over white, as the decoder composites: round((a * c + (255 - a) * 255) / 255).
+inline uint8_t over_white(uint8_t c, uint8_t a) {
+  return static_cast<uint8_t>((a * c + (255 - a) * 255 + 127) / 255);
+}
+
+// The file extensions collect_image_files takes from folders (lower case, no dot): png, jpg,
+// jpeg, bmp, gif, tga, psd, pnm, ppm, pgm, hdr, webp, tif, tiff. Case-insensitive.
+bool has_image_extension(const std::string& name);
+
+// Each argument is a file (taken as is, whatever its name) or a folder (its files with an image
+// extension, sorted by name, not recursive; hidden files skipped). Throws tinv::Error for a
+// missing path, an empty list, or a folder without image files.
+std::vector<std::string> collect_image_files(const std::vector<std::string>& paths);
 
 }  // namespace tinv

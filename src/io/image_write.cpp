@@ -1,16 +1,16 @@
 #include "io/image_write.h"
 
-#include "common/crc32.h"
-
-#include <stb_image_write.h>
+#include <png.h>
 #include <torch/torch.h>
 
-#include <array>
+#include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/shape.h"
+#include "io/image_tensor.h"
 
 namespace tinv {
 namespace {
@@ -44,36 +44,80 @@ bool to_latin1(const std::vector<uint32_t>& cps, std::string* out) {
   return true;
 }
 
-void append_u32(std::vector<uint8_t>& v, uint32_t x) {
-  for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
-}
+// One text chunk as libpng takes it: keyword and text in Latin-1 (tEXt) or, when the text has
+// characters outside Latin-1, the text in UTF-8 (iTXt, uncompressed, no language).
+struct TextChunk {
+  std::string key, text;
+  bool international = false;
+};
 
-// length, type, data, CRC(type + data)
-void append_chunk(std::vector<uint8_t>& out, const char type[4], const std::string& data) {
-  append_u32(out, static_cast<uint32_t>(data.size()));
-  const size_t type_at = out.size();
-  out.insert(out.end(), type, type + 4);
-  out.insert(out.end(), data.begin(), data.end());
-  append_u32(out, crc32(out.data() + type_at, 4 + data.size()));
-}
-
-std::string text_chunk_data(const std::string& keyword, const std::string& text,
-                            const std::string& where, bool* international) {
-  std::string key;
-  TINV_CHECK(to_latin1(decode_utf8(keyword, where), &key) && !key.empty() && key.size() <= 79,
+TextChunk text_chunk(const std::string& keyword, const std::string& text, const std::string& where) {
+  TextChunk out;
+  TINV_CHECK(to_latin1(decode_utf8(keyword, where), &out.key) && !out.key.empty() && out.key.size() <= 79,
              where, "PNG keyword '", keyword, "' must be 1-79 Latin-1 characters");
-  for (unsigned char c : key)
+  for (unsigned char c : out.key)
     TINV_CHECK((c >= 32 && c <= 126) || c >= 161, where, "PNG keyword '", keyword,
                "' has a non-printable character");
-  TINV_CHECK(key.front() != ' ' && key.back() != ' ' && key.find("  ") == std::string::npos,
+  TINV_CHECK(out.key.front() != ' ' && out.key.back() != ' ' && out.key.find("  ") == std::string::npos,
              where, "PNG keyword '", keyword, "' has leading, trailing or double spaces");
-  std::string latin;
   const auto cps = decode_utf8(text, where);
-  *international = !to_latin1(cps, &latin);
-  if (!*international) return key + std::string(1, '\0') + latin;  // tEXt
-  // iTXt: keyword \0 compression-flag 0, method 0, language "" \0, translated keyword "" \0, text
-  TINV_CHECK(text.find('\0') == std::string::npos, where, "PNG text must not contain NUL");
-  return key + std::string("\0\0\0\0\0", 5) + text;
+  out.international = !to_latin1(cps, &out.text);
+  if (out.international) {
+    TINV_CHECK(text.find('\0') == std::string::npos, where, "PNG text must not contain NUL");
+    out.text = text;
+  }
+  return out;
+}
+
+// --- libpng, to memory. Errors longjmp back into write_png_rows, which holds no C++ object.
+
+struct PngSink {
+  std::vector<uint8_t>* out;
+  char error[256];
+};
+
+void png_on_error(png_structp png, png_const_charp msg) {
+  auto* sink = static_cast<PngSink*>(png_get_error_ptr(png));
+  std::snprintf(sink->error, sizeof(sink->error), "%s", msg ? msg : "unknown libpng error");
+  png_longjmp(png, 1);
+}
+void png_on_warning(png_structp, png_const_charp) {}
+
+void png_on_write(png_structp png, png_bytep data, size_t size) {
+  auto* sink = static_cast<PngSink*>(png_get_io_ptr(png));
+  bool ok = true;
+  try {
+    sink->out->insert(sink->out->end(), data, data + size);
+  } catch (const std::bad_alloc&) {
+    ok = false;
+  }
+  if (!ok) png_error(png, "out of memory");
+}
+void png_on_flush(png_structp) {}
+
+bool write_png_rows(PngSink* sink, const uint8_t* px, int w, int h, int c, png_text* texts, int num_texts) {
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, sink, png_on_error, png_on_warning);
+  if (!png) return false;
+  png_infop info = png_create_info_struct(png);
+  if (!info) {
+    png_destroy_write_struct(&png, nullptr);
+    return false;
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    return false;
+  }
+  const int type = c == 1 ? PNG_COLOR_TYPE_GRAY : c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGB_ALPHA;
+  png_set_write_fn(png, sink, png_on_write, png_on_flush);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), 8, type,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (num_texts > 0) png_set_text(png, info, texts, num_texts);  // written before IDAT
+  png_write_info(png, info);
+  const size_t stride = static_cast<size_t>(w) * c;
+  for (int y = 0; y < h; ++y) png_write_row(png, px + stride * y);
+  png_write_end(png, info);
+  png_destroy_write_struct(&png, &info);
+  return true;
 }
 
 // uint8 [H, W, C] contiguous pixels from either accepted layout.
@@ -85,8 +129,7 @@ torch::Tensor to_hwc_u8(const torch::Tensor& image, const std::string& where) {
     hwc = image;
   } else {
     TINV_CHECK(image.is_floating_point(), where, "image must be float or uint8");
-    hwc = (image.detach().to(torch::kCPU, torch::kFloat32).clamp(0, 1) * 255).round()
-              .to(torch::kUInt8).permute({1, 2, 0});
+    hwc = unit_to_hwc_uint8(image, where);
   }
   const int64_t c = hwc.size(2);
   TINV_CHECK(c == 1 || c == 3 || c == 4, where, "image must have 1, 3 or 4 channels, got ",
@@ -104,28 +147,35 @@ std::vector<uint8_t> encode_png(const torch::Tensor& image, const TextChunks& te
   const torch::Tensor hwc = to_hwc_u8(image, where);
   const int h = static_cast<int>(hwc.size(0)), w = static_cast<int>(hwc.size(1));
   const int c = static_cast<int>(hwc.size(2));
-  std::vector<uint8_t> png;
-  auto sink = [](void* ctx, void* data, int size) {
-    auto* v = static_cast<std::vector<uint8_t>*>(ctx);
-    v->insert(v->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-  };
-  TINV_CHECK(stbi_write_png_to_func(sink, &png, w, h, c, hwc.data_ptr<uint8_t>(), w * c) != 0,
-             where, "PNG encoding failed");
-  // Signature (8) + IHDR chunk (4 length + 4 type + 13 data + 4 CRC).
-  constexpr size_t kAfterIhdr = 8 + 25;
-  TINV_CHECK(png.size() > kAfterIhdr && std::memcmp(png.data() + 12, "IHDR", 4) == 0, where,
-             "unexpected PNG layout from the encoder");
-  std::vector<uint8_t> chunks;
-  for (const auto& [keyword, text] : text_chunks) {
-    bool international = false;
-    std::string data = text_chunk_data(keyword, text, where, &international);
-    append_chunk(chunks, international ? "iTXt" : "tEXt", data);
+  std::vector<TextChunk> chunks;
+  for (const auto& [keyword, text] : text_chunks) chunks.push_back(text_chunk(keyword, text, where));
+  std::vector<png_text> texts(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    png_text& t = texts[i];
+    std::memset(&t, 0, sizeof(t));
+    t.compression = chunks[i].international ? PNG_ITXT_COMPRESSION_NONE : PNG_TEXT_COMPRESSION_NONE;
+    t.key = const_cast<char*>(chunks[i].key.c_str());
+    t.text = const_cast<char*>(chunks[i].text.c_str());
+    if (chunks[i].international) t.itxt_length = chunks[i].text.size();
+    else t.text_length = chunks[i].text.size();
   }
-  png.insert(png.begin() + kAfterIhdr, chunks.begin(), chunks.end());
+  std::vector<uint8_t> png;
+  PngSink sink{&png, ""};
+  if (!write_png_rows(&sink, hwc.data_ptr<uint8_t>(), w, h, c, texts.data(), static_cast<int>(texts.size())))
+    throw Error(where, str_cat("PNG encoding failed (", sink.error[0] ? sink.error : "libpng could not start", ")"));
   return png;
 }
 
+std::vector<uint8_t> encode_png(const Image& image, const TextChunks& text_chunks, const std::string& where) {
+  return encode_png(image_to_hwc(image), text_chunks, where);
+}
+
 void save_png(const std::string& path, const torch::Tensor& image, const TextChunks& text_chunks) {
+  const std::vector<uint8_t> png = encode_png(image, text_chunks, path);
+  write_file_atomically(path, png.data(), png.size());
+}
+
+void save_png(const std::string& path, const Image& image, const TextChunks& text_chunks) {
   const std::vector<uint8_t> png = encode_png(image, text_chunks, path);
   write_file_atomically(path, png.data(), png.size());
 }

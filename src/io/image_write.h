@@ -3,9 +3,10 @@
 //   tinv::save_png("out/0001.png", image, {{"parameters", "a photo of <cat>\nSteps: 25, ..."}});
 //   tinv::save_png("out/grid.png", tinv::make_grid(images, 4));
 //
-// Pixels are encoded by stb_image_write; the text chunks are inserted right after IHDR as
-// tEXt (keyword and text in Latin-1) or, when the text has characters outside Latin-1, iTXt
-// (UTF-8, uncompressed), as PIL's PngInfo.add_text does.
+// Encoded by libpng (8-bit gray, RGB or RGBA, no interlacing, zlib's default level); the text
+// chunks come before the pixel data (png_set_text) as tEXt (keyword and text in Latin-1) or,
+// when the text has characters outside Latin-1, iTXt (UTF-8, uncompressed, no language), as
+// PIL's PngInfo.add_text does.
 #pragma once
 #include <torch/types.h>
 
@@ -13,6 +14,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/image.h"
 
 namespace tinv {
 
@@ -26,6 +29,11 @@ void save_png(const std::string& path, const torch::Tensor& image, const TextChu
 
 // The PNG file bytes save_png writes (exposed for tests and in-memory use).
 std::vector<uint8_t> encode_png(const torch::Tensor& image, const TextChunks& text_chunks = {},
+                                const std::string& where = "png");
+
+// The same for a tinv::Image (RGB).
+void save_png(const std::string& path, const Image& image, const TextChunks& text_chunks = {});
+std::vector<uint8_t> encode_png(const Image& image, const TextChunks& text_chunks = {},
                                 const std::string& where = "png");
 
 // Tiles same-shaped [C, H, W] images row-major into `cols` columns: [C, rows*H, cols*W], rows =

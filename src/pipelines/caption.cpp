@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/image_tensor.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "models/blip.h"

@@ -65,7 +65,7 @@ std::vector<int> label_pixels(const Image& im, Colour background) {
   std::vector<int> labels(static_cast<size_t>(im.width) * im.height);
   for (int y = 0; y < im.height; ++y)
     for (int x = 0; x < im.width; ++x) {
-      const Rgb c = im.at(x, y);
+      const Rgb c = im.pixel(x, y);
       int best = 0;
       for (int k = 1; k < static_cast<int>(palette.size()); ++k)
         if (distance2(c, palette[k]) < distance2(c, palette[best])) best = k;

@@ -266,14 +266,6 @@ std::vector<std::string> caption_words() {
   return {words.begin(), words.end()};
 }
 
-// ---- Images ----
-Rgb Image::at(int x, int y) const {
-  TINV_CHECK(x >= 0 && x < width && y >= 0 && y < height, "world::Image::at", "pixel (", x, ", ",
-             y, ") outside ", width, "x", height);
-  const uint8_t* p = &pixels[(static_cast<size_t>(y) * width + x) * 3];
-  return {p[0], p[1], p[2]};
-}
-
 SceneSpec scene_at(uint64_t seed, Split split, uint64_t index) {
   Rng rng = Rng::derive(seed, static_cast<uint64_t>(split), index);
   return sample_scene(rng, split);

@@ -43,6 +43,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/image.h"
+
 namespace tinv::world {
 
 // splitmix64: tiny, fast, and the same sequence everywhere (unlike std::*_distribution).
@@ -72,10 +74,7 @@ enum class Pattern : uint8_t { kPlain, kStriped, kCheckered };
 constexpr int kNumShapes = 5, kNumColours = 8, kNumSizes = 2, kNumPositions = 5, kNumMarks = 3,
               kNumPatterns = 3;
 
-struct Rgb {
-  uint8_t r = 0, g = 0, b = 0;
-  bool operator==(const Rgb& o) const { return r == o.r && g == o.g && b == o.b; }
-};
+using Rgb = tinv::Rgb;  // common/image.h
 
 // Names as captions spell them ("none" for the mark that has no caption words).
 const char* name(Shape s);
@@ -140,12 +139,9 @@ std::optional<SceneSpec> parse_caption(const std::string& text);
 std::vector<std::string> caption_words();
 
 // ---- Images ----
-// 8-bit sRGB, row-major HWC: pixel (x, y) channel c is pixels[(y * width + x) * 3 + c].
-struct Image {
-  int width = 0, height = 0;
-  std::vector<uint8_t> pixels;
-  Rgb at(int x, int y) const;
-};
+// tinv's one image type (common/image.h): 8-bit sRGB, row-major HWC, pixel (x, y) channel c is
+// pixels[(y * width + x) * 3 + c]; pixel(x, y) is the checked accessor.
+using Image = tinv::Image;
 
 // Renders a scene at size x size pixels (4x4 supersampled, box-filtered), with jitter drawn from
 // `rng`: object centres +-0.02, radii +-6%, rotation +-10 degrees, pattern phases. Throws

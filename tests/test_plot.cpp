@@ -207,7 +207,7 @@ TEST(Plot, SaveWritesThePngAtomically) {
   auto expected = render_line_plot({s}, "step", 320, 200);
   ASSERT_EQ(back.width, 320);
   ASSERT_EQ(back.height, 200);
-  EXPECT_TRUE(std::equal(back.rgb.begin(), back.rgb.end(), expected.data_ptr<uint8_t>()));
+  EXPECT_TRUE(std::equal(back.pixels.begin(), back.pixels.end(), expected.data_ptr<uint8_t>()));
   EXPECT_FALSE(file_exists(path + ".tmp"));
   EXPECT_TINV_ERROR(save_line_plot(dir.file("no/such/dir/x.png"), {s}, "step"), "x.png");
 }

@@ -5,13 +5,12 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
-#include <cstring>
-
 #include "apps/invert.h"
 #include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
 #include "io/image.h"
+#include "io/image_tensor.h"
 #include "io/image_write.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
@@ -29,30 +28,17 @@ struct Captioner {
 
 namespace {
 
-Image to_internal(const RgbImage& im, const char* where) {
+Image to_internal(const RgbImage& im, const std::string& where) {
   TINV_CHECK(im.width > 0 && im.height > 0, where, "image is empty (", im.width, "x", im.height, ")");
   TINV_CHECK(im.rgb.size() == static_cast<size_t>(im.width) * im.height * 3, where, "image of ",
              im.width, "x", im.height, " needs ", static_cast<size_t>(im.width) * im.height * 3,
              " bytes of RGB, got ", im.rgb.size());
   Image out(im.width, im.height);
-  out.rgb = im.rgb;
+  out.pixels = im.rgb;
   return out;
 }
 
-RgbImage from_internal(const Image& im) { return RgbImage{im.width, im.height, im.rgb}; }
-
-// float [3, H, W] in [0, 1] -> 8-bit RGB, rounded as save_png rounds.
-RgbImage from_unit_tensor(const torch::Tensor& chw) {
-  torch::Tensor hwc = (chw.detach().to(torch::kCPU, torch::kFloat32).clamp(0, 1) * 255.0)
-                          .round()
-                          .to(torch::kUInt8)
-                          .permute({1, 2, 0})
-                          .contiguous();  // [H, W, 3]
-  RgbImage out{static_cast<int>(hwc.size(1)), static_cast<int>(hwc.size(0)), {}};
-  out.rgb.resize(static_cast<size_t>(hwc.numel()));
-  std::memcpy(out.rgb.data(), hwc.data_ptr<uint8_t>(), out.rgb.size());
-  return out;
-}
+RgbImage from_internal(const Image& im) { return RgbImage{im.width, im.height, im.pixels}; }
 
 }  // namespace
 
@@ -66,11 +52,9 @@ void set_threads(int n) {
 RgbImage read_image(const std::string& path) { return from_internal(load_image(path)); }
 
 void write_png(const std::string& path, const RgbImage& image, const std::string& parameters) {
-  Image im = to_internal(image, path.c_str());
-  torch::Tensor hwc = torch::from_blob(im.rgb.data(), {im.height, im.width, 3}, torch::kUInt8);
   TextChunks text;
   if (!parameters.empty()) text.emplace_back("parameters", parameters);
-  save_png(path, hwc, text);
+  save_png(path, to_internal(image, path), text);
 }
 
 std::shared_ptr<Model> load_model(const ModelParams& params) {
@@ -148,7 +132,7 @@ GenerateOutput generate(Model& model, const GenerateParams& p) {
   ExtraTokens extra = add_embeddings(model.sd, p.embeddings);
   GenerateResult r = tinv::generate(model.sd, extra, o);
   GenerateOutput out;
-  for (int64_t i = 0; i < r.images.size(0); ++i) out.images.push_back(from_unit_tensor(r.images[i]));
+  for (int64_t i = 0; i < r.images.size(0); ++i) out.images.push_back(from_internal(unit_tensor_to_image(r.images[i])));
   out.parameters = r.image_parameters;
   return out;
 }

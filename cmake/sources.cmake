@@ -11,6 +11,7 @@ set(TINV_SOURCES
   src/io/image.cpp
   src/io/json_config.cpp
   src/io/safetensors.cpp
+  src/io/checkpoint.cpp
   src/io/state_dict.cpp
   src/io/zip_reader.cpp
   src/io/zip_writer.cpp

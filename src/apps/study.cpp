@@ -21,6 +21,7 @@
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hash.h"
 #include "common/progress.h"
 #include "inversion/image_input.h"
 #include "inversion/templates.h"
@@ -41,13 +42,6 @@ constexpr const char* kTrigger = "<tinv-study>";      // generation: one trigger
 constexpr const char* kPlaceholder = "<tinv-study_";  // training: <tinv-study_0> ...
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xCBF29CE484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ULL;
-  return h;
-}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;

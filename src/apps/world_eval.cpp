@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
+#include "common/strings.h"
 #include "io/image.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
@@ -29,15 +30,6 @@ constexpr const char* kAttributeNames[kNumAttributes] = {
     "shape", "colour", "size", "position", "mark", "mark_colour", "background", "pattern", "exact"};
 constexpr int64_t kMaxBatch = 64;
 constexpr int kCaptionImageSize = 64;  // the world's image size, as the captioner was trained
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
 
 torch::Tensor unit_to_hwc_uint8(const torch::Tensor& chw) {  // [3, H, W] in [0, 1] -> [H, W, 3]
   return (chw.to(torch::kCPU, torch::kFloat32) * 255).round().clamp(0, 255).to(torch::kUInt8)

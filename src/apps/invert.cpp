@@ -140,7 +140,7 @@ LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& f
   std::vector<torch::Tensor> out;
   for (const auto& f : files) {
     auto rgb = read_rgb_image(f);
-    c.image_hash = fnv1a(rgb.data_ptr(), static_cast<size_t>(rgb.numel()), c.image_hash ^ 0x9e37u);
+    c.image_hash = fnv1a_bytes(rgb.data_ptr(), static_cast<size_t>(rgb.numel()), c.image_hash ^ 0x9e37u);
     std::string msg;
     auto x = prepare_training_image(rgb, res, &msg).unsqueeze(0);  // [1, 3, R, R]
     if (!msg.empty()) note(result, f + ": " + msg);

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -624,11 +625,9 @@ std::vector<int64_t> init_ids(Study& s, size_t i, const std::string& mode) {
   return ids;
 }
 
-// Quality of the rows at one checkpoint: reconstruction and editability.
-void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed, int64_t step,
-                     const torch::Tensor& rows) {
-  const auto t0 = Clock::now();
-  const StudyConcept& c = s.result.concepts[ci];
+// [1 + E, 3, H, W]: the init prompt and each edit prompt with the rows as the trigger, on
+// the seed's images (the same for every mode and checkpoint of a seed).
+torch::Tensor quality_images(Study& s, const StudyConcept& c, int64_t seed, const torch::Tensor& rows) {
   StableDiffusion view = s.sd;  // modules shared; its own copy of the base tokenizer
   ExtraTokens extra;
   if (view.is_xl()) {  // rows [n, h1 + h2]: clip_l's part, then clip_g's
@@ -647,9 +646,57 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
   g.steps = s.o.sample_steps;
   g.cfg = s.o.cfg;
   g.progress = false;
-  torch::Tensor images = world::generate_prompts(view, extra, prompts, seeds, g);  // [1+E, 3, H, W]
+  return world::generate_prompts(view, extra, prompts, seeds, g);  // [1+E, 3, H, W]
+}
 
-  auto add = [&](const std::string& metric, double v) {
+using AddRecord = std::function<void(const std::string& metric, double value)>;
+
+// edit_*: the captioner's reading of each edit image against the edit's truth.
+void add_edit_scores(Study& s, const StudyConcept& c, const torch::Tensor& images, StudySample& sample,
+                     const AddRecord& add) {
+  world::AttributeScore total;
+  for (size_t j = 0; j < c.edits.size(); ++j) {
+    const std::string text = caption_image(*s.cap, to_caption_image(images[static_cast<int64_t>(j) + 1]), true);
+    sample.captions.push_back(text);
+    total += world::score_caption(text, c.edits[j].truth);
+  }
+  using world::Attribute;
+  const double n = static_cast<double>(c.edits.size());
+  add("edit_parsed", total.parsed / n);
+  add("edit_size", total.accuracy(Attribute::kSize));
+  add("edit_position", total.accuracy(Attribute::kPosition));
+  add("edit_background", total.accuracy(Attribute::kBackground));
+  add("edit_pattern", total.accuracy(Attribute::kPattern));
+  add("edit_shape", total.accuracy(Attribute::kShape));
+  add("edit_mean", (total.accuracy(Attribute::kSize) + total.accuracy(Attribute::kPosition) +
+                    total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) / 4);
+}
+
+// fidelity_train, fidelity, context: the judge on the init image and the edit images.
+void add_fidelity(const StudyConcept& c, const torch::Tensor& images, const AddRecord& add) {
+  auto judge = [&](int64_t k, const world::JudgeContext& ctx) {
+    const Image im = to_caption_image(images[k]);
+    return world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept, ctx);
+  };
+  add("fidelity_train", judge(0, c.train_context).identity);
+  world::JudgeMean edits;
+  for (size_t j = 0; j < c.edits.size(); ++j) {
+    const world::SceneSpec& t = c.edits[j].truth;
+    edits.add(judge(static_cast<int64_t>(j) + 1, {t.object.size, t.object.position, t.background, t.background_pattern}));
+  }
+  if (edits.n > 0) {
+    add("fidelity", edits.mean().identity);
+    add("context", edits.mean().context);
+  }
+}
+
+// Quality of the rows at one checkpoint: reconstruction and editability.
+void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed, int64_t step,
+                     const torch::Tensor& rows) {
+  const auto t0 = Clock::now();
+  const StudyConcept& c = s.result.concepts[ci];
+  torch::Tensor images = quality_images(s, c, seed, rows);
+  const AddRecord add = [&](const std::string& metric, double v) {
     s.result.records.push_back({c.name, mode, seed, step, metric, v});
   };
   auto recon = images.slice(0, 0, 1);  // [1, 3, H, W]
@@ -663,40 +710,8 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
     add("recon_latent_mse", (latent - s.latents[ci]).pow(2).mean().item<double>());
 
   StudySample sample{c.name, mode, step, images, {}};
-  if (!c.edits.empty()) {
-    world::AttributeScore total;
-    for (size_t j = 0; j < c.edits.size(); ++j) {
-      const std::string text = caption_image(*s.cap, to_caption_image(images[static_cast<int64_t>(j) + 1]), true);
-      sample.captions.push_back(text);
-      total += world::score_caption(text, c.edits[j].truth);
-    }
-    using world::Attribute;
-    const double n = static_cast<double>(c.edits.size());
-    add("edit_parsed", total.parsed / n);
-    add("edit_size", total.accuracy(Attribute::kSize));
-    add("edit_position", total.accuracy(Attribute::kPosition));
-    add("edit_background", total.accuracy(Attribute::kBackground));
-    add("edit_pattern", total.accuracy(Attribute::kPattern));
-    add("edit_shape", total.accuracy(Attribute::kShape));
-    add("edit_mean", (total.accuracy(Attribute::kSize) + total.accuracy(Attribute::kPosition) +
-                      total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) / 4);
-  }
-  if (c.world_concept) {
-    auto judge = [&](int64_t k, const world::JudgeContext& ctx) {
-      const Image im = to_caption_image(images[k]);
-      return world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept, ctx);
-    };
-    add("fidelity_train", judge(0, c.train_context).identity);
-    world::JudgeMean edits;
-    for (size_t j = 0; j < c.edits.size(); ++j) {
-      const world::SceneSpec& t = c.edits[j].truth;
-      edits.add(judge(static_cast<int64_t>(j) + 1, {t.object.size, t.object.position, t.background, t.background_pattern}));
-    }
-    if (edits.n > 0) {
-      add("fidelity", edits.mean().identity);
-      add("context", edits.mean().context);
-    }
-  }
+  if (!c.edits.empty()) add_edit_scores(s, c, images, sample, add);
+  if (c.world_concept) add_fidelity(c, images, add);
   if (seed == 0) s.result.samples.push_back(std::move(sample));
   s.result.timings.quality += seconds_since(t0);
   ++s.result.timings.quality_evals;
@@ -750,9 +765,8 @@ void measure_quality_at_stop(Study& s, size_t ci, const std::string& mode, int64
   s.result.samples.resize(samples);
 }
 
-void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {
-  const StudyConcept& c = s.result.concepts[ci];
-  const StudyVariant variant = study_variant(mode, s.o);  // a plain mode: default method options
+// The trainer of one run: placeholders from the variant's init, constant learning rate.
+std::unique_ptr<InversionTrainer> study_trainer(Study& s, size_t ci, const StudyVariant& variant) {
   const auto ids = init_ids(s, ci, variant.init);
   std::vector<std::string> placeholders;
   for (size_t i = 0; i < ids.size(); ++i) placeholders.push_back(str_cat(kPlaceholder, i, ">"));
@@ -768,8 +782,15 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
   topt.adam.lr = s.o.lr;
   topt.schedule = LrSchedule::parse("constant", s.o.lr, s.o.steps, -1);
   apply_method(variant.method, s.sd.text_encoder, init_rows, topt, xl ? &s.sd.text_encoder_2 : nullptr);
-  InversionTrainer trainer(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler, placeholders,
-                           init_rows, s.templates[ci], topt, second);
+  return std::make_unique<InversionTrainer>(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler,
+                                            placeholders, init_rows, s.templates[ci], topt, second);
+}
+
+void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {
+  const StudyConcept& c = s.result.concepts[ci];
+  const StudyVariant variant = study_variant(mode, s.o);  // a plain mode: default method options
+  std::unique_ptr<InversionTrainer> owned = study_trainer(s, ci, variant);
+  InversionTrainer& trainer = *owned;
   const torch::Tensor& cache = s.latents[ci];
   RandomStepSource source(cache.to(s.sd.device), static_cast<int64_t>(s.templates[ci].size()), 1,
                           s.num_timesteps, static_cast<uint64_t>(seed), variant.method.t_min,
@@ -821,12 +842,10 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
                            trainer.steps_done(), "; the run stopped there (its records so far are kept)"));
 }
 
-}  // namespace
-
-StudyResult run_study(const StudyOptions& options) {
-  options.validate();
-  const auto t_start = Clock::now();
-  StudyOptions o = options;  // with the bundled models filled in
+// The options with the bundled models filled in, checked against the files; `need_captioner`
+// says whether the captioner is used.
+StudyOptions resolve_study_options(const StudyOptions& options, bool& need_captioner) {
+  StudyOptions o = options;
   if (o.model.empty()) o.model = default_model_dir("world-sd");
   TINV_CHECK(dir_exists(o.model) || file_exists(o.model), "--model", "no such model: '", o.model, "'");
   const bool world_concepts = o.images.empty();
@@ -834,7 +853,7 @@ StudyResult run_study(const StudyOptions& options) {
   // World concepts take their template from the caption, whatever the mode; user images need
   // it only as caption-mode init text. Editability reads the generated images back.
   const bool need_captions = o.captions.empty() && (world_concepts || caption_mode);
-  const bool need_captioner = need_captions || (world_concepts && o.edits > 0);
+  need_captioner = need_captions || (world_concepts && o.edits > 0);
   if (need_captioner && o.captioner.empty()) o.captioner = default_model_dir("world-blip");
   if (!need_captioner) o.captioner.clear();  // not used: the report says so
   if (need_captioner)
@@ -848,10 +867,12 @@ StudyResult run_study(const StudyOptions& options) {
              world_concepts ? "concept" : "image", ", in order)");
   if (!world_concepts && o.edits > 0)
     std::fprintf(stderr, "tinv: note: --images: editability is measured on world concepts only\n");
-  prepare_out(o.out);
+  return o;
+}
 
-  StudyResult result;
-  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out, "records.csv")};
+// The model, the captioner and the timestep range every variant must fit.
+void load_study_models(Study& s, bool need_captioner) {
+  const StudyOptions& o = s.o;
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
   s.sd = load_stable_diffusion(o.model, lo);
@@ -870,6 +891,21 @@ StudyResult run_study(const StudyOptions& options) {
       throw Error("--variants", str_cat("'", m, "': ", e.what()));
     }
   }
+}
+
+}  // namespace
+
+StudyResult run_study(const StudyOptions& options) {
+  options.validate();
+  const auto t_start = Clock::now();
+  bool need_captioner = false;
+  const StudyOptions o = resolve_study_options(options, need_captioner);
+  const bool world_concepts = o.images.empty();
+  prepare_out(o.out);
+
+  StudyResult result;
+  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out, "records.csv")};
+  load_study_models(s, need_captioner);
   result.timings.load = seconds_since(t_start);
 
   if (world_concepts) setup_world_concepts(s);

@@ -85,13 +85,7 @@ std::string caption_with_blip(const InvertOptions& o, const std::vector<std::str
 void write_preview(const StableDiffusion& sd, const PreviewRequest& req, int64_t res, uint64_t seed) {
   StableDiffusion view = sd;  // modules shared; its own copy of the base tokenizer(s)
   ExtraTokens extra;
-  if (view.is_xl()) {
-    const int64_t h1 = view.text_config.hidden_size;
-    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, req.trigger, req.vectors.narrow(1, 0, h1),
-                      req.vectors.narrow(1, h1, req.vectors.size(1) - h1));
-  } else {
-    extra.add_trigger(*view.tokenizer, req.trigger, req.vectors);
-  }
+  add_rows_trigger(view, extra, req.trigger, req.vectors);
   GenerateOptions g;
   g.prompt = req.prompt;
   g.steps = 20;
@@ -387,28 +381,18 @@ RunSetup set_up(const InvertOptions& o, InvertResult& result) {
   result.xl = s.xl;
   // [n, d]: token embeddings, or the text encoder's outputs (--init-space output); SDXL: each
   // encoder's own start of the same tokens, [n, h1 + h2]
-  s.init_rows = start_rows(s.sd.text_encoder, *s.sd.tokenizer, s.init_ids, o.method.init_space);
-  if (s.xl)
-    s.init_rows = torch::cat(
-        {s.init_rows, start_rows(s.sd.text_encoder_2, *s.sd.tokenizer_2, s.init_ids, o.method.init_space)}, 1);
+  s.init_rows = model_start_rows(s.sd, s.init_ids, o.method.init_space);
   s.res = o.resolution > 0 ? o.resolution : s.sd.vae_config.sample_size;
   s.cache = encode_images(s.sd, s.files, s.res, o.flip, result);
   return s;
 }
 
-std::unique_ptr<InversionTrainer> make_trainer(const InvertOptions& o, RunSetup& s) {
+std::unique_ptr<InversionTrainer> trainer_for(const InvertOptions& o, RunSetup& s) {
   TrainerOptions topt;
   topt.adam.lr = o.lr;
   topt.schedule = LrSchedule::parse(o.lr_schedule, o.lr, o.steps, o.warmup_steps);
   topt.max_grad_norm = o.max_grad_norm;
-  std::optional<SecondTextEncoder> second;
-  if (s.xl) {  // time_ids (res, res, 0, 0, res, res): square training images, no crop
-    const float r = static_cast<float>(s.res);
-    second = SecondTextEncoder{*s.sd.tokenizer_2, s.sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
-  }
-  apply_method(o.method, s.sd.text_encoder, s.init_rows, topt, s.xl ? &s.sd.text_encoder_2 : nullptr);
-  return std::make_unique<InversionTrainer>(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler,
-                                            s.placeholders, s.init_rows, s.templates, topt, second);
+  return make_trainer(s.sd, s.placeholders, s.init_rows, s.templates, o.method, topt, s.res);
 }
 
 // The metadata of the embedding files (the step is added when they are written).
@@ -555,7 +539,7 @@ void finish_run(const InvertOptions& o, const RunSetup& s, TrainLoop& loop,
 InvertResult run_inversion(const InvertOptions& o) {
   InvertResult result;
   RunSetup s = set_up(o, result);
-  std::unique_ptr<InversionTrainer> trainer = make_trainer(o, s);
+  std::unique_ptr<InversionTrainer> trainer = trainer_for(o, s);
   const int64_t n = static_cast<int64_t>(s.init_ids.size());
   const std::string identity = encode_identity(
       full_identity(run_identity(o, s.sd, s.cache.image_hash, s.init_text, n, s.res, s.templates), o.method));

@@ -630,13 +630,7 @@ std::vector<int64_t> init_ids(Study& s, size_t i, const std::string& mode) {
 torch::Tensor quality_images(Study& s, const StudyConcept& c, int64_t seed, const torch::Tensor& rows) {
   StableDiffusion view = s.sd;  // modules shared; its own copy of the base tokenizer
   ExtraTokens extra;
-  if (view.is_xl()) {  // rows [n, h1 + h2]: clip_l's part, then clip_g's
-    const int64_t h1 = view.text_config.hidden_size;
-    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, kTrigger, rows.narrow(1, 0, h1),
-                      rows.narrow(1, h1, rows.size(1) - h1));
-  } else {
-    extra.add_trigger(*view.tokenizer, kTrigger, rows);
-  }
+  add_rows_trigger(view, extra, kTrigger, rows);  // rows [n, h1 + h2] on SDXL
   std::vector<std::string> prompts = {fill_template(c.init.tmpl, kTrigger)};
   for (const auto& e : c.edits) prompts.push_back(fill_template(e.tmpl, kTrigger));
   std::vector<uint64_t> seeds;  // the same images for every mode and checkpoint of a seed
@@ -770,20 +764,11 @@ std::unique_ptr<InversionTrainer> study_trainer(Study& s, size_t ci, const Study
   const auto ids = init_ids(s, ci, variant.init);
   std::vector<std::string> placeholders;
   for (size_t i = 0; i < ids.size(); ++i) placeholders.push_back(str_cat(kPlaceholder, i, ">"));
-  const bool xl = s.sd.is_xl();
-  torch::Tensor init_rows = start_rows(s.sd.text_encoder, *s.sd.tokenizer, ids, variant.method.init_space);  // [n, d]
-  std::optional<SecondTextEncoder> second;
-  if (xl) {  // a row in both encoders, [n, h1 + h2]; time_ids of square res x res images, no crop
-    init_rows = torch::cat({init_rows, start_rows(s.sd.text_encoder_2, *s.sd.tokenizer_2, ids, variant.method.init_space)}, 1);
-    const float r = static_cast<float>(s.res);
-    second = SecondTextEncoder{*s.sd.tokenizer_2, s.sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
-  }
+  const torch::Tensor init_rows = model_start_rows(s.sd, ids, variant.method.init_space);  // [n, d] / [n, h1 + h2]
   TrainerOptions topt;
   topt.adam.lr = s.o.lr;
   topt.schedule = LrSchedule::parse("constant", s.o.lr, s.o.steps, -1);
-  apply_method(variant.method, s.sd.text_encoder, init_rows, topt, xl ? &s.sd.text_encoder_2 : nullptr);
-  return std::make_unique<InversionTrainer>(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler,
-                                            placeholders, init_rows, s.templates[ci], topt, second);
+  return make_trainer(s.sd, placeholders, init_rows, s.templates[ci], variant.method, topt, s.res);
 }
 
 void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {

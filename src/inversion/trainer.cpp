@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "inversion/templates.h"
+#include "models/stable_diffusion.h"
 #include "text/sdxl_text.h"
 
 namespace tinv {
@@ -243,6 +244,25 @@ bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
     if (stop && stop()) break;
   }
   return true;
+}
+
+torch::Tensor model_start_rows(StableDiffusion& sd, const std::vector<int64_t>& ids, const std::string& init_space) {
+  torch::Tensor rows = start_rows(sd.text_encoder, *sd.tokenizer, ids, init_space);  // [n, h1]
+  if (sd.is_xl()) rows = torch::cat({rows, start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, init_space)}, 1);
+  return rows;
+}
+
+std::unique_ptr<InversionTrainer> make_trainer(StableDiffusion& sd, const std::vector<std::string>& placeholders,
+                                               const torch::Tensor& init_rows, std::vector<std::string> templates,
+                                               const MethodOptions& method, TrainerOptions topt, int64_t res) {
+  std::optional<SecondTextEncoder> second;
+  if (sd.is_xl()) {  // time_ids (res, res, 0, 0, res, res): square training images, no crop
+    const float r = static_cast<float>(res);
+    second = SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
+  }
+  apply_method(method, sd.text_encoder, init_rows, topt, sd.is_xl() ? &sd.text_encoder_2 : nullptr);
+  return std::make_unique<InversionTrainer>(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, placeholders,
+                                            init_rows, std::move(templates), topt, second);
 }
 
 }  // namespace tinv

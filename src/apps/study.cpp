@@ -83,27 +83,69 @@ int64_t parse_step(const std::string& text, const std::string& variant) {
 }  // namespace
 
 // ---- Options ----
-void StudyOptions::validate() const {
-  TINV_CHECK(!modes.empty(), "--modes", "no mode selected (caption, class, token)");
+namespace {
+
+void validate_modes(const StudyOptions& o) {
+  TINV_CHECK(!o.modes.empty(), "--modes", "no mode selected (caption, class, token)");
   std::set<std::string> seen;
-  for (const auto& m : modes) {
+  for (const auto& m : o.modes) {
     const bool variant = m.find('+') != std::string::npos;
     const char* option = variant ? "--variants" : "--modes";
     if (variant)
-      study_variant(m, *this);
+      study_variant(m, o);
     else
       TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), option, "unknown mode '",
                  m, "' (caption, class or token)");
     TINV_CHECK(seen.insert(m).second, option, "'", m, "' given twice");
   }
   MethodOptions method;  // the study-wide settings of the variants, with invert's messages
-  method.sphere_norm = sphere_norm;
-  method.vmf_kappa = vmf_kappa;
-  method.optimizer = vmf_kappa > 0 ? "sphere" : "adamw";  // the prior applies to sphere variants only
-  method.reg_init = reg_init;
-  method.stop_delta = stop_delta;
-  method.stop_patience = stop_patience;
+  method.sphere_norm = o.sphere_norm;
+  method.vmf_kappa = o.vmf_kappa;
+  method.optimizer = o.vmf_kappa > 0 ? "sphere" : "adamw";  // the prior applies to sphere variants only
+  method.reg_init = o.reg_init;
+  method.stop_delta = o.stop_delta;
+  method.stop_patience = o.stop_patience;
   method.validate();
+}
+
+void validate_concepts(const StudyOptions& o) {
+  if (!o.images.empty()) {
+    TINV_CHECK(o.concepts.empty(), "--concepts", "names world concepts; it cannot be combined with --images");
+    const bool class_mode = uses_init(o, "class");
+    TINV_CHECK(!class_mode || !o.class_name.empty(), "--class",
+               "class mode with --images needs --class NAME (or leave class out of --modes)");
+    return;
+  }
+  std::set<std::string> names;
+  for (const auto& c : o.concepts) {
+    try {
+      world::find_concept(c);
+    } catch (const Error& e) {
+      std::string what = e.what();
+      throw Error("--concepts", what.substr(what.find(": ") + 2));
+    }
+    TINV_CHECK(names.insert(c).second, "--concepts", "'", c, "' given twice");
+  }
+}
+
+void validate_sampling(const StudyOptions& o) {
+  GenerateOptions g;  // sampler, steps and cfg, with generate's messages
+  g.sampler = o.sampler;
+  g.steps = o.sample_steps;
+  g.cfg = o.cfg;
+  try {
+    tinv::validate(g);
+  } catch (const Error& e) {
+    std::string what = e.what();
+    if (what.rfind("--steps", 0) == 0) what = "--sample-steps" + what.substr(7);
+    throw Error(what);
+  }
+}
+
+}  // namespace
+
+void StudyOptions::validate() const {
+  validate_modes(*this);
   TINV_CHECK(seeds >= 1 && seeds <= 1000, "--seeds", "must be between 1 and 1000, got ", seeds);
   TINV_CHECK(steps >= 1 && steps <= 1000000, "--steps", "must be between 1 and 1000000, got ", steps);
   for (size_t i = 0; i < checkpoints.size(); ++i) {
@@ -119,34 +161,8 @@ void StudyOptions::validate() const {
   TINV_CHECK(!out.empty(), "--out", "required");
   TINV_CHECK(init_token.find_first_of(" \t") == std::string::npos && !init_token.empty(), "--init-token",
              "must be one token, got '", init_token, "'");
-  if (!images.empty()) {
-    TINV_CHECK(concepts.empty(), "--concepts", "names world concepts; it cannot be combined with --images");
-    const bool class_mode = uses_init(*this, "class");
-    TINV_CHECK(!class_mode || !class_name.empty(), "--class",
-               "class mode with --images needs --class NAME (or leave class out of --modes)");
-  } else {
-    std::set<std::string> names;
-    for (const auto& c : concepts) {
-      try {
-        world::find_concept(c);
-      } catch (const Error& e) {
-        std::string what = e.what();
-        throw Error("--concepts", what.substr(what.find(": ") + 2));
-      }
-      TINV_CHECK(names.insert(c).second, "--concepts", "'", c, "' given twice");
-    }
-  }
-  GenerateOptions g;  // sampler, steps and cfg, with generate's messages
-  g.sampler = sampler;
-  g.steps = sample_steps;
-  g.cfg = cfg;
-  try {
-    tinv::validate(g);
-  } catch (const Error& e) {
-    std::string what = e.what();
-    if (what.rfind("--steps", 0) == 0) what = "--sample-steps" + what.substr(7);
-    throw Error(what);
-  }
+  validate_concepts(*this);
+  validate_sampling(*this);
 }
 
 std::vector<int64_t> StudyOptions::resolved_checkpoints() const {

@@ -265,9 +265,7 @@ std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::D
     out.push_back(guarded(names[8], [&] { return compare_rel(names[8], split(final_rows, true), f.get("final_g"), 1e-3); }));
     return out;
   } catch (const std::exception& e) {
-    std::vector<CaseResult> out;
-    for (const auto& n : names) out.push_back(failed(n, e.what()));
-    return out;
+    return all_failed(names, e.what());
   }
 }
 

@@ -128,9 +128,7 @@ std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device
     }));
     return out;
   } catch (const std::exception& e) {
-    std::vector<CaseResult> out;
-    for (const auto& n : names) out.push_back(failed(n, e.what()));
-    return out;
+    return all_failed(names, e.what());
   }
 }
 

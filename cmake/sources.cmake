@@ -14,6 +14,7 @@ set(TINV_SOURCES
   src/io/image_tensor.cpp
   src/io/json_config.cpp
   src/io/safetensors.cpp
+  src/io/checkpoint.cpp
   src/io/state_dict.cpp
   src/io/torch_archive.cpp
   src/io/pickle.cpp

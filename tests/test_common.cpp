@@ -6,6 +6,8 @@
 #include <thread>
 
 #include "common/fs.h"
+#include "common/hash.h"
+#include "common/strings.h"
 #include "common/progress.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
@@ -75,6 +77,42 @@ TEST(Fs, AtomicWriteKeepsOldFileOnFailure) {
 
 // A resumed run's rate counts the items done in this run only: 1 item in >= 50 ms is at most
 // 20 it/s (counting the 90 resumed items too would give >= 1800).
+TEST(Fs, MakeDirsAndStripExtension) {
+  test::TempDir dir;
+  const std::string deep = dir.file("a/b/c");
+  make_dirs(deep);
+  EXPECT_TRUE(dir_exists(deep));
+  make_dirs(deep);  // existing: nothing to do
+  make_dirs("");
+  write_file_atomically(dir.file("f"), "x", 1);
+  EXPECT_TINV_ERROR(make_dirs(dir.file("f/g")), dir.file("f/g") + ": cannot create folder");
+  EXPECT_TINV_ERROR(make_dirs(dir.file("f/g"), "--out"), "--out: cannot create folder '" + dir.file("f/g") + "'");
+  EXPECT_EQ(strip_extension("a/b/cat.pt"), "a/b/cat");
+  EXPECT_EQ(strip_extension("a.b/cat"), "a.b/cat");
+  EXPECT_EQ(strip_extension("cat"), "cat");
+}
+
+TEST(Hash, Fnv1a) {
+  EXPECT_EQ(fnv1a(""), 0xCBF29CE484222325ULL);
+  EXPECT_EQ(fnv1a("a"), 0xAF63DC4C8601EC8CULL);  // the published FNV-1a 64 test vector
+  const std::string ab = "ab";
+  EXPECT_EQ(fnv1a("b", fnv1a("a")), fnv1a_bytes(ab.data(), ab.size()));
+  EXPECT_EQ(fnv1a(ab), fnv1a_bytes(ab.data(), ab.size()));
+  EXPECT_EQ(hex64(0xAF63DC4C8601EC8CULL), "af63dc4c8601ec8c");
+  EXPECT_EQ(hex64(1), "0000000000000001");
+}
+
+TEST(Strings, ValidNameAndTrim) {
+  EXPECT_TRUE(valid_name("red-cube_2"));
+  EXPECT_FALSE(valid_name(""));
+  EXPECT_FALSE(valid_name("a b"));
+  EXPECT_FALSE(valid_name(std::string(65, 'a')));
+  EXPECT_TRUE(valid_name(std::string(64, 'a')));
+  EXPECT_EQ(trim("  a cat "), "a cat");
+  EXPECT_EQ(trim("   "), "");
+  EXPECT_EQ(trim("\ta\t"), "\ta\t");
+}
+
 TEST(Progress, ResumedRateCountsThisRunsItems) {
   Progress p("x", 100, /*enabled=*/false);
   p.start_at(90);

@@ -104,22 +104,7 @@ InvertOptions tiny_options(const test::TempDir& dir, const std::string& image) {
 
 // ---- small parts ----
 
-TEST(AdamW, MatchesLibtorchAdamW) {
-  torch::manual_seed(3);
-  auto p0 = torch::randn({3, 5});
-  auto ours = p0.clone();
-  auto ref = p0.clone().requires_grad_(true);
-  AdamW opt(ours, {});
-  torch::optim::AdamW ref_opt({ref}, torch::optim::AdamWOptions(5e-3).weight_decay(1e-2).eps(1e-8));
-  for (int k = 0; k < 7; ++k) {
-    auto g = torch::randn({3, 5});
-    opt.step(g, 5e-3);
-    ref.mutable_grad() = g.clone();
-    ref_opt.step();
-  }
-  EXPECT_TRUE(torch::allclose(ours, ref.detach(), 1e-6, 1e-7));
-  EXPECT_EQ(opt.steps(), 7);
-}
+// AdamW itself: tests/test_optimizer.cpp.
 
 TEST(LrSchedule, Kinds) {
   auto c = LrSchedule::parse("constant", 1e-2, 100);

@@ -1,6 +1,7 @@
 # Test registrations: one line per test executable.
 tinv_test(test_safetensors unit test_safetensors.cpp)
 tinv_test(test_common unit test_common.cpp)
+tinv_test(test_optimizer unit test_optimizer.cpp)
 tinv_test(test_attention unit test_attention.cpp)
 tinv_test(test_tokenizer unit test_tokenizer.cpp)
 tinv_test(test_clip_text unit test_clip_text.cpp)

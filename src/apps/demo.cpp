@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
+#include "common/strings.h"
 #include "apps/invert.h"
 #include "inversion/trainer.h"
 #include "io/html_report.h"
@@ -36,10 +37,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kStages = 4;
 constexpr int kCaptionNewTokens = 40;  // world captions are about 20 tokens
 
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
 void stage(int k, const std::string& msg) {
   std::fprintf(stderr, "demo [%d/%d] %s\n", k, kStages, msg.c_str());
 }
@@ -48,13 +45,6 @@ std::string fmt_seconds(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f s", s);
   return buf;
-}
-
-bool valid_name(const std::string& s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
-  return true;
 }
 
 // A placeholder name from a file stem: letters, digits, '_' and '-' kept, others -> '_'.
@@ -135,14 +125,6 @@ Input resolve_input(const DemoOptions& o) {
   TINV_CHECK(valid_name(in.name), "--name", "'", in.name, "' must be 1-64 letters, digits, '_' or '-'");
   in.concept_ptr = world_concept(pick);
   return in;
-}
-
-void make_dirs(const std::string& dir, const char* option) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  TINV_CHECK(!ec && dir_exists(dir), option, "cannot create folder '", dir, "'",
-             ec ? ": " + ec.message() : std::string());
-  TINV_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0, option, "cannot write to '", dir, "'");
 }
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, std::vector<std::string>& files) {

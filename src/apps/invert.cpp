@@ -2,7 +2,6 @@
 #include "apps/invert.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <sys/stat.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -15,7 +14,9 @@
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hash.h"
 #include "common/progress.h"
+#include "common/strings.h"
 #include "inversion/image_input.h"
 #include "inversion/method.h"
 #include "io/plot.h"
@@ -23,6 +24,7 @@
 #include "inversion/trainer.h"
 #include "io/embeddings.h"
 #include "io/image.h"
+#include "io/checkpoint.h"
 #include "io/image_write.h"
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
@@ -35,28 +37,9 @@ namespace {
 
 constexpr const char* kCheckpointKind = "tinv-invert-checkpoint-1";
 
-uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 void note(InvertResult& res, const std::string& msg) {
   std::fprintf(stderr, "tinv: note: %s\n", msg.c_str());
   res.notes.push_back(msg);
-}
-
-bool valid_name(const std::string& s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
-  return true;
 }
 
 void validate(const InvertOptions& o) {
@@ -83,18 +66,6 @@ void validate(const InvertOptions& o) {
              "early stopping watches the fixed-input loss: it needs --eval-every > 0");
 }
 
-std::string strip_ext(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  auto dot = path.find_last_of('.');
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return path;
-  return path.substr(0, dot);
-}
-
-void make_dir(const std::string& dir) {
-  if (dir.empty() || dir_exists(dir)) return;
-  TINV_CHECK(::mkdir(dir.c_str(), 0755) == 0 || dir_exists(dir), dir, "cannot create folder");
-}
-
 // The initialisation text's token ids (no BOS/EOS) and the text itself.
 // The caption of the first training image, by the BLIP captioner in `o.captioner` (the
 // method starts from one image; with several, the first one is described).
@@ -114,13 +85,7 @@ std::string caption_with_blip(const InvertOptions& o, const std::vector<std::str
 void write_preview(const StableDiffusion& sd, const PreviewRequest& req, int64_t res, uint64_t seed) {
   StableDiffusion view = sd;  // modules shared; its own copy of the base tokenizer(s)
   ExtraTokens extra;
-  if (view.is_xl()) {
-    const int64_t h1 = view.text_config.hidden_size;
-    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, req.trigger, req.vectors.narrow(1, 0, h1),
-                      req.vectors.narrow(1, h1, req.vectors.size(1) - h1));
-  } else {
-    extra.add_trigger(*view.tokenizer, req.trigger, req.vectors);
-  }
+  add_rows_trigger(view, extra, req.trigger, req.vectors);
   GenerateOptions g;
   g.prompt = req.prompt;
   g.steps = 20;
@@ -169,7 +134,7 @@ LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& f
   std::vector<torch::Tensor> out;
   for (const auto& f : files) {
     const Image im = load_image(f);  // alpha over white, as the captioner sees it
-    c.image_hash = fnv1a(im.pixels.data(), im.pixels.size(), c.image_hash ^ 0x9e37u);
+    c.image_hash = fnv1a_bytes(im.pixels.data(), im.pixels.size(), c.image_hash ^ 0x9e37u);
     std::string msg;
     auto x = prepare_training_image(im, res, &msg).unsqueeze(0);  // [1, 3, R, R]
     if (!msg.empty()) note(result, f + ": " + msg);
@@ -194,7 +159,7 @@ std::map<std::string, std::string> run_identity(const InvertOptions& o, const St
           {"vectors", std::to_string(n)}, {"name", o.name},
           {"steps", std::to_string(o.steps)}, {"lr", format_number(o.lr)},
           {"lr_schedule", o.lr_schedule}, {"warmup_steps", std::to_string(o.warmup_steps)},
-          {"batch", std::to_string(o.batch)}, {"templates", hex64(fnv1a(joined.data(), joined.size()))},
+          {"batch", std::to_string(o.batch)}, {"templates", hex64(fnv1a(joined))},
           {"resolution", std::to_string(res)}, {"flip", o.flip ? "1" : "0"},
           {"seed", std::to_string(o.seed)}, {"max_grad_norm", format_number(o.max_grad_norm)},
           {"dtype", o.dtype},             {"prediction_type", sd.scheduler.prediction_type}};
@@ -240,47 +205,50 @@ std::vector<double> tensor_vec(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-void save_checkpoint(const std::string& path, const InversionTrainer& tr, const Log& log,
-                     const std::string& identity) {
+void save_invert_checkpoint(const std::string& path, const InversionTrainer& tr, const Log& log,
+                            const std::string& identity) {
   const auto& opt = tr.optimizer();
-  save_safetensors(path,
-                   {{"embeddings", tr.embeddings()},
-                    {"exp_avg", opt.exp_avg().to(torch::kCPU)},
-                    {"exp_avg_sq", opt.exp_avg_sq().to(torch::kCPU)},
-                    {"log_loss", vec_tensor(log.loss)},
-                    {"log_lr", vec_tensor(log.lr)},
-                    {"log_fixed", vec_tensor(log.fixed)}},
-                   {{"kind", kCheckpointKind},
-                    {"step", std::to_string(tr.steps_done())},
-                    {"options", identity},
-                    {"options_hash", hex64(fnv1a(identity.data(), identity.size()))},
-                    {"rng", "per-step generators seeded from (seed, step); no state to carry"}});
+  save_checkpoint(path, tr.steps_done(),
+                  {{"embeddings", tr.embeddings()},
+                   {"exp_avg", opt.exp_avg()},
+                   {"exp_avg_sq", opt.exp_avg_sq()},
+                   {"log_loss", vec_tensor(log.loss)},
+                   {"log_lr", vec_tensor(log.lr)},
+                   {"log_fixed", vec_tensor(log.fixed)}},
+                  {{"kind", kCheckpointKind},
+                   {"options", identity},
+                   {"options_hash", hex64(fnv1a(identity))},
+                   {"rng", "per-step generators seeded from (seed, step); no state to carry"}});
 }
 
-void load_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
-                     const std::string& identity) {
+// "model 'a' -> 'b', steps '10' -> '20'": the options that differ between two identities.
+std::string identity_diff(const std::string& saved, const std::string& current) {
+  auto ours = decode_identity(current), theirs = decode_identity(saved);
+  std::string diff;
+  for (const auto& [k, v] : theirs)  // keys of non-default method options may be on one side only
+    if (!ours.count(k)) ours[k] = "";
+  for (const auto& [k, v] : ours)
+    if (theirs[k] != v) diff += str_cat(diff.empty() ? "" : ", ", k, " '", theirs[k], "' -> '", v, "'");
+  return diff;
+}
+
+void load_invert_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
+                            const std::string& identity) {
   TINV_CHECK(file_exists(path), "--resume", "no checkpoint at '", path,
              "' (run without --resume, or with the same --out as the interrupted run)");
-  auto f = SafeTensors::open(path);
-  auto md = f.metadata();
+  Checkpoint ck = open_checkpoint(path, "not a tinv invert checkpoint");
+  auto md = ck.metadata();
   TINV_CHECK(md["kind"] == kCheckpointKind, path, "not a tinv invert checkpoint");
-  if (md["options"] != identity) {
-    auto ours = decode_identity(identity), theirs = decode_identity(md["options"]);
-    std::string diff;
-    for (const auto& [k, v] : theirs)  // keys of non-default method options may be on one side only
-      if (!ours.count(k)) ours[k] = "";
-    for (const auto& [k, v] : ours)
-      if (theirs[k] != v) diff += str_cat(diff.empty() ? "" : ", ", k, " '", theirs[k], "' -> '", v, "'");
-    throw Error(path, "checkpoint was written with different options (" + diff +
+  if (md["options"] != identity)
+    throw Error(path, "checkpoint was written with different options (" + identity_diff(md["options"], identity) +
                           "); resume with the same options or start afresh without --resume");
-  }
-  const int64_t step = std::stoll(md["step"]);
-  tr.restore(f.get("embeddings"), f.get("exp_avg"), f.get("exp_avg_sq"), step);
+  const auto& f = ck.file;
+  tr.restore(f.get("embeddings"), f.get("exp_avg"), f.get("exp_avg_sq"), ck.step);
   log.loss = tensor_vec(f.get("log_loss", torch::kFloat64));
   log.lr = tensor_vec(f.get("log_lr", torch::kFloat64));
   log.fixed = tensor_vec(f.get("log_fixed", torch::kFloat64));
-  TINV_CHECK(static_cast<int64_t>(log.loss.size()) == step, path, "log has ", log.loss.size(),
-             " rows for step ", step);
+  TINV_CHECK(static_cast<int64_t>(log.loss.size()) == ck.step, path, "log has ", log.loss.size(),
+             " rows for step ", ck.step);
 }
 
 // With early stopping a `stop` column is added: empty except on the last row, which says
@@ -315,7 +283,7 @@ std::string write_plot(const std::string& path, const Log& log) {
 }  // namespace
 
 InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl) {
-  const std::string stem = strip_ext(out), base = file_stem(stem.empty() ? out : stem);
+  const std::string stem = strip_extension(out), base = file_stem(stem.empty() ? out : stem);
   InvertPaths p;
   if (xl) {  // one {clip_l, clip_g} file for A1111/ComfyUI/kohya, the diffusers pair beside it
     p.sdxl = stem + ".safetensors";
@@ -339,13 +307,24 @@ InvertPaths invert_paths(const std::string& out, const std::string& format, bool
   return p;
 }
 
-InvertResult run_inversion(const InvertOptions& o) {
-  validate(o);
-  InvertResult result;
-  const std::string trigger = "<" + o.name + ">";  // the diffusers file's key
-  auto files = collect_image_files(o.images);
-  for (const auto& f : files) load_image(f);  // every image decodes before the model loads
+namespace {
 
+// What a run derives from its options before training: the model, the paths, the images'
+// latents and the placeholder rows' start.
+struct RunSetup {
+  StableDiffusion sd;
+  bool xl = false;
+  InvertPaths paths;
+  std::string trigger;  // "<name>": the diffusers file's key
+  std::vector<std::string> files, templates, placeholders;
+  std::string init_text;         // the initialisation text (after trimming)
+  std::vector<int64_t> init_ids;  // its token ids: one row each
+  torch::Tensor init_rows;       // [n, d] (SDXL [n, h1 + h2])
+  int64_t res = 0;               // training resolution
+  LatentCache cache;
+};
+
+StableDiffusion load_model(const InvertOptions& o) {
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
   lo.dtype = resolve_dtype(o.dtype, lo.device);
@@ -353,120 +332,153 @@ InvertResult run_inversion(const InvertOptions& o) {
   TINV_CHECK(sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
   TINV_CHECK(!sd.is_xl() || sd.tokenizer_2.has_value(), o.model, "the SDXL model has no tokenizer_2");
   o.method.validate_timesteps(NoiseSchedule(sd.scheduler).num_train_timesteps());
-  const bool xl = sd.is_xl();
-  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" && !xl ? ".pt" : ".safetensors");
-  const InvertPaths paths = invert_paths(out, o.format, xl);
-  const ClipTokenizer& tok = *sd.tokenizer;
-  // Trigger words users type must not be vocabulary words: the diffusers file's "<name>", and
-  // the file stem A1111/kohya (and SDXL clip_l/clip_g readers) take as the trigger.
-  const std::string stem_trigger = file_stem(xl ? paths.sdxl : paths.a1111.empty() ? paths.kohya : paths.a1111);
-  if (tok.is_vocab_word(trigger))
-    throw Error("--name", str_cat("trigger '", trigger, "' is a vocabulary token; choose another name"));
+  return sd;
+}
+
+// Trigger words users type must not be vocabulary words: the diffusers file's "<name>", and
+// the file stem A1111/kohya (and SDXL clip_l/clip_g readers) take as the trigger.
+void check_triggers(const RunSetup& s) {
+  const ClipTokenizer& tok = *s.sd.tokenizer;
+  const InvertPaths& p = s.paths;
+  const std::string stem_trigger = file_stem(s.xl ? p.sdxl : p.a1111.empty() ? p.kohya : p.a1111);
+  if (tok.is_vocab_word(s.trigger))
+    throw Error("--name", str_cat("trigger '", s.trigger, "' is a vocabulary token; choose another name"));
   if (!stem_trigger.empty() && tok.is_vocab_word(stem_trigger))
     throw Error("--out", str_cat("A1111/kohya files take their trigger from the file name, and '",
                                  stem_trigger, "' is a vocabulary token of the model: it would collide "
                                  "with it; choose another --name or --out (e.g. '", stem_trigger, "-ti')"));
-  auto templates = load_templates(o.templates);
-  auto [init_text, init_ids] = init_tokens(o, tok, files);
-  const int64_t budget = tok.max_length() - 2 - max_template_tokens(tok, templates);
+}
+
+// The initialisation tokens, trimmed so that a template and the placeholders fit the text
+// encoder's length, and one placeholder per token.
+void choose_init_tokens(const InvertOptions& o, RunSetup& s, InvertResult& result) {
+  const ClipTokenizer& tok = *s.sd.tokenizer;
+  std::tie(s.init_text, s.init_ids) = init_tokens(o, tok, s.files);
+  const int64_t budget = tok.max_length() - 2 - max_template_tokens(tok, s.templates);
   TINV_CHECK(budget >= 1, "--templates", "a template alone fills the ", tok.max_length(), " tokens");
-  if (static_cast<int64_t>(init_ids.size()) > budget) {
-    note(result, str_cat("warning: the ", o.init, " has ", init_ids.size(), " tokens; template + "
+  if (static_cast<int64_t>(s.init_ids.size()) > budget) {
+    note(result, str_cat("warning: the ", o.init, " has ", s.init_ids.size(), " tokens; template + "
                          "placeholders must fit in ", tok.max_length(), " tokens, so it is trimmed to ",
                          budget));
-    init_ids.resize(static_cast<size_t>(budget));
-    if (o.init != "token") init_text = tok.decode(init_ids);
+    s.init_ids.resize(static_cast<size_t>(budget));
+    if (o.init != "token") s.init_text = tok.decode(s.init_ids);
   }
-  result.caption = init_text;
-  result.xl = xl;
-  const int64_t n = static_cast<int64_t>(init_ids.size());
-  std::vector<std::string> placeholders;
-  for (int64_t i = 0; i < n; ++i) placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
+  for (size_t i = 0; i < s.init_ids.size(); ++i) s.placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
+}
+
+// Validates the options, loads the model, checks the images and names, picks the start.
+RunSetup set_up(const InvertOptions& o, InvertResult& result) {
+  validate(o);
+  RunSetup s;
+  s.trigger = "<" + o.name + ">";
+  s.files = collect_image_files(o.images);
+  for (const auto& f : s.files) load_image(f);  // every image decodes before the model loads
+  s.sd = load_model(o);
+  s.xl = s.sd.is_xl();
+  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" && !s.xl ? ".pt" : ".safetensors");
+  s.paths = invert_paths(out, o.format, s.xl);
+  check_triggers(s);
+  s.templates = load_templates(o.templates);
+  choose_init_tokens(o, s, result);
+  result.caption = s.init_text;
+  result.xl = s.xl;
   // [n, d]: token embeddings, or the text encoder's outputs (--init-space output); SDXL: each
   // encoder's own start of the same tokens, [n, h1 + h2]
-  auto init_rows = start_rows(sd.text_encoder, tok, init_ids, o.method.init_space);
-  if (xl)
-    init_rows = torch::cat({init_rows, start_rows(sd.text_encoder_2, *sd.tokenizer_2, init_ids, o.method.init_space)}, 1);
+  s.init_rows = model_start_rows(s.sd, s.init_ids, o.method.init_space);
+  s.res = o.resolution > 0 ? o.resolution : s.sd.vae_config.sample_size;
+  s.cache = encode_images(s.sd, s.files, s.res, o.flip, result);
+  return s;
+}
 
-  const int64_t res = o.resolution > 0 ? o.resolution : sd.vae_config.sample_size;
-  LatentCache cache = encode_images(sd, files, res, o.flip, result);
+std::unique_ptr<InversionTrainer> trainer_for(const InvertOptions& o, RunSetup& s) {
   TrainerOptions topt;
   topt.adam.lr = o.lr;
   topt.schedule = LrSchedule::parse(o.lr_schedule, o.lr, o.steps, o.warmup_steps);
   topt.max_grad_norm = o.max_grad_norm;
-  std::optional<SecondTextEncoder> second;
-  if (xl) {  // time_ids (res, res, 0, 0, res, res): square training images, no crop
-    const float r = static_cast<float>(res);
-    second = SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
-  }
-  apply_method(o.method, sd.text_encoder, init_rows, topt, xl ? &sd.text_encoder_2 : nullptr);
-  InversionTrainer trainer(tok, sd.text_encoder, sd.unet, sd.scheduler, placeholders, init_rows,
-                           templates, topt, second);
-  const std::string identity = encode_identity(
-      full_identity(run_identity(o, sd, cache.image_hash, init_text, n, res, templates), o.method));
+  return make_trainer(s.sd, s.placeholders, s.init_rows, s.templates, o.method, topt, s.res);
+}
 
-  Log log;
-  log.early_stop = o.method.stop_patience > 0;
-  if (o.resume) {
-    load_checkpoint(paths.checkpoint, trainer, log, identity);
-    note(result, str_cat("resuming from ", paths.checkpoint, " at step ", trainer.steps_done()));
+// The metadata of the embedding files (the step is added when they are written).
+std::map<std::string, std::string> embedding_metadata(const InvertOptions& o, const RunSetup& s,
+                                                      const InversionTrainer& trainer) {
+  return {{"caption", s.init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
+          {"model", o.model},        {"model_fingerprint", s.sd.fingerprint}, {"lr", format_number(o.lr)},
+          {"seed", std::to_string(o.seed)}, {"resolution", std::to_string(s.res)},
+          {"images", std::to_string(s.files.size())}, {"tool", "tinv invert 0.1.0"}};
+}
+
+void add_file(InvertResult& result, const std::string& path) {
+  if (std::find(result.files.begin(), result.files.end(), path) == result.files.end()) result.files.push_back(path);
+}
+
+// Writes the embedding files of `rows` in every format the paths name.
+void write_embeddings(const InvertOptions& o, const RunSetup& s, const torch::Tensor& rows,
+                      std::map<std::string, std::string> md, int64_t steps_done, InvertResult& result) {
+  const InvertPaths& paths = s.paths;
+  md["steps"] = std::to_string(steps_done);
+  if (s.xl) {  // rows [:, :h1] are text_encoder's (clip_l), [:, h1:] text_encoder_2's (clip_g)
+    const int64_t h1 = s.sd.text_config.hidden_size;
+    auto l = rows.narrow(1, 0, h1), g = rows.narrow(1, h1, rows.size(1) - h1);
+    save_sdxl_embedding(paths.sdxl, l, g, md), add_file(result, paths.sdxl);
+    if (!paths.diffusers_pair.empty()) {
+      make_dirs(parent_dir(paths.diffusers_pair));
+      save_diffusers_pair(paths.diffusers_pair, s.trigger, l, g, md);
+      add_file(result, paths.diffusers_pair), add_file(result, pair_path(paths.diffusers_pair));
+    }
+    return;
   }
-  const int64_t num_t = NoiseSchedule(sd.scheduler).num_train_timesteps();
-  RandomStepSource source(cache.latents, static_cast<int64_t>(templates.size()), o.batch, num_t, o.seed,
-                          o.method.t_min, o.method.resolved_t_max(num_t));
-  StepInputs fixed = fixed_eval_inputs(cache.latents, o.eval_pairs, num_t, o.seed);
-  // The rule sees every fixed-input evaluation in order; a resumed run replays the logged ones.
-  EarlyStop early(o.method.stop_delta, o.method.stop_patience);
+  if (!paths.diffusers.empty()) {
+    save_embedding(paths.diffusers, EmbeddingFormat::Diffusers, s.trigger, rows, md);
+    add_file(result, paths.diffusers);
+  }
+  if (!paths.a1111.empty()) {
+    save_embedding(paths.a1111, EmbeddingFormat::A1111, file_stem(paths.a1111), rows,
+                   {{"step", std::to_string(steps_done)}, {"sd_checkpoint", s.sd.fingerprint},
+                    {"sd_checkpoint_name", file_stem(o.model)}, {"caption", s.init_text}});
+    add_file(result, paths.a1111);
+  }
+  if (!paths.kohya.empty()) {
+    make_dirs(parent_dir(paths.kohya));
+    save_embedding(paths.kohya, EmbeddingFormat::Kohya, file_stem(paths.kohya), rows, md);
+    add_file(result, paths.kohya);
+  }
+}
+
+// The training loop's bookkeeping: the log, the fixed-input evaluations, the early-stop rule,
+// checkpoints and previews.
+struct TrainLoop {
+  const InvertOptions& o;
+  const RunSetup& s;
+  InversionTrainer& trainer;
+  const std::string& identity;
+  Log log;
+  StepInputs fixed;
+  EarlyStop early{o.method.stop_delta, o.method.stop_patience};
   std::vector<int64_t> eval_steps;  // the step of each evaluation fed to `early`
-  auto feed = [&](int64_t done, double value) {
+  double pending = NAN;             // fixed-input loss of the current rows (NaN: not due)
+  bool stopped = false;
+
+  bool eval_due(int64_t done) const { return o.eval_every > 0 && done % o.eval_every == 0; }
+  // The rule sees every fixed-input evaluation in order; true once it stops the run.
+  bool feed(int64_t done, double value) {
     if (!std::isfinite(value)) return false;
     eval_steps.push_back(done);
     return early.update(value);
-  };
-  bool stopped = false;
-  for (size_t k = 0; k < log.fixed.size(); ++k) stopped = feed(static_cast<int64_t>(k), log.fixed[k]) || stopped;
-
-  std::map<std::string, std::string> meta = {
-      {"caption", init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
-      {"model", o.model},      {"model_fingerprint", sd.fingerprint}, {"lr", format_number(o.lr)},
-      {"seed", std::to_string(o.seed)}, {"resolution", std::to_string(res)},
-      {"images", std::to_string(files.size())}, {"tool", "tinv invert 0.1.0"}};
-  auto write_outputs = [&](int64_t steps_done) {
-    auto rows = trainer.embeddings();
-    auto md = meta;
-    md["steps"] = std::to_string(steps_done);
-    auto add = [&](const std::string& p) { if (std::find(result.files.begin(), result.files.end(), p) == result.files.end()) result.files.push_back(p); };
-    if (xl) {  // rows [:, :h1] are text_encoder's (clip_l), [:, h1:] text_encoder_2's (clip_g)
-      const int64_t h1 = sd.text_config.hidden_size;
-      auto l = rows.narrow(1, 0, h1), g = rows.narrow(1, h1, rows.size(1) - h1);
-      save_sdxl_embedding(paths.sdxl, l, g, md), add(paths.sdxl);
-      if (!paths.diffusers_pair.empty()) {
-        make_dir(parent_dir(paths.diffusers_pair));
-        save_diffusers_pair(paths.diffusers_pair, trigger, l, g, md);
-        add(paths.diffusers_pair), add(pair_path(paths.diffusers_pair));
-      }
-      return;
-    }
-    if (!paths.diffusers.empty()) save_embedding(paths.diffusers, EmbeddingFormat::Diffusers, "<" + o.name + ">", rows, md), add(paths.diffusers);
-    if (!paths.a1111.empty()) {
-      save_embedding(paths.a1111, EmbeddingFormat::A1111, file_stem(paths.a1111), rows,
-                     {{"step", std::to_string(steps_done)}, {"sd_checkpoint", sd.fingerprint},
-                      {"sd_checkpoint_name", file_stem(o.model)}, {"caption", init_text}});
-      add(paths.a1111);
-    }
-    if (!paths.kohya.empty()) make_dir(parent_dir(paths.kohya)), save_embedding(paths.kohya, EmbeddingFormat::Kohya, file_stem(paths.kohya), rows, md), add(paths.kohya);
-  };
-
-  const char* delay_env = std::getenv("TINV_TEST_STEP_DELAY_MS");  // test hook: slow steps down
-  const int delay_ms = delay_env ? std::atoi(delay_env) : 0;
-  Progress bar("invert", o.steps, o.progress);
-  bar.start_at(trainer.steps_done());
-  // fixed.at(row k) is measured on the same rows as the loss of row k (before update k).
-  auto eval_due = [&](int64_t done) { return o.eval_every > 0 && done % o.eval_every == 0; };
-  double pending = eval_due(trainer.steps_done()) ? trainer.loss(fixed) : NAN;
-  if (!stopped) stopped = feed(trainer.steps_done(), pending);
-  auto on_step = [&](int64_t k, const StepResult& r) {
-    if (!r.finite) return;
+  }
+  // A resumed run replays the logged evaluations.
+  void replay() {
+    for (size_t k = 0; k < log.fixed.size(); ++k) stopped = feed(static_cast<int64_t>(k), log.fixed[k]) || stopped;
+  }
+  void preview(int64_t done) const {
+    make_dirs(s.paths.previews_dir);
+    PreviewRequest req{done, s.trigger, trainer.embeddings(), o.preview_prompt,
+                       join_path(s.paths.previews_dir, str_cat("step", done, ".png"))};
+    auto p = req.prompt.find("{}");
+    if (p != std::string::npos) req.prompt = req.prompt.substr(0, p) + s.trigger + req.prompt.substr(p + 2);
+    write_preview(s.sd, req, s.res, o.seed);
+  }
+  // After update k: log it, evaluate, checkpoint and preview when due.
+  void record(int64_t k, const StepResult& r) {
     log.loss.push_back(r.loss);
     log.lr.push_back(r.lr);
     log.fixed.push_back(pending);
@@ -474,47 +486,84 @@ InvertResult run_inversion(const InvertOptions& o) {
     pending = eval_due(done) ? trainer.loss(fixed) : NAN;
     stopped = feed(done, pending);
     if (o.save_every > 0 && done % o.save_every == 0 && done < o.steps)
-      save_checkpoint(paths.checkpoint, trainer, log, identity);
-    if (o.preview_every > 0 && done % o.preview_every == 0) {
-      make_dir(paths.previews_dir);
-      PreviewRequest req{done, trigger, trainer.embeddings(), o.preview_prompt,
-                         join_path(paths.previews_dir, str_cat("step", done, ".png"))};
-      auto p = req.prompt.find("{}");
-      if (p != std::string::npos) req.prompt = req.prompt.substr(0, p) + trigger + req.prompt.substr(p + 2);
-      write_preview(sd, req, res, o.seed);
-    }
-    bar.update(done, str_cat("loss=", format_number(r.loss).substr(0, 7)));
-    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  };
-  const bool finite = stopped || run_steps(trainer, source, o.steps, on_step, [&] { return stopped; });
-  if (!finite) {
-    bar.finish();
-    throw Error("invert", str_cat("the loss became NaN/inf at step ", trainer.steps_done(),
-                                  " (learning rate too high?); stopped. The last good checkpoint (",
-                                  file_exists(paths.checkpoint) ? paths.checkpoint : "none written yet",
-                                  ") and earlier outputs are kept"));
+      save_invert_checkpoint(s.paths.checkpoint, trainer, log, identity);
+    if (o.preview_every > 0 && done % o.preview_every == 0) preview(done);
   }
-  bar.finish();
-  if (o.eval_every > 0) log.final_fixed = std::isfinite(pending) ? pending : trainer.loss(fixed);
-  if (stopped) {
+  // Runs the updates up to --steps (or the early stop); false when the loss became non-finite.
+  bool run(StepSource& source) {
+    const char* delay_env = std::getenv("TINV_TEST_STEP_DELAY_MS");  // test hook: slow steps down
+    const int delay_ms = delay_env ? std::atoi(delay_env) : 0;
+    Progress bar("invert", o.steps, o.progress);
+    bar.start_at(trainer.steps_done());
+    // fixed.at(row k) is measured on the same rows as the loss of row k (before update k).
+    pending = eval_due(trainer.steps_done()) ? trainer.loss(fixed) : NAN;
+    if (!stopped) stopped = feed(trainer.steps_done(), pending);
+    auto on_step = [&](int64_t k, const StepResult& r) {
+      if (!r.finite) return;
+      record(k, r);
+      bar.update(k + 1, str_cat("loss=", format_number(r.loss).substr(0, 7)));
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    };
+    const bool finite = stopped || run_steps(trainer, source, o.steps, on_step, [&] { return stopped; });
+    bar.finish();
+    return finite;
+  }
+};
+
+// After the loop: the final evaluation, the early-stop note and every output file.
+void finish_run(const InvertOptions& o, const RunSetup& s, TrainLoop& loop,
+                std::map<std::string, std::string> meta, InvertResult& result) {
+  InversionTrainer& trainer = loop.trainer;
+  Log& log = loop.log;
+  if (o.eval_every > 0) log.final_fixed = std::isfinite(loop.pending) ? loop.pending : trainer.loss(loop.fixed);
+  if (loop.stopped) {
     log.stopped_at = trainer.steps_done();
     result.stopped_at = log.stopped_at;
     meta["stopped_at"] = std::to_string(log.stopped_at);
     note(result, str_cat("early stop at step ", log.stopped_at, " of ", o.steps, ": the fixed-input loss has not "
                          "improved by ", format_number(100 * o.method.stop_delta), "% in ", o.method.stop_patience,
-                         " evaluations (best ", format_number(early.best()), " at step ",
-                         eval_steps[static_cast<size_t>(early.best_evaluation())], ")"));
+                         " evaluations (best ", format_number(loop.early.best()), " at step ",
+                         loop.eval_steps[static_cast<size_t>(loop.early.best_evaluation())], ")"));
   }
   for (const auto& [k, v] : o.method.non_default()) meta[k] = v;
-  write_outputs(trainer.steps_done());
-  save_checkpoint(paths.checkpoint, trainer, log, identity);
-  write_log_csv(paths.log_csv, log);
-  result.loss_svg = write_plot(paths.plot_png, log);
-  result.files.push_back(paths.checkpoint);
-  result.files.push_back(paths.log_csv);
-  result.files.push_back(paths.plot_png);
+  write_embeddings(o, s, trainer.embeddings(), meta, trainer.steps_done(), result);
+  save_invert_checkpoint(s.paths.checkpoint, trainer, log, loop.identity);
+  write_log_csv(s.paths.log_csv, log);
+  result.loss_svg = write_plot(s.paths.plot_png, log);
+  result.files.push_back(s.paths.checkpoint);
+  result.files.push_back(s.paths.log_csv);
+  result.files.push_back(s.paths.plot_png);
   result.embeddings = trainer.embeddings();
   result.steps_done = trainer.steps_done();
+}
+
+}  // namespace
+
+InvertResult run_inversion(const InvertOptions& o) {
+  InvertResult result;
+  RunSetup s = set_up(o, result);
+  std::unique_ptr<InversionTrainer> trainer = trainer_for(o, s);
+  const int64_t n = static_cast<int64_t>(s.init_ids.size());
+  const std::string identity = encode_identity(
+      full_identity(run_identity(o, s.sd, s.cache.image_hash, s.init_text, n, s.res, s.templates), o.method));
+  TrainLoop loop{o, s, *trainer, identity};
+  loop.log.early_stop = o.method.stop_patience > 0;
+  if (o.resume) {
+    load_invert_checkpoint(s.paths.checkpoint, *trainer, loop.log, identity);
+    note(result, str_cat("resuming from ", s.paths.checkpoint, " at step ", trainer->steps_done()));
+  }
+  const int64_t num_t = NoiseSchedule(s.sd.scheduler).num_train_timesteps();
+  RandomStepSource source(s.cache.latents, static_cast<int64_t>(s.templates.size()), o.batch, num_t, o.seed,
+                          o.method.t_min, o.method.resolved_t_max(num_t));
+  loop.fixed = fixed_eval_inputs(s.cache.latents, o.eval_pairs, num_t, o.seed);
+  loop.replay();
+  const auto meta = embedding_metadata(o, s, *trainer);
+  if (!loop.run(source))
+    throw Error("invert", str_cat("the loss became NaN/inf at step ", trainer->steps_done(),
+                                  " (learning rate too high?); stopped. The last good checkpoint (",
+                                  file_exists(s.paths.checkpoint) ? s.paths.checkpoint : "none written yet",
+                                  ") and earlier outputs are kept"));
+  finish_run(o, s, loop, meta, result);
   return result;
 }
 

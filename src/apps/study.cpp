@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -21,6 +22,7 @@
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hash.h"
 #include "common/progress.h"
 #include "inversion/image_input.h"
 #include "inversion/templates.h"
@@ -42,13 +44,6 @@ constexpr const char* kTrigger = "<tinv-study>";      // generation: one trigger
 constexpr const char* kPlaceholder = "<tinv-study_";  // training: <tinv-study_0> ...
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xCBF29CE484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ULL;
-  return h;
-}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -88,27 +83,69 @@ int64_t parse_step(const std::string& text, const std::string& variant) {
 }  // namespace
 
 // ---- Options ----
-void StudyOptions::validate() const {
-  TINV_CHECK(!modes.empty(), "--modes", "no mode selected (caption, class, token)");
+namespace {
+
+void validate_modes(const StudyOptions& o) {
+  TINV_CHECK(!o.modes.empty(), "--modes", "no mode selected (caption, class, token)");
   std::set<std::string> seen;
-  for (const auto& m : modes) {
+  for (const auto& m : o.modes) {
     const bool variant = m.find('+') != std::string::npos;
     const char* option = variant ? "--variants" : "--modes";
     if (variant)
-      study_variant(m, *this);
+      study_variant(m, o);
     else
       TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), option, "unknown mode '",
                  m, "' (caption, class or token)");
     TINV_CHECK(seen.insert(m).second, option, "'", m, "' given twice");
   }
   MethodOptions method;  // the study-wide settings of the variants, with invert's messages
-  method.sphere_norm = sphere_norm;
-  method.vmf_kappa = vmf_kappa;
-  method.optimizer = vmf_kappa > 0 ? "sphere" : "adamw";  // the prior applies to sphere variants only
-  method.reg_init = reg_init;
-  method.stop_delta = stop_delta;
-  method.stop_patience = stop_patience;
+  method.sphere_norm = o.sphere_norm;
+  method.vmf_kappa = o.vmf_kappa;
+  method.optimizer = o.vmf_kappa > 0 ? "sphere" : "adamw";  // the prior applies to sphere variants only
+  method.reg_init = o.reg_init;
+  method.stop_delta = o.stop_delta;
+  method.stop_patience = o.stop_patience;
   method.validate();
+}
+
+void validate_concepts(const StudyOptions& o) {
+  if (!o.images.empty()) {
+    TINV_CHECK(o.concepts.empty(), "--concepts", "names world concepts; it cannot be combined with --images");
+    const bool class_mode = uses_init(o, "class");
+    TINV_CHECK(!class_mode || !o.class_name.empty(), "--class",
+               "class mode with --images needs --class NAME (or leave class out of --modes)");
+    return;
+  }
+  std::set<std::string> names;
+  for (const auto& c : o.concepts) {
+    try {
+      world::find_concept(c);
+    } catch (const Error& e) {
+      std::string what = e.what();
+      throw Error("--concepts", what.substr(what.find(": ") + 2));
+    }
+    TINV_CHECK(names.insert(c).second, "--concepts", "'", c, "' given twice");
+  }
+}
+
+void validate_sampling(const StudyOptions& o) {
+  GenerateOptions g;  // sampler, steps and cfg, with generate's messages
+  g.sampler = o.sampler;
+  g.steps = o.sample_steps;
+  g.cfg = o.cfg;
+  try {
+    tinv::validate(g);
+  } catch (const Error& e) {
+    std::string what = e.what();
+    if (what.rfind("--steps", 0) == 0) what = "--sample-steps" + what.substr(7);
+    throw Error(what);
+  }
+}
+
+}  // namespace
+
+void StudyOptions::validate() const {
+  validate_modes(*this);
   TINV_CHECK(seeds >= 1 && seeds <= 1000, "--seeds", "must be between 1 and 1000, got ", seeds);
   TINV_CHECK(steps >= 1 && steps <= 1000000, "--steps", "must be between 1 and 1000000, got ", steps);
   for (size_t i = 0; i < checkpoints.size(); ++i) {
@@ -124,34 +161,8 @@ void StudyOptions::validate() const {
   TINV_CHECK(!out.empty(), "--out", "required");
   TINV_CHECK(init_token.find_first_of(" \t") == std::string::npos && !init_token.empty(), "--init-token",
              "must be one token, got '", init_token, "'");
-  if (!images.empty()) {
-    TINV_CHECK(concepts.empty(), "--concepts", "names world concepts; it cannot be combined with --images");
-    const bool class_mode = uses_init(*this, "class");
-    TINV_CHECK(!class_mode || !class_name.empty(), "--class",
-               "class mode with --images needs --class NAME (or leave class out of --modes)");
-  } else {
-    std::set<std::string> names;
-    for (const auto& c : concepts) {
-      try {
-        world::find_concept(c);
-      } catch (const Error& e) {
-        std::string what = e.what();
-        throw Error("--concepts", what.substr(what.find(": ") + 2));
-      }
-      TINV_CHECK(names.insert(c).second, "--concepts", "'", c, "' given twice");
-    }
-  }
-  GenerateOptions g;  // sampler, steps and cfg, with generate's messages
-  g.sampler = sampler;
-  g.steps = sample_steps;
-  g.cfg = cfg;
-  try {
-    tinv::validate(g);
-  } catch (const Error& e) {
-    std::string what = e.what();
-    if (what.rfind("--steps", 0) == 0) what = "--sample-steps" + what.substr(7);
-    throw Error(what);
-  }
+  validate_concepts(*this);
+  validate_sampling(*this);
 }
 
 std::vector<int64_t> StudyOptions::resolved_checkpoints() const {
@@ -631,20 +642,12 @@ std::vector<int64_t> init_ids(Study& s, size_t i, const std::string& mode) {
   return ids;
 }
 
-// Quality of the rows at one checkpoint: reconstruction and editability.
-void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed, int64_t step,
-                     const torch::Tensor& rows) {
-  const auto t0 = Clock::now();
-  const StudyConcept& c = s.result.concepts[ci];
+// [1 + E, 3, H, W]: the init prompt and each edit prompt with the rows as the trigger, on
+// the seed's images (the same for every mode and checkpoint of a seed).
+torch::Tensor quality_images(Study& s, const StudyConcept& c, int64_t seed, const torch::Tensor& rows) {
   StableDiffusion view = s.sd;  // modules shared; its own copy of the base tokenizer
   ExtraTokens extra;
-  if (view.is_xl()) {  // rows [n, h1 + h2]: clip_l's part, then clip_g's
-    const int64_t h1 = view.text_config.hidden_size;
-    extra.add_trigger(*view.tokenizer, *view.tokenizer_2, kTrigger, rows.narrow(1, 0, h1),
-                      rows.narrow(1, h1, rows.size(1) - h1));
-  } else {
-    extra.add_trigger(*view.tokenizer, kTrigger, rows);
-  }
+  add_rows_trigger(view, extra, kTrigger, rows);  // rows [n, h1 + h2] on SDXL
   std::vector<std::string> prompts = {fill_template(c.init.tmpl, kTrigger)};
   for (const auto& e : c.edits) prompts.push_back(fill_template(e.tmpl, kTrigger));
   std::vector<uint64_t> seeds;  // the same images for every mode and checkpoint of a seed
@@ -654,9 +657,57 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
   g.steps = s.o.sample_steps;
   g.cfg = s.o.cfg;
   g.progress = false;
-  torch::Tensor images = world::generate_prompts(view, extra, prompts, seeds, g);  // [1+E, 3, H, W]
+  return world::generate_prompts(view, extra, prompts, seeds, g);  // [1+E, 3, H, W]
+}
 
-  auto add = [&](const std::string& metric, double v) {
+using AddRecord = std::function<void(const std::string& metric, double value)>;
+
+// edit_*: the captioner's reading of each edit image against the edit's truth.
+void add_edit_scores(Study& s, const StudyConcept& c, const torch::Tensor& images, StudySample& sample,
+                     const AddRecord& add) {
+  world::AttributeScore total;
+  for (size_t j = 0; j < c.edits.size(); ++j) {
+    const std::string text = caption_image(*s.cap, to_caption_image(images[static_cast<int64_t>(j) + 1]), true);
+    sample.captions.push_back(text);
+    total += world::score_caption(text, c.edits[j].truth);
+  }
+  using world::Attribute;
+  const double n = static_cast<double>(c.edits.size());
+  add("edit_parsed", total.parsed / n);
+  add("edit_size", total.accuracy(Attribute::kSize));
+  add("edit_position", total.accuracy(Attribute::kPosition));
+  add("edit_background", total.accuracy(Attribute::kBackground));
+  add("edit_pattern", total.accuracy(Attribute::kPattern));
+  add("edit_shape", total.accuracy(Attribute::kShape));
+  add("edit_mean", (total.accuracy(Attribute::kSize) + total.accuracy(Attribute::kPosition) +
+                    total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) / 4);
+}
+
+// fidelity_train, fidelity, context: the judge on the init image and the edit images.
+void add_fidelity(const StudyConcept& c, const torch::Tensor& images, const AddRecord& add) {
+  auto judge = [&](int64_t k, const world::JudgeContext& ctx) {
+    const Image im = to_caption_image(images[k]);
+    return world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept, ctx);
+  };
+  add("fidelity_train", judge(0, c.train_context).identity);
+  world::JudgeMean edits;
+  for (size_t j = 0; j < c.edits.size(); ++j) {
+    const world::SceneSpec& t = c.edits[j].truth;
+    edits.add(judge(static_cast<int64_t>(j) + 1, {t.object.size, t.object.position, t.background, t.background_pattern}));
+  }
+  if (edits.n > 0) {
+    add("fidelity", edits.mean().identity);
+    add("context", edits.mean().context);
+  }
+}
+
+// Quality of the rows at one checkpoint: reconstruction and editability.
+void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed, int64_t step,
+                     const torch::Tensor& rows) {
+  const auto t0 = Clock::now();
+  const StudyConcept& c = s.result.concepts[ci];
+  torch::Tensor images = quality_images(s, c, seed, rows);
+  const AddRecord add = [&](const std::string& metric, double v) {
     s.result.records.push_back({c.name, mode, seed, step, metric, v});
   };
   auto recon = images.slice(0, 0, 1);  // [1, 3, H, W]
@@ -670,39 +721,8 @@ void measure_quality(Study& s, size_t ci, const std::string& mode, int64_t seed,
     add("recon_latent_mse", (latent - s.latents[ci]).pow(2).mean().item<double>());
 
   StudySample sample{c.name, mode, step, images, {}};
-  if (!c.edits.empty()) {
-    world::AttributeScore total;
-    for (size_t j = 0; j < c.edits.size(); ++j) {
-      const std::string text = caption_image(*s.cap, unit_tensor_to_image(images[static_cast<int64_t>(j) + 1]), true);
-      sample.captions.push_back(text);
-      total += world::score_caption(text, c.edits[j].truth);
-    }
-    using world::Attribute;
-    const double n = static_cast<double>(c.edits.size());
-    add("edit_parsed", total.parsed / n);
-    add("edit_size", total.accuracy(Attribute::kSize));
-    add("edit_position", total.accuracy(Attribute::kPosition));
-    add("edit_background", total.accuracy(Attribute::kBackground));
-    add("edit_pattern", total.accuracy(Attribute::kPattern));
-    add("edit_shape", total.accuracy(Attribute::kShape));
-    add("edit_mean", (total.accuracy(Attribute::kSize) + total.accuracy(Attribute::kPosition) +
-                      total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) / 4);
-  }
-  if (c.world_concept) {
-    auto judge = [&](int64_t k, const world::JudgeContext& ctx) {
-      return world::judge_concept(unit_tensor_to_image(images[k]), *c.world_concept, ctx);
-    };
-    add("fidelity_train", judge(0, c.train_context).identity);
-    world::JudgeMean edits;
-    for (size_t j = 0; j < c.edits.size(); ++j) {
-      const world::SceneSpec& t = c.edits[j].truth;
-      edits.add(judge(static_cast<int64_t>(j) + 1, {t.object.size, t.object.position, t.background, t.background_pattern}));
-    }
-    if (edits.n > 0) {
-      add("fidelity", edits.mean().identity);
-      add("context", edits.mean().context);
-    }
-  }
+  if (!c.edits.empty()) add_edit_scores(s, c, images, sample, add);
+  if (c.world_concept) add_fidelity(c, images, add);
   if (seed == 0) s.result.samples.push_back(std::move(sample));
   s.result.timings.quality += seconds_since(t0);
   ++s.result.timings.quality_evals;
@@ -755,26 +775,23 @@ void measure_quality_at_stop(Study& s, size_t ci, const std::string& mode, int64
   s.result.samples.resize(samples);
 }
 
-void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {
-  const StudyConcept& c = s.result.concepts[ci];
-  const StudyVariant variant = study_variant(mode, s.o);  // a plain mode: default method options
+// The trainer of one run: placeholders from the variant's init, constant learning rate.
+std::unique_ptr<InversionTrainer> study_trainer(Study& s, size_t ci, const StudyVariant& variant) {
   const auto ids = init_ids(s, ci, variant.init);
   std::vector<std::string> placeholders;
   for (size_t i = 0; i < ids.size(); ++i) placeholders.push_back(str_cat(kPlaceholder, i, ">"));
-  const bool xl = s.sd.is_xl();
-  torch::Tensor init_rows = start_rows(s.sd.text_encoder, *s.sd.tokenizer, ids, variant.method.init_space);  // [n, d]
-  std::optional<SecondTextEncoder> second;
-  if (xl) {  // a row in both encoders, [n, h1 + h2]; time_ids of square res x res images, no crop
-    init_rows = torch::cat({init_rows, start_rows(s.sd.text_encoder_2, *s.sd.tokenizer_2, ids, variant.method.init_space)}, 1);
-    const float r = static_cast<float>(s.res);
-    second = SecondTextEncoder{*s.sd.tokenizer_2, s.sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
-  }
+  const torch::Tensor init_rows = model_start_rows(s.sd, ids, variant.method.init_space);  // [n, d] / [n, h1 + h2]
   TrainerOptions topt;
   topt.adam.lr = s.o.lr;
   topt.schedule = LrSchedule::parse("constant", s.o.lr, s.o.steps, -1);
-  apply_method(variant.method, s.sd.text_encoder, init_rows, topt, xl ? &s.sd.text_encoder_2 : nullptr);
-  InversionTrainer trainer(*s.sd.tokenizer, s.sd.text_encoder, s.sd.unet, s.sd.scheduler, placeholders,
-                           init_rows, s.templates[ci], topt, second);
+  return make_trainer(s.sd, placeholders, init_rows, s.templates[ci], variant.method, topt, s.res);
+}
+
+void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progress& bar, int64_t run_index) {
+  const StudyConcept& c = s.result.concepts[ci];
+  const StudyVariant variant = study_variant(mode, s.o);  // a plain mode: default method options
+  std::unique_ptr<InversionTrainer> owned = study_trainer(s, ci, variant);
+  InversionTrainer& trainer = *owned;
   const torch::Tensor& cache = s.latents[ci];
   RandomStepSource source(cache.to(s.sd.device), static_cast<int64_t>(s.templates[ci].size()), 1,
                           s.num_timesteps, static_cast<uint64_t>(seed), variant.method.t_min,
@@ -826,12 +843,10 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
                            trainer.steps_done(), "; the run stopped there (its records so far are kept)"));
 }
 
-}  // namespace
-
-StudyResult run_study(const StudyOptions& options) {
-  options.validate();
-  const auto t_start = Clock::now();
-  StudyOptions o = options;  // with the bundled models filled in
+// The options with the bundled models filled in, checked against the files; `need_captioner`
+// says whether the captioner is used.
+StudyOptions resolve_study_options(const StudyOptions& options, bool& need_captioner) {
+  StudyOptions o = options;
   if (o.model.empty()) o.model = default_model_dir("world-sd");
   TINV_CHECK(dir_exists(o.model) || file_exists(o.model), "--model", "no such model: '", o.model, "'");
   const bool world_concepts = o.images.empty();
@@ -839,7 +854,7 @@ StudyResult run_study(const StudyOptions& options) {
   // World concepts take their template from the caption, whatever the mode; user images need
   // it only as caption-mode init text. Editability reads the generated images back.
   const bool need_captions = o.captions.empty() && (world_concepts || caption_mode);
-  const bool need_captioner = need_captions || (world_concepts && o.edits > 0);
+  need_captioner = need_captions || (world_concepts && o.edits > 0);
   if (need_captioner && o.captioner.empty()) o.captioner = default_model_dir("world-blip");
   if (!need_captioner) o.captioner.clear();  // not used: the report says so
   if (need_captioner)
@@ -853,10 +868,12 @@ StudyResult run_study(const StudyOptions& options) {
              world_concepts ? "concept" : "image", ", in order)");
   if (!world_concepts && o.edits > 0)
     std::fprintf(stderr, "tinv: note: --images: editability is measured on world concepts only\n");
-  prepare_out(o.out);
+  return o;
+}
 
-  StudyResult result;
-  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out, "records.csv")};
+// The model, the captioner and the timestep range every variant must fit.
+void load_study_models(Study& s, bool need_captioner) {
+  const StudyOptions& o = s.o;
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
   s.sd = load_stable_diffusion(o.model, lo);
@@ -875,6 +892,21 @@ StudyResult run_study(const StudyOptions& options) {
       throw Error("--variants", str_cat("'", m, "': ", e.what()));
     }
   }
+}
+
+}  // namespace
+
+StudyResult run_study(const StudyOptions& options) {
+  options.validate();
+  const auto t_start = Clock::now();
+  bool need_captioner = false;
+  const StudyOptions o = resolve_study_options(options, need_captioner);
+  const bool world_concepts = o.images.empty();
+  prepare_out(o.out);
+
+  StudyResult result;
+  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out, "records.csv")};
+  load_study_models(s, need_captioner);
   result.timings.load = seconds_since(t_start);
 
   if (world_concepts) setup_world_concepts(s);

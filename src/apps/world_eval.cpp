@@ -16,6 +16,8 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
+#include "common/strings.h"
+#include "io/image.h"
 #include "io/image_tensor.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
@@ -30,13 +32,6 @@ constexpr const char* kAttributeNames[kNumAttributes] = {
 constexpr int64_t kMaxBatch = 64;
 constexpr int kCaptionImageSize = 64;  // the world's image size, as the captioner was trained
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
 

@@ -15,7 +15,11 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
+#include "io/image.h"
 #include "io/image_tensor.h"
+#include "inversion/lr_schedule.h"
+#include "inversion/optimizer.h"
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
 #include "pipelines/caption.h"
@@ -124,12 +128,6 @@ void write_json(const std::string& path, const json& j) {
   write_file_atomically(path, text.data(), text.size());
 }
 
-void make_dirs(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  TINV_CHECK(!ec && dir_exists(dir), dir, "cannot create folder: ", ec.message());
-}
-
 torch::Tensor sincos_positions(int64_t grid, int64_t dim);
 
 // ---- data --------------------------------------------------------------------------------
@@ -161,49 +159,45 @@ torch::Tensor scene_images(uint64_t seed, int64_t first, int64_t count) {
 
 // ---- optimisation ------------------------------------------------------------------------
 
-// AdamW over named parameters, with its moments saved in checkpoints.
-struct Adam {
+// AdamW (inversion/optimizer.h, one per tensor) over named parameters: beta2 0.99, weight decay
+// 0.01 on weights only (none on biases and norms), the global gradient norm clipped.
+struct ParamOptimizer {
   std::vector<std::pair<std::string, torch::Tensor>> params;
-  std::vector<torch::Tensor> m, v;
-  double beta1 = 0.9, beta2 = 0.99, eps = 1e-8, weight_decay = 0.01;
+  std::vector<AdamW> adam;  // adam[i] updates params[i]
 
-  explicit Adam(std::vector<std::pair<std::string, torch::Tensor>> p) : params(std::move(p)) {
+  explicit ParamOptimizer(std::vector<std::pair<std::string, torch::Tensor>> p) : params(std::move(p)) {
     for (auto& [n, t] : params) {
-      m.push_back(torch::zeros_like(t));
-      v.push_back(torch::zeros_like(t));
+      AdamWOptions o;
+      o.beta2 = 0.99;
+      o.weight_decay = t.dim() >= 2 ? 0.01 : 0.0;
+      adam.emplace_back(t, o);
     }
   }
 
-  // Clips the global gradient norm to max_norm and updates; `step` is 1-based.
-  double update(double lr, int64_t step, double max_norm) {
+  // Clips the global gradient norm to max_norm, updates every parameter that has a gradient
+  // and zeroes the gradients; returns the norm before clipping.
+  double update(double lr, double max_norm) {
     torch::NoGradGuard ng;
     double sq = 0;
     for (auto& [n, p] : params)
       if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
     const double norm = std::sqrt(sq);
     const double scale = (max_norm > 0 && norm > max_norm) ? max_norm / (norm + 1e-6) : 1.0;
-    const double c1 = 1 - std::pow(beta1, static_cast<double>(step));
-    const double c2 = 1 - std::pow(beta2, static_cast<double>(step));
     for (size_t i = 0; i < params.size(); ++i) {
       auto& p = params[i].second;
       if (!p.grad().defined()) continue;
-      auto g = p.grad() * scale;
-      m[i].mul_(beta1).add_(g, 1 - beta1);
-      v[i].mul_(beta2).addcmul_(g, g, 1 - beta2);
-      if (p.dim() >= 2) p.mul_(1 - lr * weight_decay);  // no decay on biases and norms
-      p.addcdiv_(m[i] / c1, (v[i] / c2).sqrt_().add_(eps), -lr);
+      adam[i].step(p.grad() * scale, lr);
       p.mutable_grad().zero_();
     }
     return norm;
   }
 };
 
-// Linear warm-up, then cosine decay to 10% of the peak at the last step.
-double lr_at(double peak, int64_t step, int64_t total) {
-  const int64_t warm = std::max<int64_t>(1, std::min<int64_t>(200, total / 10));
-  if (step < warm) return peak * static_cast<double>(step + 1) / static_cast<double>(warm);
-  const double t = static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total - warm));
-  return peak * (0.1 + 0.9 * 0.5 * (1 + std::cos(3.14159265358979323846 * std::min(1.0, t))));
+// Linear warm-up over 10% of the steps (at most 200), then cosine decay to 10% of the peak.
+LrSchedule world_schedule(double peak, int64_t total) {
+  LrSchedule s = LrSchedule::parse("cosine", peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
+  s.final_ratio = 0.1;
+  return s;
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> trainable(torch::nn::Module& m, const std::string& prefix) {
@@ -219,37 +213,36 @@ std::string ckpt_path(const std::string& work, const std::string& part) {
   return join_path(work, part + ".ckpt.safetensors");
 }
 
-void save_checkpoint(const std::string& path, const Adam& adam, int64_t step, const json& meta) {
+constexpr const char* kNotWorldCheckpoint = "not a tinv world training checkpoint (no step/config metadata)";
+
+// Tensors p.<name> (parameter), m.<name> and v.<name> (AdamW's moments); metadata step and config.
+void save_world_checkpoint(const std::string& path, const ParamOptimizer& opt, int64_t step, const json& meta) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (size_t i = 0; i < adam.params.size(); ++i) {
-    const auto& [n, p] = adam.params[i];
-    tensors.emplace_back("p." + n, p.detach().cpu());
-    tensors.emplace_back("m." + n, adam.m[i].cpu());
-    tensors.emplace_back("v." + n, adam.v[i].cpu());
+  for (size_t i = 0; i < opt.params.size(); ++i) {
+    const auto& [n, p] = opt.params[i];
+    tensors.emplace_back("p." + n, p);
+    tensors.emplace_back("m." + n, opt.adam[i].exp_avg());
+    tensors.emplace_back("v." + n, opt.adam[i].exp_avg_sq());
   }
-  save_safetensors(path, tensors, {{"step", std::to_string(step)}, {"config", meta.dump()}});
+  save_checkpoint(path, step, tensors, {{"config", meta.dump()}});
 }
 
 // Restores parameters and moments; returns the step the checkpoint was taken after.
-int64_t load_checkpoint(const std::string& path, Adam& adam, const json& meta) {
-  SafeTensors f = SafeTensors::open(path);
-  auto it = f.metadata().find("config");
-  TINV_CHECK(it != f.metadata().end() && f.metadata().count("step"), path,
-             "not a tinv world training checkpoint (no step/config metadata)");
+int64_t load_world_checkpoint(const std::string& path, ParamOptimizer& opt, const json& meta) {
+  Checkpoint ck = open_checkpoint(path, kNotWorldCheckpoint);
+  auto it = ck.metadata().find("config");
+  TINV_CHECK(it != ck.metadata().end(), path, kNotWorldCheckpoint);
   TINV_CHECK(json::parse(it->second) == meta, path,
              "was trained with another configuration (sizes, batch or seed differ); use another --work folder");
-  torch::NoGradGuard ng;
-  for (size_t i = 0; i < adam.params.size(); ++i) {
-    auto& [n, p] = adam.params[i];
-    for (auto [prefix, dst] : {std::pair<std::string, torch::Tensor*>{"p.", &p}, {"m.", &adam.m[i]},
-                              {"v.", &adam.v[i]}}) {
-      TINV_CHECK(f.contains(prefix + n), path, "missing tensor '", prefix + n, "'");
-      auto src = f.get(prefix + n);
-      TINV_CHECK(src.sizes() == dst->sizes(), path, "tensor '", prefix + n, "' has the wrong shape");
-      dst->copy_(src);
-    }
+  for (size_t i = 0; i < opt.params.size(); ++i) {
+    auto& [n, p] = opt.params[i];
+    torch::Tensor m = torch::empty_like(p), v = torch::empty_like(p);
+    restore_tensor(ck, "p." + n, p);
+    restore_tensor(ck, "m." + n, m);
+    restore_tensor(ck, "v." + n, v);
+    opt.adam[i].load_state(m, v, ck.step);
   }
-  return std::stoll(f.metadata().at("step"));
+  return ck.step;
 }
 
 // Parameters of a checkpoint under `prefix` (the "p." entries), prefix removed.
@@ -274,11 +267,25 @@ struct PartLoop {
   std::function<torch::Tensor(int64_t step)> loss;  // scalar, graph to the parameters
 };
 
-void run_loop(Adam& adam, const PartLoop& p) {
+// The CSV log without the rows after step `start` (consistent with the checkpoint resumed).
+std::string log_up_to(const std::string& log, int64_t start) {
+  std::string kept;
+  size_t pos = 0;
+  while (pos < log.size()) {
+    size_t nl = log.find('\n', pos);
+    std::string line = log.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos + 1);
+    pos = nl == std::string::npos ? log.size() : nl + 1;
+    if (!line.empty() && std::isdigit(static_cast<unsigned char>(line[0])) && std::stoll(line) > start) continue;
+    kept += line;
+  }
+  return kept;
+}
+
+void run_loop(ParamOptimizer& opt, const PartLoop& p) {
   const std::string ckpt = ckpt_path(p.opt->work, p.name);
   int64_t start = 0;
   if (file_exists(ckpt)) {
-    start = load_checkpoint(ckpt, adam, p.meta);
+    start = load_world_checkpoint(ckpt, opt, p.meta);
     std::fprintf(stderr, "%s: resuming from %s at step %lld\n", p.name.c_str(), ckpt.c_str(),
                  static_cast<long long>(start));
   }
@@ -288,35 +295,21 @@ void run_loop(Adam& adam, const PartLoop& p) {
     return;
   }
   const std::string log_path = join_path(p.opt->work, p.name + ".log.csv");
-  std::string log = file_exists(log_path) ? read_text_file(log_path) : "step,loss,lr,grad_norm,seconds\n";
-  // Keep the log consistent with the checkpoint: drop rows after `start`.
-  {
-    std::string kept;
-    size_t pos = 0;
-    while (pos < log.size()) {
-      size_t nl = log.find('\n', pos);
-      std::string line = log.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos + 1);
-      pos = nl == std::string::npos ? log.size() : nl + 1;
-      if (!line.empty() && std::isdigit(static_cast<unsigned char>(line[0])) &&
-          std::stoll(line) > start)
-        continue;
-      kept += line;
-    }
-    log = kept;
-  }
+  std::string log = log_up_to(file_exists(log_path) ? read_text_file(log_path) : "step,loss,lr,grad_norm,seconds\n", start);
   const int64_t end = p.opt->stop_at > 0 ? std::min(p.opt->stop_at, p.steps) : p.steps;
   Progress progress(p.name, end, p.opt->progress);
   progress.start_at(start);
   const auto t0 = Clock::now();
   double ema = -1;
+  const LrSchedule schedule = world_schedule(p.lr, p.steps);
   for (int64_t k = start; k < end; ++k) {
-    const double lr = lr_at(p.lr, k, p.steps);
+    const double lr = schedule.at(k);
     torch::Tensor loss = p.loss(k);
     const double value = loss.item<double>();
     TINV_CHECK(std::isfinite(value), p.name, "loss is not finite at step ", k + 1,
                "; the last checkpoint is kept: lower --lr and resume");
     loss.backward();
-    const double norm = adam.update(lr, k + 1, 1.0);
+    const double norm = opt.update(lr, 1.0);
     ema = ema < 0 ? value : 0.98 * ema + 0.02 * value;
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     char row[160];
@@ -327,7 +320,7 @@ void run_loop(Adam& adam, const PartLoop& p) {
     std::snprintf(suffix, sizeof(suffix), "loss=%.4f", ema);
     progress.update(k + 1, suffix);
     if ((k + 1) % p.opt->save_every == 0 || k + 1 == end) {
-      save_checkpoint(ckpt, adam, k + 1, p.meta);
+      save_world_checkpoint(ckpt, opt, k + 1, p.meta);
       write_file_atomically(log_path, log.data(), log.size());
     }
   }
@@ -373,7 +366,7 @@ void train_vae(const TrainOptions& o, torch::Device dev) {
   }
   vae->to(dev);
   vae->train();
-  Adam adam(trainable(*vae, ""));
+  ParamOptimizer opt(trainable(*vae, ""));
   json meta = {{"part", "vae"}, {"vae", vae_json(cfg.vae)}, {"batch", batch}, {"seed", o.seed}};
   PartLoop loop{"vae", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
@@ -387,7 +380,7 @@ void train_vae(const TrainOptions& o, torch::Device dev) {
     auto kl = 0.5 * (post.mean.pow(2) + post.logvar.exp() - 1 - post.logvar).mean();
     return diff.abs().mean() + diff.pow(2).mean() + 1e-5 * kl;
   };
-  run_loop(adam, loop);
+  run_loop(opt, loop);
 }
 
 AutoencoderKL trained_vae(const std::string& work, const VaeConfig& cfg);
@@ -406,7 +399,7 @@ void train_decoder(const TrainOptions& o, torch::Device dev) {
   for (auto& p : trainable(*vae, ""))
     if (p.first.rfind("decoder.", 0) == 0 || p.first.rfind("post_quant_conv.", 0) == 0) params.push_back(p);
     else p.second.set_requires_grad(false);
-  Adam adam(params);
+  ParamOptimizer opt(params);
   json meta = {{"part", "decoder"}, {"vae", vae_json(cfg.vae)}, {"vae_step", vae_step}, {"batch", batch},
                {"seed", o.seed}};
   PartLoop loop{"decoder", o.steps, batch, lr, &o, meta, {}};
@@ -422,7 +415,7 @@ void train_decoder(const TrainOptions& o, torch::Device dev) {
     auto diff = vae->decode(z) - x;
     return diff.abs().mean() + diff.pow(2).mean();
   };
-  run_loop(adam, loop);
+  run_loop(opt, loop);
 }
 
 AutoencoderKL trained_vae(const std::string& work, const VaeConfig& cfg) {
@@ -507,7 +500,7 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
   unet->train();
   auto params = trainable(*text, "text_encoder.");
   for (auto& p : trainable(*unet, "unet.")) params.push_back(p);
-  Adam adam(params);
+  ParamOptimizer opt(params);
   NoiseSchedule schedule(cfg.scheduler);
   json meta = {{"part", "diffusion"}, {"unet", unet_json(cfg.unet)}, {"text", text_json(cfg.text)},
                {"batch", batch}, {"seed", o.seed}, {"dataset", o.dataset}, {"prediction", o.prediction}};
@@ -525,7 +518,7 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
     auto pred = unet->forward(noisy.to(dev), t.to(dev), states);
     return torch::mse_loss(pred, schedule.target(x0, noise, t, o.prediction).to(dev));
   };
-  run_loop(adam, loop);
+  run_loop(opt, loop);
 }
 
 void train_captioner(const TrainOptions& o, torch::Device dev) {
@@ -549,7 +542,7 @@ void train_captioner(const TrainOptions& o, torch::Device dev) {
   }
   model->to(dev);
   model->train();
-  Adam adam(trainable(*model, ""));
+  ParamOptimizer opt(trainable(*model, ""));
   json meta = {{"part", "captioner"}, {"blip", blip_json(cfg.blip)}, {"batch", batch}, {"seed", o.seed}};
   PartLoop loop{"captioner", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
@@ -580,7 +573,7 @@ void train_captioner(const TrainOptions& o, torch::Device dev) {
         logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}).to(dev),
         torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).label_smoothing(0.1));
   };
-  run_loop(adam, loop);
+  run_loop(opt, loop);
 }
 
 // [1 + G*G, D]: row 0 (the class token) zero; patch (r, c) gets sin/cos of r in the first half
@@ -706,22 +699,13 @@ void train_part(const TrainOptions& o) {
   else train_captioner(o, dev);
 }
 
-void export_models(const std::string& work, const std::string& out) {
-  for (const char* part : {"vae", "diffusion", "captioner"})
-    TINV_CHECK(file_exists(ckpt_path(work, part)), ckpt_path(work, part),
-               "missing: train every part (vae, diffusion, captioner) before exporting");
-  ClipTokenizer tok = ClipTokenizer::load(join_path(work, "tokenizer"));
-  WordPieceTokenizer wp = WordPieceTokenizer::load(join_path(work, "blip-vocab.txt"));
-  WorldConfigs cfg = world_configs(tok.base_vocab_size(), wp.vocab_size());
-  SafeTensors lat = SafeTensors::open(join_path(work, "latents.safetensors"));
-  cfg.vae.scaling_factor = std::stod(lat.metadata().at("scaling_factor"));
-  {  // the denoiser's target, as it was trained (checkpoints before --prediction are epsilon)
-    auto meta = json::parse(SafeTensors::open(ckpt_path(work, "diffusion")).metadata().at("config"));
-    cfg.scheduler.prediction_type = meta.value("prediction", std::string("epsilon"));
-  }
-  const std::map<std::string, std::string> md = {{"format", "pt"}};
+namespace {
 
-  const std::string sd = join_path(out, "world-sd");
+const std::map<std::string, std::string> kExportMetadata = {{"format", "pt"}};
+
+// The diffusers Stable Diffusion folder `sd` (fp16 weights) from the work folder's checkpoints.
+void export_sd(const std::string& work, const std::string& sd, const WorldConfigs& cfg) {
+  const auto& md = kExportMetadata;
   for (const char* d : {"", "scheduler", "tokenizer", "text_encoder", "unet", "vae"})
     make_dirs(join_path(sd, d));
   write_json(join_path(sd, "model_index.json"),
@@ -749,8 +733,11 @@ void export_models(const std::string& work, const std::string& out) {
       if (dec.count(k)) t = dec.at(k);
   }
   save_safetensors(join_path(sd, "vae/diffusion_pytorch_model.safetensors"), vae_weights, md);
+}
 
-  const std::string blip = join_path(out, "world-blip");
+// The transformers BLIP folder `blip` (fp16 weights) from the captioner's checkpoint.
+void export_blip(const std::string& work, const std::string& blip, const WorldConfigs& cfg) {
+  const auto& md = kExportMetadata;
   make_dirs(blip);
   write_json(join_path(blip, "config.json"), blip_json(cfg.blip));
   write_json(join_path(blip, "preprocessor_config.json"), preprocessor_json(world_preprocess()));
@@ -771,6 +758,25 @@ void export_models(const std::string& work, const std::string& out) {
              {{"bos_token", "[DEC]"}, {"cls_token", "[CLS]"}, {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"},
               {"unk_token", "[UNK]"}, {"mask_token", "[MASK]"}, {"additional_special_tokens", {"[ENC]"}}});
   save_safetensors(join_path(blip, "model.safetensors"), half_weights(ckpt_path(work, "captioner"), ""), md);
+}
+
+}  // namespace
+
+void export_models(const std::string& work, const std::string& out) {
+  for (const char* part : {"vae", "diffusion", "captioner"})
+    TINV_CHECK(file_exists(ckpt_path(work, part)), ckpt_path(work, part),
+               "missing: train every part (vae, diffusion, captioner) before exporting");
+  ClipTokenizer tok = ClipTokenizer::load(join_path(work, "tokenizer"));
+  WordPieceTokenizer wp = WordPieceTokenizer::load(join_path(work, "blip-vocab.txt"));
+  WorldConfigs cfg = world_configs(tok.base_vocab_size(), wp.vocab_size());
+  SafeTensors lat = SafeTensors::open(join_path(work, "latents.safetensors"));
+  cfg.vae.scaling_factor = std::stod(lat.metadata().at("scaling_factor"));
+  {  // the denoiser's target, as it was trained (checkpoints before --prediction are epsilon)
+    auto meta = json::parse(SafeTensors::open(ckpt_path(work, "diffusion")).metadata().at("config"));
+    cfg.scheduler.prediction_type = meta.value("prediction", std::string("epsilon"));
+  }
+  export_sd(work, join_path(out, "world-sd"), cfg);
+  export_blip(work, join_path(out, "world-blip"), cfg);
 }
 
 }  // namespace tinv::world

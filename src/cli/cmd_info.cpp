@@ -24,7 +24,7 @@ std::string join_ints(const std::vector<int64_t>& v) {
   return s;
 }
 
-void run_info(const InfoArgs& a) {
+StableDiffusion load_for_info(const InfoArgs& a) {
   SdLoadOptions opts;
   opts.config_dir = a.config_dir;
   opts.tokenizer_dir = a.tokenizer_dir;
@@ -34,29 +34,30 @@ void run_info(const InfoArgs& a) {
   opts.with_tokenizer = !(a.config_dir.empty() && a.tokenizer_dir.empty()) ||
                         a.model.empty() || a.model.back() == '/' ||
                         a.model.find(".safetensors") == std::string::npos;
-  StableDiffusion sd = load_stable_diffusion(a.model, opts);
-  nlohmann::ordered_json j;
-  j["source"] = sd.source;
-  j["format"] = sd.format;
-  j["family"] = sd.is_xl() ? "Stable Diffusion XL (SDXL)"
-                : sd.family == "sd2" ? "Stable Diffusion 2.x" : "Stable Diffusion 1.x";
-  j["prediction_type"] = sd.scheduler.prediction_type;
-  j["scheduler"] = sd.scheduler.class_name;
-  j["fingerprint"] = sd.fingerprint;
-  auto component = [&](const char* name, torch::nn::Module& m) {
-    nlohmann::ordered_json c;
-    c["parameters"] = count_parameters(m);
-    if (sd.file_dtypes.count(name)) c["file_dtypes"] = sd.file_dtypes.at(name);
-    return c;
-  };
-  j["text_encoder"] = component("text_encoder", *sd.text_encoder);
+  return load_stable_diffusion(a.model, opts);
+}
+
+nlohmann::ordered_json component_json(StableDiffusion& sd, const char* name, torch::nn::Module& m) {
+  nlohmann::ordered_json c;
+  c["parameters"] = count_parameters(m);
+  if (sd.file_dtypes.count(name)) c["file_dtypes"] = sd.file_dtypes.at(name);
+  return c;
+}
+
+nlohmann::ordered_json tokenizer_json(const ClipTokenizer& t) {
+  return {{"vocab_size", t.base_vocab_size()}, {"max_length", t.max_length()}, {"pad_id", t.pad_id()}};
+}
+
+// The text encoders' and the tokenizers' entries.
+void add_text_json(StableDiffusion& sd, nlohmann::ordered_json& j) {
+  j["text_encoder"] = component_json(sd, "text_encoder", *sd.text_encoder);
   j["text_encoder"]["config"] = {{"hidden_size", sd.text_config.hidden_size},
                                  {"layers", sd.text_config.num_hidden_layers},
                                  {"heads", sd.text_config.num_attention_heads},
                                  {"activation", sd.text_config.hidden_act},
                                  {"vocab_size", sd.text_config.vocab_size}};
   if (sd.text_encoder_2) {
-    j["text_encoder_2"] = component("text_encoder_2", *sd.text_encoder_2);
+    j["text_encoder_2"] = component_json(sd, "text_encoder_2", *sd.text_encoder_2);
     j["text_encoder_2"]["config"] = {{"hidden_size", sd.text_config_2.hidden_size},
                                      {"layers", sd.text_config_2.num_hidden_layers},
                                      {"heads", sd.text_config_2.num_attention_heads},
@@ -64,7 +65,11 @@ void run_info(const InfoArgs& a) {
                                      {"projection_dim", sd.text_config_2.projection_dim},
                                      {"vocab_size", sd.text_config_2.vocab_size}};
   }
-  j["unet"] = component("unet", *sd.unet);
+}
+
+// The UNet's and the VAE's entries.
+void add_image_json(StableDiffusion& sd, nlohmann::ordered_json& j) {
+  j["unet"] = component_json(sd, "unet", *sd.unet);
   j["unet"]["config"] = {{"block_out_channels", sd.unet_config.block_out_channels},
                          {"heads", sd.unet_config.num_attention_heads},
                          {"cross_attention_dim", sd.unet_config.cross_attention_dim},
@@ -75,29 +80,39 @@ void run_info(const InfoArgs& a) {
   if (sd.unet_config.text_time())
     j["unet"]["config"]["addition_embed_type"] = sd.unet_config.addition_embed_type,
     j["unet"]["config"]["addition_time_embed_dim"] = sd.unet_config.addition_time_embed_dim;
-  j["vae"] = component("vae", *sd.vae);
+  j["vae"] = component_json(sd, "vae", *sd.vae);
   j["vae"]["config"] = {{"block_out_channels", sd.vae_config.block_out_channels},
                         {"latent_channels", sd.vae_config.latent_channels},
                         {"scaling_factor", sd.vae_config.scaling_factor},
                         {"sample_size", sd.vae_config.sample_size},
                         {"force_upcast", sd.vae_config.force_upcast}};
-  if (sd.tokenizer) j["tokenizer"] = {{"vocab_size", sd.tokenizer->base_vocab_size()},
-                                      {"max_length", sd.tokenizer->max_length()},
-                                      {"pad_id", sd.tokenizer->pad_id()}};
-  if (sd.tokenizer_2) j["tokenizer_2"] = {{"vocab_size", sd.tokenizer_2->base_vocab_size()},
-                                          {"max_length", sd.tokenizer_2->max_length()},
-                                          {"pad_id", sd.tokenizer_2->pad_id()}};
+}
+
+nlohmann::ordered_json info_json(StableDiffusion& sd) {
+  nlohmann::ordered_json j;
+  j["source"] = sd.source;
+  j["format"] = sd.format;
+  j["family"] = sd.is_xl() ? "Stable Diffusion XL (SDXL)"
+                : sd.family == "sd2" ? "Stable Diffusion 2.x" : "Stable Diffusion 1.x";
+  j["prediction_type"] = sd.scheduler.prediction_type;
+  j["scheduler"] = sd.scheduler.class_name;
+  j["fingerprint"] = sd.fingerprint;
+  add_text_json(sd, j);
+  add_image_json(sd, j);
+  if (sd.tokenizer) j["tokenizer"] = tokenizer_json(*sd.tokenizer);
+  if (sd.tokenizer_2) j["tokenizer_2"] = tokenizer_json(*sd.tokenizer_2);
   if (sd.is_xl()) j["force_zeros_for_empty_prompt"] = sd.force_zeros_for_empty_prompt;
-  if (a.json) {
-    std::cout << j.dump(2) << "\n";
-    return;
-  }
-  auto millions = [](int64_t n) { return str_cat(n / 1e6, "M"); };
-  std::printf("model        %s (%s)\n", sd.source.c_str(), sd.format.c_str());
-  std::printf("family       %s\n", j["family"].get<std::string>().c_str());
-  std::printf("prediction   %s (scheduler %s)\n", sd.scheduler.prediction_type.c_str(),
-              sd.scheduler.class_name.c_str());
-  std::printf("fingerprint  %s\n", sd.fingerprint.c_str());
+  return j;
+}
+
+std::string millions(int64_t n) { return str_cat(n / 1e6, "M"); }
+
+void print_tokenizer(const char* label, const ClipTokenizer& t) {
+  std::printf("%s %lld tokens, max length %lld, pad id %lld\n", label, static_cast<long long>(t.base_vocab_size()),
+              static_cast<long long>(t.max_length()), static_cast<long long>(t.pad_id()));
+}
+
+void print_text_encoders(StableDiffusion& sd, const nlohmann::ordered_json& j) {
   std::printf("text encoder %s params, %lld wide, %lld layers, %lld heads, %s [%s]\n",
               millions(j["text_encoder"]["parameters"].get<int64_t>()).c_str(),
               static_cast<long long>(sd.text_config.hidden_size),
@@ -111,6 +126,16 @@ void run_info(const InfoArgs& a) {
                 static_cast<long long>(sd.text_config_2.num_hidden_layers),
                 static_cast<long long>(sd.text_config_2.num_attention_heads), sd.text_config_2.hidden_act.c_str(),
                 static_cast<long long>(sd.text_config_2.projection_dim), sd.file_dtypes["text_encoder_2"].c_str());
+}
+
+// The text form of `tinv info` (j: info_json(sd)).
+void print_info(StableDiffusion& sd, const nlohmann::ordered_json& j) {
+  std::printf("model        %s (%s)\n", sd.source.c_str(), sd.format.c_str());
+  std::printf("family       %s\n", j["family"].get<std::string>().c_str());
+  std::printf("prediction   %s (scheduler %s)\n", sd.scheduler.prediction_type.c_str(),
+              sd.scheduler.class_name.c_str());
+  std::printf("fingerprint  %s\n", sd.fingerprint.c_str());
+  print_text_encoders(sd, j);
   std::printf("unet         %s params, channels %s, heads %s, transformer depth %s, cross %lld%s%s%s [%s]\n",
               millions(j["unet"]["parameters"].get<int64_t>()).c_str(),
               join_ints(sd.unet_config.block_out_channels).c_str(),
@@ -126,17 +151,19 @@ void run_info(const InfoArgs& a) {
               static_cast<long long>(sd.vae_config.latent_channels), sd.vae_config.scaling_factor,
               sd.file_dtypes["vae"].c_str());
   if (sd.tokenizer)
-    std::printf("tokenizer    %lld tokens, max length %lld, pad id %lld\n",
-                static_cast<long long>(sd.tokenizer->base_vocab_size()),
-                static_cast<long long>(sd.tokenizer->max_length()),
-                static_cast<long long>(sd.tokenizer->pad_id()));
+    print_tokenizer("tokenizer   ", *sd.tokenizer);
   else
     std::printf("tokenizer    (none: single-file checkpoints carry none; pass --tokenizer DIR)\n");
-  if (sd.tokenizer_2)
-    std::printf("tokenizer 2  %lld tokens, max length %lld, pad id %lld\n",
-                static_cast<long long>(sd.tokenizer_2->base_vocab_size()),
-                static_cast<long long>(sd.tokenizer_2->max_length()),
-                static_cast<long long>(sd.tokenizer_2->pad_id()));
+  if (sd.tokenizer_2) print_tokenizer("tokenizer 2 ", *sd.tokenizer_2);
+}
+
+void run_info(const InfoArgs& a) {
+  StableDiffusion sd = load_for_info(a);
+  const nlohmann::ordered_json j = info_json(sd);
+  if (a.json)
+    std::cout << j.dump(2) << "\n";
+  else
+    print_info(sd, j);
 }
 
 }  // namespace

@@ -48,12 +48,6 @@ nlohmann::ordered_json background_json(Colour c, Pattern p) {
   return {{"colour", name(c)}, {"pattern", name(p)}};
 }
 
-void make_dirs(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  TINV_CHECK(!ec && dir_exists(dir), dir, "cannot create folder: ", ec.message());
-}
-
 void write_text(const std::string& path, const std::string& text) {
   write_file_atomically(path, text.data(), text.size());
 }

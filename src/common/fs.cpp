@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -92,6 +93,26 @@ std::string parent_dir(const std::string& path) {
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return path.substr(0, slash);
+}
+
+std::string strip_extension(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  auto dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return path;
+  return path.substr(0, dot);
+}
+
+void make_dirs(const std::string& dir, const std::string& where) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  if (!dir_exists(dir)) std::filesystem::create_directories(dir, ec);
+  const std::string reason = ec ? ec.message() : "not a folder";
+  if (where.empty()) {
+    TINV_CHECK(dir_exists(dir), dir, "cannot create folder: ", reason);
+    return;
+  }
+  TINV_CHECK(dir_exists(dir), where, "cannot create folder '", dir, "': ", reason);
+  TINV_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0, where, "cannot write to '", dir, "'");
 }
 
 void write_atomically(const std::string& path,

@@ -24,6 +24,12 @@ bool dir_exists(const std::string& path);
 std::string join_path(const std::string& a, const std::string& b);
 std::string file_stem(const std::string& path);   // "a/b/cat.pt" -> "cat"
 std::string parent_dir(const std::string& path);  // "a/b/cat.pt" -> "a/b"
+std::string strip_extension(const std::string& path);  // "a/b/cat.pt" -> "a/b/cat"; "a.b/c" as is
+// Creates `dir` and its missing parents (nothing for "" or an existing folder). Throws
+// tinv::Error if it cannot: Error(dir, "cannot create folder: <reason>"), or, when `where`
+// (an option such as "--out") is given, Error(where, "cannot create folder '<dir>': <reason>");
+// with `where`, a folder it cannot write into also throws Error(where, "cannot write to '<dir>'").
+void make_dirs(const std::string& dir, const std::string& where = "");
 
 // Calls write(tmp_path) to produce the file under a temporary name next to `path`, then
 // renames it over `path`. On any failure the temporary file is removed and `path` is untouched.

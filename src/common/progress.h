@@ -29,4 +29,9 @@ class Progress {
 // "1:02:03" / "2:03"
 std::string format_duration(double seconds);
 
+// Seconds elapsed since `start` on the steady clock.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace tinv

@@ -15,7 +15,7 @@ double LrSchedule::at(int64_t k) const {
   // cosine
   const double span = static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   const double p = std::clamp(static_cast<double>(k - warmup_steps) / span, 0.0, 1.0);
-  return base_lr * 0.5 * (1.0 + std::cos(M_PI * p));
+  return base_lr * (final_ratio + (1 - final_ratio) * 0.5 * (1.0 + std::cos(M_PI * p)));
 }
 
 LrSchedule LrSchedule::parse(const std::string& kind, double base_lr, int64_t total_steps,

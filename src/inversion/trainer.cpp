@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "inversion/templates.h"
+#include "models/stable_diffusion.h"
 #include "text/sdxl_text.h"
 
 namespace tinv {
@@ -65,6 +66,44 @@ StepInputs RandomStepSource::draw(int64_t step) {
   return in;
 }
 
+namespace {
+
+// Checks the tokenizer(s) against the text encoder(s); returns the rows' width (h1, or h1 + h2).
+// Reshapes the SDXL time_ids to [1, 6].
+int64_t check_text_side(const ClipTokenizer& tokenizer, ClipTextModel& text_encoder,
+                        std::optional<SecondTextEncoder>& second, const std::string& where) {
+  TINV_CHECK(tokenizer.base_vocab_size() == text_encoder->config().vocab_size, where,
+             "the tokenizer has ", tokenizer.base_vocab_size(), " tokens but the text encoder ",
+             text_encoder->config().vocab_size);
+  TINV_CHECK(tokenizer.vocab_size() == tokenizer.base_vocab_size(), where,
+             "the tokenizer already has added tokens");
+  int64_t width = text_encoder->config().hidden_size;
+  if (second) {
+    auto& s2 = *second;
+    TINV_CHECK(s2.tokenizer.base_vocab_size() == s2.text_encoder->config().vocab_size &&
+                   s2.tokenizer.base_vocab_size() == tokenizer.base_vocab_size(),
+               where, "tokenizer_2 has ", s2.tokenizer.base_vocab_size(), " tokens, tokenizer ",
+               tokenizer.base_vocab_size(), ", text_encoder_2 ", s2.text_encoder->config().vocab_size);
+    TINV_CHECK(s2.tokenizer.vocab_size() == s2.tokenizer.base_vocab_size(), where,
+               "tokenizer_2 already has added tokens");
+    TINV_CHECK(s2.time_ids.defined() && s2.time_ids.numel() == 6, where, "SDXL needs 6 time_ids");
+    s2.time_ids = s2.time_ids.to(torch::kFloat32).reshape({1, 6});
+    width += s2.text_encoder->config().hidden_size;
+  }
+  return width;
+}
+
+// SphereAdam when the options fix the norms (rescaling `rows` onto the spheres), else AdamW.
+std::unique_ptr<RowOptimizer> make_optimizer(const torch::Tensor& rows, const TrainerOptions& options,
+                                             const std::vector<int64_t>& part_widths) {
+  if (!options.sphere_norms.defined()) return std::make_unique<AdamW>(rows, options.adam);
+  // SDXL: each encoder's part on its own sphere when the norms are [n, 2].
+  return std::make_unique<SphereAdam>(rows, options.sphere_norms, options.sphere,
+                                      options.sphere_norms.dim() == 2 ? part_widths : std::vector<int64_t>{});
+}
+
+}  // namespace
+
 InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel text_encoder,
                                    UNet2DConditionModel unet, const SchedulerConfig& scheduler,
                                    const std::vector<std::string>& placeholder_tokens,
@@ -82,25 +121,8 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
   const int64_t n = static_cast<int64_t>(placeholder_tokens.size());
   TINV_CHECK(n >= 1, where, "no placeholder tokens");
   TINV_CHECK(!templates_.empty(), where, "no prompt templates");
-  TINV_CHECK(tokenizer_.base_vocab_size() == text_encoder_->config().vocab_size, where,
-             "the tokenizer has ", tokenizer_.base_vocab_size(), " tokens but the text encoder ",
-             text_encoder_->config().vocab_size);
-  TINV_CHECK(tokenizer_.vocab_size() == tokenizer_.base_vocab_size(), where,
-             "the tokenizer already has added tokens");
   width_1_ = text_encoder_->config().hidden_size;
-  int64_t width = width_1_;
-  if (second_) {
-    auto& s2 = *second_;
-    TINV_CHECK(s2.tokenizer.base_vocab_size() == s2.text_encoder->config().vocab_size &&
-                   s2.tokenizer.base_vocab_size() == tokenizer_.base_vocab_size(),
-               where, "tokenizer_2 has ", s2.tokenizer.base_vocab_size(), " tokens, tokenizer ",
-               tokenizer_.base_vocab_size(), ", text_encoder_2 ", s2.text_encoder->config().vocab_size);
-    TINV_CHECK(s2.tokenizer.vocab_size() == s2.tokenizer.base_vocab_size(), where,
-               "tokenizer_2 already has added tokens");
-    TINV_CHECK(s2.time_ids.defined() && s2.time_ids.numel() == 6, where, "SDXL needs 6 time_ids");
-    s2.time_ids = s2.time_ids.to(torch::kFloat32).reshape({1, 6});
-    width += s2.text_encoder->config().hidden_size;
-  }
+  const int64_t width = check_text_side(tokenizer_, text_encoder_, second_, where);
   TINV_CHECK(init_rows.dim() == 2 && init_rows.size(0) == n && init_rows.size(1) == width, where,
              "initial rows must be [", n, ", ", width, "], got ", init_rows.sizes());
   for (const auto& tok : placeholder_tokens) {
@@ -118,14 +140,9 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
   }
   auto device = text_encoder_->parameters().front().device();
   rows_ = init_rows.detach().to(device, torch::kFloat32).clone().requires_grad_(true);
-  if (options_.sphere_norms.defined())  // rescales rows_ onto the spheres
-    optimizer_ = std::make_unique<SphereAdam>(
-        rows_, options_.sphere_norms, options_.sphere,
-        second_ && options_.sphere_norms.dim() == 2  // SDXL: each encoder's part on its own sphere
-            ? std::vector<int64_t>{text_encoder_->config().hidden_size, second_->text_encoder->config().hidden_size}
-            : std::vector<int64_t>{});
-  else
-    optimizer_ = std::make_unique<AdamW>(rows_, options_.adam);
+  std::vector<int64_t> part_widths;  // SDXL: h1, h2
+  if (second_) part_widths = {width_1_, second_->text_encoder->config().hidden_size};
+  optimizer_ = make_optimizer(rows_, options_, part_widths);
   start_ = rows_.detach().clone();
 }
 
@@ -227,6 +244,25 @@ bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
     if (stop && stop()) break;
   }
   return true;
+}
+
+torch::Tensor model_start_rows(StableDiffusion& sd, const std::vector<int64_t>& ids, const std::string& init_space) {
+  torch::Tensor rows = start_rows(sd.text_encoder, *sd.tokenizer, ids, init_space);  // [n, h1]
+  if (sd.is_xl()) rows = torch::cat({rows, start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, init_space)}, 1);
+  return rows;
+}
+
+std::unique_ptr<InversionTrainer> make_trainer(StableDiffusion& sd, const std::vector<std::string>& placeholders,
+                                               const torch::Tensor& init_rows, std::vector<std::string> templates,
+                                               const MethodOptions& method, TrainerOptions topt, int64_t res) {
+  std::optional<SecondTextEncoder> second;
+  if (sd.is_xl()) {  // time_ids (res, res, 0, 0, res, res): square training images, no crop
+    const float r = static_cast<float>(res);
+    second = SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::tensor({r, r, 0.f, 0.f, r, r})};
+  }
+  apply_method(method, sd.text_encoder, init_rows, topt, sd.is_xl() ? &sd.text_encoder_2 : nullptr);
+  return std::make_unique<InversionTrainer>(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, placeholders,
+                                            init_rows, std::move(templates), topt, second);
 }
 
 }  // namespace tinv

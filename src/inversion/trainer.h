@@ -47,6 +47,8 @@
 
 namespace tinv {
 
+struct StableDiffusion;  // models/stable_diffusion.h
+
 // What one optimisation step consumes.
 struct StepInputs {
   std::vector<int64_t> template_index;  // [B] index into the trainer's templates
@@ -177,6 +179,18 @@ class InversionTrainer {
   torch::Tensor start_;  // [n, d] the rows at construction (target of the reg_init pull)
   std::unique_ptr<RowOptimizer> optimizer_;
 };
+
+// ---- a trainer on a loaded model (tinv invert, tinv study) ----
+
+// The rows a run on `sd` starts from for init token ids: start_rows of the text encoder, [n, d];
+// SDXL: of each encoder, [n, h1 + h2].
+torch::Tensor model_start_rows(StableDiffusion& sd, const std::vector<int64_t>& ids, const std::string& init_space);
+
+// A trainer on sd's text encoder(s), UNet and scheduler for rows starting at `init_rows`: the
+// method applied to `topt` (apply_method); SDXL time_ids of square res x res images, no crop.
+std::unique_ptr<InversionTrainer> make_trainer(StableDiffusion& sd, const std::vector<std::string>& placeholders,
+                                               const torch::Tensor& init_rows, std::vector<std::string> templates,
+                                               const MethodOptions& method, TrainerOptions topt, int64_t res);
 
 // Runs updates steps_done() .. end-1, drawing each step's inputs from `source` and calling
 // on_step(k, result) after update k (also for a non-finite result, where the loop stops); after

@@ -43,19 +43,8 @@ uint64_t read_u64_le(const uint8_t* p) {
   return v;
 }
 
-// Parses the header and validates it against a file of `file_size` bytes.
-void parse_header(const std::string& where, const uint8_t* bytes, uint64_t file_size,
-                  std::map<std::string, TensorInfo>& infos,
-                  std::map<std::string, std::string>& metadata, uint64_t& data_start) {
-  TINV_CHECK(file_size >= 8, where, "file too short for a safetensors header (", file_size,
-             " bytes)");
-  uint64_t n = read_u64_le(bytes);
-  TINV_CHECK(n <= kMaxHeaderBytes, where, "header length ", n, " exceeds the 100 MB limit");
-  TINV_CHECK(n <= file_size - 8, where, "header length ", n, " runs past the end of the file (",
-             file_size, " bytes)");
-  TINV_CHECK(n >= 2, where, "header too short (", n, " bytes)");
-  data_start = 8 + n;
-
+// The header's JSON (bytes 8 .. 8 + n), with duplicate top-level names refused.
+nlohmann::json parse_header_json(const std::string& where, const uint8_t* bytes, uint64_t n) {
   std::set<std::string> seen;
   std::string duplicate;
   nlohmann::json header;
@@ -74,62 +63,73 @@ void parse_header(const std::string& where, const uint8_t* bytes, uint64_t file_
   }
   TINV_CHECK(duplicate.empty(), where, "duplicate tensor name '", duplicate, "' in header");
   TINV_CHECK(header.is_object(), where, "header is not a JSON object");
+  return header;
+}
 
+void parse_metadata(const std::string& where, const nlohmann::json& m,
+                    std::map<std::string, std::string>& metadata) {
+  TINV_CHECK(m.is_object(), where, "__metadata__ is not an object");
+  for (auto it = m.begin(); it != m.end(); ++it) {
+    TINV_CHECK(it->is_string(), where, "__metadata__ value '", it.key(), "' is not a string");
+    metadata[it.key()] = it->get<std::string>();
+  }
+}
+
+const DtypeEntry& entry_dtype(const std::string& tw, const std::string& dtype) {
+  const DtypeEntry* dt = find_dtype(dtype);
+  if (!dt) {
+    for (const char* u : kUnsupportedDtypes) TINV_CHECK(dtype != u, tw, "dtype ", dtype, " is not supported");
+    throw Error(tw, "unknown dtype '" + dtype + "'");
+  }
+  return *dt;
+}
+
+// The shape of an entry; returns its element count.
+uint64_t entry_shape(const std::string& tw, const nlohmann::json& shape, std::vector<int64_t>& out) {
+  uint64_t numel = 1;
+  for (const auto& d : shape) {
+    TINV_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), tw,
+               "shape entries must be non-negative integers");
+    uint64_t v = d.get<uint64_t>();
+    TINV_CHECK(v < (1ull << 40), tw, "shape entry ", v, " is too large");
+    out.push_back(static_cast<int64_t>(v));
+    TINV_CHECK(v == 0 || numel <= (1ull << 50) / v, tw, "shape ", shape_str(out), " is too large");
+    numel *= v;
+  }
+  return numel;
+}
+
+// One tensor entry {"dtype", "shape", "data_offsets"}; `tw` names file and tensor.
+TensorInfo parse_entry(const std::string& tw, const nlohmann::json& e) {
+  TINV_CHECK(e.is_object(), tw, "entry is not an object");
+  TINV_CHECK(e.contains("dtype") && e["dtype"].is_string(), tw, "missing string field 'dtype'");
+  TINV_CHECK(e.contains("shape") && e["shape"].is_array(), tw, "missing array field 'shape'");
+  TINV_CHECK(e.contains("data_offsets") && e["data_offsets"].is_array() && e["data_offsets"].size() == 2,
+             tw, "missing field 'data_offsets' [begin, end]");
+  TensorInfo info;
+  info.dtype = e["dtype"].get<std::string>();
+  const DtypeEntry& dt = entry_dtype(tw, info.dtype);
+  const uint64_t numel = entry_shape(tw, e["shape"], info.shape);
+  for (const auto& o : e["data_offsets"])
+    TINV_CHECK(o.is_number_unsigned() || (o.is_number_integer() && o.get<int64_t>() >= 0), tw,
+               "data_offsets must be non-negative integers");
+  info.begin = e["data_offsets"][0].get<uint64_t>();
+  info.end = e["data_offsets"][1].get<uint64_t>();
+  TINV_CHECK(info.begin <= info.end, tw, "data_offsets [", info.begin, ", ", info.end, ") end before they begin");
+  TINV_CHECK(info.end - info.begin == numel * dt.size, tw, "data_offsets [", info.begin, ", ", info.end,
+             ") hold ", info.end - info.begin, " bytes but shape ", shape_str(info.shape), " of ", info.dtype,
+             " needs ", numel * dt.size);
+  return info;
+}
+
+// The tensors must tile the data buffer of `buffer` bytes exactly: from 0, no gaps or overlaps.
+void check_ranges(const std::string& where, const std::map<std::string, TensorInfo>& infos, uint64_t buffer) {
   struct Range {
     uint64_t begin, end;
     const std::string* name;
   };
   std::vector<Range> ranges;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    if (name == "__metadata__") {
-      TINV_CHECK(it->is_object(), where, "__metadata__ is not an object");
-      for (auto m = it->begin(); m != it->end(); ++m) {
-        TINV_CHECK(m->is_string(), where, "__metadata__ value '", m.key(), "' is not a string");
-        metadata[m.key()] = m->get<std::string>();
-      }
-      continue;
-    }
-    std::string tw = where + ": tensor '" + name + "'";
-    const auto& e = *it;
-    TINV_CHECK(e.is_object(), tw, "entry is not an object");
-    TINV_CHECK(e.contains("dtype") && e["dtype"].is_string(), tw, "missing string field 'dtype'");
-    TINV_CHECK(e.contains("shape") && e["shape"].is_array(), tw, "missing array field 'shape'");
-    TINV_CHECK(e.contains("data_offsets") && e["data_offsets"].is_array() &&
-                   e["data_offsets"].size() == 2,
-               tw, "missing field 'data_offsets' [begin, end]");
-    TensorInfo info;
-    info.dtype = e["dtype"].get<std::string>();
-    const DtypeEntry* dt = find_dtype(info.dtype);
-    if (!dt) {
-      for (const char* u : kUnsupportedDtypes)
-        TINV_CHECK(info.dtype != u, tw, "dtype ", info.dtype, " is not supported");
-      throw Error(tw, "unknown dtype '" + info.dtype + "'");
-    }
-    uint64_t numel = 1;
-    for (const auto& d : e["shape"]) {
-      TINV_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), tw,
-                 "shape entries must be non-negative integers");
-      uint64_t v = d.get<uint64_t>();
-      TINV_CHECK(v < (1ull << 40), tw, "shape entry ", v, " is too large");
-      info.shape.push_back(static_cast<int64_t>(v));
-      TINV_CHECK(v == 0 || numel <= (1ull << 50) / v, tw, "shape ", shape_str(info.shape),
-                 " is too large");
-      numel *= v;
-    }
-    for (const auto& o : e["data_offsets"])
-      TINV_CHECK(o.is_number_unsigned() || (o.is_number_integer() && o.get<int64_t>() >= 0), tw,
-                 "data_offsets must be non-negative integers");
-    info.begin = e["data_offsets"][0].get<uint64_t>();
-    info.end = e["data_offsets"][1].get<uint64_t>();
-    TINV_CHECK(info.begin <= info.end, tw, "data_offsets [", info.begin, ", ", info.end,
-               ") end before they begin");
-    TINV_CHECK(info.end - info.begin == numel * dt->size, tw, "data_offsets [", info.begin, ", ",
-               info.end, ") hold ", info.end - info.begin, " bytes but shape ",
-               shape_str(info.shape), " of ", info.dtype, " needs ", numel * dt->size);
-    auto [pos, inserted] = infos.emplace(name, std::move(info));
-    ranges.push_back({pos->second.begin, pos->second.end, &pos->first});
-  }
+  for (const auto& [name, info] : infos) ranges.push_back({info.begin, info.end, &name});
   std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
@@ -141,9 +141,30 @@ void parse_header(const std::string& where, const uint8_t* bytes, uint64_t file_
                ", ", r.end, ") leave a gap after byte ", cursor);
     cursor = r.end;
   }
-  uint64_t buffer = file_size - data_start;
   TINV_CHECK(cursor == buffer, where, "data buffer is ", buffer, " bytes but the tensors cover ",
              cursor, cursor > buffer ? " (file truncated?)" : " (trailing bytes)");
+}
+
+// Parses the header and validates it against a file of `file_size` bytes.
+void parse_header(const std::string& where, const uint8_t* bytes, uint64_t file_size,
+                  std::map<std::string, TensorInfo>& infos,
+                  std::map<std::string, std::string>& metadata, uint64_t& data_start) {
+  TINV_CHECK(file_size >= 8, where, "file too short for a safetensors header (", file_size,
+             " bytes)");
+  uint64_t n = read_u64_le(bytes);
+  TINV_CHECK(n <= kMaxHeaderBytes, where, "header length ", n, " exceeds the 100 MB limit");
+  TINV_CHECK(n <= file_size - 8, where, "header length ", n, " runs past the end of the file (",
+             file_size, " bytes)");
+  TINV_CHECK(n >= 2, where, "header too short (", n, " bytes)");
+  data_start = 8 + n;
+  const nlohmann::json header = parse_header_json(where, bytes, n);
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__")
+      parse_metadata(where, *it, metadata);
+    else
+      infos.emplace(it.key(), parse_entry(where + ": tensor '" + it.key() + "'", *it));
+  }
+  check_ranges(where, infos, file_size - data_start);
 }
 
 }  // namespace

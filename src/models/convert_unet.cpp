@@ -121,15 +121,11 @@ StateDict convert_ldm_unet(const StateDict& ldm, const UNetConfig& cfg) {
   return out;
 }
 
-UNetConfig infer_unet_config(const StateDict& sd, bool sd2, int64_t pooled_dim) {
-  UNetConfig c;
-  const torch::Tensor conv_in = need(sd, "input_blocks.0.0.weight");  // [C0, in, k, k]
-  c.in_channels = conv_in.size(1);
-  c.conv_in_kernel = conv_in.size(2);
-  const torch::Tensor conv_out = need(sd, "out.2.weight");             // [out, C0, k, k]
-  c.out_channels = conv_out.size(0);
-  c.conv_out_kernel = conv_out.size(2);
-  // Levels: downsamplers sit at input_blocks.{(i+1)(L+1)}.0.op; without one, a single level.
+namespace {
+
+// The level structure from input_blocks: downsamplers sit at input_blocks.{(i+1)(L+1)}.0.op;
+// without one, a single level. Returns {levels n, resnets per level L}.
+std::pair<int64_t, int64_t> infer_levels(const StateDict& sd) {
   int64_t max_index = 0;
   std::vector<int64_t> ops;
   for (const auto& [key, t] : sd) {
@@ -144,13 +140,17 @@ UNetConfig infer_unet_config(const StateDict& sd, bool sd2, int64_t pooled_dim) 
   TINV_CHECK(L >= 1 && max_index == n * L + (n - 1), kWhere,
              "cannot read the level structure from input_blocks (", n, " levels, max index ",
              max_index, ")");
+  return {n, L};
+}
+
+// Per level: channels, block types, transformer depth and heads.
+void infer_blocks(UNetConfig& c, const StateDict& sd, bool sd2, int64_t n, int64_t L) {
   c.block_out_channels.clear();
   c.down_block_types.clear();
   c.up_block_types.clear();
   c.transformer_layers_per_block.clear();
   c.num_attention_heads.clear();
   c.layers_per_block.assign(n, L);
-  c.cross_attention_dim = 0;
   for (int64_t i = 0; i < n; ++i) {
     std::string first = "input_blocks." + s(i * (L + 1) + 1) + ".";
     int64_t ch = need(sd, first + "0.out_layers.3.weight").size(0);
@@ -170,6 +170,37 @@ UNetConfig infer_unet_config(const StateDict& sd, bool sd2, int64_t pooled_dim) 
     if (tl == 0 && i == n - 1) tl = count_transformer_layers(sd, "middle_block.1.");
     if (tl == 0) tl = 1;
   }
+}
+
+// SDXL's text_time added conditions, when label_emb is there.
+void infer_text_time(UNetConfig& c, const StateDict& sd, int64_t pooled_dim) {
+  const torch::Tensor* label = find(sd, "label_emb.0.0.weight");
+  if (!label) return;
+  TINV_CHECK(label->dim() == 2, kWhere, "label_emb.0.0.weight must be 2-D, got ", shape_str(label->sizes().vec()));
+  c.addition_embed_type = "text_time";
+  c.projection_class_embeddings_input_dim = label->size(1);
+  if (pooled_dim > 0) {
+    TINV_CHECK((label->size(1) - pooled_dim) % 6 == 0 && label->size(1) > pooled_dim, kWhere,
+               "label_emb.0.0.weight takes ", label->size(1), " inputs, which is not the pooled width ",
+               pooled_dim, " + 6 time-id features");
+    c.addition_time_embed_dim = (label->size(1) - pooled_dim) / 6;
+  }
+  c.sample_size = 128;
+}
+
+}  // namespace
+
+UNetConfig infer_unet_config(const StateDict& sd, bool sd2, int64_t pooled_dim) {
+  UNetConfig c;
+  const torch::Tensor conv_in = need(sd, "input_blocks.0.0.weight");  // [C0, in, k, k]
+  c.in_channels = conv_in.size(1);
+  c.conv_in_kernel = conv_in.size(2);
+  const torch::Tensor conv_out = need(sd, "out.2.weight");             // [out, C0, k, k]
+  c.out_channels = conv_out.size(0);
+  c.conv_out_kernel = conv_out.size(2);
+  const auto [n, L] = infer_levels(sd);
+  infer_blocks(c, sd, sd2, n, L);
+  c.cross_attention_dim = 0;
   c.mid_block_type = find(sd, "middle_block.1.norm.weight") ? "UNetMidBlock2DCrossAttn" : "";
   for (const auto& [key, t] : sd) {
     if (key.find(".attn2.to_k.weight") != std::string::npos) c.cross_attention_dim = t.size(1);
@@ -186,18 +217,7 @@ UNetConfig infer_unet_config(const StateDict& sd, bool sd2, int64_t pooled_dim) 
   while (g % c.norm_num_groups != 0) --c.norm_num_groups;
   c.upcast_attention = false;
   c.sample_size = sd2 ? 96 : 64;
-  if (const torch::Tensor* label = find(sd, "label_emb.0.0.weight")) {  // SDXL text_time
-    TINV_CHECK(label->dim() == 2, kWhere, "label_emb.0.0.weight must be 2-D, got ", shape_str(label->sizes().vec()));
-    c.addition_embed_type = "text_time";
-    c.projection_class_embeddings_input_dim = label->size(1);
-    if (pooled_dim > 0) {
-      TINV_CHECK((label->size(1) - pooled_dim) % 6 == 0 && label->size(1) > pooled_dim, kWhere,
-                 "label_emb.0.0.weight takes ", label->size(1), " inputs, which is not the pooled width ",
-                 pooled_dim, " + 6 time-id features");
-      c.addition_time_embed_dim = (label->size(1) - pooled_dim) / 6;
-    }
-    c.sample_size = 128;
-  }
+  infer_text_time(c, sd, pooled_dim);
   c.validate(kWhere);
   return c;
 }

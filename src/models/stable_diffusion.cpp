@@ -175,6 +175,42 @@ void load_single_file_tokenizers(StableDiffusion& m, const SdLoadOptions& opts, 
                                               m.tokenizer->max_length());
 }
 
+// The UNet and the VAE of a single file from its LDM-named weights and m's configs.
+void build_unet_vae(StableDiffusion& m, const StateDict& ldm_unet, const StateDict& ldm_vae, const std::string& path) {
+  m.unet = UNet2DConditionModel(m.unet_config);
+  load_state_dict(*m.unet, convert_ldm_unet(ldm_unet, m.unet_config), path);
+  freeze(*m.unet);
+  m.unet->eval();
+  m.vae = load_vae_ldm(ldm_vae, m.vae_config, path);
+}
+
+// SDXL configs from a diffusers folder `d` (--config DIR).
+void xl_configs_from_dir(StableDiffusion& m, const std::string& d) {
+  m.unet_config = UNetConfig::from_json(JsonConfig::load(join_path(d, "unet/config.json")));
+  m.vae_config = VaeConfig::from_json(JsonConfig::load(join_path(d, "vae/config.json")));
+  m.text_config = ClipTextConfig::from_json(JsonConfig::load(join_path(d, "text_encoder/config.json")));
+  m.text_config_2 = ClipTextConfig::from_json(JsonConfig::load(join_path(d, "text_encoder_2/config.json")));
+  std::string sched = join_path(d, "scheduler/scheduler_config.json");
+  m.scheduler = file_exists(sched) ? SchedulerConfig::from_json(JsonConfig::load(sched)) : SchedulerConfig::sdxl();
+  std::string index = join_path(d, "model_index.json");
+  if (file_exists(index))
+    m.force_zeros_for_empty_prompt = JsonConfig::load(index).get<bool>("force_zeros_for_empty_prompt", true);
+}
+
+// SDXL configs inferred from the converted weights' shapes (--preset auto without --config).
+void infer_xl_configs(StableDiffusion& m, const StateDict& text1, const StateDict& text2, const StateDict& ldm_unet,
+                      const StateDict& ldm_vae, const std::string& path) {
+  m.text_config = infer_clip_text_config(text1, "quick_gelu");
+  m.text_config.pad_token_id = 49407;
+  m.text_config_2 = infer_clip_text_config(text2, "gelu");
+  m.text_config_2.pad_token_id = 0;
+  m.unet_config = infer_unet_config(ldm_unet, /*sd2=*/true, m.text_config_2.projection_dim);
+  m.vae_config = infer_vae_config(ldm_vae, path);
+  m.vae_config.scaling_factor = VaeConfig::sdxl().scaling_factor;
+  m.vae_config.sample_size = m.unet_config.sample_size * m.vae_config.downscale();
+  m.scheduler = SchedulerConfig::sdxl();
+}
+
 // SDXL single file (Stability's layout): configs from --config DIR, --preset sdxl, or the shapes.
 StableDiffusion load_xl_single_file(const std::string& path, const StateDict& sd, const SdLoadOptions& opts) {
   StableDiffusion m;
@@ -193,16 +229,7 @@ StableDiffusion load_xl_single_file(const std::string& path, const StateDict& sd
   StateDict text1 = convert_ldm_clip_text(sd, kXlText1Prefix);
   const bool from_dir = !opts.config_dir.empty();
   if (from_dir) {
-    const std::string& d = opts.config_dir;
-    m.unet_config = UNetConfig::from_json(JsonConfig::load(join_path(d, "unet/config.json")));
-    m.vae_config = VaeConfig::from_json(JsonConfig::load(join_path(d, "vae/config.json")));
-    m.text_config = ClipTextConfig::from_json(JsonConfig::load(join_path(d, "text_encoder/config.json")));
-    m.text_config_2 = ClipTextConfig::from_json(JsonConfig::load(join_path(d, "text_encoder_2/config.json")));
-    std::string sched = join_path(d, "scheduler/scheduler_config.json");
-    m.scheduler = file_exists(sched) ? SchedulerConfig::from_json(JsonConfig::load(sched)) : SchedulerConfig::sdxl();
-    std::string index = join_path(d, "model_index.json");
-    if (file_exists(index))
-      m.force_zeros_for_empty_prompt = JsonConfig::load(index).get<bool>("force_zeros_for_empty_prompt", true);
+    xl_configs_from_dir(m, opts.config_dir);
   } else if (opts.preset == "sdxl") {
     m.unet_config = UNetConfig::sdxl();
     m.vae_config = VaeConfig::sdxl();
@@ -213,26 +240,12 @@ StableDiffusion load_xl_single_file(const std::string& path, const StateDict& sd
   // Every OpenCLIP block is kept: SDXL reads the penultimate state and pools the last one.
   int64_t layers2 = from_dir || opts.preset == "sdxl" ? m.text_config_2.num_hidden_layers : -1;
   StateDict text2 = convert_openclip_text(sd, layers2, kXlText2Prefix, /*with_projection=*/true);
-  if (!from_dir && opts.preset == "auto") {
-    m.text_config = infer_clip_text_config(text1, "quick_gelu");
-    m.text_config.pad_token_id = 49407;
-    m.text_config_2 = infer_clip_text_config(text2, "gelu");
-    m.text_config_2.pad_token_id = 0;
-    m.unet_config = infer_unet_config(ldm_unet, /*sd2=*/true, m.text_config_2.projection_dim);
-    m.vae_config = infer_vae_config(ldm_vae, path);
-    m.vae_config.scaling_factor = VaeConfig::sdxl().scaling_factor;
-    m.vae_config.sample_size = m.unet_config.sample_size * m.vae_config.downscale();
-    m.scheduler = SchedulerConfig::sdxl();
-  }
+  if (!from_dir && opts.preset == "auto") infer_xl_configs(m, text1, text2, ldm_unet, ldm_vae, path);
   m.text_encoder = ClipTextModel(m.text_config);
   load_clip_text_weights(m.text_encoder, text1, path);
   m.text_encoder_2 = ClipTextModel(m.text_config_2);
   load_clip_text_weights(m.text_encoder_2, text2, path);
-  m.unet = UNet2DConditionModel(m.unet_config);
-  load_state_dict(*m.unet, convert_ldm_unet(ldm_unet, m.unet_config), path);
-  freeze(*m.unet);
-  m.unet->eval();
-  m.vae = load_vae_ldm(ldm_vae, m.vae_config, path);
+  build_unet_vae(m, ldm_unet, ldm_vae, path);
   m.file_dtypes["text_encoder"] = dtype_summary(text1);
   m.file_dtypes["text_encoder_2"] = dtype_summary(text2);
   m.file_dtypes["unet"] = dtype_summary(ldm_unet);
@@ -241,6 +254,45 @@ StableDiffusion load_xl_single_file(const std::string& path, const StateDict& sd
   check_xl(m, path);
   finish(m, opts);
   return m;
+}
+
+// SD1/SD2 configs: explicit folder, else preset, else inferred from shapes (the text encoder's
+// is inferred later, from its converted weights).
+void sd_configs(StableDiffusion& m, const SdLoadOptions& opts, const StateDict& ldm_unet, const StateDict& ldm_vae,
+                const std::string& path) {
+  const bool sd2 = m.family == "sd2";
+  if (!opts.config_dir.empty()) {
+    m.unet_config = UNetConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "unet/config.json")));
+    m.vae_config = VaeConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "vae/config.json")));
+    m.text_config = ClipTextConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "text_encoder/config.json")));
+    std::string sched = join_path(opts.config_dir, "scheduler/scheduler_config.json");
+    m.scheduler = file_exists(sched) ? SchedulerConfig::from_json(JsonConfig::load(sched))
+                                     : (sd2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15());
+  } else if (opts.preset == "sd15" || opts.preset == "sd21") {
+    bool p2 = opts.preset == "sd21";
+    m.unet_config = p2 ? UNetConfig::sd21() : UNetConfig::sd15();
+    m.vae_config = p2 ? VaeConfig::sd21() : VaeConfig::sd15();
+    m.text_config = p2 ? ClipTextConfig::sd21() : ClipTextConfig::sd15();
+    m.scheduler = p2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15();
+  } else {
+    m.unet_config = infer_unet_config(ldm_unet, sd2);
+    m.vae_config = infer_vae_config(ldm_vae, path);
+    m.scheduler = sd2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15();
+    if (sd2 && opts.prediction_type.empty())
+      std::fprintf(stderr, "tinv: note: %s: SD2 checkpoints do not record their prediction type; "
+                   "assuming v_prediction (768-v). Use --prediction-type epsilon for 512-base models.\n",
+                   path.c_str());
+  }
+}
+
+// Text encoder weights: SD1 HF names under cond_stage_model.transformer., SD2 OpenCLIP names.
+StateDict sd_text_weights(const StableDiffusion& m, const SdLoadOptions& opts, const StateDict& sd) {
+  if (!has_prefix(sd, kSd2TextPrefix)) return convert_ldm_clip_text(sd);
+  int64_t blocks = count_openclip_blocks(sd);
+  // SD2 conditions on the penultimate OpenCLIP block: keep one block fewer than the file has,
+  // unless a config says how many layers the text encoder has.
+  int64_t layers = !opts.config_dir.empty() || opts.preset == "sd21" ? m.text_config.num_hidden_layers : blocks - 1;
+  return convert_openclip_text(sd, layers);
 }
 
 StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& opts) {
@@ -266,55 +318,15 @@ StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& o
 
   StateDict ldm_unet = strip_prefix(sd, kUnetPrefix);
   StateDict ldm_vae = strip_prefix(sd, kVaePrefix);
-  bool sd2 = m.family == "sd2";
-  bool openclip = has_prefix(sd, kSd2TextPrefix);
-
-  // Configs: explicit folder, else preset, else inferred from shapes.
-  if (!opts.config_dir.empty()) {
-    m.unet_config = UNetConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "unet/config.json")));
-    m.vae_config = VaeConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "vae/config.json")));
-    m.text_config = ClipTextConfig::from_json(JsonConfig::load(join_path(opts.config_dir, "text_encoder/config.json")));
-    std::string sched = join_path(opts.config_dir, "scheduler/scheduler_config.json");
-    m.scheduler = file_exists(sched) ? SchedulerConfig::from_json(JsonConfig::load(sched))
-                                     : (sd2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15());
-  } else if (opts.preset == "sd15" || opts.preset == "sd21") {
-    bool p2 = opts.preset == "sd21";
-    m.unet_config = p2 ? UNetConfig::sd21() : UNetConfig::sd15();
-    m.vae_config = p2 ? VaeConfig::sd21() : VaeConfig::sd15();
-    m.text_config = p2 ? ClipTextConfig::sd21() : ClipTextConfig::sd15();
-    m.scheduler = p2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15();
-  } else {
-    m.unet_config = infer_unet_config(ldm_unet, sd2);
-    m.vae_config = infer_vae_config(ldm_vae, path);
-    m.scheduler = sd2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15();
-    if (sd2 && opts.prediction_type.empty())
-      std::fprintf(stderr, "tinv: note: %s: SD2 checkpoints do not record their prediction type; "
-                   "assuming v_prediction (768-v). Use --prediction-type epsilon for 512-base models.\n",
-                   path.c_str());
-  }
-
-  // Text encoder: SD1 HF names under cond_stage_model.transformer., SD2 OpenCLIP names.
-  StateDict text;
-  if (openclip) {
-    int64_t blocks = count_openclip_blocks(sd);
-    // SD2 conditions on the penultimate OpenCLIP block: keep one block fewer than the file has,
-    // unless a config says how many layers the text encoder has.
-    int64_t layers = !opts.config_dir.empty() || opts.preset == "sd21" ? m.text_config.num_hidden_layers
-                                                                       : blocks - 1;
-    text = convert_openclip_text(sd, layers);
-  } else {
-    text = convert_ldm_clip_text(sd);
-  }
+  const bool openclip = has_prefix(sd, kSd2TextPrefix);
+  sd_configs(m, opts, ldm_unet, ldm_vae, path);
+  StateDict text = sd_text_weights(m, opts, sd);
   if (opts.config_dir.empty() && opts.preset == "auto")
     m.text_config = infer_clip_text_config(text, openclip ? "gelu" : "quick_gelu");
 
   m.text_encoder = ClipTextModel(m.text_config);
   load_clip_text_weights(m.text_encoder, text, path);
-  m.unet = UNet2DConditionModel(m.unet_config);
-  load_state_dict(*m.unet, convert_ldm_unet(ldm_unet, m.unet_config), path);
-  freeze(*m.unet);
-  m.unet->eval();
-  m.vae = load_vae_ldm(ldm_vae, m.vae_config, path);
+  build_unet_vae(m, ldm_unet, ldm_vae, path);
 
   m.file_dtypes["text_encoder"] = dtype_summary(text);
   m.file_dtypes["unet"] = dtype_summary(ldm_unet);

@@ -71,6 +71,12 @@ CaseResult compare_exact(const std::string& name, const torch::Tensor& ours,
   return r;
 }
 
+std::vector<CaseResult> all_failed(const std::vector<std::string>& names, const std::string& reason) {
+  std::vector<CaseResult> out;
+  for (const auto& n : names) out.push_back(failed(n, reason));
+  return out;
+}
+
 CaseResult failed(const std::string& name, const std::string& reason) {
   CaseResult r;
   r.name = name;

@@ -38,6 +38,8 @@ CaseResult compare_rel(const std::string& name, const torch::Tensor& ours, const
 CaseResult compare_exact(const std::string& name, const torch::Tensor& ours,
                          const torch::Tensor& ref);
 CaseResult failed(const std::string& name, const std::string& reason);
+// failed(name, reason) for every name (a group whose setup threw).
+std::vector<CaseResult> all_failed(const std::vector<std::string>& names, const std::string& reason);
 
 // Tensor `name` of a case file, as `dtype`, on `device`.
 torch::Tensor input(const SafeTensors& file, const std::string& name, const torch::Device& device,

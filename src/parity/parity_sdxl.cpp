@@ -256,6 +256,52 @@ std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch
   return results;
 }
 
+namespace {
+
+// The widths h1, h2 of the model's two text encoders (from their configs).
+std::pair<int64_t, int64_t> text_widths(const std::string& dir) {
+  auto te1 = ClipTextConfig::from_json(JsonConfig::load(join_path(dir, "model/text_encoder/config.json")));
+  auto te2 = ClipTextConfig::from_json(JsonConfig::load(join_path(dir, "model/text_encoder_2/config.json")));
+  return {te1.hidden_size, te2.hidden_size};
+}
+
+// The reference file's layout: exactly clip_l [n, h1] and clip_g [n, h2], fp32.
+CaseResult embedding_layout(const std::string& dir, const SafeTensors& ref) {
+  auto keys = ref.keys();
+  std::sort(keys.begin(), keys.end());
+  if (keys != std::vector<std::string>{"clip_g", "clip_l"})
+    return failed("embedding.layout", "tensors are not exactly clip_g, clip_l");
+  const auto [h1, h2] = text_widths(dir);
+  auto l = ref.view("clip_l"), g = ref.view("clip_g");
+  std::vector<int64_t> ours = {l.dim(), g.dim(), l.size(1), g.size(1), l.size(0) - g.size(0),
+                               l.scalar_type() == torch::kFloat32, g.scalar_type() == torch::kFloat32};
+  std::vector<int64_t> want = {2, 2, h1, h2, 0, 1, 1};
+  return compare_exact("embedding.layout", torch::tensor(ours), torch::tensor(want));
+}
+
+// Our writer: same names, shapes, dtype and values as the reference; read back equal.
+CaseResult embedding_write(const std::string& path, const SafeTensors& ref, const std::optional<Embedding>& read) {
+  TINV_CHECK(read.has_value(), path, "read failed");
+  const std::string tmp = str_cat("/tmp/tinv-parity-sdxl-", ::getpid(), ".safetensors");
+  save_sdxl_embedding(tmp, read->vectors, read->vectors_2);
+  struct Remove {
+    std::string p;
+    ~Remove() { std::remove(p.c_str()); }
+  } remove_tmp{tmp};
+  auto ours = SafeTensors::open(tmp);
+  auto keys = ours.keys();
+  std::sort(keys.begin(), keys.end());
+  if (keys != std::vector<std::string>{"clip_g", "clip_l"})
+    return failed("embedding.write", "written tensors are not exactly clip_g, clip_l");
+  for (const char* k : {"clip_l", "clip_g"})
+    if (ours.view(k).sizes() != ref.view(k).sizes() || ours.view(k).scalar_type() != torch::kFloat32)
+      return failed("embedding.write", std::string(k) + ": shape or dtype differs from the reference");
+  return compare_abs("embedding.write", torch::cat({ours.get("clip_l"), ours.get("clip_g")}, 1),
+                     torch::cat({ref.get("clip_l"), ref.get("clip_g")}, 1), 0.0);
+}
+
+}  // namespace
+
 std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::Device& /*device*/) {
   const std::string path = join_path(dir, "cases/embedding_sdxl.safetensors");
   const std::string train = join_path(dir, "cases/ti_train.safetensors");
@@ -266,26 +312,12 @@ std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::
   } catch (const std::exception& e) {
     return {failed("embedding", e.what())};
   }
-  // The reference file's layout: exactly clip_l [n, h1] and clip_g [n, h2], fp32.
-  out.push_back(guarded("embedding.layout", [&] {
-    auto keys = ref->keys();
-    std::sort(keys.begin(), keys.end());
-    if (keys != std::vector<std::string>{"clip_g", "clip_l"})
-      return failed("embedding.layout", "tensors are not exactly clip_g, clip_l");
-    auto te1 = ClipTextConfig::from_json(JsonConfig::load(join_path(dir, "model/text_encoder/config.json")));
-    auto te2 = ClipTextConfig::from_json(JsonConfig::load(join_path(dir, "model/text_encoder_2/config.json")));
-    auto l = ref->view("clip_l"), g = ref->view("clip_g");
-    std::vector<int64_t> ours = {l.dim(), g.dim(), l.size(1), g.size(1), l.size(0) - g.size(0),
-                                 l.scalar_type() == torch::kFloat32, g.scalar_type() == torch::kFloat32};
-    std::vector<int64_t> want = {2, 2, te1.hidden_size, te2.hidden_size, 0, 1, 1};
-    return compare_exact("embedding.layout", torch::tensor(ours), torch::tensor(want));
-  }));
+  out.push_back(guarded("embedding.layout", [&] { return embedding_layout(dir, *ref); }));
   // Our reader, on an SDXL model's widths.
   std::optional<Embedding> read;
   out.push_back(guarded("embedding.read", [&] {
-    auto te1 = ClipTextConfig::from_json(JsonConfig::load(join_path(dir, "model/text_encoder/config.json")));
-    auto te2 = ClipTextConfig::from_json(JsonConfig::load(join_path(dir, "model/text_encoder_2/config.json")));
-    auto embs = load_embeddings(path, te1.hidden_size, te2.hidden_size);
+    const auto [h1, h2] = text_widths(dir);
+    auto embs = load_embeddings(path, h1, h2);
     TINV_CHECK(embs.size() == 1 && embs[0].is_xl(), path, "expected one SDXL embedding");
     read = embs[0];
     return compare_abs("embedding.read", torch::cat({read->vectors, read->vectors_2}, 1),
@@ -299,26 +331,7 @@ std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::
                          torch::cat({t.get("final_l"), t.get("final_g")}, 1), 1e-3);
     }));
   }
-  // Our writer: same names, shapes, dtype and values; read back equal.
-  out.push_back(guarded("embedding.write", [&] {
-    TINV_CHECK(read.has_value(), path, "read failed");
-    const std::string tmp = str_cat("/tmp/tinv-parity-sdxl-", ::getpid(), ".safetensors");
-    save_sdxl_embedding(tmp, read->vectors, read->vectors_2);
-    struct Remove {
-      std::string p;
-      ~Remove() { std::remove(p.c_str()); }
-    } remove_tmp{tmp};
-    auto ours = SafeTensors::open(tmp);
-    auto keys = ours.keys();
-    std::sort(keys.begin(), keys.end());
-    if (keys != std::vector<std::string>{"clip_g", "clip_l"})
-      return failed("embedding.write", "written tensors are not exactly clip_g, clip_l");
-    for (const char* k : {"clip_l", "clip_g"})
-      if (ours.view(k).sizes() != ref->view(k).sizes() || ours.view(k).scalar_type() != torch::kFloat32)
-        return failed("embedding.write", std::string(k) + ": shape or dtype differs from the reference");
-    return compare_abs("embedding.write", torch::cat({ours.get("clip_l"), ours.get("clip_g")}, 1),
-                       torch::cat({ref->get("clip_l"), ref->get("clip_g")}, 1), 0.0);
-  }));
+  out.push_back(guarded("embedding.write", [&] { return embedding_write(path, *ref, read); }));
   return out;
 }
 

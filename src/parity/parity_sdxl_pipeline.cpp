@@ -24,6 +24,7 @@
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
 #include "parity/parity.h"
+#include "parity/ti_train_replay.h"
 #include "pipelines/generate.h"
 #include "schedulers/sampler.h"
 
@@ -58,137 +59,156 @@ CaseResult ids_case(const std::string& name, StableDiffusion& sd, const ExtraTok
   return compare_exact(name, ours, ref);
 }
 
-class FixtureSource : public StepSource {
- public:
-  FixtureSource(const SafeTensors& f, const torch::Device& device)
-      : template_index_(f.get("template_index", torch::kInt64)),
-        timesteps_(input(f, "timesteps", device, torch::kInt64)),
-        noises_(input(f, "noises", device)),
-        latents_(input(f, "latents", device)) {}
-  StepInputs draw(int64_t step) override {
-    StepInputs in;
-    auto ti = template_index_[step].contiguous();
-    in.template_index.assign(ti.data_ptr<int64_t>(), ti.data_ptr<int64_t>() + ti.numel());
-    in.timesteps = timesteps_[step];
-    in.noise = noises_[step];
-    in.latents = latents_;
-    return in;
-  }
-  int64_t steps() const { return timesteps_.size(0); }
-
- private:
-  torch::Tensor template_index_, timesteps_, noises_, latents_;
-};
-
 }  // namespace
 
-std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device) {
-  const std::string path = join_path(dir, "cases/pipeline_euler.safetensors");
+namespace {
+
+struct PipelineFixture {
+  std::string dir, path;  // the fixture folder; cases/pipeline_euler.safetensors
+  torch::Device device = torch::kCPU;
   std::unique_ptr<SafeTensors> file;
   StableDiffusion sd;
   std::unique_ptr<Sampler> sampler;
   double guidance = 0;
   std::string prompt;
-  try {
-    file = std::make_unique<SafeTensors>(SafeTensors::open(path));
-    SdLoadOptions opts;
-    opts.device = device;
-    sd = load_stable_diffusion(join_path(dir, "model"), opts);
-    TINV_CHECK(sd.is_xl(), dir, "model/ did not load as SDXL");
-    const double scaling = metadata_number(*file, "scaling_factor");
-    TINV_CHECK(std::abs(scaling - sd.vae_config.scaling_factor) < 1e-9, path, "metadata scaling_factor ", scaling,
-               " differs from the VAE config's ", sd.vae_config.scaling_factor);
-    const bool zeros = metadata(*file, "force_zeros_for_empty_prompt") == "true";
-    TINV_CHECK(zeros == sd.force_zeros_for_empty_prompt, path, "force_zeros_for_empty_prompt differs from model_index.json");
-    guidance = metadata_number(*file, "guidance_scale");
-    prompt = metadata(*file, "prompt");
-    sampler = make_sampler("euler", sd.scheduler);
-    sampler->set_timesteps(static_cast<int64_t>(metadata_number(*file, "steps")));
-  } catch (const std::exception& e) {
-    return {failed("pipeline_euler", e.what())};
+
+  // The denoising loop from the fixture's init latents with conditioning c / unconditional u.
+  torch::Tensor run(const Conditioning& c, const Conditioning& u) {
+    sampler->set_timesteps(sampler->num_steps());  // fresh state
+    auto init = input(*file, "init_latents", device) * sampler->init_noise_sigma();
+    return denoise(sd, *sampler, init, c, u, guidance, nullptr, nullptr, input(*file, "time_ids", device));
   }
+};
+
+// Opens the case file and the SDXL model, checks the metadata against it, sets the sampler up.
+void open_pipeline(PipelineFixture& fx) {
+  fx.file = std::make_unique<SafeTensors>(SafeTensors::open(fx.path));
+  const SafeTensors& file = *fx.file;
+  SdLoadOptions opts;
+  opts.device = fx.device;
+  fx.sd = load_stable_diffusion(join_path(fx.dir, "model"), opts);
+  TINV_CHECK(fx.sd.is_xl(), fx.dir, "model/ did not load as SDXL");
+  const double scaling = metadata_number(file, "scaling_factor");
+  TINV_CHECK(std::abs(scaling - fx.sd.vae_config.scaling_factor) < 1e-9, fx.path, "metadata scaling_factor ",
+             scaling, " differs from the VAE config's ", fx.sd.vae_config.scaling_factor);
+  const bool zeros = metadata(file, "force_zeros_for_empty_prompt") == "true";
+  TINV_CHECK(zeros == fx.sd.force_zeros_for_empty_prompt, fx.path,
+             "force_zeros_for_empty_prompt differs from model_index.json");
+  fx.guidance = metadata_number(file, "guidance_scale");
+  fx.prompt = metadata(file, "prompt");
+  fx.sampler = make_sampler("euler", fx.sd.scheduler);
+  fx.sampler->set_timesteps(static_cast<int64_t>(metadata_number(file, "steps")));
+}
+
+// pipeline_euler.{cond_ids, uncond_ids, timesteps, sigmas, cond_prompt_embeds, cond_pooled,
+// final_latents, image}; `cond` gets the prompt's conditioning.
+void plain_cases(PipelineFixture& fx, Conditioning& cond, std::vector<CaseResult>& results) {
   const std::string p = "pipeline_euler.";
-  std::vector<CaseResult> results;
+  const SafeTensors& file = *fx.file;
+  StableDiffusion& sd = fx.sd;
   ExtraTokens none;
   results.push_back(guarded(p + "cond_ids", [&] {
-    return ids_case(p + "cond_ids", sd, none, prompt, *file, "cond_ids_1", "cond_ids_2");
+    return ids_case(p + "cond_ids", sd, none, fx.prompt, file, "cond_ids_1", "cond_ids_2");
   }));
   results.push_back(guarded(p + "uncond_ids", [&] {
-    return ids_case(p + "uncond_ids", sd, none, "", *file, "uncond_ids_1", "uncond_ids_2");
+    return ids_case(p + "uncond_ids", sd, none, "", file, "uncond_ids_1", "uncond_ids_2");
   }));
   results.push_back(guarded(p + "timesteps", [&] {
-    CaseResult r = compare_abs(p + "timesteps", sampler->timesteps(), file->get("timesteps"), 0.0);
+    CaseResult r = compare_abs(p + "timesteps", fx.sampler->timesteps(), file.get("timesteps"), 0.0);
     r.tol = "exact";
     return r;
   }));
   results.push_back(guarded(p + "sigmas", [&] {
-    return compare_rel(p + "sigmas", sampler->sigmas(), file->get("sigmas"), 1e-5);
+    return compare_rel(p + "sigmas", fx.sampler->sigmas(), file.get("sigmas"), 1e-5);
   }));
-  Conditioning cond;
   results.push_back(guarded(p + "cond_prompt_embeds", [&] {
-    cond = encode_ids_xl(sd, none, input(*file, "cond_ids_1", device, torch::kInt64),
-                         input(*file, "cond_ids_2", device, torch::kInt64));
-    return compare_rel(p + "cond_prompt_embeds", cond.states, file->get("cond_prompt_embeds"), kRel);
+    cond = encode_ids_xl(sd, none, input(file, "cond_ids_1", fx.device, torch::kInt64),
+                         input(file, "cond_ids_2", fx.device, torch::kInt64));
+    return compare_rel(p + "cond_prompt_embeds", cond.states, file.get("cond_prompt_embeds"), kRel);
   }));
   results.push_back(guarded(p + "cond_pooled", [&] {
-    TINV_CHECK(cond.pooled.defined(), path, "conditional encoding failed");
-    return compare_rel(p + "cond_pooled", cond.pooled, file->get("cond_pooled"), kRel);
+    TINV_CHECK(cond.pooled.defined(), fx.path, "conditional encoding failed");
+    return compare_rel(p + "cond_pooled", cond.pooled, file.get("cond_pooled"), kRel);
   }));
-  auto init = [&] { return input(*file, "init_latents", device) * sampler->init_noise_sigma(); };
-  auto run = [&](const Conditioning& c, const Conditioning& u) {
-    sampler->set_timesteps(sampler->num_steps());  // fresh state
-    return denoise(sd, *sampler, init(), c, u, guidance, nullptr, nullptr, input(*file, "time_ids", device));
-  };
   torch::Tensor final_latents;
   results.push_back(guarded(p + "final_latents", [&] {
-    TINV_CHECK(cond.states.defined(), path, "conditional encoding failed");
+    TINV_CHECK(cond.states.defined(), fx.path, "conditional encoding failed");
     // No negative prompt + force_zeros_for_empty_prompt: zero states AND pooled (generate() does this).
     Conditioning zero{torch::zeros_like(cond.states), torch::zeros_like(cond.pooled)};
-    final_latents = run(cond, zero);
-    return compare_rel(p + "final_latents", final_latents, file->get("final_latents"), kRel);
+    final_latents = fx.run(cond, zero);
+    return compare_rel(p + "final_latents", final_latents, file.get("final_latents"), kRel);
   }));
   results.push_back(guarded(p + "image", [&] {
-    TINV_CHECK(final_latents.defined(), path, "no final latents (the loop failed)");
-    return compare_rel(p + "image", decode_latents(sd, final_latents), file->get("image"), kRel);
+    TINV_CHECK(final_latents.defined(), fx.path, "no final latents (the loop failed)");
+    return compare_rel(p + "image", decode_latents(sd, final_latents), file.get("image"), kRel);
   }));
-  // negative_prompt="" given explicitly: "" is encoded.
+}
+
+// pipeline_euler.encoded_negative.*: negative_prompt="" given explicitly: "" is encoded.
+void negative_cases(PipelineFixture& fx, const Conditioning& cond, std::vector<CaseResult>& results) {
+  const SafeTensors& file = *fx.file;
   Conditioning neg;
-  const std::string n = p + "encoded_negative.";
+  ExtraTokens none;
+  const std::string n = "pipeline_euler.encoded_negative.";
   results.push_back(guarded(n + "uncond_prompt_embeds", [&] {
-    neg = encode_text(sd, none, "");
-    return compare_rel(n + "uncond_prompt_embeds", neg.states, file->get("encoded_negative.uncond_prompt_embeds"), kRel);
+    neg = encode_text(fx.sd, none, "");
+    return compare_rel(n + "uncond_prompt_embeds", neg.states, file.get("encoded_negative.uncond_prompt_embeds"), kRel);
   }));
   results.push_back(guarded(n + "uncond_pooled", [&] {
-    TINV_CHECK(neg.pooled.defined(), path, "encoding \"\" failed");
-    return compare_rel(n + "uncond_pooled", neg.pooled, file->get("encoded_negative.uncond_pooled"), kRel);
+    TINV_CHECK(neg.pooled.defined(), fx.path, "encoding \"\" failed");
+    return compare_rel(n + "uncond_pooled", neg.pooled, file.get("encoded_negative.uncond_pooled"), kRel);
   }));
   results.push_back(guarded(n + "final_latents", [&] {
-    TINV_CHECK(cond.states.defined() && neg.states.defined(), path, "encoding failed");
-    return compare_rel(n + "final_latents", run(cond, neg), file->get("encoded_negative.final_latents"), kRel);
+    TINV_CHECK(cond.states.defined() && neg.states.defined(), fx.path, "encoding failed");
+    return compare_rel(n + "final_latents", fx.run(cond, neg), file.get("encoded_negative.final_latents"), kRel);
   }));
-  // The SDXL embedding loaded the diffusers way, trigger <cube>, via add_embeddings.
-  const std::string t = p + "ti.";
+}
+
+// pipeline_euler.ti.*: the SDXL embedding loaded the diffusers way, trigger <cube>, via add_embeddings.
+void ti_cases(PipelineFixture& fx, std::vector<CaseResult>& results) {
+  const SafeTensors& file = *fx.file;
+  StableDiffusion& sd = fx.sd;
+  const std::string t = "pipeline_euler.ti.";
   std::optional<ExtraTokens> extra;
   results.push_back(guarded(t + "cond_ids", [&] {
     // metadata ti: "prompt '<text>', <cube> = cases/embedding_sdxl.safetensors ..."
-    const std::string meta = metadata(*file, "ti");
+    const std::string meta = metadata(file, "ti");
     const size_t a = meta.find('\''), b = meta.find('\'', a + 1);
-    TINV_CHECK(a != std::string::npos && b != std::string::npos, path, "metadata 'ti' has no quoted prompt");
+    TINV_CHECK(a != std::string::npos && b != std::string::npos, fx.path, "metadata 'ti' has no quoted prompt");
     const std::string ti_prompt = meta.substr(a + 1, b - a - 1);
-    auto embs = load_embeddings(join_path(dir, "cases/embedding_sdxl.safetensors"), sd.text_config.hidden_size,
+    auto embs = load_embeddings(join_path(fx.dir, "cases/embedding_sdxl.safetensors"), sd.text_config.hidden_size,
                                 sd.text_config_2.hidden_size);
-    TINV_CHECK(embs.size() == 1, path, "expected one embedding");
+    TINV_CHECK(embs.size() == 1, fx.path, "expected one embedding");
     extra.emplace();
     extra->add_trigger(*sd.tokenizer, *sd.tokenizer_2, "<cube>", embs[0].vectors, embs[0].vectors_2);
-    return ids_case(t + "cond_ids", sd, *extra, ti_prompt, *file, "ti.cond_ids_1", "ti.cond_ids_2");
+    return ids_case(t + "cond_ids", sd, *extra, ti_prompt, file, "ti.cond_ids_1", "ti.cond_ids_2");
   }));
   results.push_back(guarded(t + "final_latents", [&] {
-    TINV_CHECK(extra.has_value(), path, "the embedding did not load");
-    auto c = encode_ids_xl(sd, *extra, input(*file, "ti.cond_ids_1", device, torch::kInt64),
-                           input(*file, "ti.cond_ids_2", device, torch::kInt64));
+    TINV_CHECK(extra.has_value(), fx.path, "the embedding did not load");
+    auto c = encode_ids_xl(sd, *extra, input(file, "ti.cond_ids_1", fx.device, torch::kInt64),
+                           input(file, "ti.cond_ids_2", fx.device, torch::kInt64));
     Conditioning zero{torch::zeros_like(c.states), torch::zeros_like(c.pooled)};
-    return compare_rel(t + "final_latents", run(c, zero), file->get("ti.final_latents"), kRel);
+    return compare_rel(t + "final_latents", fx.run(c, zero), file.get("ti.final_latents"), kRel);
   }));
+}
+
+}  // namespace
+
+std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device) {
+  PipelineFixture fx;
+  fx.dir = dir;
+  fx.path = join_path(dir, "cases/pipeline_euler.safetensors");
+  fx.device = device;
+  try {
+    open_pipeline(fx);
+  } catch (const std::exception& e) {
+    return {failed("pipeline_euler", e.what())};
+  }
+  std::vector<CaseResult> results;
+  Conditioning cond;
+  plain_cases(fx, cond, results);
+  negative_cases(fx, cond, results);
+  ti_cases(fx, results);
   return results;
 }
 
@@ -197,36 +217,22 @@ std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::D
                                           "ti_train.init_g", "ti_train.losses", "ti_train.first_step_grad_l",
                                           "ti_train.first_step_grad_g", "ti_train.final_l", "ti_train.final_g"};
   try {
-    const std::string path = join_path(dir, "cases/ti_train.safetensors");
-    SafeTensors f = SafeTensors::open(path);
-    auto md = f.metadata();
-    for (const char* key : {"caption", "templates", "placeholders"})
-      TINV_CHECK(md.count(key), path, "missing metadata '", key, "'");
-    SdLoadOptions load;
-    load.device = device;
-    StableDiffusion sd = load_stable_diffusion(join_path(dir, "model"), load);
-    TINV_CHECK(sd.is_xl(), dir, "model/ did not load as SDXL");
-    if (md.count("prediction_type"))
-      TINV_CHECK(md["prediction_type"] == sd.scheduler.prediction_type, path, "fixture prediction type '",
-                 md["prediction_type"], "' but the model's scheduler says '", sd.scheduler.prediction_type, "'");
-    auto templates = nlohmann::json::parse(md["templates"]).get<std::vector<std::string>>();
-    std::istringstream words(md["placeholders"]);
-    std::vector<std::string> placeholders;
-    for (std::string w; words >> w;) placeholders.push_back(w);
+    TiTrainFixture fx = open_ti_train(dir, device, true);
+    const std::string& path = fx.path;
+    const SafeTensors& f = fx.file;
+    StableDiffusion& sd = fx.sd;
+    auto& md = fx.md;
     auto caption = torch::tensor(sd.tokenizer->tokenize(md["caption"]), torch::kInt64);
     auto init_l = sd.text_encoder->token_embeddings(caption.to(device));    // [n, h1]
     auto init_g = sd.text_encoder_2->token_embeddings(caption.to(device));  // [n, h2]
     const int64_t h1 = init_l.size(1);
 
-    TrainerOptions opt;
     FixtureSource source(f, device);
-    if (md.count("lr")) opt.adam.lr = std::stod(md["lr"]);
-    opt.schedule = LrSchedule::parse("constant", opt.adam.lr, source.steps());
     auto time_ids = input(f, "time_ids", device);  // [2, 6], the same row for both items
     TINV_CHECK(time_ids.dim() == 2 && time_ids.size(1) == 6 && torch::equal(time_ids[0], time_ids[-1]), path,
                "time_ids must be [B, 6] with one row repeated");
-    InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, placeholders,
-                             torch::cat({init_l, init_g}, 1), templates, opt,
+    InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, fx.placeholders,
+                             torch::cat({init_l, init_g}, 1), fx.templates, ti_train_options(fx, source.steps()),
                              SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, time_ids[0]});
     std::vector<CaseResult> out;
     auto input_ids_case = [&](const std::string& name, bool second, const char* key) {
@@ -246,38 +252,20 @@ std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::D
     out.push_back(guarded(names[2], [&] { return compare_rel(names[2], init_l, f.get("init_l"), 1e-3); }));
     out.push_back(guarded(names[3], [&] { return compare_rel(names[3], init_g, f.get("init_g"), 1e-3); }));
 
-    std::vector<double> losses;
-    torch::Tensor first_grad;
-    run_steps(trainer, source, source.steps(), [&](int64_t k, const StepResult& r) {
-      losses.push_back(r.loss);
-      if (k == 0) first_grad = r.grad;
-    });
-    out.push_back(guarded(names[4], [&] {
-      auto ref = f.get("losses").to(torch::kFloat64);
-      auto ours = torch::tensor(losses, torch::kFloat64);
-      if (ours.numel() != ref.numel())
-        return failed(names[4], str_cat("ran ", ours.numel(), " steps, reference has ", ref.numel()));
-      CaseResult r = compare_rel(names[4], ours, ref, 1e-4);
-      r.rel = ((ours - ref).abs() / ref.abs()).max().item<double>();
-      r.tol = "rel 1e-4 per step";
-      r.pass = r.rel <= 1e-4;
-      r.note = r.pass ? str_cat(ours.numel(), " steps; rel = max over steps of |ours-ref|/|ref|") : "per-step loss mismatch";
-      return r;
-    }));
+    const TiTrainReplay run = replay(trainer, source);
+    out.push_back(losses_case(names[4], run, f));
     auto split = [&](const torch::Tensor& rows, bool g) {
       TINV_CHECK(rows.defined(), path, "the run produced no rows");
       return g ? rows.narrow(1, h1, rows.size(1) - h1) : rows.narrow(1, 0, h1);
     };
-    out.push_back(guarded(names[5], [&] { return compare_rel(names[5], split(first_grad, false), f.get("first_step_grad_l"), 1e-3); }));
-    out.push_back(guarded(names[6], [&] { return compare_rel(names[6], split(first_grad, true), f.get("first_step_grad_g"), 1e-3); }));
+    out.push_back(guarded(names[5], [&] { return compare_rel(names[5], split(run.first_grad, false), f.get("first_step_grad_l"), 1e-3); }));
+    out.push_back(guarded(names[6], [&] { return compare_rel(names[6], split(run.first_grad, true), f.get("first_step_grad_g"), 1e-3); }));
     auto final_rows = trainer.embeddings();
     out.push_back(guarded(names[7], [&] { return compare_rel(names[7], split(final_rows, false), f.get("final_l"), 1e-3); }));
     out.push_back(guarded(names[8], [&] { return compare_rel(names[8], split(final_rows, true), f.get("final_g"), 1e-3); }));
     return out;
   } catch (const std::exception& e) {
-    std::vector<CaseResult> out;
-    for (const auto& n : names) out.push_back(failed(n, e.what()));
-    return out;
+    return all_failed(names, e.what());
   }
 }
 

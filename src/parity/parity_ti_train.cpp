@@ -17,71 +17,92 @@
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
 #include "parity/parity.h"
+#include "parity/ti_train_replay.h"
 
 namespace tinv::parity {
-namespace {
 
-// Replays the fixture's per-step inputs.
-class FixtureSource : public StepSource {
- public:
-  FixtureSource(const SafeTensors& f, const torch::Device& device)
-      : template_index_(f.get("template_index", torch::kInt64)),
-        timesteps_(input(f, "timesteps", device, torch::kInt64)),
-        noises_(input(f, "noises", device)),
-        latents_(input(f, "latents", device)) {}
-  StepInputs draw(int64_t step) override {
-    StepInputs in;
-    auto ti = template_index_[step].contiguous();
-    in.template_index.assign(ti.data_ptr<int64_t>(), ti.data_ptr<int64_t>() + ti.numel());
-    in.timesteps = timesteps_[step];
-    in.noise = noises_[step];
-    in.latents = latents_;
-    return in;
-  }
-  int64_t steps() const { return timesteps_.size(0); }
+FixtureSource::FixtureSource(const SafeTensors& f, const torch::Device& device)
+    : template_index_(f.get("template_index", torch::kInt64)),
+      timesteps_(input(f, "timesteps", device, torch::kInt64)),
+      noises_(input(f, "noises", device)),
+      latents_(input(f, "latents", device)) {}
 
- private:
-  torch::Tensor template_index_, timesteps_, noises_, latents_;
-};
-
-std::vector<std::string> split_spaces(const std::string& s) {
-  std::istringstream in(s);
-  std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
+StepInputs FixtureSource::draw(int64_t step) {
+  StepInputs in;
+  auto ti = template_index_[step].contiguous();
+  in.template_index.assign(ti.data_ptr<int64_t>(), ti.data_ptr<int64_t>() + ti.numel());
+  in.timesteps = timesteps_[step];
+  in.noise = noises_[step];
+  in.latents = latents_;
+  return in;
 }
 
-}  // namespace
+int64_t FixtureSource::steps() const { return timesteps_.size(0); }
+
+TiTrainFixture open_ti_train(const std::string& dir, const torch::Device& device, bool xl) {
+  const std::string path = join_path(dir, "cases/ti_train.safetensors");
+  TiTrainFixture fx{path, SafeTensors::open(path)};
+  fx.md = fx.file.metadata();
+  auto& md = fx.md;
+  for (const char* key : {"caption", "templates", "placeholders"})
+    TINV_CHECK(md.count(key), path, "missing metadata '", key, "'");
+  SdLoadOptions load;
+  load.device = device;
+  fx.sd = load_stable_diffusion(join_path(dir, "model"), load);
+  if (xl) TINV_CHECK(fx.sd.is_xl(), dir, "model/ did not load as SDXL");
+  if (md.count("prediction_type"))
+    TINV_CHECK(md["prediction_type"] == fx.sd.scheduler.prediction_type, path, "fixture prediction type '",
+               md["prediction_type"], "' but the model's scheduler says '", fx.sd.scheduler.prediction_type, "'");
+  fx.templates = nlohmann::json::parse(md["templates"]).get<std::vector<std::string>>();
+  std::istringstream words(md["placeholders"]);
+  for (std::string w; words >> w;) fx.placeholders.push_back(w);
+  return fx;
+}
+
+TrainerOptions ti_train_options(const TiTrainFixture& fx, int64_t steps) {
+  TrainerOptions opt;  // AdamW lr 5e-3, betas (0.9, 0.999), wd 1e-2, eps 1e-8, constant
+  if (fx.md.count("lr")) opt.adam.lr = std::stod(fx.md.at("lr"));
+  opt.schedule = LrSchedule::parse("constant", opt.adam.lr, steps);
+  return opt;
+}
+
+TiTrainReplay replay(InversionTrainer& trainer, FixtureSource& source) {
+  TiTrainReplay run;
+  run_steps(trainer, source, source.steps(), [&](int64_t k, const StepResult& r) {
+    run.losses.push_back(r.loss);
+    if (k == 0) run.first_grad = r.grad;
+  });
+  return run;
+}
+
+CaseResult losses_case(const std::string& name, const TiTrainReplay& run, const SafeTensors& f) {
+  return guarded(name, [&] {
+    auto ref = f.get("losses").to(torch::kFloat64);
+    auto ours = torch::tensor(run.losses, torch::kFloat64);
+    if (ours.numel() != ref.numel())
+      return failed(name, str_cat("ran ", ours.numel(), " steps, reference has ", ref.numel()));
+    CaseResult r = compare_rel(name, ours, ref, 1e-4);  // for max_abs
+    r.rel = ((ours - ref).abs() / ref.abs()).max().item<double>();
+    r.tol = "rel 1e-4 per step";
+    r.pass = r.rel <= 1e-4;
+    r.note = r.pass ? str_cat(ours.numel(), " steps; rel = max over steps of |ours-ref|/|ref|") : "per-step loss mismatch";
+    return r;
+  });
+}
 
 std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device& device) {
   const std::vector<std::string> names = {"ti_train.input_ids", "ti_train.init_embeddings",
                                           "ti_train.losses", "ti_train.first_step_grad",
                                           "ti_train.final_embeddings"};
   try {
-    const std::string path = join_path(dir, "cases/ti_train.safetensors");
-    SafeTensors f = SafeTensors::open(path);
-    auto md = f.metadata();
-    for (const char* key : {"caption", "templates", "placeholders"})
-      TINV_CHECK(md.count(key), path, "missing metadata '", key, "'");
-    SdLoadOptions load;
-    load.device = device;
-    StableDiffusion sd = load_stable_diffusion(join_path(dir, "model"), load);
-    if (md.count("prediction_type"))
-      TINV_CHECK(md["prediction_type"] == sd.scheduler.prediction_type, path,
-                 "fixture prediction type '", md["prediction_type"], "' but the model's scheduler says '",
-                 sd.scheduler.prediction_type, "'");
-    auto templates = nlohmann::json::parse(md["templates"]).get<std::vector<std::string>>();
-    auto placeholders = split_spaces(md["placeholders"]);
-    auto caption_ids = sd.tokenizer->tokenize(md["caption"]);
-    auto caption_t = torch::tensor(caption_ids, torch::kInt64);
+    TiTrainFixture fx = open_ti_train(dir, device, false);
+    const SafeTensors& f = fx.file;
+    StableDiffusion& sd = fx.sd;
+    auto caption_t = torch::tensor(sd.tokenizer->tokenize(fx.md["caption"]), torch::kInt64);
     auto init = sd.text_encoder->token_embeddings(caption_t.to(device));  // [n, d]
-
-    TrainerOptions opt;  // AdamW lr 5e-3, betas (0.9, 0.999), wd 1e-2, eps 1e-8, constant
     FixtureSource source(f, device);
-    if (md.count("lr")) opt.adam.lr = std::stod(md["lr"]);
-    opt.schedule = LrSchedule::parse("constant", opt.adam.lr, source.steps());
-    InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, placeholders,
-                             init, templates, opt);
+    InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, fx.placeholders,
+                             init, fx.templates, ti_train_options(fx, source.steps()));
 
     std::vector<CaseResult> out;
     out.push_back(guarded(names[0], [&] {
@@ -97,36 +118,17 @@ std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device
     out.push_back(guarded(names[1], [&] {
       return compare_rel(names[1], init, f.get("init_embeddings"), 1e-3);
     }));
-
-    std::vector<double> losses;
-    torch::Tensor first_grad;
-    run_steps(trainer, source, source.steps(), [&](int64_t k, const StepResult& r) {
-      losses.push_back(r.loss);
-      if (k == 0) first_grad = r.grad;
-    });
-    out.push_back(guarded(names[2], [&] {
-      auto ref = f.get("losses").to(torch::kFloat64);
-      auto ours = torch::tensor(losses, torch::kFloat64);
-      if (ours.numel() != ref.numel())
-        return failed(names[2], str_cat("ran ", ours.numel(), " steps, reference has ", ref.numel()));
-      CaseResult r = compare_rel(names[2], ours, ref, 1e-4);  // for max_abs
-      r.rel = ((ours - ref).abs() / ref.abs()).max().item<double>();
-      r.tol = "rel 1e-4 per step";
-      r.pass = r.rel <= 1e-4;
-      r.note = r.pass ? str_cat(ours.numel(), " steps; rel = max over steps of |ours-ref|/|ref|") : "per-step loss mismatch";
-      return r;
-    }));
+    const TiTrainReplay run = replay(trainer, source);
+    out.push_back(losses_case(names[2], run, f));
     out.push_back(guarded(names[3], [&] {
-      return compare_rel(names[3], first_grad, f.get("first_step_grad"), 1e-3);
+      return compare_rel(names[3], run.first_grad, f.get("first_step_grad"), 1e-3);
     }));
     out.push_back(guarded(names[4], [&] {
       return compare_rel(names[4], trainer.embeddings(), f.get("final_embeddings"), 1e-3);
     }));
     return out;
   } catch (const std::exception& e) {
-    std::vector<CaseResult> out;
-    for (const auto& n : names) out.push_back(failed(n, e.what()));
-    return out;
+    return all_failed(names, e.what());
   }
 }
 

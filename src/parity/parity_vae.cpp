@@ -21,9 +21,7 @@ std::vector<CaseResult> run_vae(const std::string& dir, const torch::Device& dev
     vae->to(device);
     cases = SafeTensors::open(join_path(dir, "cases/vae.safetensors"));
   } catch (const std::exception& e) {
-    std::vector<CaseResult> out;
-    for (const auto& n : names) out.push_back(failed(n, e.what()));
-    return out;
+    return all_failed(names, e.what());
   }
   torch::NoGradGuard no_grad;
   Posterior post;

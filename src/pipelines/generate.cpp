@@ -144,6 +144,15 @@ ExtraTokens add_embeddings(StableDiffusion& sd, const std::vector<std::string>& 
   return extra;
 }
 
+void add_rows_trigger(StableDiffusion& sd, ExtraTokens& extra, const std::string& trigger, const torch::Tensor& rows) {
+  if (!sd.is_xl()) {
+    extra.add_trigger(*sd.tokenizer, trigger, rows);
+    return;
+  }
+  const int64_t h1 = sd.text_config.hidden_size;
+  extra.add_trigger(*sd.tokenizer, *sd.tokenizer_2, trigger, rows.narrow(1, 0, h1), rows.narrow(1, h1, rows.size(1) - h1));
+}
+
 torch::Tensor encode_ids(StableDiffusion& sd, const ExtraTokens& extra, const torch::Tensor& ids) {
   torch::NoGradGuard no_grad;
   torch::Tensor table = extra.table();

@@ -81,6 +81,11 @@ void validate(const GenerateOptions& opts);
 // the file.
 ExtraTokens add_embeddings(StableDiffusion& sd, const std::vector<std::string>& files);
 
+// Adds `trigger` for learned rows [n, d] to `extra` through sd's tokenizer(s); SDXL rows are
+// [n, h1 + h2], clip_l's columns then clip_g's. Call it on a copy of the model (`view = sd`,
+// modules shared) to keep sd's tokenizers untouched. Throws tinv::Error as ExtraTokens does.
+void add_rows_trigger(StableDiffusion& sd, ExtraTokens& extra, const std::string& trigger, const torch::Tensor& rows);
+
 // Text-encoder states for `ids` [B, 77] int64 (ids >= the text vocabulary index extra.table()).
 // Returns [B, 77, D] on sd.device in sd.dtype.
 torch::Tensor encode_ids(StableDiffusion& sd, const ExtraTokens& extra, const torch::Tensor& ids);

@@ -126,13 +126,11 @@ ClipTokenizer ClipTokenizer::from_files(const std::string& vocab_path,
                vocab_path);
 }
 
-ClipTokenizer ClipTokenizer::build(const std::string& vocab_path, const std::string& merges_path,
-                                   const std::string& pad_token, int64_t max_length,
-                                   const std::string& bos_token, const std::string& eos_token,
-                                   const std::string& unk_token, const std::string& where) {
-  TINV_CHECK(max_length >= 2, where, "max_length must be >= 2 (BOS and EOS), got ", max_length);
-  auto vocab = std::make_shared<Vocab>();
-  // vocab.json: {"token": id, ...}
+namespace {
+
+// vocab.json: {"token": id, ...} into token -> id and id -> token ("" for unused ids).
+void read_vocab_json(const std::string& vocab_path, std::unordered_map<std::string, int64_t>& encoder,
+                     std::vector<std::string>& decoder) {
   nlohmann::json j = parse_json_file(vocab_path);
   TINV_CHECK(j.is_object(), vocab_path, "expected a JSON object of token -> id, got ",
              j.type_name());
@@ -143,13 +141,18 @@ ClipTokenizer ClipTokenizer::build(const std::string& vocab_path, const std::str
                vocab_path, "token '", it.key(), "' must map to an integer id in [0, ",
                kMaxVocabId, "), got ", v.dump());
     int64_t id = v.get<int64_t>();
-    if (static_cast<int64_t>(vocab->decoder.size()) <= id) vocab->decoder.resize(id + 1);
-    TINV_CHECK(vocab->decoder[id].empty(), vocab_path, "id ", id, " is used by both '",
-               vocab->decoder[id], "' and '", it.key(), "'");
-    vocab->decoder[id] = it.key();
-    vocab->encoder.emplace(it.key(), id);
+    if (static_cast<int64_t>(decoder.size()) <= id) decoder.resize(id + 1);
+    TINV_CHECK(decoder[id].empty(), vocab_path, "id ", id, " is used by both '",
+               decoder[id], "' and '", it.key(), "'");
+    decoder[id] = it.key();
+    encoder.emplace(it.key(), id);
   }
-  // merges.txt: "#version" header, then "a b" per line, rank = line order.
+}
+
+// merges.txt: "#version" header, then "a b" per line, rank = line order; "a b" -> rank for the
+// merges whose result is in `encoder`.
+void read_merges(const std::string& merges_path, const std::unordered_map<std::string, int64_t>& encoder,
+                 std::unordered_map<std::string, int>& ranks) {
   TINV_CHECK(file_exists(merges_path), merges_path, "missing file");
   std::string merges = read_text_file(merges_path);
   size_t pos = 0;
@@ -169,11 +172,23 @@ ClipTokenizer ClipTokenizer::build(const std::string& vocab_path, const std::str
                line.substr(0, 80), "'");
     // A merge whose result is not in the vocabulary can never give a token: skip it (this is
     // also what truncating a longer merges list to the vocabulary amounts to).
-    if (vocab->encoder.count(line.substr(0, sp) + line.substr(sp + 1)))
-      vocab->ranks[line] = rank;  // later duplicates win, as Python's dict(zip(...)) does
+    if (encoder.count(line.substr(0, sp) + line.substr(sp + 1)))
+      ranks[line] = rank;  // later duplicates win, as Python's dict(zip(...)) does
     ++rank;
   }
   TINV_CHECK(line_no > 0, merges_path, "empty merges file");
+}
+
+}  // namespace
+
+ClipTokenizer ClipTokenizer::build(const std::string& vocab_path, const std::string& merges_path,
+                                   const std::string& pad_token, int64_t max_length,
+                                   const std::string& bos_token, const std::string& eos_token,
+                                   const std::string& unk_token, const std::string& where) {
+  TINV_CHECK(max_length >= 2, where, "max_length must be >= 2 (BOS and EOS), got ", max_length);
+  auto vocab = std::make_shared<Vocab>();
+  read_vocab_json(vocab_path, vocab->encoder, vocab->decoder);
+  read_merges(merges_path, vocab->encoder, vocab->ranks);
 
   ClipTokenizer tok;
   auto need = [&](const std::string& token, const char* what) {

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "world/render.h"
 
 namespace tinv::world {
@@ -35,12 +36,6 @@ std::vector<Concept> make_concepts() {
           make_concept("shield_triangle", Shape::kTriangle, Colour::kGreen, Colour::kBlack, Colour::kWhite),
           make_concept("coin_circle", Shape::kCircle, Colour::kYellow, Colour::kBlack, Colour::kCyan),
           make_concept("tile_square", Shape::kSquare, Colour::kCyan, Colour::kPurple, Colour::kYellow)};
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xCBF29CE484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ULL;
-  return h;
 }
 
 }  // namespace

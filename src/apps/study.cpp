@@ -667,7 +667,7 @@ void add_edit_scores(Study& s, const StudyConcept& c, const torch::Tensor& image
                      const AddRecord& add) {
   world::AttributeScore total;
   for (size_t j = 0; j < c.edits.size(); ++j) {
-    const std::string text = caption_image(*s.cap, to_caption_image(images[static_cast<int64_t>(j) + 1]), true);
+    const std::string text = caption_image(*s.cap, unit_tensor_to_image(images[static_cast<int64_t>(j) + 1]), true);
     sample.captions.push_back(text);
     total += world::score_caption(text, c.edits[j].truth);
   }
@@ -686,8 +686,7 @@ void add_edit_scores(Study& s, const StudyConcept& c, const torch::Tensor& image
 // fidelity_train, fidelity, context: the judge on the init image and the edit images.
 void add_fidelity(const StudyConcept& c, const torch::Tensor& images, const AddRecord& add) {
   auto judge = [&](int64_t k, const world::JudgeContext& ctx) {
-    const Image im = to_caption_image(images[k]);
-    return world::judge_concept(world::Image{im.width, im.height, im.rgb}, *c.world_concept, ctx);
+    return world::judge_concept(unit_tensor_to_image(images[k]), *c.world_concept, ctx);
   };
   add("fidelity_train", judge(0, c.train_context).identity);
   world::JudgeMean edits;

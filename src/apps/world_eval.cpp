@@ -32,7 +32,6 @@ constexpr const char* kAttributeNames[kNumAttributes] = {
 constexpr int64_t kMaxBatch = 64;
 constexpr int kCaptionImageSize = 64;  // the world's image size, as the captioner was trained
 
-}
 
 
 // Captions `image`, scores it against `truth` into `eval`, keeps it as a failure if not exact.

@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "common/error.h"
+#include "io/html_report.h"  // html_escape, also for the SVG text
 #include "io/image_write.h"
 
 namespace tinv {
@@ -395,21 +396,6 @@ torch::Tensor draw_cairo(const Scene& sc) {
 
 // ---- SVG ----
 
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 std::string num(double v) {  // "12.5", "3", at most 2 decimals
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.2f", v);
@@ -459,7 +445,7 @@ std::string draw_svg(const Scene& sc) {
       if (t.bold) out += " font-weight=\"bold\"";
       if (t.vertical) out += " transform=\"rotate(-90 " + num(t.x) + " " + num(t.y) + ")\"";
       if (t.color != Rgb{0, 0, 0}) out += " fill=\"" + hex(t.color) + "\"";
-      out += ">" + xml_escape(t.text) + "</text>\n";
+      out += ">" + html_escape(t.text) + "</text>\n";
     }
   }
   return out + "</svg>\n";

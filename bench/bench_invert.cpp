@@ -2,6 +2,7 @@
 //
 //   OMP_NUM_THREADS=2 build/bench/bench_invert --res 256 --batch 1 --modes parts,step,naive --iters 1
 //   build-gpu/bench/bench_invert --device cuda --res 512 --modes step --iters 100
+//   OMP_NUM_THREADS=2 build/bench/bench_invert --res 256 --batch 1 --modes step --iters 2 --dtype bf16
 //
 // Modes (seconds per step, each after loading the model once):
 //   parts  UNet forward+backward (grad to encoder states only) + text encoder forward+backward
@@ -14,6 +15,8 @@
 // iteration ends with a device synchronisation, and the RSS figures are the host's.
 // --attention-backward recompute|autograd (libtorch 1.13; 2.x always runs the fused kernel):
 // recompute_attention's chunked backward (default) or autograd's stored probabilities.
+// --dtype fp32|bf16 (fp16 on CUDA): the weights' and activations' dtype; in step mode the rows,
+// AdamW state and loss stay float32 as in `tinv invert --dtype`.
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -39,7 +42,8 @@ double now() {
 
 int main(int argc, char** argv) {
   int64_t res = 256, batch = 1, iters = 1;
-  std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute";
+  std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute",
+              dtype_name = "fp32";
   std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--res")) res = std::atoll(argv[i + 1]);
@@ -49,6 +53,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--device")) device_name = argv[i + 1];
     else if (!std::strcmp(argv[i], "--attention-backward")) backward = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--dtype")) dtype_name = argv[i + 1];
   }
   if (backward != "recompute" && backward != "autograd") {
     std::fprintf(stderr, "--attention-backward: recompute or autograd\n");
@@ -56,26 +61,29 @@ int main(int argc, char** argv) {
   }
   tinv::set_attention_recompute(backward == "recompute");
   const torch::Device dev = tinv::resolve_device(device_name);
+  const torch::ScalarType dtype = tinv::resolve_dtype(dtype_name, dev);
   auto sync = [&] {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };
-  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %d threads, %lld iteration(s), libtorch %s, "
+  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %s, %d threads, %lld iteration(s), libtorch %s, "
               "attention backward: %s\n",
-              (long long)res, (long long)res, (long long)batch, dev.str().c_str(), torch::get_num_threads(),
+              (long long)res, (long long)res, (long long)batch, dev.str().c_str(),
+              tinv::dtype_name(dtype).c_str(), torch::get_num_threads(),
               (long long)iters, TORCH_VERSION, TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : backward.c_str());
   double t0 = now();
   auto sd = tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(),
                                           tinv::ClipTextConfig::sd15(), 0);
   sd.tokenizer = tinv::ClipTokenizer::load(tokenizer_dir);  // the CLIP vocabulary
-  sd.text_encoder->to(dev);
-  sd.unet->to(dev);
-  sd.vae->to(dev);
+  sd.text_encoder->to(dev, dtype);
+  sd.unet->to(dev, dtype);
+  sd.vae->to(dev, dtype);
   sd.device = dev;
+  sd.dtype = sd.vae_dtype = dtype;
   sync();
   std::printf("load %.1f s, rss %.2f GB\n", now() - t0, tinv::current_rss_bytes() / 1e9);
   const int64_t h = res / 8, n = 4, d = 768;
   const auto on = torch::TensorOptions().device(dev);
-  auto image = torch::rand({batch, 3, res, res}, on) * 2 - 1;
+  auto image = (torch::rand({batch, 3, res, res}, on) * 2 - 1).to(dtype);
   auto ids = torch::full({batch, 77}, 49407, on.dtype(torch::kInt64));
   for (int64_t i = 0; i < n; ++i) ids.select(1, 1 + i).fill_(49408 + i);
   ids.select(1, 0).fill_(49406);
@@ -95,8 +103,8 @@ int main(int argc, char** argv) {
         auto rows = rows0.clone().requires_grad_(true);
         auto states = sd.text_encoder->forward(ids, rows);
         auto st = states.detach().requires_grad_(true);
-        auto out = sd.unet->forward(sched.add_noise(latents, noise, t), t, st);
-        torch::mse_loss(out, noise).backward();
+        auto out = sd.unet->forward(sched.add_noise(latents, noise, t).to(dtype), t, st);
+        torch::mse_loss(out.to(torch::kFloat32), noise).backward();
         states.backward(st.grad());
       } else if (mode == "step") {
         static std::unique_ptr<tinv::InversionTrainer> tr;
@@ -117,8 +125,8 @@ int main(int argc, char** argv) {
         auto rows = rows0.clone().requires_grad_(true);
         auto lat = sd.vae->encode(image).mean * 0.18215;  // no cache: encode every step
         auto states = sd.text_encoder->forward(ids, rows);
-        auto out = sd.unet->forward(sched.add_noise(lat, noise, t), t, states);
-        torch::mse_loss(out, noise).backward();
+        auto out = sd.unet->forward(sched.add_noise(lat.to(torch::kFloat32), noise, t).to(dtype), t, states);
+        torch::mse_loss(out.to(torch::kFloat32), noise).backward();
         for (auto& p : sd.unet->parameters()) p.mutable_grad() = torch::Tensor();
         for (auto& p : sd.text_encoder->parameters()) p.mutable_grad() = torch::Tensor();
         for (auto& p : sd.vae->parameters()) p.mutable_grad() = torch::Tensor();

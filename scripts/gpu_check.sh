@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tinv on a machine with an NVIDIA GPU and a CUDA PyTorch install: builds tinv against that
-# PyTorch's libtorch, runs `tinv parity` on every ../shared/fixtures folder on the device, times
+# PyTorch's libtorch, runs `tinv parity` on every ../shared/fixtures folder on the device (at
+# --dtype fp32 and at --dtype bf16, whose tolerances are in docs/PERFORMANCE.md), times
 # caption-initialised textual inversion (`tinv invert`, bundled world model) and SD1.5-size TI
-# steps (bench_invert, random weights), one 30-step generation, and prints one short table.
+# steps (bench_invert, random weights; fp32 and bf16), one 30-step generation, and prints one
+# short table.
 #
 # Usage: scripts/gpu_check.sh [--device cuda|cpu] [--quick]
 #   --device  where everything runs (default cuda; cpu checks the script on any machine)
@@ -19,7 +21,7 @@ while [ $# -gt 0 ]; do
     --device) DEVICE=${2:?--device needs cpu or cuda}; shift 2;;
     --device=*) DEVICE=${1#--device=}; shift;;
     --quick) QUICK=1; shift;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "gpu_check: unknown option '$1' (see --help)" >&2; exit 2;;
   esac
 done
@@ -107,20 +109,22 @@ ROWS=() FAILED=0
 row() { ROWS+=("$(printf '| %-46s | %-34s | %8s |' "$1" "$2" "$3")"); }
 fail() { FAILED=1; row "$1" "FAIL: $2" "$3"; }
 
-for dir in "$FIXTURES"/*/; do
-  name=$(basename "$dir")
-  [ -f "$dir/model/model_index.json" ] || [ -f "$dir/cases/blip.safetensors" ] || continue
-  t=$(now); rc=0
-  "$TINV" parity "$dir" --device "$DEVICE" >"$OUT/parity-$name.log" 2>&1 || rc=$?
-  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$OUT/parity-$name.log" | tail -1 || true)
-  if [ "$rc" = 0 ] && [ -n "$summary" ]; then row "parity $name" "$summary" "$(secs "$t") s"
-  elif [[ "$NOT_YET" == *" $name "* ]]; then row "parity $name (not implemented yet)" "${summary:-?} (not counted)" "$(secs "$t") s"
-  else fail "parity $name" "${summary:-$(tail -1 "$OUT/parity-$name.log")}" "$(secs "$t") s"; fi
+for dtype in fp32 bf16; do
+  for dir in "$FIXTURES"/*/; do
+    name=$(basename "$dir")
+    [ -f "$dir/model/model_index.json" ] || [ -f "$dir/cases/blip.safetensors" ] || continue
+    t=$(now); rc=0; log_file="$OUT/parity-$name-$dtype.log"
+    "$TINV" parity "$dir" --device "$DEVICE" --dtype "$dtype" >"$log_file" 2>&1 || rc=$?
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log_file" | tail -1 || true)
+    if [ "$rc" = 0 ] && [ -n "$summary" ]; then row "parity $name $dtype" "$summary" "$(secs "$t") s"
+    elif [[ "$NOT_YET" == *" $name "* ]]; then row "parity $name $dtype (not implemented yet)" "${summary:-?} (not counted)" "$(secs "$t") s"
+    else fail "parity $name $dtype" "${summary:-$(tail -1 "$log_file")}" "$(secs "$t") s"; fi
+  done
 done
 
 # Caption-initialised textual inversion with the real command (bundled world model, 64 px).
 t=$(now)
-if "$TINV" invert --model models/world-sd --image models/concepts/two_tone_circle.png --caption "a two tone circle" \
+if "$TINV" invert --model models/world-sd --image models/concepts/coin_circle.png --caption "a coin circle" \
      --name concept --steps "$TI_STEPS" --eval-every 0 --device "$DEVICE" --no-progress \
      --out "$OUT/concept.safetensors" >"$OUT/invert.log" 2>&1; then
   s=$(secs "$t")
@@ -141,14 +145,16 @@ fi
 
 # Textual-inversion steps at SD1.5 size (random weights, 4 caption-token rows).
 if [ "$WITH_BENCH" = ON ]; then
-  t=$(now)
-  if "$BUILD/bench/bench_invert" --device "$DEVICE" --res "$BENCH_RES" --batch 1 --modes step \
-       --iters "$BENCH_ITERS" --tokenizer "$FIXTURES/tiny-sd15/model/tokenizer" >"$OUT/bench_invert.log" 2>&1; then
-    per=$(awk '$1 == "step" { print $2 " s/step" }' "$OUT/bench_invert.log")
-    row "TI step SD1.5 random, ${BENCH_RES} px, $BENCH_ITERS iters" "${per:-?}" "$(secs "$t") s"
-  else
-    fail "TI step SD1.5 random, ${BENCH_RES} px" "$(tail -1 "$OUT/bench_invert.log")" "$(secs "$t") s"
-  fi
+  for dtype in fp32 bf16; do
+    t=$(now); log_file="$OUT/bench_invert-$dtype.log"
+    if "$BUILD/bench/bench_invert" --device "$DEVICE" --dtype "$dtype" --res "$BENCH_RES" --batch 1 --modes step \
+         --iters "$BENCH_ITERS" --tokenizer "$FIXTURES/tiny-sd15/model/tokenizer" >"$log_file" 2>&1; then
+      per=$(awk '$1 == "step" { print $2 " s/step" }' "$log_file")
+      row "TI step SD1.5 random, ${BENCH_RES} px, $dtype, $BENCH_ITERS iters" "${per:-?}" "$(secs "$t") s"
+    else
+      fail "TI step SD1.5 random, ${BENCH_RES} px, $dtype" "$(tail -1 "$log_file")" "$(secs "$t") s"
+    fi
+  done
 else
   row "TI step SD1.5 random" "skipped: Google Benchmark missing" "-"
 fi

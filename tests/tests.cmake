@@ -67,6 +67,13 @@ if(EXISTS /usr/bin/python3)
 endif()
 tinv_test(test_world_train unit test_world_train.cpp)
 
+# bf16 (issue 12): the trainer and generate at bf16 vs fp32, and every parity group of every
+# fixture folder at bf16 tolerances (parity_bf16.<fixture>).
+tinv_test(test_bf16 unit test_bf16.cpp)
+foreach(fixture tiny-sd15 tiny-sd2v tiny-sdxl tiny-blip)
+  tinv_parity_bf16_test(${fixture})
+endforeach()
+
 # `tinv world eval` (spawns the built tinv for the CLI cases).
 tinv_test(test_world_eval unit test_world_eval.cpp)
 tinv_test_cli(test_world_eval)

@@ -1,4 +1,4 @@
-// `tinv parity DIR [--only GROUPS] [--device DEV]`: the conformance runner.
+// `tinv parity DIR [--only GROUPS] [--device DEV] [--dtype fp32|bf16]`: the conformance runner.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -14,13 +14,17 @@ void add_parity(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   auto only = std::make_shared<std::vector<std::string>>();
   auto device = std::make_shared<std::string>("cpu");
+  auto dtype = std::make_shared<std::string>("fp32");
   cmd->add_option("dir", *dir, "Fixture folder (model/ and cases/)")->required();
   cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
                   "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
   add_device(cmd, *device, "cpu | cuda | cuda:N | auto: where models and inputs go");
-  cmd->callback([dir, only, device] {
-    int failures = parity::run(*dir, *only, std::cout, resolve_device(*device));
+  cmd->add_option("--dtype", *dtype, "fp32 | bf16: the models' weights and inputs (bf16 tolerances: "
+                  "docs/PERFORMANCE.md)")->capture_default_str();
+  cmd->callback([dir, only, device, dtype] {
+    auto dev = resolve_device(*device);
+    int failures = parity::run(*dir, *only, std::cout, dev, resolve_dtype(*dtype, dev));
     if (failures) throw CLI::RuntimeError(1);
   });
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <set>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/shape.h"
@@ -77,6 +78,11 @@ std::vector<CaseResult> all_failed(const std::vector<std::string>& names, const 
   return out;
 }
 
+CaseResult compare_model(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
+                         double fp32_abs, torch::ScalarType dtype, double bf16_rel) {
+  return dtype == torch::kBFloat16 ? compare_rel(name, ours, ref, bf16_rel) : compare_abs(name, ours, ref, fp32_abs);
+}
+
 CaseResult failed(const std::string& name, const std::string& reason) {
   CaseResult r;
   r.name = name;
@@ -84,6 +90,10 @@ CaseResult failed(const std::string& name, const std::string& reason) {
   r.tol = "-";
   r.note = reason;
   return r;
+}
+
+double tol_at(torch::ScalarType dtype, double fp32, double bf16) {
+  return dtype == torch::kBFloat16 ? bf16 : fp32;
 }
 
 torch::Tensor input(const SafeTensors& file, const std::string& name, const torch::Device& device,
@@ -129,7 +139,9 @@ std::string detect_layout(const std::string& dir) {
 }
 
 int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out,
-        const torch::Device& device) {
+        const torch::Device& device, torch::ScalarType dtype) {
+  TINV_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16, "--dtype",
+             "parity runs at fp32 or bf16, not ", dtype_name(dtype));
   std::string layout = detect_layout(dir);
   std::set<std::string> known, here;
   std::string here_list;
@@ -150,7 +162,7 @@ int run(const std::string& dir, const std::vector<std::string>& only, std::ostre
     if (!only.empty() && std::find(only.begin(), only.end(), g.name) == only.end()) continue;
     std::vector<CaseResult> results;
     try {
-      results = g.run(dir, device);
+      results = g.run(dir, device, dtype);
     } catch (const std::exception& e) {
       results.push_back(failed(g.name, e.what()));
     }

@@ -29,7 +29,7 @@ double metadata_number(const SafeTensors& file, const std::string& key) {
 
 }  // namespace
 
-std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   const std::string path = join_path(dir, "cases/pipeline_ddim.safetensors");
   std::unique_ptr<SafeTensors> file;
   StableDiffusion sd;
@@ -40,6 +40,7 @@ std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device
     SdLoadOptions opts;
     opts.with_tokenizer = false;  // the case gives token ids
     opts.device = device;
+    opts.dtype = dtype;
     sd = load_stable_diffusion(join_path(dir, "model"), opts);
     const double steps = metadata_number(*file, "steps");
     guidance = metadata_number(*file, "guidance_scale");
@@ -63,11 +64,11 @@ std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device
     auto uncond = encode_ids(sd, none, input(*file, "uncond_ids", device));  // [B, 77, D]
     auto init = input(*file, "init_latents", device) * sampler->init_noise_sigma();  // [B, 4, h, w]
     final_latents = denoise(sd, *sampler, init, cond, uncond, guidance, nullptr);
-    return compare_rel("pipeline_ddim.final_latents", final_latents, file->get("final_latents"), 1e-4);
+    return compare_rel("pipeline_ddim.final_latents", final_latents, file->get("final_latents"), tol_at(dtype, 1e-4, kBf16LoopRel));
   }));
   results.push_back(guarded("pipeline_ddim.image", [&] {
     TINV_CHECK(final_latents.defined(), "pipeline_ddim", "no final latents (the loop failed)");
-    return compare_rel("pipeline_ddim.image", decode_latents(sd, final_latents), file->get("image"), 1e-4);
+    return compare_rel("pipeline_ddim.image", decode_latents(sd, final_latents), file->get("image"), tol_at(dtype, 1e-4, kBf16LoopRel));
   }));
   return results;
 }

@@ -78,7 +78,8 @@ std::vector<CaseResult> sampler_cases(const SafeTensors& file, const nlohmann::j
 
 }  // namespace
 
-std::vector<CaseResult> run_scheduler(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_scheduler(const std::string& dir, const torch::Device& device,
+                                      torch::ScalarType /*dtype: samplers run in float32*/) {
   const std::string path = join_path(dir, "cases/scheduler.safetensors");
   const SafeTensors file = SafeTensors::open(path);
   std::vector<CaseResult> results;

@@ -67,7 +67,8 @@ std::vector<CaseResult> tokenizer_cases(const std::string& dir, const nlohmann::
 
 // Both encoders' cases of text_encoder.safetensors, labelled with `prefix`.
 std::vector<CaseResult> text_cases(const std::string& prefix, ClipTextModel& te1, ClipTextModel& te2,
-                                   const SafeTensors& c, const torch::Device& device) {
+                                   const SafeTensors& c, const torch::Device& device,
+                                   torch::ScalarType dtype) {
   std::vector<CaseResult> out;
   torch::NoGradGuard no_grad;
   auto ids1 = input(c, "input_ids_1", device, torch::kInt64), ids2 = input(c, "input_ids_2", device, torch::kInt64);
@@ -77,7 +78,7 @@ std::vector<CaseResult> text_cases(const std::string& prefix, ClipTextModel& te1
     if (!o1) o1 = te1->forward_all(ids1), o2 = te2->forward_all(ids2), s = encode_sdxl_text(te1, te2, ids1, ids2);
   };
   auto add = [&](const std::string& key, const std::function<torch::Tensor()>& ours) {
-    out.push_back(guarded(prefix + key, [&] { return compare_abs(prefix + key, ours(), c.get(key), kTol); }));
+    out.push_back(guarded(prefix + key, [&] { return compare_model(prefix + key, ours(), c.get(key), kTol, dtype); }));
   };
   add("last_hidden_state_1", [&] { run(); return o1->last_hidden_state; });
   add("last_hidden_state_2", [&] { run(); return o2->last_hidden_state; });
@@ -87,7 +88,7 @@ std::vector<CaseResult> text_cases(const std::string& prefix, ClipTextModel& te1
   add("pooled", [&] { run(); return s->pooled; });
   // Added tokens: rows for ids >= 49408 from added.embeddings_l (te1) and _g (te2).
   auto a1 = input(c, "added.input_ids_1", device, torch::kInt64), a2 = input(c, "added.input_ids_2", device, torch::kInt64);
-  auto el = input(c, "added.embeddings_l", device), eg = input(c, "added.embeddings_g", device);
+  auto el = input(c, "added.embeddings_l", device, dtype), eg = input(c, "added.embeddings_g", device, dtype);
   std::optional<ClipTextOutputs> p1, p2;
   std::optional<SdxlTextStates> sa;
   auto run_added = [&] {
@@ -101,11 +102,12 @@ std::vector<CaseResult> text_cases(const std::string& prefix, ClipTextModel& te1
 }
 
 // Backward from prompt_embeds and pooled reaches exactly the used rows of both encoders.
-CaseResult added_grad_case(ClipTextModel& te1, ClipTextModel& te2, const SafeTensors& c, const torch::Device& device) {
+CaseResult added_grad_case(ClipTextModel& te1, ClipTextModel& te2, const SafeTensors& c, const torch::Device& device,
+                           torch::ScalarType dtype) {
   const std::string name = "text_encoder.added_grad";
   auto a1 = c.get("added.input_ids_1", torch::kInt64), a2 = c.get("added.input_ids_2", torch::kInt64);
-  auto el = input(c, "added.embeddings_l", device).clone().requires_grad_(true);
-  auto eg = input(c, "added.embeddings_g", device).clone().requires_grad_(true);
+  auto el = input(c, "added.embeddings_l", device, dtype).clone().requires_grad_(true);
+  auto eg = input(c, "added.embeddings_g", device, dtype).clone().requires_grad_(true);
   auto s = encode_sdxl_text(te1, te2, a1.to(device), a2.to(device), el, eg);
   (s.prompt_embeds.sum() + s.pooled.sum()).backward();
   for (auto* m : {&te1, &te2})
@@ -132,16 +134,16 @@ CaseResult added_grad_case(ClipTextModel& te1, ClipTextModel& te2, const SafeTen
 }
 
 torch::Tensor unet_out(UNet2DConditionModel& unet, const SafeTensors& c, const torch::Device& device,
-                       bool grad_ehs = false) {
-  auto ehs = input(c, "encoder_hidden_states", device);
+                       torch::ScalarType dtype, bool grad_ehs = false) {
+  auto ehs = input(c, "encoder_hidden_states", device, dtype);
   if (grad_ehs) ehs.requires_grad_(true);
-  return unet->forward(input(c, "sample", device), input(c, "timestep", device, torch::kInt64), ehs,
-                       {input(c, "text_embeds", device), input(c, "time_ids", device)});
+  return unet->forward(input(c, "sample", device, dtype), input(c, "timestep", device, torch::kInt64), ehs,
+                       {input(c, "text_embeds", device, dtype), input(c, "time_ids", device)});
 }
 
 }  // namespace
 
-std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir, const torch::Device& /*device*/) {
+std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir, const torch::Device& /*device*/, torch::ScalarType /*dtype*/) {
   const std::string path = join_path(dir, "cases/tokenizer.json");
   nlohmann::json j;
   try {
@@ -157,35 +159,35 @@ std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir, const torch::
   return out;
 }
 
-std::vector<CaseResult> run_sdxl_text_encoder(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_sdxl_text_encoder(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   ClipTextModel te1 = load_clip_text_model(join_path(dir, "model/text_encoder"));
   ClipTextModel te2 = load_clip_text_model(join_path(dir, "model/text_encoder_2"));
-  te1->to(device);
-  te2->to(device);
+  te1->to(device, dtype);
+  te2->to(device, dtype);
   SafeTensors c = SafeTensors::open(join_path(dir, "cases/text_encoder.safetensors"));
-  auto out = text_cases("text_encoder.", te1, te2, c, device);
-  out.push_back(guarded("text_encoder.added_grad", [&] { return added_grad_case(te1, te2, c, device); }));
+  auto out = text_cases("text_encoder.", te1, te2, c, device, dtype);
+  out.push_back(guarded("text_encoder.added_grad", [&] { return added_grad_case(te1, te2, c, device, dtype); }));
   return out;
 }
 
-std::vector<CaseResult> run_sdxl_unet(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_sdxl_unet(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   const std::string case_file = join_path(dir, "cases/unet.safetensors");
   std::shared_ptr<UNet2DConditionModel> unet;
   std::vector<CaseResult> results;
   results.push_back(guarded("unet", [&] {
     unet = std::make_shared<UNet2DConditionModel>(load_unet_folder(join_path(dir, "model/unet")));
     TINV_CHECK((*unet)->config().text_time(), dir, "the SDXL UNet has no text_time addition embedding");
-    (*unet)->to(device);
+    (*unet)->to(device, dtype);
     torch::NoGradGuard no_grad;
     auto c = SafeTensors::open(case_file);
-    return compare_abs("unet", unet_out(*unet, c, device), c.get("out"), kTol);
+    return compare_model("unet", unet_out(*unet, c, device, dtype), c.get("out"), kTol, dtype);
   }));
   results.push_back(guarded("unet.grad", [&] {
     if (!unet) return failed("unet.grad", "model did not load");
     auto c = SafeTensors::open(case_file);
-    auto ehs = input(c, "encoder_hidden_states", device).requires_grad_(true);
-    auto out = (*unet)->forward(input(c, "sample", device), input(c, "timestep", device, torch::kInt64), ehs,
-                                {input(c, "text_embeds", device), input(c, "time_ids", device)});
+    auto ehs = input(c, "encoder_hidden_states", device, dtype).requires_grad_(true);
+    auto out = (*unet)->forward(input(c, "sample", device, dtype), input(c, "timestep", device, torch::kInt64), ehs,
+                                {input(c, "text_embeds", device, dtype), input(c, "time_ids", device)});
     out.square().mean().backward();
     int64_t with_grad = 0;
     for (const auto& p : (*unet)->parameters()) with_grad += p.grad().defined() ? 1 : 0;
@@ -201,7 +203,7 @@ std::vector<CaseResult> run_sdxl_unet(const std::string& dir, const torch::Devic
   return results;
 }
 
-std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   const std::string file = join_path(dir, "model.safetensors");
   if (!file_exists(file)) return {};
   std::optional<StableDiffusion> sd;
@@ -210,6 +212,7 @@ std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch
     SdLoadOptions opts;
     opts.config_dir = join_path(dir, "model");
     opts.device = device;
+    opts.dtype = dtype;
     sd = load_stable_diffusion(file, opts);
     TINV_CHECK(sd->is_xl(), file, "loaded as ", sd->family, ", not SDXL");
   } catch (const std::exception& e) {
@@ -228,7 +231,7 @@ std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch
   }));
   try {
     auto c = SafeTensors::open(join_path(cases, "text_encoder.safetensors"));
-    auto tc = text_cases("single_file.text_encoder.", sd->text_encoder, sd->text_encoder_2, c, device);
+    auto tc = text_cases("single_file.text_encoder.", sd->text_encoder, sd->text_encoder_2, c, device, dtype);
     results.insert(results.end(), tc.begin(), tc.end());
   } catch (const std::exception& e) {
     results.push_back(failed("single_file.text_encoder", e.what()));
@@ -236,22 +239,22 @@ std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch
   torch::NoGradGuard no_grad;
   results.push_back(guarded("single_file.unet", [&] {
     auto c = SafeTensors::open(join_path(cases, "unet.safetensors"));
-    return compare_abs("single_file.unet", unet_out(sd->unet, c, device), c.get("out"), kTol);
+    return compare_model("single_file.unet", unet_out(sd->unet, c, device, dtype), c.get("out"), kTol, dtype);
   }));
   std::optional<Posterior> post;
   auto vae = [&] { return SafeTensors::open(join_path(cases, "vae.safetensors")); };
   results.push_back(guarded("single_file.vae.encode.mean", [&] {
     auto c = vae();
-    post = sd->vae->encode(input(c, "image", device));
-    return compare_abs("single_file.vae.encode.mean", post->mean, c.get("posterior_mean"), kTol);
+    post = sd->vae->encode(input(c, "image", device, dtype));
+    return compare_model("single_file.vae.encode.mean", post->mean, c.get("posterior_mean"), kTol, dtype);
   }));
   results.push_back(guarded("single_file.vae.encode.logvar", [&] {
     if (!post) return failed("single_file.vae.encode.logvar", "encode failed");
-    return compare_abs("single_file.vae.encode.logvar", post->logvar, vae().get("posterior_logvar"), kTol);
+    return compare_model("single_file.vae.encode.logvar", post->logvar, vae().get("posterior_logvar"), kTol, dtype);
   }));
   results.push_back(guarded("single_file.vae.decode", [&] {
     auto c = vae();
-    return compare_abs("single_file.vae.decode", sd->vae->decode(input(c, "latent", device)), c.get("decoded"), kTol);
+    return compare_model("single_file.vae.decode", sd->vae->decode(input(c, "latent", device, dtype)), c.get("decoded"), kTol, dtype);
   }));
   return results;
 }
@@ -302,7 +305,7 @@ CaseResult embedding_write(const std::string& path, const SafeTensors& ref, cons
 
 }  // namespace
 
-std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::Device& /*device*/) {
+std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::Device& /*device*/, torch::ScalarType /*dtype*/) {
   const std::string path = join_path(dir, "cases/embedding_sdxl.safetensors");
   const std::string train = join_path(dir, "cases/ti_train.safetensors");
   std::vector<CaseResult> out;

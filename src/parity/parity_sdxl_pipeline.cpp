@@ -66,6 +66,7 @@ namespace {
 struct PipelineFixture {
   std::string dir, path;  // the fixture folder; cases/pipeline_euler.safetensors
   torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;
   std::unique_ptr<SafeTensors> file;
   StableDiffusion sd;
   std::unique_ptr<Sampler> sampler;
@@ -86,6 +87,7 @@ void open_pipeline(PipelineFixture& fx) {
   const SafeTensors& file = *fx.file;
   SdLoadOptions opts;
   opts.device = fx.device;
+  opts.dtype = fx.dtype;
   fx.sd = load_stable_diffusion(join_path(fx.dir, "model"), opts);
   TINV_CHECK(fx.sd.is_xl(), fx.dir, "model/ did not load as SDXL");
   const double scaling = metadata_number(file, "scaling_factor");
@@ -124,11 +126,11 @@ void plain_cases(PipelineFixture& fx, Conditioning& cond, std::vector<CaseResult
   results.push_back(guarded(p + "cond_prompt_embeds", [&] {
     cond = encode_ids_xl(sd, none, input(file, "cond_ids_1", fx.device, torch::kInt64),
                          input(file, "cond_ids_2", fx.device, torch::kInt64));
-    return compare_rel(p + "cond_prompt_embeds", cond.states, file.get("cond_prompt_embeds"), kRel);
+    return compare_rel(p + "cond_prompt_embeds", cond.states, file.get("cond_prompt_embeds"), tol_at(fx.dtype, kRel, kBf16Rel));
   }));
   results.push_back(guarded(p + "cond_pooled", [&] {
     TINV_CHECK(cond.pooled.defined(), fx.path, "conditional encoding failed");
-    return compare_rel(p + "cond_pooled", cond.pooled, file.get("cond_pooled"), kRel);
+    return compare_rel(p + "cond_pooled", cond.pooled, file.get("cond_pooled"), tol_at(fx.dtype, kRel, kBf16Rel));
   }));
   torch::Tensor final_latents;
   results.push_back(guarded(p + "final_latents", [&] {
@@ -136,11 +138,11 @@ void plain_cases(PipelineFixture& fx, Conditioning& cond, std::vector<CaseResult
     // No negative prompt + force_zeros_for_empty_prompt: zero states AND pooled (generate() does this).
     Conditioning zero{torch::zeros_like(cond.states), torch::zeros_like(cond.pooled)};
     final_latents = fx.run(cond, zero);
-    return compare_rel(p + "final_latents", final_latents, file.get("final_latents"), kRel);
+    return compare_rel(p + "final_latents", final_latents, file.get("final_latents"), tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
   results.push_back(guarded(p + "image", [&] {
     TINV_CHECK(final_latents.defined(), fx.path, "no final latents (the loop failed)");
-    return compare_rel(p + "image", decode_latents(sd, final_latents), file.get("image"), kRel);
+    return compare_rel(p + "image", decode_latents(sd, final_latents), file.get("image"), tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
 }
 
@@ -152,15 +154,15 @@ void negative_cases(PipelineFixture& fx, const Conditioning& cond, std::vector<C
   const std::string n = "pipeline_euler.encoded_negative.";
   results.push_back(guarded(n + "uncond_prompt_embeds", [&] {
     neg = encode_text(fx.sd, none, "");
-    return compare_rel(n + "uncond_prompt_embeds", neg.states, file.get("encoded_negative.uncond_prompt_embeds"), kRel);
+    return compare_rel(n + "uncond_prompt_embeds", neg.states, file.get("encoded_negative.uncond_prompt_embeds"), tol_at(fx.dtype, kRel, kBf16Rel));
   }));
   results.push_back(guarded(n + "uncond_pooled", [&] {
     TINV_CHECK(neg.pooled.defined(), fx.path, "encoding \"\" failed");
-    return compare_rel(n + "uncond_pooled", neg.pooled, file.get("encoded_negative.uncond_pooled"), kRel);
+    return compare_rel(n + "uncond_pooled", neg.pooled, file.get("encoded_negative.uncond_pooled"), tol_at(fx.dtype, kRel, kBf16Rel));
   }));
   results.push_back(guarded(n + "final_latents", [&] {
     TINV_CHECK(cond.states.defined() && neg.states.defined(), fx.path, "encoding failed");
-    return compare_rel(n + "final_latents", fx.run(cond, neg), file.get("encoded_negative.final_latents"), kRel);
+    return compare_rel(n + "final_latents", fx.run(cond, neg), file.get("encoded_negative.final_latents"), tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
 }
 
@@ -188,14 +190,15 @@ void ti_cases(PipelineFixture& fx, std::vector<CaseResult>& results) {
     auto c = encode_ids_xl(sd, *extra, input(file, "ti.cond_ids_1", fx.device, torch::kInt64),
                            input(file, "ti.cond_ids_2", fx.device, torch::kInt64));
     Conditioning zero{torch::zeros_like(c.states), torch::zeros_like(c.pooled)};
-    return compare_rel(t + "final_latents", fx.run(c, zero), file.get("ti.final_latents"), kRel);
+    return compare_rel(t + "final_latents", fx.run(c, zero), file.get("ti.final_latents"), tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
 }
 
 }  // namespace
 
-std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   PipelineFixture fx;
+  fx.dtype = dtype;
   fx.dir = dir;
   fx.path = join_path(dir, "cases/pipeline_euler.safetensors");
   fx.device = device;
@@ -212,12 +215,12 @@ std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::D
   return results;
 }
 
-std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   const std::vector<std::string> names = {"ti_train.input_ids_1", "ti_train.input_ids_2", "ti_train.init_l",
                                           "ti_train.init_g", "ti_train.losses", "ti_train.first_step_grad_l",
                                           "ti_train.first_step_grad_g", "ti_train.final_l", "ti_train.final_g"};
   try {
-    TiTrainFixture fx = open_ti_train(dir, device, true);
+    TiTrainFixture fx = open_ti_train(dir, device, true, dtype);
     const std::string& path = fx.path;
     const SafeTensors& f = fx.file;
     StableDiffusion& sd = fx.sd;
@@ -249,20 +252,20 @@ std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::D
     };
     out.push_back(input_ids_case(names[0], false, "input_ids_1"));
     out.push_back(input_ids_case(names[1], true, "input_ids_2"));
-    out.push_back(guarded(names[2], [&] { return compare_rel(names[2], init_l, f.get("init_l"), 1e-3); }));
-    out.push_back(guarded(names[3], [&] { return compare_rel(names[3], init_g, f.get("init_g"), 1e-3); }));
+    out.push_back(guarded(names[2], [&] { return compare_rel(names[2], init_l, f.get("init_l"), tol_at(dtype, 1e-3, kBf16InitRel)); }));
+    out.push_back(guarded(names[3], [&] { return compare_rel(names[3], init_g, f.get("init_g"), tol_at(dtype, 1e-3, kBf16InitRel)); }));
 
     const TiTrainReplay run = replay(trainer, source);
-    out.push_back(losses_case(names[4], run, f));
+    out.push_back(losses_case(names[4], run, f, dtype));
     auto split = [&](const torch::Tensor& rows, bool g) {
       TINV_CHECK(rows.defined(), path, "the run produced no rows");
       return g ? rows.narrow(1, h1, rows.size(1) - h1) : rows.narrow(1, 0, h1);
     };
-    out.push_back(guarded(names[5], [&] { return compare_rel(names[5], split(run.first_grad, false), f.get("first_step_grad_l"), 1e-3); }));
-    out.push_back(guarded(names[6], [&] { return compare_rel(names[6], split(run.first_grad, true), f.get("first_step_grad_g"), 1e-3); }));
+    out.push_back(guarded(names[5], [&] { return compare_rel(names[5], split(run.first_grad, false), f.get("first_step_grad_l"), tol_at(dtype, 1e-3, kBf16GradRel)); }));
+    out.push_back(guarded(names[6], [&] { return compare_rel(names[6], split(run.first_grad, true), f.get("first_step_grad_g"), tol_at(dtype, 1e-3, kBf16GradRel)); }));
     auto final_rows = trainer.embeddings();
-    out.push_back(guarded(names[7], [&] { return compare_rel(names[7], split(final_rows, false), f.get("final_l"), 1e-3); }));
-    out.push_back(guarded(names[8], [&] { return compare_rel(names[8], split(final_rows, true), f.get("final_g"), 1e-3); }));
+    out.push_back(guarded(names[7], [&] { return compare_rel(names[7], split(final_rows, false), f.get("final_l"), tol_at(dtype, 1e-3, kBf16Rel)); }));
+    out.push_back(guarded(names[8], [&] { return compare_rel(names[8], split(final_rows, true), f.get("final_g"), tol_at(dtype, 1e-3, kBf16Rel)); }));
     return out;
   } catch (const std::exception& e) {
     return all_failed(names, e.what());

@@ -15,10 +15,11 @@ namespace {
 
 constexpr double kTol = 1e-4;
 
-CaseResult check_added_grad(ClipTextModel& model, const SafeTensors& cases, const torch::Device& device) {
+CaseResult check_added_grad(ClipTextModel& model, const SafeTensors& cases, const torch::Device& device,
+                            torch::ScalarType dtype) {
   const std::string name = "text_encoder.added_grad";
   auto ids = cases.get("added.input_ids", torch::kInt64);
-  auto extra = input(cases, "added.embeddings", device).requires_grad_(true);
+  auto extra = input(cases, "added.embeddings", device, dtype).requires_grad_(true);
   model->forward(ids.to(device), extra).sum().backward();
   if (!extra.grad().defined()) return failed(name, "no gradient reached the extra embeddings");
   for (const auto& p : model->named_parameters())
@@ -43,23 +44,23 @@ CaseResult check_added_grad(ClipTextModel& model, const SafeTensors& cases, cons
 
 }  // namespace
 
-std::vector<CaseResult> run_text_encoder(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_text_encoder(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   ClipTextModel model = load_clip_text_model(join_path(dir, "model/text_encoder"));
-  model->to(device);
+  model->to(device, dtype);
   SafeTensors cases = SafeTensors::open(join_path(dir, "cases/text_encoder.safetensors"));
   std::vector<CaseResult> out;
   out.push_back(guarded("text_encoder", [&] {
     torch::NoGradGuard no_grad;
     auto h = model->forward(input(cases, "input_ids", device, torch::kInt64));
-    return compare_abs("text_encoder", h, cases.get("last_hidden_state"), kTol);
+    return compare_model("text_encoder", h, cases.get("last_hidden_state"), kTol, dtype);
   }));
   out.push_back(guarded("text_encoder.added", [&] {
     torch::NoGradGuard no_grad;
     auto h = model->forward(input(cases, "added.input_ids", device, torch::kInt64),
-                            input(cases, "added.embeddings", device));
-    return compare_abs("text_encoder.added", h, cases.get("added.last_hidden_state"), kTol);
+                            input(cases, "added.embeddings", device, dtype));
+    return compare_model("text_encoder.added", h, cases.get("added.last_hidden_state"), kTol, dtype);
   }));
-  out.push_back(guarded("text_encoder.added_grad", [&] { return check_added_grad(model, cases, device); }));
+  out.push_back(guarded("text_encoder.added_grad", [&] { return check_added_grad(model, cases, device, dtype); }));
   return out;
 }
 

@@ -13,7 +13,7 @@
 
 namespace tinv::parity {
 
-std::vector<CaseResult> run_tokenizer(const std::string& dir, const torch::Device& /*device*/) {
+std::vector<CaseResult> run_tokenizer(const std::string& dir, const torch::Device& /*device*/, torch::ScalarType /*dtype*/) {
   const std::string path = join_path(dir, "cases/tokenizer.json");
   nlohmann::json j;
   try {

@@ -12,9 +12,10 @@
 namespace tinv::parity {
 namespace {
 
-CaseResult grad_case(UNet2DConditionModel& unet, const SafeTensors& cases, const torch::Device& device) {
-  auto ehs = input(cases, "encoder_hidden_states", device).requires_grad_(true);
-  auto out = unet->forward(input(cases, "sample", device), input(cases, "timestep", device), ehs);
+CaseResult grad_case(UNet2DConditionModel& unet, const SafeTensors& cases, const torch::Device& device,
+                      torch::ScalarType dtype) {
+  auto ehs = input(cases, "encoder_hidden_states", device, dtype).requires_grad_(true);
+  auto out = unet->forward(input(cases, "sample", device, dtype), input(cases, "timestep", device), ehs);
   out.square().mean().backward();
   int64_t with_grad = 0;
   for (const auto& p : unet->parameters()) with_grad += p.grad().defined() ? 1 : 0;
@@ -31,22 +32,22 @@ CaseResult grad_case(UNet2DConditionModel& unet, const SafeTensors& cases, const
 
 }  // namespace
 
-std::vector<CaseResult> run_unet(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_unet(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   std::string case_file = join_path(dir, "cases/unet.safetensors");
   std::shared_ptr<UNet2DConditionModel> unet;
   std::vector<CaseResult> results;
   results.push_back(guarded("unet", [&] {
     unet = std::make_shared<UNet2DConditionModel>(load_unet_folder(join_path(dir, "model/unet")));
-    (*unet)->to(device);
+    (*unet)->to(device, dtype);
     auto cases = SafeTensors::open(case_file);
     torch::NoGradGuard no_grad;
-    auto out = (*unet)->forward(input(cases, "sample", device), input(cases, "timestep", device),
-                                input(cases, "encoder_hidden_states", device));
-    return compare_abs("unet", out, cases.get("out"), 1e-4);
+    auto out = (*unet)->forward(input(cases, "sample", device, dtype), input(cases, "timestep", device),
+                                input(cases, "encoder_hidden_states", device, dtype));
+    return compare_model("unet", out, cases.get("out"), 1e-4, dtype);
   }));
   results.push_back(guarded("unet.grad", [&] {
     if (!unet) return failed("unet.grad", "model did not load");
-    return grad_case(*unet, SafeTensors::open(case_file), device);
+    return grad_case(*unet, SafeTensors::open(case_file), device, dtype);
   }));
   return results;
 }

@@ -11,14 +11,14 @@
 
 namespace tinv::parity {
 
-std::vector<CaseResult> run_vae(const std::string& dir, const torch::Device& device) {
+std::vector<CaseResult> run_vae(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   constexpr double kTol = 1e-4;
   const std::vector<std::string> names = {"vae.encode.mean", "vae.encode.logvar", "vae.decode"};
   AutoencoderKL vae{nullptr};
   SafeTensors cases;
   try {
     vae = load_vae_folder(join_path(dir, "model/vae"));
-    vae->to(device);
+    vae->to(device, dtype);
     cases = SafeTensors::open(join_path(dir, "cases/vae.safetensors"));
   } catch (const std::exception& e) {
     return all_failed(names, e.what());
@@ -27,13 +27,13 @@ std::vector<CaseResult> run_vae(const std::string& dir, const torch::Device& dev
   Posterior post;
   bool encoded = false;
   auto encode = [&] {
-    if (!encoded) post = vae->encode(input(cases, "image", device));
+    if (!encoded) post = vae->encode(input(cases, "image", device, dtype));
     encoded = true;
   };
   return {
-      guarded(names[0], [&] { encode(); return compare_abs(names[0], post.mean, cases.get("posterior_mean"), kTol); }),
-      guarded(names[1], [&] { encode(); return compare_abs(names[1], post.logvar, cases.get("posterior_logvar"), kTol); }),
-      guarded(names[2], [&] { return compare_abs(names[2], vae->decode(input(cases, "latent", device)), cases.get("decoded"), kTol); }),
+      guarded(names[0], [&] { encode(); return compare_model(names[0], post.mean, cases.get("posterior_mean"), kTol, dtype); }),
+      guarded(names[1], [&] { encode(); return compare_model(names[1], post.logvar, cases.get("posterior_logvar"), kTol, dtype); }),
+      guarded(names[2], [&] { return compare_model(names[2], vae->decode(input(cases, "latent", device, dtype)), cases.get("decoded"), kTol, dtype); }),
   };
 }
 

@@ -35,9 +35,10 @@ struct TiTrainFixture {
   std::vector<std::string> templates, placeholders;
 };
 
-// Opens the fixture and the model (SDXL when `xl`); throws tinv::Error on missing metadata or a
+// Opens the fixture and the model (SDXL when `xl`) in `dtype`; throws tinv::Error on missing metadata or a
 // prediction type other than the model's.
-TiTrainFixture open_ti_train(const std::string& dir, const torch::Device& device, bool xl);
+TiTrainFixture open_ti_train(const std::string& dir, const torch::Device& device, bool xl,
+                             torch::ScalarType dtype);
 
 // The reference run's trainer options: AdamW lr 5e-3 (or the fixture's lr), betas (0.9, 0.999),
 // wd 1e-2, eps 1e-8, constant schedule over `steps`.
@@ -49,7 +50,8 @@ struct TiTrainReplay {
 };
 TiTrainReplay replay(InversionTrainer& trainer, FixtureSource& source);
 
-// `name`: the losses against the fixture's, rel 1e-4 per step.
-CaseResult losses_case(const std::string& name, const TiTrainReplay& run, const SafeTensors& f);
+// `name`: the losses against the fixture's, rel 1e-4 per step (kBf16LossRel in bf16).
+CaseResult losses_case(const std::string& name, const TiTrainReplay& run, const SafeTensors& f,
+                       torch::ScalarType dtype);
 
 }  // namespace tinv::parity

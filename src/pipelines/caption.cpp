@@ -93,6 +93,7 @@ struct BlipCaptioner::Impl {
   BlipPreprocessConfig pre;
   std::optional<WordPieceTokenizer> tokenizer;
   torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;  // the weights' (and the model inputs') dtype
   std::string source;
 
   // HF RepetitionPenaltyLogitsProcessor on one row of scores.
@@ -125,7 +126,7 @@ struct BlipCaptioner::Impl {
                                    const CaptionOptions& o, int64_t max_len, double* score);
 };
 
-BlipCaptioner BlipCaptioner::load(const std::string& dir, torch::Device device) {
+BlipCaptioner BlipCaptioner::load(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
   TINV_CHECK(dir_exists(dir), dir, "not a folder (expected a BLIP model folder with config.json)");
   auto impl = std::make_shared<Impl>();
   impl->source = dir;
@@ -138,7 +139,8 @@ BlipCaptioner BlipCaptioner::load(const std::string& dir, torch::Device device) 
   load_blip_weights(*impl->model, weights);
   impl->model->eval();
   freeze(*impl->model);
-  impl->model->to(device);
+  impl->dtype = dtype;
+  impl->model->to(device, dtype);
 
   std::string pre = join_path(dir, "preprocessor_config.json");
   if (file_exists(pre)) {
@@ -188,13 +190,13 @@ torch::Tensor BlipCaptioner::preprocess(const Image& image) const { return blip_
 
 torch::Tensor BlipCaptioner::image_embeds(const torch::Tensor& pixel_values) const {
   torch::NoGradGuard no_grad;
-  return impl_->model->vision_model->forward(pixel_values.to(impl_->device, torch::kFloat32));
+  return impl_->model->vision_model->forward(pixel_values.to(impl_->device, impl_->dtype));
 }
 
 torch::Tensor BlipCaptioner::logits(const torch::Tensor& ids, const torch::Tensor& image_embeds) const {
   torch::NoGradGuard no_grad;
   auto& lm = *impl_->model->text_decoder;
-  auto embeds = image_embeds.to(impl_->device, torch::kFloat32);
+  auto embeds = image_embeds.to(impl_->device, impl_->dtype);
   return lm.logits(lm.forward(ids.to(impl_->device, torch::kLong), embeds));
 }
 
@@ -343,7 +345,7 @@ std::vector<int64_t> BlipCaptioner::generate(const torch::Tensor& image_embeds, 
              " exceeds the decoder's max_position_embeddings (", config().text.max_position_embeddings, ")");
   if (static_cast<int64_t>(prefix.size()) >= max_len) return prefix;
   torch::NoGradGuard no_grad;
-  auto embeds = image_embeds.to(impl_->device, torch::kFloat32);
+  auto embeds = image_embeds.to(impl_->device, impl_->dtype);
   return o.beams == 1 && !o.force_beam_search ? impl_->greedy(embeds, prefix, o, max_len, score)
                       : impl_->beam_search(embeds, prefix, o, max_len, score);
 }

@@ -76,8 +76,10 @@ struct CaptionResult {
 
 class BlipCaptioner {
  public:
-  // Loads a BLIP folder. Throws tinv::Error naming the file on any problem.
-  static BlipCaptioner load(const std::string& dir, torch::Device device = torch::kCPU);
+  // Loads a BLIP folder. Throws tinv::Error naming the file on any problem. `dtype` is the
+  // weights' compute dtype (float32 or bfloat16); inputs are cast to it, scores are float32.
+  static BlipCaptioner load(const std::string& dir, torch::Device device = torch::kCPU,
+                            torch::ScalarType dtype = torch::kFloat32);
   // Random weights (tests, benchmarks); no tokenizer.
   static BlipCaptioner random(const BlipConfig& cfg, const BlipPreprocessConfig& pre,
                               torch::Device device = torch::kCPU, uint64_t seed = 0);

@@ -129,12 +129,27 @@ void composite_rgba(const uint8_t* rgba, Image& im) {
 
 // --- stb_image (PNG, JPEG, BMP, GIF, TGA, PSD, PNM, HDR)
 
+// The format a file's first bytes announce (PNG, JPEG, GIF, BMP), or nullptr. A file that
+// announces one but whose header stb cannot read is truncated or corrupt; stb's own reason for
+// that differs between its versions ("unknown image type" in Debian 13's), so we name it.
+const char* announced_format(const uint8_t* p, size_t n) {
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n >= 8 && std::memcmp(p, kPng, 8) == 0) return "PNG";
+  if (n >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff) return "JPEG";
+  if (n >= 6 && (std::memcmp(p, "GIF87a", 6) == 0 || std::memcmp(p, "GIF89a", 6) == 0)) return "GIF";
+  if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "BMP";
+  return nullptr;
+}
+
 Image decode_stb(const uint8_t* data, size_t size, const std::string& name) {
   TINV_CHECK(size <= static_cast<size_t>(INT32_MAX), name, "file too large to decode");
   const int len = static_cast<int>(size);
   int w = 0, h = 0, comp = 0;
-  if (!stbi_info_from_memory(data, len, &w, &h, &comp))
+  if (!stbi_info_from_memory(data, len, &w, &h, &comp)) {
+    if (const char* format = announced_format(data, size))
+      throw Error(name, str_cat("cannot decode image (truncated or corrupt ", format, " file)"));
     throw Error(name, "not a readable image (" + stb_reason() + ")");
+  }
   check_dimensions(w, h, name);
   Image im(w, h);
   const size_t n = static_cast<size_t>(w) * h * 4;

@@ -17,6 +17,7 @@
 // recompute_attention's chunked backward (default) or autograd's stored probabilities.
 // --dtype fp32|bf16 (fp16 on CUDA): the weights' and activations' dtype; in step mode the rows,
 // AdamW state and loss stay float32 as in `tinv invert --dtype`.
+#include <CLI/CLI.hpp>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -45,19 +46,24 @@ int main(int argc, char** argv) {
   std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute",
               dtype_name = "fp32";
   std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--res")) res = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--modes")) modes = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_dir = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--device")) device_name = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--attention-backward")) backward = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--dtype")) dtype_name = argv[i + 1];
-  }
-  if (backward != "recompute" && backward != "autograd") {
-    std::fprintf(stderr, "--attention-backward: recompute or autograd\n");
-    return 2;
+  CLI::App app{"Textual-inversion step cost at SD1.5 size (random weights)", "bench_invert"};
+  app.add_option("--res", res, "image size in pixels (a multiple of 8)")->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "images per step")->check(CLI::PositiveNumber);
+  app.add_option("--iters", iters, "timed iterations per mode")->check(CLI::PositiveNumber);
+  app.add_option("--modes", modes, "comma-separated: parts, step, naive");
+  app.add_option("--tokenizer", tokenizer_dir, "CLIP tokenizer folder")->check(CLI::ExistingDirectory);
+  app.add_option("--device", device_name, "cpu | cuda[:N] | auto");
+  app.add_option("--attention-backward", backward, "libtorch 1.13: recompute | autograd")
+      ->check(CLI::IsMember({"recompute", "autograd"}));
+  app.add_option("--dtype", dtype_name, "fp32 | bf16 | fp16 (CUDA)");
+  CLI11_PARSE(app, argc, argv);
+  {
+    std::stringstream check(modes);
+    for (std::string m; std::getline(check, m, ',');)
+      if (m != "parts" && m != "step" && m != "naive") {
+        std::fprintf(stderr, "--modes: unknown mode '%s' (parts, step, naive)\n", m.c_str());
+        return 2;
+      }
   }
   tinv::set_attention_recompute(backward == "recompute");
   const torch::Device dev = tinv::resolve_device(device_name);

@@ -3,6 +3,10 @@
 # and runs the whole ctest suite there, parity on every ../shared/fixtures folder included.
 #
 # Usage: scripts/check_libtorch2.sh          (as root: debootstrap, chroot and mounts need it)
+#        scripts/check_libtorch2.sh --run 'COMMAND'
+#                                             builds, then runs COMMAND (a shell command line) in
+#                                             the root, in the source folder, instead of ctest;
+#                                             exits with its status (bench/libtorch_vs.sh uses it)
 #
 # The first run creates the root with `debootstrap --variant=minbase trixie` (a few minutes of
 # downloads) and installs the packages of scripts/setup.sh there; later runs reuse it, install
@@ -29,6 +33,12 @@ CCACHE=${TINV_TORCH2_CCACHE:-/var/cache/tinv/ccache-torch2}
 BUILD=${TINV_TORCH2_BUILD:-$SRC/build-torch2}
 JOBS=${TINV_JOBS:-$(nproc)}
 SUITE=trixie
+RUN=""
+case "${1:-}" in
+  --run) [ $# -eq 2 ] || { echo "usage: $0 [--run 'COMMAND']" >&2; exit 2; }; RUN=$2 ;;
+  "") ;;
+  *) echo "check_libtorch2: unknown argument '$1' (usage: $0 [--run 'COMMAND'])" >&2; exit 2 ;;
+esac
 
 # scripts/setup.sh's list, with Debian 13 names (GoogleTest's libraries are in libgtest-dev).
 PACKAGES=(
@@ -143,6 +153,14 @@ in_root env CCACHE_DIR=/var/cache/ccache-torch2 CCACHE_MAXSIZE=4G \
   nice -n 19 cmake --build "$BUILD" -j"$JOBS"
 in_root env CCACHE_DIR=/var/cache/ccache-torch2 ccache --show-stats 2>/dev/null | grep -Ei 'hits|misses' >&2 || true
 phase_done build
+
+if [ -n "$RUN" ]; then
+  log "running in the root: $RUN"
+  rc=0
+  in_root env TINV_BUILD="$BUILD" bash -c "cd \"\$1\" && $RUN" bash "$SRC" || rc=$?
+  phase_done run
+  exit "$rc"
+fi
 
 log "running ctest"
 # shellcheck disable=SC2086

@@ -4,13 +4,21 @@
 
 namespace tinv {
 
-JsonConfig JsonConfig::parse(const std::string& text, const std::string& source) {
-  nlohmann::json j;
+nlohmann::json parse_json(const std::string& text, const std::string& source) {
   try {
-    j = nlohmann::json::parse(text);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw Error(source, std::string("invalid JSON: ") + e.what());
   }
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  TINV_CHECK(file_exists(path), path, "missing file");
+  return parse_json(read_text_file(path), path);
+}
+
+JsonConfig JsonConfig::parse(const std::string& text, const std::string& source) {
+  nlohmann::json j = parse_json(text, source);
   TINV_CHECK(j.is_object(), source, "expected a JSON object");
   return JsonConfig(std::move(j), source);
 }

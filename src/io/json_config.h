@@ -11,6 +11,11 @@
 
 namespace tinv {
 
+// JSON text parsed, or tinv::Error(source, "invalid JSON: ...").
+nlohmann::json parse_json(const std::string& text, const std::string& source);
+// The file read and parsed; tinv::Error(path, "missing file" | "invalid JSON: ...").
+nlohmann::json read_json_file(const std::string& path);
+
 class JsonConfig {
  public:
   JsonConfig() = default;

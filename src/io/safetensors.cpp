@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/json_config.h"
 #include "common/shape.h"
 
 namespace tinv {
@@ -274,12 +275,7 @@ void save_safetensors(const std::string& path,
 StateDict load_state_dict_file(const std::string& path) {
   const std::string suffix = ".index.json";
   if (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0) {
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(read_text_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(path, std::string("invalid JSON: ") + e.what());
-    }
+    nlohmann::json index = parse_json(read_text_file(path), path);
     TINV_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
                path, "missing object 'weight_map'");
     std::map<std::string, SafeTensors> shards;

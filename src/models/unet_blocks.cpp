@@ -168,20 +168,39 @@ torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x, const torc
 
 // --- Down / mid / up blocks -----------------------------------------------------------------
 
+namespace {
+
+// The layers of a down or up block as they are built: each a ResnetBlock2D and, with attention,
+// a Transformer2DModel, kept in the block's typed vectors and in the lists registered under
+// "resnets" / "attentions" (the diffusers names).
+struct BlockLayers {
+  std::vector<std::shared_ptr<ResnetBlock2DImpl>>& resnets;
+  std::vector<std::shared_ptr<Transformer2DModelImpl>>& attentions;
+  bool with_attention;
+  torch::nn::ModuleList resnet_list, attention_list;
+
+  void add(int64_t in, int64_t out, int64_t heads, int64_t transformer_layers, const BlockSettings& s) {
+    resnets.push_back(std::make_shared<ResnetBlock2DImpl>(in, out, s));
+    resnet_list->push_back(resnets.back());
+    if (!with_attention) return;
+    attentions.push_back(std::make_shared<Transformer2DModelImpl>(out, heads, transformer_layers, s));
+    attention_list->push_back(attentions.back());
+  }
+  void register_in(torch::nn::Module& block) {
+    block.register_module("resnets", resnet_list);
+    if (with_attention) block.register_module("attentions", attention_list);
+  }
+};
+
+}  // namespace
+
 DownBlock2DImpl::DownBlock2DImpl(int64_t in, int64_t out, int64_t layers, bool with_attention,
                                  int64_t heads, int64_t transformer_layers, bool add_downsample,
                                  int64_t downsample_padding, const BlockSettings& s)
     : downsample_padding_(downsample_padding) {
-  auto resnets = torch::nn::ModuleList(), attentions = torch::nn::ModuleList();
-  for (int64_t j = 0; j < layers; ++j) {
-    resnets_.push_back(std::make_shared<ResnetBlock2DImpl>(j == 0 ? in : out, out, s));
-    resnets->push_back(resnets_.back());
-    if (!with_attention) continue;
-    attentions_.push_back(std::make_shared<Transformer2DModelImpl>(out, heads, transformer_layers, s));
-    attentions->push_back(attentions_.back());
-  }
-  register_module("resnets", resnets);
-  if (with_attention) register_module("attentions", attentions);
+  BlockLayers block{resnets_, attentions_, with_attention};
+  for (int64_t j = 0; j < layers; ++j) block.add(j == 0 ? in : out, out, heads, transformer_layers, s);
+  block.register_in(*this);
   if (add_downsample) {
     down_conv = conv2d(out, out, 3, 2, downsample_padding);
     register_module("downsamplers", torch::nn::ModuleList(conv_holder(down_conv)));
@@ -231,18 +250,13 @@ torch::Tensor MidBlock2DCrossAttnImpl::forward(torch::Tensor x, const torch::Ten
 UpBlock2DImpl::UpBlock2DImpl(int64_t in, int64_t prev_out, int64_t out, int64_t layers,
                              bool with_attention, int64_t heads, int64_t transformer_layers,
                              bool add_upsample, const BlockSettings& s) {
-  auto resnets = torch::nn::ModuleList(), attentions = torch::nn::ModuleList();
+  BlockLayers block{resnets_, attentions_, with_attention};
   for (int64_t j = 0; j < layers; ++j) {
-    int64_t skip_ch = j == layers - 1 ? in : out;
-    int64_t res_in = j == 0 ? prev_out : out;
-    resnets_.push_back(std::make_shared<ResnetBlock2DImpl>(res_in + skip_ch, out, s));
-    resnets->push_back(resnets_.back());
-    if (!with_attention) continue;
-    attentions_.push_back(std::make_shared<Transformer2DModelImpl>(out, heads, transformer_layers, s));
-    attentions->push_back(attentions_.back());
+    const int64_t skip_ch = j == layers - 1 ? in : out;
+    const int64_t res_in = j == 0 ? prev_out : out;
+    block.add(res_in + skip_ch, out, heads, transformer_layers, s);
   }
-  register_module("resnets", resnets);
-  if (with_attention) register_module("attentions", attentions);
+  block.register_in(*this);
   if (add_upsample) {
     up_conv = conv2d(out, out, 3);
     register_module("upsamplers", torch::nn::ModuleList(conv_holder(up_conv)));

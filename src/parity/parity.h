@@ -18,6 +18,7 @@
 
 namespace tinv {
 class SafeTensors;
+struct StableDiffusion;
 }
 
 namespace tinv::parity {
@@ -120,5 +121,10 @@ std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch
 std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
 std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
 std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
+
+// The fixture's single-file checkpoint `file` (dir/model.safetensors) loaded with the configs of
+// dir/model, on `device` in `dtype` (parity_single_file.cpp).
+StableDiffusion load_fixture_single_file(const std::string& file, const std::string& dir,
+                                         const torch::Device& device, torch::ScalarType dtype);
 
 }  // namespace tinv::parity

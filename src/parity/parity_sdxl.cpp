@@ -145,12 +145,7 @@ torch::Tensor unet_out(UNet2DConditionModel& unet, const SafeTensors& c, const t
 
 std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir, const torch::Device& /*device*/, torch::ScalarType /*dtype*/) {
   const std::string path = join_path(dir, "cases/tokenizer.json");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path, std::string("invalid JSON: ") + e.what());
-  }
+  nlohmann::json j = read_json_file(path);
   TINV_CHECK(j.is_object() && j.contains("tokenizer") && j.contains("tokenizer_2"), path,
              "expected objects 'tokenizer' and 'tokenizer_2'");
   auto out = tokenizer_cases(dir, j["tokenizer"], "tokenizer", path);
@@ -209,11 +204,7 @@ std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch
   std::optional<StableDiffusion> sd;
   std::string load_error;
   try {
-    SdLoadOptions opts;
-    opts.config_dir = join_path(dir, "model");
-    opts.device = device;
-    opts.dtype = dtype;
-    sd = load_stable_diffusion(file, opts);
+    sd = load_fixture_single_file(file, dir, device, dtype);
     TINV_CHECK(sd->is_xl(), file, "loaded as ", sd->family, ", not SDXL");
   } catch (const std::exception& e) {
     load_error = e.what();

@@ -14,6 +14,15 @@
 
 namespace tinv::parity {
 
+StableDiffusion load_fixture_single_file(const std::string& file, const std::string& dir,
+                                         const torch::Device& device, torch::ScalarType dtype) {
+  SdLoadOptions opts;
+  opts.config_dir = join_path(dir, "model");
+  opts.device = device;
+  opts.dtype = dtype;
+  return load_stable_diffusion(file, opts);
+}
+
 std::vector<CaseResult> run_single_file(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   std::string file = join_path(dir, "model.safetensors");
   if (!file_exists(file)) return {};
@@ -23,11 +32,7 @@ std::vector<CaseResult> run_single_file(const std::string& dir, const torch::Dev
   std::optional<StableDiffusion> sd;
   std::string load_error;
   try {
-    SdLoadOptions opts;
-    opts.config_dir = join_path(dir, "model");
-    opts.device = device;
-    opts.dtype = dtype;
-    sd = load_stable_diffusion(file, opts);
+    sd = load_fixture_single_file(file, dir, device, dtype);
   } catch (const std::exception& e) {
     load_error = e.what();
   }

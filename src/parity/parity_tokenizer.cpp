@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/json_config.h"
 #include "parity/parity.h"
 #include "text/clip_tokenizer.h"
 
@@ -15,12 +16,7 @@ namespace tinv::parity {
 
 std::vector<CaseResult> run_tokenizer(const std::string& dir, const torch::Device& /*device*/, torch::ScalarType /*dtype*/) {
   const std::string path = join_path(dir, "cases/tokenizer.json");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path, std::string("invalid JSON: ") + e.what());
-  }
+  nlohmann::json j = read_json_file(path);
   TINV_CHECK(j.is_object() && j.contains("cases") && j["cases"].is_array(), path,
              "expected an object with a 'cases' array");
   const ClipTokenizer base = ClipTokenizer::load(join_path(dir, "model/tokenizer"));

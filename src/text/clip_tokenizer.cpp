@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/json_config.h"
 #include "text/unicode.h"
 
 namespace tinv {
@@ -59,14 +60,6 @@ size_t pre_token_end(const std::u32string& s, size_t i) {
   return j;
 }
 
-nlohmann::json parse_json_file(const std::string& path) {
-  TINV_CHECK(file_exists(path), path, "missing file");
-  try {
-    return nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path, std::string("invalid JSON: ") + e.what());
-  }
-}
 
 // A special-token field: "text" or {"content": "text", ...} (HF AddedToken); "" when absent.
 std::string token_field(const nlohmann::json& j, const char* key, const std::string& path) {
@@ -99,7 +92,7 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir) {
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
     std::string path = join_path(dir, name);
     if (!file_exists(path)) continue;
-    nlohmann::json j = parse_json_file(path);
+    nlohmann::json j = read_json_file(path);
     TINV_CHECK(j.is_object(), path, "expected a JSON object");
     for (auto [key, target] : {std::pair<const char*, std::string*>{"pad_token", &pad},
                                {"bos_token", &bos}, {"eos_token", &eos}, {"unk_token", &unk}}) {
@@ -131,7 +124,7 @@ namespace {
 // vocab.json: {"token": id, ...} into token -> id and id -> token ("" for unused ids).
 void read_vocab_json(const std::string& vocab_path, std::unordered_map<std::string, int64_t>& encoder,
                      std::vector<std::string>& decoder) {
-  nlohmann::json j = parse_json_file(vocab_path);
+  nlohmann::json j = read_json_file(vocab_path);
   TINV_CHECK(j.is_object(), vocab_path, "expected a JSON object of token -> id, got ",
              j.type_name());
   TINV_CHECK(!j.empty(), vocab_path, "the vocabulary is empty");

@@ -6,6 +6,8 @@
 #include <cstdio>
 
 #include "apps/invert.h"
+#include "parity/parity.h"
+#include "pipelines/caption.h"
 #include "common/fs.h"
 #include "inversion/trainer.h"
 #include "io/image_write.h"
@@ -129,6 +131,32 @@ TEST(Bf16, InvertWritesFloat32RowsAndState) {
   auto ck = SafeTensors::open(dir.file("cube.checkpoint.safetensors"));
   for (const char* k : {"embeddings", "exp_avg", "exp_avg_sq"})
     EXPECT_EQ(ck.view(k).scalar_type(), torch::kFloat32) << k;
+}
+
+// The bf16 greedy criterion of `tinv parity` (greedy_tie_case): our own greedy path passes (every
+// token is our argmax, margin 0); a reference with a token our model clearly does not prefer fails.
+TEST(Bf16, GreedyTieCaseAcceptsNearTiesOnlyAndFailsAClearlyOtherToken) {
+  auto cap = BlipCaptioner::load(test::fixture("tiny-blip/model"), torch::kCPU, torch::kFloat32);
+  auto cases = SafeTensors::open(test::fixture("tiny-blip/cases/blip.safetensors"));
+  auto embeds = cap.image_embeds(cases.get("pixel_values"));
+  CaptionOptions o;
+  o.beams = 1;
+  o.use_prompt = false;
+  o.max_new_tokens = 8;
+  o.min_length = 0;
+  const auto prefix = cap.prefix_ids(o);
+  const auto ids = cap.generate(embeds, prefix, o);
+  ASSERT_GT(ids.size(), prefix.size());
+  auto same = parity::greedy_tie_case("t", cap, embeds, ids, torch::tensor(ids, torch::kLong), prefix.size());
+  EXPECT_TRUE(same.pass) << same.note;
+  EXPECT_LT(same.rel, 1e-12);
+  // Replace the first generated token by the one our model likes least at that step.
+  auto logits = cap.logits(torch::tensor(prefix, torch::kLong).reshape({1, -1}), embeds)[0][-1];
+  auto worse = ids;
+  worse[prefix.size()] = logits.argmin().item<int64_t>();
+  auto bad = parity::greedy_tie_case("t", cap, embeds, ids, torch::tensor(worse, torch::kLong), prefix.size());
+  EXPECT_FALSE(bad.pass);
+  EXPECT_GT(bad.rel, 0.1);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 namespace tinv {
 class SafeTensors;
 struct StableDiffusion;
+class BlipCaptioner;
 }
 
 namespace tinv::parity {
@@ -126,5 +127,11 @@ std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::
 // dir/model, on `device` in `dtype` (parity_single_file.cpp).
 StableDiffusion load_fixture_single_file(const std::string& file, const std::string& dir,
                                          const torch::Device& device, torch::ScalarType dtype);
+
+// A BLIP greedy case at bf16 whose tokens `ours` differ from the reference `ref` (prefix tokens
+// included; `prefix` of them): the reference tokens fed back to our model (image `embeds`), each
+// must be within 0.1 logit RMS of our top logit at its step (parity_blip.cpp).
+CaseResult greedy_tie_case(const std::string& name, const BlipCaptioner& cap, const torch::Tensor& embeds,
+                           const std::vector<int64_t>& ours, const torch::Tensor& ref, size_t prefix);
 
 }  // namespace tinv::parity

@@ -18,8 +18,8 @@
 
 namespace tinv::parity {
 
-// (parity.h) bf16 only, where greedy decoding differs from the fp32 reference: the reference's tokens fed
-// back (teacher forcing), each one must be a near-tie of our bf16 logits at its step, i.e. our
+// Declared in parity.h. bf16 only, where greedy decoding differs from the fp32 reference: the
+// reference's tokens fed back (teacher forcing), each one must be a near-tie of our bf16 logits at its step, i.e. our
 // top logit exceeds the reference token's by at most kBf16ArgmaxMargin of the step's logit RMS.
 // A flip between near-tied tokens then passes; a bf16 model that prefers another token clearly
 // does not. (Random-weight logits are close to uniform, so such ties are common.)
@@ -45,7 +45,6 @@ CaseResult greedy_tie_case(const std::string& name, const BlipCaptioner& cap, co
 }
 
 namespace {
-
 
 CaseResult greedy_case(const std::string& name, const BlipCaptioner& cap, const SafeTensors& cases,
                        const std::string& key, bool prompt, const torch::Device& device,

@@ -60,8 +60,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   tinv::set_attention_recompute(backward == "recompute");
-  const torch::Device dev = tinv::resolve_device(device_name);
-  const torch::ScalarType dtype = tinv::resolve_dtype(dtype_name, dev);
+  const torch::Device dev = tinv::resolve_device(tinv::parse_device(device_name));
+  const torch::ScalarType dtype = tinv::parse_dtype(dtype_name);
+  tinv::check_dtype(dtype, dev);
   auto sync = [&] {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };

@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const torch::Device dev = tinv::resolve_device(device_name);
+    const torch::Device dev = tinv::resolve_device(tinv::parse_device(device_name));
     auto sync = [&] {
       if (dev.is_cuda()) torch::cuda::synchronize();
     };

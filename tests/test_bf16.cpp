@@ -122,7 +122,7 @@ TEST(Bf16, InvertWritesFloat32RowsAndState) {
   o.name = "cube";
   o.out = dir.file("cube.safetensors");
   o.progress = false;
-  o.dtype = "bf16";
+  o.dtype = torch::kBFloat16;
   InvertResult r = run_inversion(o);
   EXPECT_EQ(r.embeddings.scalar_type(), torch::kFloat32);
   EXPECT_TRUE(r.embeddings.isfinite().all().item<bool>());

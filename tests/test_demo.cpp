@@ -287,7 +287,7 @@ DemoOptions tiny_demo(const test::TempDir& dir) {
   o.sample_steps = 2;
   o.out = dir.file("out/demo");
   o.progress = false;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   return o;
 }
 

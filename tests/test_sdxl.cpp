@@ -400,7 +400,7 @@ TEST(SdxlInvert, RowsInBothEncodersAndTheFiles) {
     o.name = "cube-" + init;
     o.out = dir.file(o.name + ".safetensors");
     o.progress = false;
-    o.device = "cpu";
+    o.device = torch::Device(torch::kCPU);
     InvertResult r = run_inversion(o);
     const int64_t n = init == "caption" ? 3 : init == "class" ? 1 : 2;
     ASSERT_EQ(r.embeddings.sizes(), torch::IntArrayRef({n, 64})) << init;
@@ -472,7 +472,7 @@ TEST(SdxlInvert, MethodOptionsWorkOnBothEncoders) {
   o.name = "cube-sphere";
   o.out = dir.file(o.name + ".safetensors");
   o.progress = false;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   o.method.optimizer = "sphere";
   InvertResult r = run_inversion(o);
   ASSERT_EQ(r.embeddings.sizes(), torch::IntArrayRef({3, 64}));
@@ -511,7 +511,7 @@ TEST(SdxlStudy, VariantsOnAUserImage) {
   o.sample_steps = 2;
   o.out = dir.file("study");
   o.progress = false;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   StudyResult r = run_study(o);
   std::map<std::string, std::vector<double>> fixed;  // mode -> fixed-input loss at 0, 2, 4
   std::set<std::string> psnr;
@@ -545,7 +545,7 @@ TEST(SdxlDemo, LearnsShowsAndReproduces) {
   o.sample_steps = 2;
   o.out = dir.file("demo");
   o.progress = false;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   const DemoResult r = run_demo(o);
   EXPECT_EQ(r.trigger, "<my-cube>");
   // The SDXL files: {clip_l, clip_g} and the diffusers pair, which generate loaded.

@@ -418,7 +418,7 @@ StudyOptions tiny_options(const test::TempDir& dir) {
   o.edits = 1;
   o.sample_steps = 2;
   o.eval_every = 1;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   o.out = dir.file("study");
   o.progress = false;
   return o;

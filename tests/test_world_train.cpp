@@ -29,7 +29,7 @@ TrainOptions small(const std::string& part, const std::string& work, int64_t ste
   o.save_every = 1;
   o.progress = false;
   o.threads = 1;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   return o;
 }
 

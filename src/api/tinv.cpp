@@ -59,8 +59,9 @@ void write_png(const std::string& path, const RgbImage& image, const std::string
 
 std::shared_ptr<Model> load_model(const ModelParams& params) {
   SdLoadOptions lo;
-  lo.device = resolve_device(params.device);
-  lo.dtype = resolve_dtype(params.dtype, lo.device);
+  lo.device = resolve_device(parse_device(params.device));
+  lo.dtype = parse_dtype(params.dtype);
+  check_dtype(lo.dtype, lo.device);
   const std::string path = params.path.empty() ? default_model_dir("world-sd") : params.path;
   return std::make_shared<Model>(Model{load_stable_diffusion(path, lo)});
 }
@@ -69,7 +70,7 @@ std::string model_family(const Model& model) { return model.sd.family; }
 
 std::shared_ptr<Captioner> load_captioner(const CaptionerParams& params) {
   const std::string path = params.path.empty() ? default_model_dir("world-blip") : params.path;
-  return std::make_shared<Captioner>(Captioner{BlipCaptioner::load(path, resolve_device(params.device))});
+  return std::make_shared<Captioner>(Captioner{BlipCaptioner::load(path, resolve_device(parse_device(params.device)))});
 }
 
 std::string caption(const Captioner& captioner, const RgbImage& image, const CaptionParams& params) {
@@ -103,8 +104,8 @@ InvertOutput invert(const InvertParams& p) {
   o.seed = p.seed;
   o.out = p.out;
   o.format = p.format;
-  o.device = p.device;
-  o.dtype = p.dtype;
+  o.device = parse_device(p.device);
+  o.dtype = parse_dtype(p.dtype);
   o.progress = p.progress;
   InvertResult r = run_inversion(o);
   InvertOutput out;

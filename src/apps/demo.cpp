@@ -252,7 +252,7 @@ std::string demo_command(const DemoOptions& o, const Input& in, const std::strin
   c += str_cat(" --init-from ", o.init_from, " --steps ", o.steps, " --lr ", format_number(o.lr),
                " --seed ", o.seed, " --samples ", o.samples, " --sample-steps ", o.sample_steps,
                " --sampler ", o.sampler, " --cfg ", format_number(o.cfg), " --beams ", o.beams);
-  if (o.device != "auto") c += " --device " + shell_quote(o.device);
+  if (o.device) c += " --device " + shell_quote(device_name(o.device));
   return c + " --out " + shell_quote(o.out);
 }
 
@@ -494,7 +494,7 @@ std::string reproduce_commands(const Run& r) {
   if (o.caption.empty())
     c += str_cat(o.program, " caption ", shell_quote(r.in.path), " --captioner ", shell_quote(r.captioner),
                  " --beams ", o.beams, " --max-new-tokens ", kCaptionNewTokens, "\n");
-  const std::string dev = o.device != "auto" ? " --device " + shell_quote(o.device) : "";
+  const std::string dev = o.device ? " --device " + shell_quote(device_name(o.device)) : "";
   c += str_cat(o.program, " invert --model ", shell_quote(r.model), " --image ", shell_quote(r.in.path),
                " --caption ", shell_quote(r.init.text), " --templates ", shell_quote(r.init.templates),
                " --name ", r.in.name, " --steps ", o.steps, " --lr ", format_number(o.lr), " --seed ", o.seed,

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/device.h"
 #include "world/world.h"
 
 namespace tinv {
@@ -59,7 +60,7 @@ struct DemoOptions {
   double cfg = 7.5;
   int beams = 1;             // captioning: 1 = greedy
   std::string out = "out/demo";
-  std::string device = "auto";
+  DeviceChoice device;       // std::nullopt: auto (CUDA when available)
   bool progress = true;
   std::string program = "tinv";  // the executable named in the reproduce commands
 };

@@ -162,7 +162,7 @@ std::map<std::string, std::string> run_identity(const InvertOptions& o, const St
           {"batch", std::to_string(o.batch)}, {"templates", hex64(fnv1a(joined))},
           {"resolution", std::to_string(res)}, {"flip", o.flip ? "1" : "0"},
           {"seed", std::to_string(o.seed)}, {"max_grad_norm", format_number(o.max_grad_norm)},
-          {"dtype", o.dtype},             {"prediction_type", sd.scheduler.prediction_type}};
+          {"dtype", dtype_name(o.dtype)},             {"prediction_type", sd.scheduler.prediction_type}};
 }
 
 // run_identity plus the method options that differ from the defaults (a default run keeps the
@@ -327,7 +327,8 @@ struct RunSetup {
 StableDiffusion load_model(const InvertOptions& o) {
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
-  lo.dtype = resolve_dtype(o.dtype, lo.device);
+  check_dtype(o.dtype, lo.device);
+  lo.dtype = o.dtype;
   StableDiffusion sd = load_stable_diffusion(o.model, lo);
   TINV_CHECK(sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
   TINV_CHECK(!sd.is_xl() || sd.tokenizer_2.has_value(), o.model, "the SDXL model has no tokenizer_2");

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "inversion/method.h"
 
 namespace tinv {
@@ -54,7 +55,8 @@ struct InvertOptions {
   int64_t eval_pairs = 4;               // number of fixed (timestep, noise) pairs
   MethodOptions method;                 // --optimizer, --init-space, --t-min, --stop-patience, ...
                                         // (inversion/method.h; defaults: the base recipe)
-  std::string device = "auto", dtype = "fp32";  // auto: CUDA when available
+  DeviceChoice device;                  // std::nullopt: auto (CUDA when available)
+  torch::ScalarType dtype = torch::kFloat32;  // fp32 | bf16 | fp16 (CUDA)
   bool progress = true;
 };
 

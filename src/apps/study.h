@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "world/judge.h"
 #include "inversion/method.h"
 #include "world/world.h"
@@ -83,7 +84,7 @@ struct StudyOptions {
   uint64_t world_seed = 0;              // concept_at(world_seed, concept, concept_index)
   uint64_t concept_index = 0;
   std::string out = "study";            // output folder
-  std::string device = "auto";
+  DeviceChoice device;                  // std::nullopt: auto (CUDA when available)
   bool progress = true;                 // progress bar on stderr
 
   // Option checks that need no model. Throws tinv::Error("--steps", ...) etc.

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "world/judge.h"
 #include "world/world.h"
 
@@ -107,7 +108,7 @@ EvalParts parse_parts(const std::string& list);
 struct EvalOptions {
   std::string sd_dir = "models/world-sd";      // diffusers folder (load_stable_diffusion)
   std::string blip_dir = "models/world-blip";  // BLIP folder with vocab.txt (BlipCaptioner::load)
-  std::string device = "auto";                 // auto | cpu | cuda[:N]
+  DeviceChoice device;                         // std::nullopt: auto (CUDA when available)
   uint64_t seed = 0;              // world seed of the evaluated scenes; image i uses seed + i
   // kHeldOut: every scene holds an (object, background) colour pair the training split never shows.
   // kTrain: unseen scenes of the training distribution: scene_at(seed, kTrain, kUnseenIndex + i),

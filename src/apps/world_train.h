@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/device.h"
 #include "models/blip.h"
 #include "models/unet.h"
 #include "models/vae.h"
@@ -51,7 +52,7 @@ struct TrainOptions {
   std::string prediction = "v_prediction";  // diffusion: epsilon | v_prediction (the UNet's target)
   std::string init;        // diffusion: start from this checkpoint's weights when there is none yet
   int threads = 0;         // 0: torch's default
-  std::string device = "auto";
+  DeviceChoice device;     // std::nullopt: auto (CUDA when available)
   bool progress = true;
 };
 

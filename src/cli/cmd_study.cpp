@@ -32,6 +32,14 @@ void option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions
   a.setters.push_back({opt, [&a, field](StudyOptions& o) { o.*field = a.given.*field; }});
 }
 
+// The same for a typed field whose text `parse` reads (add_parsed); `shown` is the default in --help.
+template <typename T, typename Parse>
+void parsed_option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions::*field, Parse parse,
+                   const std::string& help, const std::string& shown) {
+  auto* opt = add_parsed(cmd, name, a.given.*field, parse, help)->default_str(shown);
+  a.setters.push_back({opt, [&a, field](StudyOptions& o) { o.*field = a.given.*field; }});
+}
+
 void run_study_cmd(StudyArgs& a, CLI::Option* modes_opt, CLI::Option* variants_opt) {
   StudyOptions o = a.quick ? study_quick_options() : StudyOptions{};
   for (auto& [opt, set] : a.setters)
@@ -93,7 +101,7 @@ void add_study(CLI::App& app) {
   option(cmd, s, "--world-seed", &StudyOptions::world_seed, "World seed of the concept renderings");
   option(cmd, s, "--concept-index", &StudyOptions::concept_index, "Which rendering of each concept is trained on");
   option(cmd, s, "--out", &StudyOptions::out, "Output folder");
-  option(cmd, s, "--device", &StudyOptions::device, "auto | cpu | cuda | cuda:N");
+  parsed_option(cmd, s, "--device", &StudyOptions::device, parse_device, "auto | cpu | cuda | cuda:N", "auto");
   cmd->add_flag("--quick", a->quick,
                 "Tiny configuration for CI: 1 concept, 1 seed, 10 steps, checkpoints 0,5,10, 2 edits, 4 "
                 "sampler steps, --out study-quick (options given explicitly still apply)");

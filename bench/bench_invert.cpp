@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
         static std::unique_ptr<tinv::InversionTrainer> tr;
         if (!tr) {
           tinv::TrainerOptions opt;
-          opt.schedule = tinv::LrSchedule::parse("constant", 5e-3, 1000);
+          opt.schedule = tinv::LrSchedule::make(tinv::LrScheduleKind::kConstant, 5e-3, 1000);
           tr = std::make_unique<tinv::InversionTrainer>(*sd.tokenizer, sd.text_encoder, sd.unet,
                                                         sd.scheduler, std::vector<std::string>{"<a_0>", "<a_1>", "<a_2>", "<a_3>"},
                                                         rows0, std::vector<std::string>{"{}"}, opt);

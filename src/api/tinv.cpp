@@ -87,11 +87,11 @@ std::string caption(const Captioner& captioner, const RgbImage& image, const Cap
 InvertOutput invert(const InvertParams& p) {
   InvertOptions o;
   o.model = p.model.empty() ? default_model_dir("world-sd") : p.model;
-  o.images = p.images;
-  o.init = p.init;
+  o.images.assign(p.images.begin(), p.images.end());
+  o.init = parse_init_mode(p.init);
   o.caption = p.caption;
   o.captioner = p.captioner;
-  if (o.init == "caption" && o.caption.empty() && o.captioner.empty())
+  if (o.init == InitMode::kCaption && o.caption.empty() && o.captioner.empty())
     o.captioner = default_model_dir("world-blip");
   o.class_name = p.class_name;
   o.init_token = p.init_token;
@@ -103,7 +103,7 @@ InvertOutput invert(const InvertParams& p) {
   o.resolution = p.resolution;
   o.seed = p.seed;
   o.out = p.out;
-  o.format = p.format;
+  o.format = parse_output_format(p.format);
   o.device = parse_device(p.device);
   o.dtype = parse_dtype(p.dtype);
   o.progress = p.progress;

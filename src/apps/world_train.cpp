@@ -195,7 +195,7 @@ struct ParamOptimizer {
 
 // Linear warm-up over 10% of the steps (at most 200), then cosine decay to 10% of the peak.
 LrSchedule world_schedule(double peak, int64_t total) {
-  LrSchedule s = LrSchedule::parse("cosine", peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
+  LrSchedule s = LrSchedule::make(LrScheduleKind::kCosine, peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
   s.final_ratio = 0.1;
   return s;
 }

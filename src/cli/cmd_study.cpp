@@ -2,6 +2,7 @@
 // for convergence and quality (src/apps/study.h, docs/convergence.md).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
 
@@ -27,7 +28,8 @@ template <typename T>
 void option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions::*field,
             const std::string& help) {
   auto* opt = cmd->add_option(name, a.given.*field, help);
-  if constexpr (!std::is_same_v<T, std::vector<std::string>> && !std::is_same_v<T, std::vector<int64_t>>)
+  if constexpr (!std::is_same_v<T, std::vector<std::string>> && !std::is_same_v<T, std::vector<int64_t>> &&
+                !std::is_same_v<T, std::vector<std::filesystem::path>>)
     opt->capture_default_str();
   a.setters.push_back({opt, [&a, field](StudyOptions& o) { o.*field = a.given.*field; }});
 }
@@ -77,7 +79,8 @@ void add_study(CLI::App& app) {
       "--variants", a->variants,
       "Named option sets instead of --modes, comma-separated: <mode>[+sphere][+cross][+tN|+tA-B], e.g. "
       "caption,caption+sphere,caption+cross,caption+t500,token,class");
-  option(cmd, s, "--sphere-norm", &StudyOptions::sphere_norm, "+sphere variants: mean | init (as tinv invert)");
+  parsed_option(cmd, s, "--sphere-norm", &StudyOptions::sphere_norm, parse_sphere_norm,
+                "+sphere variants: mean | init (as tinv invert)", to_string(s.given.sphere_norm));
   option(cmd, s, "--vmf-kappa", &StudyOptions::vmf_kappa, "+sphere variants: von Mises-Fisher prior weight");
   option(cmd, s, "--reg-init", &StudyOptions::reg_init, "+cross variants: L2 pull toward the start");
   option(cmd, s, "--stop-delta", &StudyOptions::stop_delta, "Early-stop rule: relative improvement that counts");

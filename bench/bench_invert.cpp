@@ -66,8 +66,9 @@ int main(int argc, char** argv) {
       }
   }
   tinv::set_attention_recompute(backward == "recompute");
-  const torch::Device dev = tinv::resolve_device(device_name);
-  const torch::ScalarType dtype = tinv::resolve_dtype(dtype_name, dev);
+  const torch::Device dev = tinv::resolve_device(tinv::parse_device(device_name));
+  const torch::ScalarType dtype = tinv::parse_dtype(dtype_name);
+  tinv::check_dtype(dtype, dev);
   auto sync = [&] {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };
@@ -116,7 +117,7 @@ int main(int argc, char** argv) {
         static std::unique_ptr<tinv::InversionTrainer> tr;
         if (!tr) {
           tinv::TrainerOptions opt;
-          opt.schedule = tinv::LrSchedule::parse("constant", 5e-3, 1000);
+          opt.schedule = tinv::LrSchedule::make(tinv::LrScheduleKind::kConstant, 5e-3, 1000);
           tr = std::make_unique<tinv::InversionTrainer>(*sd.tokenizer, sd.text_encoder, sd.unet,
                                                         sd.scheduler, std::vector<std::string>{"<a_0>", "<a_1>", "<a_2>", "<a_3>"},
                                                         rows0, std::vector<std::string>{"{}"}, opt);

@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const torch::Device dev = tinv::resolve_device(device_name);
+    const torch::Device dev = tinv::resolve_device(tinv::parse_device(device_name));
     auto sync = [&] {
       if (dev.is_cuda()) torch::cuda::synchronize();
     };
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
           auto ids = torch::tensor(sd.tokenizer->tokenize("a red cube toy"), torch::kInt64).to(dev);
           auto rows = torch::cat({sd.text_encoder->token_embeddings(ids), sd.text_encoder_2->token_embeddings(ids)}, 1);
           tinv::TrainerOptions opt;
-          opt.schedule = tinv::LrSchedule::parse("constant", 5e-3, 1000);
+          opt.schedule = tinv::LrSchedule::make(tinv::LrScheduleKind::kConstant, 5e-3, 1000);
           const float r = static_cast<float>(res);
           trainer = std::make_unique<tinv::InversionTrainer>(
               *sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler,

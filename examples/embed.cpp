@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n", tinv::api::version().c_str());
 
     // 1. Caption the image.
-    auto captioner = tinv::api::load_captioner({captioner_dir, "cpu"});
+    auto captioner = tinv::api::load_captioner({captioner_dir, tinv::api::Device::cpu()});
     const tinv::api::RgbImage image = tinv::api::read_image(image_path);
     tinv::api::CaptionParams cp;
     cp.beams = 1;
@@ -57,13 +57,13 @@ int main(int argc, char** argv) {
     ip.steps = steps;
     ip.name = "concept";
     ip.out = out_dir + "/concept.safetensors";
-    ip.device = "cpu";
+    ip.device = tinv::api::Device::cpu();
     const tinv::api::InvertOutput learned = tinv::api::invert(ip);
     std::printf("trigger: %s (%d steps)\n", learned.trigger.c_str(), learned.steps_done);
     for (const auto& f : learned.files) std::printf("wrote %s\n", f.c_str());
 
     // 3. A new prompt with the learned trigger.
-    auto sd = tinv::api::load_model({model, "cpu"});
+    auto sd = tinv::api::load_model({model, tinv::api::Device::cpu()});
     tinv::api::GenerateParams gp;
     const size_t at = prompt.find("{}");
     gp.prompt = at == std::string::npos ? prompt : prompt.replace(at, 2, learned.trigger);

@@ -36,7 +36,7 @@ struct TrainRun {
 // 4 AdamW steps from the same start, inputs and seed; only the model dtype differs.
 TrainRun train(StableDiffusion& sd, const torch::Tensor& init) {
   TrainerOptions opt;
-  opt.schedule = LrSchedule::parse("constant", 5e-3, 4);
+  opt.schedule = LrSchedule::make(LrScheduleKind::kConstant, 5e-3, 4);
   InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
                       {"a photo of {}", "a picture of {}"}, opt);
   torch::manual_seed(3);
@@ -124,7 +124,7 @@ TEST(Bf16, InvertWritesFloat32RowsAndState) {
   o.name = "cube";
   o.out = dir.file("cube.safetensors");
   o.progress = false;
-  o.dtype = "bf16";
+  o.dtype = torch::kBFloat16;
   InvertResult r = run_inversion(o);
   EXPECT_EQ(r.embeddings.scalar_type(), torch::kFloat32);
   EXPECT_TRUE(r.embeddings.isfinite().all().item<bool>());

@@ -1,10 +1,11 @@
-// Config reading, strict state-dict loading, file helpers.
+// Config reading, strict state-dict loading, file helpers, device and dtype choices.
 #include <torch/torch.h>
 
 #include <chrono>
 #include <fstream>
 #include <thread>
 
+#include "common/device.h"
 #include "common/fs.h"
 #include "common/hash.h"
 #include "common/strings.h"
@@ -90,6 +91,40 @@ TEST(Fs, MakeDirsAndStripExtension) {
   EXPECT_EQ(strip_extension("a/b/cat.pt"), "a/b/cat");
   EXPECT_EQ(strip_extension("a.b/cat"), "a.b/cat");
   EXPECT_EQ(strip_extension("cat"), "cat");
+}
+
+// --device and --dtype text: parsed once (at the CLI), then resolved against the machine.
+TEST(Device, ParseAndName) {
+  EXPECT_FALSE(parse_device("auto").has_value());
+  EXPECT_EQ(*parse_device("cpu"), torch::Device(torch::kCPU));
+  EXPECT_EQ(*parse_device("cuda"), torch::Device(torch::kCUDA));
+  EXPECT_EQ(*parse_device("cuda:1"), torch::Device(torch::kCUDA, 1));
+  for (const char* name : {"auto", "cpu", "cuda", "cuda:0", "cuda:3"}) EXPECT_EQ(device_name(parse_device(name)), name);
+  EXPECT_TINV_ERROR_IS(parse_device("tpu"), "--device: unknown device 'tpu' (use auto, cpu or cuda)");
+  EXPECT_TINV_ERROR_IS(parse_device("CPU"), "--device: unknown device 'CPU' (use auto, cpu or cuda)");
+  EXPECT_TINV_ERROR_IS(parse_device("cuda:x"), "--device: invalid device 'cuda:x'");
+  EXPECT_TINV_ERROR_IS(parse_device("cudax"), "--device: invalid device 'cudax'");
+  EXPECT_EQ(resolve_device(torch::Device(torch::kCPU)), torch::Device(torch::kCPU));
+  EXPECT_EQ(resolve_device(std::nullopt).is_cuda(), torch::cuda::is_available());
+  if (!torch::cuda::is_available())
+    EXPECT_TINV_ERROR(resolve_device(torch::Device(torch::kCUDA)), "--device: CUDA was requested");
+}
+
+TEST(Dtype, ParseCheckAndName) {
+  EXPECT_EQ(parse_dtype("fp32"), torch::kFloat32);
+  EXPECT_EQ(parse_dtype("float32"), torch::kFloat32);
+  EXPECT_EQ(parse_dtype("bf16"), torch::kBFloat16);
+  EXPECT_EQ(parse_dtype("bfloat16"), torch::kBFloat16);
+  EXPECT_EQ(parse_dtype("fp16"), torch::kHalf);
+  EXPECT_EQ(parse_dtype("float16"), torch::kHalf);
+  for (const char* name : {"fp32", "bf16", "fp16"}) EXPECT_EQ(dtype_name(parse_dtype(name)), name);
+  EXPECT_TINV_ERROR_IS(parse_dtype("int8"), "--dtype: unknown dtype 'int8' (use fp32, fp16 or bf16)");
+  const torch::Device cpu(torch::kCPU);
+  check_dtype(torch::kFloat32, cpu);
+  check_dtype(torch::kBFloat16, cpu);
+  EXPECT_TINV_ERROR_IS(check_dtype(torch::kHalf, cpu),
+                       "--dtype: fp16 is only supported on CUDA (use fp32 or bf16 on CPU)");
+  EXPECT_TINV_ERROR(check_dtype(torch::kInt64, cpu), "--dtype: unsupported dtype");
 }
 
 TEST(Hash, Fnv1a) {

@@ -287,14 +287,14 @@ DemoOptions tiny_demo(const test::TempDir& dir) {
   o.sample_steps = 2;
   o.out = dir.file("out/demo");
   o.progress = false;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   return o;
 }
 
 void expect_outputs(const DemoResult& r, const DemoOptions& o, const std::string& name) {
-  const std::string html = read_all(o.out + "/index.html");
+  const std::string html = read_all(o.out.string() + "/index.html");
   ASSERT_FALSE(html.empty());
-  EXPECT_EQ(r.report, o.out + "/index.html");
+  EXPECT_EQ(r.report, o.out.string() + "/index.html");
   EXPECT_EQ(check_tags(html), "");
   // input and one image per prompt and variant; the loss curve inline as SVG; nothing else referenced.
   EXPECT_EQ(count(html, "src=\"data:image/png;base64,"), 1 + 2 * r.prompts.size());
@@ -305,12 +305,12 @@ void expect_outputs(const DemoResult& r, const DemoOptions& o, const std::string
   EXPECT_NE(html.find(html_escape(r.placeholders.front())), std::string::npos);
   EXPECT_NE(html.find(" invert --model "), std::string::npos);
   EXPECT_NE(html.find(" generate --model "), std::string::npos);
-  for (const char* f : {"input.png", "commands.sh"}) EXPECT_TRUE(file_exists(o.out + "/" + f)) << f;
+  for (const char* f : {"input.png", "commands.sh"}) EXPECT_TRUE(file_exists(o.out.string() + "/" + f)) << f;
   for (const std::string suffix : {".safetensors", ".loss.png", ".log.csv"})
-    EXPECT_TRUE(file_exists(o.out + "/" + name + suffix)) << suffix;
+    EXPECT_TRUE(file_exists(o.out.string() + "/" + name + suffix)) << suffix;
   for (size_t p = 0; p < r.prompts.size(); ++p)
     for (const char* v : {"before", "after"}) {
-      const std::string png = o.out + "/images/p" + std::to_string(p) + "-" + v + "-0.png";
+      const std::string png = o.out.string() + "/images/p" + std::to_string(p) + "-" + v + "-0.png";
       EXPECT_TRUE(file_exists(png)) << png;
       EXPECT_NE(read_all(png).find("parameters"), std::string::npos);
     }
@@ -327,7 +327,7 @@ TEST(Demo, EndToEndWithTheCaptioner) {
   o.captioner = make_blip(dir);
   const DemoResult r = run_demo(o);
   EXPECT_EQ(r.caption.rfind("w", 0), 0u) << r.caption;  // the synthetic vocabulary's words
-  EXPECT_EQ(r.init_from, "caption");  // not a world caption: the whole caption initialises
+  EXPECT_EQ(r.init_from, DemoInit::kCaption);  // not a world caption: the whole caption initialises
   EXPECT_EQ(r.trigger, "<red_square>");
   EXPECT_EQ(r.prompts, demo_prompts());
   expect_outputs(r, o, "red_square");
@@ -339,11 +339,11 @@ TEST(Demo, EndToEndWithAWorldCaption) {
   o.caption = "a small red square at the bottom, on a plain cyan background";
   o.name = "sq";
   const DemoResult r = run_demo(o);
-  EXPECT_EQ(r.init_from, "object");
+  EXPECT_EQ(r.init_from, DemoInit::kObject);
   EXPECT_EQ(r.init_text, "red square");
   ASSERT_EQ(r.prompts.size(), 7u);
   EXPECT_EQ(r.prompts[0], "a small {} at the bottom, on a plain cyan background");  // the input's own
-  EXPECT_EQ(read_all(o.out + "/templates.txt").find(r.prompts[0]) != std::string::npos, true);
+  EXPECT_EQ(read_all(o.out.string() + "/templates.txt").find(r.prompts[0]) != std::string::npos, true);
   for (const auto& p : r.prompts) {  // no red background: the object is red
     const auto at = p.find("{}");
     auto scene = world::parse_caption(p.substr(0, at) + "green circle" + p.substr(at + 2));
@@ -351,14 +351,14 @@ TEST(Demo, EndToEndWithAWorldCaption) {
     EXPECT_NE(scene->background, world::Colour::kRed) << p;
   }
   expect_outputs(r, o, "sq");
-  const std::string cmds = read_all(o.out + "/commands.sh");
+  const std::string cmds = read_all(o.out.string() + "/commands.sh");
   EXPECT_NE(cmds.find("--caption 'red square' --templates "), std::string::npos) << cmds;
   EXPECT_NE(cmds.find("--prompt 'a small <sq> at the bottom, on a plain cyan background'"), std::string::npos);
   EXPECT_NE(cmds.find("--prompt 'a small red square at the bottom, on a plain cyan background'"),
             std::string::npos);
-  o.init_from = "caption";  // the whole caption, TI object templates
+  o.init_from = DemoInit::kCaption;  // the whole caption, TI object templates
   o.out = dir.file("out/caption");
-  EXPECT_EQ(run_demo(o).init_from, "caption");
+  EXPECT_EQ(run_demo(o).init_from, DemoInit::kCaption);
 }
 
 TEST(Demo, BadOptions) {
@@ -373,14 +373,16 @@ TEST(Demo, BadOptions) {
   bad([](DemoOptions& b) { b.steps = 0; }, "--steps");
   bad([](DemoOptions& b) { b.samples = 0; }, "--samples");
   bad([](DemoOptions& b) { b.sample_steps = 0; }, "--sample-steps");
-  bad([](DemoOptions& b) { b.init_from = "words"; }, "--init-from");
-  bad([](DemoOptions& b) { b.init_from = "object"; }, "--init-from object");
+  bad([](DemoOptions& b) { b.init_from = DemoInit::kObject; }, "--init-from object");
   bad([](DemoOptions& b) { b.sampler = "lms"; }, "--sampler");
   bad([](DemoOptions& b) { b.name = "a b"; }, "--name");
   bad([&](DemoOptions& b) { b.image = dir.file("missing.png"); }, "missing.png");
   bad([](DemoOptions& b) { b.concept_name = "bullseye_circle"; }, "not both");
   bad([](DemoOptions& b) { b.image.clear(), b.concept_name = "no_such_concept"; }, "unknown concept");
   EXPECT_FALSE(fs::exists(o.out)) << "nothing is written on bad input";
+  for (auto i : {DemoInit::kAuto, DemoInit::kCaption, DemoInit::kObject}) EXPECT_EQ(parse_demo_init(to_string(i)), i);
+  EXPECT_EQ(to_string(DemoInit::kObject), "object");
+  EXPECT_TINV_ERROR_IS(parse_demo_init("words"), "--init-from: unknown value 'words' (auto, caption or object)");
 }
 
 // ---- CLI ------------------------------------------------------------------------------------
@@ -398,6 +400,7 @@ TEST(DemoCli, BadInputIsOneLineAndWritesNothing) {
   const std::string model = " --model " + quote(test::fixture("tiny-sd15/model")) + " --caption x";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--concept no_such_concept" + model + out, "unknown concept 'no_such_concept'"},
+      {"--image " + img + " --init-from words" + model + out, "--init-from: unknown value 'words' (auto, caption or object)"},
       {"--image " + quote(dir.file("missing.png")) + model + out, "missing.png"},
       {"--image " + quote(dir.file("corrupt.png")) + model + out, "corrupt.png"},
       {"--image " + img + " --steps 0" + model + out, "--steps"},

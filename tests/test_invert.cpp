@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <thread>
@@ -31,6 +32,8 @@
 #include "test_util.h"
 #include "text/clip_tokenizer.h"
 #include "text/extra_tokens.h"
+
+namespace fs = std::filesystem;
 
 namespace tinv {
 namespace {
@@ -96,7 +99,7 @@ InvertOptions tiny_options(const test::TempDir& dir, const std::string& image) {
   o.steps = 4;
   o.name = "redcube";
   o.out = dir.file("redcube.safetensors");
-  o.format = "all";
+  o.format = OutputFormat::kAll;
   o.eval_every = 2;
   o.progress = false;
   return o;
@@ -107,28 +110,47 @@ InvertOptions tiny_options(const test::TempDir& dir, const std::string& image) {
 // AdamW itself: tests/test_optimizer.cpp.
 
 TEST(LrSchedule, Kinds) {
-  auto c = LrSchedule::parse("constant", 1e-2, 100);
+  auto c = LrSchedule::make(LrScheduleKind::kConstant, 1e-2, 100);
   EXPECT_DOUBLE_EQ(c.at(0), 1e-2);
-  auto w = LrSchedule::parse("warmup", 1e-2, 100);
+  auto w = LrSchedule::make(LrScheduleKind::kWarmup, 1e-2, 100);
   EXPECT_EQ(w.warmup_steps, 10);
   EXPECT_DOUBLE_EQ(w.at(0), 1e-3);
   EXPECT_DOUBLE_EQ(w.at(50), 1e-2);
-  auto cos = LrSchedule::parse("cosine", 1e-2, 100);
+  auto cos = LrSchedule::make(LrScheduleKind::kCosine, 1e-2, 100);
   EXPECT_DOUBLE_EQ(cos.at(0), 1e-2);
   EXPECT_NEAR(cos.at(50), 5e-3, 1e-12);
-  EXPECT_TINV_ERROR(LrSchedule::parse("linear", 1e-2, 10), "--lr-schedule");
+  EXPECT_TINV_ERROR(LrSchedule::make(LrScheduleKind::kCosine, 0, 10), "--lr");
+  EXPECT_TINV_ERROR(LrSchedule::make(LrScheduleKind::kCosine, 1e-2, 0), "--steps");
+}
+
+TEST(LrSchedule, ParseAndName) {
+  for (auto k : {LrScheduleKind::kConstant, LrScheduleKind::kCosine, LrScheduleKind::kWarmup})
+    EXPECT_EQ(parse_lr_schedule(to_string(k)), k);
+  EXPECT_EQ(to_string(LrScheduleKind::kCosine), "cosine");
+  EXPECT_TINV_ERROR_IS(parse_lr_schedule("linear"), "--lr-schedule: unknown schedule 'linear' (constant, cosine or warmup)");
+  EXPECT_TINV_ERROR_IS(parse_lr_schedule("Cosine"), "--lr-schedule: unknown schedule 'Cosine' (constant, cosine or warmup)");
 }
 
 TEST(Templates, BuiltInsAndFiles) {
-  EXPECT_EQ(load_templates("object")[0], "a photo of a {}");
-  EXPECT_FALSE(load_templates("style").empty());
+  EXPECT_EQ(load_templates(BuiltinTemplates::kObject)[0], "a photo of a {}");
+  EXPECT_FALSE(load_templates(BuiltinTemplates::kStyle).empty());
   EXPECT_EQ(fill_template("a {} here", "<x_0> <x_1>"), "a <x_0> <x_1> here");
   test::TempDir dir;
   std::ofstream(dir.file("t.txt")) << "# mine\nan image of {}\n\n{} in a field\n";
-  EXPECT_EQ(load_templates(dir.file("t.txt")).size(), 2u);
+  EXPECT_EQ(load_templates(fs::path(dir.file("t.txt"))).size(), 2u);
+  EXPECT_EQ(load_templates(parse_templates(dir.file("t.txt"))).size(), 2u);
   std::ofstream(dir.file("bad.txt")) << "no placeholder\n";
-  EXPECT_TINV_ERROR(load_templates(dir.file("bad.txt")), "exactly one '{}'");
-  EXPECT_TINV_ERROR(load_templates(dir.file("missing.txt")), "neither");
+  EXPECT_TINV_ERROR(load_templates(fs::path(dir.file("bad.txt"))), "exactly one '{}'");
+  EXPECT_TINV_ERROR_IS(load_templates(fs::path(dir.file("missing.txt"))),
+                       "--templates: '" + dir.file("missing.txt") + "' is neither 'object', 'style' nor a readable file");
+}
+
+TEST(Templates, ParseAndName) {
+  EXPECT_EQ(std::get<BuiltinTemplates>(parse_templates("object")), BuiltinTemplates::kObject);
+  EXPECT_EQ(std::get<BuiltinTemplates>(parse_templates("style")), BuiltinTemplates::kStyle);
+  EXPECT_EQ(std::get<fs::path>(parse_templates("Style")).string(), "Style");  // any other text: a file
+  EXPECT_EQ(std::get<fs::path>(parse_templates("my/t.txt")).string(), "my/t.txt");
+  for (const char* text : {"object", "style", "my/t.txt"}) EXPECT_EQ(to_string(parse_templates(text)), text);
 }
 
 TEST(ImageInput, ConvertsEveryPngKind) {
@@ -202,7 +224,7 @@ TEST(Trainer, OnlyPlaceholderRowsLearn) {
   auto sd = load_stable_diffusion(model_dir());
   auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
   TrainerOptions opt;
-  opt.schedule = LrSchedule::parse("constant", 5e-3, 3);
+  opt.schedule = LrSchedule::make(LrScheduleKind::kConstant, 5e-3, 3);
   InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
                       {"a photo of {}"}, opt);
   EXPECT_EQ(tr.placeholder_sentence(), "<a_0> <a_1>");
@@ -266,23 +288,47 @@ TEST(Invert, InitModes) {
   test::TempDir dir;
   auto o = tiny_options(dir, write_picture(dir, "x.png"));
   o.steps = 1;
-  o.format = "diffusers";
-  o.init = "token";
+  o.format = OutputFormat::kDiffusers;
+  o.init = InitMode::kToken;
   o.num_vectors = 3;
   auto r = run_inversion(o);
   EXPECT_EQ(r.embeddings.size(0), 3);
-  o.init = "class";
+  o.init = InitMode::kClass;
   o.class_name = "cube";
   EXPECT_EQ(run_inversion(o).embeddings.size(0), 1);
-  o.init = "token";
+  o.init = InitMode::kToken;
   o.init_token = "red cube";
   EXPECT_TINV_ERROR(run_inversion(o), "exactly one vocabulary token");
-  o.init = "caption";
+  o.init = InitMode::kCaption;
   o.caption.clear();
   o.captioner = dir.file("no-such-blip");
   EXPECT_TINV_ERROR(run_inversion(o), "no-such-blip");
   o.captioner = test::fixture("tiny-blip/model");  // no vocab.txt: ids only, no caption text
   EXPECT_TINV_ERROR(run_inversion(o), "no vocab.txt");
+}
+
+// --init and --format: the texts the CLI reads and the files' metadata records.
+TEST(Invert, InitModeAndFormatParseAndName) {
+  for (auto m : {InitMode::kCaption, InitMode::kClass, InitMode::kToken}) EXPECT_EQ(parse_init_mode(to_string(m)), m);
+  EXPECT_EQ(to_string(InitMode::kCaption), "caption");
+  EXPECT_EQ(to_string(InitMode::kClass), "class");
+  EXPECT_EQ(to_string(InitMode::kToken), "token");
+  EXPECT_TINV_ERROR_IS(parse_init_mode("foo"), "--init: unknown mode 'foo' (caption, class or token)");
+  EXPECT_TINV_ERROR_IS(parse_init_mode("Caption"), "--init: unknown mode 'Caption' (caption, class or token)");
+  for (auto f : {OutputFormat::kDiffusers, OutputFormat::kA1111, OutputFormat::kKohya, OutputFormat::kAll})
+    EXPECT_EQ(parse_output_format(to_string(f)), f);
+  EXPECT_EQ(to_string(OutputFormat::kA1111), "a1111");
+  EXPECT_EQ(to_string(OutputFormat::kAll), "all");
+  EXPECT_TINV_ERROR_IS(parse_output_format("pdf"), "--format: unknown format 'pdf' (diffusers, a1111, kohya or all)");
+  const InvertPaths all = invert_paths("out/cat.safetensors", OutputFormat::kAll);
+  EXPECT_EQ(all.diffusers, "out/cat.safetensors");
+  EXPECT_EQ(all.a1111, "out/cat.pt");
+  EXPECT_EQ(all.kohya, "out/cat.kohya/cat.safetensors");
+  EXPECT_EQ(invert_paths("cat.pt", OutputFormat::kA1111).a1111, "cat.pt");
+  EXPECT_TRUE(invert_paths("cat.pt", OutputFormat::kA1111).diffusers.empty());
+  EXPECT_EQ(invert_paths("x.safetensors", OutputFormat::kDiffusers, true).diffusers_pair,
+            "x.diffusers/learned_embeds.safetensors");
+  EXPECT_TRUE(invert_paths("x.safetensors", OutputFormat::kKohya, true).diffusers_pair.empty());
 }
 
 // --captioner: BLIP describes the image and its caption's tokens become the placeholders.
@@ -298,7 +344,7 @@ TEST(Invert, CaptionerInitialisation) {
   o.caption.clear();
   o.captioner = blip;
   o.steps = 2;
-  o.format = "diffusers";
+  o.format = OutputFormat::kDiffusers;
   o.preview_every = 1;
   o.preview_prompt = "a photo of {}";
   auto r = run_inversion(o);
@@ -307,7 +353,7 @@ TEST(Invert, CaptionerInitialisation) {
   auto tok = ClipTokenizer::load(model_dir() + "/tokenizer");
   EXPECT_EQ(r.embeddings.size(0), static_cast<int64_t>(tok.tokenize(r.caption).size()));
   // Previews at every step, PNGs with generation parameters.
-  auto paths = invert_paths(o.out, o.format);
+  auto paths = invert_paths(o.out.string(), o.format);
   EXPECT_TRUE(file_exists(paths.previews_dir + "/step1.png"));
   EXPECT_TRUE(file_exists(paths.previews_dir + "/step2.png"));
 }
@@ -320,7 +366,7 @@ TEST(Invert, BadInputs) {
   o.out = dir.file("cat.safetensors");
   EXPECT_TINV_ERROR(run_inversion(o), "collide");
   o.out = dir.file("cat-x.safetensors");
-  o.format = "diffusers";
+  o.format = OutputFormat::kDiffusers;
   o.steps = 1;
   run_inversion(o);  // "<cat>" is no vocabulary token: fine
   o.name = "a b";
@@ -335,7 +381,7 @@ TEST(Invert, LongCaptionIsTrimmed) {
   test::TempDir dir;
   auto o = tiny_options(dir, write_picture(dir, "x.png"));
   o.steps = 1;
-  o.format = "diffusers";
+  o.format = OutputFormat::kDiffusers;
   o.caption.clear();
   for (int i = 0; i < 80; ++i) o.caption += "red ";
   auto r = run_inversion(o);
@@ -561,7 +607,7 @@ TEST(Method, CrossInitStartIsTheTextEncoderOutputRow) {
   auto sd = load_stable_diffusion(model_dir());
   const auto ids = sd.tokenizer->tokenize("a red cube");
   ASSERT_EQ(ids.size(), 3u);
-  auto out = start_rows(sd.text_encoder, *sd.tokenizer, ids, "output");  // [3, d]
+  auto out = start_rows(sd.text_encoder, *sd.tokenizer, ids, InitSpace::kOutput);  // [3, d]
   torch::Tensor hidden;
   {
     torch::NoGradGuard no_grad;  // the init text encoded alone, as a prompt
@@ -569,9 +615,8 @@ TEST(Method, CrossInitStartIsTheTextEncoderOutputRow) {
   }
   ASSERT_EQ(out.sizes(), (std::vector<int64_t>{3, sd.text_encoder->config().hidden_size}));
   for (int64_t i = 0; i < 3; ++i) EXPECT_TRUE(out[i].equal(hidden[0][1 + i])) << i;
-  auto in = start_rows(sd.text_encoder, *sd.tokenizer, ids, "input");
+  auto in = start_rows(sd.text_encoder, *sd.tokenizer, ids, InitSpace::kInput);
   EXPECT_TRUE(in.equal(sd.text_encoder->token_embeddings(torch::tensor(ids))));
-  EXPECT_TINV_ERROR(start_rows(sd.text_encoder, *sd.tokenizer, ids, "hidden"), "--init-space");
   // The mean token norm, by hand over the whole table.
   const int64_t vocab = sd.text_encoder->config().vocab_size;
   auto table = sd.text_encoder->token_embeddings(torch::arange(vocab)).to(torch::kFloat64);
@@ -582,7 +627,7 @@ TEST(Trainer, RegInitPullIsTheL2Gradient) {
   auto sd = load_stable_diffusion(model_dir());
   auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
   TrainerOptions opt;
-  opt.schedule = LrSchedule::parse("constant", 5e-3, 4);
+  opt.schedule = LrSchedule::make(LrScheduleKind::kConstant, 5e-3, 4);
   opt.reg_init = 0.5;
   InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<a_0>", "<a_1>"}, init,
                       {"a photo of {}"}, opt);
@@ -604,9 +649,9 @@ TEST(Trainer, SphereRowsKeepTheirNorms) {
   auto sd = load_stable_diffusion(model_dir());
   auto init = sd.text_encoder->token_embeddings(torch::tensor({320, 1000}, torch::kInt64));
   MethodOptions m;
-  m.optimizer = "sphere";
+  m.optimizer = OptimizerKind::kSphere;
   TrainerOptions opt;
-  opt.schedule = LrSchedule::parse("constant", 5e-2, 5);
+  opt.schedule = LrSchedule::make(LrScheduleKind::kConstant, 5e-2, 5);
   apply_method(m, sd.text_encoder, init, opt);
   const double norm = mean_token_norm(sd.text_encoder);
   ASSERT_TRUE(opt.sphere_norms.defined());
@@ -621,7 +666,7 @@ TEST(Trainer, SphereRowsKeepTheirNorms) {
   EXPECT_LT((rows.norm(2, {1}) - norm).abs().max().item<double>() / norm, 1e-6);
   EXPECT_LT(torch::cosine_similarity(tr.embeddings(), init, 1).max().item<double>(), 1 - 1e-6);  // turned
   // --sphere-norm init: each row keeps its own initial norm.
-  m.sphere_norm = "init";
+  m.sphere_norm = SphereNorm::kInit;
   TrainerOptions own;
   own.schedule = opt.schedule;
   apply_method(m, sd.text_encoder, init, own);
@@ -637,11 +682,8 @@ TEST(Invert, MethodOptionsAreValidated) {
     const char* needle;
   };
   const std::vector<Case> cases = {
-      {[](MethodOptions& m) { m.optimizer = "sgd"; }, "--optimizer: unknown optimizer 'sgd'"},
-      {[](MethodOptions& m) { m.optimizer = "sphere", m.sphere_norm = "max"; }, "--sphere-norm"},
       {[](MethodOptions& m) { m.vmf_kappa = 1; }, "--vmf-kappa: is a prior on the direction"},
-      {[](MethodOptions& m) { m.optimizer = "sphere", m.vmf_kappa = -1; }, "--vmf-kappa"},
-      {[](MethodOptions& m) { m.init_space = "hidden"; }, "--init-space"},
+      {[](MethodOptions& m) { m.optimizer = OptimizerKind::kSphere, m.vmf_kappa = -1; }, "--vmf-kappa"},
       {[](MethodOptions& m) { m.reg_init = -1; }, "--reg-init"},
       {[](MethodOptions& m) { m.reg_init = NAN; }, "--reg-init"},
       {[](MethodOptions& m) { m.t_min = -1; }, "--t-min"},
@@ -664,12 +706,35 @@ TEST(Invert, MethodOptionsAreValidated) {
   EXPECT_TINV_ERROR(run_inversion(o), "--stop-patience: early stopping watches the fixed-input loss");
 }
 
+// The method options' texts: what --optimizer, --sphere-norm and --init-space read, and what
+// non_default() writes into checkpoints and embedding metadata.
+TEST(MethodOptions, ParseAndName) {
+  for (auto k : {OptimizerKind::kAdamW, OptimizerKind::kSphere}) EXPECT_EQ(parse_optimizer(to_string(k)), k);
+  for (auto n : {SphereNorm::kMean, SphereNorm::kInit}) EXPECT_EQ(parse_sphere_norm(to_string(n)), n);
+  for (auto s : {InitSpace::kInput, InitSpace::kOutput}) EXPECT_EQ(parse_init_space(to_string(s)), s);
+  EXPECT_EQ(to_string(OptimizerKind::kAdamW), "adamw");
+  EXPECT_EQ(to_string(SphereNorm::kInit), "init");
+  EXPECT_EQ(to_string(InitSpace::kOutput), "output");
+  EXPECT_TINV_ERROR_IS(parse_optimizer("sgd"), "--optimizer: unknown optimizer 'sgd' (adamw or sphere)");
+  EXPECT_TINV_ERROR_IS(parse_optimizer("AdamW"), "--optimizer: unknown optimizer 'AdamW' (adamw or sphere)");
+  EXPECT_TINV_ERROR_IS(parse_sphere_norm("max"), "--sphere-norm: unknown norm 'max' (mean or init)");
+  EXPECT_TINV_ERROR_IS(parse_init_space("hidden"), "--init-space: unknown space 'hidden' (input or output)");
+  MethodOptions m;
+  EXPECT_TRUE(m.non_default().empty());
+  m.optimizer = OptimizerKind::kSphere;
+  m.init_space = InitSpace::kOutput;
+  EXPECT_EQ(m.non_default(), (std::map<std::string, std::string>{
+                                 {"optimizer", "sphere"}, {"sphere_norm", "mean"}, {"init_space", "output"}}));
+  m.sphere_norm = SphereNorm::kInit;
+  EXPECT_EQ(m.non_default().at("sphere_norm"), "init");
+}
+
 TEST(Invert, SphereCrossAndTimestepRunsRecordTheirOptions) {
   test::TempDir dir;
   auto o = tiny_options(dir, write_picture(dir, "x.png"));
-  o.format = "diffusers";
-  o.method.optimizer = "sphere";
-  o.method.init_space = "output";
+  o.format = OutputFormat::kDiffusers;
+  o.method.optimizer = OptimizerKind::kSphere;
+  o.method.init_space = InitSpace::kOutput;
   o.method.reg_init = 0.01;
   o.method.t_min = 500;
   auto r = run_inversion(o);
@@ -758,6 +823,30 @@ TEST(InvertCli, MethodOptionErrorsAreOneLine) {
   auto ok = test::run_tinv(three + " --eval-every 1 --stop-patience 1 --stop-delta 0.9", dir);
   ASSERT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.out.find("stopped early at step 1"), std::string::npos) << ok.out;
+}
+
+// The typed options' bad values are one-line errors of the CLI, before anything runs.
+TEST(InvertCli, TypedOptionErrorsAreOneLine) {
+  test::TempDir dir;
+  const std::string base = "invert --model " + test::quote(model_dir()) + " --image " +
+                           test::quote(write_picture(dir, "x.png")) + " --caption 'a red cube' --steps 1 --no-progress " +
+                           "--out " + test::quote(dir.file("c.safetensors"));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--init foo", "--init: unknown mode 'foo' (caption, class or token)"},
+      {"--format pdf", "--format: unknown format 'pdf' (diffusers, a1111, kohya or all)"},
+      {"--lr-schedule linear", "--lr-schedule: unknown schedule 'linear' (constant, cosine or warmup)"},
+      {"--device tpu", "--device: unknown device 'tpu' (use auto, cpu or cuda)"},
+      {"--dtype int8", "--dtype: unknown dtype 'int8' (use fp32, fp16 or bf16)"},
+      {"--device cpu --dtype fp16", "--dtype: fp16 is only supported on CUDA (use fp32 or bf16 on CPU)"},
+  };
+  for (const auto& [args, message] : cases) {
+    SCOPED_TRACE(args);
+    auto r = test::run_tinv(base + " " + args, dir);
+    EXPECT_EQ(r.status, 1);
+    ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+    EXPECT_EQ(r.err_lines[0], "tinv: error: " + message);
+  }
+  EXPECT_FALSE(file_exists(dir.file("c.safetensors")));
 }
 
 TEST(PythonTorchLoad, ReadsInvertA1111File) {

@@ -388,7 +388,7 @@ TEST(SdxlInvert, RowsInBothEncodersAndTheFiles) {
     InvertOptions o;
     o.model = kXl;
     o.images = {picture(dir)};
-    o.init = init;
+    o.init = parse_init_mode(init);
     o.caption = "a red cube";
     o.class_name = "cube";
     o.init_token = "cube";
@@ -396,11 +396,11 @@ TEST(SdxlInvert, RowsInBothEncodersAndTheFiles) {
     o.steps = init == "caption" ? 3 : 1;
     o.lr = init == "caption" ? 5e-3 : 1e-12;  // > 0 required; 1e-12 keeps the rows at their start
     o.eval_every = 0;
-    o.format = "all";
+    o.format = OutputFormat::kAll;
     o.name = "cube-" + init;
     o.out = dir.file(o.name + ".safetensors");
     o.progress = false;
-    o.device = "cpu";
+    o.device = torch::Device(torch::kCPU);
     InvertResult r = run_inversion(o);
     const int64_t n = init == "caption" ? 3 : init == "class" ? 1 : 2;
     ASSERT_EQ(r.embeddings.sizes(), torch::IntArrayRef({n, 64})) << init;
@@ -432,7 +432,7 @@ TEST(SdxlInvert, TrainerUsesOneOptimiserOverBothRowSets) {
   auto ids = torch::tensor(sd.tokenizer->tokenize("a cube"), torch::kLong);
   auto init = torch::cat({sd.text_encoder->token_embeddings(ids), sd.text_encoder_2->token_embeddings(ids)}, 1);
   TrainerOptions opt;
-  opt.schedule = LrSchedule::parse("constant", 5e-3, 2);
+  opt.schedule = LrSchedule::make(LrScheduleKind::kConstant, 5e-3, 2);
   InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<p0>", "<p1>"}, init,
                       {"a photo of {}"}, opt, SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2,
                                                                 torch::tensor({32.f, 32.f, 0.f, 0.f, 32.f, 32.f})});
@@ -465,15 +465,15 @@ TEST(SdxlInvert, MethodOptionsWorkOnBothEncoders) {
   InvertOptions o;
   o.model = kXl;
   o.images = {picture(dir)};
-  o.init = "caption";
+  o.init = InitMode::kCaption;
   o.caption = "a red cube";
   o.steps = 3;
   o.eval_every = 0;
   o.name = "cube-sphere";
   o.out = dir.file(o.name + ".safetensors");
   o.progress = false;
-  o.device = "cpu";
-  o.method.optimizer = "sphere";
+  o.device = torch::Device(torch::kCPU);
+  o.method.optimizer = OptimizerKind::kSphere;
   InvertResult r = run_inversion(o);
   ASSERT_EQ(r.embeddings.sizes(), torch::IntArrayRef({3, 64}));
   auto n1 = r.embeddings.narrow(1, 0, 32).norm(2, {1}), n2 = r.embeddings.narrow(1, 32, 32).norm(2, {1});
@@ -481,10 +481,10 @@ TEST(SdxlInvert, MethodOptionsWorkOnBothEncoders) {
   EXPECT_TRUE(torch::allclose(n2, torch::full({3}, mean_token_norm(sd.text_encoder_2)), 1e-5, 0));
 
   auto ids = sd.tokenizer->tokenize("a red cube");
-  auto start = torch::cat({start_rows(sd.text_encoder, *sd.tokenizer, ids, "output"),
-                           start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, "output")}, 1);
+  auto start = torch::cat({start_rows(sd.text_encoder, *sd.tokenizer, ids, InitSpace::kOutput),
+                           start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, InitSpace::kOutput)}, 1);
   o.method = {};
-  o.method.init_space = "output";
+  o.method.init_space = InitSpace::kOutput;
   o.lr = 1e-12;  // the rows stay at their start
   o.steps = 1;
   o.name = "cube-cross";
@@ -511,7 +511,7 @@ TEST(SdxlStudy, VariantsOnAUserImage) {
   o.sample_steps = 2;
   o.out = dir.file("study");
   o.progress = false;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   StudyResult r = run_study(o);
   std::map<std::string, std::vector<double>> fixed;  // mode -> fixed-input loss at 0, 2, 4
   std::set<std::string> psnr;
@@ -529,7 +529,7 @@ TEST(SdxlStudy, VariantsOnAUserImage) {
   EXPECT_NE(fixed["caption"][0], fixed["caption+sphere"][0]);
   EXPECT_NE(fixed["caption"][0], fixed["caption+cross"][0]);
   EXPECT_NE(fixed["caption"][2], fixed["caption+sphere"][2]);
-  EXPECT_TRUE(file_exists(o.out + "/report.html"));
+  EXPECT_TRUE(file_exists(o.out.string() + "/report.html"));
   EXPECT_TRUE(r.notes.empty()) << r.notes.front();
 }
 
@@ -545,24 +545,24 @@ TEST(SdxlDemo, LearnsShowsAndReproduces) {
   o.sample_steps = 2;
   o.out = dir.file("demo");
   o.progress = false;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   const DemoResult r = run_demo(o);
   EXPECT_EQ(r.trigger, "<my-cube>");
   // The SDXL files: {clip_l, clip_g} and the diffusers pair, which generate loaded.
-  auto xl = load_embeddings(o.out + "/my-cube.safetensors", 32, 32);
+  auto xl = load_embeddings(o.out.string() + "/my-cube.safetensors", 32, 32);
   ASSERT_EQ(xl.size(), 1u);
   EXPECT_TRUE(xl[0].is_xl());
-  const std::string pair = o.out + "/my-cube.diffusers/learned_embeds.safetensors";
+  const std::string pair = o.out.string() + "/my-cube.diffusers/learned_embeds.safetensors";
   ASSERT_TRUE(file_exists(pair));
   EXPECT_EQ(load_embeddings(pair, 32, 32)[0].trigger, "<my-cube>");
-  const std::string cmds = read_text_file(o.out + "/commands.sh");
+  const std::string cmds = read_text_file(o.out.string() + "/commands.sh");
   EXPECT_NE(cmds.find("--embedding " + pair + " --prompt"), std::string::npos) << cmds;
   // Before and after differ: the trigger reached the UNet through both encoders.
-  const auto before = read_text_file(o.out + "/images/p0-before-0.png");
-  const auto after = read_text_file(o.out + "/images/p0-after-0.png");
+  const auto before = read_text_file(o.out.string() + "/images/p0-before-0.png");
+  const auto after = read_text_file(o.out.string() + "/images/p0-after-0.png");
   EXPECT_FALSE(before.empty());
   EXPECT_NE(before, after);
-  EXPECT_TRUE(file_exists(o.out + "/index.html"));
+  EXPECT_TRUE(file_exists(o.out.string() + "/index.html"));
 }
 
 // ---- CLI ----

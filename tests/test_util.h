@@ -100,3 +100,14 @@ inline CliResult run_tinv(const std::string& args, const TempDir& dir, const std
           << "message was: " << e.what();                                                \
     }                                                                                    \
   } while (0)
+
+// Expects `stmt` to throw tinv::Error whose message is exactly `message` (one line).
+#define EXPECT_TINV_ERROR_IS(stmt, message)                                              \
+  do {                                                                                   \
+    try {                                                                                \
+      stmt;                                                                              \
+      ADD_FAILURE() << "expected tinv::Error '" << (message) << "'";                     \
+    } catch (const ::tinv::Error& e) {                                                   \
+      EXPECT_EQ(std::string(e.what()), std::string(message));                            \
+    }                                                                                    \
+  } while (0)

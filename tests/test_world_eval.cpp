@@ -236,7 +236,7 @@ TEST(WorldEvalOptions, ValidationNamesTheOption) {
 
 TEST(WorldEvalOptions, MissingFoldersNameTheOption) {
   EvalOptions o;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   o.sd_dir = "/nonexistent/world-sd";
   o.blip_dir = kBlip;
   EXPECT_TINV_ERROR(run_world_eval(o), "--model: no such folder: '/nonexistent/world-sd'");
@@ -284,7 +284,7 @@ EvalOptions tiny_options(const test::TempDir& dir) {
   EvalOptions o;
   o.sd_dir = kSd;
   o.blip_dir = dir.path();
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   o.vae_scenes = 5;
   o.caption_scenes = 3;
   o.fidelity_prompts = 3;

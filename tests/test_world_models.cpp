@@ -120,7 +120,7 @@ TEST(WorldModels, DemoRunsEndToEnd) {
   DemoResult r = run_demo(o);
   EXPECT_TRUE(file_exists(r.report));
   EXPECT_TRUE(parse_caption(r.caption).has_value()) << r.caption;
-  EXPECT_EQ(r.init_from, "object");
+  EXPECT_EQ(r.init_from, DemoInit::kObject);
   EXPECT_GE(r.placeholders.size(), 2u);  // colour shape [with a colour mark]
 }
 

@@ -21,7 +21,7 @@ namespace {
 
 TrainOptions small(const std::string& part, const std::string& work, int64_t steps) {
   TrainOptions o;
-  o.part = part;
+  o.part = parse_train_part(part);
   o.work = work;
   o.steps = steps;
   o.batch = 2;
@@ -29,7 +29,7 @@ TrainOptions small(const std::string& part, const std::string& work, int64_t ste
   o.save_every = 1;
   o.progress = false;
   o.threads = 1;
-  o.device = "cpu";
+  o.device = torch::Device(torch::kCPU);
   return o;
 }
 
@@ -78,7 +78,7 @@ TEST(WorldTrain, TrainsExportsAndLoads) {
   std::filesystem::copy(work, eps_work, std::filesystem::copy_options::recursive);
   std::filesystem::remove(join_path(eps_work, "diffusion.ckpt.safetensors"));
   TrainOptions eps = small("diffusion", eps_work, 1);
-  eps.prediction = "epsilon";
+  eps.prediction = Prediction::kEpsilon;
   train_part(eps);
   const std::string eps_ckpt = join_path(eps_work, "eps.ckpt.safetensors");
   std::filesystem::rename(join_path(eps_work, "diffusion.ckpt.safetensors"), eps_ckpt);
@@ -146,15 +146,21 @@ TEST(WorldTrain, ResumeRepeatsAnUninterruptedRun) {
   EXPECT_EQ(read_text_file(a.file("captioner.log.csv")).size(), read_text_file(b.file("captioner.log.csv")).size());
 }
 
+TEST(WorldTrain, PartAndPredictionParseAndName) {
+  for (auto p : {TrainPart::kVae, TrainPart::kDecoder, TrainPart::kDiffusion, TrainPart::kCaptioner})
+    EXPECT_EQ(parse_train_part(to_string(p)), p);
+  EXPECT_EQ(to_string(TrainPart::kDiffusion), "diffusion");
+  EXPECT_TINV_ERROR_IS(parse_train_part("unet"), "world train: unknown part 'unet' (vae, decoder, diffusion or captioner)");
+  for (auto p : {Prediction::kEpsilon, Prediction::kVPrediction}) EXPECT_EQ(parse_prediction(to_string(p)), p);
+  EXPECT_EQ(to_string(Prediction::kVPrediction), "v_prediction");
+  EXPECT_TINV_ERROR_IS(parse_prediction("sample"), "--prediction: must be epsilon or v_prediction, not 'sample'");
+}
+
 TEST(WorldTrain, RefusesBadOptionsAndForeignCheckpoints) {
   test::TempDir dir;
-  EXPECT_TINV_ERROR(train_part(small("unet", dir.path(), 1)), "unknown part");
   EXPECT_TINV_ERROR(train_part(small("vae", dir.path(), 0)), "--steps");
   EXPECT_TINV_ERROR(train_part(small("diffusion", dir.path(), 1)), "run `tinv world train vae` first");
   TrainOptions bad = small("diffusion", dir.path(), 1);
-  bad.prediction = "sample";
-  EXPECT_TINV_ERROR(train_part(bad), "--prediction");
-  bad = small("diffusion", dir.path(), 1);
   bad.init = dir.file("missing.ckpt.safetensors");
   EXPECT_TINV_ERROR(train_part(bad), "missing.ckpt.safetensors");
   train_part(small("captioner", dir.path(), 1));

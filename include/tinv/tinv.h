@@ -33,8 +33,9 @@
 // PNG"). Nothing is left half-written: files are written to a temporary name and renamed.
 //
 // Threads: libtorch's intra-op pool; set_threads(n) before the first call (0: libtorch's default).
-// Devices: "auto" (CUDA when this build of tinv and the machine have one, else the CPU), "cpu",
-// "cuda", "cuda:N". Dtypes: "fp32", "bf16", "fp16" (fp16 on CUDA only).
+// Devices: Device{} is auto (CUDA when this build of tinv and the machine have one, else the
+// CPU); Device::cpu(), Device::cuda() (the current GPU), Device::cuda(n). Dtypes: Dtype::kFp32,
+// kBf16, kFp16 (fp16 on CUDA only).
 #pragma once
 
 #include <cstdint>
@@ -66,12 +67,27 @@ RgbImage read_image(const std::string& path);
 // AUTOMATIC1111 convention, which generate() fills in).
 void write_png(const std::string& path, const RgbImage& image, const std::string& parameters = "");
 
+// ---- Devices and dtypes -------------------------------------------------------------------
+
+// Where the models run. A CUDA device that this build or the machine does not have is an error
+// of the call that loads the model ("--device: CUDA was requested but ...").
+struct Device {
+  enum class Kind { kAuto, kCpu, kCuda };
+  Kind kind = Kind::kAuto;  // kAuto: CUDA when available, else the CPU
+  int index = -1;           // kCuda: the GPU's index; -1: the current GPU
+  static Device cpu() { return {Kind::kCpu, -1}; }
+  static Device cuda(int index = -1) { return {Kind::kCuda, index}; }
+};
+
+// The weights' and activations' compute dtype.
+enum class Dtype { kFp32, kBf16, kFp16 /* CUDA only */ };
+
 // ---- Models -------------------------------------------------------------------------------
 
 struct ModelParams {
   std::string path;              // diffusers folder or single-file .safetensors; "": bundled world-sd
-  std::string device = "auto";   // auto | cpu | cuda | cuda:N
-  std::string dtype = "fp32";    // fp32 | bf16 | fp16 (CUDA)
+  Device device;                 // auto
+  Dtype dtype = Dtype::kFp32;
 };
 
 // A loaded Stable Diffusion (tokenizer(s), text encoder(s), UNet, VAE, scheduler).
@@ -86,7 +102,7 @@ std::string model_family(const Model& model);
 
 struct CaptionerParams {
   std::string path;              // BLIP folder (HF layout, with vocab.txt); "": bundled world-blip
-  std::string device = "auto";
+  Device device;                 // auto
 };
 
 struct Captioner;
@@ -105,10 +121,19 @@ std::string caption(const Captioner& captioner, const RgbImage& image, const Cap
 
 // ---- Textual inversion --------------------------------------------------------------------
 
+// What the placeholder rows start from: kCaption (the caption's tokens, one row each), kClass
+// (class_name's tokens), kToken (num_vectors copies of init_token).
+enum class InitMode { kCaption, kClass, kToken };
+
+// The embedding files invert() writes: diffusers safetensors, A1111 .pt, kohya emb_params
+// safetensors, or kAll (the three). SDXL models always write the clip_l/clip_g safetensors;
+// kDiffusers and kAll add the diffusers pair (<stem>.diffusers/).
+enum class EmbeddingFormat { kDiffusers, kA1111, kKohya, kAll };
+
 struct InvertParams {
   std::string model;                  // diffusers folder or single file; "": bundled world-sd
   std::vector<std::string> images;    // files or folders (one image is enough)
-  std::string init = "caption";       // caption | class | token
+  InitMode init = InitMode::kCaption;
   std::string caption;                // init caption: its tokens become the placeholders;
                                       // "": the captioner writes it
   std::string captioner;              // BLIP folder used when caption is ""; "": bundled world-blip
@@ -121,10 +146,10 @@ struct InvertParams {
   int batch = 1;
   int resolution = 0;                 // training resolution; 0: the model's
   uint64_t seed = 0;
-  std::string out;                    // embedding file; "": <name>.safetensors
-  std::string format = "diffusers";   // diffusers | a1111 | kohya | all
-  std::string device = "auto";
-  std::string dtype = "fp32";
+  std::string out;                    // embedding file; "": <name>.safetensors (<name>.pt for kA1111)
+  EmbeddingFormat format = EmbeddingFormat::kDiffusers;
+  Device device;                      // auto
+  Dtype dtype = Dtype::kFp32;
   bool progress = false;              // a progress bar on stderr
 };
 

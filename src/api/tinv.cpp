@@ -40,6 +40,46 @@ Image to_internal(const RgbImage& im, const std::string& where) {
 
 RgbImage from_internal(const Image& im) { return RgbImage{im.width, im.height, im.pixels}; }
 
+// The header's enums, each mapped onto the library's own.
+DeviceChoice to_internal(const Device& d) {
+  switch (d.kind) {
+    case Device::Kind::kAuto: return std::nullopt;
+    case Device::Kind::kCpu: return torch::Device(torch::kCPU);
+    case Device::Kind::kCuda:
+      TINV_CHECK(d.index >= -1, "--device", "GPU index must be >= 0 (or -1: the current one), got ", d.index);
+      return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(d.index));
+  }
+  throw Error("--device", str_cat("unknown device kind ", static_cast<int>(d.kind)));
+}
+
+torch::ScalarType to_internal(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kFp32: return torch::kFloat32;
+    case Dtype::kBf16: return torch::kBFloat16;
+    case Dtype::kFp16: return torch::kHalf;
+  }
+  throw Error("--dtype", str_cat("unknown dtype ", static_cast<int>(dtype)));
+}
+
+tinv::InitMode to_internal(InitMode init) {
+  switch (init) {
+    case InitMode::kCaption: return tinv::InitMode::kCaption;
+    case InitMode::kClass: return tinv::InitMode::kClass;
+    case InitMode::kToken: return tinv::InitMode::kToken;
+  }
+  throw Error("--init", str_cat("unknown mode ", static_cast<int>(init)));
+}
+
+OutputFormat to_internal(EmbeddingFormat format) {
+  switch (format) {
+    case EmbeddingFormat::kDiffusers: return OutputFormat::kDiffusers;
+    case EmbeddingFormat::kA1111: return OutputFormat::kA1111;
+    case EmbeddingFormat::kKohya: return OutputFormat::kKohya;
+    case EmbeddingFormat::kAll: return OutputFormat::kAll;
+  }
+  throw Error("--format", str_cat("unknown format ", static_cast<int>(format)));
+}
+
 }  // namespace
 
 std::string version() { return "tinv 0.1.0 (libtorch " TORCH_VERSION ")"; }
@@ -59,8 +99,9 @@ void write_png(const std::string& path, const RgbImage& image, const std::string
 
 std::shared_ptr<Model> load_model(const ModelParams& params) {
   SdLoadOptions lo;
-  lo.device = resolve_device(params.device);
-  lo.dtype = resolve_dtype(params.dtype, lo.device);
+  lo.device = resolve_device(to_internal(params.device));
+  lo.dtype = to_internal(params.dtype);
+  check_dtype(lo.dtype, lo.device);
   const std::string path = params.path.empty() ? default_model_dir("world-sd") : params.path;
   return std::make_shared<Model>(Model{load_stable_diffusion(path, lo)});
 }
@@ -69,7 +110,7 @@ std::string model_family(const Model& model) { return model.sd.family; }
 
 std::shared_ptr<Captioner> load_captioner(const CaptionerParams& params) {
   const std::string path = params.path.empty() ? default_model_dir("world-blip") : params.path;
-  return std::make_shared<Captioner>(Captioner{BlipCaptioner::load(path, resolve_device(params.device))});
+  return std::make_shared<Captioner>(Captioner{BlipCaptioner::load(path, resolve_device(to_internal(params.device)))});
 }
 
 std::string caption(const Captioner& captioner, const RgbImage& image, const CaptionParams& params) {
@@ -86,11 +127,11 @@ std::string caption(const Captioner& captioner, const RgbImage& image, const Cap
 InvertOutput invert(const InvertParams& p) {
   InvertOptions o;
   o.model = p.model.empty() ? default_model_dir("world-sd") : p.model;
-  o.images = p.images;
-  o.init = p.init;
+  o.images.assign(p.images.begin(), p.images.end());
+  o.init = to_internal(p.init);
   o.caption = p.caption;
   o.captioner = p.captioner;
-  if (o.init == "caption" && o.caption.empty() && o.captioner.empty())
+  if (o.init == tinv::InitMode::kCaption && o.caption.empty() && o.captioner.empty())
     o.captioner = default_model_dir("world-blip");
   o.class_name = p.class_name;
   o.init_token = p.init_token;
@@ -102,9 +143,9 @@ InvertOutput invert(const InvertParams& p) {
   o.resolution = p.resolution;
   o.seed = p.seed;
   o.out = p.out;
-  o.format = p.format;
-  o.device = p.device;
-  o.dtype = p.dtype;
+  o.format = to_internal(p.format);
+  o.device = to_internal(p.device);
+  o.dtype = to_internal(p.dtype);
   o.progress = p.progress;
   InvertResult r = run_inversion(o);
   InvertOutput out;

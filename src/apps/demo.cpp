@@ -61,8 +61,6 @@ void validate(const DemoOptions& o) {
   TINV_CHECK(o.samples >= 1 && o.samples <= 16, "--samples", "must be in [1, 16], got ", o.samples);
   TINV_CHECK(o.sample_steps >= 1 && o.sample_steps <= 1000, "--sample-steps",
              "must be in [1, 1000], got ", o.sample_steps);
-  TINV_CHECK(o.init_from == "auto" || o.init_from == "caption" || o.init_from == "object",
-             "--init-from", "unknown value '", o.init_from, "' (auto, caption or object)");
   TINV_CHECK(o.beams >= 1 && o.beams <= 16, "--beams", "must be in [1, 16], got ", o.beams);
   TINV_CHECK(std::isfinite(o.lr) && o.lr > 0, "--lr", "must be a positive number");
   TINV_CHECK(o.name.empty() || valid_name(o.name), "--name", "'", o.name,
@@ -98,8 +96,8 @@ std::vector<std::string> bundled_names(const std::string& dir) {
 Input resolve_input(const DemoOptions& o) {
   Input in;
   if (!o.image.empty()) {
-    in.path = o.image;
-    in.name = o.name.empty() ? name_from_stem(o.image) : o.name;
+    in.path = o.image.string();
+    in.name = o.name.empty() ? name_from_stem(o.image.string()) : o.name;
     return in;
   }
   const std::string dir = default_model_dir("concepts");
@@ -137,29 +135,31 @@ std::string fill(const std::string& tmpl, const std::string& word) {
   return p == std::string::npos ? tmpl : tmpl.substr(0, p) + word + tmpl.substr(p + 2);
 }
 
-// The initialisation: words, and the training templates ("object" or a file we write).
+// The initialisation: words, and the training templates (the object set or a file we write).
 struct Init {
-  std::string mode, text, templates;
+  DemoInit mode = DemoInit::kCaption;  // kCaption or kObject
+  std::string text;
+  TemplateSource templates = BuiltinTemplates::kObject;
   std::string world_template;  // object mode: the input's own caption with "{}"
   std::vector<world::Colour> colours;  // colours of the object words (backgrounds avoid them)
 };
 
 Init choose_init(const DemoOptions& o, const std::string& caption) {
   Init init;
-  auto split = o.init_from == "caption" ? std::nullopt : split_world_caption(caption);
-  TINV_CHECK(o.init_from != "object" || split, "--init-from object",
+  auto split = o.init_from == DemoInit::kCaption ? std::nullopt : split_world_caption(caption);
+  TINV_CHECK(o.init_from != DemoInit::kObject || split, "--init-from object",
              "the caption '", caption, "' is not a one-object caption of the world grammar; "
              "use --init-from caption");
   if (!split) {
-    init.mode = "caption";
+    init.mode = DemoInit::kCaption;
     init.text = caption;
-    init.templates = "object";
+    init.templates = BuiltinTemplates::kObject;
     return init;
   }
-  init.mode = "object";
+  init.mode = DemoInit::kObject;
   init.text = split->first;
   init.world_template = split->second;
-  init.templates = join_path(o.out, "templates.txt");
+  init.templates = fs::path(join_path(o.out.string(), "templates.txt"));
   if (auto scene = world::parse_caption(caption)) {
     init.colours = {scene->object.colour};
     if (scene->object.mark != world::Mark::kNone) init.colours.push_back(scene->object.mark_colour);
@@ -168,10 +168,10 @@ Init choose_init(const DemoOptions& o, const std::string& caption) {
 }
 
 void write_templates(const Init& init, std::vector<std::string>& files) {
-  if (init.mode != "object") return;
+  if (init.mode != DemoInit::kObject) return;
   const std::string body = "# tinv demo: the input's caption with {} for its object words\n" +
                            init.world_template + "\n";
-  write_bytes(init.templates, std::vector<uint8_t>(body.begin(), body.end()), files);
+  write_bytes(to_string(init.templates), std::vector<uint8_t>(body.begin(), body.end()), files);
 }
 
 // Throws unless `dir` exists or can be created under its nearest existing, writable ancestor.
@@ -246,14 +246,14 @@ std::string demo_command(const DemoOptions& o, const Input& in, const std::strin
   std::string c = o.program + " demo --model " + shell_quote(model);
   if (o.caption.empty()) c += " --captioner " + shell_quote(captioner);
   else c += " --caption " + shell_quote(o.caption);
-  if (!o.image.empty()) c += " --image " + shell_quote(o.image);
+  if (!o.image.empty()) c += " --image " + shell_quote(o.image.string());
   else c += " --concept " + shell_quote(file_stem(in.path));
   if (!o.name.empty()) c += " --name " + shell_quote(o.name);
-  c += str_cat(" --init-from ", o.init_from, " --steps ", o.steps, " --lr ", format_number(o.lr),
+  c += str_cat(" --init-from ", to_string(o.init_from), " --steps ", o.steps, " --lr ", format_number(o.lr),
                " --seed ", o.seed, " --samples ", o.samples, " --sample-steps ", o.sample_steps,
                " --sampler ", o.sampler, " --cfg ", format_number(o.cfg), " --beams ", o.beams);
-  if (o.device != "auto") c += " --device " + shell_quote(o.device);
-  return c + " --out " + shell_quote(o.out);
+  if (o.device) c += " --device " + shell_quote(device_name(o.device));
+  return c + " --out " + shell_quote(o.out.string());
 }
 
 std::vector<uint8_t> display_png(const Image& im) {
@@ -349,6 +349,21 @@ std::vector<std::string> write_bundled_concepts(const std::string& dir) {
   return files;
 }
 
+std::string to_string(DemoInit init) {
+  switch (init) {
+    case DemoInit::kAuto: return "auto";
+    case DemoInit::kCaption: return "caption";
+    case DemoInit::kObject: return "object";
+  }
+  throw Error("--init-from", str_cat("unknown value ", static_cast<int>(init)));
+}
+
+DemoInit parse_demo_init(const std::string& name) {
+  for (DemoInit i : {DemoInit::kAuto, DemoInit::kCaption, DemoInit::kObject})
+    if (name == to_string(i)) return i;
+  throw Error("--init-from", "unknown value '" + name + "' (auto, caption or object)");
+}
+
 std::string shell_quote(const std::string& s) {
   bool plain = !s.empty();
   for (char c : s)
@@ -377,9 +392,9 @@ void caption_stage(Run& r) {
   r.init = choose_init(o, r.res.caption);
   r.res.init_from = r.init.mode;
   r.res.init_text = r.init.text;
-  make_dirs(join_path(o.out, "images"), "--out");
+  make_dirs(join_path(o.out.string(), "images"), "--out");
   r.input_png = display_png(r.input);
-  write_bytes(join_path(o.out, "input.png"), r.input_png, r.res.files);
+  write_bytes(join_path(o.out.string(), "input.png"), r.input_png, r.res.files);
   write_templates(r.init, r.res.files);
 }
 
@@ -389,23 +404,23 @@ void invert_stage(Run& r) {
   InvertOptions& io = r.inv;
   io.model = r.model;
   io.images = {r.in.path};
-  io.init = "caption";
+  io.init = InitMode::kCaption;
   io.caption = r.init.text;
   io.templates = r.init.templates;
   io.name = r.in.name;
   io.steps = o.steps;
   io.lr = o.lr;
   io.seed = o.seed;
-  io.out = join_path(o.out, r.in.name + ".safetensors");
-  io.format = "diffusers";
+  io.out = join_path(o.out.string(), r.in.name + ".safetensors");
+  io.format = OutputFormat::kDiffusers;
   io.device = o.device;
   io.progress = o.progress;
-  stage(2, str_cat("invert: ", o.steps, " steps, ", r.init.mode, " initialisation from \"", r.init.text, "\""));
+  stage(2, str_cat("invert: ", o.steps, " steps, ", to_string(r.init.mode), " initialisation from \"", r.init.text, "\""));
   InvertResult inv = run_inversion(io);
   for (int64_t i = 0; i < inv.embeddings.size(0); ++i)
     r.res.placeholders.push_back(str_cat("<", r.in.name, "_", i, ">"));
   r.res.files.insert(r.res.files.end(), inv.files.begin(), inv.files.end());
-  r.paths = invert_paths(io.out, io.format, inv.xl);
+  r.paths = invert_paths(io.out.string(), io.format, inv.xl);
   r.loss_svg = inv.loss_svg;
   // The file that `generate --embedding` loads with trigger <name>: SDXL's diffusers pair.
   r.embedding = inv.xl ? r.paths.diffusers_pair : r.paths.diffusers;
@@ -472,7 +487,7 @@ void generate_stage(Run& r) {
       for (int64_t i = 0; i < out.images.size(0); ++i) {
         if (ctx) (variant == 0 ? g.before_scores : g.after_scores).push_back(judge_image(out.images[i], *r.in.concept_ptr, *ctx));
         const std::string path =
-            join_path(o.out, str_cat("images/p", p, variant == 0 ? "-before-" : "-after-", i, ".png"));
+            join_path(o.out.string(), str_cat("images/p", p, variant == 0 ? "-before-" : "-after-", i, ".png"));
         auto png = encode_png(out.images[i], {{"parameters", out.image_parameters[i]}}, path);
         write_bytes(path, png, r.res.files);
         (variant == 0 ? g.before : g.after).push_back(std::move(png));
@@ -494,11 +509,11 @@ std::string reproduce_commands(const Run& r) {
   if (o.caption.empty())
     c += str_cat(o.program, " caption ", shell_quote(r.in.path), " --captioner ", shell_quote(r.captioner),
                  " --beams ", o.beams, " --max-new-tokens ", kCaptionNewTokens, "\n");
-  const std::string dev = o.device != "auto" ? " --device " + shell_quote(o.device) : "";
+  const std::string dev = o.device ? " --device " + shell_quote(device_name(o.device)) : "";
   c += str_cat(o.program, " invert --model ", shell_quote(r.model), " --image ", shell_quote(r.in.path),
-               " --caption ", shell_quote(r.init.text), " --templates ", shell_quote(r.init.templates),
+               " --caption ", shell_quote(r.init.text), " --templates ", shell_quote(to_string(r.init.templates)),
                " --name ", r.in.name, " --steps ", o.steps, " --lr ", format_number(o.lr), " --seed ", o.seed,
-               dev, " --out ", shell_quote(r.inv.out), "\n");
+               dev, " --out ", shell_quote(r.inv.out.string()), "\n");
   for (size_t p = 0; p < r.gen.size(); ++p)
     for (int variant = 0; variant < 2; ++variant)
       c += str_cat(o.program, " generate --model ", shell_quote(r.model),
@@ -506,7 +521,7 @@ std::string reproduce_commands(const Run& r) {
                    " --prompt ", shell_quote(variant == 0 ? r.gen[p].before_prompt : r.gen[p].after_prompt),
                    " --steps ", o.sample_steps, " --sampler ", o.sampler, " --cfg ", format_number(o.cfg),
                    " --seed ", o.seed, " --batch ", o.samples, dev, " --out ",
-                   shell_quote(join_path(o.out, str_cat("reproduce/p", p, variant == 0 ? "-before" : "-after"))),
+                   shell_quote(join_path(o.out.string(), str_cat("reproduce/p", p, variant == 0 ? "-before" : "-after"))),
                    "\n");
   return c;
 }
@@ -521,7 +536,7 @@ void report_input(const Run& r, HtmlReport& rep) {
                 " is then used in new prompts.");
   rep.heading("Input");
   rep.image(r.input_png, "input image", std::max(256, std::min(512, r.input.width)));
-  const std::string init = r.init.mode == "object"
+  const std::string init = r.init.mode == DemoInit::kObject
       ? "object words of the caption: \"" + r.init.text + "\"; training template \"" + r.init.world_template + "\""
       : "the whole caption: \"" + r.init.text + "\"; textual-inversion object templates";
   rep.key_values({{"image", str_cat(r.in.path, " (", r.input.width, "x", r.input.height, ")")},
@@ -582,12 +597,12 @@ void report_generated(const Run& r, HtmlReport& rep) {
 void report_stage(Run& r, Clock::time_point t_start) {
   const DemoOptions& o = r.o;
   const auto t = Clock::now();
-  r.res.report = join_path(o.out, "index.html");
+  r.res.report = join_path(o.out.string(), "index.html");
   stage(4, "report: " + r.res.report);
   const std::string cmds = reproduce_commands(r);
   const std::string sh = "#!/bin/sh\n# Written by tinv demo: the commands behind " + r.res.report +
                          "\nset -e\n" + cmds;
-  write_bytes(join_path(o.out, "commands.sh"), std::vector<uint8_t>(sh.begin(), sh.end()), r.res.files);
+  write_bytes(join_path(o.out.string(), "commands.sh"), std::vector<uint8_t>(sh.begin(), sh.end()), r.res.files);
 
   HtmlReport rep("tinv demo: " + r.in.name);
   report_input(r, rep);
@@ -600,7 +615,7 @@ void report_stage(Run& r, Clock::time_point t_start) {
   tt.emplace_back("device", str_cat(r.device, ", ", at::get_num_threads(), " threads"));
   rep.key_values(tt);
   rep.heading("Reproduce");
-  rep.paragraph("Also in " + join_path(o.out, "commands.sh") + ". Image i of each prompt uses seed + i.");
+  rep.paragraph("Also in " + join_path(o.out.string(), "commands.sh") + ". Image i of each prompt uses seed + i.");
   rep.code(cmds);
   rep.heading("Files");
   std::string listing;
@@ -620,11 +635,11 @@ DemoResult run_demo(const DemoOptions& o) {
   // file is written.
   Run r(o, resolve_input(o));
   r.input = load_image(r.in.path);
-  r.model = o.model.empty() ? default_model_dir("world-sd") : o.model;
-  if (o.caption.empty()) r.captioner = o.captioner.empty() ? default_model_dir("world-blip") : o.captioner;
+  r.model = o.model.empty() ? default_model_dir("world-sd") : o.model.string();
+  if (o.caption.empty()) r.captioner = o.captioner.empty() ? default_model_dir("world-blip") : o.captioner.string();
   TINV_CHECK(file_exists(r.model) || dir_exists(r.model), "--model", "no such file or folder '", r.model, "'");
   TINV_CHECK(r.captioner.empty() || dir_exists(r.captioner), "--captioner", "no such folder '", r.captioner, "'");
-  check_output_dir(o.out);
+  check_output_dir(o.out.string());
   r.res.image = r.in.path;
   r.res.trigger = "<" + r.in.name + ">";
 

@@ -17,14 +17,14 @@
 //               prompt and on average, before and after. Targets: after >= 0.7 identity and >= 0.8
 //               context in 100 steps, before clearly lower.
 //
-// Initialisation (DemoOptions::init_from): "caption" lets every token of the whole caption
+// Initialisation (DemoOptions::init_from): kCaption ("caption") lets every token of the whole caption
 // initialise a placeholder and trains on the textual-inversion "object" templates — tinv's
-// method as for any model. "object" applies to captions of the world grammar (the bundled world
+// method as for any model. kObject ("object") applies to captions of the world grammar (the bundled world
 // models): the caption's object words ("red striped star") initialise the placeholders, and the
 // caption itself with "{}" in their place ("a large {} on the left, on a blue checkered
 // background") is the training template, so training and generation prompts are the
-// in-distribution sentences the world model knows. "auto" (default) is "object" when the caption
-// parses with the world grammar and has one object, "caption" otherwise.
+// in-distribution sentences the world model knows. kAuto (default) is kObject when the caption
+// parses with the world grammar and has one object, kCaption otherwise.
 //
 // Outputs in DemoOptions::out (all written atomically): index.html, input.png, <name>.safetensors
 // (+ .log.csv, .loss.png, .checkpoint.safetensors from the inversion), templates.txt (object
@@ -33,33 +33,42 @@
 // one-line message before any model is loaded.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/device.h"
 #include "world/world.h"
 
 namespace tinv {
 
+// --init-from: auto | caption | object (see above).
+enum class DemoInit { kAuto, kCaption, kObject };
+// "auto" | "caption" | "object".
+std::string to_string(DemoInit init);
+// The inverse of to_string; throws tinv::Error("--init-from", "unknown value ...") for other text.
+DemoInit parse_demo_init(const std::string& name);
+
 struct DemoOptions {
   std::string concept_name;  // bundled concept (<concepts dir>/<name>.png); empty: the first one
-  std::string image;         // an image file instead of a bundled concept
-  std::string model;         // Stable Diffusion (diffusers folder / single file); empty: world-sd
-  std::string captioner;     // BLIP folder; empty: world-blip (unused when `caption` is given)
+  std::filesystem::path image;      // an image file instead of a bundled concept
+  std::filesystem::path model;      // Stable Diffusion (diffusers folder / single file); empty: world-sd
+  std::filesystem::path captioner;  // BLIP folder; empty: world-blip (unused when `caption` is given)
   std::string caption;       // use this caption instead of running the captioner
-  std::string init_from = "auto";  // auto | caption | object (see above)
+  DemoInit init_from = DemoInit::kAuto;
   std::string name;          // placeholders <name_i>, trigger <name>; empty: concept / file stem
   int64_t steps = 100;       // inversion steps
   double lr = 5e-3;
   uint64_t seed = 0;         // inversion draws and image i of each prompt: seed + i
   int64_t samples = 2;       // images per prompt and variant (before / after)
   int64_t sample_steps = 25;
-  std::string sampler = "default";
+  std::string sampler = "default";  // a sampler name (make_sampler's registry key)
   double cfg = 7.5;
   int beams = 1;             // captioning: 1 = greedy
-  std::string out = "out/demo";
-  std::string device = "auto";
+  std::filesystem::path out = "out/demo";
+  DeviceChoice device;       // std::nullopt: auto (CUDA when available)
   bool progress = true;
   std::string program = "tinv";  // the executable named in the reproduce commands
 };
@@ -74,7 +83,7 @@ struct DemoPromptScore {
 struct DemoResult {
   std::string image;                      // the input file
   std::string caption;                    // the captioner's text (or DemoOptions::caption)
-  std::string init_from;                  // "caption" or "object" (after resolving "auto")
+  DemoInit init_from = DemoInit::kCaption;  // kCaption or kObject (after resolving kAuto)
   std::string init_text;                  // the words that initialised the placeholders
   std::string trigger;                    // "<name>"
   std::vector<std::string> placeholders;  // "<name_0>", ...

@@ -44,12 +44,10 @@ void note(InvertResult& res, const std::string& msg) {
 
 void validate(const InvertOptions& o) {
   TINV_CHECK(!o.model.empty(), "--model", "required");
-  TINV_CHECK(o.init == "caption" || o.init == "class" || o.init == "token", "--init",
-             "unknown mode '", o.init, "' (caption, class or token)");
-  if (o.init == "caption")
+  if (o.init == InitMode::kCaption)
     TINV_CHECK(!o.caption.empty() || !o.captioner.empty(), "--init caption",
                "needs --caption TEXT or --captioner DIR");
-  if (o.init == "class") TINV_CHECK(!o.class_name.empty(), "--init class", "needs --class NAME");
+  if (o.init == InitMode::kClass) TINV_CHECK(!o.class_name.empty(), "--init class", "needs --class NAME");
   TINV_CHECK(valid_name(o.name), "--name", "'", o.name,
              "' must be 1-64 letters, digits, '_' or '-' (placeholders are <name_0>, <name_1>, ...)");
   TINV_CHECK(o.steps >= 1, "--steps", "must be >= 1");
@@ -59,8 +57,6 @@ void validate(const InvertOptions& o) {
              "--save-every, --preview-every and --eval-every must be >= 0");
   TINV_CHECK(o.eval_pairs >= 1, "--eval-pairs", "must be >= 1");
   TINV_CHECK(o.max_grad_norm >= 0, "--max-grad-norm", "must be >= 0");
-  TINV_CHECK(o.format == "all" || o.format == "diffusers" || o.format == "a1111" || o.format == "kohya",
-             "--format", "unknown format '", o.format, "' (diffusers, a1111, kohya or all)");
   o.method.validate();
   TINV_CHECK(o.method.stop_patience == 0 || o.eval_every > 0, "--stop-patience",
              "early stopping watches the fixed-input loss: it needs --eval-every > 0");
@@ -71,11 +67,11 @@ void validate(const InvertOptions& o) {
 // method starts from one image; with several, the first one is described).
 std::string caption_with_blip(const InvertOptions& o, const std::vector<std::string>& files) {
   TINV_CHECK(!o.captioner.empty(), "--init caption", "needs --caption TEXT or --captioner DIR");
-  auto captioner = BlipCaptioner::load(o.captioner, resolve_device(o.device));
-  TINV_CHECK(captioner.has_tokenizer(), o.captioner, "the captioner has no vocab.txt, so its "
+  auto captioner = BlipCaptioner::load(o.captioner.string(), resolve_device(o.device));
+  TINV_CHECK(captioner.has_tokenizer(), o.captioner.string(), "the captioner has no vocab.txt, so its "
              "caption cannot be turned into text; add vocab.txt or pass --caption TEXT");
   CaptionResult r = captioner.caption(load_image(files.front()));
-  TINV_CHECK(!r.text.empty(), o.captioner, "the captioner produced an empty caption for ", files.front());
+  TINV_CHECK(!r.text.empty(), o.captioner.string(), "the captioner produced an empty caption for ", files.front());
   std::fprintf(stderr, "caption: \"%s\" (%s)\n", r.text.c_str(), files.front().c_str());
   return r.text;
 }
@@ -98,18 +94,18 @@ void write_preview(const StableDiffusion& sd, const PreviewRequest& req, int64_t
 
 std::pair<std::string, std::vector<int64_t>> init_tokens(const InvertOptions& o, const ClipTokenizer& tok,
                                                          const std::vector<std::string>& files) {
-  if (o.init == "token") {
+  if (o.init == InitMode::kToken) {
     auto ids = tok.tokenize(o.init_token);
     TINV_CHECK(ids.size() == 1, "--init-token", "'", o.init_token, "' is ", ids.size(),
                " tokens; it must be exactly one vocabulary token");
     return {o.init_token, std::vector<int64_t>(static_cast<size_t>(o.num_vectors), ids[0])};
   }
-  std::string text = o.init == "class" ? o.class_name : o.caption;
-  if (o.init == "caption" && text.empty()) {
+  std::string text = o.init == InitMode::kClass ? o.class_name : o.caption;
+  if (o.init == InitMode::kCaption && text.empty()) {
     text = caption_with_blip(o, files);
   }
   auto ids = tok.tokenize(text);
-  TINV_CHECK(!ids.empty(), o.init == "class" ? "--class" : "--caption", "'", text,
+  TINV_CHECK(!ids.empty(), o.init == InitMode::kClass ? "--class" : "--caption", "'", text,
              "' has no tokens after cleanup");
   return {text, ids};
 }
@@ -155,14 +151,14 @@ std::map<std::string, std::string> run_identity(const InvertOptions& o, const St
   std::string joined;
   for (const auto& t : templates) joined += t + "\n";
   return {{"model", sd.fingerprint},      {"images", hex64(image_hash)},
-          {"init", o.init},               {"init_text", init_text},
+          {"init", to_string(o.init)},    {"init_text", init_text},
           {"vectors", std::to_string(n)}, {"name", o.name},
           {"steps", std::to_string(o.steps)}, {"lr", format_number(o.lr)},
-          {"lr_schedule", o.lr_schedule}, {"warmup_steps", std::to_string(o.warmup_steps)},
+          {"lr_schedule", to_string(o.lr_schedule)}, {"warmup_steps", std::to_string(o.warmup_steps)},
           {"batch", std::to_string(o.batch)}, {"templates", hex64(fnv1a(joined))},
           {"resolution", std::to_string(res)}, {"flip", o.flip ? "1" : "0"},
           {"seed", std::to_string(o.seed)}, {"max_grad_norm", format_number(o.max_grad_norm)},
-          {"dtype", o.dtype},             {"prediction_type", sd.scheduler.prediction_type}};
+          {"dtype", dtype_name(o.dtype)},             {"prediction_type", sd.scheduler.prediction_type}};
 }
 
 // run_identity plus the method options that differ from the defaults (a default run keeps the
@@ -282,20 +278,51 @@ std::string write_plot(const std::string& path, const Log& log) {
 
 }  // namespace
 
-InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl) {
+std::string to_string(InitMode mode) {
+  switch (mode) {
+    case InitMode::kCaption: return "caption";
+    case InitMode::kClass: return "class";
+    case InitMode::kToken: return "token";
+  }
+  throw Error("--init", str_cat("unknown mode ", static_cast<int>(mode)));
+}
+
+InitMode parse_init_mode(const std::string& name) {
+  for (InitMode m : {InitMode::kCaption, InitMode::kClass, InitMode::kToken})
+    if (name == to_string(m)) return m;
+  throw Error("--init", "unknown mode '" + name + "' (caption, class or token)");
+}
+
+std::string to_string(OutputFormat format) {
+  switch (format) {
+    case OutputFormat::kDiffusers: return "diffusers";
+    case OutputFormat::kA1111: return "a1111";
+    case OutputFormat::kKohya: return "kohya";
+    case OutputFormat::kAll: return "all";
+  }
+  throw Error("--format", str_cat("unknown format ", static_cast<int>(format)));
+}
+
+OutputFormat parse_output_format(const std::string& name) {
+  for (OutputFormat f : {OutputFormat::kDiffusers, OutputFormat::kA1111, OutputFormat::kKohya, OutputFormat::kAll})
+    if (name == to_string(f)) return f;
+  throw Error("--format", "unknown format '" + name + "' (diffusers, a1111, kohya or all)");
+}
+
+InvertPaths invert_paths(const std::string& out, OutputFormat format, bool xl) {
   const std::string stem = strip_extension(out), base = file_stem(stem.empty() ? out : stem);
   InvertPaths p;
   if (xl) {  // one {clip_l, clip_g} file for A1111/ComfyUI/kohya, the diffusers pair beside it
     p.sdxl = stem + ".safetensors";
-    if (format == "diffusers" || format == "all")
+    if (format == OutputFormat::kDiffusers || format == OutputFormat::kAll)
       p.diffusers_pair = stem + ".diffusers/learned_embeds.safetensors";
-  } else if (format == "all") {
+  } else if (format == OutputFormat::kAll) {
     p.diffusers = stem + ".safetensors";
     p.a1111 = stem + ".pt";
     p.kohya = stem + ".kohya/" + base + ".safetensors";  // own folder: trigger = file stem
-  } else if (format == "diffusers") {
+  } else if (format == OutputFormat::kDiffusers) {
     p.diffusers = out;
-  } else if (format == "a1111") {
+  } else if (format == OutputFormat::kA1111) {
     p.a1111 = out;
   } else {
     p.kohya = out;
@@ -327,10 +354,11 @@ struct RunSetup {
 StableDiffusion load_model(const InvertOptions& o) {
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
-  lo.dtype = resolve_dtype(o.dtype, lo.device);
-  StableDiffusion sd = load_stable_diffusion(o.model, lo);
-  TINV_CHECK(sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
-  TINV_CHECK(!sd.is_xl() || sd.tokenizer_2.has_value(), o.model, "the SDXL model has no tokenizer_2");
+  check_dtype(o.dtype, lo.device);
+  lo.dtype = o.dtype;
+  StableDiffusion sd = load_stable_diffusion(o.model.string(), lo);
+  TINV_CHECK(sd.tokenizer.has_value(), o.model.string(), "the model has no tokenizer");
+  TINV_CHECK(!sd.is_xl() || sd.tokenizer_2.has_value(), o.model.string(), "the SDXL model has no tokenizer_2");
   o.method.validate_timesteps(NoiseSchedule(sd.scheduler).num_train_timesteps());
   return sd;
 }
@@ -357,11 +385,11 @@ void choose_init_tokens(const InvertOptions& o, RunSetup& s, InvertResult& resul
   const int64_t budget = tok.max_length() - 2 - max_template_tokens(tok, s.templates);
   TINV_CHECK(budget >= 1, "--templates", "a template alone fills the ", tok.max_length(), " tokens");
   if (static_cast<int64_t>(s.init_ids.size()) > budget) {
-    note(result, str_cat("warning: the ", o.init, " has ", s.init_ids.size(), " tokens; template + "
+    note(result, str_cat("warning: the ", to_string(o.init), " has ", s.init_ids.size(), " tokens; template + "
                          "placeholders must fit in ", tok.max_length(), " tokens, so it is trimmed to ",
                          budget));
     s.init_ids.resize(static_cast<size_t>(budget));
-    if (o.init != "token") s.init_text = tok.decode(s.init_ids);
+    if (o.init != InitMode::kToken) s.init_text = tok.decode(s.init_ids);
   }
   for (size_t i = 0; i < s.init_ids.size(); ++i) s.placeholders.push_back(str_cat("<", o.name, "_", i, ">"));
 }
@@ -371,11 +399,12 @@ RunSetup set_up(const InvertOptions& o, InvertResult& result) {
   validate(o);
   RunSetup s;
   s.trigger = "<" + o.name + ">";
-  s.files = collect_image_files(o.images);
+  s.files = collect_image_files(std::vector<std::string>(o.images.begin(), o.images.end()));
   for (const auto& f : s.files) load_image(f);  // every image decodes before the model loads
   s.sd = load_model(o);
   s.xl = s.sd.is_xl();
-  const std::string out = !o.out.empty() ? o.out : o.name + (o.format == "a1111" && !s.xl ? ".pt" : ".safetensors");
+  const std::string out =
+      !o.out.empty() ? o.out.string() : o.name + (o.format == OutputFormat::kA1111 && !s.xl ? ".pt" : ".safetensors");
   s.paths = invert_paths(out, o.format, s.xl);
   check_triggers(s);
   s.templates = load_templates(o.templates);
@@ -393,7 +422,7 @@ RunSetup set_up(const InvertOptions& o, InvertResult& result) {
 std::unique_ptr<InversionTrainer> trainer_for(const InvertOptions& o, RunSetup& s) {
   TrainerOptions topt;
   topt.adam.lr = o.lr;
-  topt.schedule = LrSchedule::parse(o.lr_schedule, o.lr, o.steps, o.warmup_steps);
+  topt.schedule = LrSchedule::make(o.lr_schedule, o.lr, o.steps, o.warmup_steps);
   topt.max_grad_norm = o.max_grad_norm;
   return make_trainer(s.sd, s.placeholders, s.init_rows, s.templates, o.method, topt, s.res);
 }
@@ -401,8 +430,9 @@ std::unique_ptr<InversionTrainer> trainer_for(const InvertOptions& o, RunSetup& 
 // The metadata of the embedding files (the step is added when they are written).
 std::map<std::string, std::string> embedding_metadata(const InvertOptions& o, const RunSetup& s,
                                                       const InversionTrainer& trainer) {
-  return {{"caption", s.init_text},  {"init", o.init}, {"name", o.name}, {"placeholders", trainer.placeholder_sentence()},
-          {"model", o.model},        {"model_fingerprint", s.sd.fingerprint}, {"lr", format_number(o.lr)},
+  return {{"caption", s.init_text},  {"init", to_string(o.init)}, {"name", o.name},
+          {"placeholders", trainer.placeholder_sentence()},
+          {"model", o.model.string()}, {"model_fingerprint", s.sd.fingerprint}, {"lr", format_number(o.lr)},
           {"seed", std::to_string(o.seed)}, {"resolution", std::to_string(s.res)},
           {"images", std::to_string(s.files.size())}, {"tool", "tinv invert 0.1.0"}};
 }
@@ -434,7 +464,7 @@ void write_embeddings(const InvertOptions& o, const RunSetup& s, const torch::Te
   if (!paths.a1111.empty()) {
     save_embedding(paths.a1111, EmbeddingFormat::A1111, file_stem(paths.a1111), rows,
                    {{"step", std::to_string(steps_done)}, {"sd_checkpoint", s.sd.fingerprint},
-                    {"sd_checkpoint_name", file_stem(o.model)}, {"caption", s.init_text}});
+                    {"sd_checkpoint_name", file_stem(o.model.string())}, {"caption", s.init_text}});
     add_file(result, paths.a1111);
   }
   if (!paths.kohya.empty()) {

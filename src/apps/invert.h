@@ -10,10 +10,14 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "common/device.h"
+#include "inversion/lr_schedule.h"
 #include "inversion/method.h"
+#include "inversion/templates.h"
 
 namespace tinv {
 
@@ -25,11 +29,30 @@ struct PreviewRequest {
   std::string path;         // PNG to write
 };
 
+// --init: what the placeholder rows start from.
+//   kCaption  the caption's tokens (--caption TEXT, or the captioner's caption of the first image)
+//   kClass    the class word(s)' tokens (--class)
+//   kToken    num_vectors copies of one vocabulary token (--init-token)
+enum class InitMode { kCaption, kClass, kToken };
+// "caption" | "class" | "token": the --init text, and the "init" the files' metadata record.
+std::string to_string(InitMode mode);
+// The inverse of to_string; throws tinv::Error("--init", "unknown mode ...") for other text.
+InitMode parse_init_mode(const std::string& name);
+
+// --format: the embedding files an SD1/SD2 run writes (one of them, or kAll: all three; see
+// invert_paths). Not io/embeddings.h's EmbeddingFormat, which names one file's format.
+enum class OutputFormat { kDiffusers, kA1111, kKohya, kAll };
+// "diffusers" | "a1111" | "kohya" | "all".
+std::string to_string(OutputFormat format);
+// The inverse of to_string; throws tinv::Error("--format", "unknown format ...") for other text.
+OutputFormat parse_output_format(const std::string& name);
+
 struct InvertOptions {
-  std::string model;                    // diffusers folder or single file
-  std::vector<std::string> images;      // files or folders
-  std::string init = "caption";         // caption | class | token
-  std::string caption, captioner;       // caption: text, or a captioner model folder
+  std::filesystem::path model;          // diffusers folder or single file
+  std::vector<std::filesystem::path> images;  // files or folders
+  InitMode init = InitMode::kCaption;
+  std::string caption;                  // caption: the text
+  std::filesystem::path captioner;      // caption without text: a captioner model folder
   std::string class_name;               // class: its tokens initialise the rows
   std::string init_token = "*";         // token: one vocabulary token
   int64_t num_vectors = 1;              // token: number of rows
@@ -37,15 +60,15 @@ struct InvertOptions {
   int64_t steps = 100;
   double lr = 5e-3;
   int64_t batch = 1;
-  std::string templates = "object";     // object | style | FILE
+  TemplateSource templates = BuiltinTemplates::kObject;  // --templates object | style | FILE
   int64_t resolution = 0;               // 0: the VAE's sample_size
   bool flip = false;
   uint64_t seed = 0;
-  std::string lr_schedule = "constant"; // constant | cosine | warmup
+  LrScheduleKind lr_schedule = LrScheduleKind::kConstant;  // constant | cosine | warmup
   int64_t warmup_steps = -1;            // -1: the schedule's default
   double max_grad_norm = 0;             // 0: no clipping
-  std::string out;                      // default <name>.safetensors (<name>.pt for a1111)
-  std::string format = "diffusers";     // diffusers | a1111 | kohya | all
+  std::filesystem::path out;            // default <name>.safetensors (<name>.pt for a1111)
+  OutputFormat format = OutputFormat::kDiffusers;
   int64_t save_every = 0;               // checkpoint every N steps (0: only at the end)
   bool resume = false;
   int64_t preview_every = 0;
@@ -54,7 +77,8 @@ struct InvertOptions {
   int64_t eval_pairs = 4;               // number of fixed (timestep, noise) pairs
   MethodOptions method;                 // --optimizer, --init-space, --t-min, --stop-patience, ...
                                         // (inversion/method.h; defaults: the base recipe)
-  std::string device = "auto", dtype = "fp32";  // auto: CUDA when available
+  DeviceChoice device;                  // std::nullopt: auto (CUDA when available)
+  torch::ScalarType dtype = torch::kFloat32;  // fp32 | bf16 | fp16 (CUDA)
   bool progress = true;
 };
 
@@ -82,6 +106,6 @@ struct InvertPaths {
   std::string diffusers, a1111, kohya, checkpoint, log_csv, plot_png, previews_dir;
   std::string sdxl, diffusers_pair;
 };
-InvertPaths invert_paths(const std::string& out, const std::string& format, bool xl = false);
+InvertPaths invert_paths(const std::string& out, OutputFormat format, bool xl = false);
 
 }  // namespace tinv

@@ -54,10 +54,10 @@ std::string csv_field(const std::string& s) {
 
 using world::world_caption_options;
 
-// Whether some mode or variant of `o` starts from `init` (caption, class, token).
-bool uses_init(const StudyOptions& o, const std::string& init) {
+// Whether some mode or variant of `o` starts from `init`.
+bool uses_init(const StudyOptions& o, InitMode init) {
   return std::any_of(o.modes.begin(), o.modes.end(),
-                     [&](const std::string& m) { return m.substr(0, m.find('+')) == init; });
+                     [&](const std::string& m) { return m.substr(0, m.find('+')) == to_string(init); });
 }
 
 std::vector<std::string> split_list(const std::string& list, const char* option) {
@@ -101,7 +101,8 @@ void validate_modes(const StudyOptions& o) {
   MethodOptions method;  // the study-wide settings of the variants, with invert's messages
   method.sphere_norm = o.sphere_norm;
   method.vmf_kappa = o.vmf_kappa;
-  method.optimizer = o.vmf_kappa > 0 ? "sphere" : "adamw";  // the prior applies to sphere variants only
+  // the prior applies to sphere variants only
+  method.optimizer = o.vmf_kappa > 0 ? OptimizerKind::kSphere : OptimizerKind::kAdamW;
   method.reg_init = o.reg_init;
   method.stop_delta = o.stop_delta;
   method.stop_patience = o.stop_patience;
@@ -111,7 +112,7 @@ void validate_modes(const StudyOptions& o) {
 void validate_concepts(const StudyOptions& o) {
   if (!o.images.empty()) {
     TINV_CHECK(o.concepts.empty(), "--concepts", "names world concepts; it cannot be combined with --images");
-    const bool class_mode = uses_init(o, "class");
+    const bool class_mode = uses_init(o, InitMode::kClass);
     TINV_CHECK(!class_mode || !o.class_name.empty(), "--class",
                "class mode with --images needs --class NAME (or leave class out of --modes)");
     return;
@@ -207,9 +208,9 @@ StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
   for (std::string part; std::getline(in, part, '+');) parts.push_back(part);
   TINV_CHECK(!parts.empty() && !name.empty() && name.back() != '+', "--variants", "'", name,
              "': expected <mode>[+<modifier>]... (caption+sphere)");
-  v.init = parts[0];
-  TINV_CHECK(std::find(kModes.begin(), kModes.end(), v.init) != kModes.end(), "--variants", "'", name,
-             "': unknown mode '", v.init, "' (caption, class or token)");
+  TINV_CHECK(std::find(kModes.begin(), kModes.end(), parts[0]) != kModes.end(), "--variants", "'", name,
+             "': unknown mode '", parts[0], "' (caption, class or token)");
+  v.init = parse_init_mode(parts[0]);
   std::set<std::string> seen;
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& m = parts[i];
@@ -217,11 +218,11 @@ StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
     TINV_CHECK(seen.insert(kind).second, "--variants", "'", name, "': modifier '", kind == "t" ? "tN" : m,
                "' given twice");
     if (m == "sphere") {
-      v.method.optimizer = "sphere";
+      v.method.optimizer = OptimizerKind::kSphere;
       v.method.sphere_norm = o.sphere_norm;
       v.method.vmf_kappa = o.vmf_kappa;
     } else if (m == "cross") {
-      v.method.init_space = "output";
+      v.method.init_space = InitSpace::kOutput;
       v.method.reg_init = o.reg_init;
     } else if (kind == "t") {
       const auto dash = m.find('-');
@@ -589,8 +590,8 @@ void setup_world_concepts(Study& s) {
 // User images: one concept per image, caption = init text, diffusers' object templates.
 void setup_user_concepts(Study& s) {
   const auto t0 = Clock::now();
-  auto files = collect_image_files(s.o.images);
-  const auto templates = load_templates("object");
+  auto files = collect_image_files(std::vector<std::string>(s.o.images.begin(), s.o.images.end()));
+  const auto templates = load_templates(BuiltinTemplates::kObject);
   for (size_t i = 0; i < files.size(); ++i) {
     std::string msg;
     const Image im = load_image(files[i]);
@@ -602,7 +603,7 @@ void setup_user_concepts(Study& s) {
     sc.target = ((x + 1) / 2).clamp(0, 1);
     if (!s.o.captions.empty()) sc.caption = s.o.captions[i];
     else if (s.cap) sc.caption = caption_image(*s.cap, im, false);  // caption mode only
-    const bool caption_mode = uses_init(s.o, "caption");
+    const bool caption_mode = uses_init(s.o, InitMode::kCaption);
     TINV_CHECK(!caption_mode || !sc.caption.empty(), files[i], "the captioner produced an empty caption");
     sc.init.init_text = sc.caption;
     sc.init.tmpl = templates.front();
@@ -614,19 +615,19 @@ void setup_user_concepts(Study& s) {
 }
 
 // The init token ids of one mode for concept i, trimmed to what the prompts leave free.
-std::vector<int64_t> init_ids(Study& s, size_t i, const std::string& mode) {
+std::vector<int64_t> init_ids(Study& s, size_t i, InitMode mode) {
   const ClipTokenizer& tok = *s.sd.tokenizer;
   const StudyConcept& c = s.result.concepts[i];
   std::vector<int64_t> ids;
-  if (mode == "token") {
+  if (mode == InitMode::kToken) {
     ids = tok.tokenize(s.o.init_token);
     TINV_CHECK(ids.size() == 1, "--init-token", "'", s.o.init_token, "' is ", ids.size(),
                " tokens; it must be exactly one vocabulary token");
     return ids;
   }
-  const std::string& text = mode == "class" ? c.class_word : c.init.init_text;
+  const std::string& text = mode == InitMode::kClass ? c.class_word : c.init.init_text;
   ids = tok.tokenize(text);
-  TINV_CHECK(!ids.empty(), mode == "class" ? "--class" : c.name, "'", text, "' has no tokens");
+  TINV_CHECK(!ids.empty(), mode == InitMode::kClass ? "--class" : c.name, "'", text, "' has no tokens");
   int64_t longest = 0;
   std::vector<std::string> prompts = s.templates[i];
   for (const auto& e : c.edits) prompts.push_back(e.tmpl);
@@ -635,7 +636,7 @@ std::vector<int64_t> init_ids(Study& s, size_t i, const std::string& mode) {
   const int64_t budget = tok.max_length() - 2 - longest;
   TINV_CHECK(budget >= 1, c.name, "a template alone fills the ", tok.max_length(), " tokens");
   if (static_cast<int64_t>(ids.size()) > budget) {
-    note(s.result, str_cat(c.name, ": the ", mode, " init '", text, "' has ", ids.size(),
+    note(s.result, str_cat(c.name, ": the ", to_string(mode), " init '", text, "' has ", ids.size(),
                            " tokens; trimmed to ", budget, " to fit the prompts in ", tok.max_length(), " tokens"));
     ids.resize(static_cast<size_t>(budget));
   }
@@ -782,7 +783,7 @@ std::unique_ptr<InversionTrainer> study_trainer(Study& s, size_t ci, const Study
   const torch::Tensor init_rows = model_start_rows(s.sd, ids, variant.method.init_space);  // [n, d] / [n, h1 + h2]
   TrainerOptions topt;
   topt.adam.lr = s.o.lr;
-  topt.schedule = LrSchedule::parse("constant", s.o.lr, s.o.steps, -1);
+  topt.schedule = LrSchedule::make(LrScheduleKind::kConstant, s.o.lr, s.o.steps, -1);
   return make_trainer(s.sd, placeholders, init_rows, s.templates[ci], variant.method, topt, s.res);
 }
 
@@ -847,9 +848,10 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
 StudyOptions resolve_study_options(const StudyOptions& options, bool& need_captioner) {
   StudyOptions o = options;
   if (o.model.empty()) o.model = default_model_dir("world-sd");
-  TINV_CHECK(dir_exists(o.model) || file_exists(o.model), "--model", "no such model: '", o.model, "'");
+  TINV_CHECK(dir_exists(o.model.string()) || file_exists(o.model.string()), "--model", "no such model: '",
+             o.model.string(), "'");
   const bool world_concepts = o.images.empty();
-  const bool caption_mode = uses_init(o, "caption");
+  const bool caption_mode = uses_init(o, InitMode::kCaption);
   // World concepts take their template from the caption, whatever the mode; user images need
   // it only as caption-mode init text. Editability reads the generated images back.
   const bool need_captions = o.captions.empty() && (world_concepts || caption_mode);
@@ -857,10 +859,11 @@ StudyOptions resolve_study_options(const StudyOptions& options, bool& need_capti
   if (need_captioner && o.captioner.empty()) o.captioner = default_model_dir("world-blip");
   if (!need_captioner) o.captioner.clear();  // not used: the report says so
   if (need_captioner)
-    TINV_CHECK(dir_exists(o.captioner), "--captioner", "no such folder: '", o.captioner, "'",
+    TINV_CHECK(dir_exists(o.captioner.string()), "--captioner", "no such folder: '", o.captioner.string(), "'",
                need_captions ? " (the init captions come from it; --caption TEXT gives them)"
                              : " (editability needs it; --edits 0 skips it)");
-  const size_t num_concepts = !world_concepts ? collect_image_files(o.images).size()  // fails early
+  const std::vector<std::string> images(o.images.begin(), o.images.end());
+  const size_t num_concepts = !world_concepts ? collect_image_files(images).size()  // fails early
                              : o.concepts.empty() ? world::concepts().size() : o.concepts.size();
   TINV_CHECK(o.captions.empty() || o.captions.size() == num_concepts, "--caption", "got ", o.captions.size(),
              " captions for ", num_concepts, world_concepts ? " concepts" : " images", " (one per ",
@@ -875,11 +878,11 @@ void load_study_models(Study& s, bool need_captioner) {
   const StudyOptions& o = s.o;
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
-  s.sd = load_stable_diffusion(o.model, lo);
-  TINV_CHECK(s.sd.tokenizer.has_value(), o.model, "the model has no tokenizer");
+  s.sd = load_stable_diffusion(o.model.string(), lo);
+  TINV_CHECK(s.sd.tokenizer.has_value(), o.model.string(), "the model has no tokenizer");
   if (need_captioner) {
-    s.cap = BlipCaptioner::load(o.captioner, lo.device);
-    TINV_CHECK(s.cap->has_tokenizer(), join_path(o.captioner, "vocab.txt"),
+    s.cap = BlipCaptioner::load(o.captioner.string(), lo.device);
+    TINV_CHECK(s.cap->has_tokenizer(), join_path(o.captioner.string(), "vocab.txt"),
                "missing: captions are needed as text");
   }
   s.res = s.sd.vae_config.sample_size;
@@ -901,10 +904,10 @@ StudyResult run_study(const StudyOptions& options) {
   bool need_captioner = false;
   const StudyOptions o = resolve_study_options(options, need_captioner);
   const bool world_concepts = o.images.empty();
-  prepare_out(o.out);
+  prepare_out(o.out.string());
 
   StudyResult result;
-  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out, "records.csv")};
+  Study s{o, result, {}, {}, o.resolved_checkpoints(), {}, {}, 0, 1000, join_path(o.out.string(), "records.csv")};
   load_study_models(s, need_captioner);
   result.timings.load = seconds_since(t_start);
 

@@ -42,9 +42,12 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "apps/invert.h"
+#include "common/device.h"
 #include "world/judge.h"
 #include "inversion/method.h"
 #include "world/world.h"
@@ -52,10 +55,10 @@
 namespace tinv {
 
 struct StudyOptions {
-  std::string model;       // diffusers folder or single file; empty: the bundled world-sd
-  std::string captioner;   // BLIP folder with vocab.txt; empty: the bundled world-blip
-                           // (bundled models: common/default_models.h)
-  std::vector<std::string> images;      // user images, one concept each (instead of the world's)
+  std::filesystem::path model;      // diffusers folder or single file; empty: the bundled world-sd
+  std::filesystem::path captioner;  // BLIP folder with vocab.txt; empty: the bundled world-blip
+                                    // (bundled models: common/default_models.h)
+  std::vector<std::filesystem::path> images;  // user images, one concept each (instead of the world's)
   std::vector<std::string> captions;    // init captions, one per concept (skips the captioner)
   std::string class_name;               // class mode with --images: the class word(s)
   std::vector<std::string> concepts;    // world concepts by name (empty: all 7)
@@ -70,20 +73,20 @@ struct StudyOptions {
   int64_t eval_pairs = 4;               // fixed (timestep, noise) pairs
   // Variant modifiers' settings (study_variant): `sphere` uses sphere_norm and vmf_kappa,
   // `cross` uses reg_init.
-  std::string sphere_norm = "mean";     // mean | init
+  SphereNorm sphere_norm = SphereNorm::kMean;  // --sphere-norm mean | init
   double vmf_kappa = 0;                 // von Mises-Fisher prior weight (0: off)
   double reg_init = 0.01;               // L2 pull toward the cross-initialised start
   // Early-stopping rule recorded per run (0: off): see method.h EarlyStop.
   double stop_delta = 0.01;
   int64_t stop_patience = 0;
   int64_t edits = 4;                    // re-contextualised prompts per checkpoint (world only)
-  std::string sampler = "ddim";
+  std::string sampler = "ddim";         // a sampler name (make_sampler's registry key)
   int64_t sample_steps = 20;            // sampler steps of the quality images
   double cfg = 5.0;                     // as `tinv world eval`
   uint64_t world_seed = 0;              // concept_at(world_seed, concept, concept_index)
   uint64_t concept_index = 0;
-  std::string out = "study";            // output folder
-  std::string device = "auto";
+  std::filesystem::path out = "study";  // output folder
+  DeviceChoice device;                  // std::nullopt: auto (CUDA when available)
   bool progress = true;                 // progress bar on stderr
 
   // Option checks that need no model. Throws tinv::Error("--steps", ...) etc.
@@ -106,7 +109,7 @@ std::vector<std::string> parse_modes(const std::string& list);
 // A named option set: an init mode and the method options of its run.
 struct StudyVariant {
   std::string name;     // "caption+sphere"
-  std::string init;     // caption | class | token
+  InitMode init = InitMode::kCaption;  // the mode before the first '+'
   MethodOptions method;
 };
 // "<mode>[+<modifier>]...", each modifier at most once:

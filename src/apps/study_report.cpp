@@ -325,8 +325,8 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
   HtmlReport h("tinv study: caption vs class vs token initialisation");
   std::string checkpoints;
   for (int64_t c : o.resolved_checkpoints()) checkpoints += (checkpoints.empty() ? "" : ", ") + std::to_string(c);
-  h.key_values({{"model", o.model},
-                {"captioner", o.captioner.empty() ? "(not used)" : o.captioner},
+  h.key_values({{"model", o.model.string()},
+                {"captioner", o.captioner.empty() ? "(not used)" : o.captioner.string()},
                 {"runs", str_cat(r.concepts.size(), " concepts x ", o.modes.size(), " modes x ", o.seeds, " seeds")},
                 {"training", str_cat(o.steps, " steps, lr ", o.lr, ", fixed-input loss every ", o.eval_every,
                                      " steps on ", o.eval_pairs, " pairs")},
@@ -373,8 +373,8 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
 std::string study_summary(const StudyOptions& o, const StudyResult& r) {
   std::ostringstream out;
   out << "tinv study: " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds
-      << " seeds, " << o.steps << " steps, lr " << o.lr << "\n  model " << o.model << "\n  captioner "
-      << (o.captioner.empty() ? "(not used)" : o.captioner) << "\n";
+      << " seeds, " << o.steps << " steps, lr " << o.lr << "\n  model " << o.model.string() << "\n  captioner "
+      << (o.captioner.empty() ? "(not used)" : o.captioner.string()) << "\n";
   if (!variants_text(o).empty()) out << "  variants " << variants_text(o) << "\n";
   for (const StudyConcept& c : r.concepts)
     out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text
@@ -393,16 +393,16 @@ std::string study_summary(const StudyOptions& o, const StudyResult& r) {
 void write_study_report(const StudyOptions& o, StudyResult& r) {
   const std::vector<Figure> figs = make_figures(o, r);
   for (const Figure& f : figs) {
-    const std::string path = join_path(o.out, f.file);
+    const std::string path = join_path(o.out.string(), f.file);
     write_file_atomically(path, f.png.data(), f.png.size());
     r.files.push_back(path);
   }
   r.summary = study_summary(o, r);
-  const std::string summary_path = join_path(o.out, "summary.txt");
+  const std::string summary_path = join_path(o.out.string(), "summary.txt");
   write_file_atomically(summary_path, r.summary.data(), r.summary.size());
   r.files.push_back(summary_path);
   const std::string html = report_html(o, r, figs);
-  const std::string html_path = join_path(o.out, "report.html");
+  const std::string html_path = join_path(o.out.string(), "report.html");
   write_file_atomically(html_path, html.data(), html.size());
   r.files.push_back(html_path);
 }

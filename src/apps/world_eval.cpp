@@ -308,8 +308,9 @@ EvalReport run_world_eval(const EvalOptions& o) {
   o.validate();
   const bool need_sd = o.parts.vae || o.parts.fidelity;
   const bool need_blip = o.parts.captioner || o.parts.fidelity;
-  TINV_CHECK(!need_sd || dir_exists(o.sd_dir), "--model", "no such folder: '", o.sd_dir, "'");
-  TINV_CHECK(!need_blip || dir_exists(o.blip_dir), "--captioner", "no such folder: '", o.blip_dir, "'");
+  TINV_CHECK(!need_sd || dir_exists(o.sd_dir.string()), "--model", "no such folder: '", o.sd_dir.string(), "'");
+  TINV_CHECK(!need_blip || dir_exists(o.blip_dir.string()), "--captioner", "no such folder: '", o.blip_dir.string(),
+             "'");
   const torch::Device device = resolve_device(o.device);
 
   EvalReport r;
@@ -320,11 +321,11 @@ EvalReport run_world_eval(const EvalOptions& o) {
   if (need_sd) {
     SdLoadOptions lo;
     lo.device = device;
-    sd = load_stable_diffusion(o.sd_dir, lo);
+    sd = load_stable_diffusion(o.sd_dir.string(), lo);
   }
   if (need_blip) {
-    cap = BlipCaptioner::load(o.blip_dir, device);
-    TINV_CHECK(cap->has_tokenizer(), join_path(o.blip_dir, "vocab.txt"),
+    cap = BlipCaptioner::load(o.blip_dir.string(), device);
+    TINV_CHECK(cap->has_tokenizer(), join_path(o.blip_dir.string(), "vocab.txt"),
                "missing: captions are needed as text to be parsed");
   }
   r.load_seconds = seconds_since(start);
@@ -421,8 +422,8 @@ std::string format_report(const EvalReport& r) {
       << (o.split == Split::kHeldOut ? "held-out split (unseen object/background colour pairs)"
                                      : "unseen scenes of the training distribution")
       << "\n";
-  if (o.parts.vae || o.parts.fidelity) out << "  model     " << o.sd_dir << "\n";
-  if (o.parts.captioner || o.parts.fidelity) out << "  captioner " << o.blip_dir << "\n";
+  if (o.parts.vae || o.parts.fidelity) out << "  model     " << o.sd_dir.string() << "\n";
+  if (o.parts.captioner || o.parts.fidelity) out << "  captioner " << o.blip_dir.string() << "\n";
   out << "  loading   " << format_duration(r.load_seconds) << "\n";
   if (r.vae) {
     char line[160];
@@ -468,7 +469,7 @@ std::string format_report(const EvalReport& r) {
 std::string report_json(const EvalReport& r) {
   const EvalOptions& o = r.options;
   nlohmann::ordered_json j;
-  j["options"] = {{"model", o.sd_dir}, {"captioner", o.blip_dir}, {"seed", o.seed},
+  j["options"] = {{"model", o.sd_dir.string()}, {"captioner", o.blip_dir.string()}, {"seed", o.seed},
                   {"split", name(o.split)}, {"vae_scenes", o.vae_scenes},
                   {"caption_scenes", o.caption_scenes}, {"fidelity_prompts", o.fidelity_prompts},
                   {"judge_renders", o.judge_renders}, {"sampler", o.sampler}, {"steps", o.steps},

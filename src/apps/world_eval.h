@@ -29,10 +29,12 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "world/judge.h"
 #include "world/world.h"
 
@@ -105,9 +107,9 @@ struct EvalParts {
 EvalParts parse_parts(const std::string& list);
 
 struct EvalOptions {
-  std::string sd_dir = "models/world-sd";      // diffusers folder (load_stable_diffusion)
-  std::string blip_dir = "models/world-blip";  // BLIP folder with vocab.txt (BlipCaptioner::load)
-  std::string device = "auto";                 // auto | cpu | cuda[:N]
+  std::filesystem::path sd_dir = "models/world-sd";      // diffusers folder (load_stable_diffusion)
+  std::filesystem::path blip_dir = "models/world-blip";  // BLIP folder with vocab.txt (BlipCaptioner::load)
+  DeviceChoice device;                         // std::nullopt: auto (CUDA when available)
   uint64_t seed = 0;              // world seed of the evaluated scenes; image i uses seed + i
   // kHeldOut: every scene holds an (object, background) colour pair the training split never shows.
   // kTrain: unseen scenes of the training distribution: scene_at(seed, kTrain, kUnseenIndex + i),
@@ -117,7 +119,7 @@ struct EvalOptions {
   int64_t caption_scenes = 500;   // held-out scenes for the captioner accuracy
   int64_t fidelity_prompts = 200; // held-out captions for prompt fidelity
   int64_t judge_renders = 20;     // renderings per concept for the concept judge's validation
-  std::string sampler = "ddim";
+  std::string sampler = "ddim";   // a sampler name (make_sampler's registry key)
   int64_t steps = 25;
   // 5: the world's prompts are short and closed-vocabulary, and a small model trained with
   // caption dropout follows them best with moderate guidance (7.5, the SD default, tends to

@@ -195,7 +195,7 @@ struct ParamOptimizer {
 
 // Linear warm-up over 10% of the steps (at most 200), then cosine decay to 10% of the peak.
 LrSchedule world_schedule(double peak, int64_t total) {
-  LrSchedule s = LrSchedule::parse("cosine", peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
+  LrSchedule s = LrSchedule::make(LrScheduleKind::kCosine, peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
   s.final_ratio = 0.1;
   return s;
 }
@@ -282,7 +282,7 @@ std::string log_up_to(const std::string& log, int64_t start) {
 }
 
 void run_loop(ParamOptimizer& opt, const PartLoop& p) {
-  const std::string ckpt = ckpt_path(p.opt->work, p.name);
+  const std::string ckpt = ckpt_path(p.opt->work.string(), p.name);
   int64_t start = 0;
   if (file_exists(ckpt)) {
     start = load_world_checkpoint(ckpt, opt, p.meta);
@@ -294,7 +294,7 @@ void run_loop(ParamOptimizer& opt, const PartLoop& p) {
                  static_cast<long long>(start), static_cast<long long>(p.steps));
     return;
   }
-  const std::string log_path = join_path(p.opt->work, p.name + ".log.csv");
+  const std::string log_path = join_path(p.opt->work.string(), p.name + ".log.csv");
   std::string log = log_up_to(file_exists(log_path) ? read_text_file(log_path) : "step,loss,lr,grad_norm,seconds\n", start);
   const int64_t end = p.opt->stop_at > 0 ? std::min(p.opt->stop_at, p.steps) : p.steps;
   Progress progress(p.name, end, p.opt->progress);
@@ -392,8 +392,8 @@ void train_decoder(const TrainOptions& o, torch::Device dev) {
   WorldConfigs cfg = world_configs(1, 1);
   const int64_t batch = o.batch > 0 ? o.batch : 16;
   const double lr = o.lr > 0 ? o.lr : 5e-4;
-  AutoencoderKL vae = trained_vae(o.work, cfg.vae);
-  const std::string vae_step = SafeTensors::open(ckpt_path(o.work, "vae")).metadata().at("step");
+  AutoencoderKL vae = trained_vae(o.work.string(), cfg.vae);
+  const std::string vae_step = SafeTensors::open(ckpt_path(o.work.string(), "vae")).metadata().at("step");
   vae->to(dev);
   std::vector<std::pair<std::string, torch::Tensor>> params;
   for (auto& p : trainable(*vae, ""))
@@ -431,8 +431,8 @@ AutoencoderKL trained_vae(const std::string& work, const VaeConfig& cfg) {
 // Encodes the first `count` train scenes with the trained VAE (posterior means): the diffusion
 // training set, cached in latents.safetensors with the latents' scaling factor (1 / std).
 std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const VaeConfig& cfg, torch::Device dev) {
-  const std::string path = join_path(o.work, "latents.safetensors");
-  const std::string vae_ckpt = ckpt_path(o.work, "vae");
+  const std::string path = join_path(o.work.string(), "latents.safetensors");
+  const std::string vae_ckpt = ckpt_path(o.work.string(), "vae");
   TINV_CHECK(file_exists(vae_ckpt), vae_ckpt, "no trained VAE: run `tinv world train vae` first");
   const std::string vae_step = SafeTensors::open(vae_ckpt).metadata().at("step");
   if (file_exists(path)) {
@@ -442,7 +442,7 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
         std::stoull(md.at("seed")) == o.seed)
       return {f.get("latents"), std::stod(md.at("scaling_factor"))};
   }
-  AutoencoderKL vae = trained_vae(o.work, cfg);
+  AutoencoderKL vae = trained_vae(o.work.string(), cfg);
   vae->to(dev);
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> parts;
@@ -463,7 +463,7 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
 }
 
 void train_diffusion(const TrainOptions& o, torch::Device dev) {
-  ClipTokenizer tok = ensure_tokenizer(o.work);
+  ClipTokenizer tok = ensure_tokenizer(o.work.string());
   WorldConfigs cfg = world_configs(tok.base_vocab_size(), 1);
   const int64_t batch = o.batch > 0 ? o.batch : 64;
   const double lr = o.lr > 0 ? o.lr : 5e-4;
@@ -487,11 +487,11 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
     for (auto& item : text->named_parameters(true))
       if (item.key().find("embedding") != std::string::npos) item.value().normal_(0, 0.02);
   }
-  if (!o.init.empty() && !file_exists(ckpt_path(o.work, "diffusion"))) {
+  if (!o.init.empty() && !file_exists(ckpt_path(o.work.string(), "diffusion"))) {
     // A new schedule (fresh optimiser moments, step 0) from another run's weights, e.g. an
     // epsilon-prediction run continued with v-prediction.
-    load_state_dict(*text, checkpoint_weights(o.init, "text_encoder."), o.init);
-    load_state_dict(*unet, checkpoint_weights(o.init, "unet."), o.init);
+    load_state_dict(*text, checkpoint_weights(o.init.string(), "text_encoder."), o.init.string());
+    load_state_dict(*unet, checkpoint_weights(o.init.string(), "unet."), o.init.string());
     std::fprintf(stderr, "diffusion: starting from the weights of %s\n", o.init.c_str());
   }
   text->to(dev);
@@ -503,7 +503,7 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
   ParamOptimizer opt(params);
   NoiseSchedule schedule(cfg.scheduler);
   json meta = {{"part", "diffusion"}, {"unet", unet_json(cfg.unet)}, {"text", text_json(cfg.text)},
-               {"batch", batch}, {"seed", o.seed}, {"dataset", o.dataset}, {"prediction", o.prediction}};
+               {"batch", batch}, {"seed", o.seed}, {"dataset", o.dataset}, {"prediction", to_string(o.prediction)}};
   PartLoop loop{"diffusion", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&, latents = latents, ids = ids, empty = empty](int64_t k) {
     auto gen = step_generator(o.seed, kDiffusionStream, k);
@@ -516,13 +516,13 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
     auto noisy = schedule.add_noise(x0, noise, t);
     auto states = text->forward(batch_ids.to(dev));
     auto pred = unet->forward(noisy.to(dev), t.to(dev), states);
-    return torch::mse_loss(pred, schedule.target(x0, noise, t, o.prediction).to(dev));
+    return torch::mse_loss(pred, schedule.target(x0, noise, t, to_string(o.prediction)).to(dev));
   };
   run_loop(opt, loop);
 }
 
 void train_captioner(const TrainOptions& o, torch::Device dev) {
-  WordPieceTokenizer tok = ensure_blip_vocab(o.work);
+  WordPieceTokenizer tok = ensure_blip_vocab(o.work.string());
   WorldConfigs cfg = world_configs(1, tok.vocab_size());
   const int64_t batch = o.batch > 0 ? o.batch : 48;
   const double lr = o.lr > 0 ? o.lr : 1e-3;
@@ -676,9 +676,33 @@ WorldConfigs world_configs(int64_t clip_vocab, int64_t blip_vocab) {
   return c;
 }
 
+std::string to_string(TrainPart part) {
+  switch (part) {
+    case TrainPart::kVae: return "vae";
+    case TrainPart::kDecoder: return "decoder";
+    case TrainPart::kDiffusion: return "diffusion";
+    case TrainPart::kCaptioner: return "captioner";
+  }
+  throw Error("world train", str_cat("unknown part ", static_cast<int>(part)));
+}
+
+TrainPart parse_train_part(const std::string& name) {
+  for (TrainPart p : {TrainPart::kVae, TrainPart::kDecoder, TrainPart::kDiffusion, TrainPart::kCaptioner})
+    if (name == to_string(p)) return p;
+  throw Error("world train", "unknown part '" + name + "' (vae, decoder, diffusion or captioner)");
+}
+
+std::string to_string(Prediction prediction) {
+  return prediction == Prediction::kEpsilon ? "epsilon" : "v_prediction";
+}
+
+Prediction parse_prediction(const std::string& name) {
+  if (name == "epsilon") return Prediction::kEpsilon;
+  if (name == "v_prediction") return Prediction::kVPrediction;
+  throw Error("--prediction", "must be epsilon or v_prediction, not '" + name + "'");
+}
+
 void train_part(const TrainOptions& o) {
-  TINV_CHECK(o.part == "vae" || o.part == "decoder" || o.part == "diffusion" || o.part == "captioner",
-             "world train", "unknown part '", o.part, "' (vae, decoder, diffusion or captioner)");
   TINV_CHECK(o.steps >= 1, "--steps", "must be >= 1");
   TINV_CHECK(o.batch >= 0 && o.batch <= 4096, "--batch", "must be between 1 and 4096");
   TINV_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr", "must be a positive number");
@@ -686,16 +710,14 @@ void train_part(const TrainOptions& o) {
   TINV_CHECK(o.stop_at >= 0, "--stop-at", "must be >= 0");
   TINV_CHECK(o.dataset >= 1, "--dataset", "must be >= 1");
   TINV_CHECK(!o.work.empty(), "--work", "is required");
-  TINV_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction", "--prediction",
-             "must be epsilon or v_prediction, not '", o.prediction, "'");
-  TINV_CHECK(o.init.empty() || o.part == "diffusion", "--init", "applies to the diffusion part only");
-  TINV_CHECK(o.init.empty() || file_exists(o.init), o.init, "no such checkpoint (--init)");
-  make_dirs(o.work);
+  TINV_CHECK(o.init.empty() || o.part == TrainPart::kDiffusion, "--init", "applies to the diffusion part only");
+  TINV_CHECK(o.init.empty() || file_exists(o.init.string()), o.init.string(), "no such checkpoint (--init)");
+  make_dirs(o.work.string());
   if (o.threads > 0) torch::set_num_threads(o.threads);
   torch::Device dev = resolve_device(o.device);
-  if (o.part == "vae") train_vae(o, dev);
-  else if (o.part == "decoder") train_decoder(o, dev);
-  else if (o.part == "diffusion") train_diffusion(o, dev);
+  if (o.part == TrainPart::kVae) train_vae(o, dev);
+  else if (o.part == TrainPart::kDecoder) train_decoder(o, dev);
+  else if (o.part == TrainPart::kDiffusion) train_diffusion(o, dev);
   else train_captioner(o, dev);
 }
 

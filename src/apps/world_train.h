@@ -3,7 +3,7 @@
 // (BLIP), on the procedural world of world.h; then the export of fp16 diffusers / BLIP folders.
 //
 //   tinv::world::TrainOptions o;
-//   o.part = "vae"; o.work = "runs/world"; o.steps = 1500;
+//   o.part = tinv::world::TrainPart::kVae; o.work = "runs/world"; o.steps = 1500;
 //   tinv::world::train_part(o);                 // resumes from runs/world/vae.ckpt.safetensors
 //   tinv::world::export_models("runs/world", "models");   // models/world-sd, models/world-blip
 //
@@ -17,8 +17,10 @@
 // world_configs() and docs/WORLD.md.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
+#include "common/device.h"
 #include "models/blip.h"
 #include "models/unet.h"
 #include "models/vae.h"
@@ -38,9 +40,24 @@ struct WorldConfigs {
 // clip_vocab: the world BPE's size; blip_vocab: tokens in blip-vocab.txt ([DEC] and [ENC] follow).
 WorldConfigs world_configs(int64_t clip_vocab, int64_t blip_vocab);
 
+// The part `tinv world train` trains: vae, decoder (fine-tune, encoder frozen), diffusion
+// (text encoder + UNet), captioner.
+enum class TrainPart { kVae, kDecoder, kDiffusion, kCaptioner };
+// "vae" | "decoder" | "diffusion" | "captioner": the command line's text and checkpoint names.
+std::string to_string(TrainPart part);
+// The inverse of to_string; throws tinv::Error("world train", "unknown part ...") for other text.
+TrainPart parse_train_part(const std::string& name);
+
+// The diffusion part's UNet target: the noise (epsilon) or v (v_prediction).
+enum class Prediction { kEpsilon, kVPrediction };
+// "epsilon" | "v_prediction": the --prediction text, and the scheduler config's prediction_type.
+std::string to_string(Prediction prediction);
+// The inverse of to_string; throws tinv::Error("--prediction", ...) for other text.
+Prediction parse_prediction(const std::string& name);
+
 struct TrainOptions {
-  std::string part;        // vae | diffusion | captioner
-  std::string work;        // work folder (created)
+  TrainPart part = TrainPart::kVae;
+  std::filesystem::path work;  // work folder (created)
   int64_t steps = 0;       // total optimisation steps (a resumed run continues up to this)
   int64_t stop_at = 0;     // > 0: stop after this step (the schedule still spans `steps`)
   int64_t batch = 0;       // 0: the part's default
@@ -48,10 +65,10 @@ struct TrainOptions {
   uint64_t seed = 0;
   int64_t save_every = 100;
   int64_t dataset = 16384; // diffusion: scenes in the latent training set
-  std::string prediction = "v_prediction";  // diffusion: epsilon | v_prediction (the UNet's target)
-  std::string init;        // diffusion: start from this checkpoint's weights when there is none yet
+  Prediction prediction = Prediction::kVPrediction;  // diffusion: the UNet's target
+  std::filesystem::path init;  // diffusion: start from this checkpoint's weights when there is none yet
   int threads = 0;         // 0: torch's default
-  std::string device = "auto";
+  DeviceChoice device;     // std::nullopt: auto (CUDA when available)
   bool progress = true;
 };
 

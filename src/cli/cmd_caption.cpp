@@ -20,7 +20,8 @@ namespace {
 
 struct CaptionArgs {
   std::vector<std::string> images;
-  std::string captioner, device = "auto";
+  std::string captioner;
+  DeviceChoice device;  // auto
   std::string prompt = "a picture of";
   std::vector<int64_t> prompt_ids;
   bool no_prompt = false, json = false, no_cache = false;

@@ -21,9 +21,9 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--model", o->model, "Stable Diffusion model (default: the bundled world-sd)");
   cmd->add_option("--captioner", o->captioner, "BLIP folder (default: the bundled world-blip)");
   cmd->add_option("--caption", o->caption, "Use this caption instead of running the captioner");
-  cmd->add_option("--init-from", o->init_from,
-                  "auto | caption (every caption token) | object (the world caption's object words)")
-      ->capture_default_str();
+  add_parsed(cmd, "--init-from", o->init_from, parse_demo_init,
+             "auto | caption (every caption token) | object (the world caption's object words)")
+      ->default_str(to_string(o->init_from));
   cmd->add_option("--name", o->name, "Concept name: placeholders <name_i>, trigger <name>");
   cmd->add_option("--steps", o->steps, "Inversion steps")->capture_default_str();
   cmd->add_option("--lr", o->lr, "Inversion learning rate")->capture_default_str();
@@ -48,7 +48,7 @@ void add_demo(CLI::App& app) {
     if (std::string exe = executable_path(); !exe.empty()) o->program = exe;
     DemoResult r = run_demo(*o);
     std::printf("caption: %s\n", r.caption.c_str());
-    std::printf("initialisation (%s): %s\n", r.init_from.c_str(), r.init_text.c_str());
+    std::printf("initialisation (%s): %s\n", to_string(r.init_from).c_str(), r.init_text.c_str());
     for (const auto& [stage, secs] : r.timings) std::printf("%s: %.1f s\n", stage.c_str(), secs);
     std::printf("report: %s\n", r.report.c_str());
   });

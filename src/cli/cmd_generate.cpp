@@ -30,7 +30,9 @@ namespace {
 struct GenerateArgs {
   std::string model, tokenizer, config, prediction_type;
   std::vector<std::string> embeddings;
-  std::string out = "outputs", device = "auto", dtype = "fp32";
+  std::string out = "outputs";
+  DeviceChoice device;                 // auto
+  torch::ScalarType dtype = torch::kFloat32;
   int64_t seed = -1;  // -1: random
   bool quiet = false;
   GenerateOptions opts;
@@ -67,7 +69,8 @@ void run_generate(GenerateArgs& a) {
   for (const auto& e : a.embeddings) TINV_CHECK(file_exists(e) || dir_exists(e), e, "no such embedding file");
   SdLoadOptions lo;
   lo.device = resolve_device(a.device);
-  lo.dtype = resolve_dtype(a.dtype, lo.device);
+  check_dtype(a.dtype, lo.device);
+  lo.dtype = a.dtype;
   lo.tokenizer_dir = a.tokenizer;
   lo.config_dir = a.config;
   lo.prediction_type = a.prediction_type;

@@ -17,8 +17,8 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--model", o->model,
                   "Diffusers folder or single-file checkpoint (default: the bundled world-sd)");
   cmd->add_option("--image", o->images, "Image files or folders (one or more)")->required();
-  cmd->add_option("--init", o->init, "Initialisation: caption | class | token")
-      ->capture_default_str();
+  add_parsed(cmd, "--init", o->init, parse_init_mode, "Initialisation: caption | class | token")
+      ->default_str(to_string(o->init));
   cmd->add_option("--caption", o->caption, "Caption of the images (--init caption)");
   cmd->add_option("--captioner", o->captioner,
                   "BLIP model folder to write the caption (default without --caption: the bundled "
@@ -32,21 +32,21 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--steps", o->steps, "Optimisation steps")->capture_default_str();
   cmd->add_option("--lr", o->lr, "AdamW learning rate")->capture_default_str();
   cmd->add_option("--batch", o->batch, "Batch size")->capture_default_str();
-  cmd->add_option("--templates", o->templates, "object | style | FILE (one per line, with {})")
-      ->capture_default_str();
+  add_parsed(cmd, "--templates", o->templates, parse_templates, "object | style | FILE (one per line, with {})")
+      ->default_str(to_string(o->templates));
   cmd->add_option("--resolution", o->resolution, "Training resolution (default: VAE sample_size)");
   cmd->add_flag("--flip", o->flip, "Also train on horizontally flipped images");
   cmd->add_option("--seed", o->seed, "Seed of the per-step draws")->capture_default_str();
-  cmd->add_option("--lr-schedule", o->lr_schedule, "constant | cosine | warmup")
-      ->capture_default_str();
+  add_parsed(cmd, "--lr-schedule", o->lr_schedule, parse_lr_schedule, "constant | cosine | warmup")
+      ->default_str(to_string(o->lr_schedule));
   cmd->add_option("--warmup-steps", o->warmup_steps, "Linear warm-up steps (default: warmup 10%)");
   cmd->add_option("--max-grad-norm", o->max_grad_norm, "Clip the gradient norm (0: off)")
       ->capture_default_str();
   cmd->add_option("--out", o->out, "Output file (default <name>.safetensors)");
-  cmd->add_option("--format", o->format,
-                  "diffusers | a1111 | kohya | all (SDXL: always the clip_l/clip_g file; diffusers and all "
-                  "add the load_textual_inversion pair in <stem>.diffusers/)")
-      ->capture_default_str();
+  add_parsed(cmd, "--format", o->format, parse_output_format,
+             "diffusers | a1111 | kohya | all (SDXL: always the clip_l/clip_g file; diffusers and all "
+             "add the load_textual_inversion pair in <stem>.diffusers/)")
+      ->default_str(to_string(o->format));
   cmd->add_option("--save-every", o->save_every, "Checkpoint every N steps (0: at the end)")
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from <stem>.checkpoint.safetensors");
@@ -59,19 +59,19 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--eval-pairs", o->eval_pairs, "Fixed (timestep, noise) pairs")
       ->capture_default_str();
   MethodOptions& m = o->method;  // docs/INVERSION.md, "Method options"
-  cmd->add_option("--optimizer", m.optimizer,
-                  "adamw | sphere (norm-fixed rows, only their direction learns: Riemannian Adam)")
-      ->capture_default_str();
-  cmd->add_option("--sphere-norm", m.sphere_norm,
-                  "sphere: mean (the vocabulary's mean token norm) | init (each row's initial norm)")
-      ->capture_default_str();
+  add_parsed(cmd, "--optimizer", m.optimizer, parse_optimizer,
+             "adamw | sphere (norm-fixed rows, only their direction learns: Riemannian Adam)")
+      ->default_str(to_string(m.optimizer));
+  add_parsed(cmd, "--sphere-norm", m.sphere_norm, parse_sphere_norm,
+             "sphere: mean (the vocabulary's mean token norm) | init (each row's initial norm)")
+      ->default_str(to_string(m.sphere_norm));
   cmd->add_option("--vmf-kappa", m.vmf_kappa,
                   "sphere: von Mises-Fisher prior weight toward the initial direction (0: off)")
       ->capture_default_str();
-  cmd->add_option("--init-space", m.init_space,
-                  "input (token embeddings) | output (the text encoder's output for each init token: "
-                  "cross initialisation)")
-      ->capture_default_str();
+  add_parsed(cmd, "--init-space", m.init_space, parse_init_space,
+             "input (token embeddings) | output (the text encoder's output for each init token: "
+             "cross initialisation)")
+      ->default_str(to_string(m.init_space));
   cmd->add_option("--reg-init", m.reg_init, "Weight of the L2 pull of the rows toward their start (0: off)")
       ->capture_default_str();
   cmd->add_option("--t-min", m.t_min, "Lowest training timestep")->capture_default_str();
@@ -88,7 +88,7 @@ void add_invert(CLI::App& app) {
   cmd->add_flag("!--no-progress", o->progress, "No progress bar");
   cmd->callback([o] {
     if (o->model.empty()) o->model = default_model_dir("world-sd");
-    if (o->init == "caption" && o->caption.empty() && o->captioner.empty())
+    if (o->init == InitMode::kCaption && o->caption.empty() && o->captioner.empty())
       o->captioner = default_model_dir("world-blip");
     InvertResult r = run_inversion(*o);
     std::printf("caption: %s\n", r.caption.c_str());

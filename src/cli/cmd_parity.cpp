@@ -13,18 +13,18 @@ void add_parity(CLI::App& app) {
   auto* cmd = app.add_subcommand("parity", "Run every parity case of a fixture folder");
   auto dir = std::make_shared<std::string>();
   auto only = std::make_shared<std::vector<std::string>>();
-  auto device = std::make_shared<std::string>("cpu");
-  auto dtype = std::make_shared<std::string>("fp32");
+  auto device = std::make_shared<DeviceChoice>(torch::Device(torch::kCPU));
+  auto dtype = std::make_shared<torch::ScalarType>(torch::kFloat32);
   cmd->add_option("dir", *dir, "Fixture folder (model/ and cases/)")->required();
   cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
                   "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
   add_device(cmd, *device, "cpu | cuda | cuda:N | auto: where models and inputs go");
-  cmd->add_option("--dtype", *dtype, "fp32 | bf16: the models' weights and inputs (bf16 tolerances: "
-                  "docs/PERFORMANCE.md)")->capture_default_str();
+  add_dtype(cmd, *dtype, "fp32 | bf16: the models' weights and inputs (bf16 tolerances: docs/PERFORMANCE.md)");
   cmd->callback([dir, only, device, dtype] {
     auto dev = resolve_device(*device);
-    int failures = parity::run(*dir, *only, std::cout, dev, resolve_dtype(*dtype, dev));
+    check_dtype(*dtype, dev);
+    int failures = parity::run(*dir, *only, std::cout, dev, *dtype);
     if (failures) throw CLI::RuntimeError(1);
   });
 }

@@ -2,6 +2,7 @@
 // for convergence and quality (src/apps/study.h, docs/convergence.md).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
 
@@ -27,8 +28,17 @@ template <typename T>
 void option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions::*field,
             const std::string& help) {
   auto* opt = cmd->add_option(name, a.given.*field, help);
-  if constexpr (!std::is_same_v<T, std::vector<std::string>> && !std::is_same_v<T, std::vector<int64_t>>)
+  if constexpr (!std::is_same_v<T, std::vector<std::string>> && !std::is_same_v<T, std::vector<int64_t>> &&
+                !std::is_same_v<T, std::vector<std::filesystem::path>>)
     opt->capture_default_str();
+  a.setters.push_back({opt, [&a, field](StudyOptions& o) { o.*field = a.given.*field; }});
+}
+
+// The same for a typed field whose text `parse` reads (add_parsed); `shown` is the default in --help.
+template <typename T, typename Parse>
+void parsed_option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions::*field, Parse parse,
+                   const std::string& help, const std::string& shown) {
+  auto* opt = add_parsed(cmd, name, a.given.*field, parse, help)->default_str(shown);
   a.setters.push_back({opt, [&a, field](StudyOptions& o) { o.*field = a.given.*field; }});
 }
 
@@ -69,7 +79,8 @@ void add_study(CLI::App& app) {
       "--variants", a->variants,
       "Named option sets instead of --modes, comma-separated: <mode>[+sphere][+cross][+tN|+tA-B], e.g. "
       "caption,caption+sphere,caption+cross,caption+t500,token,class");
-  option(cmd, s, "--sphere-norm", &StudyOptions::sphere_norm, "+sphere variants: mean | init (as tinv invert)");
+  parsed_option(cmd, s, "--sphere-norm", &StudyOptions::sphere_norm, parse_sphere_norm,
+                "+sphere variants: mean | init (as tinv invert)", to_string(s.given.sphere_norm));
   option(cmd, s, "--vmf-kappa", &StudyOptions::vmf_kappa, "+sphere variants: von Mises-Fisher prior weight");
   option(cmd, s, "--reg-init", &StudyOptions::reg_init, "+cross variants: L2 pull toward the start");
   option(cmd, s, "--stop-delta", &StudyOptions::stop_delta, "Early-stop rule: relative improvement that counts");
@@ -93,7 +104,7 @@ void add_study(CLI::App& app) {
   option(cmd, s, "--world-seed", &StudyOptions::world_seed, "World seed of the concept renderings");
   option(cmd, s, "--concept-index", &StudyOptions::concept_index, "Which rendering of each concept is trained on");
   option(cmd, s, "--out", &StudyOptions::out, "Output folder");
-  option(cmd, s, "--device", &StudyOptions::device, "auto | cpu | cuda | cuda:N");
+  parsed_option(cmd, s, "--device", &StudyOptions::device, parse_device, "auto | cpu | cuda | cuda:N", "auto");
   cmd->add_flag("--quick", a->quick,
                 "Tiny configuration for CI: 1 concept, 1 seed, 10 steps, checkpoints 0,5,10, 2 edits, 4 "
                 "sampler steps, --out study-quick (options given explicitly still apply)");

@@ -178,8 +178,8 @@ void add_world(CLI::App& app) {
   auto* train = world->add_subcommand(
       "train", "Train a part of the world model (vae, then diffusion; captioner any time); resumes");
   auto o = std::make_shared<TrainOptions>();
-  train->add_option("part", o->part, "vae | decoder (fine-tune, encoder frozen) | diffusion | captioner")->required()
-      ->check(CLI::IsMember({"vae", "decoder", "diffusion", "captioner"}));
+  add_parsed(train, "part", o->part, parse_train_part, "vae | decoder (fine-tune, encoder frozen) | diffusion | captioner")
+      ->required()->check(CLI::IsMember({"vae", "decoder", "diffusion", "captioner"}));
   train->add_option("--work", o->work, "Work folder (checkpoints, logs, tokenizer, latents)")->required();
   train->add_option("--steps", o->steps, "Total optimisation steps (a resumed run continues to this)")->required();
   train->add_option("--stop-at", o->stop_at, "Stop after this step; the schedule still spans --steps (0: run to --steps)")->capture_default_str();
@@ -188,8 +188,8 @@ void add_world(CLI::App& app) {
   train->add_option("--seed", o->seed, "Seed of the weights and of the data stream")->capture_default_str();
   train->add_option("--save-every", o->save_every, "Checkpoint every N steps")->capture_default_str();
   train->add_option("--dataset", o->dataset, "diffusion: training scenes encoded by the VAE")->capture_default_str();
-  train->add_option("--prediction", o->prediction, "diffusion: the UNet's target, epsilon or v_prediction")
-      ->capture_default_str()->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  add_parsed(train, "--prediction", o->prediction, parse_prediction, "diffusion: the UNet's target, epsilon or v_prediction")
+      ->default_str(to_string(o->prediction))->check(CLI::IsMember({"epsilon", "v_prediction"}));
   train->add_option("--init", o->init, "diffusion: start from this checkpoint's weights (when the work folder has none)");
   train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
   add_device(train, o->device);

@@ -1,8 +1,12 @@
 // Options several subcommands share, declared once: the same flag name, help text and default
-// display everywhere. Each returns the CLI11 option so a command can add to it.
+// display everywhere. Each returns the CLI11 option so a command can add to it. The command
+// line's text ends here: typed options are parsed into the apps' enums, paths and devices when
+// the command line is read (a bad value is a one-line tinv::Error naming the option, exit 1).
 //
 //   tinv::cli::add_device(cmd, o.device);      // --device auto | cpu | cuda | cuda:N
 //   tinv::cli::add_dtype(cmd, o.dtype);        // --dtype fp32 | bf16 | fp16 (CUDA)
+//   tinv::cli::add_parsed(cmd, "--init", o.init, parse_init_mode, "caption | class | token")
+//       ->default_str(to_string(o.init));      // any option with a parse function
 //   tinv::cli::add_quiet(cmd, quiet);          // --quiet: no progress bar
 #pragma once
 
@@ -10,18 +14,29 @@
 
 #include <string>
 
+#include "common/device.h"
+
 namespace tinv::cli {
 
-// --device: where the models run. Checked when the command runs (resolve_device, one-line
-// error naming --device).
-inline CLI::Option* add_device(CLI::App* cmd, std::string& device,
-                               const std::string& help = "auto | cpu | cuda | cuda:N (auto: CUDA when available)") {
-  return cmd->add_option("--device", device, help)->capture_default_str();
+// An option whose text `parse` turns into `field` (parse throws tinv::Error naming the option).
+// `field` must outlive the command (a member of the command's shared options struct).
+template <typename T, typename Parse>
+CLI::Option* add_parsed(CLI::App* cmd, const std::string& name, T& field, Parse parse, const std::string& help) {
+  return cmd->add_option_function<std::string>(
+      name, [&field, parse](const std::string& text) { field = parse(text); }, help);
 }
 
-// --dtype: the weights' and activations' compute dtype (resolve_dtype checks it).
-inline CLI::Option* add_dtype(CLI::App* cmd, std::string& dtype) {
-  return cmd->add_option("--dtype", dtype, "fp32 | bf16 | fp16 (CUDA only)")->capture_default_str();
+// --device: where the models run (parse_device; whether the machine has it is checked when the
+// command runs, by resolve_device).
+inline CLI::Option* add_device(CLI::App* cmd, DeviceChoice& device,
+                               const std::string& help = "auto | cpu | cuda | cuda:N (auto: CUDA when available)") {
+  return add_parsed(cmd, "--device", device, parse_device, help)->default_str(device_name(device));
+}
+
+// --dtype: the weights' and activations' compute dtype (parse_dtype; check_dtype when it runs).
+inline CLI::Option* add_dtype(CLI::App* cmd, torch::ScalarType& dtype,
+                              const std::string& help = "fp32 | bf16 | fp16 (CUDA only)") {
+  return add_parsed(cmd, "--dtype", dtype, parse_dtype, help)->default_str(dtype_name(dtype));
 }
 
 // --quiet: no progress bars on stderr.

@@ -11,17 +11,33 @@
 
 namespace tinv {
 
+std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::kSphere ? "sphere" : "adamw"; }
+std::string to_string(SphereNorm norm) { return norm == SphereNorm::kInit ? "init" : "mean"; }
+std::string to_string(InitSpace space) { return space == InitSpace::kOutput ? "output" : "input"; }
+
+OptimizerKind parse_optimizer(const std::string& name) {
+  if (name == "adamw") return OptimizerKind::kAdamW;
+  if (name == "sphere") return OptimizerKind::kSphere;
+  throw Error("--optimizer", "unknown optimizer '" + name + "' (adamw or sphere)");
+}
+
+SphereNorm parse_sphere_norm(const std::string& name) {
+  if (name == "mean") return SphereNorm::kMean;
+  if (name == "init") return SphereNorm::kInit;
+  throw Error("--sphere-norm", "unknown norm '" + name + "' (mean or init)");
+}
+
+InitSpace parse_init_space(const std::string& name) {
+  if (name == "input") return InitSpace::kInput;
+  if (name == "output") return InitSpace::kOutput;
+  throw Error("--init-space", "unknown space '" + name + "' (input or output)");
+}
+
 void MethodOptions::validate() const {
-  TINV_CHECK(optimizer == "adamw" || optimizer == "sphere", "--optimizer", "unknown optimizer '",
-             optimizer, "' (adamw or sphere)");
-  TINV_CHECK(sphere_norm == "mean" || sphere_norm == "init", "--sphere-norm", "unknown norm '",
-             sphere_norm, "' (mean or init)");
   TINV_CHECK(std::isfinite(vmf_kappa) && vmf_kappa >= 0, "--vmf-kappa", "must be a number >= 0, got ",
              vmf_kappa);
-  TINV_CHECK(vmf_kappa == 0 || optimizer == "sphere", "--vmf-kappa",
+  TINV_CHECK(vmf_kappa == 0 || optimizer == OptimizerKind::kSphere, "--vmf-kappa",
              "is a prior on the direction and needs --optimizer sphere");
-  TINV_CHECK(init_space == "input" || init_space == "output", "--init-space", "unknown space '",
-             init_space, "' (input or output)");
   TINV_CHECK(std::isfinite(reg_init) && reg_init >= 0, "--reg-init", "must be a number >= 0, got ",
              reg_init);
   TINV_CHECK(t_min >= 0, "--t-min", "must be >= 0, got ", t_min);
@@ -42,10 +58,10 @@ void MethodOptions::validate_timesteps(int64_t n) const {
 std::map<std::string, std::string> MethodOptions::non_default() const {
   const MethodOptions d;
   std::map<std::string, std::string> m;
-  if (optimizer != d.optimizer) m["optimizer"] = optimizer;
-  if (optimizer == "sphere") m["sphere_norm"] = sphere_norm;
+  if (optimizer != d.optimizer) m["optimizer"] = to_string(optimizer);
+  if (optimizer == OptimizerKind::kSphere) m["sphere_norm"] = to_string(sphere_norm);
   if (vmf_kappa != d.vmf_kappa) m["vmf_kappa"] = format_number(vmf_kappa);
-  if (init_space != d.init_space) m["init_space"] = init_space;
+  if (init_space != d.init_space) m["init_space"] = to_string(init_space);
   if (reg_init != d.reg_init) m["reg_init"] = format_number(reg_init);
   if (t_min != d.t_min) m["t_min"] = std::to_string(t_min);
   if (t_max != d.t_max) m["t_max"] = std::to_string(t_max);
@@ -57,12 +73,11 @@ std::map<std::string, std::string> MethodOptions::non_default() const {
 }
 
 torch::Tensor start_rows(ClipTextModel& te, const ClipTokenizer& tok, const std::vector<int64_t>& ids,
-                         const std::string& init_space) {
+                         InitSpace init_space) {
   torch::NoGradGuard no_grad;
   const auto device = te->parameters().front().device();
   const auto id_tensor = torch::tensor(ids, torch::kInt64);
-  if (init_space == "input") return te->token_embeddings(id_tensor.to(device)).to(torch::kCPU, torch::kFloat32);
-  TINV_CHECK(init_space == "output", "--init-space", "unknown space '", init_space, "' (input or output)");
+  if (init_space == InitSpace::kInput) return te->token_embeddings(id_tensor.to(device)).to(torch::kCPU, torch::kFloat32);
   const int64_t n = static_cast<int64_t>(ids.size());
   TINV_CHECK(n >= 1 && n + 2 <= tok.max_length(), "--init-space", "output: ", n,
              " init tokens do not fit with BOS and EOS in ", tok.max_length(), " positions");
@@ -90,10 +105,10 @@ double mean_token_norm(ClipTextModel& te) {
 
 void apply_method(const MethodOptions& m, ClipTextModel& te, const torch::Tensor& start, TrainerOptions& t,
                   ClipTextModel* te2) {
-  if (m.optimizer == "sphere") {
+  if (m.optimizer == OptimizerKind::kSphere) {
     const int64_t n = start.size(0);
     auto norms_of = [&](ClipTextModel& model, const torch::Tensor& part) {  // [n]
-      return m.sphere_norm == "mean" ? torch::full({n}, mean_token_norm(model), torch::kFloat32)
+      return m.sphere_norm == SphereNorm::kMean ? torch::full({n}, mean_token_norm(model), torch::kFloat32)
                                      : part.to(torch::kFloat32).norm(2, {1});
     };
     if (te2 == nullptr) {

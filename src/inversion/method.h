@@ -2,8 +2,8 @@
 // "Method options"), shared by `tinv invert` and the variants of `tinv study`:
 //
 //   tinv::MethodOptions m;            // defaults: today's recipe, draw for draw
-//   m.optimizer = "sphere";           // norm-fixed direction optimisation (DTI)
-//   m.init_space = "output";          // cross initialisation (Pang et al.)
+//   m.optimizer = tinv::OptimizerKind::kSphere;  // norm-fixed direction optimisation (DTI)
+//   m.init_space = tinv::InitSpace::kOutput;     // cross initialisation (Pang et al.)
 //   m.t_min = 500;                    // training timesteps in [500, N-1]
 //   m.validate();                     // tinv::Error("--optimizer", ...) etc.
 //
@@ -28,14 +28,32 @@ namespace tinv {
 
 struct TrainerOptions;  // inversion/trainer.h
 
+// --optimizer: adamw (AdamW on the rows) | sphere (Riemannian Adam on a fixed-norm sphere).
+enum class OptimizerKind { kAdamW, kSphere };
+// --sphere-norm: mean (the mean token-embedding norm of the vocabulary) | init (each row's
+// initial norm).
+enum class SphereNorm { kMean, kInit };
+// --init-space: input (token embeddings) | output (the text encoder's output for the init
+// tokens: cross initialisation).
+enum class InitSpace { kInput, kOutput };
+
+// The option texts above ("adamw", "mean", "input", ...), as the CLI reads them and as
+// non_default() writes them into checkpoints and embedding metadata.
+std::string to_string(OptimizerKind kind);
+std::string to_string(SphereNorm norm);
+std::string to_string(InitSpace space);
+// The inverses of to_string; each throws tinv::Error naming its option for other text
+// ("--optimizer: unknown optimizer 'sgd' (adamw or sphere)").
+OptimizerKind parse_optimizer(const std::string& name);
+SphereNorm parse_sphere_norm(const std::string& name);
+InitSpace parse_init_space(const std::string& name);
+
 struct MethodOptions {
-  std::string optimizer = "adamw";   // adamw | sphere (Riemannian Adam on a fixed-norm sphere)
-  std::string sphere_norm = "mean";  // sphere: mean (mean token-embedding norm of the vocabulary)
-                                     //         | init (each row's initial norm)
+  OptimizerKind optimizer = OptimizerKind::kAdamW;
+  SphereNorm sphere_norm = SphereNorm::kMean;  // sphere: the rows' fixed norms
   double vmf_kappa = 0;              // sphere: von Mises-Fisher prior weight toward the initial
                                      // direction (0: off)
-  std::string init_space = "input";  // input: token embeddings | output: the text encoder's
-                                     // output for the init tokens (cross initialisation)
+  InitSpace init_space = InitSpace::kInput;
   double reg_init = 0;               // weight of the L2 pull toward the start rows (0: off)
   int64_t t_min = 0;                 // training timesteps drawn uniformly from [t_min, t_max]
   int64_t t_max = -1;                // -1: the last timestep (N - 1)
@@ -59,9 +77,9 @@ struct MethodOptions {
 //   output  cross initialisation: the text encoder's output (last hidden state, after the final
 //           layer norm) at positions 1..n when BOS, ids, EOS, padding to max_length is encoded
 //           alone, i.e. row i is the output at the position of init token i.
-// Throws tinv::Error("--init-space", ...) for another space or ids that do not fit max_length.
+// Throws tinv::Error("--init-space", ...) for ids that do not fit max_length.
 torch::Tensor start_rows(ClipTextModel& text_encoder, const ClipTokenizer& tokenizer,
-                         const std::vector<int64_t>& ids, const std::string& init_space);
+                         const std::vector<int64_t>& ids, InitSpace init_space);
 
 // Mean L2 norm of the text encoder's token-embedding rows (the vocabulary, added rows excluded).
 double mean_token_norm(ClipTextModel& text_encoder);

@@ -42,9 +42,21 @@ size_t count_braces(const std::string& s) {
 
 }  // namespace
 
-std::vector<std::string> load_templates(const std::string& spec) {
-  if (spec == "object") return kObject;
-  if (spec == "style") return kStyle;
+TemplateSource parse_templates(const std::string& text) {
+  if (text == "object") return BuiltinTemplates::kObject;
+  if (text == "style") return BuiltinTemplates::kStyle;
+  return std::filesystem::path(text);
+}
+
+std::string to_string(const TemplateSource& source) {
+  if (const auto* file = std::get_if<std::filesystem::path>(&source)) return file->string();
+  return std::get<BuiltinTemplates>(source) == BuiltinTemplates::kStyle ? "style" : "object";
+}
+
+std::vector<std::string> load_templates(const TemplateSource& source) {
+  if (const auto* builtin = std::get_if<BuiltinTemplates>(&source))
+    return *builtin == BuiltinTemplates::kStyle ? kStyle : kObject;
+  const std::string spec = std::get<std::filesystem::path>(source).string();
   TINV_CHECK(file_exists(spec), "--templates", "'", spec,
              "' is neither 'object', 'style' nor a readable file");
   std::istringstream in(read_text_file(spec));

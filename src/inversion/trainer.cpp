@@ -246,7 +246,7 @@ bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
   return true;
 }
 
-torch::Tensor model_start_rows(StableDiffusion& sd, const std::vector<int64_t>& ids, const std::string& init_space) {
+torch::Tensor model_start_rows(StableDiffusion& sd, const std::vector<int64_t>& ids, InitSpace init_space) {
   torch::Tensor rows = start_rows(sd.text_encoder, *sd.tokenizer, ids, init_space);  // [n, h1]
   if (sd.is_xl()) rows = torch::cat({rows, start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, init_space)}, 1);
   return rows;

@@ -184,7 +184,7 @@ class InversionTrainer {
 
 // The rows a run on `sd` starts from for init token ids: start_rows of the text encoder, [n, d];
 // SDXL: of each encoder, [n, h1 + h2].
-torch::Tensor model_start_rows(StableDiffusion& sd, const std::vector<int64_t>& ids, const std::string& init_space);
+torch::Tensor model_start_rows(StableDiffusion& sd, const std::vector<int64_t>& ids, InitSpace init_space);
 
 // A trainer on sd's text encoder(s), UNet and scheduler for rows starting at `init_rows`: the
 // method applied to `topt` (apply_method); SDXL time_ids of square res x res images, no crop.

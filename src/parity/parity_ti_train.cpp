@@ -63,7 +63,7 @@ TiTrainFixture open_ti_train(const std::string& dir, const torch::Device& device
 TrainerOptions ti_train_options(const TiTrainFixture& fx, int64_t steps) {
   TrainerOptions opt;  // AdamW lr 5e-3, betas (0.9, 0.999), wd 1e-2, eps 1e-8, constant
   if (fx.md.count("lr")) opt.adam.lr = std::stod(fx.md.at("lr"));
-  opt.schedule = LrSchedule::parse("constant", opt.adam.lr, steps);
+  opt.schedule = LrSchedule::make(LrScheduleKind::kConstant, opt.adam.lr, steps);
   return opt;
 }
 

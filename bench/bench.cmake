@@ -9,3 +9,4 @@ target_compile_definitions(bench_invert PRIVATE TINV_SHARED_DIR="${TINV_SHARED_D
 target_link_libraries(bench_invert PRIVATE CLI11::CLI11)
 tinv_bench(bench_sdxl bench_sdxl.cpp)
 target_compile_definitions(bench_sdxl PRIVATE TINV_SHARED_DIR="${TINV_SHARED_DIR}")
+target_link_libraries(bench_sdxl PRIVATE CLI11::CLI11)

@@ -25,6 +25,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
 #include <sstream>
 
 #include "common/device.h"
@@ -39,114 +41,149 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+struct Config {
+  int64_t res = 256, batch = 1, iters = 1;
+  std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute", dtype_name = "fp32";
+  std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
+};
+
+// What every mode works on: the model on its device and dtype, one batch of inputs, the rows.
+struct Bench {
+  torch::Device dev = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;
+  tinv::StableDiffusion sd;
+  torch::Tensor image, ids, rows0;
+  std::optional<tinv::NoiseSchedule> sched;
+  std::unique_ptr<tinv::InversionTrainer> trainer;  // step mode, made on its first iteration
+  void sync() const {
+    if (dev.is_cuda()) torch::cuda::synchronize();
+  }
+};
+
+std::vector<std::string> split_modes(const std::string& modes) {
+  std::vector<std::string> out;
+  std::stringstream ss(modes);
+  for (std::string m; std::getline(ss, m, ',');) {
+    if (m != "parts" && m != "step" && m != "naive")
+      throw std::invalid_argument("--modes: unknown mode '" + m + "' (parts, step, naive)");
+    out.push_back(m);
+  }
+  return out;
+}
+
+void load(Bench& b, const Config& c) {
+  const double t0 = now();
+  b.sd = tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(),
+                                       tinv::ClipTextConfig::sd15(), 0);
+  b.sd.tokenizer = tinv::ClipTokenizer::load(c.tokenizer_dir);  // the CLIP vocabulary
+  b.sd.text_encoder->to(b.dev, b.dtype);
+  b.sd.unet->to(b.dev, b.dtype);
+  b.sd.vae->to(b.dev, b.dtype);
+  b.sd.device = b.dev;
+  b.sd.dtype = b.sd.vae_dtype = b.dtype;
+  b.sync();
+  std::printf("load %.1f s, rss %.2f GB\n", now() - t0, tinv::current_rss_bytes() / 1e9);
+  const int64_t n = 4;
+  const auto on = torch::TensorOptions().device(b.dev);
+  b.image = (torch::rand({c.batch, 3, c.res, c.res}, on) * 2 - 1).to(b.dtype);
+  b.ids = torch::full({c.batch, 77}, 49407, on.dtype(torch::kInt64));
+  for (int64_t i = 0; i < n; ++i) b.ids.select(1, 1 + i).fill_(49408 + i);
+  b.ids.select(1, 0).fill_(49406);
+  b.rows0 = b.sd.text_encoder->token_embeddings(torch::tensor({320, 1125, 539, 1929}, torch::kInt64).to(b.dev));
+  b.sched.emplace(b.sd.scheduler);
+}
+
+struct Draw {
+  torch::Tensor t, noise, latents;
+};
+
+// UNet forward+backward (grad to the encoder states only) and the text encoder's backward into
+// the rows, alone.
+void step_parts(Bench& b, const Draw& d) {
+  auto rows = b.rows0.clone().requires_grad_(true);
+  auto states = b.sd.text_encoder->forward(b.ids, rows);
+  auto st = states.detach().requires_grad_(true);
+  auto out = b.sd.unet->forward(b.sched->add_noise(d.latents, d.noise, d.t).to(b.dtype), d.t, st);
+  torch::mse_loss(out.to(torch::kFloat32), d.noise).backward();
+  states.backward(st.grad());
+}
+
+// Every weight requires grad, the VAE encodes every step, backward over everything.
+void step_naive(Bench& b, const Draw& d) {
+  std::vector<torch::Tensor> params = b.sd.unet->parameters();
+  for (const auto& p : b.sd.text_encoder->parameters()) params.push_back(p);
+  for (const auto& p : b.sd.vae->parameters()) params.push_back(p);
+  for (auto& p : params) p.set_requires_grad(true);
+  auto rows = b.rows0.clone().requires_grad_(true);
+  auto lat = b.sd.vae->encode(b.image).mean * 0.18215;  // no cache: encode every step
+  auto states = b.sd.text_encoder->forward(b.ids, rows);
+  auto out = b.sd.unet->forward(b.sched->add_noise(lat.to(torch::kFloat32), d.noise, d.t).to(b.dtype), d.t, states);
+  torch::mse_loss(out.to(torch::kFloat32), d.noise).backward();
+  for (auto& p : params) p.mutable_grad() = torch::Tensor();
+}
+
+// Seconds per iteration of one mode; step mode builds its trainer outside the timing.
+double time_mode(Bench& b, const Config& c, const std::string& mode) {
+  const int64_t h = c.res / 8;
+  const auto on = torch::TensorOptions().device(b.dev);
+  double total = 0;
+  for (int64_t it = 0; it < c.iters; ++it) {
+    const Draw d{torch::randint(0, 1000, {c.batch}, on.dtype(torch::kInt64)), torch::randn({c.batch, 4, h, h}, on),
+                 torch::randn({c.batch, 4, h, h}, on)};
+    if (mode == "step" && !b.trainer) {
+      tinv::TrainerOptions opt;
+      opt.schedule = tinv::LrSchedule::make(tinv::LrScheduleKind::kConstant, 5e-3, 1000);
+      b.trainer = std::make_unique<tinv::InversionTrainer>(
+          *b.sd.tokenizer, b.sd.text_encoder, b.sd.unet, b.sd.scheduler,
+          std::vector<std::string>{"<a_0>", "<a_1>", "<a_2>", "<a_3>"}, b.rows0, std::vector<std::string>{"{}"}, opt);
+    }
+    b.sync();
+    const double s = now();
+    if (mode == "parts") step_parts(b, d);
+    else if (mode == "step") b.trainer->step({std::vector<int64_t>(c.batch, 0), d.t, d.noise, d.latents});
+    else step_naive(b, d);
+    b.sync();
+    total += now() - s;
+  }
+  return total / c.iters;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t res = 256, batch = 1, iters = 1;
-  std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute",
-              dtype_name = "fp32";
-  std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
+  Config c;
   CLI::App app{"Textual-inversion step cost at SD1.5 size (random weights)", "bench_invert"};
-  app.add_option("--res", res, "image size in pixels (a multiple of 8)")->check(CLI::PositiveNumber);
-  app.add_option("--batch", batch, "images per step")->check(CLI::PositiveNumber);
-  app.add_option("--iters", iters, "timed iterations per mode")->check(CLI::PositiveNumber);
-  app.add_option("--modes", modes, "comma-separated: parts, step, naive");
-  app.add_option("--tokenizer", tokenizer_dir, "CLIP tokenizer folder")->check(CLI::ExistingDirectory);
-  app.add_option("--device", device_name, "cpu | cuda[:N] | auto");
-  app.add_option("--attention-backward", backward, "libtorch 1.13: recompute | autograd")
+  app.add_option("--res", c.res, "image size in pixels (a multiple of 8)")->check(CLI::PositiveNumber);
+  app.add_option("--batch", c.batch, "images per step")->check(CLI::PositiveNumber);
+  app.add_option("--iters", c.iters, "timed iterations per mode")->check(CLI::PositiveNumber);
+  app.add_option("--modes", c.modes, "comma-separated: parts, step, naive");
+  app.add_option("--tokenizer", c.tokenizer_dir, "CLIP tokenizer folder")->check(CLI::ExistingDirectory);
+  app.add_option("--device", c.device_name, "cpu | cuda[:N] | auto");
+  app.add_option("--attention-backward", c.backward, "libtorch 1.13: recompute | autograd")
       ->check(CLI::IsMember({"recompute", "autograd"}));
-  app.add_option("--dtype", dtype_name, "fp32 | bf16 | fp16 (CUDA)");
+  app.add_option("--dtype", c.dtype_name, "fp32 | bf16 | fp16 (CUDA)");
   CLI11_PARSE(app, argc, argv);
-  {
-    std::stringstream check(modes);
-    for (std::string m; std::getline(check, m, ',');)
-      if (m != "parts" && m != "step" && m != "naive") {
-        std::fprintf(stderr, "--modes: unknown mode '%s' (parts, step, naive)\n", m.c_str());
-        return 2;
-      }
-  }
-  tinv::set_attention_recompute(backward == "recompute");
-  const torch::Device dev = tinv::resolve_device(tinv::parse_device(device_name));
-  const torch::ScalarType dtype = tinv::parse_dtype(dtype_name);
-  tinv::check_dtype(dtype, dev);
-  auto sync = [&] {
-    if (dev.is_cuda()) torch::cuda::synchronize();
-  };
-  std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %s, %d threads, %lld iteration(s), libtorch %s, "
-              "attention backward: %s\n",
-              (long long)res, (long long)res, (long long)batch, dev.str().c_str(),
-              tinv::dtype_name(dtype).c_str(), torch::get_num_threads(),
-              (long long)iters, TORCH_VERSION, TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : backward.c_str());
-  double t0 = now();
-  auto sd = tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(),
-                                          tinv::ClipTextConfig::sd15(), 0);
-  sd.tokenizer = tinv::ClipTokenizer::load(tokenizer_dir);  // the CLIP vocabulary
-  sd.text_encoder->to(dev, dtype);
-  sd.unet->to(dev, dtype);
-  sd.vae->to(dev, dtype);
-  sd.device = dev;
-  sd.dtype = sd.vae_dtype = dtype;
-  sync();
-  std::printf("load %.1f s, rss %.2f GB\n", now() - t0, tinv::current_rss_bytes() / 1e9);
-  const int64_t h = res / 8, n = 4, d = 768;
-  const auto on = torch::TensorOptions().device(dev);
-  auto image = (torch::rand({batch, 3, res, res}, on) * 2 - 1).to(dtype);
-  auto ids = torch::full({batch, 77}, 49407, on.dtype(torch::kInt64));
-  for (int64_t i = 0; i < n; ++i) ids.select(1, 1 + i).fill_(49408 + i);
-  ids.select(1, 0).fill_(49406);
-  auto rows0 = sd.text_encoder->token_embeddings(torch::tensor({320, 1125, 539, 1929}, torch::kInt64).to(dev));
-  tinv::NoiseSchedule sched(sd.scheduler);
-
-  std::stringstream ss(modes);
-  for (std::string mode; std::getline(ss, mode, ',');) {
-    double total = 0;
-    for (int64_t it = 0; it < iters; ++it) {
-      auto t = torch::randint(0, 1000, {batch}, on.dtype(torch::kInt64));
-      auto noise = torch::randn({batch, 4, h, h}, on);
-      auto latents = torch::randn({batch, 4, h, h}, on);
-      sync();
-      double s = now();
-      if (mode == "parts") {
-        auto rows = rows0.clone().requires_grad_(true);
-        auto states = sd.text_encoder->forward(ids, rows);
-        auto st = states.detach().requires_grad_(true);
-        auto out = sd.unet->forward(sched.add_noise(latents, noise, t).to(dtype), t, st);
-        torch::mse_loss(out.to(torch::kFloat32), noise).backward();
-        states.backward(st.grad());
-      } else if (mode == "step") {
-        static std::unique_ptr<tinv::InversionTrainer> tr;
-        if (!tr) {
-          tinv::TrainerOptions opt;
-          opt.schedule = tinv::LrSchedule::make(tinv::LrScheduleKind::kConstant, 5e-3, 1000);
-          tr = std::make_unique<tinv::InversionTrainer>(*sd.tokenizer, sd.text_encoder, sd.unet,
-                                                        sd.scheduler, std::vector<std::string>{"<a_0>", "<a_1>", "<a_2>", "<a_3>"},
-                                                        rows0, std::vector<std::string>{"{}"}, opt);
-          sync();
-          s = now();
-        }
-        tr->step({std::vector<int64_t>(batch, 0), t, noise, latents});
-      } else if (mode == "naive") {
-        for (auto& p : sd.unet->parameters()) p.set_requires_grad(true);
-        for (auto& p : sd.text_encoder->parameters()) p.set_requires_grad(true);
-        for (auto& p : sd.vae->parameters()) p.set_requires_grad(true);
-        auto rows = rows0.clone().requires_grad_(true);
-        auto lat = sd.vae->encode(image).mean * 0.18215;  // no cache: encode every step
-        auto states = sd.text_encoder->forward(ids, rows);
-        auto out = sd.unet->forward(sched.add_noise(lat.to(torch::kFloat32), noise, t).to(dtype), t, states);
-        torch::mse_loss(out.to(torch::kFloat32), noise).backward();
-        for (auto& p : sd.unet->parameters()) p.mutable_grad() = torch::Tensor();
-        for (auto& p : sd.text_encoder->parameters()) p.mutable_grad() = torch::Tensor();
-        for (auto& p : sd.vae->parameters()) p.mutable_grad() = torch::Tensor();
-      } else {
-        std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
-        return 2;
-      }
-      sync();
-      total += now() - s;
+  try {
+    const std::vector<std::string> modes = split_modes(c.modes);
+    tinv::set_attention_recompute(c.backward == "recompute");
+    Bench b;
+    b.dev = tinv::resolve_device(tinv::parse_device(c.device_name));
+    b.dtype = tinv::parse_dtype(c.dtype_name);
+    tinv::check_dtype(b.dtype, b.dev);
+    std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %s, %d threads, %lld iteration(s), libtorch %s, "
+                "attention backward: %s\n",
+                (long long)c.res, (long long)c.res, (long long)c.batch, b.dev.str().c_str(),
+                tinv::dtype_name(b.dtype).c_str(), torch::get_num_threads(), (long long)c.iters, TORCH_VERSION,
+                TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : c.backward.c_str());
+    load(b, c);
+    for (const auto& mode : modes) {
+      const double per_step = time_mode(b, c, mode);
+      std::printf("%-6s %.2f s/step   peak rss so far %.2f GB\n", mode.c_str(), per_step, tinv::peak_rss_bytes() / 1e9);
+      std::fflush(stdout);
     }
-    std::printf("%-6s %.2f s/step   peak rss so far %.2f GB\n", mode.c_str(), total / iters,
-                tinv::peak_rss_bytes() / 1e9);
-    std::fflush(stdout);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_invert: %s\n", e.what());
+    return 2;
   }
   return 0;
 }

@@ -166,107 +166,129 @@ bool band_point(const PlotBand& b, size_t i) {
 bool series_point(const PlotSeries& s, size_t i) { return std::isfinite(s.x[i]) && std::isfinite(s.y[i]); }
 size_t series_size(const PlotSeries& s) { return std::min(s.x.size(), s.y.size()); }
 
-Scene layout(const LinePlot& p, const char* where) {
-  TINV_CHECK(p.width >= kMinSize && p.width <= kMaxSize && p.height >= kMinSize && p.height <= kMaxSize, where,
-             "plot size ", p.width, "x", p.height, ": width and height must each be ", kMinSize, "..", kMaxSize,
-             " pixels");
-  const double W = static_cast<double>(p.width), H = static_cast<double>(p.height);
-  Scene sc{p.width, p.height, {}};
-  Measure m;
-  const Rgb black{0, 0, 0}, grid{228, 228, 228}, dim{60, 60, 60};
+struct Range {
+  double xmin, xmax, ymin, ymax;
+};
 
-  // Data ranges.
+// The data's x and y range over every finite point of the series and bands, widened where it is
+// empty or a single value, and padded 5% in y.
+Range data_range(const LinePlot& p) {
   const double inf = std::numeric_limits<double>::infinity();
-  double xmin = inf, xmax = -inf, ymin = inf, ymax = -inf;
+  Range r{inf, -inf, inf, -inf};
   for (const auto& s : p.series)
     for (size_t i = 0; i < series_size(s); ++i) {
       if (!series_point(s, i)) continue;
-      xmin = std::min(xmin, s.x[i]), xmax = std::max(xmax, s.x[i]);
-      ymin = std::min(ymin, s.y[i]), ymax = std::max(ymax, s.y[i]);
+      r.xmin = std::min(r.xmin, s.x[i]), r.xmax = std::max(r.xmax, s.x[i]);
+      r.ymin = std::min(r.ymin, s.y[i]), r.ymax = std::max(r.ymax, s.y[i]);
     }
   for (const auto& b : p.bands)
     if (usable(b))
       for (size_t i = 0; i < b.x.size(); ++i) {
         if (!band_point(b, i)) continue;
-        xmin = std::min(xmin, b.x[i]), xmax = std::max(xmax, b.x[i]);
-        ymin = std::min({ymin, b.lo[i], b.hi[i]}), ymax = std::max({ymax, b.lo[i], b.hi[i]});
+        r.xmin = std::min(r.xmin, b.x[i]), r.xmax = std::max(r.xmax, b.x[i]);
+        r.ymin = std::min({r.ymin, b.lo[i], b.hi[i]}), r.ymax = std::max({r.ymax, b.lo[i], b.hi[i]});
       }
-  if (!(xmin <= xmax)) xmin = 0, xmax = 1;
-  if (!(ymin <= ymax)) ymin = 0, ymax = 1;
-  if (xmax == xmin) {
-    const double d = std::max(0.5, 0.05 * std::abs(xmin));
-    xmin -= d, xmax += d;
+  if (!(r.xmin <= r.xmax)) r.xmin = 0, r.xmax = 1;
+  if (!(r.ymin <= r.ymax)) r.ymin = 0, r.ymax = 1;
+  if (r.xmax == r.xmin) {
+    const double d = std::max(0.5, 0.05 * std::abs(r.xmin));
+    r.xmin -= d, r.xmax += d;
   }
-  if (ymax == ymin) {
-    const double d = std::max(0.5, 0.05 * std::abs(ymin));
-    ymin -= d, ymax += d;
+  if (r.ymax == r.ymin) {
+    const double d = std::max(0.5, 0.05 * std::abs(r.ymin));
+    r.ymin -= d, r.ymax += d;
   }
-  const double pad = 0.05 * (ymax - ymin);
-  ymin -= pad, ymax += pad;
+  const double pad = 0.05 * (r.ymax - r.ymin);
+  r.ymin -= pad, r.ymax += pad;
+  return r;
+}
 
-  const std::string title = clean_text(p.title), x_label = clean_text(p.x_label), y_label = clean_text(p.y_label);
+// The plot area in pixels, its ticks and their labels, and the data-to-pixel mapping.
+struct Frame {
+  Range r;
+  double left, right, top, bottom;
+  std::vector<double> xticks, yticks;
+  std::vector<std::string> xlabels, ylabels;
+  double px(double x) const { return left + (x - r.xmin) / (r.xmax - r.xmin) * (right - left); }
+  double py(double y) const { return bottom - (y - r.ymin) / (r.ymax - r.ymin) * (bottom - top); }
+  double xtick_base() const { return bottom + 5 + 4 + kAscent * kTickFont; }
+};
 
-  // Margins: title on top; x tick labels and the x label below; y label and y tick labels left.
-  const double top = title.empty() ? 12 : 8 + kTitleFont + 12;
-  const double bottom = H - (5 + 4 + (kAscent + kDescent) * kTickFont + (x_label.empty() ? 6 : 6 + kLabelFont + 8));
+// Margins: the title on top; x tick labels and the x label below; the y label and y tick labels
+// on the left.
+Frame make_frame(const LinePlot& p, const Range& r, const Measure& m, bool title, bool x_label, bool y_label) {
+  const double W = static_cast<double>(p.width), H = static_cast<double>(p.height);
+  Frame f{r, 0, 0, 0, 0, {}, {}, {}, {}};
+  f.top = title ? 8 + kTitleFont + 12 : 12;
+  const double bottom = H - (5 + 4 + (kAscent + kDescent) * kTickFont + (x_label ? 6 + kLabelFont + 8 : 6));
   double step_y = 1;
-  const auto yticks = nice_ticks(ymin, ymax, std::clamp(static_cast<int>((bottom - top) / 60), 2, 8), &step_y);
-  const auto ylabels = tick_labels(yticks, step_y);
+  f.yticks = nice_ticks(r.ymin, r.ymax, std::clamp(static_cast<int>((bottom - f.top) / 60), 2, 8), &step_y);
+  f.ylabels = tick_labels(f.yticks, step_y);
   double ytick_w = 0;
-  for (const auto& l : ylabels) ytick_w = std::max(ytick_w, m.width(l, kTickFont));
-  const double left = std::ceil(8 + (y_label.empty() ? 0 : kLabelFont + 6) + ytick_w + 4 + 5);
+  for (const auto& l : f.ylabels) ytick_w = std::max(ytick_w, m.width(l, kTickFont));
+  f.left = std::ceil(8 + (y_label ? kLabelFont + 6 : 0) + ytick_w + 4 + 5);
   double right = W - 16, step_x = 1;
-  auto xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 70), 2, 10), &step_x);
-  auto xlabels = tick_labels(xticks, step_x);
-  if (!xlabels.empty() && xticks.back() == xmax) {  // the last label centred on the right edge
-    right = std::min(right, W - 4 - m.width(xlabels.back(), kTickFont) / 2);
-    xticks = nice_ticks(xmin, xmax, std::clamp(static_cast<int>((right - left) / 70), 2, 10), &step_x);
-    xlabels = tick_labels(xticks, step_x);
+  auto x_ticks = [&] {
+    f.xticks = nice_ticks(r.xmin, r.xmax, std::clamp(static_cast<int>((right - f.left) / 70), 2, 10), &step_x);
+    f.xlabels = tick_labels(f.xticks, step_x);
+  };
+  x_ticks();
+  if (!f.xlabels.empty() && f.xticks.back() == r.xmax) {  // the last label centred on the right edge
+    right = std::min(right, W - 4 - m.width(f.xlabels.back(), kTickFont) / 2);
+    x_ticks();
   }
-  right = std::max(right, left + 1);
-  const double bottom_px = std::max(bottom, top + 1);
-  auto px = [&](double x) { return left + (x - xmin) / (xmax - xmin) * (right - left); };
-  auto py = [&](double y) { return bottom_px - (y - ymin) / (ymax - ymin) * (bottom_px - top); };
+  f.right = std::max(right, f.left + 1);
+  f.bottom = std::max(bottom, f.top + 1);
+  return f;
+}
 
-  // Grid, bands, axes and ticks.
-  Stroke g{{}, grid, 1, false};
-  for (double v : xticks) g.paths.push_back({{snap(px(v)), top}, {snap(px(v)), bottom_px}});
-  for (double v : yticks) g.paths.push_back({{left, snap(py(v))}, {right, snap(py(v))}});
+void add_grid_and_bands(Scene& sc, const LinePlot& p, const Frame& f) {
+  Stroke g{{}, {228, 228, 228}, 1, false};
+  for (double v : f.xticks) g.paths.push_back({{snap(f.px(v)), f.top}, {snap(f.px(v)), f.bottom}});
+  for (double v : f.yticks) g.paths.push_back({{f.left, snap(f.py(v))}, {f.right, snap(f.py(v))}});
   sc.items.push_back(g);
   for (const auto& b : p.bands) {
     if (!usable(b)) continue;
     std::vector<Pt> hi, lo;
     for (size_t i = 0; i < b.x.size(); ++i)
-      if (band_point(b, i)) hi.push_back({px(b.x[i]), py(b.hi[i])}), lo.push_back({px(b.x[i]), py(b.lo[i])});
+      if (band_point(b, i)) hi.push_back({f.px(b.x[i]), f.py(b.hi[i])}), lo.push_back({f.px(b.x[i]), f.py(b.lo[i])});
     if (hi.empty()) continue;
     if (hi.size() == 1) {  // one point: a column 2 px wide
       hi = {{hi[0].x - 1, hi[0].y}, {hi[0].x + 1, hi[0].y}};
       lo = {{lo[0].x - 1, lo[0].y}, {lo[0].x + 1, lo[0].y}};
     }
-    Fill f{hi, b.color, 0.2};
-    f.polygon.insert(f.polygon.end(), lo.rbegin(), lo.rend());
-    sc.items.push_back(f);
+    Fill fill{hi, b.color, 0.2};
+    fill.polygon.insert(fill.polygon.end(), lo.rbegin(), lo.rend());
+    sc.items.push_back(fill);
   }
-  Stroke axes{{{{snap(left), top}, {snap(left), snap(bottom_px)}, {right, snap(bottom_px)}}}, black, 1, false};
-  for (double v : xticks) axes.paths.push_back({{snap(px(v)), snap(bottom_px)}, {snap(px(v)), snap(bottom_px) + 5}});
-  for (double v : yticks) axes.paths.push_back({{snap(left) - 5, snap(py(v))}, {snap(left), snap(py(v))}});
-  sc.items.push_back(axes);
-  const double xtick_base = bottom_px + 5 + 4 + kAscent * kTickFont;
-  for (size_t i = 0; i < xticks.size(); ++i)
-    sc.items.push_back(Text{xlabels[i], px(xticks[i]), xtick_base, kTickFont, Anchor::Middle, false, false, dim});
-  for (size_t i = 0; i < yticks.size(); ++i)
-    sc.items.push_back(Text{ylabels[i], left - 5 - 4, py(yticks[i]) + kMiddle * kTickFont, kTickFont, Anchor::End,
-                            false, false, dim});
+}
 
-  // Curves.
+void add_axes(Scene& sc, const Frame& f) {
+  const Rgb dim{60, 60, 60};
+  const double l = snap(f.left), b = snap(f.bottom);
+  Stroke axes{{{{l, f.top}, {l, b}, {f.right, b}}}, {0, 0, 0}, 1, false};
+  for (double v : f.xticks) axes.paths.push_back({{snap(f.px(v)), b}, {snap(f.px(v)), b + 5}});
+  for (double v : f.yticks) axes.paths.push_back({{l - 5, snap(f.py(v))}, {l, snap(f.py(v))}});
+  sc.items.push_back(axes);
+  for (size_t i = 0; i < f.xticks.size(); ++i)
+    sc.items.push_back(Text{f.xlabels[i], f.px(f.xticks[i]), f.xtick_base(), kTickFont, Anchor::Middle, false, false,
+                            dim});
+  for (size_t i = 0; i < f.yticks.size(); ++i)
+    sc.items.push_back(Text{f.ylabels[i], f.left - 5 - 4, f.py(f.yticks[i]) + kMiddle * kTickFont, kTickFont,
+                            Anchor::End, false, false, dim});
+}
+
+// The curves; returns their points, and points every few pixels along their segments, for the
+// legend's placement.
+std::vector<Pt> add_curves(Scene& sc, const LinePlot& p, const Frame& f) {
   std::vector<Pt> all_points;
   for (const auto& s : p.series) {
     std::vector<Pt> pts;
     for (size_t i = 0; i < series_size(s); ++i)
-      if (series_point(s, i)) pts.push_back({px(s.x[i]), py(s.y[i])});
+      if (series_point(s, i)) pts.push_back({f.px(s.x[i]), f.py(s.y[i])});
     if (pts.empty()) continue;
     all_points.push_back(pts[0]);
-    for (size_t i = 1; i < pts.size(); ++i) {  // every few pixels along the segments too
+    for (size_t i = 1; i < pts.size(); ++i) {
       const double len = std::hypot(pts[i].x - pts[i - 1].x, pts[i].y - pts[i - 1].y);
       const int n = std::min(200, static_cast<int>(len / 4) + 1);
       for (int k = 1; k <= n; ++k)
@@ -275,58 +297,73 @@ Scene layout(const LinePlot& p, const char* where) {
     }
     sc.items.push_back(Stroke{{pts}, s.color, 2, true});
   }
+  return all_points;
+}
 
-  // Labels and title.
+void add_labels(Scene& sc, const Frame& f, const std::string& title, const std::string& x_label,
+                const std::string& y_label) {
+  const Rgb black{0, 0, 0};
   if (!x_label.empty())
-    sc.items.push_back(Text{x_label, (left + right) / 2, xtick_base + kDescent * kTickFont + 6 + kAscent * kLabelFont,
-                            kLabelFont, Anchor::Middle, false, false, black});
+    sc.items.push_back(Text{x_label, (f.left + f.right) / 2,
+                            f.xtick_base() + kDescent * kTickFont + 6 + kAscent * kLabelFont, kLabelFont,
+                            Anchor::Middle, false, false, black});
   if (!y_label.empty())
-    sc.items.push_back(Text{y_label, 8 + kAscent * kLabelFont, (top + bottom_px) / 2, kLabelFont, Anchor::Middle, false,
-                            true, black});
+    sc.items.push_back(Text{y_label, 8 + kAscent * kLabelFont, (f.top + f.bottom) / 2, kLabelFont, Anchor::Middle,
+                            false, true, black});
   if (!title.empty())
-    sc.items.push_back(Text{title, (left + right) / 2, 8 + kAscent * kTitleFont, kTitleFont, Anchor::Middle, true,
+    sc.items.push_back(Text{title, (f.left + f.right) / 2, 8 + kAscent * kTitleFont, kTitleFont, Anchor::Middle, true,
                             false, black});
+}
 
-  // Legend: in the corner of the plot area that covers the fewest curve points.
+// The legend: in the corner of the plot area that covers the fewest curve points.
+void add_legend(Scene& sc, const LinePlot& p, const Frame& f, const std::vector<Pt>& all_points, const Measure& m) {
   std::vector<std::pair<std::string, Rgb>> entries;
   for (const auto& s : p.series)
     if (!s.label.empty()) entries.emplace_back(clean_text(s.label), s.color);
-  if (!entries.empty()) {
-    const double row = 18, inner = 8, swatch = 22;
-    double text_w = 0;
-    for (const auto& e : entries) text_w = std::max(text_w, m.width(e.first, kLegendFont));
-    const double bw = std::ceil(inner + swatch + 6 + text_w + inner), bh = 6 + row * entries.size() + 6;
-    const double inset = 8;
-    const Pt corners[] = {{right - inset - bw, top + inset},
-                          {right - inset - bw, bottom_px - inset - bh},
-                          {left + inset, top + inset},
-                          {left + inset, bottom_px - inset - bh}};
-    Pt at = corners[0];
-    size_t best = std::numeric_limits<size_t>::max();
-    for (const Pt& c : corners) {
-      const size_t n = static_cast<size_t>(std::count_if(all_points.begin(), all_points.end(), [&](const Pt& q) {
-        return q.x >= c.x - 4 && q.x <= c.x + bw + 4 && q.y >= c.y - 4 && q.y <= c.y + bh + 4;
-      }));
-      if (n < best) best = n, at = c;
-    }
-    at = {std::floor(at.x), std::floor(at.y)};
-    const std::vector<Pt> box = {{at.x, at.y}, {at.x + bw, at.y}, {at.x + bw, at.y + bh}, {at.x, at.y + bh}};
-    sc.items.push_back(Fill{box, {255, 255, 255}, 0.85});
-    sc.items.push_back(Stroke{{{{at.x + 0.5, at.y + 0.5},
-                                {at.x + bw - 0.5, at.y + 0.5},
-                                {at.x + bw - 0.5, at.y + bh - 0.5},
-                                {at.x + 0.5, at.y + bh - 0.5},
-                                {at.x + 0.5, at.y + 0.5}}},
-                              {200, 200, 200},
-                              1,
-                              false});
-    for (size_t i = 0; i < entries.size(); ++i) {
-      const double cy = at.y + 6 + row * (static_cast<double>(i) + 0.5);
-      sc.items.push_back(Stroke{{{{at.x + inner, cy}, {at.x + inner + swatch, cy}}}, entries[i].second, 3, false});
-      sc.items.push_back(Text{entries[i].first, at.x + inner + swatch + 6, cy + kMiddle * kLegendFont, kLegendFont,
-                              Anchor::Start, false, false, black});
-    }
+  if (entries.empty()) return;
+  const double row = 18, inner = 8, swatch = 22;
+  double text_w = 0;
+  for (const auto& e : entries) text_w = std::max(text_w, m.width(e.first, kLegendFont));
+  const double bw = std::ceil(inner + swatch + 6 + text_w + inner), bh = 6 + row * entries.size() + 6;
+  const double inset = 8;
+  const Pt corners[] = {{f.right - inset - bw, f.top + inset},
+                        {f.right - inset - bw, f.bottom - inset - bh},
+                        {f.left + inset, f.top + inset},
+                        {f.left + inset, f.bottom - inset - bh}};
+  Pt at = corners[0];
+  size_t best = std::numeric_limits<size_t>::max();
+  for (const Pt& c : corners) {
+    const size_t n = static_cast<size_t>(std::count_if(all_points.begin(), all_points.end(), [&](const Pt& q) {
+      return q.x >= c.x - 4 && q.x <= c.x + bw + 4 && q.y >= c.y - 4 && q.y <= c.y + bh + 4;
+    }));
+    if (n < best) best = n, at = c;
   }
+  at = {std::floor(at.x), std::floor(at.y)};
+  const std::vector<Pt> box = {{at.x, at.y}, {at.x + bw, at.y}, {at.x + bw, at.y + bh}, {at.x, at.y + bh}};
+  sc.items.push_back(Fill{box, {255, 255, 255}, 0.85});
+  const double x0 = at.x + 0.5, y0 = at.y + 0.5, x1 = at.x + bw - 0.5, y1 = at.y + bh - 0.5;
+  sc.items.push_back(Stroke{{{{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}, {x0, y0}}}, {200, 200, 200}, 1, false});
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const double cy = at.y + 6 + row * (static_cast<double>(i) + 0.5);
+    sc.items.push_back(Stroke{{{{at.x + inner, cy}, {at.x + inner + swatch, cy}}}, entries[i].second, 3, false});
+    sc.items.push_back(Text{entries[i].first, at.x + inner + swatch + 6, cy + kMiddle * kLegendFont, kLegendFont,
+                            Anchor::Start, false, false, {0, 0, 0}});
+  }
+}
+
+Scene layout(const LinePlot& p, const char* where) {
+  TINV_CHECK(p.width >= kMinSize && p.width <= kMaxSize && p.height >= kMinSize && p.height <= kMaxSize, where,
+             "plot size ", p.width, "x", p.height, ": width and height must each be ", kMinSize, "..", kMaxSize,
+             " pixels");
+  Scene sc{p.width, p.height, {}};
+  const Measure m;
+  const std::string title = clean_text(p.title), x_label = clean_text(p.x_label), y_label = clean_text(p.y_label);
+  const Frame f = make_frame(p, data_range(p), m, !title.empty(), !x_label.empty(), !y_label.empty());
+  add_grid_and_bands(sc, p, f);
+  add_axes(sc, f);
+  const std::vector<Pt> all_points = add_curves(sc, p, f);
+  add_labels(sc, f, title, x_label, y_label);
+  add_legend(sc, p, f, all_points, m);
   return sc;
 }
 

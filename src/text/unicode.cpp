@@ -91,6 +91,30 @@ bool in_table(const Range (&table)[N], char32_t cp) {
   return it != std::begin(table) && cp <= (it - 1)->hi;
 }
 
+// Greek Extended (U+1F00..U+1FFF).
+char32_t lower_greek_extended(char32_t c) {
+  char32_t lo = c & 0xF;
+  char32_t row = c & 0xFFF0;
+  if ((row == 0x1F00 || row == 0x1F10 || row == 0x1F20 || row == 0x1F30 || row == 0x1F40 ||
+       row == 0x1F60 || row == 0x1F80 || row == 0x1F90 || row == 0x1FA0) && lo >= 8)
+    return (row == 0x1F10 || row == 0x1F40) && lo >= 0xE ? c : c - 8;
+  if (row == 0x1F50 && lo >= 8 && (lo % 2 == 1)) return c - 8;
+  switch (c) {
+    case 0x1FB8: case 0x1FB9: case 0x1FD8: case 0x1FD9: case 0x1FE8: case 0x1FE9: return c - 8;
+    case 0x1FBA: case 0x1FBB: return c - 0x1FBA + 0x1F70;
+    case 0x1FC8: case 0x1FC9: case 0x1FCA: case 0x1FCB: return c - 0x1FC8 + 0x1F72;
+    case 0x1FDA: case 0x1FDB: return c - 0x1FDA + 0x1F76;
+    case 0x1FEA: case 0x1FEB: return c - 0x1FEA + 0x1F7A;
+    case 0x1FF8: case 0x1FF9: return c - 0x1FF8 + 0x1F78;
+    case 0x1FFA: case 0x1FFB: return c - 0x1FFA + 0x1F7C;
+    case 0x1FBC: return 0x1FB3;
+    case 0x1FCC: return 0x1FC3;
+    case 0x1FEC: return 0x1FE5;
+    case 0x1FFC: return 0x1FF3;
+    default: return c;
+  }
+}
+
 // Simple lowercase mapping (one code point to one code point) for the covered scripts.
 char32_t lower_simple(char32_t c) {
   auto pair_even = [](char32_t c) { return (c % 2 == 0) ? c + 1 : c; };  // upper even
@@ -144,28 +168,7 @@ char32_t lower_simple(char32_t c) {
     if (c <= 0x1E95 || c >= 0x1EA0) return pair_even(c);
     return c;
   }
-  if (c >= 0x1F00 && c < 0x2000) {  // Greek Extended
-    char32_t lo = c & 0xF;
-    char32_t row = c & 0xFFF0;
-    if ((row == 0x1F00 || row == 0x1F10 || row == 0x1F20 || row == 0x1F30 || row == 0x1F40 ||
-         row == 0x1F60 || row == 0x1F80 || row == 0x1F90 || row == 0x1FA0) && lo >= 8)
-      return (row == 0x1F10 || row == 0x1F40) && lo >= 0xE ? c : c - 8;
-    if (row == 0x1F50 && lo >= 8 && (lo % 2 == 1)) return c - 8;
-    switch (c) {
-      case 0x1FB8: case 0x1FB9: case 0x1FD8: case 0x1FD9: case 0x1FE8: case 0x1FE9: return c - 8;
-      case 0x1FBA: case 0x1FBB: return c - 0x1FBA + 0x1F70;
-      case 0x1FC8: case 0x1FC9: case 0x1FCA: case 0x1FCB: return c - 0x1FC8 + 0x1F72;
-      case 0x1FDA: case 0x1FDB: return c - 0x1FDA + 0x1F76;
-      case 0x1FEA: case 0x1FEB: return c - 0x1FEA + 0x1F7A;
-      case 0x1FF8: case 0x1FF9: return c - 0x1FF8 + 0x1F78;
-      case 0x1FFA: case 0x1FFB: return c - 0x1FFA + 0x1F7C;
-      case 0x1FBC: return 0x1FB3;
-      case 0x1FCC: return 0x1FC3;
-      case 0x1FEC: return 0x1FE5;
-      case 0x1FFC: return 0x1FF3;
-      default: return c;
-    }
-  }
+  if (c >= 0x1F00 && c < 0x2000) return lower_greek_extended(c);
   if (c == 0x2126) return 0x3C9;
   if (c == 0x212A) return 'k';
   if (c == 0x212B) return 0xE5;

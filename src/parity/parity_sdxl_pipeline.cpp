@@ -49,9 +49,8 @@ double metadata_number(const SafeTensors& f, const std::string& key) {
 }
 
 // The ids tinv's tokenizers give `text` (after trigger expansion) vs the reference pair.
-CaseResult ids_case(const std::string& name, StableDiffusion& sd, const ExtraTokens& extra,
-                    const std::string& text, const SafeTensors& f, const std::string& key1,
-                    const std::string& key2) {
+CaseResult ids_case(const std::string& name, StableDiffusion& sd, const ExtraTokens& extra, const std::string& text,
+                    const SafeTensors& f, const std::string& key1, const std::string& key2) {
   const std::string expanded = extra.expand(text);
   auto ours = torch::stack({torch::tensor(sd.tokenizer->encode(expanded).ids, torch::kInt64),
                             torch::tensor(sd.tokenizer_2->encode(expanded).ids, torch::kInt64)});
@@ -91,8 +90,8 @@ void open_pipeline(PipelineFixture& fx) {
   fx.sd = load_stable_diffusion(join_path(fx.dir, "model"), opts);
   TINV_CHECK(fx.sd.is_xl(), fx.dir, "model/ did not load as SDXL");
   const double scaling = metadata_number(file, "scaling_factor");
-  TINV_CHECK(std::abs(scaling - fx.sd.vae_config.scaling_factor) < 1e-9, fx.path, "metadata scaling_factor ",
-             scaling, " differs from the VAE config's ", fx.sd.vae_config.scaling_factor);
+  TINV_CHECK(std::abs(scaling - fx.sd.vae_config.scaling_factor) < 1e-9, fx.path, "metadata scaling_factor ", scaling,
+             " differs from the VAE config's ", fx.sd.vae_config.scaling_factor);
   const bool zeros = metadata(file, "force_zeros_for_empty_prompt") == "true";
   TINV_CHECK(zeros == fx.sd.force_zeros_for_empty_prompt, fx.path,
              "force_zeros_for_empty_prompt differs from model_index.json");
@@ -109,9 +108,8 @@ void plain_cases(PipelineFixture& fx, Conditioning& cond, std::vector<CaseResult
   const SafeTensors& file = *fx.file;
   StableDiffusion& sd = fx.sd;
   ExtraTokens none;
-  results.push_back(guarded(p + "cond_ids", [&] {
-    return ids_case(p + "cond_ids", sd, none, fx.prompt, file, "cond_ids_1", "cond_ids_2");
-  }));
+  results.push_back(guarded(
+      p + "cond_ids", [&] { return ids_case(p + "cond_ids", sd, none, fx.prompt, file, "cond_ids_1", "cond_ids_2"); }));
   results.push_back(guarded(p + "uncond_ids", [&] {
     return ids_case(p + "uncond_ids", sd, none, "", file, "uncond_ids_1", "uncond_ids_2");
   }));
@@ -120,13 +118,13 @@ void plain_cases(PipelineFixture& fx, Conditioning& cond, std::vector<CaseResult
     r.tol = "exact";
     return r;
   }));
-  results.push_back(guarded(p + "sigmas", [&] {
-    return compare_rel(p + "sigmas", fx.sampler->sigmas(), file.get("sigmas"), 1e-5);
-  }));
+  results.push_back(
+      guarded(p + "sigmas", [&] { return compare_rel(p + "sigmas", fx.sampler->sigmas(), file.get("sigmas"), 1e-5); }));
   results.push_back(guarded(p + "cond_prompt_embeds", [&] {
     cond = encode_ids_xl(sd, none, input(file, "cond_ids_1", fx.device, torch::kInt64),
                          input(file, "cond_ids_2", fx.device, torch::kInt64));
-    return compare_rel(p + "cond_prompt_embeds", cond.states, file.get("cond_prompt_embeds"), tol_at(fx.dtype, kRel, kBf16Rel));
+    return compare_rel(p + "cond_prompt_embeds", cond.states, file.get("cond_prompt_embeds"),
+                       tol_at(fx.dtype, kRel, kBf16Rel));
   }));
   results.push_back(guarded(p + "cond_pooled", [&] {
     TINV_CHECK(cond.pooled.defined(), fx.path, "conditional encoding failed");
@@ -138,11 +136,13 @@ void plain_cases(PipelineFixture& fx, Conditioning& cond, std::vector<CaseResult
     // No negative prompt + force_zeros_for_empty_prompt: zero states AND pooled (generate() does this).
     Conditioning zero{torch::zeros_like(cond.states), torch::zeros_like(cond.pooled)};
     final_latents = fx.run(cond, zero);
-    return compare_rel(p + "final_latents", final_latents, file.get("final_latents"), tol_at(fx.dtype, kRel, kBf16LoopRel));
+    return compare_rel(p + "final_latents", final_latents, file.get("final_latents"),
+                       tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
   results.push_back(guarded(p + "image", [&] {
     TINV_CHECK(final_latents.defined(), fx.path, "no final latents (the loop failed)");
-    return compare_rel(p + "image", decode_latents(sd, final_latents), file.get("image"), tol_at(fx.dtype, kRel, kBf16LoopRel));
+    return compare_rel(p + "image", decode_latents(sd, final_latents), file.get("image"),
+                       tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
 }
 
@@ -154,15 +154,18 @@ void negative_cases(PipelineFixture& fx, const Conditioning& cond, std::vector<C
   const std::string n = "pipeline_euler.encoded_negative.";
   results.push_back(guarded(n + "uncond_prompt_embeds", [&] {
     neg = encode_text(fx.sd, none, "");
-    return compare_rel(n + "uncond_prompt_embeds", neg.states, file.get("encoded_negative.uncond_prompt_embeds"), tol_at(fx.dtype, kRel, kBf16Rel));
+    return compare_rel(n + "uncond_prompt_embeds", neg.states, file.get("encoded_negative.uncond_prompt_embeds"),
+                       tol_at(fx.dtype, kRel, kBf16Rel));
   }));
   results.push_back(guarded(n + "uncond_pooled", [&] {
     TINV_CHECK(neg.pooled.defined(), fx.path, "encoding \"\" failed");
-    return compare_rel(n + "uncond_pooled", neg.pooled, file.get("encoded_negative.uncond_pooled"), tol_at(fx.dtype, kRel, kBf16Rel));
+    return compare_rel(n + "uncond_pooled", neg.pooled, file.get("encoded_negative.uncond_pooled"),
+                       tol_at(fx.dtype, kRel, kBf16Rel));
   }));
   results.push_back(guarded(n + "final_latents", [&] {
     TINV_CHECK(cond.states.defined() && neg.states.defined(), fx.path, "encoding failed");
-    return compare_rel(n + "final_latents", fx.run(cond, neg), file.get("encoded_negative.final_latents"), tol_at(fx.dtype, kRel, kBf16LoopRel));
+    return compare_rel(n + "final_latents", fx.run(cond, neg), file.get("encoded_negative.final_latents"),
+                       tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
 }
 
@@ -190,13 +193,26 @@ void ti_cases(PipelineFixture& fx, std::vector<CaseResult>& results) {
     auto c = encode_ids_xl(sd, *extra, input(file, "ti.cond_ids_1", fx.device, torch::kInt64),
                            input(file, "ti.cond_ids_2", fx.device, torch::kInt64));
     Conditioning zero{torch::zeros_like(c.states), torch::zeros_like(c.pooled)};
-    return compare_rel(t + "final_latents", fx.run(c, zero), file.get("ti.final_latents"), tol_at(fx.dtype, kRel, kBf16LoopRel));
+    return compare_rel(t + "final_latents", fx.run(c, zero), file.get("ti.final_latents"),
+                       tol_at(fx.dtype, kRel, kBf16LoopRel));
   }));
 }
 
+// The ti_train cases, in the order they are reported.
+const char* const kTiTrainCases[] = {"ti_train.input_ids_1",
+                                     "ti_train.input_ids_2",
+                                     "ti_train.init_l",
+                                     "ti_train.init_g",
+                                     "ti_train.losses",
+                                     "ti_train.first_step_grad_l",
+                                     "ti_train.first_step_grad_g",
+                                     "ti_train.final_l",
+                                     "ti_train.final_g"};
+
 }  // namespace
 
-std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
+std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device,
+                                          torch::ScalarType dtype) {
   PipelineFixture fx;
   fx.dtype = dtype;
   fx.dir = dir;
@@ -215,10 +231,9 @@ std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::D
   return results;
 }
 
-std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
-  const std::vector<std::string> names = {"ti_train.input_ids_1", "ti_train.input_ids_2", "ti_train.init_l",
-                                          "ti_train.init_g", "ti_train.losses", "ti_train.first_step_grad_l",
-                                          "ti_train.first_step_grad_g", "ti_train.final_l", "ti_train.final_g"};
+std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::Device& device,
+                                          torch::ScalarType dtype) {
+  const std::vector<std::string> names(std::begin(kTiTrainCases), std::end(kTiTrainCases));
   try {
     TiTrainFixture fx = open_ti_train(dir, device, true, dtype);
     const std::string& path = fx.path;
@@ -252,8 +267,10 @@ std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::D
     };
     out.push_back(input_ids_case(names[0], false, "input_ids_1"));
     out.push_back(input_ids_case(names[1], true, "input_ids_2"));
-    out.push_back(guarded(names[2], [&] { return compare_rel(names[2], init_l, f.get("init_l"), tol_at(dtype, 1e-3, kBf16InitRel)); }));
-    out.push_back(guarded(names[3], [&] { return compare_rel(names[3], init_g, f.get("init_g"), tol_at(dtype, 1e-3, kBf16InitRel)); }));
+    out.push_back(guarded(
+        names[2], [&] { return compare_rel(names[2], init_l, f.get("init_l"), tol_at(dtype, 1e-3, kBf16InitRel)); }));
+    out.push_back(guarded(
+        names[3], [&] { return compare_rel(names[3], init_g, f.get("init_g"), tol_at(dtype, 1e-3, kBf16InitRel)); }));
 
     const TiTrainReplay run = replay(trainer, source);
     out.push_back(losses_case(names[4], run, f, dtype));
@@ -261,11 +278,13 @@ std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::D
       TINV_CHECK(rows.defined(), path, "the run produced no rows");
       return g ? rows.narrow(1, h1, rows.size(1) - h1) : rows.narrow(1, 0, h1);
     };
-    out.push_back(guarded(names[5], [&] { return compare_rel(names[5], split(run.first_grad, false), f.get("first_step_grad_l"), tol_at(dtype, 1e-3, kBf16GradRel)); }));
-    out.push_back(guarded(names[6], [&] { return compare_rel(names[6], split(run.first_grad, true), f.get("first_step_grad_g"), tol_at(dtype, 1e-3, kBf16GradRel)); }));
-    auto final_rows = trainer.embeddings();
-    out.push_back(guarded(names[7], [&] { return compare_rel(names[7], split(final_rows, false), f.get("final_l"), tol_at(dtype, 1e-3, kBf16Rel)); }));
-    out.push_back(guarded(names[8], [&] { return compare_rel(names[8], split(final_rows, true), f.get("final_g"), tol_at(dtype, 1e-3, kBf16Rel)); }));
+    const torch::Tensor final_rows = trainer.embeddings();
+    const char* keys[] = {"first_step_grad_l", "first_step_grad_g", "final_l", "final_g"};
+    for (int k = 0; k < 4; ++k)  // names[5..8]: the first step's gradient, then the final rows; l, then g
+      out.push_back(guarded(names[5 + k], [&] {
+        return compare_rel(names[5 + k], split(k < 2 ? run.first_grad : final_rows, k % 2 == 1), f.get(keys[k]),
+                           tol_at(dtype, 1e-3, k < 2 ? kBf16GradRel : kBf16Rel));
+      }));
     return out;
   } catch (const std::exception& e) {
     return all_failed(names, e.what());

@@ -18,15 +18,15 @@ namespace {
 constexpr double kMB = 1024.0 * 1024.0;
 
 tinv::StableDiffusion& sd15() {
-  static tinv::StableDiffusion sd = tinv::random_stable_diffusion(
-      tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(), tinv::ClipTextConfig::sd15(), 0);
+  static tinv::StableDiffusion sd =
+      tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(), tinv::ClipTextConfig::sd15(), 0);
   return sd;
 }
 
 void report(benchmark::State& state) {
   auto& sd = sd15();
-  int64_t params = tinv::count_parameters(*sd.unet) + tinv::count_parameters(*sd.vae) +
-                   tinv::count_parameters(*sd.text_encoder);
+  int64_t params =
+      tinv::count_parameters(*sd.unet) + tinv::count_parameters(*sd.vae) + tinv::count_parameters(*sd.text_encoder);
   state.counters["peak_rss_MB"] = static_cast<double>(tinv::peak_rss_bytes()) / kMB;
   state.counters["weights_MB"] = static_cast<double>(params) * 4 / kMB;
 }
@@ -42,8 +42,7 @@ void BM_Step(benchmark::State& state) {
   auto latents = torch::randn({1, 4, size / f, size / f});  // [1, 4, h, w]
   auto cond = torch::randn({1, 77, 768});                   // [1, 77, 768]
   auto uncond = torch::randn({1, 77, 768});
-  for (auto _ : state)
-    benchmark::DoNotOptimize(tinv::denoise(sd, *sampler, latents, cond, uncond, 7.5, nullptr));
+  for (auto _ : state) benchmark::DoNotOptimize(tinv::denoise(sd, *sampler, latents, cond, uncond, 7.5, nullptr));
   report(state);
 }
 

@@ -26,20 +26,18 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
-#include <stdexcept>
 #include <sstream>
+#include <stdexcept>
 
 #include "common/device.h"
 #include "common/memory.h"
-#include "nn/attention_ops.h"
 #include "inversion/trainer.h"
 #include "models/stable_diffusion.h"
+#include "nn/attention_ops.h"
 
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 struct Config {
   int64_t res = 256, batch = 1, iters = 1;
@@ -73,8 +71,8 @@ std::vector<std::string> split_modes(const std::string& modes) {
 
 void load(Bench& b, const Config& c) {
   const double t0 = now();
-  b.sd = tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(),
-                                       tinv::ClipTextConfig::sd15(), 0);
+  b.sd =
+      tinv::random_stable_diffusion(tinv::UNetConfig::sd15(), tinv::VaeConfig::sd15(), tinv::ClipTextConfig::sd15(), 0);
   b.sd.tokenizer = tinv::ClipTokenizer::load(c.tokenizer_dir);  // the CLIP vocabulary
   b.sd.text_encoder->to(b.dev, b.dtype);
   b.sd.unet->to(b.dev, b.dtype);
@@ -139,9 +137,12 @@ double time_mode(Bench& b, const Config& c, const std::string& mode) {
     }
     b.sync();
     const double s = now();
-    if (mode == "parts") step_parts(b, d);
-    else if (mode == "step") b.trainer->step({std::vector<int64_t>(c.batch, 0), d.t, d.noise, d.latents});
-    else step_naive(b, d);
+    if (mode == "parts")
+      step_parts(b, d);
+    else if (mode == "step")
+      b.trainer->step({std::vector<int64_t>(c.batch, 0), d.t, d.noise, d.latents});
+    else
+      step_naive(b, d);
     b.sync();
     total += now() - s;
   }
@@ -170,11 +171,12 @@ int main(int argc, char** argv) {
     b.dev = tinv::resolve_device(tinv::parse_device(c.device_name));
     b.dtype = tinv::parse_dtype(c.dtype_name);
     tinv::check_dtype(b.dtype, b.dev);
-    std::printf("SD1.5 random weights, %lldx%lld, batch %lld, %s, %s, %d threads, %lld iteration(s), libtorch %s, "
-                "attention backward: %s\n",
-                (long long)c.res, (long long)c.res, (long long)c.batch, b.dev.str().c_str(),
-                tinv::dtype_name(b.dtype).c_str(), torch::get_num_threads(), (long long)c.iters, TORCH_VERSION,
-                TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : c.backward.c_str());
+    std::printf(
+        "SD1.5 random weights, %lldx%lld, batch %lld, %s, %s, %d threads, %lld iteration(s), libtorch %s, "
+        "attention backward: %s\n",
+        (long long)c.res, (long long)c.res, (long long)c.batch, b.dev.str().c_str(), tinv::dtype_name(b.dtype).c_str(),
+        torch::get_num_threads(), (long long)c.iters, TORCH_VERSION,
+        TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : c.backward.c_str());
     load(b, c);
     for (const auto& mode : modes) {
       const double per_step = time_mode(b, c, mode);

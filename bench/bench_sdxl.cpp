@@ -34,9 +34,7 @@
 
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 struct Config {
   int64_t res = 512, iters = 1;
@@ -97,8 +95,7 @@ Run prepare_sample(tinv::StableDiffusion& sd, int64_t res) {
     torch::NoGradGuard no_grad;
     auto sampler = tinv::make_sampler("euler", sd.scheduler);
     sampler->set_timesteps(1);
-    tinv::denoise(sd, *sampler, d.latents * sampler->init_noise_sigma(), cond, uncond, 7.5, nullptr, nullptr,
-                  time_ids);
+    tinv::denoise(sd, *sampler, d.latents * sampler->init_noise_sigma(), cond, uncond, 7.5, nullptr, nullptr, time_ids);
   };
 }
 

@@ -27,7 +27,8 @@ torch::Tensor prompt_ids(int64_t batch) {
   torch::manual_seed(1);
   auto ids = torch::full({batch, kLength}, c.eos_token_id, torch::kLong);
   ids.narrow(1, 1, 20).copy_(torch::randint(0, c.vocab_size - 2, {batch, 20}, torch::kLong));
-  ids.narrow(1, 5, kExtraRows).copy_(torch::arange(c.vocab_size, c.vocab_size + kExtraRows).expand({batch, kExtraRows}));
+  ids.narrow(1, 5, kExtraRows)
+      .copy_(torch::arange(c.vocab_size, c.vocab_size + kExtraRows).expand({batch, kExtraRows}));
   ids.select(1, 0).fill_(c.bos_token_id);
   return ids;
 }

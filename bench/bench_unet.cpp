@@ -13,13 +13,13 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 
 #include "common/memory.h"
 #include "io/state_dict.h"
-#include "nn/attention_ops.h"
 #include "models/unet.h"
+#include "nn/attention_ops.h"
 
 namespace {
 
@@ -43,15 +43,18 @@ FlopCount unet_forward_flops(const UNetConfig& c, int64_t h, int64_t w, int64_t 
     lin(temb, out, 1);
   };
   auto transformer = [&](double ch, double hw, int64_t layers) {
-    if (c.use_linear_projection) lin(ch, ch, 2 * hw); else conv(ch, ch, 1, 2 * hw);
+    if (c.use_linear_projection)
+      lin(ch, ch, 2 * hw);
+    else
+      conv(ch, ch, 1, 2 * hw);
     for (int64_t k = 0; k < layers; ++k) {
-      lin(ch, ch, 4 * hw);                       // attn1 q, k, v, out
-      f.attention += 2 * 2 * hw * hw * ch;       // QK^T and PV over all heads
-      lin(ch, ch, 2 * hw);                       // attn2 q, out
-      lin(cross, ch, 2.0 * len);                 // attn2 k, v
+      lin(ch, ch, 4 * hw);                  // attn1 q, k, v, out
+      f.attention += 2 * 2 * hw * hw * ch;  // QK^T and PV over all heads
+      lin(ch, ch, 2 * hw);                  // attn2 q, out
+      lin(cross, ch, 2.0 * len);            // attn2 k, v
       f.attention += 2 * 2 * hw * len * ch;
-      lin(ch, 8 * ch, hw);                       // GEGLU proj
-      lin(4 * ch, ch, hw);                       // ff.net.2
+      lin(ch, 8 * ch, hw);  // GEGLU proj
+      lin(4 * ch, ch, hw);  // ff.net.2
     }
   };
   int64_t n = c.num_blocks();
@@ -59,7 +62,9 @@ FlopCount unet_forward_flops(const UNetConfig& c, int64_t h, int64_t w, int64_t 
   lin(ch[0], temb, 1);
   lin(temb, temb, 1);
   conv(c.in_channels, ch[0], c.conv_in_kernel, h * w);
-  struct Skip { int64_t ch, h, w; };
+  struct Skip {
+    int64_t ch, h, w;
+  };
   std::vector<Skip> skips{{ch[0], h, w}};
   int64_t x = ch[0];
   for (int64_t i = 0; i < n; ++i) {
@@ -117,8 +122,8 @@ tinv::UNet2DConditionModel& sd15_unet() {
     auto* u = new tinv::UNet2DConditionModel(UNetConfig::sd15());  // libtorch default init
     tinv::freeze(**u);
     (*u)->eval();
-    std::printf("SD1.5 UNet: %.1f M parameters, RSS after build %.2f GB\n",
-                tinv::count_parameters(**u) / 1e6, tinv::current_rss_bytes() / 1e9);
+    std::printf("SD1.5 UNet: %.1f M parameters, RSS after build %.2f GB\n", tinv::count_parameters(**u) / 1e6,
+                tinv::current_rss_bytes() / 1e9);
     // Warm-up (oneDNN primitive creation for the 32x32 shapes): one forward + backward.
     auto ctx = torch::randn({1, 77, 768}).requires_grad_(true);
     (*u)->forward(torch::randn({1, 4, 32, 32}), torch::tensor({500}), ctx).sum().backward();
@@ -127,9 +132,7 @@ tinv::UNet2DConditionModel& sd15_unet() {
   return *unet;
 }
 
-void rss_counter(benchmark::State& state) {
-  state.counters["peak_RSS_GB"] = tinv::peak_rss_bytes() / 1e9;
-}
+void rss_counter(benchmark::State& state) { state.counters["peak_RSS_GB"] = tinv::peak_rss_bytes() / 1e9; }
 
 void BM_Conv3x3Rate(benchmark::State& state) {
   set_threads();
@@ -266,7 +269,14 @@ void BM_UNetForwardBackward(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_Conv3x3Rate)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_SelfAttention4096)->Args({0, 0})->Args({0, 64})->Args({0, 256})->Args({1, 0})->Args({1, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SelfAttention4096)
+    ->Args({0, 0})
+    ->Args({0, 64})
+    ->Args({0, 256})
+    ->Args({1, 0})
+    ->Args({1, 64})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_AttentionParts)->DenseRange(0, 4)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GroupNormSiLU64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_UNetForward)->Arg(32)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -32,11 +32,16 @@ int main(int argc, char** argv) {
   for (int i = 3; i + 1 < argc + 1; i += 2) {
     if (i + 1 >= argc) return usage();
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--steps") steps = std::atoi(value.c_str());
-    else if (flag == "--model") model = value;
-    else if (flag == "--captioner") captioner_dir = value;
-    else if (flag == "--prompt") prompt = value;
-    else return usage();
+    if (flag == "--steps")
+      steps = std::atoi(value.c_str());
+    else if (flag == "--model")
+      model = value;
+    else if (flag == "--captioner")
+      captioner_dir = value;
+    else if (flag == "--prompt")
+      prompt = value;
+    else
+      return usage();
   }
   try {
     std::printf("%s\n", tinv::api::version().c_str());

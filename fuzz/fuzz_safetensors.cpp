@@ -18,8 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto& info = file.info(name);
       if (info.end < info.begin || info.end > size) __builtin_trap();
       torch::Tensor v = file.view(name);
-      if (static_cast<uint64_t>(v.numel()) * v.element_size() != info.end - info.begin)
-        __builtin_trap();
+      if (static_cast<uint64_t>(v.numel()) * v.element_size() != info.end - info.begin) __builtin_trap();
       if (v.numel() > 0 && v.numel() < 4096) {
         volatile double sum = file.get(name).sum().item<double>();  // touches every byte
         (void)sum;

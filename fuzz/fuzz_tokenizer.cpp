@@ -16,8 +16,7 @@ namespace {
 const tinv::ClipTokenizer& base_tokenizer() {
   static const tinv::ClipTokenizer tok = [] {
     const char* dir = std::getenv("TINV_FUZZ_TOKENIZER");
-    auto t = tinv::ClipTokenizer::load(
-        dir ? dir : TINV_SHARED_DIR "/fixtures/tiny-sd15/model/tokenizer");
+    auto t = tinv::ClipTokenizer::load(dir ? dir : TINV_SHARED_DIR "/fixtures/tiny-sd15/model/tokenizer");
     t.add_token("<x>");
     t.add_token("<cat-toy>");
     t.add_token("<x>y");

@@ -7,6 +7,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
+  clang-format                         # the C++ layout (.clang-format; the format ctest)
   libtorch-dev libopenblas0-openmp     # libtorch; OpenBLAS makes its matmul ~15x faster
   nlohmann-json3-dev libstb-dev libcli11-dev googletest libbenchmark-dev
   libcairo2-dev fonts-dejavu-core      # plots (io/plot.h): Cairo, the DejaVu Sans font

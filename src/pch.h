@@ -1,7 +1,7 @@
 // Precompiled header for the heavy third-party includes (torch is most of the build time).
 #pragma once
-#include <torch/torch.h>
 #include <nlohmann/json.hpp>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdint>

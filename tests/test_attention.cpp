@@ -8,8 +8,7 @@
 namespace tinv {
 namespace {
 
-torch::Tensor reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        bool causal) {
+torch::Tensor reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal) {
   auto s = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)));
   if (causal) {
     int64_t nq = q.size(2), nk = k.size(2);
@@ -28,8 +27,8 @@ TEST(Attention, MatchesReferencePlainAndCausal) {
   EXPECT_TRUE(torch::allclose(dot_product_attention(q, k, v, causal), reference(q, k, v, true), 1e-5, 1e-6));
   // Fewer queries than keys (incremental decoding): the last query sees every key.
   auto q1 = q.narrow(2, 6, 1);
-  EXPECT_TRUE(torch::allclose(dot_product_attention(q1, k, v, causal), reference(q, k, v, true).narrow(2, 6, 1),
-                              1e-5, 1e-6));
+  EXPECT_TRUE(
+      torch::allclose(dot_product_attention(q1, k, v, causal), reference(q, k, v, true).narrow(2, 6, 1), 1e-5, 1e-6));
 }
 
 TEST(Attention, ChunkedLargeQueryCountMatches) {
@@ -97,7 +96,8 @@ TEST(Attention, RecomputeBackwardInChunks) {
   torch::manual_seed(4);
   // 1 x 16 heads x 2048 x 2048: 2 chunks of 1024 query rows (128 MB of float32 scores each).
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  auto q = torch::randn({1, 16, 2048, 4}, f64), k = torch::randn({1, 16, 2048, 4}, f64), v = torch::randn({1, 16, 2048, 4}, f64);
+  auto q = torch::randn({1, 16, 2048, 4}, f64), k = torch::randn({1, 16, 2048, 4}, f64),
+       v = torch::randn({1, 16, 2048, 4}, f64);
   expect_same_grads(q, k, v, {}, "chunked");
 }
 

@@ -6,13 +6,13 @@
 #include <cstdio>
 
 #include "apps/invert.h"
-#include "parity/parity.h"
-#include "pipelines/caption.h"
 #include "common/fs.h"
 #include "inversion/trainer.h"
 #include "io/image_write.h"
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
+#include "parity/parity.h"
+#include "pipelines/caption.h"
 #include "pipelines/generate.h"
 #include "test_util.h"
 #include "text/extra_tokens.h"

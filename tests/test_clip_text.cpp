@@ -2,10 +2,10 @@
 // id range checks, activations, and single-file key conversion round trips (SD1 and OpenCLIP).
 #include <torch/torch.h>
 
-#include "models/convert_text.h"
 #include "io/json_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
+#include "models/convert_text.h"
 #include "test_util.h"
 #include "text/clip_text_model.h"
 
@@ -68,8 +68,7 @@ TEST(ClipTextConfig, FromJsonReadsFieldsAndDefaults) {
 }
 
 TEST(ClipTextConfig, FromFixtureConfig) {
-  auto c = ClipTextConfig::from_json(
-      JsonConfig::load(test::fixture("tiny-sd15/model/text_encoder/config.json")));
+  auto c = ClipTextConfig::from_json(JsonConfig::load(test::fixture("tiny-sd15/model/text_encoder/config.json")));
   EXPECT_EQ(c.hidden_size, 32);
   EXPECT_EQ(c.num_hidden_layers, 5);
   EXPECT_EQ(c.hidden_act, "quick_gelu");
@@ -78,19 +77,16 @@ TEST(ClipTextConfig, FromFixtureConfig) {
 TEST(ClipTextConfig, InvalidValuesNameTheField) {
   EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"hidden_size": 30, "num_attention_heads": 4})")),
                     "config.json: field 'num_attention_heads' (4) must divide 'hidden_size' (30)");
-  EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"hidden_size": 0})")),
-                    "field 'hidden_size' must be >= 1");
+  EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"hidden_size": 0})")), "field 'hidden_size' must be >= 1");
   EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"num_hidden_layers": -1})")),
                     "field 'num_hidden_layers' must be >= 1");
-  EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"intermediate_size": 0})")),
-                    "field 'intermediate_size'");
+  EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"intermediate_size": 0})")), "field 'intermediate_size'");
   EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"max_position_embeddings": 0})")),
                     "field 'max_position_embeddings'");
   EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"vocab_size": 0})")), "field 'vocab_size'");
   EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"hidden_act": "relu"})")),
                     "field 'hidden_act' must be \"quick_gelu\" or \"gelu\" (got \"relu\")");
-  EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"layer_norm_eps": 0})")),
-                    "field 'layer_norm_eps' must be > 0");
+  EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"layer_norm_eps": 0})")), "field 'layer_norm_eps' must be > 0");
   EXPECT_TINV_ERROR(ClipTextConfig::from_json(json(R"({"hidden_size": "wide"})")),
                     "field 'hidden_size' has the wrong type");
 }
@@ -115,8 +111,7 @@ TEST(ClipTextConfig, Presets) {
 // ---- Names and strict loading ----------------------------------------------------------------
 
 TEST(ClipTextModel, ParameterNamesAreTheHfKeys) {
-  auto c = ClipTextConfig::from_json(
-      JsonConfig::load(test::fixture("tiny-sd15/model/text_encoder/config.json")));
+  auto c = ClipTextConfig::from_json(JsonConfig::load(test::fixture("tiny-sd15/model/text_encoder/config.json")));
   ClipTextModel m(c);
   auto file = SafeTensors::open(test::fixture("tiny-sd15/model/text_encoder/model.safetensors"));
   std::vector<std::string> ours;
@@ -166,8 +161,7 @@ TEST(ClipTextModel, LoadsFixtureFolder) {
   auto h = m->forward(ids);
   EXPECT_EQ(h.sizes(), (std::vector<int64_t>{1, 5, 32}));
   EXPECT_TRUE(torch::isfinite(h).all().item<bool>());
-  EXPECT_TINV_ERROR(load_clip_text_model(test::fixture("tiny-sd15/model/unet")),
-                    "no model.safetensors");
+  EXPECT_TINV_ERROR(load_clip_text_model(test::fixture("tiny-sd15/model/unet")), "no model.safetensors");
 }
 
 // ---- Forward semantics -----------------------------------------------------------------------
@@ -290,16 +284,18 @@ StateDict to_openclip(const StateDict& hf, int64_t layers) {
   out[p + "positional_embedding"] = hf.at("text_model.embeddings.position_embedding.weight");
   out[p + "ln_final.weight"] = hf.at("text_model.final_layer_norm.weight");
   out[p + "ln_final.bias"] = hf.at("text_model.final_layer_norm.bias");
-  const std::vector<std::pair<std::string, std::string>> names = {
-      {"self_attn.out_proj", "attn.out_proj"}, {"layer_norm1", "ln_1"}, {"layer_norm2", "ln_2"},
-      {"mlp.fc1", "mlp.c_fc"}, {"mlp.fc2", "mlp.c_proj"}};
+  const std::vector<std::pair<std::string, std::string>> names = {{"self_attn.out_proj", "attn.out_proj"},
+                                                                  {"layer_norm1", "ln_1"},
+                                                                  {"layer_norm2", "ln_2"},
+                                                                  {"mlp.fc1", "mlp.c_fc"},
+                                                                  {"mlp.fc2", "mlp.c_proj"}};
   for (int64_t i = 0; i < layers; ++i) {
     std::string src = l + std::to_string(i) + ".";
     std::string dst = p + "transformer.resblocks." + std::to_string(i) + ".";
     for (std::string s : {"weight", "bias"}) {
-      out[dst + "attn.in_proj_" + s] = torch::cat({hf.at(src + "self_attn.q_proj." + s),
-                                                   hf.at(src + "self_attn.k_proj." + s),
-                                                   hf.at(src + "self_attn.v_proj." + s)});
+      out[dst + "attn.in_proj_" + s] =
+          torch::cat({hf.at(src + "self_attn.q_proj." + s), hf.at(src + "self_attn.k_proj." + s),
+                      hf.at(src + "self_attn.v_proj." + s)});
       for (const auto& [h, o] : names) out[dst + o + "." + s] = hf.at(src + h + "." + s);
     }
   }
@@ -362,8 +358,7 @@ TEST(ConvertText, OpenClipErrors) {
                     "no tensor starts with 'cond_stage_model.model.'");
   StateDict hf = state_of(ref);
   hf.erase("text_model.encoder.layers.0.mlp.fc1.weight");
-  EXPECT_TINV_ERROR(infer_clip_text_config(hf),
-                    "missing tensor 'text_model.encoder.layers.0.mlp.fc1.weight'");
+  EXPECT_TINV_ERROR(infer_clip_text_config(hf), "missing tensor 'text_model.encoder.layers.0.mlp.fc1.weight'");
   auto narrow = tiny_config();
   narrow.hidden_size = 32;
   ClipTextModel narrow_model(narrow);

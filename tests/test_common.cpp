@@ -8,8 +8,8 @@
 #include "common/device.h"
 #include "common/fs.h"
 #include "common/hash.h"
-#include "common/strings.h"
 #include "common/progress.h"
+#include "common/strings.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "test_util.h"
@@ -42,8 +42,8 @@ struct Tiny : torch::nn::Module {
 
 TEST(StateDict, StrictLoading) {
   Tiny m;
-  StateDict sd{{"lin.weight", torch::ones({2, 3})}, {"lin.bias", torch::ones({2})},
-               {"buf", torch::ones({4}).to(torch::kHalf)}};
+  StateDict sd{
+      {"lin.weight", torch::ones({2, 3})}, {"lin.bias", torch::ones({2})}, {"buf", torch::ones({4}).to(torch::kHalf)}};
   load_state_dict(m, sd, "m.safetensors");
   EXPECT_TRUE(torch::equal(m.lin->weight, torch::ones({2, 3})));
   EXPECT_EQ(m.buf.scalar_type(), torch::kFloat);
@@ -66,10 +66,11 @@ TEST(Fs, AtomicWriteKeepsOldFileOnFailure) {
   std::string p = dir.file("f.txt");
   write_file_atomically(p, "hello", 5);
   EXPECT_EQ(read_text_file(p), "hello");
-  EXPECT_THROW(write_atomically(p, [](const std::string& tmp) {
-                 std::ofstream(tmp) << "partial";
-                 throw Error("x", "simulated failure");
-               }),
+  EXPECT_THROW(write_atomically(p,
+                                [](const std::string& tmp) {
+                                  std::ofstream(tmp) << "partial";
+                                  throw Error("x", "simulated failure");
+                                }),
                Error);
   EXPECT_EQ(read_text_file(p), "hello");
   EXPECT_EQ(file_stem("a/b/cat.pt"), "cat");

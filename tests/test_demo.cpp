@@ -11,13 +11,13 @@
 #include <regex>
 #include <set>
 
+#include "apps/demo.h"
 #include "common/default_models.h"
 #include "common/fs.h"
 #include "io/html_report.h"
 #include "io/image.h"
 #include "io/image_write.h"
 #include "io/plot.h"
-#include "apps/demo.h"
 #include "test_util.h"
 #include "world/world.h"
 
@@ -33,12 +33,16 @@ class ModelsDirEnv {
  public:
   explicit ModelsDirEnv(const std::string* value) {
     if (const char* old = std::getenv("TINV_MODELS_DIR")) old_ = old, had_ = true;
-    if (value) ::setenv("TINV_MODELS_DIR", value->c_str(), 1);
-    else ::unsetenv("TINV_MODELS_DIR");
+    if (value)
+      ::setenv("TINV_MODELS_DIR", value->c_str(), 1);
+    else
+      ::unsetenv("TINV_MODELS_DIR");
   }
   ~ModelsDirEnv() {
-    if (had_) ::setenv("TINV_MODELS_DIR", old_.c_str(), 1);
-    else ::unsetenv("TINV_MODELS_DIR");
+    if (had_)
+      ::setenv("TINV_MODELS_DIR", old_.c_str(), 1);
+    else
+      ::unsetenv("TINV_MODELS_DIR");
   }
 
  private:
@@ -76,8 +80,7 @@ size_t count(const std::string& s, const std::string& needle) {
 }
 
 std::vector<uint8_t> base64_decode(const std::string& s) {
-  static const std::string kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::vector<uint8_t> out;
   uint32_t acc = 0;
   int bits = 0;
@@ -144,9 +147,7 @@ TEST(DefaultModels, MissingModelIsAnErrorNamingEveryPlaceTried) {
 // ---- HTML report ----------------------------------------------------------------------------
 
 TEST(HtmlReport, Base64MatchesRfc4648AndRoundTrips) {
-  auto b64 = [](const std::string& s) {
-    return base64_encode(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-  };
+  auto b64 = [](const std::string& s) { return base64_encode(reinterpret_cast<const uint8_t*>(s.data()), s.size()); };
   EXPECT_EQ(b64(""), "");
   EXPECT_EQ(b64("f"), "Zg==");
   EXPECT_EQ(b64("fo"), "Zm8=");
@@ -187,7 +188,8 @@ TEST(HtmlReport, EscapedWellFormedAndSelfContained) {
   EXPECT_NE(html.find("it&#39;s &lt;b&gt;"), std::string::npos);
   EXPECT_NE(html.find("image-rendering:pixelated"), std::string::npos);
   // The plot inline, its text escaped.
-  EXPECT_NE(html.find("<div class=\"plot\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\""), std::string::npos);
+  EXPECT_NE(html.find("<div class=\"plot\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\""),
+            std::string::npos);
   EXPECT_NE(html.find(">loss &lt;x&gt; &amp; y</text>"), std::string::npos);
   EXPECT_NE(html.find("div.plot svg{max-width:100%"), std::string::npos);
   // No external references: every src is a data: URI holding exactly the PNG.
@@ -215,8 +217,9 @@ TEST(Demo, SplitWorldCaption) {
   EXPECT_EQ(s->first, "green circle");
   EXPECT_EQ(s->second, "a small {} at the top, on a purple striped background");
   EXPECT_FALSE(split_world_caption("a red cube on a table"));
-  EXPECT_FALSE(split_world_caption("a large red star on the left and a small blue circle at the "
-                                   "bottom, on a plain white background"));
+  EXPECT_FALSE(
+      split_world_caption("a large red star on the left and a small blue circle at the "
+                          "bottom, on a plain white background"));
   // Every caption of the world is its template filled with its object words.
   for (uint64_t i = 0; i < 200; ++i) {
     const auto sample = world::scene_at(3, world::Split::kTrain, i);
@@ -235,8 +238,7 @@ TEST(Demo, PromptsFollowTheGrammarAndAvoidColours) {
   EXPECT_EQ(all[1], "a small {} on the right, on a blue striped background");
   std::set<std::string> distinct(all.begin(), all.end());
   EXPECT_EQ(distinct.size(), all.size());
-  const std::vector<world::Colour> avoid = {world::Colour::kWhite, world::Colour::kBlue,
-                                            world::Colour::kYellow};
+  const std::vector<world::Colour> avoid = {world::Colour::kWhite, world::Colour::kBlue, world::Colour::kYellow};
   for (const auto& p : demo_prompts(avoid)) {
     SCOPED_TRACE(p);
     const auto at = p.find("{}");
@@ -327,7 +329,7 @@ TEST(Demo, EndToEndWithTheCaptioner) {
   o.captioner = make_blip(dir);
   const DemoResult r = run_demo(o);
   EXPECT_EQ(r.caption.rfind("w", 0), 0u) << r.caption;  // the synthetic vocabulary's words
-  EXPECT_EQ(r.init_from, DemoInit::kCaption);  // not a world caption: the whole caption initialises
+  EXPECT_EQ(r.init_from, DemoInit::kCaption);           // not a world caption: the whole caption initialises
   EXPECT_EQ(r.trigger, "<red_square>");
   EXPECT_EQ(r.prompts, demo_prompts());
   expect_outputs(r, o, "red_square");
@@ -354,8 +356,7 @@ TEST(Demo, EndToEndWithAWorldCaption) {
   const std::string cmds = read_all(o.out.string() + "/commands.sh");
   EXPECT_NE(cmds.find("--caption 'red square' --templates "), std::string::npos) << cmds;
   EXPECT_NE(cmds.find("--prompt 'a small <sq> at the bottom, on a plain cyan background'"), std::string::npos);
-  EXPECT_NE(cmds.find("--prompt 'a small red square at the bottom, on a plain cyan background'"),
-            std::string::npos);
+  EXPECT_NE(cmds.find("--prompt 'a small red square at the bottom, on a plain cyan background'"), std::string::npos);
   o.init_from = DemoInit::kCaption;  // the whole caption, TI object templates
   o.out = dir.file("out/caption");
   EXPECT_EQ(run_demo(o).init_from, DemoInit::kCaption);
@@ -400,7 +401,8 @@ TEST(DemoCli, BadInputIsOneLineAndWritesNothing) {
   const std::string model = " --model " + quote(test::fixture("tiny-sd15/model")) + " --caption x";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--concept no_such_concept" + model + out, "unknown concept 'no_such_concept'"},
-      {"--image " + img + " --init-from words" + model + out, "--init-from: unknown value 'words' (auto, caption or object)"},
+      {"--image " + img + " --init-from words" + model + out,
+       "--init-from: unknown value 'words' (auto, caption or object)"},
       {"--image " + quote(dir.file("missing.png")) + model + out, "missing.png"},
       {"--image " + quote(dir.file("corrupt.png")) + model + out, "corrupt.png"},
       {"--image " + img + " --steps 0" + model + out, "--steps"},
@@ -438,7 +440,8 @@ TEST(DemoCli, CommandsDefaultToTheBundledModels) {
   ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines.back());
   EXPECT_EQ(r.out.rfind("w", 0), 0u) << r.out;  // a caption in the synthetic vocabulary
 
-  r = run_tinv("invert --image " + img + " --steps 1 --no-progress --out " + quote(dir.file("inv.safetensors")), dir, env);
+  r = run_tinv("invert --image " + img + " --steps 1 --no-progress --out " + quote(dir.file("inv.safetensors")), dir,
+               env);
   ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines.back());
   EXPECT_NE(r.out.find("caption: w"), std::string::npos) << r.out;  // captioned by the default BLIP
   EXPECT_TRUE(file_exists(dir.file("inv.safetensors")));
@@ -452,8 +455,7 @@ TEST(DemoCli, CommandsDefaultToTheBundledModels) {
                  "TINV_MODELS_DIR=" + quote(dir.file("empty")));
     EXPECT_NE(r.status, 0);
     ASSERT_EQ(r.err_lines.size(), 1u);
-    EXPECT_NE(r.err_lines[0].find("models/world-sd: bundled model not found"), std::string::npos)
-        << r.err_lines[0];
+    EXPECT_NE(r.err_lines[0].find("models/world-sd: bundled model not found"), std::string::npos) << r.err_lines[0];
   }
 }
 

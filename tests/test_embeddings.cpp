@@ -17,9 +17,7 @@
 namespace tinv {
 namespace {
 
-std::string data_file(const std::string& name) {
-  return std::string(TINV_SOURCE_DIR) + "/tests/data/" + name;
-}
+std::string data_file(const std::string& name) { return std::string(TINV_SOURCE_DIR) + "/tests/data/" + name; }
 
 torch::Tensor ramp(int64_t n, int64_t d = 16) {
   return torch::arange(n * d, torch::kFloat32).reshape({n, d}) * 0.25 - 1.0;
@@ -30,9 +28,7 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
       .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
-void copy_file(const std::string& from, const std::string& to) {
-  write_bytes(to, read_binary_file(from));
-}
+void copy_file(const std::string& from, const std::string& to) { write_bytes(to, read_binary_file(from)); }
 
 TEST(Embeddings, DiffusersRoundTrip) {
   test::TempDir dir;
@@ -90,16 +86,12 @@ TEST(Embeddings, SaveAcceptsOneVectorAndRefusesBadInput) {
   EXPECT_EQ(load_embeddings(dir.file("one.pt"))[0].vectors.sizes(), torch::IntArrayRef({1, 16}));
   torch::Tensor nan = ramp(2);
   nan[1][3] = NAN;
-  EXPECT_TINV_ERROR(save_embedding(dir.file("nan.pt"), EmbeddingFormat::A1111, "x", nan),
-                    "NaN or infinite");
+  EXPECT_TINV_ERROR(save_embedding(dir.file("nan.pt"), EmbeddingFormat::A1111, "x", nan), "NaN or infinite");
   EXPECT_FALSE(file_exists(dir.file("nan.pt")));
-  EXPECT_TINV_ERROR(save_embedding(dir.file("x.pt"), EmbeddingFormat::A1111, "", ramp(1)),
-                    "empty trigger");
-  EXPECT_TINV_ERROR(save_embedding(dir.file("x.pt"), EmbeddingFormat::A1111, "x", ramp(1),
-                                   {{"step", "12abc"}}),
+  EXPECT_TINV_ERROR(save_embedding(dir.file("x.pt"), EmbeddingFormat::A1111, "", ramp(1)), "empty trigger");
+  EXPECT_TINV_ERROR(save_embedding(dir.file("x.pt"), EmbeddingFormat::A1111, "x", ramp(1), {{"step", "12abc"}}),
                     "'step' must be an integer");
-  EXPECT_TINV_ERROR(save_embedding(dir.file("x.pt"), EmbeddingFormat::Kohya, "x",
-                                   torch::zeros({0, 16})),
+  EXPECT_TINV_ERROR(save_embedding(dir.file("x.pt"), EmbeddingFormat::Kohya, "x", torch::zeros({0, 16})),
                     "holds no vectors");
 }
 
@@ -156,9 +148,9 @@ TEST(Embeddings, RefusesSdxlOnSd1AndWrongWidth) {
                     "SDXL embedding (clip_l, clip_g) cannot be used with an SD1/SD2 model");
   EXPECT_TRUE(load_embeddings(dir.file("xl.safetensors"))[0].is_xl());  // no model: read as is
   save_embedding(dir.file("sd2.safetensors"), EmbeddingFormat::Diffusers, "<x>", ramp(2, 1024));
-  EXPECT_TINV_ERROR(load_embeddings(dir.file("sd2.safetensors"), 768),
-                    dir.file("sd2.safetensors") +
-                        ": embedding is 1024 wide (SD2) but the text encoder is 768 wide (SD1)");
+  EXPECT_TINV_ERROR(
+      load_embeddings(dir.file("sd2.safetensors"), 768),
+      dir.file("sd2.safetensors") + ": embedding is 1024 wide (SD2) but the text encoder is 768 wide (SD1)");
   EXPECT_EQ(load_embeddings(dir.file("sd2.safetensors"), 1024).size(), 1u);
 }
 
@@ -193,8 +185,8 @@ TEST(Embeddings, MalformedFilesAreOneLineErrorsNamingTheFile) {
   write_bytes(dir.file("cuthdr.safetensors"), std::vector<uint8_t>(st.begin(), st.begin() + 20));
   expect_error("cuthdr.safetensors", "");
 
-  save_torch_file(dir.file("nostp.pt"), PickleValue::make_dict({{"name", PickleValue("x")},
-                                                            {"step", PickleValue(int64_t(3))}}));
+  save_torch_file(dir.file("nostp.pt"),
+                  PickleValue::make_dict({{"name", PickleValue("x")}, {"step", PickleValue(int64_t(3))}}));
   expect_error("nostp.pt", "expected string_to_param");
   save_torch_file(dir.file("notdict.pt"), PickleValue::make_list({PickleValue(ramp(1))}));
   expect_error("notdict.pt", "expected a dict");

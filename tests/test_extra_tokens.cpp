@@ -1,9 +1,9 @@
 // ExtraTokens: triggers expanding to n placeholder tokens with their rows.
 #include <torch/torch.h>
 
+#include "test_util.h"
 #include "text/clip_tokenizer.h"
 #include "text/extra_tokens.h"
-#include "test_util.h"
 
 namespace tinv {
 namespace {

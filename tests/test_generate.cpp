@@ -19,9 +19,7 @@
 namespace tinv {
 namespace {
 
-StableDiffusion tiny() {
-  return load_stable_diffusion(test::fixture("tiny-sd15/model"));
-}
+StableDiffusion tiny() { return load_stable_diffusion(test::fixture("tiny-sd15/model")); }
 
 GenerateOptions small(const std::string& prompt, uint64_t seed = 1) {
   GenerateOptions o;
@@ -34,9 +32,7 @@ GenerateOptions small(const std::string& prompt, uint64_t seed = 1) {
   return o;
 }
 
-double max_abs(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>();
-}
+double max_abs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
 TEST(Generate, SameSeedSameImageAndBatchItemsMatchSingleRuns) {
   auto sd = tiny();
@@ -75,7 +71,8 @@ TEST(Generate, ParametersFollowA1111) {
   ASSERT_EQ(r.image_parameters.size(), 2u);
   EXPECT_EQ(r.parameters, r.image_parameters[0]);
   EXPECT_EQ(r.image_parameters[1].rfind("a cat\nNegative prompt: blurry\nSteps: 2, Sampler: DDIM, "
-                                        "CFG scale: 7, Seed: 43, Size: 32x32, Model hash: " + sd.fingerprint,
+                                        "CFG scale: 7, Seed: 43, Size: 32x32, Model hash: " +
+                                            sd.fingerprint,
                                         0),
             0u)
       << r.image_parameters[1];
@@ -116,8 +113,8 @@ TEST(Generate, ValidationNamesTheOption) {
 
 // Writes `trigger`'s vectors in `format` ("diffusers", "a1111", "kohya", "bin") and returns the
 // path; A1111 and kohya take the trigger from the file stem.
-std::string write_embedding(const test::TempDir& dir, const std::string& format,
-                            const std::string& trigger, const torch::Tensor& v) {
+std::string write_embedding(const test::TempDir& dir, const std::string& format, const std::string& trigger,
+                            const torch::Tensor& v) {
   if (format == "bin") {
     std::string path = dir.file("learned_embeds.bin");
     save_torch_file(path, PickleValue::make_dict({{trigger, PickleValue(v[0].clone())}}));
@@ -202,16 +199,14 @@ std::string read_all(const std::string& path) {
 TEST(GenerateCli, WritesImagesWithParametersAndAGrid) {
   test::TempDir dir;
   std::string out = dir.file("out/nested");
-  auto r = run_cmd("--prompt 'a cat' --steps 2 --seed 9 --batch 2 --sampler euler --quiet --out " +
-                        quote(out), dir);
+  auto r = run_cmd("--prompt 'a cat' --steps 2 --seed 9 --batch 2 --sampler euler --quiet --out " + quote(out), dir);
   ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines[0]);
   for (const char* name : {"9-0.png", "9-1.png", "9-grid.png"})
     EXPECT_TRUE(std::filesystem::exists(out + "/" + name)) << name;
   std::string png = read_all(out + "/9-1.png");
   auto at = png.find(std::string("tEXtparameters\0", 15));
   ASSERT_NE(at, std::string::npos);
-  EXPECT_NE(png.find("a cat\nSteps: 2, Sampler: Euler, CFG scale: 7.5, Seed: 10, Size: 32x32", at),
-            std::string::npos);
+  EXPECT_NE(png.find("a cat\nSteps: 2, Sampler: Euler, CFG scale: 7.5, Seed: 10, Size: 32x32", at), std::string::npos);
 }
 
 TEST(GenerateCli, BadInputIsOneLineAndWritesNothing) {

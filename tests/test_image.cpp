@@ -68,8 +68,13 @@ Bytes raw_png(int w, int h, int depth, int color_type, const std::vector<Bytes>&
     raw.push_back(0);  // filter: none
     raw.insert(raw.end(), r.begin(), r.end());
   }
-  Bytes z = {0x78, 0x01, 0x01, static_cast<uint8_t>(raw.size()), static_cast<uint8_t>(raw.size() >> 8),
-             static_cast<uint8_t>(~raw.size()), static_cast<uint8_t>(~raw.size() >> 8)};  // one stored block
+  Bytes z = {0x78,
+             0x01,
+             0x01,
+             static_cast<uint8_t>(raw.size()),
+             static_cast<uint8_t>(raw.size() >> 8),
+             static_cast<uint8_t>(~raw.size()),
+             static_cast<uint8_t>(~raw.size() >> 8)};  // one stored block
   z.insert(z.end(), raw.begin(), raw.end());
   uint32_t a = 1, b = 0;
   for (uint8_t c : raw) a = (a + c) % 65521, b = (b + a) % 65521;
@@ -142,10 +147,12 @@ Bytes stb_jpeg_halves(int w, int h) {
 
 // Inserts an APP1 Exif segment holding only IFD0 Orientation after the SOI marker.
 Bytes with_exif(Bytes jpeg, int orientation, bool big_endian) {
-  Bytes tiff = big_endian ? Bytes{'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1,
-                                  0, static_cast<uint8_t>(orientation), 0, 0, 0, 0, 0, 0, 0, 0}
-                          : Bytes{'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0,
-                                  static_cast<uint8_t>(orientation), 0, 0, 0, 0, 0, 0, 0};
+  Bytes tiff =
+      big_endian
+          ? Bytes{'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, static_cast<uint8_t>(orientation),
+                  0,   0,   0, 0,  0, 0, 0, 0}
+          : Bytes{'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, static_cast<uint8_t>(orientation),
+                  0,   0,   0,  0, 0, 0, 0};
   Bytes seg = {0xFF, 0xE1, 0, 0, 'E', 'x', 'i', 'f', 0, 0};
   seg.insert(seg.end(), tiff.begin(), tiff.end());
   size_t len = seg.size() - 2;
@@ -188,7 +195,7 @@ TEST(Image, ExifOrientationTransforms) {
   EXPECT_EQ(t.width, 2);
   EXPECT_EQ(v(t, 1, 2), 21);
   Image r6 = apply_exif_orientation(im, 6);
-  EXPECT_EQ(v(r6, 0, 0), 1);   // bottom-left goes to top-left
+  EXPECT_EQ(v(r6, 0, 0), 1);  // bottom-left goes to top-left
   EXPECT_EQ(v(r6, 1, 0), 0);
   Image r7 = apply_exif_orientation(im, 7);
   EXPECT_EQ(v(r7, 0, 0), 21);
@@ -204,9 +211,9 @@ TEST(Image, BmpAndGifFirstFrame) {
   Image b = load_image(write(dir, "a.bmp", bmp));
   expect_pixel(b, 1, 0, 4, 5, 6);
   // GIF89a 2x1, palette {red, blue}; frame 1 = [red, blue], frame 2 = [blue, red].
-  Bytes gif = {'G', 'I', 'F', '8', '9', 'a', 2, 0, 1, 0, 0x80, 0, 0, 255, 0, 0, 0, 0, 255,
-               0x2C, 0, 0, 0, 0, 2, 0, 1, 0, 0, 2, 2, 0x0C, 0x0A, 0,
-               0x2C, 0, 0, 0, 0, 2, 0, 1, 0, 0, 2, 2, 0x44, 0x0A, 0, 0x3B};
+  Bytes gif = {'G',  'I', 'F',  '8', '9', 'a', 2, 0, 1, 0, 0x80, 0, 0,    255,  0,    0,    0,
+               0,    255, 0x2C, 0,   0,   0,   0, 2, 0, 1, 0,    0, 2,    2,    0x0C, 0x0A, 0,
+               0x2C, 0,   0,    0,   0,   2,   0, 1, 0, 0, 2,    2, 0x44, 0x0A, 0,    0x3B};
   Image g = load_image(write(dir, "a.gif", gif));
   ASSERT_EQ(g.width, 2);
   expect_pixel(g, 0, 0, 0, 0, 255);
@@ -217,7 +224,8 @@ TEST(Image, BadFilesThrowNamingTheFile) {
   test::TempDir dir;
   EXPECT_TINV_ERROR(load_image(dir.file("missing.png")), "missing.png");
   EXPECT_TINV_ERROR(load_image(write(dir, "empty.png", {})), "empty.png: empty file");
-  EXPECT_TINV_ERROR(load_image(write(dir, "text.jpg", Bytes{'h', 'e', 'l', 'l', 'o', '\n'})), "text.jpg: not a readable image");
+  EXPECT_TINV_ERROR(load_image(write(dir, "text.jpg", Bytes{'h', 'e', 'l', 'l', 'o', '\n'})),
+                    "text.jpg: not a readable image");
   Bytes png = stb_png(16, 16, 3, Bytes(16 * 16 * 3, 90));
   EXPECT_TINV_ERROR(load_image(write(dir, "trunc.png", Bytes(png.begin(), png.begin() + png.size() / 2))), "trunc.png");
   EXPECT_TINV_ERROR(load_image(write(dir, "header.png", Bytes(png.begin(), png.begin() + 12))), "header.png");
@@ -257,13 +265,14 @@ TEST(Image, BicubicResizeMatchesPillow) {
   Image down = resize_bicubic_pil(im, 5, 4);
   std::vector<int> expected = {108, 129, 140, 124, 137, 147, 126, 125, 132, 116, 126, 139, 121, 146, 120,
                                122, 144, 123, 143, 136, 124, 142, 135, 123, 126, 133, 119, 139, 133, 139,
-                               118, 128, 138, 125, 123, 126, 137, 127, 127, 127, 124, 118, 135, 96, 145,
+                               118, 128, 138, 125, 123, 126, 137, 127, 127, 127, 124, 118, 135, 96,  145,
                                154, 111, 133, 146, 125, 124, 110, 131, 137, 133, 140, 128, 124, 120, 151};
   ASSERT_EQ(down.pixels.size(), expected.size());
   for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(down.pixels[i], expected[i]) << "at " << i;
   expect_digest(resize_bicubic_pil(im, 29, 23), 259358, 260210181, {0, 42, 95, 0, 49, 101, 11, 64, 116, 31, 84, 138});
   expect_digest(resize_bicubic_pil(im, 7, 11), 29912, 3449162, {17, 70, 123, 83, 136, 198, 161, 214, 182, 163, 78, 61});
-  expect_digest(resize_bicubic_pil(im, 13, 4), 20222, 1569446, {78, 131, 122, 128, 113, 171, 103, 161, 115, 153, 106, 145});
+  expect_digest(resize_bicubic_pil(im, 13, 4), 20222, 1569446,
+                {78, 131, 122, 128, 113, 171, 103, 161, 115, 153, 106, 145});
   Image bil = resize_pil(im, 5, 4, ResampleFilter::kBilinear);
   int64_t s = 0;
   for (uint8_t v : bil.pixels) s += v;
@@ -364,7 +373,8 @@ Bytes webp(int w, int h, int comp, const Bytes& px, bool lossless) {
   uint8_t* out = nullptr;
   size_t n = 0;
   if (lossless)
-    n = comp == 4 ? WebPEncodeLosslessRGBA(px.data(), w, h, w * 4, &out) : WebPEncodeLosslessRGB(px.data(), w, h, w * 3, &out);
+    n = comp == 4 ? WebPEncodeLosslessRGBA(px.data(), w, h, w * 4, &out)
+                  : WebPEncodeLosslessRGB(px.data(), w, h, w * 3, &out);
   else
     n = comp == 4 ? WebPEncodeRGBA(px.data(), w, h, w * 4, 95, &out) : WebPEncodeRGB(px.data(), w, h, w * 3, 95, &out);
   EXPECT_GT(n, 0u);
@@ -409,7 +419,8 @@ TEST(Image, WebpLosslessAndLossy) {
 TEST(Image, WebpBadFilesThrowNamingTheFile) {
   test::TempDir dir;
   const Bytes good = webp(16, 16, 3, rgb_pattern(16, 16), true);
-  EXPECT_TINV_ERROR(load_image(write(dir, "trunc.webp", Bytes(good.begin(), good.begin() + good.size() / 2))), "trunc.webp");
+  EXPECT_TINV_ERROR(load_image(write(dir, "trunc.webp", Bytes(good.begin(), good.begin() + good.size() / 2))),
+                    "trunc.webp");
   EXPECT_TINV_ERROR(load_image(write(dir, "head.webp", Bytes(good.begin(), good.begin() + 16))), "head.webp");
   Bytes corrupt = good;
   for (size_t i = 30; i < corrupt.size(); ++i) corrupt[i] = static_cast<uint8_t>(i * 77);
@@ -427,9 +438,9 @@ TEST(Image, WebpBadFilesThrowNamingTheFile) {
 
 // Writes w x h pixels of `spp` samples (`bits` 8 or 16) with TIFFWriteScanline; `alpha` marks
 // the last sample as unassociated alpha.
-std::string write_tiff(const test::TempDir& dir, const std::string& name, int w, int h, int spp,
-                       int bits, const std::vector<uint16_t>& samples, bool alpha = false,
-                       int compression = COMPRESSION_NONE, int rows = -1) {
+std::string write_tiff(const test::TempDir& dir, const std::string& name, int w, int h, int spp, int bits,
+                       const std::vector<uint16_t>& samples, bool alpha = false, int compression = COMPRESSION_NONE,
+                       int rows = -1) {
   const std::string path = dir.file(name);
   TIFF* t = TIFFOpen(path.c_str(), "w");
   EXPECT_NE(t, nullptr);
@@ -450,10 +461,13 @@ std::string write_tiff(const test::TempDir& dir, const std::string& name, int w,
     std::vector<uint8_t> b8;
     std::vector<uint16_t> b16;
     for (size_t i = 0; i < row; ++i) {
-      if (bits == 8) b8.push_back(static_cast<uint8_t>(samples[y * row + i]));
-      else b16.push_back(samples[y * row + i]);
+      if (bits == 8)
+        b8.push_back(static_cast<uint8_t>(samples[y * row + i]));
+      else
+        b16.push_back(samples[y * row + i]);
     }
-    EXPECT_EQ(TIFFWriteScanline(t, bits == 8 ? static_cast<void*>(b8.data()) : static_cast<void*>(b16.data()), y, 0), 1);
+    EXPECT_EQ(TIFFWriteScanline(t, bits == 8 ? static_cast<void*>(b8.data()) : static_cast<void*>(b16.data()), y, 0),
+              1);
   }
   TIFFClose(t);
   return path;
@@ -490,8 +504,10 @@ TEST(Image, TiffBadFilesThrowOneLineNamingTheFileAndPrintNothing) {
   test::TempDir dir;
   const int w = 16, h = 16;
   const Bytes px = rgb_pattern(w, h);
-  const Bytes good = read_binary_file(write_tiff(dir, "good.tif", w, h, 3, 8, std::vector<uint16_t>(px.begin(), px.end())));
-  const Bytes lzw = read_binary_file(write_tiff(dir, "good-lzw.tif", w, h, 3, 8, std::vector<uint16_t>(px.begin(), px.end()), false, COMPRESSION_LZW));
+  const Bytes good =
+      read_binary_file(write_tiff(dir, "good.tif", w, h, 3, 8, std::vector<uint16_t>(px.begin(), px.end())));
+  const Bytes lzw = read_binary_file(
+      write_tiff(dir, "good-lzw.tif", w, h, 3, 8, std::vector<uint16_t>(px.begin(), px.end()), false, COMPRESSION_LZW));
   testing::internal::CaptureStderr();
   auto one_line = [&](const std::string& file, const Bytes& bytes) {
     try {
@@ -503,7 +519,7 @@ TEST(Image, TiffBadFilesThrowOneLineNamingTheFileAndPrintNothing) {
       EXPECT_NE(m.find(file), std::string::npos) << m;
     }
   };
-  one_line("trunc.tif", Bytes(good.begin(), good.begin() + good.size() / 2));   // directory lost
+  one_line("trunc.tif", Bytes(good.begin(), good.begin() + good.size() / 2));  // directory lost
   one_line("head.tif", Bytes(good.begin(), good.begin() + 6));
   // The directory (written last) intact, the compressed strip data garbage.
   Bytes cut = lzw;
@@ -512,8 +528,8 @@ TEST(Image, TiffBadFilesThrowOneLineNamingTheFileAndPrintNothing) {
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(err, "") << "libtiff printed to stderr";
   // Header claims 12000 x 9000 (108 MP), one row written: refused before decoding.
-  const std::string huge = write_tiff(dir, "huge.tif", 12000, 9000, 3, 8, std::vector<uint16_t>(36000, 9), false,
-                                      COMPRESSION_NONE, 1);
+  const std::string huge =
+      write_tiff(dir, "huge.tif", 12000, 9000, 3, 8, std::vector<uint16_t>(36000, 9), false, COMPRESSION_NONE, 1);
   EXPECT_TINV_ERROR(load_image(huge), "limit");
 }
 

@@ -85,8 +85,7 @@ TEST(ImageWrite, PixelsAndTextChunksRoundTrip) {
     }
   }
   // tEXt holds Latin-1: the UTF-8 "é" is the single byte 0xE9.
-  EXPECT_EQ(text["parameters"],
-            "a photo of <cat>, caf\xE9\nSteps: 25, Sampler: Euler a, Seed: 42");
+  EXPECT_EQ(text["parameters"], "a photo of <cat>, caf\xE9\nSteps: 25, Sampler: Euler a, Seed: 42");
   EXPECT_EQ(text["iTXt:Comment"], japanese);
   EXPECT_EQ(chunks[1].type, "tEXt");  // right after IHDR
 }

@@ -14,18 +14,18 @@
 #include <functional>
 #include <thread>
 
+#include "apps/invert.h"
 #include "common/crc32.h"
 #include "common/fs.h"
 #include "inversion/image_input.h"
-#include "io/image.h"
-#include "io/image_tensor.h"
 #include "inversion/lr_schedule.h"
 #include "inversion/method.h"
 #include "inversion/optimizer.h"
 #include "inversion/templates.h"
-#include "apps/invert.h"
 #include "inversion/trainer.h"
 #include "io/embeddings.h"
+#include "io/image.h"
+#include "io/image_tensor.h"
 #include "io/image_write.h"
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
@@ -41,8 +41,8 @@ namespace {
 std::string model_dir() { return test::fixture("tiny-sd15/model"); }
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()),
-                                              static_cast<std::streamsize>(b.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
 // A 32x32 test picture: a red square on a blue-grey background.
@@ -80,8 +80,8 @@ std::vector<uint8_t> make_png(int w, int h, int depth, int color, const std::vec
   if (!plte.empty()) chunk(png, "PLTE", plte);
   std::vector<uint8_t> z = {0x78, 0x01, 0x01};
   uint16_t len = static_cast<uint16_t>(raw.size());
-  z.insert(z.end(), {static_cast<uint8_t>(len), static_cast<uint8_t>(len >> 8),
-                     static_cast<uint8_t>(~len), static_cast<uint8_t>(~len >> 8)});
+  z.insert(z.end(), {static_cast<uint8_t>(len), static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(~len),
+                     static_cast<uint8_t>(~len >> 8)});
   z.insert(z.end(), raw.begin(), raw.end());
   uint32_t a = 1, b = 0;
   for (uint8_t c : raw) a = (a + c) % 65521, b = (b + a) % 65521;
@@ -127,8 +127,10 @@ TEST(LrSchedule, ParseAndName) {
   for (auto k : {LrScheduleKind::kConstant, LrScheduleKind::kCosine, LrScheduleKind::kWarmup})
     EXPECT_EQ(parse_lr_schedule(to_string(k)), k);
   EXPECT_EQ(to_string(LrScheduleKind::kCosine), "cosine");
-  EXPECT_TINV_ERROR_IS(parse_lr_schedule("linear"), "--lr-schedule: unknown schedule 'linear' (constant, cosine or warmup)");
-  EXPECT_TINV_ERROR_IS(parse_lr_schedule("Cosine"), "--lr-schedule: unknown schedule 'Cosine' (constant, cosine or warmup)");
+  EXPECT_TINV_ERROR_IS(parse_lr_schedule("linear"),
+                       "--lr-schedule: unknown schedule 'linear' (constant, cosine or warmup)");
+  EXPECT_TINV_ERROR_IS(parse_lr_schedule("Cosine"),
+                       "--lr-schedule: unknown schedule 'Cosine' (constant, cosine or warmup)");
 }
 
 TEST(Templates, BuiltInsAndFiles) {
@@ -141,8 +143,9 @@ TEST(Templates, BuiltInsAndFiles) {
   EXPECT_EQ(load_templates(parse_templates(dir.file("t.txt"))).size(), 2u);
   std::ofstream(dir.file("bad.txt")) << "no placeholder\n";
   EXPECT_TINV_ERROR(load_templates(fs::path(dir.file("bad.txt"))), "exactly one '{}'");
-  EXPECT_TINV_ERROR_IS(load_templates(fs::path(dir.file("missing.txt"))),
-                       "--templates: '" + dir.file("missing.txt") + "' is neither 'object', 'style' nor a readable file");
+  EXPECT_TINV_ERROR_IS(
+      load_templates(fs::path(dir.file("missing.txt"))),
+      "--templates: '" + dir.file("missing.txt") + "' is neither 'object', 'style' nor a readable file");
 }
 
 TEST(Templates, ParseAndName) {
@@ -159,8 +162,7 @@ TEST(ImageInput, ConvertsEveryPngKind) {
   auto rgba = torch::zeros({4, 4, 4}, torch::kUInt8);  // fully transparent -> white
   save_png(dir.file("alpha.png"), rgba);
   // Palette: 2x2, 1 byte per pixel, colours red and green.
-  write_bytes(dir.file("palette.png"),
-              make_png(2, 2, 8, 3, {0, 0, 1, 0, 1, 0}, {255, 0, 0, 0, 255, 0}));
+  write_bytes(dir.file("palette.png"), make_png(2, 2, 8, 3, {0, 0, 1, 0, 1, 0}, {255, 0, 0, 0, 255, 0}));
   // 16-bit RGB 1x1: (0xFFFF, 0x8000, 0).
   write_bytes(dir.file("rgb16.png"), make_png(1, 1, 16, 2, {0, 0xFF, 0xFF, 0x80, 0, 0, 0}));
   // The trainer decodes with the shared loader (io/image.h), as the captioner does.
@@ -248,11 +250,15 @@ TEST(Invert, WritesEveryFormatAndTheyLoadBack) {
   InvertResult r = run_inversion(o);
   ASSERT_EQ(r.embeddings.size(0), 6);  // "a red cube on a table"
   EXPECT_EQ(r.caption, "a red cube on a table");
-  for (const char* f : {"redcube.safetensors", "redcube.pt", "redcube.kohya/redcube.safetensors",
-                        "redcube.log.csv", "redcube.loss.png", "redcube.checkpoint.safetensors"})
+  for (const char* f : {"redcube.safetensors", "redcube.pt", "redcube.kohya/redcube.safetensors", "redcube.log.csv",
+                        "redcube.loss.png", "redcube.checkpoint.safetensors"})
     EXPECT_TRUE(file_exists(dir.file(f))) << f;
   // The loss plot, and the same plot as SVG for reports: both curves, labels as typed.
-  { const Image plot = load_image(dir.file("redcube.loss.png")); EXPECT_EQ(plot.width, 800); EXPECT_EQ(plot.height, 480); }
+  {
+    const Image plot = load_image(dir.file("redcube.loss.png"));
+    EXPECT_EQ(plot.width, 800);
+    EXPECT_EQ(plot.height, 480);
+  }
   EXPECT_EQ(r.loss_svg.rfind("<svg ", 0), 0u);
   EXPECT_EQ(std::count(r.files.begin(), r.files.end(), dir.file("redcube.loss.png")), 1);
   for (const char* text : {"<polyline", ">loss (random t, noise)</text>", ">fixed-input loss</text>", ">step</text>"})
@@ -444,9 +450,10 @@ TEST(Invert, KillAndResumeGivesIdenticalEmbeddings) {
   test::TempDir dir;
   std::string img = write_picture(dir, "x.png");
   auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"invert", "--model", model_dir(), "--image", img, "--caption",
-                                    "a red cube", "--steps", "12", "--save-every", "2", "--batch", "2",
-                                    "--flip", "--seed", "5", "--out", out, "--no-progress"};
+    return std::vector<std::string>{"invert",    "--model",    model_dir(), "--image",      img,
+                                    "--caption", "a red cube", "--steps",   "12",           "--save-every",
+                                    "2",         "--batch",    "2",         "--flip",       "--seed",
+                                    "5",         "--out",      out,         "--no-progress"};
   };
   ASSERT_EQ(wait_exit(spawn_invert(args(dir.file("full.safetensors")), 0)), 0);
 
@@ -486,8 +493,8 @@ TEST(SphereAdam, FirstStepByHandAndTheNormsHold) {
   auto norms = torch::tensor({0.5f, 1.0f, 2.0f});
   auto rows = p0.clone();
   SphereAdam opt(rows, norms, {});
-  auto r64 = norms.to(f64).unsqueeze(1);                        // [3, 1]
-  auto u0 = p0.to(f64) / p0.to(f64).norm(2, {1}, true);         // initial directions
+  auto r64 = norms.to(f64).unsqueeze(1);                                  // [3, 1]
+  auto u0 = p0.to(f64) / p0.to(f64).norm(2, {1}, true);                   // initial directions
   EXPECT_LT((rows.to(f64) - u0 * r64).abs().max().item<double>(), 1e-6);  // rescaled at construction
   EXPECT_TRUE(opt.prior_directions().to(f64).allclose(u0, 1e-6, 1e-7));
   auto g = torch::randn({3, 16});
@@ -530,7 +537,8 @@ TEST(SphereAdam, PartsAreSeparateSpheres) {
   }
   EXPECT_LT((rows - torch::cat({left, right}, 1)).abs().max().item<float>(), 1e-6);
   const auto f64 = torch::kFloat64;
-  auto part_norms = torch::stack({rows.narrow(1, 0, h1).to(f64).norm(2, {1}), rows.narrow(1, h1, h2).to(f64).norm(2, {1})}, 1);
+  auto part_norms =
+      torch::stack({rows.narrow(1, 0, h1).to(f64).norm(2, {1}), rows.narrow(1, h1, h2).to(f64).norm(2, {1})}, 1);
   EXPECT_LT(((part_norms - norms.to(f64)).abs() / norms.to(f64)).max().item<double>(), 1e-6);
   EXPECT_EQ(both.norms().sizes(), (std::vector<int64_t>{2, 2}));
   EXPECT_TINV_ERROR(SphereAdam(torch::ones({2, 16}), norms, {}, {6, 9}), "sum to 15");
@@ -635,7 +643,8 @@ TEST(Trainer, RegInitPullIsTheL2Gradient) {
   // By hand: AdamW on a copy with the diffusion gradient plus d/drows 0.5 * |rows - init|^2.
   auto ref = init.clone();
   AdamW adam(ref, opt.adam);
-  ASSERT_TRUE(run_steps(tr, src, 4, [&](int64_t, const StepResult& r) { adam.step(r.grad + 1.0 * (ref - init), r.lr); }));
+  ASSERT_TRUE(
+      run_steps(tr, src, 4, [&](int64_t, const StepResult& r) { adam.step(r.grad + 1.0 * (ref - init), r.lr); }));
   EXPECT_TRUE(tr.embeddings().allclose(ref, 0, 1e-7)) << (tr.embeddings() - ref).abs().max();
   TrainerOptions plain = opt;
   plain.reg_init = 0;
@@ -828,9 +837,9 @@ TEST(InvertCli, MethodOptionErrorsAreOneLine) {
 // The typed options' bad values are one-line errors of the CLI, before anything runs.
 TEST(InvertCli, TypedOptionErrorsAreOneLine) {
   test::TempDir dir;
-  const std::string base = "invert --model " + test::quote(model_dir()) + " --image " +
-                           test::quote(write_picture(dir, "x.png")) + " --caption 'a red cube' --steps 1 --no-progress " +
-                           "--out " + test::quote(dir.file("c.safetensors"));
+  const std::string base =
+      "invert --model " + test::quote(model_dir()) + " --image " + test::quote(write_picture(dir, "x.png")) +
+      " --caption 'a red cube' --steps 1 --no-progress " + "--out " + test::quote(dir.file("c.safetensors"));
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--init foo", "--init: unknown mode 'foo' (caption, class or token)"},
       {"--format pdf", "--format: unknown format 'pdf' (diffusers, a1111, kohya or all)"},

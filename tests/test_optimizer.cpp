@@ -131,7 +131,8 @@ double former_cosine(const LrSchedule& s, int64_t k) {
 TEST(LrSchedule, WorldScheduleIsTheFormerOneBitForBit) {
   for (int64_t total : {1, 2, 7, 10, 99, 1000, 2500, 6000, 20000})
     for (double peak : {1e-3, 5e-4, 3e-4}) {
-      LrSchedule s = LrSchedule::make(LrScheduleKind::kCosine, peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
+      LrSchedule s = LrSchedule::make(LrScheduleKind::kCosine, peak, total,
+                                      std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
       s.final_ratio = 0.1;
       for (int64_t k = 0; k < total + 3; ++k)
         ASSERT_EQ(s.at(k), former_world_lr(peak, k, total)) << "total " << total << " step " << k;

@@ -53,8 +53,7 @@ TEST(ParityOnly, GroupOfAnotherLayoutIsOneLineError) {
   auto r = run_tinv("parity " + quote(fixture("tiny-sd15")) + " --only blip", tmp);
   EXPECT_NE(r.status, 0);
   ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
-  EXPECT_NE(r.err_lines[0].find("--only: case group 'blip' is not in layout 'sd'"), std::string::npos)
-      << r.err;
+  EXPECT_NE(r.err_lines[0].find("--only: case group 'blip' is not in layout 'sd'"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("passed"), std::string::npos) << "no case may run: " << r.out;
 }
 
@@ -64,7 +63,8 @@ TEST(ParityOnly, UnknownGroupIsOneLineError) {
   EXPECT_NE(r.status, 0);
   ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
   EXPECT_NE(r.err_lines[0].find("--only: unknown case group 'unets' (groups of layout 'blip': blip)"),
-            std::string::npos) << r.err;
+            std::string::npos)
+      << r.err;
 }
 
 TEST(ParityOnly, FolderWithoutCasesFails) {

@@ -1,6 +1,6 @@
-// The torch.save container (libtorch's reader/writer) and the restricted unpickler / pickle writer, over files written by Python's
-// torch.save (tests/data, generated once by tests/data/make_embedding_fixtures.py) and over
-// hand-made pickles.
+// The torch.save container (libtorch's reader/writer) and the restricted unpickler / pickle writer, over files written
+// by Python's torch.save (tests/data, generated once by tests/data/make_embedding_fixtures.py) and over hand-made
+// pickles.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -17,9 +17,7 @@
 namespace tinv {
 namespace {
 
-std::string data_file(const std::string& name) {
-  return std::string(TINV_SOURCE_DIR) + "/tests/data/" + name;
-}
+std::string data_file(const std::string& name) { return std::string(TINV_SOURCE_DIR) + "/tests/data/" + name; }
 
 // The fixtures' values: arange(n*d).reshape(n, d) * 0.25 - 1.
 torch::Tensor ramp(int64_t n, int64_t d = 16) {
@@ -97,8 +95,7 @@ TEST(TorchArchive, TruncatedArchivesAreOneLineErrors) {
       EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     }
   }
-  EXPECT_TINV_ERROR(TorchArchiveReader::from_buffer(shared({}), "e.pt"),
-                    "e.pt: not a torch.save zip or truncated");
+  EXPECT_TINV_ERROR(TorchArchiveReader::from_buffer(shared({}), "e.pt"), "e.pt: not a torch.save zip or truncated");
   EXPECT_TINV_ERROR(TorchArchiveReader::from_buffer(shared({'P', 'K', 3, 4, 0, 0}), "h.pt"),
                     "h.pt: not a torch.save zip or truncated");
 }
@@ -175,32 +172,37 @@ TEST(Unpickle, ScalarsContainersBytesAndStridedTensor) {
 }
 
 TEST(Unpickle, RefusesDisallowedGlobals) {
-  EXPECT_TINV_ERROR(load_torch_file(data_file("evil.pt")),
-                    "refusing to unpickle global posix.system");
-  EXPECT_TINV_ERROR(unpickle_string("\x80\x02" "cbuiltins\neval\n)R."),
+  EXPECT_TINV_ERROR(load_torch_file(data_file("evil.pt")), "refusing to unpickle global posix.system");
+  EXPECT_TINV_ERROR(unpickle_string("\x80\x02"
+                                    "cbuiltins\neval\n)R."),
                     "refusing to unpickle global builtins.eval");
   // STACK_GLOBAL path too.
   EXPECT_TINV_ERROR(unpickle_string(std::string("\x80\x02X\x02\0\0\0osX\x06\0\0\0system\x93.", 22)),
                     "refusing to unpickle global os.system");
   // An allowed class can still not be called in unexpected ways.
-  EXPECT_TINV_ERROR(unpickle_string("\x80\x02" "ctorch\nFloatStorage\n)R."),
+  EXPECT_TINV_ERROR(unpickle_string("\x80\x02"
+                                    "ctorch\nFloatStorage\n)R."),
                     "cannot call global torch.FloatStorage");
 }
 
-TEST(Unpickle, RefusesLegacyFormat) {
-  EXPECT_TINV_ERROR(load_torch_file(data_file("legacy.pt")), "legacy .pt format");
-}
+TEST(Unpickle, RefusesLegacyFormat) { EXPECT_TINV_ERROR(load_torch_file(data_file("legacy.pt")), "legacy .pt format"); }
 
 TEST(Unpickle, CyclesAndDeepNestingAreErrorsNotCrashes) {
   // l = []; l.append(l)
-  EXPECT_TINV_ERROR(unpickle_string(std::string("\x80\x02]q\x00h\x00" "a.", 9)), "cycle");
+  EXPECT_TINV_ERROR(unpickle_string(std::string("\x80\x02]q\x00h\x00"
+                                                "a.",
+                                                9)),
+                    "cycle");
   // 200000 nested lists: refused, and freeing them must not overflow the stack.
   std::string deep = "\x80\x02" + std::string(200000, ']') + std::string(199999, 'a') + ".";
   EXPECT_TINV_ERROR(unpickle_string(deep), "nested too deep");
   // Also when the unpickler stops half-way.
   EXPECT_THROW(unpickle_string(deep.substr(0, deep.size() - 1000)), Error);
   // Shared (non-cyclic) containers are fine: d = {}; [d, d]
-  PickleValue v = unpickle_string(std::string("\x80\x02](}q\x00h\x00" "e.", 11));
+  PickleValue v =
+      unpickle_string(std::string("\x80\x02](}q\x00h\x00"
+                                  "e.",
+                                  11));
   ASSERT_EQ(v.items().size(), 2u);
   EXPECT_EQ(v.items()[0].container_id(), v.items()[1].container_id());
 }
@@ -211,9 +213,13 @@ TEST(Unpickle, TensorViewsAreBoundsChecked) {
   };
   auto k = [](int v) { return std::string("K") + char(v); };  // BININT1
   auto tensor_pickle = [&](int size, int stride, int offset) {
-    return std::string("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n((") + bu("storage") +
-           "ctorch\nFloatStorage\n" + bu("0") + bu("cpu") + k(4) + "tQ" + k(offset) + k(size) +
-           "\x85" + k(stride) + "\x85\x89N" "tR.";
+    return std::string(
+               "\x80\x02"
+               "ctorch._utils\n_rebuild_tensor_v2\n((") +
+           bu("storage") + "ctorch\nFloatStorage\n" + bu("0") + bu("cpu") + k(4) + "tQ" + k(offset) + k(size) + "\x85" +
+           k(stride) +
+           "\x85\x89N"
+           "tR.";
   };
   EXPECT_EQ(unpickle_string(tensor_pickle(4, 1, 0)).tensor().numel(), 4);
   EXPECT_EQ(unpickle_string(tensor_pickle(2, 2, 1)).tensor().numel(), 2);  // elements 1, 3
@@ -232,12 +238,13 @@ TEST(Unpickle, MalformedPicklesAreErrors) {
   EXPECT_TINV_ERROR(unpickle_string("\x80\x02X\xff\xff\xff\x7f"), "truncated");
   EXPECT_TINV_ERROR(unpickle_string("\x80\x02NN."), "STOP with 2 values");
   EXPECT_TINV_ERROR(unpickle_string("\x80\x02\xff."), "unsupported opcode");
-  EXPECT_TINV_ERROR(unpickle_string("\x80\x02}(K\x01" "u."), "odd number");
+  EXPECT_TINV_ERROR(unpickle_string("\x80\x02}(K\x01"
+                                    "u."),
+                    "odd number");
 }
 
 TEST(PickleWriter, RoundTripsThroughOurReader) {
-  PickleValue inner = PickleValue::make_dict({{"a", PickleValue(int64_t(1) << 40)}},
-                                        "collections.OrderedDict");
+  PickleValue inner = PickleValue::make_dict({{"a", PickleValue(int64_t(1) << 40)}}, "collections.OrderedDict");
   PickleValue root = PickleValue::make_dict({
       {"tensor", PickleValue(ramp(3, 5))},
       {"half", PickleValue(ramp(2, 3).to(torch::kFloat16))},

@@ -148,8 +148,9 @@ TEST(Plot, SvgDocument) {
   PlotBand band{{0, 1, 2}, {0.1, 0.2, 0.3}, {1.1, 0.9, 0.8}, {200, 0, 0}};
   LinePlot p{{a, b}, {band}, "Step \"t\"", "it's the loss", "Title <1>", 640, 360};
   const std::string svg = render_line_plot_svg(p);
-  EXPECT_EQ(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"360\" viewBox=\"0 0 640 360\"", 0),
-            0u)
+  EXPECT_EQ(
+      svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"360\" viewBox=\"0 0 640 360\"", 0),
+      0u)
       << svg.substr(0, 200);
   EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
   EXPECT_EQ(svg.find("<?xml"), std::string::npos);  // inlinable in HTML

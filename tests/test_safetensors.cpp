@@ -74,33 +74,27 @@ TEST(SafeTensors, RejectsMalformedFiles) {
   EXPECT_TINV_ERROR(parse(make_file("[1,2]", 0)), "not a JSON object");
   EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}})", 1)),
                     "unknown dtype 'Q7'");
-  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8)),
-                    "tensor 'x'");
-  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4)),
-                    "non-negative");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8)), "tensor 'x'");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4)), "non-negative");
   // gap
-  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)),
-                    "gap");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)), "gap");
   // overlap
-  EXPECT_TINV_ERROR(
-      parse(make_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                      R"("y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)),
-      "overlap");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                    R"("y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                    8)),
+                    "overlap");
   // truncated data buffer
-  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 10)),
-                    "truncated");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 10)), "truncated");
   // trailing bytes
-  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 9)),
-                    "trailing");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 9)), "trailing");
   // duplicate names
-  EXPECT_TINV_ERROR(
-      parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                      R"("x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)),
-      "duplicate");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                                    R"("x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                    8)),
+                    "duplicate");
   EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1]}})", 4)), "data_offsets");
   EXPECT_TINV_ERROR(parse(make_file(R"({"__metadata__":{"a":1}})", 0)), "not a string");
-  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 4)),
-                    "end before");
+  EXPECT_TINV_ERROR(parse(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 4)), "end before");
 }
 
 TEST(SafeTensors, OpenErrorsNameTheFile) {
@@ -121,12 +115,10 @@ TEST(SafeTensors, WriterIsAtomicAndLeavesOldFileOnFailure) {
   std::string path = dir.file("keep.safetensors");
   save_safetensors(path, {{"a", torch::ones({2})}});
   // Duplicate names make the writer fail before anything is written.
-  EXPECT_TINV_ERROR(save_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}}),
-                    "duplicate");
+  EXPECT_TINV_ERROR(save_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}}), "duplicate");
   EXPECT_TRUE(torch::equal(SafeTensors::open(path).get("a"), torch::ones({2})));
   // An unwritable destination fails with the path in the message, and no temp file remains.
-  EXPECT_TINV_ERROR(save_safetensors(dir.file("no/such/dir/x.safetensors"), {{"a", torch::ones({1})}}),
-                    "no/such/dir");
+  EXPECT_TINV_ERROR(save_safetensors(dir.file("no/such/dir/x.safetensors"), {{"a", torch::ones({1})}}), "no/such/dir");
 }
 
 TEST(SafeTensors, ShardedIndex) {

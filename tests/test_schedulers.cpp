@@ -72,8 +72,7 @@ TEST(SchedulerConfig, ValidationNamesTheField) {
   EXPECT_TINV_ERROR(parse(R"({"algorithm_type": "unipc"})"), "'algorithm_type'");
   EXPECT_TINV_ERROR(parse(R"({"solver_order": 3})"), "'solver_order'");
   EXPECT_TINV_ERROR(parse(R"({"thresholding": true})"), "'thresholding'");
-  EXPECT_TINV_ERROR(parse(R"({"num_train_timesteps": 4, "trained_betas": [0.1, 0.2]})"),
-                    "'trained_betas'");
+  EXPECT_TINV_ERROR(parse(R"({"num_train_timesteps": 4, "trained_betas": [0.1, 0.2]})"), "'trained_betas'");
   EXPECT_TINV_ERROR(parse(R"({"steps_offset": "one"})"), "'steps_offset'");
   EXPECT_TINV_ERROR(parse(R"({"beta_schedule": "cosine"})"), "scheduler_config.json");
 }
@@ -175,8 +174,7 @@ TEST(Samplers, TimestepSpacings) {
   EXPECT_EQ(ints(sampler_with("ddim", c, 10)->timesteps()),
             (std::vector<int64_t>{999, 899, 799, 699, 599, 499, 399, 299, 199, 99}));
   EXPECT_EQ(ints(sampler_with("ddim", c, 3)->timesteps()), (std::vector<int64_t>{999, 666, 332}));
-  EXPECT_EQ(ints(sampler_with("pndm", c, 3)->timesteps()),
-            (std::vector<int64_t>{999, 666, 666, 332}));
+  EXPECT_EQ(ints(sampler_with("pndm", c, 3)->timesteps()), (std::vector<int64_t>{999, 666, 666, 332}));
   // Euler's leading spacing starts from sqrt(sigma_max^2 + 1); linspace from sigma_max.
   c.timestep_spacing = "leading";
   auto el = sampler_with("euler", c, 10);
@@ -209,8 +207,8 @@ TEST(Samplers, ExactDenoiserRecoversX0) {
     return (x_in - std::sqrt(abar) * x0) / std::sqrt(1 - abar);
   };
   SchedulerConfig c = SchedulerConfig::sd15();
-  c.set_alpha_to_one = true;         // DDIM/PNDM end at abar = 1
-  c.final_sigmas_type = "zero";      // DPM-Solver ends at sigma 0
+  c.set_alpha_to_one = true;     // DDIM/PNDM end at abar = 1
+  c.final_sigmas_type = "zero";  // DPM-Solver ends at sigma 0
   for (const auto& n : sampler_names()) {
     for (int64_t steps : {7, 20}) {
       auto s = sampler_with(n, c, steps);

@@ -6,14 +6,14 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
-#include "common/fs.h"
-#include "inversion/method.h"
-#include "apps/study.h"
 #include "apps/demo.h"
 #include "apps/invert.h"
+#include "apps/study.h"
+#include "common/fs.h"
+#include "inversion/method.h"
 #include "inversion/trainer.h"
 #include "io/embeddings.h"
 #include "io/image_write.h"
@@ -49,9 +49,7 @@ StateDict cast(const StateDict& sd, torch::ScalarType t) {
   return out;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> items(const StateDict& sd) {
-  return {sd.begin(), sd.end()};
-}
+std::vector<std::pair<std::string, torch::Tensor>> items(const StateDict& sd) { return {sd.begin(), sd.end()}; }
 
 // Rewrites `file` as a two-shard checkpoint with its index (diffusers/transformers layout).
 void shard(const std::string& file, const std::string& index_name) {
@@ -231,11 +229,13 @@ TEST(SdxlEmbeddings, ClipLClipGRoundTripAndRefusals) {
   EXPECT_TRUE(torch::equal(e[0].vectors_2, g));
   EXPECT_EQ(load_embeddings(f).size(), 1u);  // no model: read as is
   // On SD1/SD2 models: refused.
-  EXPECT_TINV_ERROR(load_embeddings(f, 768), f + ": SDXL embedding (clip_l, clip_g) cannot be used with an SD1/SD2 model");
+  EXPECT_TINV_ERROR(load_embeddings(f, 768),
+                    f + ": SDXL embedding (clip_l, clip_g) cannot be used with an SD1/SD2 model");
   // SD1 files on SDXL: refused.
   const std::string sd1 = dir.file("sd1.safetensors");
   save_embedding(sd1, EmbeddingFormat::Diffusers, "<x>", torch::randn({2, 768}));
-  EXPECT_TINV_ERROR(load_embeddings(sd1, 768, 1280), sd1 + ": SD1/SD2 embedding (one [2, 768] tensor) cannot be used with an SDXL model");
+  EXPECT_TINV_ERROR(load_embeddings(sd1, 768, 1280),
+                    sd1 + ": SD1/SD2 embedding (one [2, 768] tensor) cannot be used with an SDXL model");
   const std::string pt = dir.file("sd1.pt");
   save_embedding(pt, EmbeddingFormat::A1111, "sd1", torch::randn({2, 768}));
   EXPECT_TINV_ERROR(load_embeddings(pt, 768, 1280), "cannot be used with an SDXL model");
@@ -433,9 +433,9 @@ TEST(SdxlInvert, TrainerUsesOneOptimiserOverBothRowSets) {
   auto init = torch::cat({sd.text_encoder->token_embeddings(ids), sd.text_encoder_2->token_embeddings(ids)}, 1);
   TrainerOptions opt;
   opt.schedule = LrSchedule::make(LrScheduleKind::kConstant, 5e-3, 2);
-  InversionTrainer tr(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<p0>", "<p1>"}, init,
-                      {"a photo of {}"}, opt, SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2,
-                                                                torch::tensor({32.f, 32.f, 0.f, 0.f, 32.f, 32.f})});
+  InversionTrainer tr(
+      *sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<p0>", "<p1>"}, init, {"a photo of {}"}, opt,
+      SecondTextEncoder{*sd.tokenizer_2, sd.text_encoder_2, torch::tensor({32.f, 32.f, 0.f, 0.f, 32.f, 32.f})});
   EXPECT_TRUE(tr.is_xl());
   EXPECT_EQ(tr.width_1(), 32);
   EXPECT_EQ(tr.optimizer().exp_avg().sizes(), torch::IntArrayRef({2, 64}));
@@ -448,7 +448,7 @@ TEST(SdxlInvert, TrainerUsesOneOptimiserOverBothRowSets) {
   ASSERT_TRUE(r.finite);
   EXPECT_GT(r.grad.narrow(1, 0, 32).abs().sum().item<double>(), 0);
   EXPECT_GT(r.grad.narrow(1, 32, 32).abs().sum().item<double>(), 0);
-  EXPECT_EQ(tr.prompt_ids_2({0})[0][-1].item<int64_t>(), 0);       // tokenizer_2 pads with "!"
+  EXPECT_EQ(tr.prompt_ids_2({0})[0][-1].item<int64_t>(), 0);  // tokenizer_2 pads with "!"
   EXPECT_EQ(tr.prompt_ids({0})[0][-1].item<int64_t>(), 49407);
   EXPECT_TINV_ERROR(InversionTrainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, {"<p0>", "<p1>"},
                                      init.narrow(1, 0, 32), {"a photo of {}"}, opt,
@@ -482,7 +482,8 @@ TEST(SdxlInvert, MethodOptionsWorkOnBothEncoders) {
 
   auto ids = sd.tokenizer->tokenize("a red cube");
   auto start = torch::cat({start_rows(sd.text_encoder, *sd.tokenizer, ids, InitSpace::kOutput),
-                           start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, InitSpace::kOutput)}, 1);
+                           start_rows(sd.text_encoder_2, *sd.tokenizer_2, ids, InitSpace::kOutput)},
+                          1);
   o.method = {};
   o.method.init_space = InitSpace::kOutput;
   o.lr = 1e-12;  // the rows stay at their start
@@ -491,7 +492,8 @@ TEST(SdxlInvert, MethodOptionsWorkOnBothEncoders) {
   o.out = dir.file(o.name + ".safetensors");
   r = run_inversion(o);
   EXPECT_TRUE(torch::allclose(r.embeddings, start, 0, 1e-6));
-  EXPECT_FALSE(torch::allclose(start.narrow(1, 32, 32), sd.text_encoder_2->token_embeddings(torch::tensor(ids)), 0, 1e-3));
+  EXPECT_FALSE(
+      torch::allclose(start.narrow(1, 32, 32), sd.text_encoder_2->token_embeddings(torch::tensor(ids)), 0, 1e-3));
 }
 
 // ---- study and demo on SDXL (issue 16 item 6) ----
@@ -577,21 +579,25 @@ TEST(SdxlCli, InfoGenerateInvertAndBadInput) {
   ASSERT_EQ(single.status, 0) << single.err;
   EXPECT_NE(single.out.find("SDXL"), std::string::npos);
 
-  auto inv = test::run_tinv("invert --model " + test::quote(kXl) + " --image " + test::quote(picture(dir)) +
-                                " --caption 'a red cube' --steps 2 --name cubexl --eval-every 0 --no-progress --device cpu"
-                                " --format all --out " + test::quote(dir.file("cubexl.safetensors")),
-                            dir);
+  auto inv =
+      test::run_tinv("invert --model " + test::quote(kXl) + " --image " + test::quote(picture(dir)) +
+                         " --caption 'a red cube' --steps 2 --name cubexl --eval-every 0 --no-progress --device cpu"
+                         " --format all --out " +
+                         test::quote(dir.file("cubexl.safetensors")),
+                     dir);
   ASSERT_EQ(inv.status, 0) << inv.err;
-  auto gen = test::run_tinv("generate --model " + test::quote(kXl) + " --prompt 'a photo of cubexl' --steps 2"
+  auto gen = test::run_tinv("generate --model " + test::quote(kXl) +
+                                " --prompt 'a photo of cubexl' --steps 2"
                                 " --sampler euler_a --width 40 --height 32 --original-width 1024 --original-height 1024"
-                                " --seed 1 --quiet --device cpu --embedding " + test::quote(dir.file("cubexl.safetensors")) +
-                                " --out " + test::quote(dir.file("out")),
+                                " --seed 1 --quiet --device cpu --embedding " +
+                                test::quote(dir.file("cubexl.safetensors")) + " --out " + test::quote(dir.file("out")),
                             dir);
   ASSERT_EQ(gen.status, 0) << gen.err;
   EXPECT_TRUE(file_exists(dir.file("out/1-0.png")));
-  auto pair = test::run_tinv("generate --model " + test::quote(kXl) + " --prompt 'a photo of <cubexl>' --steps 1"
-                                 " --quiet --device cpu --embedding " + test::quote(dir.file("cubexl.diffusers")) +
-                                 " --out " + test::quote(dir.file("out2")),
+  auto pair = test::run_tinv("generate --model " + test::quote(kXl) +
+                                 " --prompt 'a photo of <cubexl>' --steps 1"
+                                 " --quiet --device cpu --embedding " +
+                                 test::quote(dir.file("cubexl.diffusers")) + " --out " + test::quote(dir.file("out2")),
                              dir);
   ASSERT_EQ(pair.status, 0) << pair.err;
 

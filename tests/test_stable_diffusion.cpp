@@ -63,9 +63,12 @@ StateDict to_openclip(const StateDict& sd) {
       continue;
     }
     std::string r = k.substr(hf.size());
-    if (r == "embeddings.token_embedding.weight") out[oc + "token_embedding.weight"] = v;
-    else if (r == "embeddings.position_embedding.weight") out[oc + "positional_embedding"] = v;
-    else if (r.rfind("final_layer_norm.", 0) == 0) out[oc + "ln_final." + r.substr(17)] = v;
+    if (r == "embeddings.token_embedding.weight")
+      out[oc + "token_embedding.weight"] = v;
+    else if (r == "embeddings.position_embedding.weight")
+      out[oc + "positional_embedding"] = v;
+    else if (r.rfind("final_layer_norm.", 0) == 0)
+      out[oc + "ln_final." + r.substr(17)] = v;
     else if (r.rfind("encoder.layers.", 0) == 0) {
       std::string rest = r.substr(15);
       std::string n = rest.substr(0, rest.find('.'));
@@ -77,11 +80,16 @@ StateDict to_openclip(const StateDict& sd) {
         out[base + "attn.in_proj_" + leaf] =
             torch::cat({sd.at(p + "q_proj." + leaf), sd.at(p + "k_proj." + leaf), sd.at(p + "v_proj." + leaf)});
       } else if (tail.rfind("self_attn.k_proj", 0) == 0 || tail.rfind("self_attn.v_proj", 0) == 0) {
-      } else if (tail.rfind("self_attn.out_proj", 0) == 0) out[base + "attn.out_proj." + leaf] = v;
-      else if (tail.rfind("layer_norm1", 0) == 0) out[base + "ln_1." + leaf] = v;
-      else if (tail.rfind("layer_norm2", 0) == 0) out[base + "ln_2." + leaf] = v;
-      else if (tail.rfind("mlp.fc1", 0) == 0) out[base + "mlp.c_fc." + leaf] = v;
-      else if (tail.rfind("mlp.fc2", 0) == 0) out[base + "mlp.c_proj." + leaf] = v;
+      } else if (tail.rfind("self_attn.out_proj", 0) == 0)
+        out[base + "attn.out_proj." + leaf] = v;
+      else if (tail.rfind("layer_norm1", 0) == 0)
+        out[base + "ln_1." + leaf] = v;
+      else if (tail.rfind("layer_norm2", 0) == 0)
+        out[base + "ln_2." + leaf] = v;
+      else if (tail.rfind("mlp.fc1", 0) == 0)
+        out[base + "mlp.c_fc." + leaf] = v;
+      else if (tail.rfind("mlp.fc2", 0) == 0)
+        out[base + "mlp.c_proj." + leaf] = v;
     }
   }
   return out;

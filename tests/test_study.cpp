@@ -15,13 +15,13 @@
 #include <set>
 #include <sstream>
 
-#include "common/fs.h"
-#include "io/image_tensor.h"
 #include "apps/study.h"
+#include "apps/world_eval.h"
+#include "common/fs.h"
 #include "inversion/templates.h"
+#include "io/image_tensor.h"
 #include "io/image_write.h"
 #include "test_util.h"
-#include "apps/world_eval.h"
 
 namespace tinv {
 namespace {
@@ -40,8 +40,8 @@ std::vector<std::string> lines(const std::string& text) {
 TEST(StudyReach, FirstStepAtOrBelowTheTarget) {
   const std::vector<std::pair<int64_t, double>> curve = {{0, 1.0}, {5, 0.8}, {10, 0.5}, {15, 0.6}, {20, 0.4}};
   EXPECT_EQ(steps_to_reach(curve, 2.0), 0);
-  EXPECT_EQ(steps_to_reach(curve, 0.8), 5);   // equal counts as reached
-  EXPECT_EQ(steps_to_reach(curve, 0.55), 10); // first time, not the last
+  EXPECT_EQ(steps_to_reach(curve, 0.8), 5);    // equal counts as reached
+  EXPECT_EQ(steps_to_reach(curve, 0.55), 10);  // first time, not the last
   EXPECT_EQ(steps_to_reach(curve, 0.4), 20);
   EXPECT_EQ(steps_to_reach(curve, 0.39), -1);
   EXPECT_EQ(steps_to_reach({}, 1.0), -1);
@@ -100,12 +100,11 @@ TEST(StudyReach, TablePairsRunsWithTheTokenRunOfTheSameConceptAndSeed) {
 TEST(StudyReach, FidelityThresholdsPerMode) {
   // caption: seed 0 reaches 0.5 at step 25 and 0.7 at 50; seed 1 reaches 0.5 at 50, never 0.7.
   // token: reaches neither. Other metrics and concepts' records are ignored.
-  std::vector<StudyRecord> r = {
-      {"a", "caption", 0, 0, "fidelity", 0.1}, {"a", "caption", 0, 25, "fidelity", 0.55},
-      {"a", "caption", 0, 50, "fidelity", 0.75}, {"a", "caption", 0, 100, "fidelity", 0.6},
-      {"a", "caption", 1, 50, "fidelity", 0.52}, {"a", "caption", 1, 0, "fidelity", 0.2},
-      {"a", "token", 0, 0, "fidelity", 0.0},     {"a", "token", 0, 100, "fidelity", 0.3},
-      {"a", "token", 0, 100, "context", 0.9},    {"a", "class", 0, 100, "recon_psnr", 20}};
+  std::vector<StudyRecord> r = {{"a", "caption", 0, 0, "fidelity", 0.1},   {"a", "caption", 0, 25, "fidelity", 0.55},
+                                {"a", "caption", 0, 50, "fidelity", 0.75}, {"a", "caption", 0, 100, "fidelity", 0.6},
+                                {"a", "caption", 1, 50, "fidelity", 0.52}, {"a", "caption", 1, 0, "fidelity", 0.2},
+                                {"a", "token", 0, 0, "fidelity", 0.0},     {"a", "token", 0, 100, "fidelity", 0.3},
+                                {"a", "token", 0, 100, "context", 0.9},    {"a", "class", 0, 100, "recon_psnr", 20}};
   auto half = fidelity_reach_table(r, {"caption", "class", "token"}, 0.5);
   ASSERT_EQ(half.size(), 2u);  // class has no fidelity records
   EXPECT_EQ(half[0].mode, "caption");
@@ -168,7 +167,7 @@ TEST(StudyRecords, RelativeToTheStartOfTheConceptAndSeed) {
                                 {"a", "token", 1, 0, "fixed_loss", 4.0},   {"a", "token", 1, 5, "fixed_loss", 2.0},
                                 {"b", "token", 0, 5, "fixed_loss", 9.0},   {"a", "caption", 0, 0, "loss", 7.0}};
   auto rel = relative_to_start(r, "fixed_loss");
-  ASSERT_EQ(rel.size(), 6u);  // b has no step 0; other metrics dropped
+  ASSERT_EQ(rel.size(), 6u);            // b has no step 0; other metrics dropped
   EXPECT_DOUBLE_EQ(rel[0].value, 0.5);  // 1 / mean(1, 3)
   EXPECT_DOUBLE_EQ(rel[1].value, 1.5);
   EXPECT_DOUBLE_EQ(rel[3].value, 1.0);
@@ -187,12 +186,24 @@ TEST(StudyOptions, Validation) {
   };
   const std::vector<Case> cases = {
       {[](StudyOptions& o) { o.modes = {}; }, "--modes"},
-      {[](StudyOptions& o) { o.modes = {"caption", "photo"}; }, "unknown mode 'photo'"},
-      {[](StudyOptions& o) { o.modes = {"token", "token"}; }, "given twice"},
+      {[](StudyOptions& o) {
+         o.modes = {"caption", "photo"};
+       },
+       "unknown mode 'photo'"},
+      {[](StudyOptions& o) {
+         o.modes = {"token", "token"};
+       },
+       "given twice"},
       {[](StudyOptions& o) { o.seeds = 0; }, "--seeds"},
       {[](StudyOptions& o) { o.steps = 0; }, "--steps"},
-      {[](StudyOptions& o) { o.checkpoints = {0, 600}; }, "--checkpoints: step 600 is outside"},
-      {[](StudyOptions& o) { o.checkpoints = {50, 25}; }, "increasing"},
+      {[](StudyOptions& o) {
+         o.checkpoints = {0, 600};
+       },
+       "--checkpoints: step 600 is outside"},
+      {[](StudyOptions& o) {
+         o.checkpoints = {50, 25};
+       },
+       "increasing"},
       {[](StudyOptions& o) { o.checkpoints = {-1}; }, "--checkpoints"},
       {[](StudyOptions& o) { o.lr = 0; }, "--lr"},
       {[](StudyOptions& o) { o.lr = NAN; }, "--lr"},
@@ -202,8 +213,15 @@ TEST(StudyOptions, Validation) {
       {[](StudyOptions& o) { o.out = ""; }, "--out"},
       {[](StudyOptions& o) { o.init_token = "a b"; }, "--init-token"},
       {[](StudyOptions& o) { o.concepts = {"dog"}; }, "--concepts: unknown concept 'dog'"},
-      {[](StudyOptions& o) { o.concepts = {"badge_star", "badge_star"}; }, "given twice"},
-      {[](StudyOptions& o) { o.images = {"x.png"}; o.concepts = {"badge_star"}; }, "--images"},
+      {[](StudyOptions& o) {
+         o.concepts = {"badge_star", "badge_star"};
+       },
+       "given twice"},
+      {[](StudyOptions& o) {
+         o.images = {"x.png"};
+         o.concepts = {"badge_star"};
+       },
+       "--images"},
       {[](StudyOptions& o) { o.images = {"x.png"}; }, "--class"},
       {[](StudyOptions& o) { o.sample_steps = 0; }, "--sample-steps"},
       {[](StudyOptions& o) { o.sampler = "magic"; }, "--sampler"},
@@ -341,7 +359,8 @@ world::ConceptSample sample_context() {
 
 TEST(StudyInit, CaptionGivesObjectWordsAndItsOwnContext) {
   // BLIP-style spacing and case: normalised before parsing.
-  StudyInit i = world_init("A large red star with a white dot in the center , on a plain cyan background .", sample_context());
+  StudyInit i =
+      world_init("A large red star with a white dot in the center , on a plain cyan background .", sample_context());
   EXPECT_TRUE(i.parsed);
   EXPECT_FALSE(i.fallback);
   EXPECT_EQ(i.init_text, "red star with a white dot");
@@ -454,9 +473,9 @@ TEST(StudyRun, TinyEndToEnd) {
     SCOPED_TRACE(mode);
     EXPECT_EQ((count[{mode, "loss"}]), 3);
     EXPECT_EQ((count[{mode, "fixed_loss"}]), 4);
-    for (const char* m : {"recon_psnr", "recon_mse", "recon_latent_mse", "edit_parsed", "edit_mean",
-                          "edit_background", "edit_pattern", "edit_position", "edit_size", "edit_shape",
-                          "fidelity", "fidelity_train", "context"})
+    for (const char* m :
+         {"recon_psnr", "recon_mse", "recon_latent_mse", "edit_parsed", "edit_mean", "edit_background", "edit_pattern",
+          "edit_position", "edit_size", "edit_shape", "fidelity", "fidelity_train", "context"})
       EXPECT_EQ((count[{mode, m}]), 2) << m;
   }
   EXPECT_EQ(quality_steps, (std::set<int64_t>{0, 3}));
@@ -480,9 +499,9 @@ TEST(StudyRun, TinyEndToEnd) {
   const std::string csv = read_text_file(o.out.string() + "/records.csv");
   EXPECT_EQ(csv, records_csv(r.records));
   EXPECT_EQ(lines(csv).size(), r.records.size() + 1);
-  for (const char* f : {"records.csv", "loss_raw.png", "loss_fixed.png", "loss_fixed_relative.png", "recon_psnr.png",
-                        "recon_latent_mse.png", "edit_accuracy.png", "fidelity.png", "context.png", "summary.txt",
-                        "report.html"})
+  for (const char* f :
+       {"records.csv", "loss_raw.png", "loss_fixed.png", "loss_fixed_relative.png", "recon_psnr.png",
+        "recon_latent_mse.png", "edit_accuracy.png", "fidelity.png", "context.png", "summary.txt", "report.html"})
     EXPECT_TRUE(file_exists(o.out.string() + "/" + f)) << f;
   EXPECT_EQ(r.files.size(), 11u);
   // The grammar's best caption for the concept, and the fidelity tables.
@@ -603,8 +622,9 @@ TEST(StudyRun, VariantsSideBySideWithTheEarlyStopRule) {
   EXPECT_EQ(r.stops[1].stopped, 1);
   EXPECT_DOUBLE_EQ(r.stops[1].mean_saved, 1);
   EXPECT_EQ(r.samples.size(), 4u);  // the checkpoint only: the stop's images are not samples
-  for (const char* needle : {"early stop", "caption+sphere", "variants caption+sphere: optimizer=sphere sphere_norm=mean",
-                             "caption+t500: t_min=500", "caption+cross: init_space=output reg_init=0.01"})
+  for (const char* needle :
+       {"early stop", "caption+sphere", "variants caption+sphere: optimizer=sphere sphere_norm=mean",
+        "caption+t500: t_min=500", "caption+cross: init_space=output reg_init=0.01"})
     EXPECT_NE(r.summary.find(needle), std::string::npos) << needle << "\n" << r.summary;
   // A range outside the model's schedule, once the model is loaded.
   o.modes = {"caption+t5000"};
@@ -625,9 +645,10 @@ TEST(StudyCli, QuickWithOverrides) {
   const std::string out = dir.file("q");
   // --quick, made smaller still: explicit options apply over the preset.
   auto r = run_cmd("--quick --model " + quote(kSd) + " --captioner " + quote(blip) +
-                        " --device cpu --quiet --modes token,class --steps 2 --checkpoints 2 --edits 1 "
-                        "--sample-steps 1 --out " + quote(out),
-                    dir);
+                       " --device cpu --quiet --modes token,class --steps 2 --checkpoints 2 --edits 1 "
+                       "--sample-steps 1 --out " +
+                       quote(out),
+                   dir);
   ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines.back());
   EXPECT_NE(r.out.find("steps to reach"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("wrote " + out + "/report.html"), std::string::npos) << r.out;

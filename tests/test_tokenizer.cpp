@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "text/clip_tokenizer.h"
 #include "text/unicode.h"
-#include "test_util.h"
 
 namespace tinv {
 namespace {
@@ -18,9 +18,7 @@ const ClipTokenizer& fixture_tok() {
   return tok;
 }
 
-void write(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-}
+void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
 Ids concat(std::initializer_list<Ids> parts) {
   Ids out;
@@ -54,8 +52,7 @@ TEST(ClipTokenizer, FixtureVocabularyAndSpecialIds) {
   auto enc = tok.encode("a photo of a cat");
   ASSERT_EQ(enc.ids.size(), 77u);
   EXPECT_FALSE(enc.truncated);
-  EXPECT_EQ(Ids(enc.ids.begin(), enc.ids.begin() + 8),
-            (Ids{49406, 320, 1125, 539, 320, 2368, 49407, 49407}));
+  EXPECT_EQ(Ids(enc.ids.begin(), enc.ids.begin() + 8), (Ids{49406, 320, 1125, 539, 320, 2368, 49407, 49407}));
   EXPECT_EQ(enc.ids.back(), 49407);
 }
 
@@ -80,16 +77,13 @@ TEST(ClipTokenizer, CleanupUnescapesCollapsesAndLowercases) {
 TEST(ClipTokenizer, PunctuationRunsAndNumbersOneDigitEach) {
   const auto& tok = fixture_tok();
   EXPECT_EQ(tok.tokenize("!!"), (Ids{748}));  // one punctuation run, one token
-  EXPECT_EQ(tok.tokenize("cat,dog"), concat({tok.tokenize("cat"), tok.tokenize(","),
-                                             tok.tokenize("dog")}));
+  EXPECT_EQ(tok.tokenize("cat,dog"), concat({tok.tokenize("cat"), tok.tokenize(","), tok.tokenize("dog")}));
   EXPECT_EQ(tok.tokenize("12345"), (Ids{272, 273, 274, 275, 276}));
-  EXPECT_EQ(tok.tokenize("3.14"), concat({tok.tokenize("3"), tok.tokenize("."), tok.tokenize("1"),
-                                          tok.tokenize("4")}));
-  EXPECT_EQ(tok.tokenize("abc123"), concat({tok.tokenize("abc"), tok.tokenize("1"),
-                                            tok.tokenize("2"), tok.tokenize("3")}));
+  EXPECT_EQ(tok.tokenize("3.14"), concat({tok.tokenize("3"), tok.tokenize("."), tok.tokenize("1"), tok.tokenize("4")}));
+  EXPECT_EQ(tok.tokenize("abc123"),
+            concat({tok.tokenize("abc"), tok.tokenize("1"), tok.tokenize("2"), tok.tokenize("3")}));
   // Superscript two and Arabic-Indic three are numbers too: one token group each.
-  EXPECT_EQ(tok.tokenize("x\u00B2\u0663"), concat({tok.tokenize("x"), tok.tokenize("\u00B2"),
-                                                   tok.tokenize("\u0663")}));
+  EXPECT_EQ(tok.tokenize("x\u00B2\u0663"), concat({tok.tokenize("x"), tok.tokenize("\u00B2"), tok.tokenize("\u0663")}));
 }
 
 TEST(ClipTokenizer, Contractions) {
@@ -114,8 +108,7 @@ TEST(ClipTokenizer, NonAsciiLettersStayInOneWord) {
   const auto& tok = fixture_tok();
   EXPECT_EQ(tok.tokenize("CAFÉ"), tok.tokenize("café"));
   // "naïve" is one letter run: its ids differ from "na" + "ï" + "ve" word by word.
-  EXPECT_NE(tok.tokenize("naïve"), concat({tok.tokenize("na"), tok.tokenize("ï"),
-                                           tok.tokenize("ve")}));
+  EXPECT_NE(tok.tokenize("naïve"), concat({tok.tokenize("na"), tok.tokenize("ï"), tok.tokenize("ve")}));
   EXPECT_EQ(tok.decode(tok.tokenize("naïve résumé москва 東京")), "naïve résumé москва 東京");
 }
 
@@ -206,13 +199,18 @@ TEST(ClipTokenizer, DecodeRoundTripAndErrors) {
 }
 
 TEST(ClipTokenizer, InvalidUtf8BecomesReplacementCharacters) {
-  EXPECT_EQ(unicode::decode_utf8("a\xff\xfe" "b"), (std::u32string{U'a', 0xFFFD, 0xFFFD, U'b'}));
-  EXPECT_EQ(unicode::decode_utf8("\xe2\x82"), (std::u32string{0xFFFD}));  // truncated: one
+  EXPECT_EQ(unicode::decode_utf8("a\xff\xfe"
+                                 "b"),
+            (std::u32string{U'a', 0xFFFD, 0xFFFD, U'b'}));
+  EXPECT_EQ(unicode::decode_utf8("\xe2\x82"), (std::u32string{0xFFFD}));          // truncated: one
   EXPECT_EQ(unicode::decode_utf8("\xc0\x80"), (std::u32string{0xFFFD, 0xFFFD}));  // overlong
   EXPECT_EQ(unicode::decode_utf8("\xed\xa0\x80"), (std::u32string{0xFFFD, 0xFFFD, 0xFFFD}));
   EXPECT_EQ(unicode::decode_utf8("\xf0\x9f\x98\x80"), (std::u32string{0x1F600}));
   const auto& tok = fixture_tok();
-  EXPECT_EQ(tok.tokenize("a\xff\xfe" "b"), tok.tokenize("a\uFFFD\uFFFD" "b"));
+  EXPECT_EQ(tok.tokenize("a\xff\xfe"
+                         "b"),
+            tok.tokenize("a\uFFFD\uFFFD"
+                         "b"));
   EXPECT_EQ(tok.tokenize(std::string("x\0y", 3)), tok.tokenize("xy"));  // NUL is removed
   auto enc = tok.encode("\x80\xbf\xf5\xff cat \xe2\x82");
   EXPECT_EQ(enc.ids.size(), 77u);
@@ -258,8 +256,7 @@ TEST(ClipTokenizer, BpeMergesLowestRankFirst) {
   }
   {
     TinyVocab v("a b\r\nb c</w>\r\n\r\n");  // CRLF and trailing blank lines are fine
-    EXPECT_EQ(ClipTokenizer::from_files(v.vocab, v.merges, "!", 5).encode("abc").ids,
-              (Ids{9, 7, 5, 10, 11}));
+    EXPECT_EQ(ClipTokenizer::from_files(v.vocab, v.merges, "!", 5).encode("abc").ids, (Ids{9, 7, 5, 10, 11}));
   }
 }
 

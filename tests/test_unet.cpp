@@ -5,10 +5,10 @@
 #include <fstream>
 #include <regex>
 
-#include "models/convert_unet.h"
 #include "io/json_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
+#include "models/convert_unet.h"
 #include "models/unet.h"
 #include "test_util.h"
 
@@ -64,7 +64,7 @@ StateDict params_of(torch::nn::Module& m) {
 // ldm_unet_prefixes from the table in FORMATS.md.
 StateDict to_ldm(const StateDict& diffusers, int64_t L) {
   static const std::vector<std::pair<std::string, std::string>> kResnet = {
-      {"norm1.", "in_layers.0."}, {"conv1.", "in_layers.2."}, {"time_emb_proj.", "emb_layers.1."},
+      {"norm1.", "in_layers.0."},  {"conv1.", "in_layers.2."},  {"time_emb_proj.", "emb_layers.1."},
       {"norm2.", "out_layers.0."}, {"conv2.", "out_layers.3."}, {"conv_shortcut.", "skip_connection."}};
   auto resnet = [&](std::string rest) {
     for (const auto& [d, l] : kResnet)
@@ -73,15 +73,16 @@ StateDict to_ldm(const StateDict& diffusers, int64_t L) {
     return rest;
   };
   auto up_attn = [&](int64_t i) {
-    return diffusers.lower_bound("up_blocks." + std::to_string(i) + ".attentions.") !=
-               diffusers.end() &&
-           diffusers.lower_bound("up_blocks." + std::to_string(i) + ".attentions.")->first.rfind(
-               "up_blocks." + std::to_string(i) + ".attentions.", 0) == 0;
+    return diffusers.lower_bound("up_blocks." + std::to_string(i) + ".attentions.") != diffusers.end() &&
+           diffusers.lower_bound("up_blocks." + std::to_string(i) + ".attentions.")
+                   ->first.rfind("up_blocks." + std::to_string(i) + ".attentions.", 0) == 0;
   };
-  static const std::map<std::string, std::string> kPlain = {
-      {"conv_in.", "input_blocks.0.0."}, {"time_embedding.linear_1.", "time_embed.0."},
-      {"time_embedding.linear_2.", "time_embed.2."}, {"conv_norm_out.", "out.0."},
-      {"conv_out.", "out.2."}, {"mid_block.attentions.0.", "middle_block.1."}};
+  static const std::map<std::string, std::string> kPlain = {{"conv_in.", "input_blocks.0.0."},
+                                                            {"time_embedding.linear_1.", "time_embed.0."},
+                                                            {"time_embedding.linear_2.", "time_embed.2."},
+                                                            {"conv_norm_out.", "out.0."},
+                                                            {"conv_out.", "out.2."},
+                                                            {"mid_block.attentions.0.", "middle_block.1."}};
   std::regex block(R"((down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.*))");
   std::regex mid(R"(mid_block\.resnets\.(\d+)\.(.*))");
   StateDict out;
@@ -174,15 +175,14 @@ TEST(UNetConfig, EachBadFieldIsNamed) {
 TEST(UNet, KeysFollowDiffusersNames) {
   UNet2DConditionModel unet(parse(tiny_json()));
   auto sd = params_of(*unet);
-  for (const char* k : {"conv_in.weight", "time_embedding.linear_2.bias",
-                        "down_blocks.0.resnets.0.time_emb_proj.weight",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.weight",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.bias",
-                        "down_blocks.0.downsamplers.0.conv.weight", "mid_block.attentions.0.proj_in.weight",
-                        "mid_block.resnets.1.conv2.weight", "up_blocks.0.resnets.1.conv_shortcut.weight",
-                        "up_blocks.0.upsamplers.0.conv.weight", "up_blocks.1.attentions.1.norm.weight",
-                        "conv_norm_out.weight", "conv_out.bias"})
+  for (const char* k :
+       {"conv_in.weight", "time_embedding.linear_2.bias", "down_blocks.0.resnets.0.time_emb_proj.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.bias", "down_blocks.0.downsamplers.0.conv.weight",
+        "mid_block.attentions.0.proj_in.weight", "mid_block.resnets.1.conv2.weight",
+        "up_blocks.0.resnets.1.conv_shortcut.weight", "up_blocks.0.upsamplers.0.conv.weight",
+        "up_blocks.1.attentions.1.norm.weight", "conv_norm_out.weight", "conv_out.bias"})
     EXPECT_TRUE(sd.count(k)) << k;
   EXPECT_FALSE(sd.count("down_blocks.1.downsamplers.0.conv.weight"));
   EXPECT_FALSE(sd.count("up_blocks.1.upsamplers.0.conv.weight"));

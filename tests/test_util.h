@@ -17,9 +17,7 @@
 namespace tinv::test {
 
 // ../shared/fixtures/<rel>
-inline std::string fixture(const std::string& rel) {
-  return std::string(TINV_SHARED_DIR) + "/fixtures/" + rel;
-}
+inline std::string fixture(const std::string& rel) { return std::string(TINV_SHARED_DIR) + "/fixtures/" + rel; }
 
 // A vocab.txt of 30522 lines with bert-base-uncased ids for the special tokens and the words
 // of BLIP's prompt "a picture of", and "w<id>" elsewhere (the BLIP fixture ships no vocab).
@@ -53,7 +51,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
 
 // `s` single-quoted for sh (an embedded ' becomes '\'').
 inline std::string quote(const std::string& s) {
@@ -90,24 +87,23 @@ inline CliResult run_tinv(const std::string& args, const TempDir& dir, const std
 }  // namespace tinv::test
 
 // Expects `stmt` to throw tinv::Error whose message contains `substr`.
-#define EXPECT_TINV_ERROR(stmt, substr)                                                  \
-  do {                                                                                   \
-    try {                                                                                \
-      stmt;                                                                              \
-      ADD_FAILURE() << "expected tinv::Error containing '" << (substr) << "'";           \
-    } catch (const ::tinv::Error& e) {                                                   \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                  \
-          << "message was: " << e.what();                                                \
-    }                                                                                    \
+#define EXPECT_TINV_ERROR(stmt, substr)                                                                \
+  do {                                                                                                 \
+    try {                                                                                              \
+      stmt;                                                                                            \
+      ADD_FAILURE() << "expected tinv::Error containing '" << (substr) << "'";                         \
+    } catch (const ::tinv::Error& e) {                                                                 \
+      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos) << "message was: " << e.what(); \
+    }                                                                                                  \
   } while (0)
 
 // Expects `stmt` to throw tinv::Error whose message is exactly `message` (one line).
-#define EXPECT_TINV_ERROR_IS(stmt, message)                                              \
-  do {                                                                                   \
-    try {                                                                                \
-      stmt;                                                                              \
-      ADD_FAILURE() << "expected tinv::Error '" << (message) << "'";                     \
-    } catch (const ::tinv::Error& e) {                                                   \
-      EXPECT_EQ(std::string(e.what()), std::string(message));                            \
-    }                                                                                    \
+#define EXPECT_TINV_ERROR_IS(stmt, message)                          \
+  do {                                                               \
+    try {                                                            \
+      stmt;                                                          \
+      ADD_FAILURE() << "expected tinv::Error '" << (message) << "'"; \
+    } catch (const ::tinv::Error& e) {                               \
+      EXPECT_EQ(std::string(e.what()), std::string(message));        \
+    }                                                                \
   } while (0)

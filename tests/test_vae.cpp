@@ -5,9 +5,9 @@
 #include <fstream>
 #include <regex>
 
-#include "models/convert_vae.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
+#include "models/convert_vae.h"
 #include "models/vae.h"
 #include "test_util.h"
 
@@ -156,7 +156,7 @@ TEST(AutoencoderKL, ThreeLevelEightGroupsOneLayer) {
   auto names = params_of(*vae);
   EXPECT_TRUE(names.count("encoder.down_blocks.1.downsamplers.0.conv.weight"));
   EXPECT_FALSE(names.count("encoder.down_blocks.2.downsamplers.0.conv.weight"));
-  EXPECT_TRUE(names.count("decoder.up_blocks.0.resnets.1.conv1.weight"));   // L + 1 = 2 resnets
+  EXPECT_TRUE(names.count("decoder.up_blocks.0.resnets.1.conv1.weight"));  // L + 1 = 2 resnets
   EXPECT_FALSE(names.count("decoder.up_blocks.0.resnets.2.conv1.weight"));
   EXPECT_TRUE(names.count("decoder.up_blocks.1.upsamplers.0.conv.weight"));
   EXPECT_FALSE(names.count("decoder.up_blocks.2.upsamplers.0.conv.weight"));
@@ -240,7 +240,7 @@ TEST(ConvertVae, RoundTripThreeLevels) {
   AutoencoderKL vae(three_level());
   auto sd = params_of(*vae);
   auto ldm = to_ldm(sd, 3);
-  EXPECT_TRUE(ldm.count("decoder.up.2.block.2.conv1.weight") == 0);  // 2 resnets per up block
+  EXPECT_TRUE(ldm.count("decoder.up.2.block.2.conv1.weight") == 0);    // 2 resnets per up block
   EXPECT_TRUE(ldm.count("decoder.up.0.block.0.nin_shortcut.weight"));  // 32 -> 16, last diffusers block
   EXPECT_TRUE(ldm.count("decoder.up.2.upsample.conv.weight"));
   EXPECT_TINV_ERROR(infer_vae_config(ldm), "not divisible by norm_num_groups (32)");
@@ -255,7 +255,8 @@ TEST(ConvertVae, UnknownKeysAndBadIndicesAreNamed) {
   auto cfg = VaeConfig::from_json(tiny_json());
   auto extra = ldm;
   extra.emplace("encoder.mid.attn_2.q.weight", torch::zeros({1}));
-  EXPECT_TINV_ERROR(convert_ldm_vae(extra, cfg, "m.safetensors"), "m.safetensors: unexpected VAE tensor 'encoder.mid.attn_2.q.weight'");
+  EXPECT_TINV_ERROR(convert_ldm_vae(extra, cfg, "m.safetensors"),
+                    "m.safetensors: unexpected VAE tensor 'encoder.mid.attn_2.q.weight'");
   auto far = ldm;
   far.emplace("decoder.up.2.block.0.conv1.weight", torch::zeros({1}));
   EXPECT_TINV_ERROR(convert_ldm_vae(far, cfg), "'decoder.up.2.block.0.conv1.weight'");

@@ -8,9 +8,9 @@ namespace tinv {
 namespace {
 
 std::vector<std::string> small_vocab() {
-  return {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "picture", "of", "the", "cat",
-          "##s", "un", "##believ", "##able", ".", ",", "'", "t", "don", "cafe", "!", "play", "##ing",
-          "\xe4\xb8\xad", "naive"};
+  return {"[PAD]", "[UNK]", "[CLS]",    "[SEP]",        "[MASK]", "a", "picture", "of", "the", "cat",
+          "##s",   "un",    "##believ", "##able",       ".",      ",", "'",       "t",  "don", "cafe",
+          "!",     "play",  "##ing",    "\xe4\xb8\xad", "naive"};
 }
 
 TEST(WordPiece, LoadsVocabFileAndEncodes) {

@@ -233,8 +233,10 @@ TEST(WorldRender, ObjectAndMarkColoursWhereExpected) {
     }
     EXPECT_EQ(far_bg, far) << smp.caption;
     EXPECT_GT(body_px, 0.15 * r * r) << smp.caption;
-    if (o.mark == Mark::kDot) EXPECT_EQ(centre_mark, centre_px) << smp.caption;
-    else EXPECT_EQ(centre_body, centre_px) << smp.caption;
+    if (o.mark == Mark::kDot)
+      EXPECT_EQ(centre_mark, centre_px) << smp.caption;
+    else
+      EXPECT_EQ(centre_body, centre_px) << smp.caption;
     ++checked;
   }
   EXPECT_GE(checked, 40);

@@ -10,11 +10,11 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "apps/world_eval.h"
 #include "common/fs.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/generate.h"
 #include "test_util.h"
-#include "apps/world_eval.h"
 
 namespace tinv::world {
 namespace {
@@ -45,8 +45,7 @@ SceneSpec ringed_star() {
 
 // Expects the per-attribute correct counts in Attribute order (shape .. exact).
 void expect_counts(const AttributeScore& s, std::array<int64_t, kNumAttributes> want) {
-  for (int k = 0; k < kNumAttributes; ++k)
-    EXPECT_EQ(s.correct[k], want[k]) << name(static_cast<Attribute>(k));
+  for (int k = 0; k < kNumAttributes; ++k) EXPECT_EQ(s.correct[k], want[k]) << name(static_cast<Attribute>(k));
 }
 
 // ---- PSNR ----
@@ -136,7 +135,7 @@ TEST(WorldEvalScore, MarkColourOfUnmarkedObjectsIsIgnored) {
   SceneSpec p = t;
   p.object.mark_colour = Colour::kBlack;  // no mark: the colour field carries nothing
   expect_counts(score_scene(p, t), {1, 1, 1, 1, 1, 1, 1, 1, 1});
-  p.object.mark = Mark::kRing;            // a mark the truth does not have
+  p.object.mark = Mark::kRing;  // a mark the truth does not have
   expect_counts(score_scene(p, t), {1, 1, 1, 1, 0, 0, 1, 1, 0});
 }
 
@@ -340,8 +339,8 @@ TEST(WorldEvalRun, TinyModelsEndToEnd) {
   EXPECT_EQ(r.judge->rows.size(), concepts().size());
   EXPECT_TRUE(r.judge->pass());
   const std::string table = format_report(r);
-  for (const char* needle : {"PSNR", "captioner", "prompt fidelity", "concept judge", "bullseye_circle", "target  95.0%", "target  90.0%",
-                             "FAIL", "exact", "(no target)", "mean"})
+  for (const char* needle : {"PSNR", "captioner", "prompt fidelity", "concept judge", "bullseye_circle",
+                             "target  95.0%", "target  90.0%", "FAIL", "exact", "(no target)", "mean"})
     EXPECT_NE(table.find(needle), std::string::npos) << needle << "\n" << table;
   auto j = nlohmann::json::parse(report_json(r));
   EXPECT_EQ(j["options"]["vae_scenes"], 5);
@@ -363,10 +362,10 @@ TEST(WorldEvalCli, PrintsTheTableAndWritesJson) {
   test::TempDir dir;
   blip_with_vocab(dir);
   const std::string json = dir.file("report.json");
-  auto r = run_cmd("--model " + quote(kSd) + " --captioner " + quote(dir.path()) +
-                        " --device cpu --only vae,captioner --vae-scenes 2 --caption-scenes 2 --quiet --json " +
-                        quote(json),
-                    dir);
+  auto r =
+      run_cmd("--model " + quote(kSd) + " --captioner " + quote(dir.path()) +
+                  " --device cpu --only vae,captioner --vae-scenes 2 --caption-scenes 2 --quiet --json " + quote(json),
+              dir);
   ASSERT_EQ(r.status, 0) << (r.err_lines.empty() ? "" : r.err_lines[0]);
   EXPECT_NE(r.out.find("PSNR"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("target  95.0%"), std::string::npos) << r.out;

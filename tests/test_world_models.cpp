@@ -9,14 +9,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "apps/demo.h"
+#include "apps/world_eval.h"
 #include "common/fs.h"
 #include "io/image_tensor.h"
 #include "io/safetensors.h"
 #include "pipelines/caption.h"
-#include "apps/demo.h"
 #include "pipelines/generate.h"
 #include "test_util.h"
-#include "apps/world_eval.h"
 #include "world/world.h"
 
 namespace tinv::world {

@@ -1,11 +1,12 @@
 // Training and export of the world models (src/apps/world_train.h), on a few small steps.
-#include <sstream>
-#include <nlohmann/json.hpp>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <torch/torch.h>
 
 #include <filesystem>
 
+#include "apps/world_train.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "io/safetensors.h"
@@ -13,7 +14,6 @@
 #include "pipelines/generate.h"
 #include "test_util.h"
 #include "text/wordpiece_tokenizer.h"
-#include "apps/world_train.h"
 #include "world/world.h"
 
 namespace tinv::world {
@@ -150,7 +150,8 @@ TEST(WorldTrain, PartAndPredictionParseAndName) {
   for (auto p : {TrainPart::kVae, TrainPart::kDecoder, TrainPart::kDiffusion, TrainPart::kCaptioner})
     EXPECT_EQ(parse_train_part(to_string(p)), p);
   EXPECT_EQ(to_string(TrainPart::kDiffusion), "diffusion");
-  EXPECT_TINV_ERROR_IS(parse_train_part("unet"), "world train: unknown part 'unet' (vae, decoder, diffusion or captioner)");
+  EXPECT_TINV_ERROR_IS(parse_train_part("unet"),
+                       "world train: unknown part 'unet' (vae, decoder, diffusion or captioner)");
   for (auto p : {Prediction::kEpsilon, Prediction::kVPrediction}) EXPECT_EQ(parse_prediction(to_string(p)), p);
   EXPECT_EQ(to_string(Prediction::kVPrediction), "v_prediction");
   EXPECT_TINV_ERROR_IS(parse_prediction("sample"), "--prediction: must be epsilon or v_prediction, not 'sample'");

@@ -99,6 +99,12 @@ add_test(NAME layers.detects_offences COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_c
          ${CMAKE_SOURCE_DIR}/scripts/check_layers.sh)
 set_tests_properties(layers layers.detects_offences PROPERTIES LABELS unit)
 
+# The C++ layout (.clang-format, clang-format 14); skipped (exit 77) under another clang-format.
+add_test(NAME format COMMAND ${CMAKE_SOURCE_DIR}/scripts/check_format.sh ${CMAKE_SOURCE_DIR})
+add_test(NAME format.detects_offences COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_check_format.sh
+         ${CMAKE_SOURCE_DIR}/scripts/check_format.sh ${CMAKE_SOURCE_DIR}/.clang-format)
+set_tests_properties(format format.detects_offences PROPERTIES LABELS unit SKIP_RETURN_CODE 77)
+
 # The public header: examples/embed.cpp, built against include/tinv/tinv.h alone, runs end to end.
 add_test(NAME example.embed COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_example.sh $<TARGET_FILE:tinv_example>
          ${CMAKE_SOURCE_DIR}/models/concepts/bullseye_circle.png)

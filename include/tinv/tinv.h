@@ -85,8 +85,8 @@ enum class Dtype { kFp32, kBf16, kFp16 /* CUDA only */ };
 // ---- Models -------------------------------------------------------------------------------
 
 struct ModelParams {
-  std::string path;              // diffusers folder or single-file .safetensors; "": bundled world-sd
-  Device device;                 // auto
+  std::string path;  // diffusers folder or single-file .safetensors; "": bundled world-sd
+  Device device;     // auto
   Dtype dtype = Dtype::kFp32;
 };
 
@@ -101,8 +101,8 @@ std::string model_family(const Model& model);
 // ---- Captioning ---------------------------------------------------------------------------
 
 struct CaptionerParams {
-  std::string path;              // BLIP folder (HF layout, with vocab.txt); "": bundled world-blip
-  Device device;                 // auto
+  std::string path;  // BLIP folder (HF layout, with vocab.txt); "": bundled world-blip
+  Device device;     // auto
 };
 
 struct Captioner;
@@ -131,34 +131,34 @@ enum class InitMode { kCaption, kClass, kToken };
 enum class EmbeddingFormat { kDiffusers, kA1111, kKohya, kAll };
 
 struct InvertParams {
-  std::string model;                  // diffusers folder or single file; "": bundled world-sd
-  std::vector<std::string> images;    // files or folders (one image is enough)
+  std::string model;                // diffusers folder or single file; "": bundled world-sd
+  std::vector<std::string> images;  // files or folders (one image is enough)
   InitMode init = InitMode::kCaption;
-  std::string caption;                // init caption: its tokens become the placeholders;
-                                      // "": the captioner writes it
-  std::string captioner;              // BLIP folder used when caption is ""; "": bundled world-blip
-  std::string class_name;             // init class: the words that initialise the rows
-  std::string init_token = "*";       // init token: one vocabulary token...
-  int num_vectors = 1;                // ...copied into this many rows
-  std::string name = "concept";       // placeholders <name_0> ...; the trigger is <name>
+  std::string caption;           // init caption: its tokens become the placeholders;
+                                 // "": the captioner writes it
+  std::string captioner;         // BLIP folder used when caption is ""; "": bundled world-blip
+  std::string class_name;        // init class: the words that initialise the rows
+  std::string init_token = "*";  // init token: one vocabulary token...
+  int num_vectors = 1;           // ...copied into this many rows
+  std::string name = "concept";  // placeholders <name_0> ...; the trigger is <name>
   int steps = 100;
   double lr = 5e-3;
   int batch = 1;
-  int resolution = 0;                 // training resolution; 0: the model's
+  int resolution = 0;  // training resolution; 0: the model's
   uint64_t seed = 0;
-  std::string out;                    // embedding file; "": <name>.safetensors (<name>.pt for kA1111)
+  std::string out;  // embedding file; "": <name>.safetensors (<name>.pt for kA1111)
   EmbeddingFormat format = EmbeddingFormat::kDiffusers;
-  Device device;                      // auto
+  Device device;  // auto
   Dtype dtype = Dtype::kFp32;
-  bool progress = false;              // a progress bar on stderr
+  bool progress = false;  // a progress bar on stderr
 };
 
 struct InvertOutput {
-  std::string trigger;                // "<name>": use it in prompts
-  std::string caption;                // the initialisation text used
-  std::vector<std::string> files;     // every file written (the embedding first)
+  std::string trigger;             // "<name>": use it in prompts
+  std::string caption;             // the initialisation text used
+  std::vector<std::string> files;  // every file written (the embedding first)
   int steps_done = 0;
-  std::vector<std::string> notes;     // warnings (e.g. a crop dropped much of an image)
+  std::vector<std::string> notes;  // warnings (e.g. a crop dropped much of an image)
 };
 
 // Runs the whole job: load, caption (if needed), initialise, train, write the embedding.
@@ -167,14 +167,14 @@ InvertOutput invert(const InvertParams& params);
 // ---- Generation ---------------------------------------------------------------------------
 
 struct GenerateParams {
-  std::string prompt;                   // may hold triggers of the loaded embeddings
+  std::string prompt;  // may hold triggers of the loaded embeddings
   std::string negative_prompt;
   std::vector<std::string> embeddings;  // embedding files (diffusers, A1111 .pt, kohya, SDXL pairs)
   std::string sampler = "default";      // default (the model's) | ddim | euler | euler_a | dpmpp_2m | pndm
   int steps = 30;
   double cfg = 7.5;
-  uint64_t seed = 0;                    // image i uses seed + i
-  int width = 0, height = 0;            // 0: the model's default size
+  uint64_t seed = 0;          // image i uses seed + i
+  int width = 0, height = 0;  // 0: the model's default size
   int batch = 1;
   bool progress = false;
 };

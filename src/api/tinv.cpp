@@ -30,9 +30,8 @@ namespace {
 
 Image to_internal(const RgbImage& im, const std::string& where) {
   TINV_CHECK(im.width > 0 && im.height > 0, where, "image is empty (", im.width, "x", im.height, ")");
-  TINV_CHECK(im.rgb.size() == static_cast<size_t>(im.width) * im.height * 3, where, "image of ",
-             im.width, "x", im.height, " needs ", static_cast<size_t>(im.width) * im.height * 3,
-             " bytes of RGB, got ", im.rgb.size());
+  TINV_CHECK(im.rgb.size() == static_cast<size_t>(im.width) * im.height * 3, where, "image of ", im.width, "x",
+             im.height, " needs ", static_cast<size_t>(im.width) * im.height * 3, " bytes of RGB, got ", im.rgb.size());
   Image out(im.width, im.height);
   out.pixels = im.rgb;
   return out;

@@ -1,8 +1,8 @@
 // `tinv demo` as a library call (see demo.h): caption -> run_inversion -> generate -> HTML.
 #include "apps/demo.h"
 
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <chrono>
@@ -11,13 +11,14 @@
 #include <filesystem>
 #include <sstream>
 
+#include "apps/invert.h"
+#include "apps/world_eval.h"
 #include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
 #include "common/strings.h"
-#include "apps/invert.h"
 #include "inversion/trainer.h"
 #include "io/html_report.h"
 #include "io/image.h"
@@ -26,7 +27,6 @@
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
 #include "pipelines/generate.h"
-#include "apps/world_eval.h"
 #include "world/judge.h"
 
 namespace tinv {
@@ -37,9 +37,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kStages = 4;
 constexpr int kCaptionNewTokens = 40;  // world captions are about 20 tokens
 
-void stage(int k, const std::string& msg) {
-  std::fprintf(stderr, "demo [%d/%d] %s\n", k, kStages, msg.c_str());
-}
+void stage(int k, const std::string& msg) { std::fprintf(stderr, "demo [%d/%d] %s\n", k, kStages, msg.c_str()); }
 
 std::string fmt_seconds(double s) {
   char buf[32];
@@ -59,12 +57,11 @@ void validate(const DemoOptions& o) {
   TINV_CHECK(o.concept_name.empty() || o.image.empty(), "--image", "give --concept or --image, not both");
   TINV_CHECK(o.steps >= 1 && o.steps <= 100000, "--steps", "must be in [1, 100000], got ", o.steps);
   TINV_CHECK(o.samples >= 1 && o.samples <= 16, "--samples", "must be in [1, 16], got ", o.samples);
-  TINV_CHECK(o.sample_steps >= 1 && o.sample_steps <= 1000, "--sample-steps",
-             "must be in [1, 1000], got ", o.sample_steps);
+  TINV_CHECK(o.sample_steps >= 1 && o.sample_steps <= 1000, "--sample-steps", "must be in [1, 1000], got ",
+             o.sample_steps);
   TINV_CHECK(o.beams >= 1 && o.beams <= 16, "--beams", "must be in [1, 16], got ", o.beams);
   TINV_CHECK(std::isfinite(o.lr) && o.lr > 0, "--lr", "must be a positive number");
-  TINV_CHECK(o.name.empty() || valid_name(o.name), "--name", "'", o.name,
-             "' must be 1-64 letters, digits, '_' or '-'");
+  TINV_CHECK(o.name.empty() || valid_name(o.name), "--name", "'", o.name, "' must be 1-64 letters, digits, '_' or '-'");
   TINV_CHECK(!o.out.empty(), "--out", "empty output folder");
   GenerateOptions g;  // sampler and cfg, checked as `tinv generate` checks them
   g.sampler = o.sampler;
@@ -140,15 +137,15 @@ struct Init {
   DemoInit mode = DemoInit::kCaption;  // kCaption or kObject
   std::string text;
   TemplateSource templates = BuiltinTemplates::kObject;
-  std::string world_template;  // object mode: the input's own caption with "{}"
+  std::string world_template;          // object mode: the input's own caption with "{}"
   std::vector<world::Colour> colours;  // colours of the object words (backgrounds avoid them)
 };
 
 Init choose_init(const DemoOptions& o, const std::string& caption) {
   Init init;
   auto split = o.init_from == DemoInit::kCaption ? std::nullopt : split_world_caption(caption);
-  TINV_CHECK(o.init_from != DemoInit::kObject || split, "--init-from object",
-             "the caption '", caption, "' is not a one-object caption of the world grammar; "
+  TINV_CHECK(o.init_from != DemoInit::kObject || split, "--init-from object", "the caption '", caption,
+             "' is not a one-object caption of the world grammar; "
              "use --init-from caption");
   if (!split) {
     init.mode = DemoInit::kCaption;
@@ -169,8 +166,8 @@ Init choose_init(const DemoOptions& o, const std::string& caption) {
 
 void write_templates(const Init& init, std::vector<std::string>& files) {
   if (init.mode != DemoInit::kObject) return;
-  const std::string body = "# tinv demo: the input's caption with {} for its object words\n" +
-                           init.world_template + "\n";
+  const std::string body =
+      "# tinv demo: the input's caption with {} for its object words\n" + init.world_template + "\n";
   write_bytes(to_string(init.templates), std::vector<uint8_t>(body.begin(), body.end()), files);
 }
 
@@ -184,14 +181,14 @@ void check_output_dir(const std::string& dir) {
     if (parent == p) break;
     p = parent;
   }
-  TINV_CHECK(fs::is_directory(p, ec), "--out", "cannot create '", dir, "': '", p.string(),
-             "' is not a folder");
+  TINV_CHECK(fs::is_directory(p, ec), "--out", "cannot create '", dir, "': '", p.string(), "' is not a folder");
   TINV_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, "--out", "cannot write to '", p.string(), "'");
 }
 
 std::string caption_image(const DemoOptions& o, const std::string& captioner, const Image& image) {
   auto cap = BlipCaptioner::load(captioner, resolve_device(o.device));
-  TINV_CHECK(cap.has_tokenizer(), captioner, "the captioner has no vocab.txt, so its caption "
+  TINV_CHECK(cap.has_tokenizer(), captioner,
+             "the captioner has no vocab.txt, so its caption "
              "cannot be turned into text; add vocab.txt or pass --caption TEXT");
   CaptionOptions co;
   co.beams = o.beams;
@@ -214,8 +211,7 @@ std::optional<world::JudgeContext> template_context(const std::string& tmpl) {
   if (p == std::string::npos) return std::nullopt;
   auto scene = world::parse_caption(tmpl.substr(0, p) + "red circle" + tmpl.substr(p + 2));
   if (!scene) return std::nullopt;
-  return world::JudgeContext{scene->object.size, scene->object.position, scene->background,
-                             scene->background_pattern};
+  return world::JudgeContext{scene->object.size, scene->object.position, scene->background, scene->background_pattern};
 }
 
 world::JudgeScore judge_image(const torch::Tensor& chw, const world::Concept& c, const world::JudgeContext& ctx) {
@@ -244,14 +240,18 @@ struct Run {
 std::string demo_command(const DemoOptions& o, const Input& in, const std::string& model,
                          const std::string& captioner) {
   std::string c = o.program + " demo --model " + shell_quote(model);
-  if (o.caption.empty()) c += " --captioner " + shell_quote(captioner);
-  else c += " --caption " + shell_quote(o.caption);
-  if (!o.image.empty()) c += " --image " + shell_quote(o.image.string());
-  else c += " --concept " + shell_quote(file_stem(in.path));
+  if (o.caption.empty())
+    c += " --captioner " + shell_quote(captioner);
+  else
+    c += " --caption " + shell_quote(o.caption);
+  if (!o.image.empty())
+    c += " --image " + shell_quote(o.image.string());
+  else
+    c += " --concept " + shell_quote(file_stem(in.path));
   if (!o.name.empty()) c += " --name " + shell_quote(o.name);
-  c += str_cat(" --init-from ", to_string(o.init_from), " --steps ", o.steps, " --lr ", format_number(o.lr),
-               " --seed ", o.seed, " --samples ", o.samples, " --sample-steps ", o.sample_steps,
-               " --sampler ", o.sampler, " --cfg ", format_number(o.cfg), " --beams ", o.beams);
+  c += str_cat(" --init-from ", to_string(o.init_from), " --steps ", o.steps, " --lr ", format_number(o.lr), " --seed ",
+               o.seed, " --samples ", o.samples, " --sample-steps ", o.sample_steps, " --sampler ", o.sampler,
+               " --cfg ", format_number(o.cfg), " --beams ", o.beams);
   if (o.device) c += " --device " + shell_quote(device_name(o.device));
   return c + " --out " + shell_quote(o.out.string());
 }
@@ -260,8 +260,8 @@ std::vector<uint8_t> display_png(const Image& im) {
   constexpr int kMax = 512;
   if (im.width <= kMax && im.height <= kMax) return encode_png(im);
   const double s = static_cast<double>(kMax) / std::max(im.width, im.height);
-  Image small = resize_pil(im, std::max(1, static_cast<int>(im.width * s)),
-                           std::max(1, static_cast<int>(im.height * s)));
+  Image small =
+      resize_pil(im, std::max(1, static_cast<int>(im.width * s)), std::max(1, static_cast<int>(im.height * s)));
   return encode_png(small);
 }
 
@@ -291,12 +291,9 @@ std::vector<std::string> demo_prompts(const std::vector<world::Colour>& avoid) {
     Pattern pattern;
   };
   const Setting settings[] = {
-      {Size::kLarge, Position::kCenter, Pattern::kPlain},
-      {Size::kSmall, Position::kRight, Pattern::kStriped},
-      {Size::kLarge, Position::kTop, Pattern::kCheckered},
-      {Size::kLarge, Position::kBottom, Pattern::kPlain},
-      {Size::kSmall, Position::kLeft, Pattern::kPlain},
-      {Size::kLarge, Position::kLeft, Pattern::kStriped},
+      {Size::kLarge, Position::kCenter, Pattern::kPlain},  {Size::kSmall, Position::kRight, Pattern::kStriped},
+      {Size::kLarge, Position::kTop, Pattern::kCheckered}, {Size::kLarge, Position::kBottom, Pattern::kPlain},
+      {Size::kSmall, Position::kLeft, Pattern::kPlain},    {Size::kLarge, Position::kLeft, Pattern::kStriped},
   };
   // Background colours by preference; prompt k starts at entry k and skips avoided colours.
   const Colour pref[] = {Colour::kWhite, Colour::kBlue, Colour::kYellow, Colour::kBlack,
@@ -341,9 +338,12 @@ std::vector<std::string> write_bundled_concepts(const std::string& dir) {
     uint64_t k = 0;
     world::ConceptSample s = bundled_concept_sample(c, &k);
     const std::string path = join_path(dir, c.name + ".png");
-    save_png(path, s.image, {{"concept", c.name}, {"description", c.description},
-                       {"caption", s.caption(c.class_word)}, {"template", s.caption("{}")},
-                       {"source", str_cat("tinv::world::concept_at(seed 0, ", c.name, ", index ", k, ")")}});
+    save_png(path, s.image,
+             {{"concept", c.name},
+              {"description", c.description},
+              {"caption", s.caption(c.class_word)},
+              {"template", s.caption("{}")},
+              {"source", str_cat("tinv::world::concept_at(seed 0, ", c.name, ", index ", k, ")")}});
     files.push_back(path);
   }
   return files;
@@ -374,7 +374,6 @@ std::string shell_quote(const std::string& s) {
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
-
 
 namespace {
 
@@ -415,7 +414,8 @@ void invert_stage(Run& r) {
   io.format = OutputFormat::kDiffusers;
   io.device = o.device;
   io.progress = o.progress;
-  stage(2, str_cat("invert: ", o.steps, " steps, ", to_string(r.init.mode), " initialisation from \"", r.init.text, "\""));
+  stage(2,
+        str_cat("invert: ", o.steps, " steps, ", to_string(r.init.mode), " initialisation from \"", r.init.text, "\""));
   InvertResult inv = run_inversion(io);
   for (int64_t i = 0; i < inv.embeddings.size(0); ++i)
     r.res.placeholders.push_back(str_cat("<", r.in.name, "_", i, ">"));
@@ -445,7 +445,8 @@ void score_prompts(Run& r) {
   for (double* v : {&total.before_identity, &total.before_context, &total.after_identity, &total.after_context})
     *v /= static_cast<double>(n);
   r.res.scores.push_back(total);
-  std::fprintf(stderr, "concept judge (mean of %lld prompts): identity %.2f before -> %.2f after, context %.2f -> %.2f\n",
+  std::fprintf(stderr,
+               "concept judge (mean of %lld prompts): identity %.2f before -> %.2f after, context %.2f -> %.2f\n",
                static_cast<long long>(n), total.before_identity, total.after_identity, total.before_context,
                total.after_context);
 }
@@ -459,8 +460,8 @@ void generate_stage(Run& r) {
   const std::string& own = r.init.world_template;
   if (!own.empty() && std::find(r.res.prompts.begin(), r.res.prompts.end(), own) == r.res.prompts.end())
     r.res.prompts.insert(r.res.prompts.begin(), own);  // the input's own setting first
-  stage(3, str_cat("generate: ", r.res.prompts.size(), " prompts x (before, after) x ", o.samples,
-                   " images, ", o.sample_steps, " steps each"));
+  stage(3, str_cat("generate: ", r.res.prompts.size(), " prompts x (before, after) x ", o.samples, " images, ",
+                   o.sample_steps, " steps each"));
   SdLoadOptions lo;
   lo.device = resolve_device(o.device);
   r.device = lo.device.str();
@@ -485,7 +486,9 @@ void generate_stage(Run& r) {
       GenerateResult out = generate(sd, extra, go);
       const auto ctx = r.in.concept_ptr ? template_context(g.tmpl) : std::nullopt;
       for (int64_t i = 0; i < out.images.size(0); ++i) {
-        if (ctx) (variant == 0 ? g.before_scores : g.after_scores).push_back(judge_image(out.images[i], *r.in.concept_ptr, *ctx));
+        if (ctx)
+          (variant == 0 ? g.before_scores : g.after_scores)
+              .push_back(judge_image(out.images[i], *r.in.concept_ptr, *ctx));
         const std::string path =
             join_path(o.out.string(), str_cat("images/p", p, variant == 0 ? "-before-" : "-after-", i, ".png"));
         auto png = encode_png(out.images[i], {{"parameters", out.image_parameters[i]}}, path);
@@ -507,22 +510,22 @@ std::string reproduce_commands(const Run& r) {
   std::string c = "cd " + shell_quote(fs::current_path(ec).string()) + "\n\n# The whole demo:\n" +
                   demo_command(o, r.in, r.model, r.captioner) + "\n\n# Step by step:\n";
   if (o.caption.empty())
-    c += str_cat(o.program, " caption ", shell_quote(r.in.path), " --captioner ", shell_quote(r.captioner),
-                 " --beams ", o.beams, " --max-new-tokens ", kCaptionNewTokens, "\n");
+    c += str_cat(o.program, " caption ", shell_quote(r.in.path), " --captioner ", shell_quote(r.captioner), " --beams ",
+                 o.beams, " --max-new-tokens ", kCaptionNewTokens, "\n");
   const std::string dev = o.device ? " --device " + shell_quote(device_name(o.device)) : "";
-  c += str_cat(o.program, " invert --model ", shell_quote(r.model), " --image ", shell_quote(r.in.path),
-               " --caption ", shell_quote(r.init.text), " --templates ", shell_quote(to_string(r.init.templates)),
-               " --name ", r.in.name, " --steps ", o.steps, " --lr ", format_number(o.lr), " --seed ", o.seed,
-               dev, " --out ", shell_quote(r.inv.out.string()), "\n");
+  c += str_cat(o.program, " invert --model ", shell_quote(r.model), " --image ", shell_quote(r.in.path), " --caption ",
+               shell_quote(r.init.text), " --templates ", shell_quote(to_string(r.init.templates)), " --name ",
+               r.in.name, " --steps ", o.steps, " --lr ", format_number(o.lr), " --seed ", o.seed, dev, " --out ",
+               shell_quote(r.inv.out.string()), "\n");
   for (size_t p = 0; p < r.gen.size(); ++p)
     for (int variant = 0; variant < 2; ++variant)
-      c += str_cat(o.program, " generate --model ", shell_quote(r.model),
-                   variant == 1 ? " --embedding " + shell_quote(r.embedding) : std::string(),
-                   " --prompt ", shell_quote(variant == 0 ? r.gen[p].before_prompt : r.gen[p].after_prompt),
-                   " --steps ", o.sample_steps, " --sampler ", o.sampler, " --cfg ", format_number(o.cfg),
-                   " --seed ", o.seed, " --batch ", o.samples, dev, " --out ",
-                   shell_quote(join_path(o.out.string(), str_cat("reproduce/p", p, variant == 0 ? "-before" : "-after"))),
-                   "\n");
+      c += str_cat(
+          o.program, " generate --model ", shell_quote(r.model),
+          variant == 1 ? " --embedding " + shell_quote(r.embedding) : std::string(), " --prompt ",
+          shell_quote(variant == 0 ? r.gen[p].before_prompt : r.gen[p].after_prompt), " --steps ", o.sample_steps,
+          " --sampler ", o.sampler, " --cfg ", format_number(o.cfg), " --seed ", o.seed, " --batch ", o.samples, dev,
+          " --out ",
+          shell_quote(join_path(o.out.string(), str_cat("reproduce/p", p, variant == 0 ? "-before" : "-after"))), "\n");
   return c;
 }
 
@@ -530,28 +533,35 @@ void report_input(const Run& r, HtmlReport& rep) {
   const DemoOptions& o = r.o;
   std::string placeholders;
   for (const auto& ph : r.res.placeholders) placeholders += (placeholders.empty() ? "" : " ") + ph;
-  rep.paragraph("Textual inversion with captioning initialisation on one image: the captioner describes "
-                "the image, the caption's words initialise the placeholder tokens, " + std::to_string(o.steps) +
-                " optimisation steps adapt them, and the learned trigger " + r.res.trigger +
-                " is then used in new prompts.");
+  rep.paragraph(
+      "Textual inversion with captioning initialisation on one image: the captioner describes "
+      "the image, the caption's words initialise the placeholder tokens, " +
+      std::to_string(o.steps) + " optimisation steps adapt them, and the learned trigger " + r.res.trigger +
+      " is then used in new prompts.");
   rep.heading("Input");
   rep.image(r.input_png, "input image", std::max(256, std::min(512, r.input.width)));
-  const std::string init = r.init.mode == DemoInit::kObject
-      ? "object words of the caption: \"" + r.init.text + "\"; training template \"" + r.init.world_template + "\""
-      : "the whole caption: \"" + r.init.text + "\"; textual-inversion object templates";
-  rep.key_values({{"image", str_cat(r.in.path, " (", r.input.width, "x", r.input.height, ")")},
-                  {"concept", r.in.concept_ptr ? r.in.concept_ptr->name + ": " + r.in.concept_ptr->description : r.in.name},
-                  {"caption", r.res.caption + (o.caption.empty() ? "  (" + r.captioner + ")" : "  (--caption)")},
-                  {"initialisation", init},
-                  {"placeholders", placeholders},
-                  {"trigger", r.res.trigger},
-                  {"model", r.model},
-                  {"steps", str_cat(o.steps, " (lr ", format_number(o.lr), ", seed ", o.seed, ")")}});
+  const std::string init =
+      r.init.mode == DemoInit::kObject
+          ? "object words of the caption: \"" + r.init.text + "\"; training template \"" + r.init.world_template + "\""
+          : "the whole caption: \"" + r.init.text + "\"; textual-inversion object templates";
+  rep.key_values(
+      {{"image", str_cat(r.in.path, " (", r.input.width, "x", r.input.height, ")")},
+       {"concept", r.in.concept_ptr ? r.in.concept_ptr->name + ": " + r.in.concept_ptr->description : r.in.name},
+       {"caption", r.res.caption + (o.caption.empty() ? "  (" + r.captioner + ")" : "  (--caption)")},
+       {"initialisation", init},
+       {"placeholders", placeholders},
+       {"trigger", r.res.trigger},
+       {"model", r.model},
+       {"steps", str_cat(o.steps, " (lr ", format_number(o.lr), ", seed ", o.seed, ")")}});
   rep.heading("Learning");
-  if (!r.loss_svg.empty()) rep.svg(r.loss_svg);
-  else if (file_exists(r.paths.plot_png)) rep.image(read_binary_file(r.paths.plot_png), "loss curve");
-  rep.paragraph("Loss per step (random timestep and noise) and the fixed-input loss (the same timesteps and "
-                "noise every 10 steps); the numbers are in " + r.paths.log_csv + ".");
+  if (!r.loss_svg.empty())
+    rep.svg(r.loss_svg);
+  else if (file_exists(r.paths.plot_png))
+    rep.image(read_binary_file(r.paths.plot_png), "loss curve");
+  rep.paragraph(
+      "Loss per step (random timestep and noise) and the fixed-input loss (the same timesteps and "
+      "noise every 10 steps); the numbers are in " +
+      r.paths.log_csv + ".");
 }
 
 std::string fmt2(double v) {
@@ -579,11 +589,11 @@ void report_scores(const Run& r, HtmlReport& rep) {
 void report_generated(const Run& r, HtmlReport& rep) {
   const DemoOptions& o = r.o;
   rep.heading("Generated");
-  rep.paragraph(str_cat("Each row is a prompt of the world grammar with {} filled by the initialisation words "
-                        "(before: exactly the embedding at step 0) or by the learned trigger (after). ",
-                        o.samples, " image(s) each, seeds ", o.seed, "..", o.seed + o.samples - 1,
-                        ", the same for before and after; ", o.sample_steps, " steps, sampler ", o.sampler,
-                        ", CFG ", format_number(o.cfg), "."));
+  rep.paragraph(str_cat(
+      "Each row is a prompt of the world grammar with {} filled by the initialisation words "
+      "(before: exactly the embedding at step 0) or by the learned trigger (after). ",
+      o.samples, " image(s) each, seeds ", o.seed, "..", o.seed + o.samples - 1, ", the same for before and after; ",
+      o.sample_steps, " steps, sampler ", o.sampler, ", CFG ", format_number(o.cfg), "."));
   const int shown = static_cast<int>(std::max<int64_t>(128, std::min<int64_t>(256, r.image_size)));
   std::vector<std::vector<std::string>> rows;
   for (const auto& g : r.gen)
@@ -600,8 +610,7 @@ void report_stage(Run& r, Clock::time_point t_start) {
   r.res.report = join_path(o.out.string(), "index.html");
   stage(4, "report: " + r.res.report);
   const std::string cmds = reproduce_commands(r);
-  const std::string sh = "#!/bin/sh\n# Written by tinv demo: the commands behind " + r.res.report +
-                         "\nset -e\n" + cmds;
+  const std::string sh = "#!/bin/sh\n# Written by tinv demo: the commands behind " + r.res.report + "\nset -e\n" + cmds;
   write_bytes(join_path(o.out.string(), "commands.sh"), std::vector<uint8_t>(sh.begin(), sh.end()), r.res.files);
 
   HtmlReport rep("tinv demo: " + r.in.name);

@@ -52,23 +52,23 @@ std::string to_string(DemoInit init);
 DemoInit parse_demo_init(const std::string& name);
 
 struct DemoOptions {
-  std::string concept_name;  // bundled concept (<concepts dir>/<name>.png); empty: the first one
+  std::string concept_name;         // bundled concept (<concepts dir>/<name>.png); empty: the first one
   std::filesystem::path image;      // an image file instead of a bundled concept
   std::filesystem::path model;      // Stable Diffusion (diffusers folder / single file); empty: world-sd
   std::filesystem::path captioner;  // BLIP folder; empty: world-blip (unused when `caption` is given)
-  std::string caption;       // use this caption instead of running the captioner
+  std::string caption;              // use this caption instead of running the captioner
   DemoInit init_from = DemoInit::kAuto;
-  std::string name;          // placeholders <name_i>, trigger <name>; empty: concept / file stem
-  int64_t steps = 100;       // inversion steps
+  std::string name;     // placeholders <name_i>, trigger <name>; empty: concept / file stem
+  int64_t steps = 100;  // inversion steps
   double lr = 5e-3;
-  uint64_t seed = 0;         // inversion draws and image i of each prompt: seed + i
-  int64_t samples = 2;       // images per prompt and variant (before / after)
+  uint64_t seed = 0;    // inversion draws and image i of each prompt: seed + i
+  int64_t samples = 2;  // images per prompt and variant (before / after)
   int64_t sample_steps = 25;
   std::string sampler = "default";  // a sampler name (make_sampler's registry key)
   double cfg = 7.5;
-  int beams = 1;             // captioning: 1 = greedy
+  int beams = 1;  // captioning: 1 = greedy
   std::filesystem::path out = "out/demo";
-  DeviceChoice device;       // std::nullopt: auto (CUDA when available)
+  DeviceChoice device;  // std::nullopt: auto (CUDA when available)
   bool progress = true;
   std::string program = "tinv";  // the executable named in the reproduce commands
 };
@@ -81,18 +81,18 @@ struct DemoPromptScore {
 };
 
 struct DemoResult {
-  std::string image;                      // the input file
-  std::string caption;                    // the captioner's text (or DemoOptions::caption)
+  std::string image;                        // the input file
+  std::string caption;                      // the captioner's text (or DemoOptions::caption)
   DemoInit init_from = DemoInit::kCaption;  // kCaption or kObject (after resolving kAuto)
-  std::string init_text;                  // the words that initialised the placeholders
-  std::string trigger;                    // "<name>"
-  std::vector<std::string> placeholders;  // "<name_0>", ...
-  std::vector<std::string> prompts;       // prompt templates, "{}" = the concept
+  std::string init_text;                    // the words that initialised the placeholders
+  std::string trigger;                      // "<name>"
+  std::vector<std::string> placeholders;    // "<name_0>", ...
+  std::vector<std::string> prompts;         // prompt templates, "{}" = the concept
   // For a bundled world concept: the judge's scores per prompt, and their means over every prompt
   // (the last entry, tmpl "mean"). Empty for other inputs.
   std::vector<DemoPromptScore> scores;
-  std::string report;                     // index.html
-  std::vector<std::string> files;         // every file written
+  std::string report;                                   // index.html
+  std::vector<std::string> files;                       // every file written
   std::vector<std::pair<std::string, double>> timings;  // stage -> seconds, then "total"
 };
 

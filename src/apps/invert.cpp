@@ -19,13 +19,13 @@
 #include "common/strings.h"
 #include "inversion/image_input.h"
 #include "inversion/method.h"
-#include "io/plot.h"
 #include "inversion/templates.h"
 #include "inversion/trainer.h"
+#include "io/checkpoint.h"
 #include "io/embeddings.h"
 #include "io/image.h"
-#include "io/checkpoint.h"
 #include "io/image_write.h"
+#include "io/plot.h"
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
 #include "pipelines/caption.h"
@@ -45,8 +45,7 @@ void note(InvertResult& res, const std::string& msg) {
 void validate(const InvertOptions& o) {
   TINV_CHECK(!o.model.empty(), "--model", "required");
   if (o.init == InitMode::kCaption)
-    TINV_CHECK(!o.caption.empty() || !o.captioner.empty(), "--init caption",
-               "needs --caption TEXT or --captioner DIR");
+    TINV_CHECK(!o.caption.empty() || !o.captioner.empty(), "--init caption", "needs --caption TEXT or --captioner DIR");
   if (o.init == InitMode::kClass) TINV_CHECK(!o.class_name.empty(), "--init class", "needs --class NAME");
   TINV_CHECK(valid_name(o.name), "--name", "'", o.name,
              "' must be 1-64 letters, digits, '_' or '-' (placeholders are <name_0>, <name_1>, ...)");
@@ -68,7 +67,8 @@ void validate(const InvertOptions& o) {
 std::string caption_with_blip(const InvertOptions& o, const std::vector<std::string>& files) {
   TINV_CHECK(!o.captioner.empty(), "--init caption", "needs --caption TEXT or --captioner DIR");
   auto captioner = BlipCaptioner::load(o.captioner.string(), resolve_device(o.device));
-  TINV_CHECK(captioner.has_tokenizer(), o.captioner.string(), "the captioner has no vocab.txt, so its "
+  TINV_CHECK(captioner.has_tokenizer(), o.captioner.string(),
+             "the captioner has no vocab.txt, so its "
              "caption cannot be turned into text; add vocab.txt or pass --caption TEXT");
   CaptionResult r = captioner.caption(load_image(files.front()));
   TINV_CHECK(!r.text.empty(), o.captioner.string(), "the captioner produced an empty caption for ", files.front());
@@ -123,8 +123,8 @@ struct LatentCache {
   uint64_t image_hash = 0;
 };
 
-LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& files, int64_t res,
-                          bool flip, InvertResult& result) {
+LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& files, int64_t res, bool flip,
+                          InvertResult& result) {
   torch::NoGradGuard no_grad;
   LatentCache c;
   std::vector<torch::Tensor> out;
@@ -144,21 +144,29 @@ LatentCache encode_images(StableDiffusion& sd, const std::vector<std::string>& f
 }
 
 // The option values a checkpoint must share with the run resuming it.
-std::map<std::string, std::string> run_identity(const InvertOptions& o, const StableDiffusion& sd,
-                                                uint64_t image_hash, const std::string& init_text,
-                                                int64_t n, int64_t res,
+std::map<std::string, std::string> run_identity(const InvertOptions& o, const StableDiffusion& sd, uint64_t image_hash,
+                                                const std::string& init_text, int64_t n, int64_t res,
                                                 const std::vector<std::string>& templates) {
   std::string joined;
   for (const auto& t : templates) joined += t + "\n";
-  return {{"model", sd.fingerprint},      {"images", hex64(image_hash)},
-          {"init", to_string(o.init)},    {"init_text", init_text},
-          {"vectors", std::to_string(n)}, {"name", o.name},
-          {"steps", std::to_string(o.steps)}, {"lr", format_number(o.lr)},
-          {"lr_schedule", to_string(o.lr_schedule)}, {"warmup_steps", std::to_string(o.warmup_steps)},
-          {"batch", std::to_string(o.batch)}, {"templates", hex64(fnv1a(joined))},
-          {"resolution", std::to_string(res)}, {"flip", o.flip ? "1" : "0"},
-          {"seed", std::to_string(o.seed)}, {"max_grad_norm", format_number(o.max_grad_norm)},
-          {"dtype", dtype_name(o.dtype)},             {"prediction_type", sd.scheduler.prediction_type}};
+  return {{"model", sd.fingerprint},
+          {"images", hex64(image_hash)},
+          {"init", to_string(o.init)},
+          {"init_text", init_text},
+          {"vectors", std::to_string(n)},
+          {"name", o.name},
+          {"steps", std::to_string(o.steps)},
+          {"lr", format_number(o.lr)},
+          {"lr_schedule", to_string(o.lr_schedule)},
+          {"warmup_steps", std::to_string(o.warmup_steps)},
+          {"batch", std::to_string(o.batch)},
+          {"templates", hex64(fnv1a(joined))},
+          {"resolution", std::to_string(res)},
+          {"flip", o.flip ? "1" : "0"},
+          {"seed", std::to_string(o.seed)},
+          {"max_grad_norm", format_number(o.max_grad_norm)},
+          {"dtype", dtype_name(o.dtype)},
+          {"prediction_type", sd.scheduler.prediction_type}};
 }
 
 // run_identity plus the method options that differ from the defaults (a default run keeps the
@@ -188,8 +196,8 @@ std::map<std::string, std::string> decode_identity(const std::string& s) {
 struct Log {
   std::vector<double> loss, lr, fixed;  // one row per update; fixed NaN where not evaluated
   double final_fixed = NAN;
-  bool early_stop = false;              // --stop-patience given: the CSV has a `stop` column
-  int64_t stopped_at = -1;              // the step the early stop fired at (-1: ran to the end)
+  bool early_stop = false;  // --stop-patience given: the CSV has a `stop` column
+  int64_t stopped_at = -1;  // the step the early stop fired at (-1: ran to the end)
 };
 
 torch::Tensor vec_tensor(const std::vector<double>& v) {
@@ -228,8 +236,7 @@ std::string identity_diff(const std::string& saved, const std::string& current) 
   return diff;
 }
 
-void load_invert_checkpoint(const std::string& path, InversionTrainer& tr, Log& log,
-                            const std::string& identity) {
+void load_invert_checkpoint(const std::string& path, InversionTrainer& tr, Log& log, const std::string& identity) {
   TINV_CHECK(file_exists(path), "--resume", "no checkpoint at '", path,
              "' (run without --resume, or with the same --out as the interrupted run)");
   Checkpoint ck = open_checkpoint(path, "not a tinv invert checkpoint");
@@ -243,8 +250,8 @@ void load_invert_checkpoint(const std::string& path, InversionTrainer& tr, Log& 
   log.loss = tensor_vec(f.get("log_loss", torch::kFloat64));
   log.lr = tensor_vec(f.get("log_lr", torch::kFloat64));
   log.fixed = tensor_vec(f.get("log_fixed", torch::kFloat64));
-  TINV_CHECK(static_cast<int64_t>(log.loss.size()) == ck.step, path, "log has ", log.loss.size(),
-             " rows for step ", ck.step);
+  TINV_CHECK(static_cast<int64_t>(log.loss.size()) == ck.step, path, "log has ", log.loss.size(), " rows for step ",
+             ck.step);
 }
 
 // With early stopping a `stop` column is added: empty except on the last row, which says
@@ -344,10 +351,10 @@ struct RunSetup {
   InvertPaths paths;
   std::string trigger;  // "<name>": the diffusers file's key
   std::vector<std::string> files, templates, placeholders;
-  std::string init_text;         // the initialisation text (after trimming)
+  std::string init_text;          // the initialisation text (after trimming)
   std::vector<int64_t> init_ids;  // its token ids: one row each
-  torch::Tensor init_rows;       // [n, d] (SDXL [n, h1 + h2])
-  int64_t res = 0;               // training resolution
+  torch::Tensor init_rows;        // [n, d] (SDXL [n, h1 + h2])
+  int64_t res = 0;                // training resolution
   LatentCache cache;
 };
 
@@ -372,9 +379,10 @@ void check_triggers(const RunSetup& s) {
   if (tok.is_vocab_word(s.trigger))
     throw Error("--name", str_cat("trigger '", s.trigger, "' is a vocabulary token; choose another name"));
   if (!stem_trigger.empty() && tok.is_vocab_word(stem_trigger))
-    throw Error("--out", str_cat("A1111/kohya files take their trigger from the file name, and '",
-                                 stem_trigger, "' is a vocabulary token of the model: it would collide "
-                                 "with it; choose another --name or --out (e.g. '", stem_trigger, "-ti')"));
+    throw Error("--out", str_cat("A1111/kohya files take their trigger from the file name, and '", stem_trigger,
+                                 "' is a vocabulary token of the model: it would collide "
+                                 "with it; choose another --name or --out (e.g. '",
+                                 stem_trigger, "-ti')"));
 }
 
 // The initialisation tokens, trimmed so that a template and the placeholders fit the text
@@ -385,9 +393,10 @@ void choose_init_tokens(const InvertOptions& o, RunSetup& s, InvertResult& resul
   const int64_t budget = tok.max_length() - 2 - max_template_tokens(tok, s.templates);
   TINV_CHECK(budget >= 1, "--templates", "a template alone fills the ", tok.max_length(), " tokens");
   if (static_cast<int64_t>(s.init_ids.size()) > budget) {
-    note(result, str_cat("warning: the ", to_string(o.init), " has ", s.init_ids.size(), " tokens; template + "
-                         "placeholders must fit in ", tok.max_length(), " tokens, so it is trimmed to ",
-                         budget));
+    note(result, str_cat("warning: the ", to_string(o.init), " has ", s.init_ids.size(),
+                         " tokens; template + "
+                         "placeholders must fit in ",
+                         tok.max_length(), " tokens, so it is trimmed to ", budget));
     s.init_ids.resize(static_cast<size_t>(budget));
     if (o.init != InitMode::kToken) s.init_text = tok.decode(s.init_ids);
   }
@@ -430,11 +439,17 @@ std::unique_ptr<InversionTrainer> trainer_for(const InvertOptions& o, RunSetup& 
 // The metadata of the embedding files (the step is added when they are written).
 std::map<std::string, std::string> embedding_metadata(const InvertOptions& o, const RunSetup& s,
                                                       const InversionTrainer& trainer) {
-  return {{"caption", s.init_text},  {"init", to_string(o.init)}, {"name", o.name},
+  return {{"caption", s.init_text},
+          {"init", to_string(o.init)},
+          {"name", o.name},
           {"placeholders", trainer.placeholder_sentence()},
-          {"model", o.model.string()}, {"model_fingerprint", s.sd.fingerprint}, {"lr", format_number(o.lr)},
-          {"seed", std::to_string(o.seed)}, {"resolution", std::to_string(s.res)},
-          {"images", std::to_string(s.files.size())}, {"tool", "tinv invert 0.1.0"}};
+          {"model", o.model.string()},
+          {"model_fingerprint", s.sd.fingerprint},
+          {"lr", format_number(o.lr)},
+          {"seed", std::to_string(o.seed)},
+          {"resolution", std::to_string(s.res)},
+          {"images", std::to_string(s.files.size())},
+          {"tool", "tinv invert 0.1.0"}};
 }
 
 void add_file(InvertResult& result, const std::string& path) {
@@ -463,8 +478,10 @@ void write_embeddings(const InvertOptions& o, const RunSetup& s, const torch::Te
   }
   if (!paths.a1111.empty()) {
     save_embedding(paths.a1111, EmbeddingFormat::A1111, file_stem(paths.a1111), rows,
-                   {{"step", std::to_string(steps_done)}, {"sd_checkpoint", s.sd.fingerprint},
-                    {"sd_checkpoint_name", file_stem(o.model.string())}, {"caption", s.init_text}});
+                   {{"step", std::to_string(steps_done)},
+                    {"sd_checkpoint", s.sd.fingerprint},
+                    {"sd_checkpoint_name", file_stem(o.model.string())},
+                    {"caption", s.init_text}});
     add_file(result, paths.a1111);
   }
   if (!paths.kohya.empty()) {
@@ -541,8 +558,8 @@ struct TrainLoop {
 };
 
 // After the loop: the final evaluation, the early-stop note and every output file.
-void finish_run(const InvertOptions& o, const RunSetup& s, TrainLoop& loop,
-                std::map<std::string, std::string> meta, InvertResult& result) {
+void finish_run(const InvertOptions& o, const RunSetup& s, TrainLoop& loop, std::map<std::string, std::string> meta,
+                InvertResult& result) {
   InversionTrainer& trainer = loop.trainer;
   Log& log = loop.log;
   if (o.eval_every > 0) log.final_fixed = std::isfinite(loop.pending) ? loop.pending : trainer.loss(loop.fixed);
@@ -550,8 +567,10 @@ void finish_run(const InvertOptions& o, const RunSetup& s, TrainLoop& loop,
     log.stopped_at = trainer.steps_done();
     result.stopped_at = log.stopped_at;
     meta["stopped_at"] = std::to_string(log.stopped_at);
-    note(result, str_cat("early stop at step ", log.stopped_at, " of ", o.steps, ": the fixed-input loss has not "
-                         "improved by ", format_number(100 * o.method.stop_delta), "% in ", o.method.stop_patience,
+    note(result, str_cat("early stop at step ", log.stopped_at, " of ", o.steps,
+                         ": the fixed-input loss has not "
+                         "improved by ",
+                         format_number(100 * o.method.stop_delta), "% in ", o.method.stop_patience,
                          " evaluations (best ", format_number(loop.early.best()), " at step ",
                          loop.eval_steps[static_cast<size_t>(loop.early.best_evaluation())], ")"));
   }

@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 
+#include "apps/world_eval.h"
 #include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
@@ -34,7 +35,6 @@
 #include "pipelines/generate.h"
 #include "schedulers/noise_schedule.h"
 #include "text/extra_tokens.h"
-#include "apps/world_eval.h"
 
 namespace tinv {
 namespace {
@@ -94,8 +94,8 @@ void validate_modes(const StudyOptions& o) {
     if (variant)
       study_variant(m, o);
     else
-      TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), option, "unknown mode '",
-                 m, "' (caption, class or token)");
+      TINV_CHECK(std::find(kModes.begin(), kModes.end(), m) != kModes.end(), option, "unknown mode '", m,
+                 "' (caption, class or token)");
     TINV_CHECK(seen.insert(m).second, option, "'", m, "' given twice");
   }
   MethodOptions method;  // the study-wide settings of the variants, with invert's messages
@@ -152,8 +152,8 @@ void StudyOptions::validate() const {
   for (size_t i = 0; i < checkpoints.size(); ++i) {
     TINV_CHECK(checkpoints[i] >= 0 && checkpoints[i] <= steps, "--checkpoints", "step ", checkpoints[i],
                " is outside [0, --steps ", steps, "]");
-    TINV_CHECK(i == 0 || checkpoints[i] > checkpoints[i - 1], "--checkpoints",
-               "steps must be increasing, got ", checkpoints[i - 1], " then ", checkpoints[i]);
+    TINV_CHECK(i == 0 || checkpoints[i] > checkpoints[i - 1], "--checkpoints", "steps must be increasing, got ",
+               checkpoints[i - 1], " then ", checkpoints[i]);
   }
   TINV_CHECK(std::isfinite(lr) && lr > 0, "--lr", "must be a positive number, got ", lr);
   TINV_CHECK(eval_every >= 1, "--eval-every", "must be >= 1, got ", eval_every);
@@ -214,7 +214,8 @@ StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
   std::set<std::string> seen;
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& m = parts[i];
-    const std::string kind = !m.empty() && m[0] == 't' && m.size() > 1 && std::isdigit(static_cast<unsigned char>(m[1])) ? "t" : m;
+    const std::string kind =
+        !m.empty() && m[0] == 't' && m.size() > 1 && std::isdigit(static_cast<unsigned char>(m[1])) ? "t" : m;
     TINV_CHECK(seen.insert(kind).second, "--variants", "'", name, "': modifier '", kind == "t" ? "tN" : m,
                "' given twice");
     if (m == "sphere") {
@@ -268,13 +269,14 @@ StudyInit world_init(const std::string& caption, const world::ConceptSample& sam
   init.fallback = true;
   init.tmpl = sample.caption("{}");
   init.init_text = text;
-  init.note = "the caption does not follow the world grammar; all of it initialises and the "
-              "rendering's own context is the template";
+  init.note =
+      "the caption does not follow the world grammar; all of it initialises and the "
+      "rendering's own context is the template";
   return init;
 }
 
-std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::ConceptSample& trained,
-                                     int64_t n, uint64_t seed) {
+std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::ConceptSample& trained, int64_t n,
+                                     uint64_t seed) {
   using namespace world;
   std::vector<EditPrompt> out;
   for (int64_t i = 0; i < n; ++i) {
@@ -314,7 +316,10 @@ std::string records_csv(const std::vector<StudyRecord>& records) {
   std::string s = std::string(kRecordsCsvHeader) + "\n";
   for (const StudyRecord& r : records)
     s += str_cat(csv_field(r.concept), ",", r.mode, ",", r.seed, ",", r.step, ",", r.metric, ",",
-                 std::isfinite(r.value) ? format_number(r.value) : std::string(std::isnan(r.value) ? "nan" : r.value > 0 ? "inf" : "-inf"),
+                 std::isfinite(r.value) ? format_number(r.value)
+                                        : std::string(std::isnan(r.value) ? "nan"
+                                                      : r.value > 0       ? "inf"
+                                                                          : "-inf"),
                  "\n");
   return s;
 }
@@ -371,8 +376,8 @@ std::map<RunKey, std::vector<std::pair<int64_t, double>>> curves(const std::vect
 
 }  // namespace
 
-std::vector<ReachRow> reach_table(const std::vector<StudyRecord>& records,
-                                  const std::vector<std::string>& modes, const std::string& reference) {
+std::vector<ReachRow> reach_table(const std::vector<StudyRecord>& records, const std::vector<std::string>& modes,
+                                  const std::string& reference) {
   auto fixed = curves(records, "fixed_loss");
   std::vector<ReachRow> rows;
   for (const std::string& mode : modes) {
@@ -420,9 +425,12 @@ std::vector<StopRow> stop_table(const std::vector<StudyRecord>& records, const s
   std::map<RunKey, Run> runs;
   for (const StudyRecord& r : records) {
     Run& run = runs[{r.concept, r.mode, r.seed}];
-    if (r.metric == "stop_step") run.stop = r.step;
-    else if (r.metric.rfind("stop_", 0) == 0) run.at_stop[r.metric.substr(5)] = r.value;
-    else if (run.last.count(r.metric) == 0 || r.step >= run.last[r.metric].first) run.last[r.metric] = {r.step, r.value};
+    if (r.metric == "stop_step")
+      run.stop = r.step;
+    else if (r.metric.rfind("stop_", 0) == 0)
+      run.at_stop[r.metric.substr(5)] = r.value;
+    else if (run.last.count(r.metric) == 0 || r.step >= run.last[r.metric].first)
+      run.last[r.metric] = {r.step, r.value};
   }
   std::vector<StopRow> rows;
   for (const std::string& mode : modes) {
@@ -459,8 +467,7 @@ std::vector<StopRow> stop_table(const std::vector<StudyRecord>& records, const s
   return rows;
 }
 
-Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& mode,
-                    const std::string& metric) {
+Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& mode, const std::string& metric) {
   std::map<int64_t, std::vector<double>> by_step;
   for (const StudyRecord& r : records)
     if (r.mode == mode && r.metric == metric && std::isfinite(r.value)) by_step[r.step].push_back(r.value);
@@ -480,8 +487,7 @@ Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& 
   return a;
 }
 
-std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const std::string& metric,
-                                  int64_t window) {
+std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const std::string& metric, int64_t window) {
   std::vector<StudyRecord> out;
   for (const auto& [key, curve] : curves(records, metric)) {
     double sum = 0;
@@ -524,8 +530,8 @@ struct Study {
   StableDiffusion sd;
   std::optional<BlipCaptioner> cap;
   std::vector<int64_t> checkpoints;
-  std::vector<torch::Tensor> latents;                 // per concept: [1, C, h, w] scaled
-  std::vector<std::vector<std::string>> templates;    // per concept: training templates
+  std::vector<torch::Tensor> latents;               // per concept: [1, C, h, w] scaled
+  std::vector<std::vector<std::string>> templates;  // per concept: training templates
   int64_t res = 0, num_timesteps = 1000;
   std::string csv_path;
 };
@@ -563,7 +569,8 @@ void setup_world_concepts(Study& s) {
     for (const auto& n : s.o.concepts) list.push_back(&world::find_concept(n));
   for (size_t i = 0; i < list.size(); ++i) {
     const world::Concept& c = *list[i];
-    const world::ConceptSample sample = world::concept_at(s.o.world_seed, c, s.o.concept_index, static_cast<int>(s.res));
+    const world::ConceptSample sample =
+        world::concept_at(s.o.world_seed, c, s.o.concept_index, static_cast<int>(s.res));
     StudyConcept sc;
     sc.name = c.name;
     sc.world_concept = &c;
@@ -601,8 +608,10 @@ void setup_user_concepts(Study& s) {
     sc.name = file_stem(files[i]);
     sc.class_word = s.o.class_name;
     sc.target = ((x + 1) / 2).clamp(0, 1);
-    if (!s.o.captions.empty()) sc.caption = s.o.captions[i];
-    else if (s.cap) sc.caption = caption_image(*s.cap, im, false);  // caption mode only
+    if (!s.o.captions.empty())
+      sc.caption = s.o.captions[i];
+    else if (s.cap)
+      sc.caption = caption_image(*s.cap, im, false);  // caption mode only
     const bool caption_mode = uses_init(s.o, InitMode::kCaption);
     TINV_CHECK(!caption_mode || !sc.caption.empty(), files[i], "the captioner produced an empty caption");
     sc.init.init_text = sc.caption;
@@ -681,7 +690,8 @@ void add_edit_scores(Study& s, const StudyConcept& c, const torch::Tensor& image
   add("edit_pattern", total.accuracy(Attribute::kPattern));
   add("edit_shape", total.accuracy(Attribute::kShape));
   add("edit_mean", (total.accuracy(Attribute::kSize) + total.accuracy(Attribute::kPosition) +
-                    total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) / 4);
+                    total.accuracy(Attribute::kBackground) + total.accuracy(Attribute::kPattern)) /
+                       4);
 }
 
 // fidelity_train, fidelity, context: the judge on the init image and the edit images.
@@ -693,7 +703,8 @@ void add_fidelity(const StudyConcept& c, const torch::Tensor& images, const AddR
   world::JudgeMean edits;
   for (size_t j = 0; j < c.edits.size(); ++j) {
     const world::SceneSpec& t = c.edits[j].truth;
-    edits.add(judge(static_cast<int64_t>(j) + 1, {t.object.size, t.object.position, t.background, t.background_pattern}));
+    edits.add(
+        judge(static_cast<int64_t>(j) + 1, {t.object.size, t.object.position, t.background, t.background_pattern}));
   }
   if (edits.n > 0) {
     add("fidelity", edits.mean().identity);
@@ -793,13 +804,13 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
   std::unique_ptr<InversionTrainer> owned = study_trainer(s, ci, variant);
   InversionTrainer& trainer = *owned;
   const torch::Tensor& cache = s.latents[ci];
-  RandomStepSource source(cache.to(s.sd.device), static_cast<int64_t>(s.templates[ci].size()), 1,
-                          s.num_timesteps, static_cast<uint64_t>(seed), variant.method.t_min,
+  RandomStepSource source(cache.to(s.sd.device), static_cast<int64_t>(s.templates[ci].size()), 1, s.num_timesteps,
+                          static_cast<uint64_t>(seed), variant.method.t_min,
                           variant.method.resolved_t_max(s.num_timesteps));
   EarlyStop early(s.o.stop_delta, s.o.stop_patience);
   bool stop_recorded = false;
-  const StepInputs fixed = fixed_eval_inputs(cache.to(s.sd.device), s.o.eval_pairs, s.num_timesteps,
-                                             static_cast<uint64_t>(seed));
+  const StepInputs fixed =
+      fixed_eval_inputs(cache.to(s.sd.device), s.o.eval_pairs, s.num_timesteps, static_cast<uint64_t>(seed));
   StudyTimings& tm = s.result.timings;
   auto add = [&](int64_t step, const std::string& metric, double v) {
     s.result.records.push_back({c.name, mode, seed, step, metric, v});
@@ -863,8 +874,9 @@ StudyOptions resolve_study_options(const StudyOptions& options, bool& need_capti
                need_captions ? " (the init captions come from it; --caption TEXT gives them)"
                              : " (editability needs it; --edits 0 skips it)");
   const std::vector<std::string> images(o.images.begin(), o.images.end());
-  const size_t num_concepts = !world_concepts ? collect_image_files(images).size()  // fails early
-                             : o.concepts.empty() ? world::concepts().size() : o.concepts.size();
+  const size_t num_concepts = !world_concepts      ? collect_image_files(images).size()  // fails early
+                              : o.concepts.empty() ? world::concepts().size()
+                                                   : o.concepts.size();
   TINV_CHECK(o.captions.empty() || o.captions.size() == num_concepts, "--caption", "got ", o.captions.size(),
              " captions for ", num_concepts, world_concepts ? " concepts" : " images", " (one per ",
              world_concepts ? "concept" : "image", ", in order)");
@@ -911,8 +923,10 @@ StudyResult run_study(const StudyOptions& options) {
   load_study_models(s, need_captioner);
   result.timings.load = seconds_since(t_start);
 
-  if (world_concepts) setup_world_concepts(s);
-  else setup_user_concepts(s);
+  if (world_concepts)
+    setup_world_concepts(s);
+  else
+    setup_user_concepts(s);
   for (size_t ci = 0; ci < result.concepts.size(); ++ci) closest_caption_baseline(s, ci);
 
   const int64_t runs = static_cast<int64_t>(result.concepts.size()) * o.seeds * static_cast<int64_t>(o.modes.size());

@@ -48,42 +48,42 @@
 
 #include "apps/invert.h"
 #include "common/device.h"
-#include "world/judge.h"
 #include "inversion/method.h"
+#include "world/judge.h"
 #include "world/world.h"
 
 namespace tinv {
 
 struct StudyOptions {
-  std::filesystem::path model;      // diffusers folder or single file; empty: the bundled world-sd
-  std::filesystem::path captioner;  // BLIP folder with vocab.txt; empty: the bundled world-blip
-                                    // (bundled models: common/default_models.h)
+  std::filesystem::path model;                // diffusers folder or single file; empty: the bundled world-sd
+  std::filesystem::path captioner;            // BLIP folder with vocab.txt; empty: the bundled world-blip
+                                              // (bundled models: common/default_models.h)
   std::vector<std::filesystem::path> images;  // user images, one concept each (instead of the world's)
-  std::vector<std::string> captions;    // init captions, one per concept (skips the captioner)
-  std::string class_name;               // class mode with --images: the class word(s)
-  std::vector<std::string> concepts;    // world concepts by name (empty: all 7)
+  std::vector<std::string> captions;          // init captions, one per concept (skips the captioner)
+  std::string class_name;                     // class mode with --images: the class word(s)
+  std::vector<std::string> concepts;          // world concepts by name (empty: all 7)
   std::vector<std::string> modes = {"caption", "class", "token"};  // init modes or variants
-  std::string init_token = "*";         // token mode: one vocabulary token
-  int64_t seeds = 2;                    // runs per (concept, mode): seeds 0 .. seeds-1
+  std::string init_token = "*";                                    // token mode: one vocabulary token
+  int64_t seeds = 2;                                               // runs per (concept, mode): seeds 0 .. seeds-1
   int64_t steps = 500;
-  std::vector<int64_t> checkpoints;     // quality at these steps; empty: kDefaultCheckpoints
-  double lr = 5e-3;                     // as `tinv invert`
-  int64_t eval_every = 5;               // fixed-input loss every K steps (and at 0 and the end);
-                                        // each costs about one training step
-  int64_t eval_pairs = 4;               // fixed (timestep, noise) pairs
+  std::vector<int64_t> checkpoints;  // quality at these steps; empty: kDefaultCheckpoints
+  double lr = 5e-3;                  // as `tinv invert`
+  int64_t eval_every = 5;            // fixed-input loss every K steps (and at 0 and the end);
+                                     // each costs about one training step
+  int64_t eval_pairs = 4;            // fixed (timestep, noise) pairs
   // Variant modifiers' settings (study_variant): `sphere` uses sphere_norm and vmf_kappa,
   // `cross` uses reg_init.
   SphereNorm sphere_norm = SphereNorm::kMean;  // --sphere-norm mean | init
-  double vmf_kappa = 0;                 // von Mises-Fisher prior weight (0: off)
-  double reg_init = 0.01;               // L2 pull toward the cross-initialised start
+  double vmf_kappa = 0;                        // von Mises-Fisher prior weight (0: off)
+  double reg_init = 0.01;                      // L2 pull toward the cross-initialised start
   // Early-stopping rule recorded per run (0: off): see method.h EarlyStop.
   double stop_delta = 0.01;
   int64_t stop_patience = 0;
-  int64_t edits = 4;                    // re-contextualised prompts per checkpoint (world only)
-  std::string sampler = "ddim";         // a sampler name (make_sampler's registry key)
-  int64_t sample_steps = 20;            // sampler steps of the quality images
-  double cfg = 5.0;                     // as `tinv world eval`
-  uint64_t world_seed = 0;              // concept_at(world_seed, concept, concept_index)
+  int64_t edits = 4;             // re-contextualised prompts per checkpoint (world only)
+  std::string sampler = "ddim";  // a sampler name (make_sampler's registry key)
+  int64_t sample_steps = 20;     // sampler steps of the quality images
+  double cfg = 5.0;              // as `tinv world eval`
+  uint64_t world_seed = 0;       // concept_at(world_seed, concept, concept_index)
   uint64_t concept_index = 0;
   std::filesystem::path out = "study";  // output folder
   DeviceChoice device;                  // std::nullopt: auto (CUDA when available)
@@ -108,7 +108,7 @@ std::vector<std::string> parse_modes(const std::string& list);
 
 // A named option set: an init mode and the method options of its run.
 struct StudyVariant {
-  std::string name;     // "caption+sphere"
+  std::string name;                    // "caption+sphere"
   InitMode init = InitMode::kCaption;  // the mode before the first '+'
   MethodOptions method;
 };
@@ -125,11 +125,11 @@ std::vector<std::string> parse_variants(const std::string& list);
 
 // ---- World-specific initialisation ----
 struct StudyInit {
-  std::string init_text;     // caption mode: the words whose tokens become the placeholders
-  std::string tmpl;          // the training template, with "{}" for the placeholders
-  bool parsed = false;       // the caption parsed with the world grammar
-  bool fallback = false;     // the template is the concept sample's context, not the caption's
-  std::string note;          // why the fallback was taken (empty otherwise)
+  std::string init_text;  // caption mode: the words whose tokens become the placeholders
+  std::string tmpl;       // the training template, with "{}" for the placeholders
+  bool parsed = false;    // the caption parsed with the world grammar
+  bool fallback = false;  // the template is the concept sample's context, not the caption's
+  std::string note;       // why the fallback was taken (empty otherwise)
 };
 // The caption (BLIP text; normalise_caption is applied) of the rendering `sample`:
 //   parses          -> init = the object words (world::object_words, "red circle with a white
@@ -140,14 +140,14 @@ StudyInit world_init(const std::string& caption, const world::ConceptSample& sam
 // A re-contextualised prompt: the template and the scene it asks for (the concept's class
 // shape and first colour stand in for the concept itself).
 struct EditPrompt {
-  std::string tmpl;           // "a small {} on the left, on a yellow striped background"
-  world::SceneSpec truth;     // one object: class shape, size, position; background, pattern
+  std::string tmpl;        // "a small {} on the left, on a yellow striped background"
+  world::SceneSpec truth;  // one object: class shape, size, position; background, pattern
 };
 // `n` prompts for a concept trained in the context of `trained`: each differs from it in size,
 // position, background colour (never one the concept shows) and pattern; deterministic in
 // (seed, concept name, i).
-std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::ConceptSample& trained,
-                                     int64_t n, uint64_t seed);
+std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::ConceptSample& trained, int64_t n,
+                                     uint64_t seed);
 
 // ---- Records ----
 struct StudyRecord {
@@ -177,8 +177,7 @@ struct ReachRow {
   double mean_target = 0;  // mean target (the reference runs' final fixed_loss)
   double mean_final = 0;   // mean final fixed_loss of this mode's runs
 };
-std::vector<ReachRow> reach_table(const std::vector<StudyRecord>& records,
-                                  const std::vector<std::string>& modes,
+std::vector<ReachRow> reach_table(const std::vector<StudyRecord>& records, const std::vector<std::string>& modes,
                                   const std::string& reference = "token");
 // "12.5", or "not reached", with " (k/n runs)" when some runs did not reach it.
 std::string format_reach(const ReachRow& row);
@@ -199,10 +198,10 @@ constexpr double kFidelityThresholds[] = {0.5, 0.7};
 // One row of the early-stop table (stop_patience > 0): per mode, over its runs.
 struct StopRow {
   std::string mode;
-  int64_t runs = 0;             // runs of this mode (with a fixed_loss record)
-  int64_t stopped = 0;          // runs where the rule fired
-  double mean_stop = 0;         // mean stop step over those (NaN when none)
-  double mean_saved = 0;        // mean steps saved over all runs (steps - stop; 0 when not stopped)
+  int64_t runs = 0;                           // runs of this mode (with a fixed_loss record)
+  int64_t stopped = 0;                        // runs where the rule fired
+  double mean_stop = 0;                       // mean stop step over those (NaN when none)
+  double mean_saved = 0;                      // mean steps saved over all runs (steps - stop; 0 when not stopped)
   double fixed_at_stop = 0, fixed_final = 0;  // mean fixed_loss at the stop / at the end (stopped runs)
   double psnr_at_stop = 0, psnr_final = 0;    // mean recon_psnr at the stop / at the end (stopped runs)
   double edit_at_stop = 0, edit_final = 0;    // mean edit_mean likewise (NaN without edits)
@@ -217,12 +216,10 @@ struct Aggregate {
   std::vector<double> mean, sd, min, max;
   std::vector<int64_t> n;
 };
-Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& mode,
-                    const std::string& metric);
+Aggregate aggregate(const std::vector<StudyRecord>& records, const std::string& mode, const std::string& metric);
 // Per run, `metric` replaced by its trailing moving average over `window` steps (the raw
 // training loss is dominated by the random timestep and noise).
-std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const std::string& metric,
-                                  int64_t window);
+std::vector<StudyRecord> smoothed(const std::vector<StudyRecord>& records, const std::string& metric, int64_t window);
 
 // `metric` of each run divided by the mean step-0 value of that metric over the runs of the same
 // (concept, seed) (all modes): paired curves that start near 1, so the spread between concepts'
@@ -232,14 +229,14 @@ std::vector<StudyRecord> relative_to_start(const std::vector<StudyRecord>& recor
 
 // ---- The study ----
 struct StudyConcept {
-  std::string name;           // world concept name or image file stem
+  std::string name;                               // world concept name or image file stem
   const world::Concept* world_concept = nullptr;  // world concepts: scored by the concept judge
   world::JudgeContext train_context;              // world concepts: the training image's context
   std::string class_word;
-  std::string caption;        // the captioner's text (or the given caption)
+  std::string caption;  // the captioner's text (or the given caption)
   StudyInit init;
   std::vector<EditPrompt> edits;
-  torch::Tensor target;       // [3, H, W] in [0, 1], CPU: the training image
+  torch::Tensor target;  // [3, H, W] in [0, 1], CPU: the training image
 };
 
 struct StudyTimings {
@@ -262,8 +259,8 @@ struct StudySample {
 // words (Concept::nearest_objects), the one whose edit-prompt images score highest.
 struct ClosestCaption {
   std::string concept;
-  std::string words;     // "red circle with a white ring"
-  double fidelity = 0;   // mean judge identity over the edit prompts and seeds
+  std::string words;    // "red circle with a white ring"
+  double fidelity = 0;  // mean judge identity over the edit prompts and seeds
   double context = 0;
 };
 
@@ -274,10 +271,10 @@ struct StudyResult {
   std::vector<ReachRow> reach;
   std::vector<FidelityReachRow> fidelity_reach;  // world concepts: kFidelityThresholds x modes
   std::vector<ClosestCaption> closest;           // world concepts with edits: the grammar's best
-  std::vector<StopRow> stops;      // stop_patience > 0
-  std::vector<std::string> files;  // every file written
-  std::vector<std::string> notes;  // warnings (fallbacks, diverged runs)
-  std::string summary;             // the text of summary.txt (also printed by the CLI)
+  std::vector<StopRow> stops;                    // stop_patience > 0
+  std::vector<std::string> files;                // every file written
+  std::vector<std::string> notes;                // warnings (fallbacks, diverged runs)
+  std::string summary;                           // the text of summary.txt (also printed by the CLI)
   StudyTimings timings;
 };
 

@@ -9,13 +9,13 @@
 #include <set>
 #include <sstream>
 
+#include "apps/study.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
-#include "io/plot.h"
-#include "apps/study.h"
 #include "io/html_report.h"
 #include "io/image_write.h"
+#include "io/plot.h"
 
 namespace tinv {
 namespace {
@@ -27,9 +27,8 @@ struct Figure {
 };
 
 const std::vector<std::string> kQualityMetrics = {
-    "recon_psnr", "recon_mse", "recon_latent_mse", "edit_mean", "edit_parsed",
-    "edit_size", "edit_position", "edit_background", "edit_pattern", "edit_shape", "fidelity",
-    "fidelity_train", "context"};
+    "recon_psnr",      "recon_mse",    "recon_latent_mse", "edit_mean", "edit_parsed",    "edit_size", "edit_position",
+    "edit_background", "edit_pattern", "edit_shape",       "fidelity",  "fidelity_train", "context"};
 
 // The three modes keep their colours; variants take the next free colour of a palette in the
 // order of o.modes.
@@ -37,9 +36,8 @@ std::array<uint8_t, 3> mode_colour(const StudyOptions& o, const std::string& mod
   if (mode == "caption") return {214, 64, 32};
   if (mode == "class") return {40, 110, 200};
   if (mode == "token") return {50, 150, 60};
-  static const std::array<uint8_t, 3> kPalette[] = {{150, 70, 190}, {230, 150, 20}, {30, 170, 170},
-                                                    {200, 60, 140}, {120, 120, 40}, {90, 90, 90},
-                                                    {160, 100, 60}, {20, 60, 140}};
+  static const std::array<uint8_t, 3> kPalette[] = {{150, 70, 190}, {230, 150, 20}, {30, 170, 170}, {200, 60, 140},
+                                                    {120, 120, 40}, {90, 90, 90},   {160, 100, 60}, {20, 60, 140}};
   size_t i = 0;
   for (const std::string& m : o.modes) {
     if (m == mode) break;
@@ -112,15 +110,14 @@ Figure mode_figure(const StudyOptions& o, const std::vector<StudyRecord>& record
 std::vector<Figure> make_figures(const StudyOptions& o, const StudyResult& r) {
   const int64_t window = std::clamp<int64_t>(o.steps / 20, 1, 50);
   std::vector<Figure> figs;
-  figs.push_back(mode_figure(o, smoothed(r.records, "loss", window), "loss", "loss_raw.png",
-                             "Training loss",
+  figs.push_back(mode_figure(o, smoothed(r.records, "loss", window), "loss", "loss_raw.png", "Training loss",
                              str_cat("Loss of each update (random timestep and noise), trailing mean over ", window,
                                      " steps per run; mean over concepts x seeds, band +-1 sd.")));
   figs.push_back(mode_figure(o, r.records, "fixed_loss", "loss_fixed.png", "Fixed-input loss",
-                             str_cat("Loss on ", o.eval_pairs, " fixed (timestep, noise) pairs, every ",
-                                     o.eval_every, " steps; mean over concepts x seeds, band +-1 sd.")));
-  figs.push_back(mode_figure(o, relative_to_start(r.records, "fixed_loss"), "fixed_loss",
-                             "loss_fixed_relative.png", "Fixed-input loss relative to the start",
+                             str_cat("Loss on ", o.eval_pairs, " fixed (timestep, noise) pairs, every ", o.eval_every,
+                                     " steps; mean over concepts x seeds, band +-1 sd.")));
+  figs.push_back(mode_figure(o, relative_to_start(r.records, "fixed_loss"), "fixed_loss", "loss_fixed_relative.png",
+                             "Fixed-input loss relative to the start",
                              "Each run's fixed-input loss divided by the mean step-0 fixed-input loss of its "
                              "(concept, seed) over the modes: paired, so the concepts' different loss levels "
                              "do not hide the modes' differences; mean, band +-1 sd."));
@@ -156,8 +153,8 @@ std::string reach_text(const StudyOptions& o, const StudyResult& r) {
          "the runs that reach it):\n";
   char line[300];
   const int w = mode_width(o);
-  std::snprintf(line, sizeof line, "  %-*s %5s %8s  %-22s %12s %12s\n", w, "mode", "runs", "reached", "steps",
-                "target", "final");
+  std::snprintf(line, sizeof line, "  %-*s %5s %8s  %-22s %12s %12s\n", w, "mode", "runs", "reached", "steps", "target",
+                "final");
   out << line;
   for (const ReachRow& row : r.reach) {
     std::snprintf(line, sizeof line, "  %-*s %5lld %8lld  %-22s %12s %12s%s\n", w, row.mode.c_str(),
@@ -262,9 +259,10 @@ std::string stop_text(const StudyOptions& o, const StudyResult& r) {
   auto pair = [](double a, double b) { return num(a) + " -> " + num(b); };
   for (const StopRow& row : r.stops) {
     std::snprintf(line, sizeof line, "  %-*s %5lld %8lld %9s %8s  %-22s %-22s %-22s\n", w, row.mode.c_str(),
-                  static_cast<long long>(row.runs), static_cast<long long>(row.stopped), num(row.mean_stop, "%.1f").c_str(),
-                  num(row.mean_saved, "%.1f").c_str(), pair(row.fixed_at_stop, row.fixed_final).c_str(),
-                  pair(row.psnr_at_stop, row.psnr_final).c_str(), pair(row.edit_at_stop, row.edit_final).c_str());
+                  static_cast<long long>(row.runs), static_cast<long long>(row.stopped),
+                  num(row.mean_stop, "%.1f").c_str(), num(row.mean_saved, "%.1f").c_str(),
+                  pair(row.fixed_at_stop, row.fixed_final).c_str(), pair(row.psnr_at_stop, row.psnr_final).c_str(),
+                  pair(row.edit_at_stop, row.edit_final).c_str());
     out << line;
   }
   return out.str();
@@ -276,12 +274,10 @@ std::string timing_text(const StudyResult& r) {
   std::snprintf(buf, sizeof buf,
                 "total %s; model load %s; captions %s; %lld training steps %s (%.1f ms/step); %lld "
                 "fixed-input evaluations %s (%.1f ms each); %lld quality checkpoints %s (%.2f s each)",
-                format_duration(t.total).c_str(), format_duration(t.load).c_str(),
-                format_duration(t.captions).c_str(), static_cast<long long>(t.train_steps),
-                format_duration(t.train).c_str(), 1000 * t.per_step(), static_cast<long long>(t.fixed_evals),
-                format_duration(t.fixed_eval).c_str(), 1000 * t.per_fixed_eval(),
-                static_cast<long long>(t.quality_evals), format_duration(t.quality).c_str(),
-                t.per_quality_eval());
+                format_duration(t.total).c_str(), format_duration(t.load).c_str(), format_duration(t.captions).c_str(),
+                static_cast<long long>(t.train_steps), format_duration(t.train).c_str(), 1000 * t.per_step(),
+                static_cast<long long>(t.fixed_evals), format_duration(t.fixed_eval).c_str(), 1000 * t.per_fixed_eval(),
+                static_cast<long long>(t.quality_evals), format_duration(t.quality).c_str(), t.per_quality_eval());
   return buf;
 }
 
@@ -356,8 +352,9 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
   h.code(quality_text(o, r));
 
   h.heading("Samples (seed 0)");
-  h.paragraph("Each cell: the reconstruction, then the images of the edit prompts; under it what the "
-              "captioner read from the edit images.");
+  h.paragraph(
+      "Each cell: the reconstruction, then the images of the edit prompts; under it what the "
+      "captioner read from the edit images.");
   for (const StudyConcept& c : r.concepts) add_samples(h, o, r, c);
   if (!r.notes.empty()) {
     h.heading("Notes");
@@ -372,14 +369,13 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
 
 std::string study_summary(const StudyOptions& o, const StudyResult& r) {
   std::ostringstream out;
-  out << "tinv study: " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds
-      << " seeds, " << o.steps << " steps, lr " << o.lr << "\n  model " << o.model.string() << "\n  captioner "
+  out << "tinv study: " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds << " seeds, "
+      << o.steps << " steps, lr " << o.lr << "\n  model " << o.model.string() << "\n  captioner "
       << (o.captioner.empty() ? "(not used)" : o.captioner.string()) << "\n";
   if (!variants_text(o).empty()) out << "  variants " << variants_text(o) << "\n";
   for (const StudyConcept& c : r.concepts)
-    out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text
-        << "\", class \"" << c.class_word << "\", template \"" << c.init.tmpl << "\""
-        << (c.init.fallback ? " (fallback)" : "") << "\n";
+    out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text << "\", class \""
+        << c.class_word << "\", template \"" << c.init.tmpl << "\"" << (c.init.fallback ? " (fallback)" : "") << "\n";
   out << "\n" << reach_text(o, r) << "\n";
   if (!r.stops.empty()) out << stop_text(o, r) << "\n";
   if (!r.fidelity_reach.empty()) out << fidelity_reach_text(r) << "\n";

@@ -27,16 +27,14 @@
 namespace tinv::world {
 namespace {
 
-constexpr const char* kAttributeNames[kNumAttributes] = {
-    "shape", "colour", "size", "position", "mark", "mark_colour", "background", "pattern", "exact"};
+constexpr const char* kAttributeNames[kNumAttributes] = {"shape",       "colour",     "size",    "position", "mark",
+                                                         "mark_colour", "background", "pattern", "exact"};
 constexpr int64_t kMaxBatch = 64;
 constexpr int kCaptionImageSize = 64;  // the world's image size, as the captioner was trained
 
-
-
 // Captions `image`, scores it against `truth` into `eval`, keeps it as a failure if not exact.
-void caption_and_score(const BlipCaptioner& cap, const tinv::Image& image, const SceneSpec& truth,
-                       int64_t index, CaptionEval& eval) {
+void caption_and_score(const BlipCaptioner& cap, const tinv::Image& image, const SceneSpec& truth, int64_t index,
+                       CaptionEval& eval) {
   static const CaptionOptions kOptions = world_caption_options();
   const std::string text = cap.caption(image, kOptions).text;
   AttributeScore s = score_caption(text, truth);
@@ -66,9 +64,9 @@ VaeEval eval_vae(StableDiffusion& sd, const EvalOptions& o) {
     for (int64_t i = first; i < first + n; ++i)
       items.push_back(image_to_unit_tensor(
           sample_at(o.seed, o.split, eval_scene_index(o.split, i), static_cast<int>(r.image_size)).image));
-    auto x = torch::stack(items);                                           // [n, 3, H, W] in [0, 1]
+    auto x = torch::stack(items);                                          // [n, 3, H, W] in [0, 1]
     auto mean = sd.vae->encode((x * 2 - 1).to(sd.device, sd.dtype)).mean;  // [n, 4, H/f, W/f]
-    auto y = to_unit_images(sd.vae->decode(mean).to(torch::kFloat32));      // [n, 3, H, W] in [0, 1]
+    auto y = to_unit_images(sd.vae->decode(mean).to(torch::kFloat32));     // [n, 3, H, W] in [0, 1]
     all.push_back(psnr_per_image(y, x));
     char suffix[32];
     std::snprintf(suffix, sizeof suffix, "psnr=%.2f dB", torch::cat(all).mean().item<double>());
@@ -117,8 +115,7 @@ CaptionEval eval_fidelity(StableDiffusion& sd, const BlipCaptioner& cap, const E
       seeds.push_back(o.seed + static_cast<uint64_t>(i));
     }
     torch::Tensor images = generate_prompts(sd, prompts, seeds, g);  // [n, 3, H, W]
-    for (int64_t k = 0; k < n; ++k)
-      caption_and_score(cap, unit_tensor_to_image(images[k]), scenes[k], first + k, r);
+    for (int64_t k = 0; k < n; ++k) caption_and_score(cap, unit_tensor_to_image(images[k]), scenes[k], first + k, r);
     progress.update(first + n, percent_suffix(r.score));
   }
   progress.finish(percent_suffix(r.score));
@@ -138,10 +135,9 @@ CaptionOptions world_caption_options() {
 
 // ---- PSNR ----
 torch::Tensor psnr_per_image(const torch::Tensor& a, const torch::Tensor& b) {
-  TINV_CHECK(a.defined() && b.defined() && a.sizes() == b.sizes(), "psnr",
-             "images must have the same shape, got ", a.sizes(), " and ", b.sizes());
-  TINV_CHECK(a.dim() == 3 || a.dim() == 4, "psnr", "expected [C, H, W] or [B, C, H, W], got ",
-             a.sizes());
+  TINV_CHECK(a.defined() && b.defined() && a.sizes() == b.sizes(), "psnr", "images must have the same shape, got ",
+             a.sizes(), " and ", b.sizes());
+  TINV_CHECK(a.dim() == 3 || a.dim() == 4, "psnr", "expected [C, H, W] or [B, C, H, W], got ", a.sizes());
   TINV_CHECK(a.numel() > 0, "psnr", "empty images ", a.sizes());
   auto x = a.to(torch::kCPU, torch::kFloat64), y = b.to(torch::kCPU, torch::kFloat64);
   if (x.dim() == 3) x = x.unsqueeze(0), y = y.unsqueeze(0);
@@ -149,9 +145,7 @@ torch::Tensor psnr_per_image(const torch::Tensor& a, const torch::Tensor& b) {
   return -10.0 * mse.log10();
 }
 
-double psnr(const torch::Tensor& a, const torch::Tensor& b) {
-  return psnr_per_image(a, b).mean().item<double>();
-}
+double psnr(const torch::Tensor& a, const torch::Tensor& b) { return psnr_per_image(a, b).mean().item<double>(); }
 
 // ---- Attribute scoring ----
 const char* name(Attribute a) { return kAttributeNames[static_cast<int>(a)]; }
@@ -186,8 +180,8 @@ AttributeScore score_scene(const std::optional<SceneSpec>& predicted, const Scen
   add(Attribute::kSize, p.size == t.size);
   add(Attribute::kPosition, p.position == t.position);
   add(Attribute::kMark, p.mark == t.mark);
-  add(Attribute::kMarkColour, (p.mark == Mark::kNone) == (t.mark == Mark::kNone) &&
-                                  (t.mark == Mark::kNone || p.mark_colour == t.mark_colour));
+  add(Attribute::kMarkColour,
+      (p.mark == Mark::kNone) == (t.mark == Mark::kNone) && (t.mark == Mark::kNone || p.mark_colour == t.mark_colour));
   add(Attribute::kBackground, predicted->background == truth.background);
   add(Attribute::kPattern, predicted->background_pattern == truth.background_pattern);
   add(Attribute::kExact, *predicted == truth);
@@ -222,16 +216,24 @@ EvalParts parse_parts(const std::string& list) {
   bool any = false;
   while (std::getline(in, item, ',')) {
     item = trim(item);
-    if (item == "all") p = EvalParts{};
-    else if (item == "vae") p.vae = true;
-    else if (item == "captioner") p.captioner = true;
-    else if (item == "fidelity") p.fidelity = true;
-    else if (item == "judge") p.judge = true;
-    else throw Error("--only", str_cat("unknown part '", item, "' (known: vae, captioner, fidelity, judge, all)"));
+    if (item == "all")
+      p = EvalParts{};
+    else if (item == "vae")
+      p.vae = true;
+    else if (item == "captioner")
+      p.captioner = true;
+    else if (item == "fidelity")
+      p.fidelity = true;
+    else if (item == "judge")
+      p.judge = true;
+    else
+      throw Error("--only", str_cat("unknown part '", item, "' (known: vae, captioner, fidelity, judge, all)"));
     any = true;
   }
-  TINV_CHECK(any && list.back() != ',', "--only", "expected a comma-separated list of vae, captioner, "
-             "fidelity, judge, got '", list, "'");
+  TINV_CHECK(any && list.back() != ',', "--only",
+             "expected a comma-separated list of vae, captioner, "
+             "fidelity, judge, got '",
+             list, "'");
   return p;
 }
 
@@ -239,12 +241,9 @@ void EvalOptions::validate() const {
   TINV_CHECK(parts.vae || parts.captioner || parts.fidelity || parts.judge, "--only", "no part selected");
   TINV_CHECK(!parts.judge || judge_renders >= 1, "--judge-renders", "must be >= 1, got ", judge_renders);
   TINV_CHECK(!parts.vae || vae_scenes >= 1, "--vae-scenes", "must be >= 1, got ", vae_scenes);
-  TINV_CHECK(!parts.captioner || caption_scenes >= 1, "--caption-scenes", "must be >= 1, got ",
-             caption_scenes);
-  TINV_CHECK(!parts.fidelity || fidelity_prompts >= 1, "--fidelity-prompts", "must be >= 1, got ",
-             fidelity_prompts);
-  TINV_CHECK(batch >= 1 && batch <= kMaxBatch, "--batch", "must be between 1 and ", kMaxBatch,
-             ", got ", batch);
+  TINV_CHECK(!parts.captioner || caption_scenes >= 1, "--caption-scenes", "must be >= 1, got ", caption_scenes);
+  TINV_CHECK(!parts.fidelity || fidelity_prompts >= 1, "--fidelity-prompts", "must be >= 1, got ", fidelity_prompts);
+  TINV_CHECK(batch >= 1 && batch <= kMaxBatch, "--batch", "must be between 1 and ", kMaxBatch, ", got ", batch);
   GenerateOptions g;  // sampler, steps and cfg, with generate's messages
   g.sampler = sampler;
   g.steps = steps;
@@ -264,11 +263,10 @@ torch::Tensor generate_prompts(StableDiffusion& sd, const std::vector<std::strin
   return generate_prompts(sd, ExtraTokens{}, prompts, seeds, o);
 }
 
-torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
-                               const std::vector<std::string>& prompts,
+torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra, const std::vector<std::string>& prompts,
                                const std::vector<uint64_t>& seeds, const GenerateOptions& o) {
-  TINV_CHECK(!prompts.empty() && prompts.size() == seeds.size(), "generate_prompts",
-             "need one seed per prompt, got ", prompts.size(), " prompts and ", seeds.size(), " seeds");
+  TINV_CHECK(!prompts.empty() && prompts.size() == seeds.size(), "generate_prompts", "need one seed per prompt, got ",
+             prompts.size(), " prompts and ", seeds.size(), " seeds");
   GenerateOptions checked = o;
   checked.batch = static_cast<int64_t>(prompts.size());
   validate(checked);
@@ -287,10 +285,10 @@ torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
   }
   Conditioning cond{torch::cat(states), pooled.empty() ? torch::Tensor() : torch::cat(pooled)};  // [B, ...]
   // The empty negative prompt, as `tinv generate` has it (SDXL: zeros when the model says so).
-  Conditioning uncond = sd.is_xl() && sd.force_zeros_for_empty_prompt
-                            ? Conditioning{torch::zeros_like(cond.states[0]).unsqueeze(0),
-                                           torch::zeros_like(cond.pooled[0]).unsqueeze(0)}
-                            : encode_text(sd, extra, "");
+  Conditioning uncond =
+      sd.is_xl() && sd.force_zeros_for_empty_prompt
+          ? Conditioning{torch::zeros_like(cond.states[0]).unsqueeze(0), torch::zeros_like(cond.pooled[0]).unsqueeze(0)}
+          : encode_text(sd, extra, "");
   const torch::Tensor time_ids = sd.is_xl() ? sdxl_time_ids(o, width, height) : torch::Tensor();
 
   auto sampler = make_sampler(o.sampler, sd.scheduler, o.eta);  // fresh: multistep state
@@ -354,15 +352,14 @@ std::string pct(double v) {
 std::string verdict(const CaptionEval& e) {
   int ok = 0;
   for (int k = 0; k < kNumScoredAttributes; ++k) ok += e.score.accuracy(static_cast<Attribute>(k)) >= e.target;
-  return str_cat(e.pass() ? "PASS" : "FAIL", " (", ok, "/", kNumScoredAttributes, " attributes >=",
-                 pct(e.target), ")");
+  return str_cat(e.pass() ? "PASS" : "FAIL", " (", ok, "/", kNumScoredAttributes, " attributes >=", pct(e.target), ")");
 }
 
 void format_caption_eval(std::ostringstream& out, const std::string& title, const CaptionEval& e) {
   const AttributeScore& s = e.score;
-  out << "\n" << title << "\n  " << s.scenes << " scenes, "
-      << s.parsed << " captions parsed (" << pct(s.scenes ? double(s.parsed) / s.scenes : 0.0)
-      << "), target " << pct(e.target) << " per attribute\n";
+  out << "\n"
+      << title << "\n  " << s.scenes << " scenes, " << s.parsed << " captions parsed ("
+      << pct(s.scenes ? double(s.parsed) / s.scenes : 0.0) << "), target " << pct(e.target) << " per attribute\n";
   char line[128];
   for (int k = 0; k < kNumAttributes; ++k) {
     const auto a = static_cast<Attribute>(k);
@@ -378,8 +375,7 @@ void format_caption_eval(std::ostringstream& out, const std::string& title, cons
   out << line << "  verdict     " << verdict(e) << "\n";
   for (size_t i = 0; i < std::min<size_t>(e.failures.size(), 3); ++i) {
     const EvalFailure& f = e.failures[i];
-    const std::string predicted =
-        f.predicted.size() > 120 ? f.predicted.substr(0, 117) + "..." : f.predicted;
+    const std::string predicted = f.predicted.size() > 120 ? f.predicted.substr(0, 117) + "..." : f.predicted;
     out << "  e.g. #" << f.index << ": \"" << f.truth << "\"\n         -> \"" << predicted << "\""
         << (f.parsed ? "" : " (does not parse)") << "\n";
   }
@@ -390,12 +386,10 @@ void format_caption_eval(std::ostringstream& out, const std::string& title, cons
 
 nlohmann::ordered_json caption_eval_json(const CaptionEval& e) {
   const AttributeScore& s = e.score;
-  nlohmann::ordered_json j = {{"scenes", s.scenes}, {"parsed", s.parsed},
-                              {"target", e.target}};
+  nlohmann::ordered_json j = {{"scenes", s.scenes}, {"parsed", s.parsed}, {"target", e.target}};
   for (int k = 0; k < kNumAttributes; ++k) {
     const auto a = static_cast<Attribute>(k);
-    nlohmann::ordered_json v = {{"correct", s.correct[k]}, {"total", s.total(a)},
-                                {"accuracy", s.accuracy(a)}};
+    nlohmann::ordered_json v = {{"correct", s.correct[k]}, {"total", s.total(a)}, {"accuracy", s.accuracy(a)}};
     if (k < kNumScoredAttributes) v["pass"] = s.accuracy(a) >= e.target;
     j["attributes"][name(a)] = v;
   }
@@ -404,8 +398,7 @@ nlohmann::ordered_json caption_eval_json(const CaptionEval& e) {
   j["seconds"] = e.seconds;
   j["failures"] = nlohmann::ordered_json::array();
   for (const EvalFailure& f : e.failures)
-    j["failures"].push_back({{"index", f.index}, {"truth", f.truth}, {"predicted", f.predicted},
-                             {"parsed", f.parsed}});
+    j["failures"].push_back({{"index", f.index}, {"truth", f.truth}, {"predicted", f.predicted}, {"parsed", f.parsed}});
   return j;
 }
 
@@ -435,9 +428,10 @@ std::string format_report(const EvalReport& r) {
   }
   if (r.captioner) format_caption_eval(out, "captioner: BLIP captions of rendered evaluation scenes", *r.captioner);
   if (r.fidelity)
-    format_caption_eval(out, str_cat("prompt fidelity: BLIP captions of images generated from the "
-                                     "scenes' captions (", o.sampler, ", ", o.steps, " steps, cfg ", o.cfg,
-                                     ", seed + i)"),
+    format_caption_eval(out,
+                        str_cat("prompt fidelity: BLIP captions of images generated from the "
+                                "scenes' captions (",
+                                o.sampler, ", ", o.steps, " steps, cfg ", o.cfg, ", seed + i)"),
                         *r.fidelity);
 
   if (r.judge) out << format_judge_validation(*r.judge) << "  time " << format_duration(r.judge_seconds) << "\n";
@@ -469,15 +463,24 @@ std::string format_report(const EvalReport& r) {
 std::string report_json(const EvalReport& r) {
   const EvalOptions& o = r.options;
   nlohmann::ordered_json j;
-  j["options"] = {{"model", o.sd_dir.string()}, {"captioner", o.blip_dir.string()}, {"seed", o.seed},
-                  {"split", name(o.split)}, {"vae_scenes", o.vae_scenes},
-                  {"caption_scenes", o.caption_scenes}, {"fidelity_prompts", o.fidelity_prompts},
-                  {"judge_renders", o.judge_renders}, {"sampler", o.sampler}, {"steps", o.steps},
-                  {"cfg", o.cfg}, {"batch", o.batch}};
+  j["options"] = {{"model", o.sd_dir.string()},
+                  {"captioner", o.blip_dir.string()},
+                  {"seed", o.seed},
+                  {"split", name(o.split)},
+                  {"vae_scenes", o.vae_scenes},
+                  {"caption_scenes", o.caption_scenes},
+                  {"fidelity_prompts", o.fidelity_prompts},
+                  {"judge_renders", o.judge_renders},
+                  {"sampler", o.sampler},
+                  {"steps", o.steps},
+                  {"cfg", o.cfg},
+                  {"batch", o.batch}};
   j["load_seconds"] = r.load_seconds;
   if (r.vae)
-    j["vae"] = {{"scenes", r.vae->scenes}, {"image_size", r.vae->image_size},
-                {"psnr_db", r.vae->psnr_db}, {"min_psnr_db", r.vae->min_psnr_db},
+    j["vae"] = {{"scenes", r.vae->scenes},
+                {"image_size", r.vae->image_size},
+                {"psnr_db", r.vae->psnr_db},
+                {"min_psnr_db", r.vae->min_psnr_db},
                 {"seconds", r.vae->seconds}};
   if (r.captioner) j["captioner"] = caption_eval_json(*r.captioner);
   if (r.fidelity) j["fidelity"] = caption_eval_json(*r.fidelity);
@@ -487,9 +490,12 @@ std::string report_json(const EvalReport& r) {
     jj["pass"] = r.judge->pass();
     jj["seconds"] = r.judge_seconds;
     for (const auto& row : r.judge->rows)
-      jj["concepts"].push_back({{"concept", row.concept_name}, {"real", row.real},
-                                {"real_context", row.real_context}, {"best_other", row.other_max_name},
-                                {"best_other_identity", row.other_max}, {"closest_captions", row.nearest}});
+      jj["concepts"].push_back({{"concept", row.concept_name},
+                                {"real", row.real},
+                                {"real_context", row.real_context},
+                                {"best_other", row.other_max_name},
+                                {"best_other_identity", row.other_max},
+                                {"closest_captions", row.nearest}});
   }
   return j.dump(2) + "\n";
 }

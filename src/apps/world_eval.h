@@ -60,7 +60,7 @@ torch::Tensor psnr_per_image(const torch::Tensor& a, const torch::Tensor& b);
 // ---- Attribute scoring ----
 enum class Attribute : uint8_t {
   kShape,
-  kColour,      // the object's colour
+  kColour,  // the object's colour
   kSize,
   kPosition,
   kMark,        // none, dot or ring
@@ -72,11 +72,11 @@ enum class Attribute : uint8_t {
 constexpr int kNumAttributes = 9;
 // The eight attributes the targets apply to and mean_accuracy() averages (all but kExact).
 constexpr int kNumScoredAttributes = 8;
-const char* name(Attribute a);   // "shape", "colour", ..., "pattern", "exact"
+const char* name(Attribute a);  // "shape", "colour", ..., "pattern", "exact"
 
 struct AttributeScore {
-  int64_t scenes = 0;   // scenes scored (the denominator of every attribute)
-  int64_t parsed = 0;   // of those, predictions that parsed
+  int64_t scenes = 0;  // scenes scored (the denominator of every attribute)
+  int64_t parsed = 0;  // of those, predictions that parsed
   std::array<int64_t, kNumAttributes> correct{};
 
   int64_t total(Attribute) const { return scenes; }
@@ -109,25 +109,25 @@ EvalParts parse_parts(const std::string& list);
 struct EvalOptions {
   std::filesystem::path sd_dir = "models/world-sd";      // diffusers folder (load_stable_diffusion)
   std::filesystem::path blip_dir = "models/world-blip";  // BLIP folder with vocab.txt (BlipCaptioner::load)
-  DeviceChoice device;                         // std::nullopt: auto (CUDA when available)
-  uint64_t seed = 0;              // world seed of the evaluated scenes; image i uses seed + i
+  DeviceChoice device;                                   // std::nullopt: auto (CUDA when available)
+  uint64_t seed = 0;                                     // world seed of the evaluated scenes; image i uses seed + i
   // kHeldOut: every scene holds an (object, background) colour pair the training split never shows.
   // kTrain: unseen scenes of the training distribution: scene_at(seed, kTrain, kUnseenIndex + i),
   // indices no training run reaches (they draw from the first few million).
   Split split = Split::kHeldOut;
-  int64_t vae_scenes = 256;       // held-out scenes for the VAE PSNR
-  int64_t caption_scenes = 500;   // held-out scenes for the captioner accuracy
-  int64_t fidelity_prompts = 200; // held-out captions for prompt fidelity
-  int64_t judge_renders = 20;     // renderings per concept for the concept judge's validation
-  std::string sampler = "ddim";   // a sampler name (make_sampler's registry key)
+  int64_t vae_scenes = 256;        // held-out scenes for the VAE PSNR
+  int64_t caption_scenes = 500;    // held-out scenes for the captioner accuracy
+  int64_t fidelity_prompts = 200;  // held-out captions for prompt fidelity
+  int64_t judge_renders = 20;      // renderings per concept for the concept judge's validation
+  std::string sampler = "ddim";    // a sampler name (make_sampler's registry key)
   int64_t steps = 25;
   // 5: the world's prompts are short and closed-vocabulary, and a small model trained with
   // caption dropout follows them best with moderate guidance (7.5, the SD default, tends to
   // saturate flat colours); 1 disables guidance.
   double cfg = 5.0;
-  int64_t batch = 16;             // images per VAE / UNet batch (1..64)
+  int64_t batch = 16;  // images per VAE / UNet batch (1..64)
   EvalParts parts;
-  bool progress = true;           // progress bars on stderr
+  bool progress = true;  // progress bars on stderr
   // Throws tinv::Error naming the option (--vae-scenes, --steps, --cfg, --batch, ...).
   void validate() const;
 };
@@ -193,8 +193,7 @@ torch::Tensor generate_prompts(StableDiffusion& sd, const std::vector<std::strin
                                const std::vector<uint64_t>& seeds, const GenerateOptions& o);
 // The same with learned embeddings: the prompts may use the triggers of `extra`, which must have
 // been added to sd.tokenizer (ExtraTokens::add_trigger), as tinv::generate requires.
-torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra,
-                               const std::vector<std::string>& prompts,
+torch::Tensor generate_prompts(StableDiffusion& sd, const ExtraTokens& extra, const std::vector<std::string>& prompts,
                                const std::vector<uint64_t>& seeds, const GenerateOptions& o);
 
 // The captioner reads world images (tinv::Image) as rendered, and generated images [3, H, W]

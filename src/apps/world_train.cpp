@@ -15,11 +15,11 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
-#include "io/image.h"
-#include "io/image_tensor.h"
 #include "inversion/lr_schedule.h"
 #include "inversion/optimizer.h"
 #include "io/checkpoint.h"
+#include "io/image.h"
+#include "io/image_tensor.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
 #include "pipelines/caption.h"
@@ -44,73 +44,120 @@ constexpr int64_t kTextLength = 32;
 // ---- configs -----------------------------------------------------------------------------
 
 json vae_json(const VaeConfig& c) {
-  return {{"_class_name", "AutoencoderKL"}, {"_diffusers_version", "0.25.0"},
-          {"act_fn", c.act_fn}, {"block_out_channels", c.block_out_channels},
-          {"down_block_types", c.down_block_types}, {"force_upcast", c.force_upcast},
-          {"in_channels", c.in_channels}, {"latent_channels", c.latent_channels},
-          {"layers_per_block", c.layers_per_block}, {"norm_num_groups", c.norm_num_groups},
-          {"out_channels", c.out_channels}, {"sample_size", c.sample_size},
-          {"scaling_factor", c.scaling_factor}, {"up_block_types", c.up_block_types}};
+  return {{"_class_name", "AutoencoderKL"},
+          {"_diffusers_version", "0.25.0"},
+          {"act_fn", c.act_fn},
+          {"block_out_channels", c.block_out_channels},
+          {"down_block_types", c.down_block_types},
+          {"force_upcast", c.force_upcast},
+          {"in_channels", c.in_channels},
+          {"latent_channels", c.latent_channels},
+          {"layers_per_block", c.layers_per_block},
+          {"norm_num_groups", c.norm_num_groups},
+          {"out_channels", c.out_channels},
+          {"sample_size", c.sample_size},
+          {"scaling_factor", c.scaling_factor},
+          {"up_block_types", c.up_block_types}};
 }
 
 json unet_json(const UNetConfig& c) {
   // diffusers reads the head COUNT from `attention_head_dim` (its historical naming).
-  return {{"_class_name", "UNet2DConditionModel"}, {"_diffusers_version", "0.25.0"},
-          {"act_fn", c.act_fn}, {"attention_head_dim", c.num_attention_heads},
-          {"block_out_channels", c.block_out_channels}, {"center_input_sample", false},
-          {"cross_attention_dim", c.cross_attention_dim}, {"down_block_types", c.down_block_types},
-          {"downsample_padding", c.downsample_padding}, {"flip_sin_to_cos", c.flip_sin_to_cos},
-          {"freq_shift", c.freq_shift}, {"in_channels", c.in_channels},
-          {"layers_per_block", c.layers_per_block}, {"mid_block_scale_factor", c.mid_block_scale_factor},
-          {"norm_eps", c.norm_eps}, {"norm_num_groups", c.norm_num_groups},
-          {"out_channels", c.out_channels}, {"sample_size", c.sample_size},
-          {"up_block_types", c.up_block_types}, {"use_linear_projection", c.use_linear_projection},
+  return {{"_class_name", "UNet2DConditionModel"},
+          {"_diffusers_version", "0.25.0"},
+          {"act_fn", c.act_fn},
+          {"attention_head_dim", c.num_attention_heads},
+          {"block_out_channels", c.block_out_channels},
+          {"center_input_sample", false},
+          {"cross_attention_dim", c.cross_attention_dim},
+          {"down_block_types", c.down_block_types},
+          {"downsample_padding", c.downsample_padding},
+          {"flip_sin_to_cos", c.flip_sin_to_cos},
+          {"freq_shift", c.freq_shift},
+          {"in_channels", c.in_channels},
+          {"layers_per_block", c.layers_per_block},
+          {"mid_block_scale_factor", c.mid_block_scale_factor},
+          {"norm_eps", c.norm_eps},
+          {"norm_num_groups", c.norm_num_groups},
+          {"out_channels", c.out_channels},
+          {"sample_size", c.sample_size},
+          {"up_block_types", c.up_block_types},
+          {"use_linear_projection", c.use_linear_projection},
           {"upcast_attention", c.upcast_attention}};
 }
 
 json text_json(const ClipTextConfig& c) {
-  return {{"architectures", {"CLIPTextModel"}}, {"model_type", "clip_text_model"},
-          {"bos_token_id", c.bos_token_id}, {"eos_token_id", c.eos_token_id},
-          {"pad_token_id", c.pad_token_id}, {"hidden_act", c.hidden_act},
-          {"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
-          {"layer_norm_eps", c.layer_norm_eps}, {"max_position_embeddings", c.max_position_embeddings},
-          {"num_attention_heads", c.num_attention_heads}, {"num_hidden_layers", c.num_hidden_layers},
-          {"projection_dim", c.hidden_size}, {"torch_dtype", "float16"}, {"vocab_size", c.vocab_size}};
+  return {{"architectures", {"CLIPTextModel"}},
+          {"model_type", "clip_text_model"},
+          {"bos_token_id", c.bos_token_id},
+          {"eos_token_id", c.eos_token_id},
+          {"pad_token_id", c.pad_token_id},
+          {"hidden_act", c.hidden_act},
+          {"hidden_size", c.hidden_size},
+          {"intermediate_size", c.intermediate_size},
+          {"layer_norm_eps", c.layer_norm_eps},
+          {"max_position_embeddings", c.max_position_embeddings},
+          {"num_attention_heads", c.num_attention_heads},
+          {"num_hidden_layers", c.num_hidden_layers},
+          {"projection_dim", c.hidden_size},
+          {"torch_dtype", "float16"},
+          {"vocab_size", c.vocab_size}};
 }
 
 json scheduler_json(const SchedulerConfig& c) {
-  return {{"_class_name", c.class_name}, {"_diffusers_version", "0.25.0"},
-          {"beta_end", c.beta_end}, {"beta_schedule", c.beta_schedule},
-          {"beta_start", c.beta_start}, {"clip_sample", false},
-          {"num_train_timesteps", c.num_train_timesteps}, {"prediction_type", c.prediction_type},
-          {"set_alpha_to_one", false}, {"steps_offset", 1}, {"timestep_spacing", "leading"}};
+  return {{"_class_name", c.class_name},
+          {"_diffusers_version", "0.25.0"},
+          {"beta_end", c.beta_end},
+          {"beta_schedule", c.beta_schedule},
+          {"beta_start", c.beta_start},
+          {"clip_sample", false},
+          {"num_train_timesteps", c.num_train_timesteps},
+          {"prediction_type", c.prediction_type},
+          {"set_alpha_to_one", false},
+          {"steps_offset", 1},
+          {"timestep_spacing", "leading"}};
 }
 
 json blip_json(const BlipConfig& c) {
   const auto& v = c.vision;
   const auto& t = c.text;
-  return {{"architectures", {"BlipForConditionalGeneration"}}, {"model_type", "blip"},
-          {"vision_config", {{"hidden_size", v.hidden_size}, {"intermediate_size", v.intermediate_size},
-                             {"num_hidden_layers", v.num_hidden_layers},
-                             {"num_attention_heads", v.num_attention_heads},
-                             {"num_channels", v.num_channels}, {"image_size", v.image_size},
-                             {"patch_size", v.patch_size}, {"hidden_act", v.hidden_act},
-                             {"layer_norm_eps", v.layer_norm_eps}, {"model_type", "blip_vision_model"}}},
-          {"text_config", {{"vocab_size", t.vocab_size}, {"hidden_size", t.hidden_size},
-                           {"encoder_hidden_size", t.encoder_hidden_size},
-                           {"intermediate_size", t.intermediate_size},
-                           {"num_hidden_layers", t.num_hidden_layers},
-                           {"num_attention_heads", t.num_attention_heads},
-                           {"max_position_embeddings", t.max_position_embeddings},
-                           {"hidden_act", t.hidden_act}, {"layer_norm_eps", t.layer_norm_eps},
-                           {"bos_token_id", t.bos_token_id}, {"sep_token_id", t.sep_token_id},
-                           {"pad_token_id", t.pad_token_id}, {"model_type", "blip_text_model"}}}};
+  return {{"architectures", {"BlipForConditionalGeneration"}},
+          {"model_type", "blip"},
+          {"vision_config",
+           {{"hidden_size", v.hidden_size},
+            {"intermediate_size", v.intermediate_size},
+            {"num_hidden_layers", v.num_hidden_layers},
+            {"num_attention_heads", v.num_attention_heads},
+            {"num_channels", v.num_channels},
+            {"image_size", v.image_size},
+            {"patch_size", v.patch_size},
+            {"hidden_act", v.hidden_act},
+            {"layer_norm_eps", v.layer_norm_eps},
+            {"model_type", "blip_vision_model"}}},
+          {"text_config",
+           {{"vocab_size", t.vocab_size},
+            {"hidden_size", t.hidden_size},
+            {"encoder_hidden_size", t.encoder_hidden_size},
+            {"intermediate_size", t.intermediate_size},
+            {"num_hidden_layers", t.num_hidden_layers},
+            {"num_attention_heads", t.num_attention_heads},
+            {"max_position_embeddings", t.max_position_embeddings},
+            {"hidden_act", t.hidden_act},
+            {"layer_norm_eps", t.layer_norm_eps},
+            {"bos_token_id", t.bos_token_id},
+            {"sep_token_id", t.sep_token_id},
+            {"pad_token_id", t.pad_token_id},
+            {"model_type", "blip_text_model"}}}};
 }
 
 json preprocessor_json(const BlipPreprocessConfig& p) {
-  return {{"do_normalize", p.do_normalize}, {"do_rescale", p.do_rescale}, {"do_resize", p.do_resize},
-          {"image_mean", p.mean}, {"image_std", p.std}, {"image_processor_type", "BlipImageProcessor"},
-          {"processor_class", "BlipProcessor"}, {"resample", p.resample},
+  return {{"do_normalize", p.do_normalize},
+          {"do_rescale", p.do_rescale},
+          {"do_resize", p.do_resize},
+          {"image_mean", p.mean},
+          {"image_std", p.std},
+          {"image_processor_type", "BlipImageProcessor"},
+          {"processor_class", "BlipProcessor"},
+          {"resample", p.resample},
           {"rescale_factor", p.rescale_factor},
           {"size", {{"height", p.height}, {"width", p.width}}}};
 }
@@ -195,7 +242,8 @@ struct ParamOptimizer {
 
 // Linear warm-up over 10% of the steps (at most 200), then cosine decay to 10% of the peak.
 LrSchedule world_schedule(double peak, int64_t total) {
-  LrSchedule s = LrSchedule::make(LrScheduleKind::kCosine, peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
+  LrSchedule s =
+      LrSchedule::make(LrScheduleKind::kCosine, peak, total, std::max<int64_t>(1, std::min<int64_t>(200, total / 10)));
   s.final_ratio = 0.1;
   return s;
 }
@@ -295,7 +343,8 @@ void run_loop(ParamOptimizer& opt, const PartLoop& p) {
     return;
   }
   const std::string log_path = join_path(p.opt->work.string(), p.name + ".log.csv");
-  std::string log = log_up_to(file_exists(log_path) ? read_text_file(log_path) : "step,loss,lr,grad_norm,seconds\n", start);
+  std::string log =
+      log_up_to(file_exists(log_path) ? read_text_file(log_path) : "step,loss,lr,grad_norm,seconds\n", start);
   const int64_t end = p.opt->stop_at > 0 ? std::min(p.opt->stop_at, p.steps) : p.steps;
   Progress progress(p.name, end, p.opt->progress);
   progress.start_at(start);
@@ -313,8 +362,7 @@ void run_loop(ParamOptimizer& opt, const PartLoop& p) {
     ema = ema < 0 ? value : 0.98 * ema + 0.02 * value;
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     char row[160];
-    std::snprintf(row, sizeof(row), "%lld,%.6g,%.6g,%.4g,%.2f\n", static_cast<long long>(k + 1), value,
-                  lr, norm, secs);
+    std::snprintf(row, sizeof(row), "%lld,%.6g,%.6g,%.4g,%.2f\n", static_cast<long long>(k + 1), value, lr, norm, secs);
     log += row;
     char suffix[64];
     std::snprintf(suffix, sizeof(suffix), "loss=%.4f", ema);
@@ -362,7 +410,8 @@ void train_vae(const TrainOptions& o, torch::Device dev) {
     // latents at once instead of from unit noise; the KL term may raise it again.
     torch::NoGradGuard ng;
     for (auto& item : vae->named_parameters(true))
-      if (item.key() == "quant_conv.bias") item.value().narrow(0, cfg.vae.latent_channels, cfg.vae.latent_channels).fill_(-6.0);
+      if (item.key() == "quant_conv.bias")
+        item.value().narrow(0, cfg.vae.latent_channels, cfg.vae.latent_channels).fill_(-6.0);
   }
   vae->to(dev);
   vae->train();
@@ -370,11 +419,11 @@ void train_vae(const TrainOptions& o, torch::Device dev) {
   json meta = {{"part", "vae"}, {"vae", vae_json(cfg.vae)}, {"batch", batch}, {"seed", o.seed}};
   PartLoop loop{"vae", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
-    auto x = scene_images(o.seed, k * batch, batch).to(dev);                       // [B, 3, 64, 64] in [-1, 1]
+    auto x = scene_images(o.seed, k * batch, batch).to(dev);  // [B, 3, 64, 64] in [-1, 1]
     auto gen = step_generator(o.seed, kVaeStream, k);
     Posterior post = vae->encode(x);
     auto eps = torch::randn(post.mean.sizes(), gen).to(dev);
-    auto z = post.mean + post.std() * eps;                   // reparameterised sample
+    auto z = post.mean + post.std() * eps;  // reparameterised sample
     auto rec = vae->decode(z);
     auto diff = rec - x;
     auto kl = 0.5 * (post.mean.pow(2) + post.logvar.exp() - 1 - post.logvar).mean();
@@ -397,11 +446,13 @@ void train_decoder(const TrainOptions& o, torch::Device dev) {
   vae->to(dev);
   std::vector<std::pair<std::string, torch::Tensor>> params;
   for (auto& p : trainable(*vae, ""))
-    if (p.first.rfind("decoder.", 0) == 0 || p.first.rfind("post_quant_conv.", 0) == 0) params.push_back(p);
-    else p.second.set_requires_grad(false);
+    if (p.first.rfind("decoder.", 0) == 0 || p.first.rfind("post_quant_conv.", 0) == 0)
+      params.push_back(p);
+    else
+      p.second.set_requires_grad(false);
   ParamOptimizer opt(params);
-  json meta = {{"part", "decoder"}, {"vae", vae_json(cfg.vae)}, {"vae_step", vae_step}, {"batch", batch},
-               {"seed", o.seed}};
+  json meta = {
+      {"part", "decoder"}, {"vae", vae_json(cfg.vae)}, {"vae_step", vae_step}, {"batch", batch}, {"seed", o.seed}};
   PartLoop loop{"decoder", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
     auto x = scene_images(o.seed + 2, k * batch, batch).to(dev);
@@ -457,8 +508,10 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
   auto latents = torch::cat(parts);
   const double scale = 1.0 / latents.std().item<double>();
   save_safetensors(path, {{"latents", latents}},
-                   {{"count", std::to_string(o.dataset)}, {"vae_step", vae_step},
-                    {"seed", std::to_string(o.seed)}, {"scaling_factor", std::to_string(scale)}});
+                   {{"count", std::to_string(o.dataset)},
+                    {"vae_step", vae_step},
+                    {"seed", std::to_string(o.seed)},
+                    {"scaling_factor", std::to_string(scale)}});
   return {latents, std::stod(std::to_string(scale))};
 }
 
@@ -502,13 +555,14 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
   for (auto& p : trainable(*unet, "unet.")) params.push_back(p);
   ParamOptimizer opt(params);
   NoiseSchedule schedule(cfg.scheduler);
-  json meta = {{"part", "diffusion"}, {"unet", unet_json(cfg.unet)}, {"text", text_json(cfg.text)},
-               {"batch", batch}, {"seed", o.seed}, {"dataset", o.dataset}, {"prediction", to_string(o.prediction)}};
+  json meta = {
+      {"part", "diffusion"}, {"unet", unet_json(cfg.unet)}, {"text", text_json(cfg.text)},          {"batch", batch},
+      {"seed", o.seed},      {"dataset", o.dataset},        {"prediction", to_string(o.prediction)}};
   PartLoop loop{"diffusion", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&, latents = latents, ids = ids, empty = empty](int64_t k) {
     auto gen = step_generator(o.seed, kDiffusionStream, k);
     auto index = torch::randint(o.dataset, {batch}, gen, torch::kLong);
-    auto drop = torch::rand({batch}, gen) < 0.1;                          // 10% unconditional
+    auto drop = torch::rand({batch}, gen) < 0.1;  // 10% unconditional
     auto t = torch::randint(cfg.scheduler.num_train_timesteps, {batch}, gen, torch::kLong);
     auto x0 = latents.index_select(0, index);
     auto noise = torch::randn(x0.sizes(), gen);
@@ -537,8 +591,8 @@ void train_captioner(const TrainOptions& o, torch::Device dev) {
     // read where things are from the first step; the embedding stays trainable.
     torch::NoGradGuard ng;
     auto& pos = model->vision_model->embeddings->position_embedding;  // [1, 1+P, D]
-    pos.copy_(sincos_positions(cfg.blip.vision.image_size / cfg.blip.vision.patch_size,
-                               cfg.blip.vision.hidden_size).unsqueeze(0));
+    pos.copy_(sincos_positions(cfg.blip.vision.image_size / cfg.blip.vision.patch_size, cfg.blip.vision.hidden_size)
+                  .unsqueeze(0));
   }
   model->to(dev);
   model->train();
@@ -563,12 +617,12 @@ void train_captioner(const TrainOptions& o, torch::Device dev) {
     std::vector<int64_t> flat(static_cast<size_t>(batch) * longest, pad);
     for (size_t i = 0; i < seqs.size(); ++i) std::copy(seqs[i].begin(), seqs[i].end(), flat.begin() + i * longest);
     auto ids = torch::tensor(flat, torch::kLong).reshape({batch, static_cast<int64_t>(longest)});
-    auto targets = ids.narrow(1, 1, ids.size(1) - 1).clone();     // next token
-    targets.narrow(1, 0, prefix - 1).fill_(-100);                   // the prompt is given
+    auto targets = ids.narrow(1, 1, ids.size(1) - 1).clone();  // next token
+    targets.narrow(1, 0, prefix - 1).fill_(-100);              // the prompt is given
     targets.masked_fill_(targets == pad, -100);
     auto embeds = model->vision_model->forward(torch::cat(pixels).to(dev));
     auto hidden = model->text_decoder->forward(ids.narrow(1, 0, ids.size(1) - 1).to(dev), embeds);
-    auto logits = model->text_decoder->logits(hidden);             // [B, N-1, V]
+    auto logits = model->text_decoder->logits(hidden);  // [B, N-1, V]
     return torch::nn::functional::cross_entropy(
         logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}).to(dev),
         torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).label_smoothing(0.1));
@@ -692,9 +746,7 @@ TrainPart parse_train_part(const std::string& name) {
   throw Error("world train", "unknown part '" + name + "' (vae, decoder, diffusion or captioner)");
 }
 
-std::string to_string(Prediction prediction) {
-  return prediction == Prediction::kEpsilon ? "epsilon" : "v_prediction";
-}
+std::string to_string(Prediction prediction) { return prediction == Prediction::kEpsilon ? "epsilon" : "v_prediction"; }
 
 Prediction parse_prediction(const std::string& name) {
   if (name == "epsilon") return Prediction::kEpsilon;
@@ -715,10 +767,14 @@ void train_part(const TrainOptions& o) {
   make_dirs(o.work.string());
   if (o.threads > 0) torch::set_num_threads(o.threads);
   torch::Device dev = resolve_device(o.device);
-  if (o.part == TrainPart::kVae) train_vae(o, dev);
-  else if (o.part == TrainPart::kDecoder) train_decoder(o, dev);
-  else if (o.part == TrainPart::kDiffusion) train_diffusion(o, dev);
-  else train_captioner(o, dev);
+  if (o.part == TrainPart::kVae)
+    train_vae(o, dev);
+  else if (o.part == TrainPart::kDecoder)
+    train_decoder(o, dev);
+  else if (o.part == TrainPart::kDiffusion)
+    train_diffusion(o, dev);
+  else
+    train_captioner(o, dev);
 }
 
 namespace {
@@ -728,15 +784,17 @@ const std::map<std::string, std::string> kExportMetadata = {{"format", "pt"}};
 // The diffusers Stable Diffusion folder `sd` (fp16 weights) from the work folder's checkpoints.
 void export_sd(const std::string& work, const std::string& sd, const WorldConfigs& cfg) {
   const auto& md = kExportMetadata;
-  for (const char* d : {"", "scheduler", "tokenizer", "text_encoder", "unet", "vae"})
-    make_dirs(join_path(sd, d));
-  write_json(join_path(sd, "model_index.json"),
-             {{"_class_name", "StableDiffusionPipeline"}, {"_diffusers_version", "0.25.0"},
-              {"feature_extractor", {nullptr, nullptr}}, {"requires_safety_checker", false},
-              {"safety_checker", {nullptr, nullptr}}, {"scheduler", {"diffusers", "DDIMScheduler"}},
-              {"text_encoder", {"transformers", "CLIPTextModel"}},
-              {"tokenizer", {"transformers", "CLIPTokenizer"}},
-              {"unet", {"diffusers", "UNet2DConditionModel"}}, {"vae", {"diffusers", "AutoencoderKL"}}});
+  for (const char* d : {"", "scheduler", "tokenizer", "text_encoder", "unet", "vae"}) make_dirs(join_path(sd, d));
+  write_json(join_path(sd, "model_index.json"), {{"_class_name", "StableDiffusionPipeline"},
+                                                 {"_diffusers_version", "0.25.0"},
+                                                 {"feature_extractor", {nullptr, nullptr}},
+                                                 {"requires_safety_checker", false},
+                                                 {"safety_checker", {nullptr, nullptr}},
+                                                 {"scheduler", {"diffusers", "DDIMScheduler"}},
+                                                 {"text_encoder", {"transformers", "CLIPTextModel"}},
+                                                 {"tokenizer", {"transformers", "CLIPTokenizer"}},
+                                                 {"unet", {"diffusers", "UNet2DConditionModel"}},
+                                                 {"vae", {"diffusers", "AutoencoderKL"}}});
   write_json(join_path(sd, "scheduler/scheduler_config.json"), scheduler_json(cfg.scheduler));
   for (const char* f : {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"})
     copy_file(join_path(join_path(work, "tokenizer"), f), join_path(join_path(sd, "tokenizer"), f));
@@ -772,13 +830,19 @@ void export_blip(const std::string& work, const std::string& blip, const WorldCo
     vocab += "[DEC]\n[ENC]\n";
     write_file_atomically(join_path(blip, "vocab.txt"), vocab.data(), vocab.size());
   }
-  write_json(join_path(blip, "tokenizer_config.json"),
-             {{"do_lower_case", true}, {"model_max_length", kBlipMaxPositions},
-              {"tokenizer_class", "BertTokenizer"}, {"processor_class", "BlipProcessor"},
-              {"bos_token", "[DEC]"}, {"additional_special_tokens", {"[ENC]"}}});
-  write_json(join_path(blip, "special_tokens_map.json"),
-             {{"bos_token", "[DEC]"}, {"cls_token", "[CLS]"}, {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"},
-              {"unk_token", "[UNK]"}, {"mask_token", "[MASK]"}, {"additional_special_tokens", {"[ENC]"}}});
+  write_json(join_path(blip, "tokenizer_config.json"), {{"do_lower_case", true},
+                                                        {"model_max_length", kBlipMaxPositions},
+                                                        {"tokenizer_class", "BertTokenizer"},
+                                                        {"processor_class", "BlipProcessor"},
+                                                        {"bos_token", "[DEC]"},
+                                                        {"additional_special_tokens", {"[ENC]"}}});
+  write_json(join_path(blip, "special_tokens_map.json"), {{"bos_token", "[DEC]"},
+                                                          {"cls_token", "[CLS]"},
+                                                          {"sep_token", "[SEP]"},
+                                                          {"pad_token", "[PAD]"},
+                                                          {"unk_token", "[UNK]"},
+                                                          {"mask_token", "[MASK]"},
+                                                          {"additional_special_tokens", {"[ENC]"}}});
   save_safetensors(join_path(blip, "model.safetensors"), half_weights(ckpt_path(work, "captioner"), ""), md);
 }
 

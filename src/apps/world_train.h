@@ -58,17 +58,17 @@ Prediction parse_prediction(const std::string& name);
 struct TrainOptions {
   TrainPart part = TrainPart::kVae;
   std::filesystem::path work;  // work folder (created)
-  int64_t steps = 0;       // total optimisation steps (a resumed run continues up to this)
-  int64_t stop_at = 0;     // > 0: stop after this step (the schedule still spans `steps`)
-  int64_t batch = 0;       // 0: the part's default
-  double lr = 0;           // 0: the part's default peak learning rate
+  int64_t steps = 0;           // total optimisation steps (a resumed run continues up to this)
+  int64_t stop_at = 0;         // > 0: stop after this step (the schedule still spans `steps`)
+  int64_t batch = 0;           // 0: the part's default
+  double lr = 0;               // 0: the part's default peak learning rate
   uint64_t seed = 0;
   int64_t save_every = 100;
-  int64_t dataset = 16384; // diffusion: scenes in the latent training set
+  int64_t dataset = 16384;                           // diffusion: scenes in the latent training set
   Prediction prediction = Prediction::kVPrediction;  // diffusion: the UNet's target
   std::filesystem::path init;  // diffusion: start from this checkpoint's weights when there is none yet
-  int threads = 0;         // 0: torch's default
-  DeviceChoice device;     // std::nullopt: auto (CUDA when available)
+  int threads = 0;             // 0: torch's default
+  DeviceChoice device;         // std::nullopt: auto (CUDA when available)
   bool progress = true;
 };
 

@@ -69,7 +69,8 @@ void add_caption(CLI::App& app) {
   auto* cmd = app.add_subcommand("caption", "Caption images with BLIP");
   auto a = std::make_shared<CaptionArgs>();
   cmd->add_option("images", a->images, "Image files (PNG, JPEG, WebP, TIFF, BMP, GIF, ...)")->required();
-  cmd->add_option("--captioner", a->captioner, "BLIP folder (config.json, model.safetensors, "
+  cmd->add_option("--captioner", a->captioner,
+                  "BLIP folder (config.json, model.safetensors, "
                   "preprocessor_config.json, vocab.txt); default: the bundled world-blip");
   cmd->add_option("--prompt", a->prompt, "Conditional prefix, removed from the output")->capture_default_str();
   cmd->add_option("--prompt-ids", a->prompt_ids, "Prompt as token ids (comma-separated; no vocab.txt needed)")

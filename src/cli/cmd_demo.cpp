@@ -3,16 +3,15 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "apps/demo.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/default_models.h"
-#include "apps/demo.h"
 
 namespace tinv::cli {
 
 void add_demo(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "demo", "Learn a concept from one image and show it in new prompts (HTML report)");
+  auto* cmd = app.add_subcommand("demo", "Learn a concept from one image and show it in new prompts (HTML report)");
   auto o = std::make_shared<DemoOptions>();
   auto write_concepts = std::make_shared<std::string>();
   auto* concept_opt = cmd->add_option("--concept", o->concept_name,
@@ -27,12 +26,10 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--name", o->name, "Concept name: placeholders <name_i>, trigger <name>");
   cmd->add_option("--steps", o->steps, "Inversion steps")->capture_default_str();
   cmd->add_option("--lr", o->lr, "Inversion learning rate")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed of the inversion and of image 0 of each prompt")
-      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the inversion and of image 0 of each prompt")->capture_default_str();
   cmd->add_option("--samples", o->samples, "Images per prompt, before and after")->capture_default_str();
   cmd->add_option("--sample-steps", o->sample_steps, "Sampling steps per image")->capture_default_str();
-  cmd->add_option("--sampler", o->sampler, "default, ddim, euler, euler_a, dpmpp_2m, pndm")
-      ->capture_default_str();
+  cmd->add_option("--sampler", o->sampler, "default, ddim, euler, euler_a, dpmpp_2m, pndm")->capture_default_str();
   cmd->add_option("--cfg", o->cfg, "Classifier-free guidance scale")->capture_default_str();
   cmd->add_option("--beams", o->beams, "Captioning beams (1 = greedy)")->capture_default_str();
   cmd->add_option("--out", o->out, "Output folder (index.html, PNGs, embedding)")->capture_default_str();

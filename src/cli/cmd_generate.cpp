@@ -31,7 +31,7 @@ struct GenerateArgs {
   std::string model, tokenizer, config, prediction_type;
   std::vector<std::string> embeddings;
   std::string out = "outputs";
-  DeviceChoice device;                 // auto
+  DeviceChoice device;  // auto
   torch::ScalarType dtype = torch::kFloat32;
   int64_t seed = -1;  // -1: random
   bool quiet = false;
@@ -50,8 +50,7 @@ void check_output_dir(const std::string& out) {
     if (parent == p) break;
     p = parent;
   }
-  TINV_CHECK(fs::is_directory(p, ec), "--out", "cannot create '", out, "': '", p.string(),
-             "' is not a folder");
+  TINV_CHECK(fs::is_directory(p, ec), "--out", "cannot create '", out, "': '", p.string(), "' is not a folder");
   TINV_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, "--out", "cannot write to '", p.string(), "'");
 }
 
@@ -126,8 +125,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--steps", o.steps, "Sampling steps")->capture_default_str();
   cmd->add_option("--cfg", o.cfg, "Classifier-free guidance scale")->capture_default_str();
   cmd->add_option("--eta", o.eta, "DDIM eta (0 = deterministic)")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "Seed of image 0 (image i uses seed + i); -1 = random")
-      ->capture_default_str();
+  cmd->add_option("--seed", a->seed, "Seed of image 0 (image i uses seed + i); -1 = random")->capture_default_str();
   cmd->add_option("--width", o.width, "Width in pixels, multiple of 8 (0 = model default)");
   cmd->add_option("--height", o.height, "Height in pixels, multiple of 8 (0 = model default)");
   cmd->add_option("--original-width", o.original_width, "SDXL time_ids: original width (0 = --width)");

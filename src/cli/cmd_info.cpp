@@ -31,9 +31,8 @@ StableDiffusion load_for_info(const InfoArgs& a) {
   opts.preset = a.preset;
   opts.prediction_type = a.prediction_type;
   // A single file without --tokenizer/--config is still described (without its tokenizer).
-  opts.with_tokenizer = !(a.config_dir.empty() && a.tokenizer_dir.empty()) ||
-                        a.model.empty() || a.model.back() == '/' ||
-                        a.model.find(".safetensors") == std::string::npos;
+  opts.with_tokenizer = !(a.config_dir.empty() && a.tokenizer_dir.empty()) || a.model.empty() ||
+                        a.model.back() == '/' || a.model.find(".safetensors") == std::string::npos;
   return load_stable_diffusion(a.model, opts);
 }
 
@@ -58,12 +57,10 @@ void add_text_json(StableDiffusion& sd, nlohmann::ordered_json& j) {
                                  {"vocab_size", sd.text_config.vocab_size}};
   if (sd.text_encoder_2) {
     j["text_encoder_2"] = component_json(sd, "text_encoder_2", *sd.text_encoder_2);
-    j["text_encoder_2"]["config"] = {{"hidden_size", sd.text_config_2.hidden_size},
-                                     {"layers", sd.text_config_2.num_hidden_layers},
-                                     {"heads", sd.text_config_2.num_attention_heads},
-                                     {"activation", sd.text_config_2.hidden_act},
-                                     {"projection_dim", sd.text_config_2.projection_dim},
-                                     {"vocab_size", sd.text_config_2.vocab_size}};
+    j["text_encoder_2"]["config"] = {
+        {"hidden_size", sd.text_config_2.hidden_size},       {"layers", sd.text_config_2.num_hidden_layers},
+        {"heads", sd.text_config_2.num_attention_heads},     {"activation", sd.text_config_2.hidden_act},
+        {"projection_dim", sd.text_config_2.projection_dim}, {"vocab_size", sd.text_config_2.vocab_size}};
   }
 }
 
@@ -92,8 +89,9 @@ nlohmann::ordered_json info_json(StableDiffusion& sd) {
   nlohmann::ordered_json j;
   j["source"] = sd.source;
   j["format"] = sd.format;
-  j["family"] = sd.is_xl() ? "Stable Diffusion XL (SDXL)"
-                : sd.family == "sd2" ? "Stable Diffusion 2.x" : "Stable Diffusion 1.x";
+  j["family"] = sd.is_xl()           ? "Stable Diffusion XL (SDXL)"
+                : sd.family == "sd2" ? "Stable Diffusion 2.x"
+                                     : "Stable Diffusion 1.x";
   j["prediction_type"] = sd.scheduler.prediction_type;
   j["scheduler"] = sd.scheduler.class_name;
   j["fingerprint"] = sd.fingerprint;

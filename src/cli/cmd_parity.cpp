@@ -16,7 +16,8 @@ void add_parity(CLI::App& app) {
   auto device = std::make_shared<DeviceChoice>(torch::Device(torch::kCPU));
   auto dtype = std::make_shared<torch::ScalarType>(torch::kFloat32);
   cmd->add_option("dir", *dir, "Fixture folder (model/ and cases/)")->required();
-  cmd->add_option("--only", *only, "Comma-separated case groups (tokenizer, text_encoder, unet, "
+  cmd->add_option("--only", *only,
+                  "Comma-separated case groups (tokenizer, text_encoder, unet, "
                   "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
   add_device(cmd, *device, "cpu | cuda | cuda:N | auto: where models and inputs go");

@@ -6,16 +6,16 @@
 #include <functional>
 #include <memory>
 
+#include "apps/study.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/error.h"
-#include "apps/study.h"
 
 namespace tinv::cli {
 namespace {
 
 struct StudyArgs {
-  StudyOptions given;          // values from the command line
+  StudyOptions given;  // values from the command line
   std::string modes = "caption,class,token";
   std::string variants;
   bool quick = false, quiet = false;
@@ -25,8 +25,7 @@ struct StudyArgs {
 };
 
 template <typename T>
-void option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions::*field,
-            const std::string& help) {
+void option(CLI::App* cmd, StudyArgs& a, const std::string& name, T StudyOptions::*field, const std::string& help) {
   auto* opt = cmd->add_option(name, a.given.*field, help);
   if constexpr (!std::is_same_v<T, std::vector<std::string>> && !std::is_same_v<T, std::vector<int64_t>> &&
                 !std::is_same_v<T, std::vector<std::filesystem::path>>)
@@ -60,25 +59,26 @@ void run_study_cmd(StudyArgs& a, CLI::Option* modes_opt, CLI::Option* variants_o
 }  // namespace
 
 void add_study(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "study", "Compare caption, class and single-token initialisation of textual inversion: "
-               "convergence and quality over concepts and seeds");
+  auto* cmd = app.add_subcommand("study",
+                                 "Compare caption, class and single-token initialisation of textual inversion: "
+                                 "convergence and quality over concepts and seeds");
   auto a = std::make_shared<StudyArgs>();
   StudyArgs& s = *a;
-  option(cmd, s, "--model", &StudyOptions::model, "Stable Diffusion model (diffusers folder or single file; default: the bundled world-sd)");
-  option(cmd, s, "--captioner", &StudyOptions::captioner, "BLIP folder (with vocab.txt) for init captions and editability (default: the bundled world-blip)");
+  option(cmd, s, "--model", &StudyOptions::model,
+         "Stable Diffusion model (diffusers folder or single file; default: the bundled world-sd)");
+  option(cmd, s, "--captioner", &StudyOptions::captioner,
+         "BLIP folder (with vocab.txt) for init captions and editability (default: the bundled world-blip)");
   option(cmd, s, "--images", &StudyOptions::images, "User images, one concept each, instead of the world concepts");
   option(cmd, s, "--caption", &StudyOptions::captions, "Init caption per concept, in order (skips the captioner)");
   option(cmd, s, "--class", &StudyOptions::class_name, "Class word(s) for class mode with --images");
-  cmd->add_option("--concepts", a->given.concepts, "World concepts, comma-separated (default: all 7)")
-      ->delimiter(',');
+  cmd->add_option("--concepts", a->given.concepts, "World concepts, comma-separated (default: all 7)")->delimiter(',');
   a->setters.push_back({cmd->get_option("--concepts"), [a](StudyOptions& o) { o.concepts = a->given.concepts; }});
-  auto* modes_opt = cmd->add_option("--modes", a->modes, "Init modes: comma-separated caption, class, token")
-                        ->capture_default_str();
-  auto* variants_opt = cmd->add_option(
-      "--variants", a->variants,
-      "Named option sets instead of --modes, comma-separated: <mode>[+sphere][+cross][+tN|+tA-B], e.g. "
-      "caption,caption+sphere,caption+cross,caption+t500,token,class");
+  auto* modes_opt =
+      cmd->add_option("--modes", a->modes, "Init modes: comma-separated caption, class, token")->capture_default_str();
+  auto* variants_opt =
+      cmd->add_option("--variants", a->variants,
+                      "Named option sets instead of --modes, comma-separated: <mode>[+sphere][+cross][+tN|+tA-B], e.g. "
+                      "caption,caption+sphere,caption+cross,caption+t500,token,class");
   parsed_option(cmd, s, "--sphere-norm", &StudyOptions::sphere_norm, parse_sphere_norm,
                 "+sphere variants: mean | init (as tinv invert)", to_string(s.given.sphere_norm));
   option(cmd, s, "--vmf-kappa", &StudyOptions::vmf_kappa, "+sphere variants: von Mises-Fisher prior weight");
@@ -93,7 +93,8 @@ void add_study(CLI::App& app) {
                   "Steps with quality measurements, comma-separated (default 0,25,50,100,200,500 up to --steps; "
                   "--steps is always one)")
       ->delimiter(',');
-  a->setters.push_back({cmd->get_option("--checkpoints"), [a](StudyOptions& o) { o.checkpoints = a->given.checkpoints; }});
+  a->setters.push_back(
+      {cmd->get_option("--checkpoints"), [a](StudyOptions& o) { o.checkpoints = a->given.checkpoints; }});
   option(cmd, s, "--lr", &StudyOptions::lr, "AdamW learning rate (as tinv invert)");
   option(cmd, s, "--eval-every", &StudyOptions::eval_every, "Fixed-input loss every K steps");
   option(cmd, s, "--eval-pairs", &StudyOptions::eval_pairs, "Fixed (timestep, noise) pairs");

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "apps/world_train.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/error.h"
@@ -15,7 +16,6 @@
 #include "io/image_write.h"
 #include "text/clip_tokenizer.h"
 #include "world/bpe_trainer.h"
-#include "apps/world_train.h"
 #include "world/world.h"
 
 namespace tinv::cli {
@@ -44,9 +44,7 @@ std::string numbered(int64_t i, const char* ext) {
   return buf;
 }
 
-nlohmann::ordered_json background_json(Colour c, Pattern p) {
-  return {{"colour", name(c)}, {"pattern", name(p)}};
-}
+nlohmann::ordered_json background_json(Colour c, Pattern p) { return {{"colour", name(c)}, {"pattern", name(p)}}; }
 
 void write_text(const std::string& path, const std::string& text) {
   write_file_atomically(path, text.data(), text.size());
@@ -71,11 +69,13 @@ void render_scenes(const RenderArgs& a) {
     const std::string file = numbered(index, ".png");
     save_png(join_path(a.out, file), t, {{"caption", s.caption}});
     if (tiles.size() < 64) tiles.push_back(t);
-    nlohmann::ordered_json j = {{"file", file}, {"index", index}, {"split", name(split)},
-                                {"caption", s.caption}};
+    nlohmann::ordered_json j = {{"file", file}, {"index", index}, {"split", name(split)}, {"caption", s.caption}};
     const ObjectSpec& o = s.scene.object;
-    j["object"] = {{"shape", name(o.shape)}, {"colour", name(o.colour)}, {"size", name(o.size)},
-                   {"position", name(o.position)}, {"mark", name(o.mark)}};
+    j["object"] = {{"shape", name(o.shape)},
+                   {"colour", name(o.colour)},
+                   {"size", name(o.size)},
+                   {"position", name(o.position)},
+                   {"mark", name(o.mark)}};
     if (o.mark != Mark::kNone) j["object"]["mark_colour"] = name(o.mark_colour);
     j["background"] = background_json(s.scene.background, s.scene.background_pattern);
     jsonl += j.dump() + "\n";
@@ -84,9 +84,8 @@ void render_scenes(const RenderArgs& a) {
   progress.finish();
   write_text(join_path(a.out, "captions.jsonl"), jsonl);
   save_grid(join_path(a.out, "grid.png"), tiles, 8);
-  std::printf("wrote %lld %s scenes (seed %llu), captions.jsonl and grid.png to %s\n",
-              static_cast<long long>(a.count), name(split), static_cast<unsigned long long>(a.seed),
-              a.out.c_str());
+  std::printf("wrote %lld %s scenes (seed %llu), captions.jsonl and grid.png to %s\n", static_cast<long long>(a.count),
+              name(split), static_cast<unsigned long long>(a.seed), a.out.c_str());
 }
 
 void render_concepts(const RenderArgs& a) {
@@ -104,10 +103,15 @@ void render_concepts(const RenderArgs& a) {
       const std::string file = c.name + "/" + numbered(index, ".png");
       save_png(join_path(a.out, file), t, {{"caption", s.caption(c.class_word)}});
       if (k < cols) tiles.push_back(t);
-      nlohmann::ordered_json j = {{"file", file}, {"index", index}, {"concept", c.name},
-                                  {"class_word", c.class_word}, {"description", c.description},
-                                  {"caption", s.caption(c.class_word)}, {"template", s.caption("{}")},
-                                  {"size", name(s.size)}, {"position", name(s.position)},
+      nlohmann::ordered_json j = {{"file", file},
+                                  {"index", index},
+                                  {"concept", c.name},
+                                  {"class_word", c.class_word},
+                                  {"description", c.description},
+                                  {"caption", s.caption(c.class_word)},
+                                  {"template", s.caption("{}")},
+                                  {"size", name(s.size)},
+                                  {"position", name(s.position)},
                                   {"background", background_json(s.background, s.background_pattern)}};
       jsonl += j.dump() + "\n";
       progress.update(++done);
@@ -116,18 +120,20 @@ void render_concepts(const RenderArgs& a) {
   progress.finish();
   write_text(join_path(a.out, "captions.jsonl"), jsonl);
   save_grid(join_path(a.out, "grid.png"), tiles, cols);
-  std::printf("wrote %lld renderings of each of %zu concepts (seed %llu), captions.jsonl and "
-              "grid.png (a row per concept) to %s\n",
-              static_cast<long long>(a.count), concepts().size(),
-              static_cast<unsigned long long>(a.seed), a.out.c_str());
+  std::printf(
+      "wrote %lld renderings of each of %zu concepts (seed %llu), captions.jsonl and "
+      "grid.png (a row per concept) to %s\n",
+      static_cast<long long>(a.count), concepts().size(), static_cast<unsigned long long>(a.seed), a.out.c_str());
 }
 
 void run_render(const RenderArgs& a) {
   TINV_CHECK(a.count >= 1, "world render", "--count must be >= 1");
   TINV_CHECK(a.start >= 0, "world render", "--start must be >= 0");
   make_dirs(a.out);
-  if (a.concepts) render_concepts(a);
-  else render_scenes(a);
+  if (a.concepts)
+    render_concepts(a);
+  else
+    render_scenes(a);
 }
 
 void run_tokenizer(const TokenizerArgs& a) {
@@ -143,9 +149,8 @@ void run_tokenizer(const TokenizerArgs& a) {
   std::string split_words;
   for (const std::string& w : caption_words())
     if (tok.tokenize(w).size() != 1) split_words += " " + w;
-  std::printf("trained %zu merges on %lld captions: %lld tokens, written to %s\n",
-              bpe.merges.size(), static_cast<long long>(a.captions),
-              static_cast<long long>(tok.base_vocab_size()), a.out.c_str());
+  std::printf("trained %zu merges on %lld captions: %lld tokens, written to %s\n", bpe.merges.size(),
+              static_cast<long long>(a.captions), static_cast<long long>(tok.base_vocab_size()), a.out.c_str());
   std::printf("caption words that are not one token:%s\n", split_words.empty() ? " none" : split_words.c_str());
 }
 
@@ -163,14 +168,17 @@ void add_world(CLI::App& app) {
   render->add_option("--seed", r->seed, "World seed")->capture_default_str();
   render->add_option("--size", r->size, "Image size in pixels")->capture_default_str()->check(CLI::Range(8, 1024));
   render->add_option("--split", r->split, "train or heldout (held-out object/background colour pairs)")
-      ->capture_default_str()->check(CLI::IsMember({"train", "heldout"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"train", "heldout"}));
   render->add_flag("--concepts", r->concepts, "Render the held-out concepts instead, a folder each");
   render->callback([r] { run_render(*r); });
 
   auto* tokenizer = world->add_subcommand("tokenizer", "Train the world's CLIP-format BPE tokenizer");
   auto t = std::make_shared<TokenizerArgs>();
   tokenizer->add_option("--out", t->out, "Output folder (vocab.json, merges.txt, configs)")->required();
-  tokenizer->add_option("--merges", t->merges, "Maximum number of merges")->capture_default_str()->check(CLI::Range(0, 100000));
+  tokenizer->add_option("--merges", t->merges, "Maximum number of merges")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   tokenizer->add_option("--captions", t->captions, "Training captions (train split)")->capture_default_str();
   tokenizer->add_option("--seed", t->seed, "World seed")->capture_default_str();
   tokenizer->callback([t] { run_tokenizer(*t); });
@@ -178,19 +186,27 @@ void add_world(CLI::App& app) {
   auto* train = world->add_subcommand(
       "train", "Train a part of the world model (vae, then diffusion; captioner any time); resumes");
   auto o = std::make_shared<TrainOptions>();
-  add_parsed(train, "part", o->part, parse_train_part, "vae | decoder (fine-tune, encoder frozen) | diffusion | captioner")
-      ->required()->check(CLI::IsMember({"vae", "decoder", "diffusion", "captioner"}));
+  add_parsed(train, "part", o->part, parse_train_part,
+             "vae | decoder (fine-tune, encoder frozen) | diffusion | captioner")
+      ->required()
+      ->check(CLI::IsMember({"vae", "decoder", "diffusion", "captioner"}));
   train->add_option("--work", o->work, "Work folder (checkpoints, logs, tokenizer, latents)")->required();
   train->add_option("--steps", o->steps, "Total optimisation steps (a resumed run continues to this)")->required();
-  train->add_option("--stop-at", o->stop_at, "Stop after this step; the schedule still spans --steps (0: run to --steps)")->capture_default_str();
+  train
+      ->add_option("--stop-at", o->stop_at,
+                   "Stop after this step; the schedule still spans --steps (0: run to --steps)")
+      ->capture_default_str();
   train->add_option("--batch", o->batch, "Batch size (0: the part's default)")->capture_default_str();
   train->add_option("--lr", o->lr, "Peak learning rate (0: the part's default)")->capture_default_str();
   train->add_option("--seed", o->seed, "Seed of the weights and of the data stream")->capture_default_str();
   train->add_option("--save-every", o->save_every, "Checkpoint every N steps")->capture_default_str();
   train->add_option("--dataset", o->dataset, "diffusion: training scenes encoded by the VAE")->capture_default_str();
-  add_parsed(train, "--prediction", o->prediction, parse_prediction, "diffusion: the UNet's target, epsilon or v_prediction")
-      ->default_str(to_string(o->prediction))->check(CLI::IsMember({"epsilon", "v_prediction"}));
-  train->add_option("--init", o->init, "diffusion: start from this checkpoint's weights (when the work folder has none)");
+  add_parsed(train, "--prediction", o->prediction, parse_prediction,
+             "diffusion: the UNet's target, epsilon or v_prediction")
+      ->default_str(to_string(o->prediction))
+      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  train->add_option("--init", o->init,
+                    "diffusion: start from this checkpoint's weights (when the work folder has none)");
   train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
   add_device(train, o->device);
   train->add_flag("!--no-progress", o->progress, "No progress bar");

@@ -8,11 +8,11 @@
 #include <iostream>
 #include <memory>
 
+#include "apps/world_eval.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/error.h"
 #include "common/fs.h"
-#include "apps/world_eval.h"
 
 namespace tinv::cli {
 namespace {
@@ -49,17 +49,18 @@ void run_world_eval_cmd(const WorldEvalArgs& a) {
 
 void add_world_eval(CLI::App* world) {
   auto* cmd = world->add_subcommand(
-      "eval", "Measure the world models: VAE PSNR, captioner accuracy, prompt fidelity (held-out scenes), concept judge");
+      "eval",
+      "Measure the world models: VAE PSNR, captioner accuracy, prompt fidelity (held-out scenes), concept judge");
   auto a = std::make_shared<WorldEvalArgs>();
   world::EvalOptions& o = a->opts;
   cmd->add_option("--model", o.sd_dir, "World Stable Diffusion folder (diffusers)")->capture_default_str();
   cmd->add_option("--captioner", o.blip_dir, "World BLIP folder (with vocab.txt)")->capture_default_str();
-  cmd->add_option("--seed", o.seed, "World seed of the held-out scenes; image i uses seed + i")
-      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "World seed of the held-out scenes; image i uses seed + i")->capture_default_str();
   cmd->add_option("--split", a->split,
                   "heldout: scenes with object/background colour pairs training never shows; train: "
                   "unseen scenes of the training distribution")
-      ->capture_default_str()->check(CLI::IsMember({"heldout", "train"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"heldout", "train"}));
   cmd->add_option("--vae-scenes", o.vae_scenes, "Held-out scenes for the VAE PSNR")->capture_default_str();
   cmd->add_option("--caption-scenes", o.caption_scenes, "Held-out scenes for the captioner accuracy")
       ->capture_default_str();

@@ -1,9 +1,9 @@
 // tinv: textual inversion for Stable Diffusion. Entry point: parses the subcommand and turns
 // every error into one line on stderr and a non-zero exit status.
 #include <CLI/CLI.hpp>
-#include <torch/version.h>
 #include <cstdio>
 #include <iostream>
+#include <torch/version.h>
 
 #include "cli/commands.h"
 #include "common/error.h"
@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // Help, version and silent runtime errors as CLI11 does; every usage error in one line.
     const std::string name = e.get_name();
-    if (e.get_exit_code() == 0 || name == "RuntimeError" || name == "CallForHelp" ||
-        name == "CallForAllHelp" || name == "CallForVersion")
+    if (e.get_exit_code() == 0 || name == "RuntimeError" || name == "CallForHelp" || name == "CallForAllHelp" ||
+        name == "CallForVersion")
       return app.exit(e);
     std::string what = e.what();
     if (auto nl = what.find('\n'); nl != std::string::npos) what = what.substr(0, nl);

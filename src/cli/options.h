@@ -46,15 +46,17 @@ inline CLI::Option* add_quiet(CLI::App* cmd, bool& quiet, const std::string& hel
 
 // --model: a Stable Diffusion model; `what` completes the help ("default: the bundled world-sd").
 inline CLI::Option* add_model(CLI::App* cmd, std::string& model,
-                              const std::string& help = "Stable Diffusion model: diffusers folder or single-file "
-                                                        "checkpoint (.safetensors); default: the bundled world-sd") {
+                              const std::string& help =
+                                  "Stable Diffusion model: diffusers folder or single-file "
+                                  "checkpoint (.safetensors); default: the bundled world-sd") {
   return cmd->add_option("--model", model, help);
 }
 
 // --captioner: a BLIP folder in the HF layout.
 inline CLI::Option* add_captioner(CLI::App* cmd, std::string& captioner,
-                                  const std::string& help = "BLIP folder (config.json, model.safetensors, vocab.txt); "
-                                                            "default: the bundled world-blip") {
+                                  const std::string& help =
+                                      "BLIP folder (config.json, model.safetensors, vocab.txt); "
+                                      "default: the bundled world-blip") {
   return cmd->add_option("--captioner", captioner, help);
 }
 

@@ -23,8 +23,8 @@ std::string executable_path() {
 }
 
 std::vector<std::string> default_model_candidates(const std::string& name) {
-  TINV_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
-             "default model", "invalid name '", name, "'");
+  TINV_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..", "default model",
+             "invalid name '", name, "'");
   namespace fs = std::filesystem;
   std::vector<std::string> out;
   if (const char* env = std::getenv("TINV_MODELS_DIR"); env && *env) out.push_back(join_path(env, name));
@@ -47,10 +47,8 @@ std::string default_model_dir(const std::string& name) {
                               : name == "world-blip" ? ", or pass --captioner"
                               : name == "concepts"   ? ", or pass --image"
                                                      : "";
-  throw Error("models/" + name, str_cat("bundled model not found (looked in ",
-                                        tried.empty() ? "no folder" : tried,
-                                        "); set TINV_MODELS_DIR to the folder holding '", name, "'",
-                                        instead));
+  throw Error("models/" + name, str_cat("bundled model not found (looked in ", tried.empty() ? "no folder" : tried,
+                                        "); set TINV_MODELS_DIR to the folder holding '", name, "'", instead));
 }
 
 }  // namespace tinv

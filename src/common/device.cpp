@@ -25,7 +25,8 @@ std::string device_name(const DeviceChoice& device) { return device ? device->st
 torch::Device resolve_device(const DeviceChoice& device) {
   if (!device) return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   if (!device->is_cuda()) return *device;
-  TINV_CHECK(torch::cuda::is_available(), "--device", "CUDA was requested but this build of "
+  TINV_CHECK(torch::cuda::is_available(), "--device",
+             "CUDA was requested but this build of "
              "libtorch has no CUDA support or no GPU is visible");
   TINV_CHECK(!device->has_index() || device->index() < static_cast<int>(torch::cuda::device_count()), "--device",
              "no such GPU: ", device->str());

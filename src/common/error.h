@@ -43,7 +43,7 @@ inline std::string format_number(double v) {
 }  // namespace tinv
 
 // Throws tinv::Error(where, message...) unless cond holds.
-#define TINV_CHECK(cond, where, ...)                                   \
-  do {                                                                 \
+#define TINV_CHECK(cond, where, ...)                                         \
+  do {                                                                       \
     if (!(cond)) throw ::tinv::Error((where), ::tinv::str_cat(__VA_ARGS__)); \
   } while (0)

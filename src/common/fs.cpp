@@ -115,8 +115,7 @@ void make_dirs(const std::string& dir, const std::string& where) {
   TINV_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0, where, "cannot write to '", dir, "'");
 }
 
-void write_atomically(const std::string& path,
-                      const std::function<void(const std::string&)>& write) {
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   std::random_device rd;
   std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000);
   try {

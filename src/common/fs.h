@@ -22,8 +22,8 @@ MappedFile map_file(const std::string& path);
 bool file_exists(const std::string& path);
 bool dir_exists(const std::string& path);
 std::string join_path(const std::string& a, const std::string& b);
-std::string file_stem(const std::string& path);   // "a/b/cat.pt" -> "cat"
-std::string parent_dir(const std::string& path);  // "a/b/cat.pt" -> "a/b"
+std::string file_stem(const std::string& path);        // "a/b/cat.pt" -> "cat"
+std::string parent_dir(const std::string& path);       // "a/b/cat.pt" -> "a/b"
 std::string strip_extension(const std::string& path);  // "a/b/cat.pt" -> "a/b/cat"; "a.b/c" as is
 // Creates `dir` and its missing parents (nothing for "" or an existing folder). Throws
 // tinv::Error if it cannot: Error(dir, "cannot create folder: <reason>"), or, when `where`

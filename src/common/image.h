@@ -33,12 +33,8 @@ struct Image {
   // Bounds-checked: throws tinv::Error for (x, y) outside the image.
   Rgb pixel(int x, int y) const;
   // width, height > 0 and pixels.size() == width * height * 3.
-  bool valid() const {
-    return width > 0 && height > 0 && pixels.size() == static_cast<size_t>(width) * height * 3;
-  }
-  bool operator==(const Image& o) const {
-    return width == o.width && height == o.height && pixels == o.pixels;
-  }
+  bool valid() const { return width > 0 && height > 0 && pixels.size() == static_cast<size_t>(width) * height * 3; }
+  bool operator==(const Image& o) const { return width == o.width && height == o.height && pixels == o.pixels; }
   bool operator!=(const Image& o) const { return !(*this == o); }
 };
 

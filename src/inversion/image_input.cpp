@@ -15,8 +15,7 @@ torch::Tensor prepare_training_image(const torch::Tensor& rgb, int64_t resolutio
   TINV_CHECK(resolution >= 8, "--resolution", "must be >= 8, got ", resolution);
   const int64_t h = rgb.size(0), w = rgb.size(1), side = std::min(h, w);
   std::string msg;
-  if (side * 10 < std::max(h, w) * 9)
-    msg += str_cat("centre-cropped ", w, "x", h, " to ", side, "x", side, "; ");
+  if (side * 10 < std::max(h, w) * 9) msg += str_cat("centre-cropped ", w, "x", h, " to ", side, "x", side, "; ");
   if (side < resolution)
     msg += str_cat("upscaled ", side, "px to ", resolution, "px (small image: expect blur); ");
   else if (side > 4 * resolution)
@@ -24,7 +23,7 @@ torch::Tensor prepare_training_image(const torch::Tensor& rgb, int64_t resolutio
   if (note) *note = msg.empty() ? msg : msg.substr(0, msg.size() - 2);
   const int64_t top = (h - side) / 2, left = (w - side) / 2;
   auto x = rgb.slice(0, top, top + side).slice(1, left, left + side);  // [S, S, 3]
-  x = x.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat32);          // [1, 3, S, S]
+  x = x.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat32);           // [1, 3, S, S]
   if (side != resolution) {
     namespace F = torch::nn::functional;
     x = F::interpolate(x, F::InterpolateFuncOptions()

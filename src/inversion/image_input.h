@@ -19,10 +19,8 @@ namespace tinv {
 // on the shorter side, then resize (bilinear, antialiased when shrinking). When the crop drops
 // more than 10% of the image, or the image is upscaled or shrunk by more than 4x, a short
 // human-readable note is written to *note (empty otherwise).
-torch::Tensor prepare_training_image(const torch::Tensor& rgb, int64_t resolution,
-                                     std::string* note = nullptr);
+torch::Tensor prepare_training_image(const torch::Tensor& rgb, int64_t resolution, std::string* note = nullptr);
 // The same from a decoded image.
-torch::Tensor prepare_training_image(const Image& image, int64_t resolution,
-                                     std::string* note = nullptr);
+torch::Tensor prepare_training_image(const Image& image, int64_t resolution, std::string* note = nullptr);
 
 }  // namespace tinv

@@ -34,15 +34,13 @@ double LrSchedule::at(int64_t k) const {
 }
 
 LrSchedule LrSchedule::make(LrScheduleKind kind, double base_lr, int64_t total_steps, int64_t warmup_steps) {
-  TINV_CHECK(std::isfinite(base_lr) && base_lr > 0, "--lr", "learning rate must be > 0, got ",
-             base_lr);
+  TINV_CHECK(std::isfinite(base_lr) && base_lr > 0, "--lr", "learning rate must be > 0, got ", base_lr);
   TINV_CHECK(total_steps >= 1, "--steps", "must be >= 1, got ", total_steps);
   LrSchedule s;
   s.kind = kind;
   s.base_lr = base_lr;
   s.total_steps = total_steps;
-  if (warmup_steps < 0)
-    warmup_steps = kind == LrScheduleKind::kWarmup ? std::max<int64_t>(1, total_steps / 10) : 0;
+  if (warmup_steps < 0) warmup_steps = kind == LrScheduleKind::kWarmup ? std::max<int64_t>(1, total_steps / 10) : 0;
   s.warmup_steps = warmup_steps;
   return s;
 }

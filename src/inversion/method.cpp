@@ -34,25 +34,22 @@ InitSpace parse_init_space(const std::string& name) {
 }
 
 void MethodOptions::validate() const {
-  TINV_CHECK(std::isfinite(vmf_kappa) && vmf_kappa >= 0, "--vmf-kappa", "must be a number >= 0, got ",
-             vmf_kappa);
+  TINV_CHECK(std::isfinite(vmf_kappa) && vmf_kappa >= 0, "--vmf-kappa", "must be a number >= 0, got ", vmf_kappa);
   TINV_CHECK(vmf_kappa == 0 || optimizer == OptimizerKind::kSphere, "--vmf-kappa",
              "is a prior on the direction and needs --optimizer sphere");
-  TINV_CHECK(std::isfinite(reg_init) && reg_init >= 0, "--reg-init", "must be a number >= 0, got ",
-             reg_init);
+  TINV_CHECK(std::isfinite(reg_init) && reg_init >= 0, "--reg-init", "must be a number >= 0, got ", reg_init);
   TINV_CHECK(t_min >= 0, "--t-min", "must be >= 0, got ", t_min);
   TINV_CHECK(t_max >= -1, "--t-max", "must be >= 0 (or -1: the last timestep), got ", t_max);
   TINV_CHECK(t_max < 0 || t_min <= t_max, "--t-min", "t_min ", t_min, " is above --t-max ", t_max);
-  TINV_CHECK(std::isfinite(stop_delta) && stop_delta >= 0 && stop_delta < 1, "--stop-delta",
-             "must be in [0, 1), got ", stop_delta);
+  TINV_CHECK(std::isfinite(stop_delta) && stop_delta >= 0 && stop_delta < 1, "--stop-delta", "must be in [0, 1), got ",
+             stop_delta);
   TINV_CHECK(stop_patience >= 0, "--stop-patience", "must be >= 0 (0: no early stop), got ", stop_patience);
 }
 
 void MethodOptions::validate_timesteps(int64_t n) const {
   const int64_t hi = resolved_t_max(n);
   TINV_CHECK(hi < n, "--t-max", hi, " is not a timestep of the model's schedule [0, ", n - 1, "]");
-  TINV_CHECK(t_min <= hi, "--t-min", "t_min ", t_min, " is above the last timestep ", hi,
-             " of the model's schedule");
+  TINV_CHECK(t_min <= hi, "--t-min", "t_min ", t_min, " is above the last timestep ", hi, " of the model's schedule");
 }
 
 std::map<std::string, std::string> MethodOptions::non_default() const {
@@ -77,7 +74,8 @@ torch::Tensor start_rows(ClipTextModel& te, const ClipTokenizer& tok, const std:
   torch::NoGradGuard no_grad;
   const auto device = te->parameters().front().device();
   const auto id_tensor = torch::tensor(ids, torch::kInt64);
-  if (init_space == InitSpace::kInput) return te->token_embeddings(id_tensor.to(device)).to(torch::kCPU, torch::kFloat32);
+  if (init_space == InitSpace::kInput)
+    return te->token_embeddings(id_tensor.to(device)).to(torch::kCPU, torch::kFloat32);
   const int64_t n = static_cast<int64_t>(ids.size());
   TINV_CHECK(n >= 1 && n + 2 <= tok.max_length(), "--init-space", "output: ", n,
              " init tokens do not fit with BOS and EOS in ", tok.max_length(), " positions");
@@ -85,8 +83,8 @@ torch::Tensor start_rows(ClipTextModel& te, const ClipTokenizer& tok, const std:
   seq.insert(seq.end(), ids.begin(), ids.end());
   seq.push_back(tok.eos_id());
   seq.resize(static_cast<size_t>(tok.max_length()), tok.pad_id());
-  auto input = torch::tensor(seq, torch::kInt64).unsqueeze(0).to(device);  // [1, L]
-  auto hidden = te->forward(input);                                        // [1, L, D]
+  auto input = torch::tensor(seq, torch::kInt64).unsqueeze(0).to(device);        // [1, L]
+  auto hidden = te->forward(input);                                              // [1, L, D]
   return hidden[0].slice(0, 1, 1 + n).to(torch::kCPU, torch::kFloat32).clone();  // [n, D]
 }
 
@@ -109,7 +107,7 @@ void apply_method(const MethodOptions& m, ClipTextModel& te, const torch::Tensor
     const int64_t n = start.size(0);
     auto norms_of = [&](ClipTextModel& model, const torch::Tensor& part) {  // [n]
       return m.sphere_norm == SphereNorm::kMean ? torch::full({n}, mean_token_norm(model), torch::kFloat32)
-                                     : part.to(torch::kFloat32).norm(2, {1});
+                                                : part.to(torch::kFloat32).norm(2, {1});
     };
     if (te2 == nullptr) {
       t.sphere_norms = norms_of(te, start);
@@ -117,9 +115,9 @@ void apply_method(const MethodOptions& m, ClipTextModel& te, const torch::Tensor
       const int64_t h1 = te->config().hidden_size;
       TINV_CHECK(start.dim() == 2 && start.size(1) == h1 + (*te2)->config().hidden_size, "--optimizer sphere",
                  "SDXL start rows ", start.sizes(), " are not [n, h1 + h2]");
-      t.sphere_norms = torch::stack({norms_of(te, start.narrow(1, 0, h1)),
-                                     norms_of(*te2, start.narrow(1, h1, start.size(1) - h1))},
-                                    1);  // [n, 2]
+      t.sphere_norms =
+          torch::stack({norms_of(te, start.narrow(1, 0, h1)), norms_of(*te2, start.narrow(1, h1, start.size(1) - h1))},
+                       1);  // [n, 2]
     }
     t.sphere.vmf_kappa = m.vmf_kappa;
   }

@@ -51,22 +51,20 @@ InitSpace parse_init_space(const std::string& name);
 struct MethodOptions {
   OptimizerKind optimizer = OptimizerKind::kAdamW;
   SphereNorm sphere_norm = SphereNorm::kMean;  // sphere: the rows' fixed norms
-  double vmf_kappa = 0;              // sphere: von Mises-Fisher prior weight toward the initial
-                                     // direction (0: off)
+  double vmf_kappa = 0;                        // sphere: von Mises-Fisher prior weight toward the initial
+                                               // direction (0: off)
   InitSpace init_space = InitSpace::kInput;
-  double reg_init = 0;               // weight of the L2 pull toward the start rows (0: off)
-  int64_t t_min = 0;                 // training timesteps drawn uniformly from [t_min, t_max]
-  int64_t t_max = -1;                // -1: the last timestep (N - 1)
-  double stop_delta = 0.01;          // early stop: relative improvement of the fixed-input loss
-  int64_t stop_patience = 0;         // early stop after this many evaluations without one (0: off)
+  double reg_init = 0;        // weight of the L2 pull toward the start rows (0: off)
+  int64_t t_min = 0;          // training timesteps drawn uniformly from [t_min, t_max]
+  int64_t t_max = -1;         // -1: the last timestep (N - 1)
+  double stop_delta = 0.01;   // early stop: relative improvement of the fixed-input loss
+  int64_t stop_patience = 0;  // early stop after this many evaluations without one (0: off)
 
   // Checks that need no model; throws tinv::Error naming the option ("--optimizer", ...).
   void validate() const;
   // t_max (resolved) must be a timestep of the model's schedule: throws Error("--t-max", ...).
   void validate_timesteps(int64_t num_train_timesteps) const;
-  int64_t resolved_t_max(int64_t num_train_timesteps) const {
-    return t_max < 0 ? num_train_timesteps - 1 : t_max;
-  }
+  int64_t resolved_t_max(int64_t num_train_timesteps) const { return t_max < 0 ? num_train_timesteps - 1 : t_max; }
   // The options that differ from the defaults, as key -> value text ("optimizer" -> "sphere");
   // empty for the defaults (checkpoint identity, embedding metadata, report labels).
   std::map<std::string, std::string> non_default() const;
@@ -78,8 +76,8 @@ struct MethodOptions {
 //           layer norm) at positions 1..n when BOS, ids, EOS, padding to max_length is encoded
 //           alone, i.e. row i is the output at the position of init token i.
 // Throws tinv::Error("--init-space", ...) for ids that do not fit max_length.
-torch::Tensor start_rows(ClipTextModel& text_encoder, const ClipTokenizer& tokenizer,
-                         const std::vector<int64_t>& ids, InitSpace init_space);
+torch::Tensor start_rows(ClipTextModel& text_encoder, const ClipTokenizer& tokenizer, const std::vector<int64_t>& ids,
+                         InitSpace init_space);
 
 // Mean L2 norm of the text encoder's token-embedding rows (the vocabulary, added rows excluded).
 double mean_token_norm(ClipTextModel& text_encoder);
@@ -89,8 +87,8 @@ double mean_token_norm(ClipTextModel& text_encoder);
 // SDXL (`text_encoder_2` given, start [n, h1 + h2]): one norm per encoder part of each row,
 // sphere_norms [n, 2], from each encoder's own vocabulary or the part's own norm.
 // The default method leaves `t` as it is.
-void apply_method(const MethodOptions& m, ClipTextModel& text_encoder, const torch::Tensor& start,
-                  TrainerOptions& t, ClipTextModel* text_encoder_2 = nullptr);
+void apply_method(const MethodOptions& m, ClipTextModel& text_encoder, const torch::Tensor& start, TrainerOptions& t,
+                  ClipTextModel* text_encoder_2 = nullptr);
 
 // The early-stopping rule on the fixed-input loss (DVAR, "Is This Loss Informative?"): an
 // evaluation improves when its value is below best * (1 - delta), best being the lowest value

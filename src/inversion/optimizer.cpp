@@ -15,14 +15,13 @@ RowOptimizer::RowOptimizer(torch::Tensor param, const char* name) : param_(std::
 }
 
 void RowOptimizer::check_grad(const torch::Tensor& grad) const {
-  TINV_CHECK(grad.sizes() == param_.sizes(), name_, "gradient ", grad.sizes(),
-             " does not match the parameter ", param_.sizes());
+  TINV_CHECK(grad.sizes() == param_.sizes(), name_, "gradient ", grad.sizes(), " does not match the parameter ",
+             param_.sizes());
 }
 
 void RowOptimizer::load_state(const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) {
-  TINV_CHECK(exp_avg.sizes() == param_.sizes() && exp_avg_sq.sizes() == param_.sizes(), name_,
-             "saved optimizer state ", exp_avg.sizes(), " does not match the parameter ",
-             param_.sizes());
+  TINV_CHECK(exp_avg.sizes() == param_.sizes() && exp_avg_sq.sizes() == param_.sizes(), name_, "saved optimizer state ",
+             exp_avg.sizes(), " does not match the parameter ", param_.sizes());
   TINV_CHECK(steps >= 0, name_, "negative step count ", steps);
   torch::NoGradGuard no_grad;
   exp_avg_.copy_(exp_avg);
@@ -60,8 +59,7 @@ torch::Tensor SphereAdam::per_part(const torch::Tensor& x, Fn fn) const {
   return torch::cat(parts, 1);  // [n, d]
 }
 
-SphereAdam::SphereAdam(torch::Tensor param, const torch::Tensor& norms, SphereOptions opts,
-                       std::vector<int64_t> widths)
+SphereAdam::SphereAdam(torch::Tensor param, const torch::Tensor& norms, SphereOptions opts, std::vector<int64_t> widths)
     : RowOptimizer(std::move(param), "--optimizer sphere"), opts_(opts), widths_(std::move(widths)) {
   TINV_CHECK(param_.dim() == 2, name_, "rows must be [n, d], got ", param_.sizes());
   if (widths_.empty()) widths_ = {param_.size(1)};
@@ -73,9 +71,11 @@ SphereAdam::SphereAdam(torch::Tensor param, const torch::Tensor& norms, SphereOp
   TINV_CHECK(total == param_.size(1), name_, "part widths sum to ", total, ", the rows have ", param_.size(1),
              " columns");
   const int64_t parts = static_cast<int64_t>(widths_.size());
-  const bool shape_ok = norms.dim() == 1 ? parts == 1 && norms.size(0) == param_.size(0)
-                                         : norms.dim() == 2 && norms.size(0) == param_.size(0) && norms.size(1) == parts;
-  TINV_CHECK(shape_ok, name_, "rows ", param_.sizes(), " in ", parts, " part(s) and norms ", norms.sizes(), " disagree");
+  const bool shape_ok = norms.dim() == 1
+                            ? parts == 1 && norms.size(0) == param_.size(0)
+                            : norms.dim() == 2 && norms.size(0) == param_.size(0) && norms.size(1) == parts;
+  TINV_CHECK(shape_ok, name_, "rows ", param_.sizes(), " in ", parts, " part(s) and norms ", norms.sizes(),
+             " disagree");
   torch::NoGradGuard no_grad;
   norms_ = norms.to(param_.device(), param_.scalar_type()).reshape({param_.size(0), parts});  // [n, parts]
   TINV_CHECK(norms_.gt(0).all().item<bool>() && norms_.isfinite().all().item<bool>(), name_,
@@ -107,9 +107,8 @@ void SphereAdam::step(const torch::Tensor& grad, double lr) {
   auto moved = param_ - (lr / bias_correction1) * exp_avg_ / denom;  // [n, d]
   // Retraction: back onto the sphere; in float64 so the norm holds to rounding of float32.
   auto m64 = moved.to(torch::kFloat64);
-  auto retracted =
-      m64 * (full_norms_.to(torch::kFloat64) /
-             per_part(m64, [](const torch::Tensor& x) { return x.norm(2, {1}, /*keepdim=*/true); }));
+  auto retracted = m64 * (full_norms_.to(torch::kFloat64) /
+                          per_part(m64, [](const torch::Tensor& x) { return x.norm(2, {1}, /*keepdim=*/true); }));
   param_.copy_(retracted);
   auto u2 = param_ / full_norms_;
   exp_avg_.sub_(per_part(exp_avg_ * u2, dot) * u2);  // transport by projection

@@ -73,16 +73,15 @@ class SphereAdam : public RowOptimizer {
   // (SDXL rows [n, h1 + h2]: widths {h1, h2}); empty means one part of all d columns. norms is
   // [n] for one part or [n, parts], every one > 0. Throws tinv::Error on bad shapes, widths that
   // do not sum to d, a zero (part of a) row or a norm <= 0.
-  SphereAdam(torch::Tensor param, const torch::Tensor& norms, SphereOptions opts,
-             std::vector<int64_t> widths = {});
+  SphereAdam(torch::Tensor param, const torch::Tensor& norms, SphereOptions opts, std::vector<int64_t> widths = {});
   // For each part e of a row (norm r, direction u = e/r, prior direction mu), with g = grad + the
   // prior's gradient -kappa mu / r:
   //   rg = g - (g.u) u;  m = b1 m + (1-b1) rg;  v = b2 v + (1-b2) rg^2   (elementwise)
   //   e' = e - lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps);  e <- r e'/|e'|;  m <- m - (m.u') u'
   void step(const torch::Tensor& grad, double lr) override;
   const SphereOptions& options() const { return opts_; }
-  const torch::Tensor& norms() const { return norms_; }            // [n, parts]
-  const torch::Tensor& prior_directions() const { return mu_; }    // [n, d], unit parts
+  const torch::Tensor& norms() const { return norms_; }          // [n, parts]
+  const torch::Tensor& prior_directions() const { return mu_; }  // [n, d], unit parts
   const std::vector<int64_t>& widths() const { return widths_; }
 
  private:

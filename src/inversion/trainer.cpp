@@ -32,16 +32,14 @@ RandomStepSource::RandomStepSource(torch::Tensor latent_cache, int64_t num_templ
       t_min_(t_min),
       t_max_(t_max < 0 ? num_train_timesteps - 1 : t_max),
       seed_(seed) {
-  TINV_CHECK(cache_.dim() == 4 && cache_.size(0) >= 1, "latent cache", "expected [M, C, h, w], got ",
-             cache_.sizes());
+  TINV_CHECK(cache_.dim() == 4 && cache_.size(0) >= 1, "latent cache", "expected [M, C, h, w], got ", cache_.sizes());
   TINV_CHECK(num_templates_ >= 1 && batch_ >= 1 && num_train_timesteps >= 1, "step source",
              "templates, batch and timesteps must be >= 1");
-  TINV_CHECK(t_min_ >= 0 && t_min_ <= t_max_ && t_max_ < num_train_timesteps, "step source",
-             "timestep range [", t_min_, ", ", t_max_, "] is not inside [0, ", num_train_timesteps - 1, "]");
+  TINV_CHECK(t_min_ >= 0 && t_min_ <= t_max_ && t_max_ < num_train_timesteps, "step source", "timestep range [", t_min_,
+             ", ", t_max_, "] is not inside [0, ", num_train_timesteps - 1, "]");
 }
 
-StepInputs fixed_eval_inputs(const torch::Tensor& cache, int64_t pairs, int64_t num_timesteps,
-                             uint64_t seed) {
+StepInputs fixed_eval_inputs(const torch::Tensor& cache, int64_t pairs, int64_t num_timesteps, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, 0xF1CEDull << 32));
   StepInputs in;
   std::vector<int64_t> ts;
@@ -72,11 +70,9 @@ namespace {
 // Reshapes the SDXL time_ids to [1, 6].
 int64_t check_text_side(const ClipTokenizer& tokenizer, ClipTextModel& text_encoder,
                         std::optional<SecondTextEncoder>& second, const std::string& where) {
-  TINV_CHECK(tokenizer.base_vocab_size() == text_encoder->config().vocab_size, where,
-             "the tokenizer has ", tokenizer.base_vocab_size(), " tokens but the text encoder ",
-             text_encoder->config().vocab_size);
-  TINV_CHECK(tokenizer.vocab_size() == tokenizer.base_vocab_size(), where,
-             "the tokenizer already has added tokens");
+  TINV_CHECK(tokenizer.base_vocab_size() == text_encoder->config().vocab_size, where, "the tokenizer has ",
+             tokenizer.base_vocab_size(), " tokens but the text encoder ", text_encoder->config().vocab_size);
+  TINV_CHECK(tokenizer.vocab_size() == tokenizer.base_vocab_size(), where, "the tokenizer already has added tokens");
   int64_t width = text_encoder->config().hidden_size;
   if (second) {
     auto& s2 = *second;
@@ -106,9 +102,9 @@ std::unique_ptr<RowOptimizer> make_optimizer(const torch::Tensor& rows, const Tr
 
 InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel text_encoder,
                                    UNet2DConditionModel unet, const SchedulerConfig& scheduler,
-                                   const std::vector<std::string>& placeholder_tokens,
-                                   const torch::Tensor& init_rows, std::vector<std::string> templates,
-                                   const TrainerOptions& options, std::optional<SecondTextEncoder> second)
+                                   const std::vector<std::string>& placeholder_tokens, const torch::Tensor& init_rows,
+                                   std::vector<std::string> templates, const TrainerOptions& options,
+                                   std::optional<SecondTextEncoder> second)
     : tokenizer_(tokenizer),
       second_(std::move(second)),
       text_encoder_(std::move(text_encoder)),
@@ -127,7 +123,8 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
              "initial rows must be [", n, ", ", width, "], got ", init_rows.sizes());
   for (const auto& tok : placeholder_tokens) {
     if (tokenizer_.is_vocab_word(tok))
-      throw Error("--name", str_cat("placeholder '", tok, "' collides with a vocabulary token; "
+      throw Error("--name", str_cat("placeholder '", tok,
+                                    "' collides with a vocabulary token; "
                                     "choose another --name"));
     int64_t id = tokenizer_.add_token(tok);
     if (second_) second_->tokenizer.add_token(tok, id);
@@ -149,8 +146,8 @@ InversionTrainer::InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel
 torch::Tensor InversionTrainer::ids_of(const ClipTokenizer& tok, const std::vector<int64_t>& template_index) const {
   std::vector<torch::Tensor> rows;
   for (int64_t i : template_index) {
-    TINV_CHECK(i >= 0 && i < static_cast<int64_t>(templates_.size()), "textual inversion",
-               "template index ", i, " outside [0, ", templates_.size(), ")");
+    TINV_CHECK(i >= 0 && i < static_cast<int64_t>(templates_.size()), "textual inversion", "template index ", i,
+               " outside [0, ", templates_.size(), ")");
     rows.push_back(torch::tensor(tok.encode(fill_template(templates_[i], sentence_)).ids, torch::kInt64));
   }
   return torch::stack(rows);  // [B, 77]
@@ -169,15 +166,15 @@ torch::Tensor InversionTrainer::forward_loss(const StepInputs& in) {
   const int64_t b = static_cast<int64_t>(in.template_index.size());
   TINV_CHECK(in.latents.dim() == 4 && in.latents.size(0) == b && in.noise.sizes() == in.latents.sizes() &&
                  in.timesteps.dim() == 1 && in.timesteps.size(0) == b,
-             "textual inversion", "step inputs disagree: ", b, " templates, latents ",
-             in.latents.sizes(), ", noise ", in.noise.sizes(), ", timesteps ", in.timesteps.sizes());
+             "textual inversion", "step inputs disagree: ", b, " templates, latents ", in.latents.sizes(), ", noise ",
+             in.noise.sizes(), ", timesteps ", in.timesteps.sizes());
   auto param = unet_->parameters().front();
   const auto device = param.device();
   const auto dtype = param.scalar_type();
-  auto ids = prompt_ids(in.template_index).to(device);                      // [B, 77]
-  auto latents = in.latents.to(device, torch::kFloat32);                     // [B, C, h, w]
+  auto ids = prompt_ids(in.template_index).to(device);    // [B, 77]
+  auto latents = in.latents.to(device, torch::kFloat32);  // [B, C, h, w]
   auto noise = in.noise.to(device, torch::kFloat32);
-  auto t = in.timesteps.to(device, torch::kInt64);                           // [B]
+  auto t = in.timesteps.to(device, torch::kInt64);  // [B]
   auto noisy = schedule_.add_noise(latents, noise, t);
   torch::Tensor pred;
   if (second_) {  // SDXL: rows [:, :h1] -> text_encoder, [:, h1:] -> text_encoder_2
@@ -186,10 +183,10 @@ torch::Tensor InversionTrainer::forward_loss(const StepInputs& in) {
     auto s = encode_sdxl_text(text_encoder_, second_->text_encoder, ids, ids_2, rows.narrow(1, 0, width_1_),
                               rows.narrow(1, width_1_, rows.size(1) - width_1_));
     AddedConditions added{s.pooled, second_->time_ids.to(device).expand({b, 6})};
-    pred = unet_->forward(noisy.to(dtype), t, s.prompt_embeds, added);      // [B, C, h, w]
+    pred = unet_->forward(noisy.to(dtype), t, s.prompt_embeds, added);  // [B, C, h, w]
   } else {
-    auto states = text_encoder_->forward(ids, rows_.to(dtype));              // [B, 77, D]
-    pred = unet_->forward(noisy.to(dtype), t, states);                      // [B, C, h, w]
+    auto states = text_encoder_->forward(ids, rows_.to(dtype));  // [B, 77, D]
+    pred = unet_->forward(noisy.to(dtype), t, states);           // [B, C, h, w]
   }
   auto target = schedule_.target(latents, noise, t, prediction_type_);
   return torch::mse_loss(pred.to(torch::kFloat32), target.to(torch::kFloat32));
@@ -219,12 +216,10 @@ double InversionTrainer::loss(const StepInputs& in) {
   return forward_loss(in).item<double>();
 }
 
-torch::Tensor InversionTrainer::embeddings() const {
-  return rows_.detach().to(torch::kCPU, torch::kFloat32).clone();
-}
+torch::Tensor InversionTrainer::embeddings() const { return rows_.detach().to(torch::kCPU, torch::kFloat32).clone(); }
 
-void InversionTrainer::restore(const torch::Tensor& rows, const torch::Tensor& exp_avg,
-                               const torch::Tensor& exp_avg_sq, int64_t steps_done) {
+void InversionTrainer::restore(const torch::Tensor& rows, const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq,
+                               int64_t steps_done) {
   TINV_CHECK(rows.sizes() == rows_.sizes(), "checkpoint", "embeddings ", rows.sizes(),
              " do not match the placeholders ", rows_.sizes());
   {
@@ -235,8 +230,7 @@ void InversionTrainer::restore(const torch::Tensor& rows, const torch::Tensor& e
 }
 
 bool run_steps(InversionTrainer& trainer, StepSource& source, int64_t end,
-               const std::function<void(int64_t, const StepResult&)>& on_step,
-               const std::function<bool()>& stop) {
+               const std::function<void(int64_t, const StepResult&)>& on_step, const std::function<bool()>& stop) {
   for (int64_t k = trainer.steps_done(); k < end; ++k) {
     StepResult r = trainer.step(source.draw(k));
     if (on_step) on_step(k, r);

@@ -71,9 +71,8 @@ class RandomStepSource : public StepSource {
  public:
   // latent_cache [M, C, h, w]: one entry per image (and per flipped image with --flip).
   // t_max -1: N - 1. Throws tinv::Error unless 0 <= t_min <= t_max < N.
-  RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch,
-                   int64_t num_train_timesteps, uint64_t seed, int64_t t_min = 0,
-                   int64_t t_max = -1);
+  RandomStepSource(torch::Tensor latent_cache, int64_t num_templates, int64_t batch, int64_t num_train_timesteps,
+                   uint64_t seed, int64_t t_min = 0, int64_t t_max = -1);
   StepInputs draw(int64_t step) override;
 
  private:
@@ -90,11 +89,10 @@ uint64_t derive_seed(uint64_t seed, uint64_t index);
 // its own under `seed`, the first cached latent and the first template for every pair. Unlike
 // the raw loss, which is dominated by the random timestep and noise, its loss falls when the
 // embedding improves.
-StepInputs fixed_eval_inputs(const torch::Tensor& latent_cache, int64_t pairs, int64_t num_timesteps,
-                             uint64_t seed);
+StepInputs fixed_eval_inputs(const torch::Tensor& latent_cache, int64_t pairs, int64_t num_timesteps, uint64_t seed);
 
 struct TrainerOptions {
-  AdamWOptions adam;         // lr here is unused: the schedule gives each step's lr
+  AdamWOptions adam;  // lr here is unused: the schedule gives each step's lr
   LrSchedule schedule;
   double max_grad_norm = 0;  // > 0: clip the rows' gradient norm (torch clip_grad_norm_)
   // Defined: norm-fixed direction optimisation, SphereAdam instead of AdamW; row i starts at
@@ -102,9 +100,9 @@ struct TrainerOptions {
   // one norm per encoder part of the row (each part on its own sphere; [n] puts the whole row
   // on one).
   torch::Tensor sphere_norms;
-  SphereOptions sphere;      // betas, eps, vMF prior weight (used with sphere_norms)
-  double reg_init = 0;       // > 0: the objective adds reg_init * sum((rows - start)^2), start =
-                             // the rows the trainer starts from
+  SphereOptions sphere;  // betas, eps, vMF prior weight (used with sphere_norms)
+  double reg_init = 0;   // > 0: the objective adds reg_init * sum((rows - start)^2), start =
+                         // the rows the trainer starts from
 };
 
 // SDXL's second tokenizer and text encoder, and the time_ids of the training images
@@ -132,11 +130,9 @@ class InversionTrainer {
   // The placeholder sentence is the tokens joined by spaces. Throws tinv::Error on a
   // placeholder that collides with the vocabulary, a tokenizer/text-encoder vocabulary
   // mismatch, wrong init shapes, an empty template list, or prompts longer than 77 tokens.
-  InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel text_encoder,
-                   UNet2DConditionModel unet, const SchedulerConfig& scheduler,
-                   const std::vector<std::string>& placeholder_tokens,
-                   const torch::Tensor& init_rows, std::vector<std::string> templates,
-                   const TrainerOptions& options,
+  InversionTrainer(const ClipTokenizer& tokenizer, ClipTextModel text_encoder, UNet2DConditionModel unet,
+                   const SchedulerConfig& scheduler, const std::vector<std::string>& placeholder_tokens,
+                   const torch::Tensor& init_rows, std::vector<std::string> templates, const TrainerOptions& options,
                    std::optional<SecondTextEncoder> second = std::nullopt);
 
   // Token ids of the filled templates, BOS/EOS/padding: int64 [B, 77] on the CPU.
@@ -153,8 +149,8 @@ class InversionTrainer {
 
   torch::Tensor embeddings() const;  // [n, d] float32 CPU copy of the learned rows
   // Restores rows, optimizer state and step count (a checkpoint).
-  void restore(const torch::Tensor& rows, const torch::Tensor& exp_avg,
-               const torch::Tensor& exp_avg_sq, int64_t steps_done);
+  void restore(const torch::Tensor& rows, const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq,
+               int64_t steps_done);
   const RowOptimizer& optimizer() const { return *optimizer_; }
   int64_t steps_done() const { return optimizer_->steps(); }
   const std::string& placeholder_sentence() const { return sentence_; }

@@ -28,8 +28,8 @@ Checkpoint open_checkpoint(const std::string& path, const std::string& not_ours)
   } catch (const std::exception&) {
     used = 0;
   }
-  TINV_CHECK(used == it->second.size() && !it->second.empty() && ck.step >= 0, path,
-             "checkpoint step '", it->second, "' is not a non-negative integer");
+  TINV_CHECK(used == it->second.size() && !it->second.empty() && ck.step >= 0, path, "checkpoint step '", it->second,
+             "' is not a non-negative integer");
   return ck;
 }
 

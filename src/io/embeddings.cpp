@@ -18,8 +18,8 @@ namespace tinv {
 namespace {
 
 constexpr int64_t kA1111Token = 265;  // the token id A1111 records for "*"
-const char* const kA1111Reserved[] = {"string_to_token", "string_to_param", "name", "step",
-                                      "sd_checkpoint", "sd_checkpoint_name"};
+const char* const kA1111Reserved[] = {"string_to_token", "string_to_param",   "name", "step",
+                                      "sd_checkpoint",   "sd_checkpoint_name"};
 
 std::string width_label(int64_t d) {
   switch (d) {
@@ -40,38 +40,38 @@ std::string shape_string(const torch::Tensor& t) {
 torch::Tensor to_vectors(const torch::Tensor& t, const std::string& name, int64_t expected_width) {
   const std::string what = "tensor '" + name + "'";
   if (!torch::isFloatingType(t.scalar_type()))
-    throw Error(str_cat(what, " has dtype ", c10::toString(t.scalar_type()),
-                        "; expected floating point"));
+    throw Error(str_cat(what, " has dtype ", c10::toString(t.scalar_type()), "; expected floating point"));
   if (t.dim() != 1 && t.dim() != 2)
     throw Error(str_cat(what, " has shape ", shape_string(t), "; expected [n, d] or [d]"));
   torch::Tensor v = (t.dim() == 1 ? t.unsqueeze(0) : t).to(torch::kFloat32).contiguous().clone();
   if (v.size(0) == 0) throw Error(str_cat(what, " holds no vectors (shape ", shape_string(t), ")"));
   if (v.size(1) == 0) throw Error(str_cat(what, " has zero width (shape ", shape_string(t), ")"));
-  if (!torch::isfinite(v).all().item<bool>())
-    throw Error(str_cat(what, " has NaN or infinite values"));
+  if (!torch::isfinite(v).all().item<bool>()) throw Error(str_cat(what, " has NaN or infinite values"));
   int64_t d = v.size(1);
   if (expected_width > 0 && d != expected_width)
-    throw Error(str_cat("embedding is ", d, " wide", width_label(d), " but the text encoder is ",
-                        expected_width, " wide", width_label(expected_width), " (", what, ")"));
+    throw Error(str_cat("embedding is ", d, " wide", width_label(d), " but the text encoder is ", expected_width,
+                        " wide", width_label(expected_width), " (", what, ")"));
   return v;
 }
 
 // The two row sets of an SDXL embedding; each checked as a vectors tensor, then together.
-Embedding sdxl_embedding(const std::string& trigger, const torch::Tensor* l, const torch::Tensor* g,
-                         int64_t width, int64_t width_2, const char* name_l, const char* name_g) {
+Embedding sdxl_embedding(const std::string& trigger, const torch::Tensor* l, const torch::Tensor* g, int64_t width,
+                         int64_t width_2, const char* name_l, const char* name_g) {
   if (!l || !g)
     throw Error(str_cat("SDXL embedding with '", l ? name_l : name_g, "' but no '", l ? name_g : name_l,
                         "': both encoders' rows are needed"));
   if (width > 0 && width_2 == 0)
-    throw Error(str_cat("SDXL embedding (", name_l, ", ", name_g, ") cannot be used with an SD1/SD2 model "
-                        "(its text encoder is ", width, " wide); load it with an SDXL model"));
+    throw Error(str_cat("SDXL embedding (", name_l, ", ", name_g,
+                        ") cannot be used with an SD1/SD2 model "
+                        "(its text encoder is ",
+                        width, " wide); load it with an SDXL model"));
   Embedding e;
   e.trigger = trigger;
   e.vectors = to_vectors(*l, name_l, width);
   e.vectors_2 = to_vectors(*g, name_g, width_2);
   if (e.vectors.size(0) != e.vectors_2.size(0))
-    throw Error(str_cat("SDXL embedding has ", e.vectors.size(0), " ", name_l, " rows but ",
-                        e.vectors_2.size(0), " ", name_g, " rows"));
+    throw Error(str_cat("SDXL embedding has ", e.vectors.size(0), " ", name_l, " rows but ", e.vectors_2.size(0), " ",
+                        name_g, " rows"));
   e.format = "sdxl";
   return e;
 }
@@ -79,8 +79,10 @@ Embedding sdxl_embedding(const std::string& trigger, const torch::Tensor* l, con
 // An SD1/SD2 embedding on an SDXL model.
 void refuse_single(int64_t width, int64_t width_2, const torch::Tensor& t) {
   if (width_2 <= 0) return;
-  throw Error(str_cat("SD1/SD2 embedding (one ", shape_string(t), " tensor) cannot be used with an SDXL model, "
-                      "which needs clip_l [n, ", width, "] and clip_g [n, ", width_2, "]"));
+  throw Error(str_cat("SD1/SD2 embedding (one ", shape_string(t),
+                      " tensor) cannot be used with an SDXL model, "
+                      "which needs clip_l [n, ",
+                      width, "] and clip_g [n, ", width_2, "]"));
 }
 
 std::vector<Embedding> load_safetensors_embeddings(const std::string& path, int64_t width, int64_t width_2) {
@@ -90,8 +92,8 @@ std::vector<Embedding> load_safetensors_embeddings(const std::string& path, int6
     torch::Tensor l, g;
     if (file.contains("clip_l")) l = file.view("clip_l");
     if (file.contains("clip_g")) g = file.view("clip_g");
-    out.push_back(sdxl_embedding(file_stem(path), l.defined() ? &l : nullptr, g.defined() ? &g : nullptr,
-                                 width, width_2, "clip_l", "clip_g"));
+    out.push_back(sdxl_embedding(file_stem(path), l.defined() ? &l : nullptr, g.defined() ? &g : nullptr, width,
+                                 width_2, "clip_l", "clip_g"));
     out.back().metadata = file.metadata();
     return out;
   }
@@ -100,8 +102,7 @@ std::vector<Embedding> load_safetensors_embeddings(const std::string& path, int6
       file_exists(pair_path(path))) {  // diffusers pair: X.safetensors + X_2.safetensors
     SafeTensors second = SafeTensors::open(pair_path(path));
     for (const std::string& key : file.keys()) {
-      if (!second.contains(key))
-        throw Error(str_cat("tensor '", key, "' has no counterpart in ", pair_path(path)));
+      if (!second.contains(key)) throw Error(str_cat("tensor '", key, "' has no counterpart in ", pair_path(path)));
       torch::Tensor l = file.view(key), g = second.view(key);
       out.push_back(sdxl_embedding(key, &l, &g, width, width_2, key.c_str(), (pair_path(path) + ":" + key).c_str()));
       out.back().format = "diffusers_pair";
@@ -111,8 +112,8 @@ std::vector<Embedding> load_safetensors_embeddings(const std::string& path, int6
   }
   if (file.contains("emb_params")) {  // kohya / A1111 safetensors: one trigger, the file stem
     refuse_single(width, width_2, file.view("emb_params"));
-    out.push_back({file_stem(path), to_vectors(file.view("emb_params"), "emb_params", width),
-                   file.metadata(), "kohya"});
+    out.push_back(
+        {file_stem(path), to_vectors(file.view("emb_params"), "emb_params", width), file.metadata(), "kohya"});
     return out;
   }
   for (const std::string& key : file.keys()) {  // diffusers: {trigger: [n,d] or [d]}
@@ -145,16 +146,15 @@ std::map<std::string, std::string> a1111_metadata(const PickleDict& root) {
 
 const PickleValue& tensor_value(const PickleValue* v, const std::string& name) {
   if (!v || !v->is_tensor())
-    throw Error(str_cat("'", name, "' is a ", v ? pickle_kind_name(v->kind()) : "missing value",
-                        ", expected a tensor"));
+    throw Error(
+        str_cat("'", name, "' is a ", v ? pickle_kind_name(v->kind()) : "missing value", ", expected a tensor"));
   return *v;
 }
 
 std::vector<Embedding> load_torch_embeddings(const std::string& path, int64_t width, int64_t width_2) {
   PickleValue root = load_torch_file(path);
   if (!root.is_dict())
-    throw Error(str_cat("expected a dict at the top of the pickle, got a ",
-                        pickle_kind_name(root.kind())));
+    throw Error(str_cat("expected a dict at the top of the pickle, got a ", pickle_kind_name(root.kind())));
   std::vector<Embedding> out;
   if (const PickleValue* params = root.find("string_to_param")) {  // A1111
     if (!params->is_dict() || params->dict().size() == 0)
@@ -163,8 +163,7 @@ std::vector<Embedding> load_torch_embeddings(const std::string& path, int64_t wi
     if (!star) star = &params->dict().items().front().second;
     if (star->is_tensor()) refuse_single(width, width_2, star->tensor());
     out.push_back({file_stem(path),
-                   to_vectors(tensor_value(star, "string_to_param.*").tensor(),
-                              "string_to_param.*", width),
+                   to_vectors(tensor_value(star, "string_to_param.*").tensor(), "string_to_param.*", width),
                    a1111_metadata(root.dict()), "a1111"});
     return out;
   }
@@ -174,34 +173,32 @@ std::vector<Embedding> load_torch_embeddings(const std::string& path, int64_t wi
     torch::Tensor tl, tg;
     if (l) tl = tensor_value(l, "clip_l").tensor();
     if (g) tg = tensor_value(g, "clip_g").tensor();
-    out.push_back(sdxl_embedding(file_stem(path), l ? &tl : nullptr, g ? &tg : nullptr, width, width_2,
-                                 "clip_l", "clip_g"));
+    out.push_back(
+        sdxl_embedding(file_stem(path), l ? &tl : nullptr, g ? &tg : nullptr, width, width_2, "clip_l", "clip_g"));
     return out;
   }
   if (const PickleValue* emb = root.find("emb_params")) {
     if (emb->is_tensor()) refuse_single(width, width_2, emb->tensor());
-    out.push_back({file_stem(path),
-                   to_vectors(tensor_value(emb, "emb_params").tensor(), "emb_params", width),
-                   {}, "kohya"});
+    out.push_back(
+        {file_stem(path), to_vectors(tensor_value(emb, "emb_params").tensor(), "emb_params", width), {}, "kohya"});
     return out;
   }
   for (const auto& [key, value] : root.dict().items()) {  // diffusers .bin {trigger: tensor}
     if (key.kind() != PickleValue::Kind::String || !value.is_tensor()) continue;
     refuse_single(width, width_2, value.tensor());
-    out.push_back({key.string(), to_vectors(value.tensor(), key.string(), width), {},
-                   "diffusers"});
+    out.push_back({key.string(), to_vectors(value.tensor(), key.string(), width), {}, "diffusers"});
   }
   if (out.empty())
-    throw Error("no embedding found: expected string_to_param (A1111), emb_params (kohya) or "
-                "{trigger: tensor} (diffusers)");
+    throw Error(
+        "no embedding found: expected string_to_param (A1111), emb_params (kohya) or "
+        "{trigger: tensor} (diffusers)");
   return out;
 }
 
 // Reads the first bytes and the size of the file.
 std::vector<uint8_t> read_head(const std::string& path, uint64_t& file_size) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0)
-    throw Error(path, std::string("cannot open: ") + std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw Error(path, "not a regular file");
   file_size = static_cast<uint64_t>(st.st_size);
   std::ifstream in(path, std::ios::binary);
@@ -234,13 +231,13 @@ std::string pair_path(const std::string& path) {
   return path + "_2";
 }
 
-std::vector<Embedding> load_embeddings(const std::string& path, int64_t expected_width,
-                                       int64_t expected_width_2) {
+std::vector<Embedding> load_embeddings(const std::string& path, int64_t expected_width, int64_t expected_width_2) {
   if (dir_exists(path)) {  // diffusers textual_inversion_sdxl.py output folder
     const std::string first = join_path(path, "learned_embeds.safetensors");
     TINV_CHECK(file_exists(first) && file_exists(pair_path(first)), path,
                "folder without learned_embeds.safetensors and learned_embeds_2.safetensors");
-    TINV_CHECK(expected_width_2 > 0 || expected_width == 0, path, "a diffusers SDXL pair (learned_embeds, "
+    TINV_CHECK(expected_width_2 > 0 || expected_width == 0, path,
+               "a diffusers SDXL pair (learned_embeds, "
                "learned_embeds_2) cannot be used with an SD1/SD2 model");
     return load_embeddings(first, expected_width, expected_width_2 > 0 ? expected_width_2 : -1);
   }
@@ -248,11 +245,9 @@ std::vector<Embedding> load_embeddings(const std::string& path, int64_t expected
   std::vector<uint8_t> head = read_head(path, size);
   try {
     if (size == 0) throw Error("empty file");
-    if (looks_like_zip(head.data(), head.size()) ||
-        is_legacy_torch_file(head.data(), head.size()))
+    if (looks_like_zip(head.data(), head.size()) || is_legacy_torch_file(head.data(), head.size()))
       return load_torch_embeddings(path, expected_width, expected_width_2);
-    if (looks_like_safetensors(head))
-      return load_safetensors_embeddings(path, expected_width, expected_width_2);
+    if (looks_like_safetensors(head)) return load_safetensors_embeddings(path, expected_width, expected_width_2);
     throw Error("unrecognized embedding file: neither safetensors nor a torch .pt/.bin zip");
   } catch (const Error& e) {
     std::string msg = e.what();
@@ -279,9 +274,7 @@ void save_embedding(const std::string& path, EmbeddingFormat format, const std::
         throw Error(path, "trigger '" + trigger + "' would be read back as a kohya/SDXL key");
       save_safetensors(path, {{trigger, v}}, metadata);
       return;
-    case EmbeddingFormat::Kohya:
-      save_safetensors(path, {{"emb_params", v}}, metadata);
-      return;
+    case EmbeddingFormat::Kohya: save_safetensors(path, {{"emb_params", v}}, metadata); return;
     case EmbeddingFormat::A1111: break;
   }
   auto get = [&](const char* key) -> const std::string* {
@@ -296,8 +289,7 @@ void save_embedding(const std::string& path, EmbeddingFormat format, const std::
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used == 0 || used != s->size())
-      throw Error(path, "metadata 'step' must be an integer, got '" + *s + "'");
+    if (used == 0 || used != s->size()) throw Error(path, "metadata 'step' must be an integer, got '" + *s + "'");
   }
   const std::string* checkpoint = get("sd_checkpoint");
   const std::string* checkpoint_name = get("sd_checkpoint_name");
@@ -362,8 +354,7 @@ EmbeddingFormat parse_embedding_format(const std::string& name) {
   if (n == "diffusers") return EmbeddingFormat::Diffusers;
   if (n == "a1111") return EmbeddingFormat::A1111;
   if (n == "kohya") return EmbeddingFormat::Kohya;
-  throw Error("--embedding-format", "unknown embedding format '" + name +
-                                        "' (expected diffusers, a1111 or kohya)");
+  throw Error("--embedding-format", "unknown embedding format '" + name + "' (expected diffusers, a1111 or kohya)");
 }
 
 const char* embedding_format_name(EmbeddingFormat format) {

@@ -39,7 +39,7 @@ struct Embedding {
   std::string trigger;                          // the word the prompt uses
   torch::Tensor vectors;                        // [n, d] float32 CPU, contiguous, finite (SDXL: clip_l)
   std::map<std::string, std::string> metadata;  // safetensors __metadata__ / A1111 scalars
-  std::string format;  // "diffusers" | "a1111" | "kohya" | "sdxl" | "diffusers_pair"
+  std::string format;                           // "diffusers" | "a1111" | "kohya" | "sdxl" | "diffusers_pair"
   torch::Tensor vectors_2{};                    // SDXL only: [n, d2] clip_g rows; else undefined
   bool is_xl() const { return vectors_2.defined(); }
 };
@@ -71,8 +71,7 @@ std::string pair_path(const std::string& path);
 //              the file after the trigger;
 //   Kohya:     safetensors {"emb_params": [n,d] fp32}, `metadata` in the header.
 void save_embedding(const std::string& path, EmbeddingFormat format, const std::string& trigger,
-                    const torch::Tensor& vectors,
-                    const std::map<std::string, std::string>& metadata = {});
+                    const torch::Tensor& vectors, const std::map<std::string, std::string>& metadata = {});
 
 // "diffusers" | "a1111" | "kohya" (case-insensitive); anything else throws tinv::Error.
 EmbeddingFormat parse_embedding_format(const std::string& name);

@@ -21,9 +21,7 @@ std::string base64_encode(const uint8_t* data, size_t size) {
   return out;
 }
 
-std::string base64_encode(const std::vector<uint8_t>& bytes) {
-  return base64_encode(bytes.data(), bytes.size());
-}
+std::string base64_encode(const std::vector<uint8_t>& bytes) { return base64_encode(bytes.data(), bytes.size()); }
 
 std::string html_escape(const std::string& text) {
   std::string out;
@@ -41,9 +39,7 @@ std::string html_escape(const std::string& text) {
   return out;
 }
 
-std::string png_data_uri(const std::vector<uint8_t>& png) {
-  return "data:image/png;base64," + base64_encode(png);
-}
+std::string png_data_uri(const std::vector<uint8_t>& png) { return "data:image/png;base64," + base64_encode(png); }
 
 HtmlReport::HtmlReport(std::string title) : title_(std::move(title)) {}
 
@@ -73,13 +69,11 @@ void HtmlReport::image(const std::vector<uint8_t>& png, const std::string& alt, 
 
 void HtmlReport::key_values(const std::vector<std::pair<std::string, std::string>>& rows) {
   body_ += "<table class=\"kv\">\n";
-  for (const auto& [k, v] : rows)
-    body_ += "<tr><th>" + html_escape(k) + "</th><td>" + html_escape(v) + "</td></tr>\n";
+  for (const auto& [k, v] : rows) body_ += "<tr><th>" + html_escape(k) + "</th><td>" + html_escape(v) + "</td></tr>\n";
   body_ += "</table>\n";
 }
 
-void HtmlReport::table(const std::vector<std::string>& header,
-                       const std::vector<std::vector<std::string>>& rows) {
+void HtmlReport::table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   body_ += "<table class=\"grid\">\n<tr>";
   for (const auto& h : header) body_ += "<th>" + html_escape(h) + "</th>";
   body_ += "</tr>\n";
@@ -110,9 +104,9 @@ std::string HtmlReport::html() const {
       "pre{background:#f6f6f6;padding:0.8em;overflow-x:auto;white-space:pre-wrap}\n"
       "div.imgs{display:flex;flex-wrap:wrap}\n"
       "div.plot svg{max-width:100%;height:auto}\n";
-  return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" +
-         html_escape(title_) + "</title>\n<style>\n" + kStyle + "</style>\n</head>\n<body>\n<h1>" +
-         html_escape(title_) + "</h1>\n" + body_ + "</body>\n</html>\n";
+  return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" + html_escape(title_) +
+         "</title>\n<style>\n" + kStyle + "</style>\n</head>\n<body>\n<h1>" + html_escape(title_) + "</h1>\n" + body_ +
+         "</body>\n</html>\n";
 }
 
 }  // namespace tinv

@@ -31,9 +31,7 @@ struct TiffReader {
   size_t n;
   bool little;
   bool ok(size_t off, size_t len) const { return off <= n && len <= n - off; }
-  uint32_t u16(size_t off) const {
-    return little ? p[off] | (p[off + 1] << 8) : (p[off] << 8) | p[off + 1];
-  }
+  uint32_t u16(size_t off) const { return little ? p[off] | (p[off + 1] << 8) : (p[off] << 8) | p[off + 1]; }
   uint32_t u32(size_t off) const {
     return little ? p[off] | (p[off + 1] << 8) | (p[off + 2] << 16) | (uint32_t(p[off + 3]) << 24)
                   : (uint32_t(p[off]) << 24) | (p[off + 1] << 16) | (p[off + 2] << 8) | p[off + 3];
@@ -93,13 +91,28 @@ Image apply_exif_orientation(const Image& im, int orientation) {
     for (int x = 0; x < out.width; ++x) {
       int sx = x, sy = y;
       switch (orientation) {
-        case 2: sx = w - 1 - x; break;                     // mirror horizontally
-        case 3: sx = w - 1 - x; sy = h - 1 - y; break;     // rotate 180
-        case 4: sy = h - 1 - y; break;                     // mirror vertically
-        case 5: sx = y; sy = x; break;                     // transpose
-        case 6: sx = y; sy = h - 1 - x; break;             // rotate 90 clockwise
-        case 7: sx = w - 1 - y; sy = h - 1 - x; break;     // transverse
-        case 8: sx = w - 1 - y; sy = x; break;             // rotate 90 counter-clockwise
+        case 2: sx = w - 1 - x; break;  // mirror horizontally
+        case 3:
+          sx = w - 1 - x;
+          sy = h - 1 - y;
+          break;                        // rotate 180
+        case 4: sy = h - 1 - y; break;  // mirror vertically
+        case 5:
+          sx = y;
+          sy = x;
+          break;  // transpose
+        case 6:
+          sx = y;
+          sy = h - 1 - x;
+          break;  // rotate 90 clockwise
+        case 7:
+          sx = w - 1 - y;
+          sy = h - 1 - x;
+          break;  // transverse
+        case 8:
+          sx = w - 1 - y;
+          sy = x;
+          break;  // rotate 90 counter-clockwise
       }
       std::copy_n(im.at(sx, sy), 3, out.at(x, y));
     }
@@ -113,8 +126,8 @@ namespace {
 
 void check_dimensions(int64_t w, int64_t h, const std::string& name) {
   TINV_CHECK(w > 0 && h > 0, name, "image has a zero dimension (", w, "x", h, ")");
-  TINV_CHECK(w * h <= kMaxImagePixels, name, "image is ", w, "x", h,
-             " pixels, more than the limit of ", kMaxImagePixels, " pixels");
+  TINV_CHECK(w * h <= kMaxImagePixels, name, "image is ", w, "x", h, " pixels, more than the limit of ",
+             kMaxImagePixels, " pixels");
 }
 
 // 8-bit RGBA -> the image's RGB, alpha over white.
@@ -162,8 +175,7 @@ Image decode_stb(const uint8_t* data, size_t size, const std::string& name) {
     for (size_t i = 0; i < n; ++i) rgba[i] = static_cast<uint8_t>((px.get()[i] * 2u + 257u) / 514u);
     composite_rgba(rgba.data(), im);
   } else {
-    std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(data, len, &w, &h, &comp, 4),
-                                                 stbi_image_free);
+    std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(data, len, &w, &h, &comp, 4), stbi_image_free);
     if (!px) throw Error(name, "cannot decode image (" + stb_reason() + ")");
     TINV_CHECK(w == im.width && h == im.height, name, "decoded size differs from the header");
     composite_rgba(px.get(), im);
@@ -270,8 +282,8 @@ Image decode_tiff(const uint8_t* data, size_t size, const std::string& name) {
   TIFFOpenOptionsSetWarningHandlerExtR(opts.get(), tiff_on_warning, &src);
   TIFFOpenOptionsSetMaxSingleMemAlloc(opts.get(), tmsize_t{1} << 30);
   std::unique_ptr<TIFF, void (*)(TIFF*)> tif(
-      TIFFClientOpenExt(name.c_str(), "r", &src, tiff_read, tiff_write, tiff_seek, tiff_close,
-                        tiff_size, tiff_map, tiff_unmap, opts.get()),
+      TIFFClientOpenExt(name.c_str(), "r", &src, tiff_read, tiff_write, tiff_seek, tiff_close, tiff_size, tiff_map,
+                        tiff_unmap, opts.get()),
       TIFFClose);
   auto fail = [&](const char* what) {
     std::string why = src.error.empty() ? "unknown reason" : src.error;
@@ -288,8 +300,7 @@ Image decode_tiff(const uint8_t* data, size_t size, const std::string& name) {
   // ABGR-packed 8-bit samples, top row first; alpha is associated (premultiplied): libtiff
   // turns unassociated alpha into round(c * a / 255), so c + 255 - a == over_white(c, a).
   std::vector<uint32_t> raster(static_cast<size_t>(w) * h);
-  if (!TIFFReadRGBAImageOriented(tif.get(), w, h, raster.data(), ORIENTATION_TOPLEFT, /*stop=*/1) ||
-      !src.error.empty())
+  if (!TIFFReadRGBAImageOriented(tif.get(), w, h, raster.data(), ORIENTATION_TOPLEFT, /*stop=*/1) || !src.error.empty())
     throw fail("cannot decode TIFF image");
   Image im(static_cast<int>(w), static_cast<int>(h));
   uint8_t* out = im.pixels.data();
@@ -305,8 +316,7 @@ Image decode_tiff(const uint8_t* data, size_t size, const std::string& name) {
 }  // namespace
 
 ImageFormat sniff_image_format(const uint8_t* p, size_t n) {
-  if (n >= 12 && std::memcmp(p, "RIFF", 4) == 0 && std::memcmp(p + 8, "WEBP", 4) == 0)
-    return ImageFormat::kWebp;
+  if (n >= 12 && std::memcmp(p, "RIFF", 4) == 0 && std::memcmp(p + 8, "WEBP", 4) == 0) return ImageFormat::kWebp;
   if (n >= 4 && ((p[0] == 'I' && p[1] == 'I' && (p[2] == 42 || p[2] == 43) && p[3] == 0) ||
                  (p[0] == 'M' && p[1] == 'M' && p[2] == 0 && (p[3] == 42 || p[3] == 43))))
     return ImageFormat::kTiff;  // classic TIFF (42) or BigTIFF (43)
@@ -335,8 +345,8 @@ bool has_image_extension(const std::string& name) {
   if (dot == std::string::npos) return false;
   std::string ext = name.substr(dot + 1);
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const char* e : {"png", "jpg", "jpeg", "bmp", "gif", "tga", "psd", "pnm", "ppm", "pgm", "hdr",
-                        "webp", "tif", "tiff"})
+  for (const char* e :
+       {"png", "jpg", "jpeg", "bmp", "gif", "tga", "psd", "pnm", "ppm", "pgm", "hdr", "webp", "tif", "tiff"})
     if (ext == e) return true;
   return false;
 }
@@ -397,8 +407,8 @@ double bilinear_filter(double x) {
 // Fixed-point coefficients of one output axis: for output i, taps bounds[2i] .. +bounds[2i+1].
 struct Coeffs {
   int ksize = 0;
-  std::vector<int> bounds;   // [xmin, count] per output pixel
-  std::vector<int32_t> k;    // out_size * ksize
+  std::vector<int> bounds;  // [xmin, count] per output pixel
+  std::vector<int32_t> k;   // out_size * ksize
 };
 
 Coeffs precompute_coeffs(int in_size, int out_size, ResampleFilter filter) {

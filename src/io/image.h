@@ -55,16 +55,13 @@ enum class ResampleFilter { kBilinear = 2, kBicubic = 3 };
 // separable convolution (bicubic a = -0.5, support scaled by the downscale factor, i.e.
 // antialiased), 22-bit fixed-point coefficients, horizontal pass first into uint8 (rounded
 // and clamped), then the vertical pass. Throws tinv::Error for sizes < 1.
-Image resize_pil(const Image& im, int width, int height,
-                 ResampleFilter filter = ResampleFilter::kBicubic);
+Image resize_pil(const Image& im, int width, int height, ResampleFilter filter = ResampleFilter::kBicubic);
 inline Image resize_bicubic_pil(const Image& im, int width, int height) {
   return resize_pil(im, width, height, ResampleFilter::kBicubic);
 }
 
 // Alpha over white, as the decoder composites: round((a * c + (255 - a) * 255) / 255).
-inline uint8_t over_white(uint8_t c, uint8_t a) {
-  return static_cast<uint8_t>((a * c + (255 - a) * 255 + 127) / 255);
-}
+inline uint8_t over_white(uint8_t c, uint8_t a) { return static_cast<uint8_t>((a * c + (255 - a) * 255 + 127) / 255); }
 
 // The file extensions collect_image_files takes from folders (lower case, no dot): png, jpg,
 // jpeg, bmp, gif, tga, psd, pnm, ppm, pgm, hdr, webp, tif, tiff. Case-insensitive.

@@ -53,13 +53,12 @@ struct TextChunk {
 
 TextChunk text_chunk(const std::string& keyword, const std::string& text, const std::string& where) {
   TextChunk out;
-  TINV_CHECK(to_latin1(decode_utf8(keyword, where), &out.key) && !out.key.empty() && out.key.size() <= 79,
-             where, "PNG keyword '", keyword, "' must be 1-79 Latin-1 characters");
+  TINV_CHECK(to_latin1(decode_utf8(keyword, where), &out.key) && !out.key.empty() && out.key.size() <= 79, where,
+             "PNG keyword '", keyword, "' must be 1-79 Latin-1 characters");
   for (unsigned char c : out.key)
-    TINV_CHECK((c >= 32 && c <= 126) || c >= 161, where, "PNG keyword '", keyword,
-               "' has a non-printable character");
-  TINV_CHECK(out.key.front() != ' ' && out.key.back() != ' ' && out.key.find("  ") == std::string::npos,
-             where, "PNG keyword '", keyword, "' has leading, trailing or double spaces");
+    TINV_CHECK((c >= 32 && c <= 126) || c >= 161, where, "PNG keyword '", keyword, "' has a non-printable character");
+  TINV_CHECK(out.key.front() != ' ' && out.key.back() != ' ' && out.key.find("  ") == std::string::npos, where,
+             "PNG keyword '", keyword, "' has leading, trailing or double spaces");
   const auto cps = decode_utf8(text, where);
   out.international = !to_latin1(cps, &out.text);
   if (out.international) {
@@ -109,8 +108,8 @@ bool write_png_rows(PngSink* sink, const uint8_t* px, int w, int h, int c, png_t
   }
   const int type = c == 1 ? PNG_COLOR_TYPE_GRAY : c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGB_ALPHA;
   png_set_write_fn(png, sink, png_on_write, png_on_flush);
-  png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), 8, type,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), 8, type, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (num_texts > 0) png_set_text(png, info, texts, num_texts);  // written before IDAT
   png_write_info(png, info);
   const size_t stride = static_cast<size_t>(w) * c;
@@ -134,16 +133,14 @@ torch::Tensor to_hwc_u8(const torch::Tensor& image, const std::string& where) {
   const int64_t c = hwc.size(2);
   TINV_CHECK(c == 1 || c == 3 || c == 4, where, "image must have 1, 3 or 4 channels, got ",
              shape_str(image.sizes().vec()));
-  TINV_CHECK(hwc.size(0) > 0 && hwc.size(1) > 0 && hwc.size(0) < (1 << 24) && hwc.size(1) < (1 << 24),
-             where, "bad image size ", shape_str(image.sizes().vec()));
+  TINV_CHECK(hwc.size(0) > 0 && hwc.size(1) > 0 && hwc.size(0) < (1 << 24) && hwc.size(1) < (1 << 24), where,
+             "bad image size ", shape_str(image.sizes().vec()));
   return hwc.to(torch::kCPU).contiguous();
 }
 
 }  // namespace
 
-
-std::vector<uint8_t> encode_png(const torch::Tensor& image, const TextChunks& text_chunks,
-                                const std::string& where) {
+std::vector<uint8_t> encode_png(const torch::Tensor& image, const TextChunks& text_chunks, const std::string& where) {
   const torch::Tensor hwc = to_hwc_u8(image, where);
   const int h = static_cast<int>(hwc.size(0)), w = static_cast<int>(hwc.size(1));
   const int c = static_cast<int>(hwc.size(2));
@@ -156,8 +153,10 @@ std::vector<uint8_t> encode_png(const torch::Tensor& image, const TextChunks& te
     t.compression = chunks[i].international ? PNG_ITXT_COMPRESSION_NONE : PNG_TEXT_COMPRESSION_NONE;
     t.key = const_cast<char*>(chunks[i].key.c_str());
     t.text = const_cast<char*>(chunks[i].text.c_str());
-    if (chunks[i].international) t.itxt_length = chunks[i].text.size();
-    else t.text_length = chunks[i].text.size();
+    if (chunks[i].international)
+      t.itxt_length = chunks[i].text.size();
+    else
+      t.text_length = chunks[i].text.size();
   }
   std::vector<uint8_t> png;
   PngSink sink{&png, ""};
@@ -184,12 +183,11 @@ torch::Tensor make_grid(const std::vector<torch::Tensor>& images, int64_t cols) 
   TINV_CHECK(!images.empty(), "make_grid", "no images");
   TINV_CHECK(cols >= 1, "make_grid", "cols must be >= 1, got ", cols);
   const auto& first = images.front();
-  TINV_CHECK(first.dim() == 3, "make_grid", "images must be [C, H, W], got ",
-             shape_str(first.sizes().vec()));
+  TINV_CHECK(first.dim() == 3, "make_grid", "images must be [C, H, W], got ", shape_str(first.sizes().vec()));
   for (size_t i = 1; i < images.size(); ++i)
-    TINV_CHECK(images[i].sizes() == first.sizes() && images[i].scalar_type() == first.scalar_type(),
-               "make_grid", "image ", i, " is ", shape_str(images[i].sizes().vec()),
-               ", expected ", shape_str(first.sizes().vec()), " like image 0");
+    TINV_CHECK(images[i].sizes() == first.sizes() && images[i].scalar_type() == first.scalar_type(), "make_grid",
+               "image ", i, " is ", shape_str(images[i].sizes().vec()), ", expected ", shape_str(first.sizes().vec()),
+               " like image 0");
   const int64_t n = static_cast<int64_t>(images.size());
   cols = std::min(cols, n);
   const int64_t rows = (n + cols - 1) / cols;

@@ -41,5 +41,4 @@ std::vector<uint8_t> encode_png(const Image& image, const TextChunks& text_chunk
 // cols < 1, or mismatched shapes/dtypes.
 torch::Tensor make_grid(const std::vector<torch::Tensor>& images, int64_t cols);
 
-
 }  // namespace tinv

@@ -50,8 +50,7 @@ class JsonConfig {
     try {
       return j_.at(key).get<T>();
     } catch (const nlohmann::json::exception&) {
-      fail(key, "has the wrong type (" + std::string(j_.at(key).type_name()) + "): " +
-                    j_.at(key).dump());
+      fail(key, "has the wrong type (" + std::string(j_.at(key).type_name()) + "): " + j_.at(key).dump());
     }
   }
   nlohmann::json j_ = nlohmann::json::object();

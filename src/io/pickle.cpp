@@ -60,7 +60,7 @@ PickleValue PickleValue::make_tuple(List items) {
   return v;
 }
 PickleValue PickleValue::make_dict(const std::vector<std::pair<std::string, PickleValue>>& items,
-                              const std::string& class_name) {
+                                   const std::string& class_name) {
   PickleValue v;
   v.kind_ = Kind::Dict;
   v.dict_ = std::make_shared<PickleDict>();
@@ -93,8 +93,7 @@ double PickleValue::number() const {
   return float_;
 }
 const std::string& PickleValue::string() const {
-  if (kind_ != Kind::String && kind_ != Kind::Bytes && kind_ != Kind::Global)
-    kind_error("str", kind_);
+  if (kind_ != Kind::String && kind_ != Kind::Bytes && kind_ != Kind::Global) kind_error("str", kind_);
   return *string_;
 }
 const PickleValue::List& PickleValue::items() const {
@@ -140,8 +139,8 @@ void PickleDict::set(PickleValue key, PickleValue value) {
       return;
     }
   } else {
-    throw Error("pickle", str_cat("unsupported dict key of type ", pickle_kind_name(key.kind()),
-                                  " (only str and int keys)"));
+    throw Error("pickle",
+                str_cat("unsupported dict key of type ", pickle_kind_name(key.kind()), " (only str and int keys)"));
   }
   items_.emplace_back(std::move(key), std::move(value));
 }
@@ -169,11 +168,16 @@ struct StorageType {
   torch::ScalarType dtype;
 };
 constexpr StorageType kStorageTypes[] = {
-    {"FloatStorage", torch::kFloat32},   {"DoubleStorage", torch::kFloat64},
-    {"HalfStorage", torch::kFloat16},    {"BFloat16Storage", torch::kBFloat16},
-    {"LongStorage", torch::kInt64},      {"IntStorage", torch::kInt32},
-    {"ShortStorage", torch::kInt16},     {"CharStorage", torch::kInt8},
-    {"ByteStorage", torch::kUInt8},      {"BoolStorage", torch::kBool},
+    {"FloatStorage", torch::kFloat32},
+    {"DoubleStorage", torch::kFloat64},
+    {"HalfStorage", torch::kFloat16},
+    {"BFloat16Storage", torch::kBFloat16},
+    {"LongStorage", torch::kInt64},
+    {"IntStorage", torch::kInt32},
+    {"ShortStorage", torch::kInt16},
+    {"CharStorage", torch::kInt8},
+    {"ByteStorage", torch::kUInt8},
+    {"BoolStorage", torch::kBool},
     {"ComplexFloatStorage", torch::kComplexFloat},
     {"ComplexDoubleStorage", torch::kComplexDouble},
     {"UntypedStorage", torch::kUInt8},
@@ -251,15 +255,13 @@ class Unpickler {
   }
 
   PickleValue pop() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back()))
-      fail("stack underflow");
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) fail("stack underflow");
     PickleValue v = std::move(stack_.back());
     stack_.pop_back();
     return v;
   }
   PickleValue& top() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back()))
-      fail("stack underflow");
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) fail("stack underflow");
     return stack_.back();
   }
   // Pops everything above the last MARK.
@@ -267,8 +269,7 @@ class Unpickler {
     if (marks_.empty()) fail("no MARK on the stack");
     size_t m = marks_.back();
     marks_.pop_back();
-    PickleValue::List items(std::make_move_iterator(stack_.begin() + m),
-                            std::make_move_iterator(stack_.end()));
+    PickleValue::List items(std::make_move_iterator(stack_.begin() + m), std::make_move_iterator(stack_.end()));
     stack_.resize(m);
     return items;
   }
@@ -283,13 +284,11 @@ class Unpickler {
     return v;
   }
   PickleValue& list_target(PickleValue& v) {
-    if (v.kind() != PickleValue::Kind::List)
-      fail(str_cat("APPEND to a ", pickle_kind_name(v.kind())));
+    if (v.kind() != PickleValue::Kind::List) fail(str_cat("APPEND to a ", pickle_kind_name(v.kind())));
     return v;
   }
   PickleDict& dict_target(PickleValue& v) {
-    if (v.kind() != PickleValue::Kind::Dict)
-      fail(str_cat("SETITEM on a ", pickle_kind_name(v.kind())));
+    if (v.kind() != PickleValue::Kind::Dict) fail(str_cat("SETITEM on a ", pickle_kind_name(v.kind())));
     return v.dict();
   }
   void set_items(PickleDict& d, PickleValue::List& kv) {
@@ -402,8 +401,7 @@ PickleValue Unpickler::persistent_load(const PickleValue& pid) {
   if (pid.kind() != PickleValue::Kind::Tuple || pid.items().size() < 5)
     fail("persistent id must be a 5-tuple (\"storage\", type, key, location, numel)");
   const PickleValue::List& t = pid.items();
-  if (t[0].kind() != PickleValue::Kind::String || t[0].string() != "storage")
-    fail("persistent id is not a storage");
+  if (t[0].kind() != PickleValue::Kind::String || t[0].string() != "storage") fail("persistent id is not a storage");
   if (t[1].kind() != PickleValue::Kind::Global || !find_storage_type(t[1].string()))
     fail("persistent id has no storage type");
   if (t[2].kind() != PickleValue::Kind::String || t[4].kind() != PickleValue::Kind::Int)
@@ -412,8 +410,7 @@ PickleValue Unpickler::persistent_load(const PickleValue& pid) {
   const std::string& key = t[2].string();
   auto it = storages_.find(key);
   if (it != storages_.end()) {
-    if (it->second.tensor().scalar_type() != dtype)
-      fail(str_cat("storage '", key, "' used with two dtypes"));
+    if (it->second.tensor().scalar_type() != dtype) fail(str_cat("storage '", key, "' used with two dtypes"));
     return it->second;
   }
   int64_t numel = t[4].integer();
@@ -444,8 +441,7 @@ PickleValue Unpickler::ordered_dict(const PickleValue::List& a) {
 
 PickleValue Unpickler::codecs_encode(const PickleValue::List& a) {
   // Protocol 2 writes bytes b as _codecs.encode(b.decode("latin1"), "latin1").
-  if (a.size() != 2 || a[0].kind() != PickleValue::Kind::String ||
-      a[1].kind() != PickleValue::Kind::String ||
+  if (a.size() != 2 || a[0].kind() != PickleValue::Kind::String || a[1].kind() != PickleValue::Kind::String ||
       (a[1].string() != "latin1" && a[1].string() != "latin-1"))
     fail("_codecs.encode is only accepted as encode(str, \"latin1\")");
   std::string out;
@@ -473,8 +469,7 @@ PickleValue Unpickler::call(const PickleValue& callable, const PickleValue& args
     return rebuild_tensor(a, fn.c_str());
   if (fn == "torch._utils._rebuild_parameter") {
     // _rebuild_parameter(data, requires_grad, backward_hooks): the data is all we keep.
-    if (a.empty() || a[0].kind() != PickleValue::Kind::Tensor)
-      fail("_rebuild_parameter needs a tensor");
+    if (a.empty() || a[0].kind() != PickleValue::Kind::Tensor) fail("_rebuild_parameter needs a tensor");
     return a[0];
   }
   if (fn == "collections.OrderedDict") return ordered_dict(a);
@@ -490,8 +485,7 @@ PickleValue Unpickler::call(const PickleValue& callable, const PickleValue& args
 PickleValue Unpickler::new_object(const PickleValue& cls, const PickleValue& args) {
   if (cls.kind() != PickleValue::Kind::Global) fail("NEWOBJ on a non-class");
   const std::string& name = cls.string();
-  if (name == "torch.nn.modules.container.ParameterDict" || name == "collections.OrderedDict")
-    return new_dict(name);
+  if (name == "torch.nn.modules.container.ParameterDict" || name == "collections.OrderedDict") return new_dict(name);
   fail(str_cat("cannot instantiate ", name));
 }
 
@@ -499,8 +493,7 @@ PickleValue Unpickler::new_object(const PickleValue& cls, const PickleValue& arg
 // Tensors may carry an (ignored) state; anything else is refused.
 void Unpickler::build(PickleValue& obj, const PickleValue& state) {
   if (obj.kind() == PickleValue::Kind::Tensor) return;
-  if (obj.kind() == PickleValue::Kind::Dict &&
-      obj.dict().class_name == "torch.nn.modules.container.ParameterDict") {
+  if (obj.kind() == PickleValue::Kind::Dict && obj.dict().class_name == "torch.nn.modules.container.ParameterDict") {
     const PickleValue* params = state.find("_parameters");
     if (!params || !params->is_dict()) fail("ParameterDict state has no _parameters dict");
     for (const auto& [k, v] : params->dict().items()) set_item(obj.dict(), k, v);
@@ -514,8 +507,7 @@ void Unpickler::build(PickleValue& obj, const PickleValue& state) {
 bool Unpickler::step() {
   uint8_t op = *take(1);
   if (op == '.') return false;  // STOP
-  if (!control_op(op) && !container_op(op) && !memo_op(op) && !number_op(op) && !string_op(op) &&
-      !object_op(op))
+  if (!control_op(op) && !container_op(op) && !memo_op(op) && !number_op(op) && !string_op(op) && !object_op(op))
     fail(str_cat("unsupported opcode 0x", std::hex, static_cast<int>(op)));
   return true;
 }
@@ -523,12 +515,12 @@ bool Unpickler::step() {
 // Framing and stack shuffling.
 bool Unpickler::control_op(uint8_t op) {
   switch (op) {
-    case 0x80: take(1); return true;                      // PROTO
-    case 0x95: take(8); return true;                      // FRAME (the frames are contiguous here)
+    case 0x80: take(1); return true;                         // PROTO
+    case 0x95: take(8); return true;                         // FRAME (the frames are contiguous here)
     case '(': marks_.push_back(stack_.size()); return true;  // MARK
-    case '0': pop(); return true;                         // POP
-    case '1': pop_mark(); return true;                    // POP_MARK
-    case '2': stack_.push_back(top()); return true;       // DUP
+    case '0': pop(); return true;                            // POP
+    case '1': pop_mark(); return true;                       // POP_MARK
+    case '2': stack_.push_back(top()); return true;          // DUP
     default: return false;
   }
 }
@@ -536,33 +528,35 @@ bool Unpickler::control_op(uint8_t op) {
 // Building lists, tuples and dicts.
 bool Unpickler::container_op(uint8_t op) {
   switch (op) {
-    case '}': stack_.push_back(new_dict()); return true;              // EMPTY_DICT
-    case ']': stack_.push_back(new_list({}, false)); return true;     // EMPTY_LIST
-    case ')': stack_.push_back(new_list({}, true)); return true;      // EMPTY_TUPLE
+    case '}': stack_.push_back(new_dict()); return true;                  // EMPTY_DICT
+    case ']': stack_.push_back(new_list({}, false)); return true;         // EMPTY_LIST
+    case ')': stack_.push_back(new_list({}, true)); return true;          // EMPTY_TUPLE
     case 't': stack_.push_back(new_list(pop_mark(), true)); return true;  // TUPLE
-    case 0x85: case 0x86: case 0x87: {                                // TUPLE1..3
+    case 0x85:
+    case 0x86:
+    case 0x87: {  // TUPLE1..3
       size_t n = op - 0x84;
       PickleValue::List items(n);
       for (size_t i = n; i-- > 0;) items[i] = pop();
       stack_.push_back(new_list(std::move(items), true));
       return true;
     }
-    case 's': {                                                       // SETITEM
+    case 's': {  // SETITEM
       PickleValue value = pop(), key = pop();
       set_item(dict_target(top()), std::move(key), std::move(value));
       return true;
     }
-    case 'u': {                                                       // SETITEMS
+    case 'u': {  // SETITEMS
       PickleValue::List kv = pop_mark();
       set_items(dict_target(top()), kv);
       return true;
     }
-    case 'a': {                                                       // APPEND
+    case 'a': {  // APPEND
       PickleValue value = pop();
       list_target(top()).items().push_back(std::move(value));
       return true;
     }
-    case 'e': {                                                       // APPENDS
+    case 'e': {  // APPENDS
       PickleValue::List values = pop_mark();
       auto& items = list_target(top()).items();
       for (auto& v : values) items.push_back(std::move(v));
@@ -574,11 +568,11 @@ bool Unpickler::container_op(uint8_t op) {
 
 bool Unpickler::memo_op(uint8_t op) {
   switch (op) {
-    case 'q': memo_put(le(1)); return true;                      // BINPUT
-    case 'r': memo_put(le(4)); return true;                      // LONG_BINPUT
-    case 0x94: memo_put(memo_.size()); return true;              // MEMOIZE
-    case 'h': stack_.push_back(memo_get(le(1))); return true;    // BINGET
-    case 'j': stack_.push_back(memo_get(le(4))); return true;    // LONG_BINGET
+    case 'q': memo_put(le(1)); return true;                    // BINPUT
+    case 'r': memo_put(le(4)); return true;                    // LONG_BINPUT
+    case 0x94: memo_put(memo_.size()); return true;            // MEMOIZE
+    case 'h': stack_.push_back(memo_get(le(1))); return true;  // BINGET
+    case 'j': stack_.push_back(memo_get(le(4))); return true;  // LONG_BINGET
     default: return false;
   }
 }
@@ -589,7 +583,7 @@ bool Unpickler::number_op(uint8_t op) {
     case 'J': push_int(static_cast<int32_t>(le(4))); return true;  // BININT
     case 'K': push_int(static_cast<int64_t>(le(1))); return true;  // BININT1
     case 'M': push_int(static_cast<int64_t>(le(2))); return true;  // BININT2
-    case 0x8a: {                             // LONG1: little-endian two's complement
+    case 0x8a: {                                                   // LONG1: little-endian two's complement
       uint64_t n = le(1);
       if (n > 8) fail(str_cat("integer of ", n, " bytes does not fit 64 bits"));
       const uint8_t* b = take(n);
@@ -599,7 +593,7 @@ bool Unpickler::number_op(uint8_t op) {
       push_int(static_cast<int64_t>(v));
       return true;
     }
-    case 'G': {                              // BINFLOAT: big-endian double
+    case 'G': {  // BINFLOAT: big-endian double
       const uint8_t* b = take(8);
       uint64_t bits = 0;
       for (int i = 0; i < 8; ++i) bits = (bits << 8) | b[i];
@@ -608,9 +602,9 @@ bool Unpickler::number_op(uint8_t op) {
       stack_.push_back(PickleValue(d));
       return true;
     }
-    case 'N': stack_.emplace_back(); return true;                   // NONE
-    case 0x88: stack_.push_back(PickleValue(true)); return true;    // NEWTRUE
-    case 0x89: stack_.push_back(PickleValue(false)); return true;   // NEWFALSE
+    case 'N': stack_.emplace_back(); return true;                  // NONE
+    case 0x88: stack_.push_back(PickleValue(true)); return true;   // NEWTRUE
+    case 0x89: stack_.push_back(PickleValue(false)); return true;  // NEWFALSE
     default: return false;
   }
 }
@@ -621,13 +615,13 @@ bool Unpickler::string_op(uint8_t op) {
     case 'X': stack_.push_back(PickleValue(text(le(4)))); return true;   // BINUNICODE
     case 0x8c: stack_.push_back(PickleValue(text(le(1)))); return true;  // SHORT_BINUNICODE
     case 0x8d: stack_.push_back(PickleValue(text(le(8)))); return true;  // BINUNICODE8
-    case 'T': {                                        // BINSTRING (signed length)
+    case 'T': {                                                          // BINSTRING (signed length)
       int32_t n = static_cast<int32_t>(le(4));
       if (n < 0) fail("negative BINSTRING length");
       stack_.push_back(PickleValue(text(n)));
       return true;
     }
-    case 'U': stack_.push_back(PickleValue(text(le(1)))); return true;   // SHORT_BINSTRING
+    case 'U': stack_.push_back(PickleValue(text(le(1)))); return true;               // SHORT_BINSTRING
     case 'B': stack_.push_back(PickleValue::make_bytes(text(le(4)))); return true;   // BINBYTES
     case 'C': stack_.push_back(PickleValue::make_bytes(text(le(1)))); return true;   // SHORT_BINBYTES
     case 0x8e: stack_.push_back(PickleValue::make_bytes(text(le(8)))); return true;  // BINBYTES8
@@ -640,35 +634,35 @@ bool Unpickler::string_op(uint8_t op) {
 // persistent_load().
 bool Unpickler::object_op(uint8_t op) {
   switch (op) {
-    case 'c': {                                        // GLOBAL "module\nname\n"
+    case 'c': {  // GLOBAL "module\nname\n"
       std::string module = line();
       std::string name = line();
       stack_.push_back(global(module, name));
       return true;
     }
-    case 0x93: {                                       // STACK_GLOBAL
+    case 0x93: {  // STACK_GLOBAL
       PickleValue name = pop(), module = pop();
       if (name.kind() != PickleValue::Kind::String || module.kind() != PickleValue::Kind::String)
         fail("STACK_GLOBAL needs two strings");
       stack_.push_back(global(module.string(), name.string()));
       return true;
     }
-    case 'R': {                                        // REDUCE
+    case 'R': {  // REDUCE
       PickleValue args = pop(), callable = pop();
       stack_.push_back(call(callable, args));
       return true;
     }
-    case 0x81: {                                       // NEWOBJ
+    case 0x81: {  // NEWOBJ
       PickleValue args = pop(), cls = pop();
       stack_.push_back(new_object(cls, args));
       return true;
     }
-    case 'b': {                                        // BUILD
+    case 'b': {  // BUILD
       PickleValue state = pop();
       build(top(), state);
       return true;
     }
-    case 'Q': {                                        // BINPERSID
+    case 'Q': {  // BINPERSID
       PickleValue pid = pop();
       stack_.push_back(persistent_load(pid));
       return true;
@@ -722,8 +716,10 @@ void Unpickler::check_result(const PickleValue& result, std::unordered_set<const
 void Unpickler::release(const std::unordered_set<const void*>& keep) {
   for (PickleValue& v : owned_) {
     if (keep.count(v.container_id())) continue;
-    if (v.is_dict()) v.dict().clear();
-    else v.items().clear();
+    if (v.is_dict())
+      v.dict().clear();
+    else
+      v.items().clear();
   }
   stack_.clear();
   memo_.clear();
@@ -737,8 +733,7 @@ PickleValue Unpickler::run() {
     pos_ = static_cast<size_t>(p_ - begin);
     if (!step()) break;
   }
-  if (stack_.size() != 1 || !marks_.empty())
-    fail(str_cat("STOP with ", stack_.size(), " values on the stack"));
+  if (stack_.size() != 1 || !marks_.empty()) fail(str_cat("STOP with ", stack_.size(), " values on the stack"));
   PickleValue result = stack_.back();
   std::unordered_set<const void*> keep;
   check_result(result, keep);
@@ -748,8 +743,7 @@ PickleValue Unpickler::run() {
 
 }  // namespace
 
-PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage,
-                     const std::string& where) {
+PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage, const std::string& where) {
   Unpickler u(data, size, load_storage, where);
   return u.run();
 }
@@ -839,8 +833,10 @@ class Pickler {
     op(tuple ? '(' : ']');
     if (!tuple && !v.items().empty()) op('(');
     for (const PickleValue& x : v.items()) write(x, depth + 1);
-    if (tuple) op('t');
-    else if (!v.items().empty()) op('e');
+    if (tuple)
+      op('t');
+    else if (!v.items().empty())
+      op('e');
   }
   void dict(const PickleDict& d, int depth) {
     if (d.class_name == "collections.OrderedDict") {
@@ -879,8 +875,7 @@ class Pickler {
       case K::Dict: dict(v.dict(), depth); break;
       case K::Tensor: tensor(v.tensor()); break;
       case K::Storage:
-      case K::Global:
-        throw Error("pickle", str_cat("cannot save a ", pickle_kind_name(v.kind())));
+      case K::Global: throw Error("pickle", str_cat("cannot save a ", pickle_kind_name(v.kind())));
     }
   }
 

@@ -49,9 +49,20 @@ class PickleDict;
 // PickleValue copies a reference), as in Python; strings and tensors are cheap to copy.
 class PickleValue {
  public:
-  enum class Kind { None, Bool, Int, Float, String, Bytes, List, Tuple, Dict, Tensor,
-                    Storage,  // a storage used as a plain value (tensor(): 1-D of its dtype)
-                    Global }; // an allowed global used as a plain value (string(): its name)
+  enum class Kind {
+    None,
+    Bool,
+    Int,
+    Float,
+    String,
+    Bytes,
+    List,
+    Tuple,
+    Dict,
+    Tensor,
+    Storage,  // a storage used as a plain value (tensor(): 1-D of its dtype)
+    Global
+  };  // an allowed global used as a plain value (string(): its name)
   using List = std::vector<PickleValue>;
 
   PickleValue() = default;  // None
@@ -68,7 +79,7 @@ class PickleValue {
   // A dict with string keys in this order; class_name "collections.OrderedDict" pickles an
   // OrderedDict.
   static PickleValue make_dict(const std::vector<std::pair<std::string, PickleValue>>& items = {},
-                          const std::string& class_name = "");
+                               const std::string& class_name = "");
   static PickleValue make_storage(torch::Tensor t);
   static PickleValue make_global(std::string name);
 
@@ -128,10 +139,8 @@ const char* pickle_kind_name(PickleValue::Kind kind);
 // id ("storage", type, key, location, numel) it calls `load_storage(key, dtype, numel)` once per
 // key, which returns a 1-D tensor of `numel` elements (or throws tinv::Error): this callback is
 // how the unpickler reads the archive's records.
-using StorageLoader =
-    std::function<torch::Tensor(const std::string& key, torch::ScalarType dtype, int64_t numel)>;
-PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage,
-                     const std::string& where);
+using StorageLoader = std::function<torch::Tensor(const std::string& key, torch::ScalarType dtype, int64_t numel)>;
+PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage, const std::string& where);
 
 // Protocol-2 pickle of `value` as torch.save writes it: tensors become persistent ids
 // ("storage", torch.<T>Storage, "<i>", "cpu", numel) with `storages[i]` their contiguous CPU

@@ -80,8 +80,10 @@ std::string clean_text(const std::string& s) {
       const auto c1 = static_cast<unsigned char>(s[i + 1]);
       ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
     }
-    if (ok) out.append(s, i, n), i += n;
-    else out += '?', ++i;
+    if (ok)
+      out.append(s, i, n), i += n;
+    else
+      out += '?', ++i;
   }
   return out;
 }
@@ -95,7 +97,8 @@ using CairoPtr = std::unique_ptr<cairo_t, CairoDeleter>;
 using SurfacePtr = std::unique_ptr<cairo_surface_t, CairoDeleter>;
 
 void set_font(cairo_t* cr, double size, bool bold) {
-  cairo_select_font_face(cr, kFamily, CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_select_font_face(cr, kFamily, CAIRO_FONT_SLANT_NORMAL,
+                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(cr, size);
   std::unique_ptr<cairo_font_options_t, CairoDeleter> fo(cairo_font_options_create());
   cairo_font_options_set_antialias(fo.get(), CAIRO_ANTIALIAS_GRAY);
@@ -107,8 +110,7 @@ void set_font(cairo_t* cr, double size, bool bold) {
 // Text widths in pixels, measured by Cairo with the plots' font.
 class Measure {
  public:
-  Measure()
-      : surface_(cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1)), cr_(cairo_create(surface_.get())) {}
+  Measure() : surface_(cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1)), cr_(cairo_create(surface_.get())) {}
   double width(const std::string& text, double size, bool bold = false) const {
     set_font(cr_.get(), size, bold);
     cairo_text_extents_t e;
@@ -271,8 +273,8 @@ void add_axes(Scene& sc, const Frame& f) {
   for (double v : f.yticks) axes.paths.push_back({{l - 5, snap(f.py(v))}, {l, snap(f.py(v))}});
   sc.items.push_back(axes);
   for (size_t i = 0; i < f.xticks.size(); ++i)
-    sc.items.push_back(Text{f.xlabels[i], f.px(f.xticks[i]), f.xtick_base(), kTickFont, Anchor::Middle, false, false,
-                            dim});
+    sc.items.push_back(
+        Text{f.xlabels[i], f.px(f.xticks[i]), f.xtick_base(), kTickFont, Anchor::Middle, false, false, dim});
   for (size_t i = 0; i < f.yticks.size(); ++i)
     sc.items.push_back(Text{f.ylabels[i], f.left - 5 - 4, f.py(f.yticks[i]) + kMiddle * kTickFont, kTickFont,
                             Anchor::End, false, false, dim});
@@ -292,8 +294,8 @@ std::vector<Pt> add_curves(Scene& sc, const LinePlot& p, const Frame& f) {
       const double len = std::hypot(pts[i].x - pts[i - 1].x, pts[i].y - pts[i - 1].y);
       const int n = std::min(200, static_cast<int>(len / 4) + 1);
       for (int k = 1; k <= n; ++k)
-        all_points.push_back({pts[i - 1].x + (pts[i].x - pts[i - 1].x) * k / n,
-                              pts[i - 1].y + (pts[i].y - pts[i - 1].y) * k / n});
+        all_points.push_back(
+            {pts[i - 1].x + (pts[i].x - pts[i - 1].x) * k / n, pts[i - 1].y + (pts[i].y - pts[i - 1].y) * k / n});
     }
     sc.items.push_back(Stroke{{pts}, s.color, 2, true});
   }
@@ -311,8 +313,8 @@ void add_labels(Scene& sc, const Frame& f, const std::string& title, const std::
     sc.items.push_back(Text{y_label, 8 + kAscent * kLabelFont, (f.top + f.bottom) / 2, kLabelFont, Anchor::Middle,
                             false, true, black});
   if (!title.empty())
-    sc.items.push_back(Text{title, (f.left + f.right) / 2, 8 + kAscent * kTitleFont, kTitleFont, Anchor::Middle, true,
-                            false, black});
+    sc.items.push_back(
+        Text{title, (f.left + f.right) / 2, 8 + kAscent * kTitleFont, kTitleFont, Anchor::Middle, true, false, black});
 }
 
 // The legend: in the corner of the plot area that covers the fewest curve points.
@@ -346,8 +348,14 @@ void add_legend(Scene& sc, const LinePlot& p, const Frame& f, const std::vector<
   for (size_t i = 0; i < entries.size(); ++i) {
     const double cy = at.y + 6 + row * (static_cast<double>(i) + 0.5);
     sc.items.push_back(Stroke{{{{at.x + inner, cy}, {at.x + inner + swatch, cy}}}, entries[i].second, 3, false});
-    sc.items.push_back(Text{entries[i].first, at.x + inner + swatch + 6, cy + kMiddle * kLegendFont, kLegendFont,
-                            Anchor::Start, false, false, {0, 0, 0}});
+    sc.items.push_back(Text{entries[i].first,
+                            at.x + inner + swatch + 6,
+                            cy + kMiddle * kLegendFont,
+                            kLegendFont,
+                            Anchor::Start,
+                            false,
+                            false,
+                            {0, 0, 0}});
   }
 }
 
@@ -374,8 +382,8 @@ void source(cairo_t* cr, const Rgb& c, double alpha = 1) {
 }
 
 torch::Tensor draw_cairo(const Scene& sc) {
-  SurfacePtr surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, static_cast<int>(sc.width),
-                                                static_cast<int>(sc.height)));
+  SurfacePtr surface(
+      cairo_image_surface_create(CAIRO_FORMAT_RGB24, static_cast<int>(sc.width), static_cast<int>(sc.height)));
   CairoPtr holder(cairo_create(surface.get()));
   cairo_t* cr = holder.get();
   cairo_set_antialias(cr, CAIRO_ANTIALIAS_GRAY);
@@ -414,8 +422,8 @@ torch::Tensor draw_cairo(const Scene& sc) {
       cairo_restore(cr);
     }
   }
-  TINV_CHECK(cairo_status(cr) == CAIRO_STATUS_SUCCESS, "render_line_plot", "cairo: ",
-             cairo_status_to_string(cairo_status(cr)));
+  TINV_CHECK(cairo_status(cr) == CAIRO_STATUS_SUCCESS, "render_line_plot",
+             "cairo: ", cairo_status_to_string(cairo_status(cr)));
   cairo_surface_flush(surface.get());
   const unsigned char* data = cairo_image_surface_get_data(surface.get());
   const int stride = cairo_image_surface_get_stride(surface.get());
@@ -453,7 +461,8 @@ std::string draw_svg(const Scene& sc) {
   std::string out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + w + "\" height=\"" + h +
                     "\" viewBox=\"0 0 " + w + " " + h +
                     "\" font-family=\"DejaVu Sans, sans-serif\" class=\"plot\">\n"
-                    "<rect width=\"" + w + "\" height=\"" + h + "\" fill=\"#ffffff\"/>\n";
+                    "<rect width=\"" +
+                    w + "\" height=\"" + h + "\" fill=\"#ffffff\"/>\n";
   for (const Item& item : sc.items) {
     if (const auto* s = std::get_if<Stroke>(&item)) {
       const std::string style = "fill=\"none\" stroke=\"" + hex(s->color) + "\" stroke-width=\"" + num(s->width) + "\"";
@@ -465,8 +474,7 @@ std::string draw_svg(const Scene& sc) {
       } else {
         out += "<path " + style + " d=\"";
         for (const auto& path : s->paths)
-          for (size_t i = 0; i < path.size(); ++i)
-            out += (i ? "L" : "M") + num(path[i].x) + " " + num(path[i].y);
+          for (size_t i = 0; i < path.size(); ++i) out += (i ? "L" : "M") + num(path[i].x) + " " + num(path[i].y);
         out += "\"/>\n";
       }
     } else if (const auto* f = std::get_if<Fill>(&item)) {
@@ -478,7 +486,8 @@ std::string draw_svg(const Scene& sc) {
     } else {
       const auto& t = std::get<Text>(item);
       out += "<text x=\"" + num(t.x) + "\" y=\"" + num(t.y) + "\" font-size=\"" + num(t.size) + "\"";
-      if (t.anchor != Anchor::Start) out += t.anchor == Anchor::Middle ? " text-anchor=\"middle\"" : " text-anchor=\"end\"";
+      if (t.anchor != Anchor::Start)
+        out += t.anchor == Anchor::Middle ? " text-anchor=\"middle\"" : " text-anchor=\"end\"";
       if (t.bold) out += " font-weight=\"bold\"";
       if (t.vertical) out += " transform=\"rotate(-90 " + num(t.x) + " " + num(t.y) + ")\"";
       if (t.color != Rgb{0, 0, 0}) out += " fill=\"" + hex(t.color) + "\"";
@@ -498,8 +507,8 @@ void save_line_plot(const std::string& path, const LinePlot& plot) {
   save_png(path, draw_cairo(layout(plot, path.c_str())));
 }
 
-torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label,
-                               int64_t width, int64_t height) {
+torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label, int64_t width,
+                               int64_t height) {
   return render_line_plot(LinePlot{series, {}, x_label, "", "", width, height});
 }
 
@@ -513,8 +522,8 @@ std::string render_line_plot_svg(const std::vector<PlotSeries>& series, const st
   return render_line_plot_svg(LinePlot{series, bands, x_label, "", "", width, height});
 }
 
-void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series,
-                    const std::string& x_label, int64_t width, int64_t height) {
+void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series, const std::string& x_label,
+                    int64_t width, int64_t height) {
   save_line_plot(path, LinePlot{series, {}, x_label, "", "", width, height});
 }
 

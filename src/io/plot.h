@@ -19,9 +19,9 @@
 namespace tinv {
 
 struct PlotSeries {
-  std::string label;               // legend text as typed (UTF-8; control characters become
-                                   // spaces); empty: not in the legend
-  std::vector<double> x, y;        // same length; points where x or y is not finite are skipped
+  std::string label;         // legend text as typed (UTF-8; control characters become
+                             // spaces); empty: not in the legend
+  std::vector<double> x, y;  // same length; points where x or y is not finite are skipped
   std::array<uint8_t, 3> color{0, 0, 0};
 };
 
@@ -52,14 +52,14 @@ std::string render_line_plot_svg(const LinePlot& plot);
 void save_line_plot(const std::string& path, const LinePlot& plot);
 
 // The same with positional arguments (no y label, no title).
-torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label,
-                               int64_t width = 800, int64_t height = 480);
+torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::string& x_label, int64_t width = 800,
+                               int64_t height = 480);
 torch::Tensor render_line_plot(const std::vector<PlotSeries>& series, const std::vector<PlotBand>& bands,
                                const std::string& x_label, int64_t width = 800, int64_t height = 480);
 std::string render_line_plot_svg(const std::vector<PlotSeries>& series, const std::vector<PlotBand>& bands,
                                  const std::string& x_label, int64_t width = 800, int64_t height = 480);
-void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series,
-                    const std::string& x_label, int64_t width = 800, int64_t height = 480);
+void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series, const std::string& x_label,
+                    int64_t width = 800, int64_t height = 480);
 
 // The font file fontconfig picks for the plots' family "DejaVu Sans" (what cairo's toy API
 // draws with), or "" when fontconfig finds no font at all. A fallback family's file when DejaVu

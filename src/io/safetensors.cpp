@@ -7,8 +7,8 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "io/json_config.h"
 #include "common/shape.h"
+#include "io/json_config.h"
 
 namespace tinv {
 namespace {
@@ -24,13 +24,12 @@ struct DtypeEntry {
 // F8 variants are representable on libtorch 2.x only; they are recognised so that the error
 // says "unsupported" rather than "unknown".
 const DtypeEntry kDtypes[] = {
-    {"BOOL", torch::kBool, 1},  {"U8", torch::kUInt8, 1},   {"I8", torch::kInt8, 1},
-    {"I16", torch::kInt16, 2},  {"I32", torch::kInt32, 4},  {"I64", torch::kInt64, 8},
-    {"F16", torch::kHalf, 2},   {"BF16", torch::kBFloat16, 2}, {"F32", torch::kFloat32, 4},
-    {"F64", torch::kFloat64, 8},
+    {"BOOL", torch::kBool, 1},   {"U8", torch::kUInt8, 1},    {"I8", torch::kInt8, 1},  {"I16", torch::kInt16, 2},
+    {"I32", torch::kInt32, 4},   {"I64", torch::kInt64, 8},   {"F16", torch::kHalf, 2}, {"BF16", torch::kBFloat16, 2},
+    {"F32", torch::kFloat32, 4}, {"F64", torch::kFloat64, 8},
 };
-const char* kUnsupportedDtypes[] = {"U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E4M3FN",
-                                    "F8_E5M2FNUZ", "F8_E4M3FNUZ"};
+const char* kUnsupportedDtypes[] = {"U16",     "U32",       "U64",         "F8_E4M3",
+                                    "F8_E5M2", "F8_E4M3FN", "F8_E5M2FNUZ", "F8_E4M3FNUZ"};
 
 const DtypeEntry* find_dtype(const std::string& name) {
   for (const auto& d : kDtypes)
@@ -50,15 +49,14 @@ nlohmann::json parse_header_json(const std::string& where, const uint8_t* bytes,
   std::string duplicate;
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(
-        bytes + 8, bytes + 8 + n,
-        [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-          if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
-            std::string key = parsed.get<std::string>();
-            if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-          }
-          return true;
-        });
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + n,
+                                   [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+                                     if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
+                                       std::string key = parsed.get<std::string>();
+                                       if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
+                                     }
+                                     return true;
+                                   });
   } catch (const nlohmann::json::exception& e) {
     throw Error(where, std::string("header is not valid UTF-8 JSON: ") + e.what());
   }
@@ -67,8 +65,7 @@ nlohmann::json parse_header_json(const std::string& where, const uint8_t* bytes,
   return header;
 }
 
-void parse_metadata(const std::string& where, const nlohmann::json& m,
-                    std::map<std::string, std::string>& metadata) {
+void parse_metadata(const std::string& where, const nlohmann::json& m, std::map<std::string, std::string>& metadata) {
   TINV_CHECK(m.is_object(), where, "__metadata__ is not an object");
   for (auto it = m.begin(); it != m.end(); ++it) {
     TINV_CHECK(it->is_string(), where, "__metadata__ value '", it.key(), "' is not a string");
@@ -105,8 +102,8 @@ TensorInfo parse_entry(const std::string& tw, const nlohmann::json& e) {
   TINV_CHECK(e.is_object(), tw, "entry is not an object");
   TINV_CHECK(e.contains("dtype") && e["dtype"].is_string(), tw, "missing string field 'dtype'");
   TINV_CHECK(e.contains("shape") && e["shape"].is_array(), tw, "missing array field 'shape'");
-  TINV_CHECK(e.contains("data_offsets") && e["data_offsets"].is_array() && e["data_offsets"].size() == 2,
-             tw, "missing field 'data_offsets' [begin, end]");
+  TINV_CHECK(e.contains("data_offsets") && e["data_offsets"].is_array() && e["data_offsets"].size() == 2, tw,
+             "missing field 'data_offsets' [begin, end]");
   TensorInfo info;
   info.dtype = e["dtype"].get<std::string>();
   const DtypeEntry& dt = entry_dtype(tw, info.dtype);
@@ -117,9 +114,9 @@ TensorInfo parse_entry(const std::string& tw, const nlohmann::json& e) {
   info.begin = e["data_offsets"][0].get<uint64_t>();
   info.end = e["data_offsets"][1].get<uint64_t>();
   TINV_CHECK(info.begin <= info.end, tw, "data_offsets [", info.begin, ", ", info.end, ") end before they begin");
-  TINV_CHECK(info.end - info.begin == numel * dt.size, tw, "data_offsets [", info.begin, ", ", info.end,
-             ") hold ", info.end - info.begin, " bytes but shape ", shape_str(info.shape), " of ", info.dtype,
-             " needs ", numel * dt.size);
+  TINV_CHECK(info.end - info.begin == numel * dt.size, tw, "data_offsets [", info.begin, ", ", info.end, ") hold ",
+             info.end - info.begin, " bytes but shape ", shape_str(info.shape), " of ", info.dtype, " needs ",
+             numel * dt.size);
   return info;
 }
 
@@ -131,31 +128,28 @@ void check_ranges(const std::string& where, const std::map<std::string, TensorIn
   };
   std::vector<Range> ranges;
   for (const auto& [name, info] : infos) ranges.push_back({info.begin, info.end, &name});
-  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   uint64_t cursor = 0;
   for (const auto& r : ranges) {
-    TINV_CHECK(r.begin >= cursor, where + ": tensor '" + *r.name + "'", "data_offsets [", r.begin,
-               ", ", r.end, ") overlap the previous tensor (which ends at ", cursor, ")");
-    TINV_CHECK(r.begin == cursor, where + ": tensor '" + *r.name + "'", "data_offsets [", r.begin,
-               ", ", r.end, ") leave a gap after byte ", cursor);
+    TINV_CHECK(r.begin >= cursor, where + ": tensor '" + *r.name + "'", "data_offsets [", r.begin, ", ", r.end,
+               ") overlap the previous tensor (which ends at ", cursor, ")");
+    TINV_CHECK(r.begin == cursor, where + ": tensor '" + *r.name + "'", "data_offsets [", r.begin, ", ", r.end,
+               ") leave a gap after byte ", cursor);
     cursor = r.end;
   }
-  TINV_CHECK(cursor == buffer, where, "data buffer is ", buffer, " bytes but the tensors cover ",
-             cursor, cursor > buffer ? " (file truncated?)" : " (trailing bytes)");
+  TINV_CHECK(cursor == buffer, where, "data buffer is ", buffer, " bytes but the tensors cover ", cursor,
+             cursor > buffer ? " (file truncated?)" : " (trailing bytes)");
 }
 
 // Parses the header and validates it against a file of `file_size` bytes.
 void parse_header(const std::string& where, const uint8_t* bytes, uint64_t file_size,
-                  std::map<std::string, TensorInfo>& infos,
-                  std::map<std::string, std::string>& metadata, uint64_t& data_start) {
-  TINV_CHECK(file_size >= 8, where, "file too short for a safetensors header (", file_size,
-             " bytes)");
+                  std::map<std::string, TensorInfo>& infos, std::map<std::string, std::string>& metadata,
+                  uint64_t& data_start) {
+  TINV_CHECK(file_size >= 8, where, "file too short for a safetensors header (", file_size, " bytes)");
   uint64_t n = read_u64_le(bytes);
   TINV_CHECK(n <= kMaxHeaderBytes, where, "header length ", n, " exceeds the 100 MB limit");
-  TINV_CHECK(n <= file_size - 8, where, "header length ", n, " runs past the end of the file (",
-             file_size, " bytes)");
+  TINV_CHECK(n <= file_size - 8, where, "header length ", n, " runs past the end of the file (", file_size, " bytes)");
   TINV_CHECK(n >= 2, where, "header too short (", n, " bytes)");
   data_start = 8 + n;
   const nlohmann::json header = parse_header_json(where, bytes, n);
@@ -193,8 +187,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
   return f;
 }
 
-SafeTensors SafeTensors::from_buffer(std::shared_ptr<const std::vector<uint8_t>> bytes,
-                                     const std::string& name) {
+SafeTensors SafeTensors::from_buffer(std::shared_ptr<const std::vector<uint8_t>> bytes, const std::string& name) {
   SafeTensors f;
   f.path_ = name;
   uint64_t data_start = 0;
@@ -222,8 +215,7 @@ torch::Tensor SafeTensors::view(const std::string& name) const {
   auto keep = mapping_;
   void* ptr = const_cast<uint8_t*>(data_ + i.begin);
   return torch::from_blob(
-      ptr, i.shape, [keep](void*) mutable { keep.reset(); },
-      torch::TensorOptions().dtype(dtype));
+      ptr, i.shape, [keep](void*) mutable { keep.reset(); }, torch::TensorOptions().dtype(dtype));
 }
 
 torch::Tensor SafeTensors::get(const std::string& name, torch::ScalarType dtype) const {
@@ -238,8 +230,7 @@ StateDict SafeTensors::state_dict() const {
   return sd;
 }
 
-void save_safetensors(const std::string& path,
-                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -276,8 +267,8 @@ StateDict load_state_dict_file(const std::string& path) {
   const std::string suffix = ".index.json";
   if (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0) {
     nlohmann::json index = parse_json(read_text_file(path), path);
-    TINV_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
-               path, "missing object 'weight_map'");
+    TINV_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(), path,
+               "missing object 'weight_map'");
     std::map<std::string, SafeTensors> shards;
     StateDict sd;
     for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
@@ -285,8 +276,7 @@ StateDict load_state_dict_file(const std::string& path) {
       std::string shard = join_path(parent_dir(path), it->get<std::string>());
       auto s = shards.find(shard);
       if (s == shards.end()) s = shards.emplace(shard, SafeTensors::open(shard)).first;
-      TINV_CHECK(s->second.contains(it.key()), shard, "tensor '", it.key(),
-                 "' listed in ", path, " is missing");
+      TINV_CHECK(s->second.contains(it.key()), shard, "tensor '", it.key(), "' listed in ", path, " is missing");
       sd[it.key()] = s->second.view(it.key());
     }
     return sd;

@@ -24,7 +24,7 @@ namespace tinv {
 using StateDict = std::map<std::string, torch::Tensor>;
 
 struct TensorInfo {
-  std::string dtype;            // as written in the file: "F32", "F16", ...
+  std::string dtype;  // as written in the file: "F32", "F16", ...
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // byte offsets relative to the data buffer
 };
@@ -34,8 +34,7 @@ class SafeTensors {
   // Maps and validates the file. Throws tinv::Error on any violation.
   static SafeTensors open(const std::string& path);
   // Parses and validates an in-memory file (used by the fuzz target and tests).
-  static SafeTensors from_buffer(std::shared_ptr<const std::vector<uint8_t>> bytes,
-                                 const std::string& name);
+  static SafeTensors from_buffer(std::shared_ptr<const std::vector<uint8_t>> bytes, const std::string& name);
 
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorInfo>& infos() const { return infos_; }
@@ -66,8 +65,7 @@ std::string safetensors_dtype_name(torch::ScalarType dtype);
 
 // Writes tensors (made contiguous, moved to CPU) and string metadata to `path` atomically:
 // a temporary file in the same folder is written, flushed and renamed over `path`.
-void save_safetensors(const std::string& path,
-                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 // Loads every tensor of a model file: a single .safetensors, or a sharded checkpoint through

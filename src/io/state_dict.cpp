@@ -20,9 +20,8 @@ void load_state_dict(torch::nn::Module& module, const StateDict& sd, const std::
     }
     used.insert(name);
     const torch::Tensor& src = it->second;
-    TINV_CHECK(src.sizes() == target.sizes(), source, "tensor '", name, "' has shape ",
-               shape_str(src.sizes().vec()), " but the model expects ",
-               shape_str(target.sizes().vec()));
+    TINV_CHECK(src.sizes() == target.sizes(), source, "tensor '", name, "' has shape ", shape_str(src.sizes().vec()),
+               " but the model expects ", shape_str(target.sizes().vec()));
     target.copy_(src);
   };
   for (auto& p : module.named_parameters(/*recurse=*/true)) fill(p.key(), p.value());

@@ -23,8 +23,7 @@ std::string brief(const c10::Error& e) { return first_line(e.what_without_backtr
 // An in-memory archive; reads past the end return fewer bytes (libtorch then reports an error).
 class BufferAdapter final : public caffe2::serialize::ReadAdapterInterface {
  public:
-  explicit BufferAdapter(std::shared_ptr<const std::vector<uint8_t>> bytes)
-      : bytes_(std::move(bytes)) {}
+  explicit BufferAdapter(std::shared_ptr<const std::vector<uint8_t>> bytes) : bytes_(std::move(bytes)) {}
   size_t size() const override { return bytes_->size(); }
   size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
     if (pos >= bytes_->size()) return 0;
@@ -49,19 +48,17 @@ bool looks_like_zip(const uint8_t* data, size_t size) {
 
 TorchArchiveReader TorchArchiveReader::open(const std::string& path) {
   try {
-    return TorchArchiveReader(path,
-                              std::make_shared<caffe2::serialize::PyTorchStreamReader>(path));
+    return TorchArchiveReader(path, std::make_shared<caffe2::serialize::PyTorchStreamReader>(path));
   } catch (const c10::Error& e) {
     throw Error(path, "not a torch.save zip or truncated: " + brief(e));
   }
 }
 
-TorchArchiveReader TorchArchiveReader::from_buffer(
-    std::shared_ptr<const std::vector<uint8_t>> bytes, const std::string& name) {
+TorchArchiveReader TorchArchiveReader::from_buffer(std::shared_ptr<const std::vector<uint8_t>> bytes,
+                                                   const std::string& name) {
   try {
     auto adapter = std::make_shared<BufferAdapter>(std::move(bytes));
-    return TorchArchiveReader(name,
-                              std::make_shared<caffe2::serialize::PyTorchStreamReader>(adapter));
+    return TorchArchiveReader(name, std::make_shared<caffe2::serialize::PyTorchStreamReader>(adapter));
   } catch (const c10::Error& e) {
     throw Error(name, "not a torch.save zip or truncated: " + brief(e));
   }
@@ -117,12 +114,11 @@ TorchArchiveWriter::TorchArchiveWriter(std::string where)
   std::vector<uint8_t>* out = out_.get();
   // The writer-function constructor names the top folder "archive", as torch.save does (the
   // file-name constructor would name it after the file).
-  writer_ = std::make_unique<caffe2::serialize::PyTorchStreamWriter>(
-      [out](const void* data, size_t n) -> size_t {
-        const uint8_t* p = static_cast<const uint8_t*>(data);
-        if (n) out->insert(out->end(), p, p + n);
-        return n;
-      });
+  writer_ = std::make_unique<caffe2::serialize::PyTorchStreamWriter>([out](const void* data, size_t n) -> size_t {
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    if (n) out->insert(out->end(), p, p + n);
+    return n;
+  });
 }
 
 TorchArchiveWriter::~TorchArchiveWriter() {
@@ -137,8 +133,7 @@ TorchArchiveWriter::~TorchArchiveWriter() {
 
 void TorchArchiveWriter::add(const std::string& name, const void* data, size_t size) {
   if (writer_->finalized()) throw Error(where_, "archive already finished");
-  if (writer_->getAllWrittenRecords().count(name))
-    throw Error(where_, "record '" + name + "' written twice");
+  if (writer_->getAllWrittenRecords().count(name)) throw Error(where_, "record '" + name + "' written twice");
   try {
     writer_->writeRecord(name, data, size);
   } catch (const c10::Error& e) {

@@ -42,8 +42,7 @@ class TorchArchiveReader {
   // Reads the zip's directory (the file is read on demand, record by record).
   static TorchArchiveReader open(const std::string& path);
   // Over an in-memory archive; `name` is used in error messages.
-  static TorchArchiveReader from_buffer(std::shared_ptr<const std::vector<uint8_t>> bytes,
-                                        const std::string& name);
+  static TorchArchiveReader from_buffer(std::shared_ptr<const std::vector<uint8_t>> bytes, const std::string& name);
 
   const std::string& path() const { return path_; }
   std::vector<std::string> records() const;

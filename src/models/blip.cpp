@@ -94,8 +94,8 @@ void BlipTextConfig::validate(const std::string& where) const {
   TINV_CHECK(layer_norm_eps > 0, where, "field 'layer_norm_eps' must be > 0");
   for (auto [v, name] : {std::pair{bos_token_id, "bos_token_id"}, std::pair{sep_token_id, "sep_token_id"},
                          std::pair{pad_token_id, "pad_token_id"}})
-    TINV_CHECK(v >= 0 && v < vocab_size, where, "field '", name, "' (", v, ") is outside the vocabulary (",
-               vocab_size, ")");
+    TINV_CHECK(v >= 0 && v < vocab_size, where, "field '", name, "' (", v, ") is outside the vocabulary (", vocab_size,
+               ")");
   check_act(hidden_act, where);
 }
 
@@ -129,9 +129,8 @@ BlipConfig BlipConfig::from_json(const JsonConfig& j) {
   BlipConfig c;
   c.vision = BlipVisionConfig::from_json(j.sub("vision_config"));
   c.text = BlipTextConfig::from_json(j.sub("text_config"));
-  TINV_CHECK(c.text.encoder_hidden_size == c.vision.hidden_size, j.source(),
-             "text_config.encoder_hidden_size (", c.text.encoder_hidden_size,
-             ") differs from vision_config.hidden_size (", c.vision.hidden_size, ")");
+  TINV_CHECK(c.text.encoder_hidden_size == c.vision.hidden_size, j.source(), "text_config.encoder_hidden_size (",
+             c.text.encoder_hidden_size, ") differs from vision_config.hidden_size (", c.vision.hidden_size, ")");
   return c;
 }
 
@@ -149,8 +148,8 @@ BlipVisionEmbeddingsImpl::BlipVisionEmbeddingsImpl(const BlipVisionConfig& cfg) 
   class_embedding = register_parameter("class_embedding", torch::randn({1, 1, cfg.hidden_size}) * 0.02);
   patch_embedding = register_module(
       "patch_embedding",
-      torch::nn::Conv2d(torch::nn::Conv2dOptions(cfg.num_channels, cfg.hidden_size, cfg.patch_size)
-                            .stride(cfg.patch_size)));
+      torch::nn::Conv2d(
+          torch::nn::Conv2dOptions(cfg.num_channels, cfg.hidden_size, cfg.patch_size).stride(cfg.patch_size)));
   position_embedding =
       register_parameter("position_embedding", torch::randn({1, cfg.num_patches() + 1, cfg.hidden_size}) * 0.02);
 }
@@ -172,8 +171,8 @@ BlipAttentionImpl::BlipAttentionImpl(const BlipVisionConfig& cfg) : heads(cfg.nu
 torch::Tensor BlipAttentionImpl::forward(const torch::Tensor& x) {
   auto b = x.size(0), n = x.size(1), d = x.size(2);
   auto qkv_ = qkv(x).reshape({b, n, 3, heads, d / heads}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, d/H]
-  auto out = dot_product_attention(qkv_[0], qkv_[1], qkv_[2]);                     // [B, H, N, d/H]
-  return projection(merge_heads(out));                                             // [B, N, D]
+  auto out = dot_product_attention(qkv_[0], qkv_[1], qkv_[2]);                       // [B, H, N, d/H]
+  return projection(merge_heads(out));                                               // [B, N, D]
 }
 
 BlipMLPImpl::BlipMLPImpl(const BlipVisionConfig& cfg) : act(cfg.hidden_act) {
@@ -242,7 +241,7 @@ torch::Tensor BlipTextSelfAttentionImpl::forward(const torch::Tensor& x, const t
     if (k_cache && k_cache->defined()) {
       k = *k_cache, v = *v_cache;
     } else {
-      k = split_heads(key(context), heads);    // [B, H, M, d]
+      k = split_heads(key(context), heads);  // [B, H, M, d]
       v = split_heads(value(context), heads);
     }
   } else {
@@ -286,8 +285,8 @@ BlipTextLayerImpl::BlipTextLayerImpl(const BlipTextConfig& cfg) : act(cfg.hidden
 }
 
 // Mirrors HF BlipTextLayer.forward (decoder mode: self-attention, cross-attention, FFN).
-torch::Tensor BlipTextLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& image_embeds,
-                                         BlipKVCache* cache, size_t i) {
+torch::Tensor BlipTextLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& image_embeds, BlipKVCache* cache,
+                                         size_t i) {
   auto h = attention(x, torch::Tensor(), cache ? &cache->self_k[i] : nullptr, cache ? &cache->self_v[i] : nullptr);
   h = crossattention(h, image_embeds, cache ? &cache->cross_k[i] : nullptr, cache ? &cache->cross_v[i] : nullptr);
   return output(blip_activation(intermediate(h), act), h);  // [B, N, D]
@@ -297,8 +296,8 @@ BlipTextLMHeadModelImpl::BlipTextLMHeadModelImpl(const BlipTextConfig& cfg) : co
   auto bert = register_module("bert", std::make_shared<torch::nn::Module>());
   auto emb = bert->register_module("embeddings", std::make_shared<torch::nn::Module>());
   word_embeddings = emb->register_module("word_embeddings", torch::nn::Embedding(cfg.vocab_size, cfg.hidden_size));
-  position_embeddings = emb->register_module(
-      "position_embeddings", torch::nn::Embedding(cfg.max_position_embeddings, cfg.hidden_size));
+  position_embeddings =
+      emb->register_module("position_embeddings", torch::nn::Embedding(cfg.max_position_embeddings, cfg.hidden_size));
   embeddings_norm = emb->register_module("LayerNorm", layer_norm(cfg.hidden_size, cfg.layer_norm_eps));
   auto encoder = bert->register_module("encoder", std::make_shared<torch::nn::Module>());
   layers = encoder->register_module("layer", torch::nn::ModuleList());

@@ -148,8 +148,8 @@ struct BlipTextSelfAttentionImpl : torch::nn::Module {
   BlipTextSelfAttentionImpl(const BlipTextConfig& cfg, bool cross);
   // x [B,N,D]; self-attention is causal over cache + x; cross-attention reads `context`.
   // k_cache/v_cache (may be null): in/out cached keys and values.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context,
-                        torch::Tensor* k_cache, torch::Tensor* v_cache);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context, torch::Tensor* k_cache,
+                        torch::Tensor* v_cache);
   int64_t heads;
   bool cross;
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
@@ -178,8 +178,7 @@ TORCH_MODULE(BlipTextAttention);
 // HF BlipTextLayer: causal self-attention, cross-attention, feed-forward.
 struct BlipTextLayerImpl : torch::nn::Module {
   explicit BlipTextLayerImpl(const BlipTextConfig& cfg);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& image_embeds, BlipKVCache* cache,
-                        size_t index);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& image_embeds, BlipKVCache* cache, size_t index);
   std::string act;
   BlipTextAttention attention{nullptr}, crossattention{nullptr};
   torch::nn::Linear intermediate{nullptr};  // registered as intermediate.dense
@@ -192,8 +191,7 @@ struct BlipTextLMHeadModelImpl : torch::nn::Module {
   explicit BlipTextLMHeadModelImpl(const BlipTextConfig& cfg);
   // ids [B,N] -> hidden states [B,N,D]. With a cache, ids are the new positions after
   // cache->length() earlier ones, and the cache is extended.
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& image_embeds,
-                        BlipKVCache* cache = nullptr);
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& image_embeds, BlipKVCache* cache = nullptr);
   // LM head: hidden [.., D] -> logits [.., V].
   torch::Tensor logits(const torch::Tensor& hidden);
   BlipTextConfig config;

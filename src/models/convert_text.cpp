@@ -33,8 +33,7 @@ std::pair<int64_t, std::string> split_index(const std::string& s) {
 int64_t count_indexed(const StateDict& sd, const std::string& prefix) {
   int64_t n = 0;
   for (const auto& kv : sd)
-    if (starts_with(kv.first, prefix))
-      n = std::max(n, split_index(kv.first.substr(prefix.size())).first + 1);
+    if (starts_with(kv.first, prefix)) n = std::max(n, split_index(kv.first.substr(prefix.size())).first + 1);
   return n;
 }
 
@@ -66,10 +65,10 @@ const std::map<std::string, std::string>& openclip_block_names() {
 }
 
 // in_proj_{weight,bias} [3D, ...] -> q_proj, k_proj, v_proj (nn.MultiheadAttention packs q|k|v).
-void split_in_proj(const std::string& key, const torch::Tensor& t, const std::string& layer,
-                   const std::string& suffix, StateDict& out) {
-  TINV_CHECK(t.dim() >= 1 && t.size(0) % 3 == 0, kWhere, "tensor '", key, "' has shape ",
-             shape_str(t.sizes().vec()), "; its first dim must be 3 x hidden (q|k|v)");
+void split_in_proj(const std::string& key, const torch::Tensor& t, const std::string& layer, const std::string& suffix,
+                   StateDict& out) {
+  TINV_CHECK(t.dim() >= 1 && t.size(0) % 3 == 0, kWhere, "tensor '", key, "' has shape ", shape_str(t.sizes().vec()),
+             "; its first dim must be 3 x hidden (q|k|v)");
   auto parts = t.chunk(3, 0);
   out[layer + "self_attn.q_proj." + suffix] = parts[0];
   out[layer + "self_attn.k_proj." + suffix] = parts[1];
@@ -93,15 +92,14 @@ int64_t count_openclip_blocks(const StateDict& single_file, const std::string& p
   return count_indexed(single_file, prefix + kBlocks);
 }
 
-StateDict convert_openclip_text(const StateDict& single_file, int64_t num_layers,
-                                const std::string& prefix, bool with_projection) {
+StateDict convert_openclip_text(const StateDict& single_file, int64_t num_layers, const std::string& prefix,
+                                bool with_projection) {
   StateDict src = strip_prefix(single_file, prefix);
-  TINV_CHECK(!src.empty(), kWhere, "no tensor starts with '", prefix,
-             "' (not an OpenCLIP text encoder?)");
+  TINV_CHECK(!src.empty(), kWhere, "no tensor starts with '", prefix, "' (not an OpenCLIP text encoder?)");
   const int64_t blocks = count_indexed(src, kBlocks);
   if (num_layers < 0) num_layers = blocks;
-  TINV_CHECK(num_layers <= blocks, kWhere, "asked for ", num_layers, " layers but the file has ",
-             blocks, " transformer.resblocks");
+  TINV_CHECK(num_layers <= blocks, kWhere, "asked for ", num_layers, " layers but the file has ", blocks,
+             " transformer.resblocks");
   StateDict out;
   for (const auto& [name, t] : src) {
     const std::string key = prefix + name;
@@ -140,13 +138,13 @@ ClipTextConfig infer_clip_text_config(const StateDict& converted, const std::str
   auto need = [&](const std::string& key, int64_t dims) -> const torch::Tensor& {
     auto it = converted.find(key);
     TINV_CHECK(it != converted.end(), where, "missing tensor '", key, "'");
-    TINV_CHECK(it->second.dim() == dims, where, "tensor '", key, "' has shape ",
-               shape_str(it->second.sizes().vec()), ", expected ", dims, " dims");
+    TINV_CHECK(it->second.dim() == dims, where, "tensor '", key, "' has shape ", shape_str(it->second.sizes().vec()),
+               ", expected ", dims, " dims");
     return it->second;
   };
   const auto& tok = need("text_model.embeddings.token_embedding.weight", 2);     // [V, D]
   const auto& pos = need("text_model.embeddings.position_embedding.weight", 2);  // [P, D]
-  const auto& fc1 = need(kLayers + "0.mlp.fc1.weight", 2);                        // [I, D]
+  const auto& fc1 = need(kLayers + "0.mlp.fc1.weight", 2);                       // [I, D]
   ClipTextConfig c;
   c.vocab_size = tok.size(0);
   c.hidden_size = tok.size(1);
@@ -158,9 +156,8 @@ ClipTextConfig infer_clip_text_config(const StateDict& converted, const std::str
   c.num_attention_heads = c.hidden_size / 64;
   c.hidden_act = !hidden_act.empty() ? hidden_act : (c.hidden_size == 768 ? "quick_gelu" : "gelu");
   if (auto it = converted.find("text_projection.weight"); it != converted.end()) {
-    TINV_CHECK(it->second.dim() == 2 && it->second.size(1) == c.hidden_size, where,
-               "text_projection.weight has shape ", shape_str(it->second.sizes().vec()), ", expected [P, ",
-               c.hidden_size, "]");
+    TINV_CHECK(it->second.dim() == 2 && it->second.size(1) == c.hidden_size, where, "text_projection.weight has shape ",
+               shape_str(it->second.sizes().vec()), ", expected [P, ", c.hidden_size, "]");
     c.with_projection = true;
     c.projection_dim = it->second.size(0);
   }

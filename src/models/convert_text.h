@@ -39,12 +39,10 @@ StateDict convert_ldm_clip_text(const StateDict& single_file,
 // key inside a kept block, a fused projection whose first dim is not divisible by 3, fewer
 // blocks than num_layers, no key with the prefix, or a missing/non-2-D text_projection.
 StateDict convert_openclip_text(const StateDict& single_file, int64_t num_layers,
-                                const std::string& prefix = "cond_stage_model.model.",
-                                bool with_projection = false);
+                                const std::string& prefix = "cond_stage_model.model.", bool with_projection = false);
 
 // Number of `transformer.resblocks.N` blocks under `prefix` (0 if none).
-int64_t count_openclip_blocks(const StateDict& single_file,
-                              const std::string& prefix = "cond_stage_model.model.");
+int64_t count_openclip_blocks(const StateDict& single_file, const std::string& prefix = "cond_stage_model.model.");
 
 // Config from the shapes of an HF-named text-encoder state dict: vocab and hidden size from the
 // token table, positions from the position table, layers from the layer indices, intermediate

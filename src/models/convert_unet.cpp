@@ -47,9 +47,8 @@ int64_t count_transformer_layers(const StateDict& sd, const std::string& prefix)
 
 const std::vector<std::pair<std::string, std::string>>& ldm_resnet_renames() {
   static const std::vector<std::pair<std::string, std::string>> kRenames = {
-      {"in_layers.0.", "norm1."},          {"in_layers.2.", "conv1."},
-      {"emb_layers.1.", "time_emb_proj."}, {"out_layers.0.", "norm2."},
-      {"out_layers.3.", "conv2."},         {"skip_connection.", "conv_shortcut."}};
+      {"in_layers.0.", "norm1."},  {"in_layers.2.", "conv1."},  {"emb_layers.1.", "time_emb_proj."},
+      {"out_layers.0.", "norm2."}, {"out_layers.3.", "conv2."}, {"skip_connection.", "conv_shortcut."}};
   return kRenames;
 }
 
@@ -71,8 +70,7 @@ std::vector<LdmPrefix> ldm_unet_prefixes(const UNetConfig& cfg) {
       t.push_back({in + "0.", down + "resnets." + s(j) + ".", true});
       if (cfg.down_has_attention(i)) t.push_back({in + "1.", down + "attentions." + s(j) + "."});
     }
-    if (i < n - 1)
-      t.push_back({"input_blocks." + s((i + 1) * (L + 1)) + ".0.op.", down + "downsamplers.0.conv."});
+    if (i < n - 1) t.push_back({"input_blocks." + s((i + 1) * (L + 1)) + ".0.op.", down + "downsamplers.0.conv."});
     std::string up = "up_blocks." + s(i) + ".";
     for (int64_t j = 0; j <= L; ++j) {
       std::string out = "output_blocks." + s(i * (L + 1) + j) + ".";
@@ -80,8 +78,7 @@ std::vector<LdmPrefix> ldm_unet_prefixes(const UNetConfig& cfg) {
       if (cfg.up_has_attention(i)) t.push_back({out + "1.", up + "attentions." + s(j) + "."});
     }
     if (i < n - 1)
-      t.push_back({"output_blocks." + s(i * (L + 1) + L) + "." + (cfg.up_has_attention(i) ? "2" : "1") +
-                       ".conv.",
+      t.push_back({"output_blocks." + s(i * (L + 1) + L) + "." + (cfg.up_has_attention(i) ? "2" : "1") + ".conv.",
                    up + "upsamplers.0.conv."});
   }
   if (!cfg.mid_block_type.empty()) {
@@ -137,9 +134,8 @@ std::pair<int64_t, int64_t> infer_levels(const StateDict& sd) {
   std::sort(ops.begin(), ops.end());
   int64_t L = ops.empty() ? max_index : ops[0] - 1;
   int64_t n = static_cast<int64_t>(ops.size()) + 1;
-  TINV_CHECK(L >= 1 && max_index == n * L + (n - 1), kWhere,
-             "cannot read the level structure from input_blocks (", n, " levels, max index ",
-             max_index, ")");
+  TINV_CHECK(L >= 1 && max_index == n * L + (n - 1), kWhere, "cannot read the level structure from input_blocks (", n,
+             " levels, max index ", max_index, ")");
   return {n, L};
 }
 
@@ -181,8 +177,8 @@ void infer_text_time(UNetConfig& c, const StateDict& sd, int64_t pooled_dim) {
   c.projection_class_embeddings_input_dim = label->size(1);
   if (pooled_dim > 0) {
     TINV_CHECK((label->size(1) - pooled_dim) % 6 == 0 && label->size(1) > pooled_dim, kWhere,
-               "label_emb.0.0.weight takes ", label->size(1), " inputs, which is not the pooled width ",
-               pooled_dim, " + 6 time-id features");
+               "label_emb.0.0.weight takes ", label->size(1), " inputs, which is not the pooled width ", pooled_dim,
+               " + 6 time-id features");
     c.addition_time_embed_dim = (label->size(1) - pooled_dim) / 6;
   }
   c.sample_size = 128;
@@ -195,7 +191,7 @@ UNetConfig infer_unet_config(const StateDict& sd, bool sd2, int64_t pooled_dim) 
   const torch::Tensor conv_in = need(sd, "input_blocks.0.0.weight");  // [C0, in, k, k]
   c.in_channels = conv_in.size(1);
   c.conv_in_kernel = conv_in.size(2);
-  const torch::Tensor conv_out = need(sd, "out.2.weight");             // [out, C0, k, k]
+  const torch::Tensor conv_out = need(sd, "out.2.weight");  // [out, C0, k, k]
   c.out_channels = conv_out.size(0);
   c.conv_out_kernel = conv_out.size(2);
   const auto [n, L] = infer_levels(sd);

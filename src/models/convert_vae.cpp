@@ -103,8 +103,8 @@ StateDict convert_ldm_vae(const StateDict& ldm, const VaeConfig& cfg, const std:
   for (const auto& [key, t] : ldm) {
     bool conv1x1 = false;
     std::string name = convert_key(split(key), n, &conv1x1);
-    TINV_CHECK(!name.empty(), source, "unexpected VAE tensor '", key, "' (not an LDM AutoencoderKL key for ",
-               n, " blocks)");
+    TINV_CHECK(!name.empty(), source, "unexpected VAE tensor '", key, "' (not an LDM AutoencoderKL key for ", n,
+               " blocks)");
     TINV_CHECK(out.count(name) == 0, source, "VAE tensors map twice to '", name, "'");
     out.emplace(name, conv1x1 ? squeeze_trailing(t, 2) : t);
   }
@@ -140,8 +140,8 @@ VaeConfig infer_vae_config(const StateDict& ldm, const std::string& source, int6
   auto dim = [&](const std::string& key, int64_t d) -> int64_t {
     auto it = ldm.find(key);
     TINV_CHECK(it != ldm.end(), source, "cannot infer the VAE config: missing tensor '", key, "'");
-    TINV_CHECK(it->second.dim() > d, source, "tensor '", key, "' has shape ",
-               shape_str(it->second.sizes().vec()), ", expected a conv weight");
+    TINV_CHECK(it->second.dim() > d, source, "tensor '", key, "' has shape ", shape_str(it->second.sizes().vec()),
+               ", expected a conv weight");
     return it->second.size(d);
   };
   auto has = [&](const std::string& key) { return ldm.count(key) != 0; };

@@ -40,7 +40,6 @@ void normalize_diffusers_vae(StateDict& sd, const std::string& source = "");
 // per block, whether the mid block has attention. norm_num_groups cannot be read from weights:
 // it is taken from the argument (32 in every released SD VAE); other fields keep their SD
 // defaults. Throws naming the missing or inconsistent key, or the field that does not validate.
-VaeConfig infer_vae_config(const StateDict& ldm_vae, const std::string& source = "",
-                           int64_t norm_num_groups = 32);
+VaeConfig infer_vae_config(const StateDict& ldm_vae, const std::string& source = "", int64_t norm_num_groups = 32);
 
 }  // namespace tinv

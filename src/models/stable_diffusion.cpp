@@ -4,11 +4,11 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/json_config.h"
+#include "io/state_dict.h"
 #include "models/convert_text.h"
 #include "models/convert_unet.h"
 #include "models/convert_vae.h"
-#include "io/json_config.h"
-#include "io/state_dict.h"
 
 namespace tinv {
 namespace {
@@ -66,41 +66,40 @@ std::string family_of(const UNetConfig& unet, const ClipTextConfig& text) {
 // SDXL: the UNet's widths must follow from the two encoders.
 void check_xl(const StableDiffusion& m, const std::string& source) {
   const int64_t h1 = m.text_config.hidden_size, h2 = m.text_config_2.hidden_size;
-  TINV_CHECK(m.unet_config.text_time(), source, "SDXL model but the UNet has no text_time addition "
+  TINV_CHECK(m.unet_config.text_time(), source,
+             "SDXL model but the UNet has no text_time addition "
              "embedding (unet/config.json addition_embed_type)");
-  TINV_CHECK(m.text_config_2.with_projection, source, "text_encoder_2 has no text_projection "
+  TINV_CHECK(m.text_config_2.with_projection, source,
+             "text_encoder_2 has no text_projection "
              "(SDXL's second encoder is a CLIPTextModelWithProjection)");
   TINV_CHECK(m.unet_config.cross_attention_dim == h1 + h2, source, "the UNet's cross_attention_dim ",
-             m.unet_config.cross_attention_dim, " is not text_encoder + text_encoder_2 widths (", h1,
-             " + ", h2, ")");
+             m.unet_config.cross_attention_dim, " is not text_encoder + text_encoder_2 widths (", h1, " + ", h2, ")");
   TINV_CHECK(m.unet_config.pooled_dim() == m.text_config_2.projection_dim, source,
              "the UNet's add_embedding expects a ", m.unet_config.pooled_dim(),
              "-wide pooled text, text_encoder_2 projects to ", m.text_config_2.projection_dim);
   if (m.tokenizer && m.tokenizer_2)
     TINV_CHECK(m.tokenizer->base_vocab_size() == m.tokenizer_2->base_vocab_size(), source,
-               "tokenizer and tokenizer_2 have different vocabularies (", m.tokenizer->base_vocab_size(),
-               " vs ", m.tokenizer_2->base_vocab_size(), " ids)");
+               "tokenizer and tokenizer_2 have different vocabularies (", m.tokenizer->base_vocab_size(), " vs ",
+               m.tokenizer_2->base_vocab_size(), " ids)");
 }
 
 void finish(StableDiffusion& m, const SdLoadOptions& opts) {
   if (!opts.prediction_type.empty()) {
-    TINV_CHECK(opts.prediction_type == "epsilon" || opts.prediction_type == "v_prediction" ||
-                   opts.prediction_type == "sample",
-               "--prediction-type", "unknown prediction type '", opts.prediction_type,
-               "' (epsilon, v_prediction or sample)");
+    TINV_CHECK(
+        opts.prediction_type == "epsilon" || opts.prediction_type == "v_prediction" || opts.prediction_type == "sample",
+        "--prediction-type", "unknown prediction type '", opts.prediction_type, "' (epsilon, v_prediction or sample)");
     m.scheduler.prediction_type = opts.prediction_type;
   }
   std::vector<torch::Tensor> sample = {
       m.text_encoder->token_embeddings(torch::arange(std::min<int64_t>(1000, m.text_config.vocab_size))),
       m.unet->named_parameters()["conv_in.weight"], m.vae->named_parameters()["decoder.conv_out.weight"]};
   if (m.text_encoder_2)
-    sample.push_back(m.text_encoder_2->token_embeddings(
-        torch::arange(std::min<int64_t>(1000, m.text_config_2.vocab_size))));
+    sample.push_back(
+        m.text_encoder_2->token_embeddings(torch::arange(std::min<int64_t>(1000, m.text_config_2.vocab_size))));
   m.fingerprint = fingerprint_of(sample);
   m.device = opts.device;
   m.dtype = opts.dtype;
-  m.vae_dtype = m.is_xl() && opts.dtype == torch::kFloat16 && m.vae_config.force_upcast ? torch::kFloat32
-                                                                                         : opts.dtype;
+  m.vae_dtype = m.is_xl() && opts.dtype == torch::kFloat16 && m.vae_config.force_upcast ? torch::kFloat32 : opts.dtype;
   m.text_encoder->to(opts.device, opts.dtype);
   if (m.text_encoder_2) m.text_encoder_2->to(opts.device, opts.dtype);
   m.unet->to(opts.device, opts.dtype);
@@ -140,16 +139,20 @@ StableDiffusion load_diffusers_folder(const std::string& dir, const SdLoadOption
   m.vae_config = m.vae->config();
   m.scheduler = SchedulerConfig::from_json(JsonConfig::load(join_path(dir, "scheduler/scheduler_config.json")));
   m.family = xl ? "sdxl" : family_of(m.unet_config, m.text_config);
-  if (xl) check_xl(m, dir);
-  else TINV_CHECK(!m.unet_config.text_time(), dir, "the UNet is SDXL's (text_time) but model_index.json names no text_encoder_2");
+  if (xl)
+    check_xl(m, dir);
+  else
+    TINV_CHECK(!m.unet_config.text_time(), dir,
+               "the UNet is SDXL's (text_time) but model_index.json names no text_encoder_2");
   struct Part {
     const char* name;
     std::vector<std::string> files;
   };
-  for (const Part& p : {Part{"text_encoder", {"model.safetensors", "model.fp16.safetensors"}},
-                        Part{"text_encoder_2", {"model.safetensors", "model.fp16.safetensors"}},
-                        Part{"unet", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}},
-                        Part{"vae", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}}}) {
+  for (const Part& p :
+       {Part{"text_encoder", {"model.safetensors", "model.fp16.safetensors"}},
+        Part{"text_encoder_2", {"model.safetensors", "model.fp16.safetensors"}},
+        Part{"unet", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}},
+        Part{"vae", {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}}}) {
     std::string f = first_existing(join_path(dir, p.name), p.files);
     if (!f.empty()) m.file_dtypes[p.name] = dtype_summary(SafeTensors::open(f).state_dict());
   }
@@ -163,7 +166,8 @@ void load_single_file_tokenizers(StableDiffusion& m, const SdLoadOptions& opts, 
   std::string tok = opts.tokenizer_dir;
   if (tok.empty() && !opts.config_dir.empty()) tok = join_path(opts.config_dir, "tokenizer");
   if (!opts.with_tokenizer) return;
-  TINV_CHECK(!tok.empty(), path, "single-file checkpoints carry no tokenizer: pass --tokenizer DIR "
+  TINV_CHECK(!tok.empty(), path,
+             "single-file checkpoints carry no tokenizer: pass --tokenizer DIR "
              "(a folder with vocab.json and merges.txt) or --config DIR (a diffusers folder)");
   m.tokenizer = ClipTokenizer::load(tok);
   if (!m.is_xl()) return;
@@ -220,8 +224,8 @@ StableDiffusion load_xl_single_file(const std::string& path, const StateDict& sd
   m.force_zeros_for_empty_prompt = true;
   const bool has1 = has_prefix(sd, kXlText1Prefix), has2 = has_prefix(sd, kXlText2Prefix);
   TINV_CHECK(has1 && has2, path, "SDXL checkpoint with only one text encoder: no '",
-             has1 ? kXlText2Prefix : kXlText1Prefix, "*' tensors (SDXL needs CLIP-L under '",
-             kXlText1Prefix, "' and OpenCLIP bigG under '", kXlText2Prefix, "')");
+             has1 ? kXlText2Prefix : kXlText1Prefix, "*' tensors (SDXL needs CLIP-L under '", kXlText1Prefix,
+             "' and OpenCLIP bigG under '", kXlText2Prefix, "')");
   if (opts.preset != "auto")
     TINV_CHECK(opts.preset == "sdxl", "--preset", "'", opts.preset, "' does not fit an SDXL checkpoint (auto or sdxl)");
   StateDict ldm_unet = strip_prefix(sd, kUnetPrefix);
@@ -279,7 +283,8 @@ void sd_configs(StableDiffusion& m, const SdLoadOptions& opts, const StateDict& 
     m.vae_config = infer_vae_config(ldm_vae, path);
     m.scheduler = sd2 ? SchedulerConfig::sd21_v() : SchedulerConfig::sd15();
     if (sd2 && opts.prediction_type.empty())
-      std::fprintf(stderr, "tinv: note: %s: SD2 checkpoints do not record their prediction type; "
+      std::fprintf(stderr,
+                   "tinv: note: %s: SD2 checkpoints do not record their prediction type; "
                    "assuming v_prediction (768-v). Use --prediction-type epsilon for 512-base models.\n",
                    path.c_str());
   }
@@ -306,15 +311,14 @@ StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& o
     return load_xl_single_file(path, sd, opts);
   }
   // .ckpt-style EMA copies and training buffers are not part of the model.
-  TINV_CHECK(has_prefix(sd, kUnetPrefix), path, "not a Stable Diffusion checkpoint: no '", kUnetPrefix,
-             "*' tensors");
+  TINV_CHECK(has_prefix(sd, kUnetPrefix), path, "not a Stable Diffusion checkpoint: no '", kUnetPrefix, "*' tensors");
   TINV_CHECK(has_prefix(sd, kVaePrefix), path, "no VAE ('", kVaePrefix, "*' tensors) in the checkpoint");
-  TINV_CHECK(has_prefix(sd, kSd1TextPrefix) || has_prefix(sd, kSd2TextPrefix), path,
-             "no text encoder ('", kSd1TextPrefix, "*' or '", kSd2TextPrefix, "*') in the checkpoint");
+  TINV_CHECK(has_prefix(sd, kSd1TextPrefix) || has_prefix(sd, kSd2TextPrefix), path, "no text encoder ('",
+             kSd1TextPrefix, "*' or '", kSd2TextPrefix, "*') in the checkpoint");
   m.family = detect_single_file_family(sd, path);
   if (opts.preset != "auto")
-    TINV_CHECK(opts.preset == "sd15" || opts.preset == "sd21", "--preset", "unknown preset '",
-               opts.preset, "' (auto, sd15 or sd21)");
+    TINV_CHECK(opts.preset == "sd15" || opts.preset == "sd21", "--preset", "unknown preset '", opts.preset,
+               "' (auto, sd15 or sd21)");
 
   StateDict ldm_unet = strip_prefix(sd, kUnetPrefix);
   StateDict ldm_vae = strip_prefix(sd, kVaePrefix);
@@ -331,8 +335,10 @@ StableDiffusion load_single_file(const std::string& path, const SdLoadOptions& o
   m.file_dtypes["text_encoder"] = dtype_summary(text);
   m.file_dtypes["unet"] = dtype_summary(ldm_unet);
   m.file_dtypes["vae"] = dtype_summary(ldm_vae);
-  TINV_CHECK(!m.unet_config.text_time(), path, "the UNet is SDXL's (label_emb / text_time) but the "
-             "checkpoint has no SDXL text encoders ('", kXlPrefix, "*')");
+  TINV_CHECK(!m.unet_config.text_time(), path,
+             "the UNet is SDXL's (label_emb / text_time) but the "
+             "checkpoint has no SDXL text encoders ('",
+             kXlPrefix, "*')");
   load_single_file_tokenizers(m, opts, path);
   finish(m, opts);
   return m;
@@ -361,16 +367,16 @@ StableDiffusion load_stable_diffusion(const std::string& path, const SdLoadOptio
   TINV_CHECK(file_exists(path), path, "no such file or folder");
   std::string lower = path;
   std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-  TINV_CHECK(lower.size() < 5 || (lower.compare(lower.size() - 5, 5, ".ckpt") != 0 &&
-                                  lower.compare(lower.size() - 4, 4, ".bin") != 0),
-             path, "pickle checkpoints (.ckpt/.bin) are not loaded (they can run code); convert "
+  TINV_CHECK(lower.size() < 5 ||
+                 (lower.compare(lower.size() - 5, 5, ".ckpt") != 0 && lower.compare(lower.size() - 4, 4, ".bin") != 0),
+             path,
+             "pickle checkpoints (.ckpt/.bin) are not loaded (they can run code); convert "
              "it to .safetensors first");
   return load_single_file(path, opts);
 }
 
-StableDiffusion random_stable_diffusion(const UNetConfig& unet, const VaeConfig& vae,
-                                        const ClipTextConfig& text, uint64_t seed,
-                                        const std::optional<ClipTextConfig>& text_2) {
+StableDiffusion random_stable_diffusion(const UNetConfig& unet, const VaeConfig& vae, const ClipTextConfig& text,
+                                        uint64_t seed, const std::optional<ClipTextConfig>& text_2) {
   torch::manual_seed(seed);
   StableDiffusion m;
   m.source = "random";

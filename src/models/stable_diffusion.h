@@ -31,19 +31,19 @@
 namespace tinv {
 
 struct SdLoadOptions {
-  std::string preset = "auto";   // single files: auto | sd15 | sd21 | sdxl
-  std::string config_dir;        // single files: diffusers folder providing configs/tokenizer
-  std::string tokenizer_dir;     // overrides where the tokenizer is read from
-  std::string prediction_type;   // overrides the scheduler's: epsilon | v_prediction
+  std::string preset = "auto";  // single files: auto | sd15 | sd21 | sdxl
+  std::string config_dir;       // single files: diffusers folder providing configs/tokenizer
+  std::string tokenizer_dir;    // overrides where the tokenizer is read from
+  std::string prediction_type;  // overrides the scheduler's: epsilon | v_prediction
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat32;  // compute dtype of the weights
   bool with_tokenizer = true;                 // false: skip (e.g. `tinv info` on a single file)
 };
 
 struct StableDiffusion {
-  std::string source;      // path given
-  std::string format;      // "diffusers" | "single_file"
-  std::string family;      // "sd1" | "sd2" | "sdxl"
+  std::string source;                      // path given
+  std::string format;                      // "diffusers" | "single_file"
+  std::string family;                      // "sd1" | "sd2" | "sdxl"
   std::optional<ClipTokenizer> tokenizer;  // absent only with with_tokenizer = false / random
   ClipTextConfig text_config;
   // SDXL only: the second tokenizer (pads with "!") and text encoder (with projection).
@@ -58,7 +58,7 @@ struct StableDiffusion {
   UNet2DConditionModel unet{nullptr};
   AutoencoderKL vae{nullptr};
   std::map<std::string, std::string> file_dtypes;  // component -> dtypes in the file ("F16 x 686")
-  std::string fingerprint;                          // stable 64-bit hex id of the weights' layout
+  std::string fingerprint;                         // stable 64-bit hex id of the weights' layout
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat32;
   // The VAE's compute dtype: dtype, except float32 for an SDXL VAE with force_upcast when
@@ -77,8 +77,7 @@ std::string detect_single_file_family(const StateDict& sd, const std::string& so
 
 // A model with random weights built from presets or configs, for tests and benchmarks.
 // `text_2` (with_projection) makes it SDXL; the UNet must then be text_time.
-StableDiffusion random_stable_diffusion(const UNetConfig& unet, const VaeConfig& vae,
-                                        const ClipTextConfig& text, uint64_t seed,
-                                        const std::optional<ClipTextConfig>& text_2 = std::nullopt);
+StableDiffusion random_stable_diffusion(const UNetConfig& unet, const VaeConfig& vae, const ClipTextConfig& text,
+                                        uint64_t seed, const std::optional<ClipTextConfig>& text_2 = std::nullopt);
 
 }  // namespace tinv

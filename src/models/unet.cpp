@@ -23,36 +23,31 @@ bool one_of(const std::string& s, const char* const (&names)[N]) {
 }
 
 // A field that is an int or a list with one entry per down block.
-std::vector<int64_t> per_block(const JsonConfig& json, const std::string& key, size_t n,
-                               int64_t fallback) {
+std::vector<int64_t> per_block(const JsonConfig& json, const std::string& key, size_t n, int64_t fallback) {
   if (!json.has(key)) return std::vector<int64_t>(n, fallback);
   if (!json.json().at(key).is_array()) return std::vector<int64_t>(n, json.require<int64_t>(key));
   auto v = json.require<std::vector<int64_t>>(key);
-  if (v.size() != n)
-    json.fail(key, str_cat("has ", v.size(), " entries but block_out_channels has ", n));
+  if (v.size() != n) json.fail(key, str_cat("has ", v.size(), " entries but block_out_channels has ", n));
   return v;
 }
 
 // Fields of features SD1/SD2 UNets do not use: each must be null/absent (or the given value).
 void refuse_unsupported(const JsonConfig& json) {
   for (const char* key :
-       {"class_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type", "time_cond_proj_dim", "time_embedding_act_fn",
-        "timestep_post_act", "cross_attention_norm",
-        "reverse_transformer_layers_per_block"})
+       {"class_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type", "time_cond_proj_dim",
+        "time_embedding_act_fn", "timestep_post_act", "cross_attention_norm", "reverse_transformer_layers_per_block"})
     if (json.has(key)) json.fail(key, "is not supported by tinv's UNet (expected null)");
-  for (const char* key : {"class_embeddings_concat", "dual_cross_attention",
-                          "resnet_skip_time_act", "mid_block_only_cross_attention"})
+  for (const char* key :
+       {"class_embeddings_concat", "dual_cross_attention", "resnet_skip_time_act", "mid_block_only_cross_attention"})
     if (json.get<bool>(key, false)) json.fail(key, "is not supported by tinv's UNet (expected false)");
   auto expect = [&](const char* key, const char* value) {
     if (json.has(key) && json.require<std::string>(key) != value)
-      json.fail(key, str_cat("'", json.require<std::string>(key), "' is not supported (only '",
-                             value, "')"));
+      json.fail(key, str_cat("'", json.require<std::string>(key), "' is not supported (only '", value, "')"));
   };
   expect("resnet_time_scale_shift", "default");
   expect("time_embedding_type", "positional");
   expect("attention_type", "default");
-  if (json.get<double>("resnet_out_scale_factor", 1.0) != 1.0)
-    json.fail("resnet_out_scale_factor", "must be 1.0");
+  if (json.get<double>("resnet_out_scale_factor", 1.0) != 1.0) json.fail("resnet_out_scale_factor", "must be 1.0");
 }
 
 }  // namespace
@@ -71,8 +66,7 @@ UNetConfig UNetConfig::from_json(const JsonConfig& json) {
   c.up_block_types = json.get("up_block_types", c.up_block_types);
   for (const char* key : {"down_block_types", "up_block_types"}) {
     const auto& v = std::string(key) == "down_block_types" ? c.down_block_types : c.up_block_types;
-    if (v.size() != n)
-      json.fail(key, str_cat("has ", v.size(), " entries but block_out_channels has ", n));
+    if (v.size() != n) json.fail(key, str_cat("has ", v.size(), " entries but block_out_channels has ", n));
   }
   if (json.json().contains("mid_block_type") && json.json().at("mid_block_type").is_null())
     c.mid_block_type = "";
@@ -80,9 +74,8 @@ UNetConfig UNetConfig::from_json(const JsonConfig& json) {
     c.mid_block_type = json.get<std::string>("mid_block_type", c.mid_block_type);
   c.layers_per_block = per_block(json, "layers_per_block", n, 2);
   // diffusers: num_attention_heads = num_attention_heads or attention_head_dim (a head COUNT).
-  c.num_attention_heads = json.has("num_attention_heads")
-                              ? per_block(json, "num_attention_heads", n, 8)
-                              : per_block(json, "attention_head_dim", n, 8);
+  c.num_attention_heads = json.has("num_attention_heads") ? per_block(json, "num_attention_heads", n, 8)
+                                                          : per_block(json, "attention_head_dim", n, 8);
   c.transformer_layers_per_block = per_block(json, "transformer_layers_per_block", n, 1);
   c.cross_attention_dim = json.get<int64_t>("cross_attention_dim", c.cross_attention_dim);
   c.use_linear_projection = json.get<bool>("use_linear_projection", false);
@@ -111,11 +104,10 @@ UNetConfig UNetConfig::from_json(const JsonConfig& json) {
   if (json.has("addition_embed_type")) {
     c.addition_embed_type = json.require<std::string>("addition_embed_type");
     if (c.addition_embed_type != "text_time")
-      json.fail("addition_embed_type", str_cat("'", c.addition_embed_type,
-                                               "' is not supported (only \"text_time\", SDXL)"));
+      json.fail("addition_embed_type",
+                str_cat("'", c.addition_embed_type, "' is not supported (only \"text_time\", SDXL)"));
     c.addition_time_embed_dim = json.require<int64_t>("addition_time_embed_dim");
-    c.projection_class_embeddings_input_dim =
-        json.require<int64_t>("projection_class_embeddings_input_dim");
+    c.projection_class_embeddings_input_dim = json.require<int64_t>("projection_class_embeddings_input_dim");
   }
   c.validate(json.source());
   return c;
@@ -135,9 +127,9 @@ void UNetConfig::validate(const std::string& where) const {
   field("up_block_types", up_block_types.size() == n,
         str_cat("has ", up_block_types.size(), " entries but block_out_channels has ", n));
   for (const char* key : {"layers_per_block", "num_attention_heads", "transformer_layers_per_block"}) {
-    const auto& v = std::string(key) == "layers_per_block" ? layers_per_block
+    const auto& v = std::string(key) == "layers_per_block"      ? layers_per_block
                     : std::string(key) == "num_attention_heads" ? num_attention_heads
-                                                               : transformer_layers_per_block;
+                                                                : transformer_layers_per_block;
     field(key, v.size() == n, str_cat("has ", v.size(), " entries but there are ", n, " blocks"));
     for (int64_t x : v) field(key, x >= 1, str_cat("entries must be >= 1 (got ", x, ")"));
   }
@@ -150,19 +142,17 @@ void UNetConfig::validate(const std::string& where) const {
     field("block_out_channels", ch >= 1 && ch % norm_num_groups == 0,
           str_cat("entry ", ch, " is not divisible by norm_num_groups ", norm_num_groups));
     // Block i of the down path and block n-1-i of the up path share channels and heads.
-    bool attends = down_has_attention(i) || up_has_attention(n - 1 - i) ||
-                   (i == n - 1 && !mid_block_type.empty());
-    field("attention_head_dim", !attends || ch % num_attention_heads[i] == 0,
-          str_cat("(number of heads) ", num_attention_heads[i], " does not divide block channels ",
-                  ch, " of block ", i));
+    bool attends = down_has_attention(i) || up_has_attention(n - 1 - i) || (i == n - 1 && !mid_block_type.empty());
+    field(
+        "attention_head_dim", !attends || ch % num_attention_heads[i] == 0,
+        str_cat("(number of heads) ", num_attention_heads[i], " does not divide block channels ", ch, " of block ", i));
   }
   field("mid_block_type", mid_block_type.empty() || mid_block_type == "UNetMidBlock2DCrossAttn",
         str_cat("'", mid_block_type, "' is not supported (UNetMidBlock2DCrossAttn or null)"));
   field("cross_attention_dim", cross_attention_dim >= 1, "must be >= 1");
   field("only_cross_attention", !only_cross_attention, "must be false (not supported)");
   field("norm_eps", norm_eps > 0, "must be > 0");
-  field("act_fn", act_fn == "silu" || act_fn == "swish",
-        str_cat("'", act_fn, "' is not supported (only silu)"));
+  field("act_fn", act_fn == "silu" || act_fn == "swish", str_cat("'", act_fn, "' is not supported (only silu)"));
   field("downsample_padding", downsample_padding == 0 || downsample_padding == 1, "must be 0 or 1");
   field("mid_block_scale_factor", mid_block_scale_factor > 0, "must be > 0");
   field("time_embedding_dim", time_embedding_dim >= 0, "must be >= 1 or null");
@@ -220,14 +210,16 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
   conv_in = register_module(
       "conv_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(config_.in_channels, ch[0], config_.conv_in_kernel)
                                        .padding((config_.conv_in_kernel - 1) / 2)));
-  time_embedding_ =
-      register_module("time_embedding", std::make_shared<TimestepEmbeddingImpl>(ch[0], temb));
+  time_embedding_ = register_module("time_embedding", std::make_shared<TimestepEmbeddingImpl>(ch[0], temb));
   if (config_.text_time())  // add_time_proj (Timesteps) has no weights
     add_embedding_ = register_module(
-        "add_embedding",
-        std::make_shared<TimestepEmbeddingImpl>(config_.projection_class_embeddings_input_dim, temb));
-  BlockSettings s{temb, config_.cross_attention_dim, config_.norm_num_groups, config_.norm_eps,
-                  config_.use_linear_projection, config_.upcast_attention};
+        "add_embedding", std::make_shared<TimestepEmbeddingImpl>(config_.projection_class_embeddings_input_dim, temb));
+  BlockSettings s{temb,
+                  config_.cross_attention_dim,
+                  config_.norm_num_groups,
+                  config_.norm_eps,
+                  config_.use_linear_projection,
+                  config_.upcast_attention};
 
   auto downs = torch::nn::ModuleList();
   int64_t out = ch[0];
@@ -235,18 +227,17 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
     int64_t in = out;
     out = ch[i];
     down_blocks_.push_back(std::make_shared<DownBlock2DImpl>(
-        in, out, config_.layers_per_block[i], config_.down_has_attention(i),
-        config_.num_attention_heads[i], config_.transformer_layers_per_block[i], i < n - 1,
-        config_.downsample_padding, s));
+        in, out, config_.layers_per_block[i], config_.down_has_attention(i), config_.num_attention_heads[i],
+        config_.transformer_layers_per_block[i], i < n - 1, config_.downsample_padding, s));
     downs->push_back(down_blocks_.back());
   }
   register_module("down_blocks", downs);
 
   if (!config_.mid_block_type.empty())
     mid_block_ = register_module(
-        "mid_block", std::make_shared<MidBlock2DCrossAttnImpl>(
-                         ch[n - 1], config_.num_attention_heads[n - 1],
-                         config_.transformer_layers_per_block[n - 1], config_.mid_block_scale_factor, s));
+        "mid_block", std::make_shared<MidBlock2DCrossAttnImpl>(ch[n - 1], config_.num_attention_heads[n - 1],
+                                                               config_.transformer_layers_per_block[n - 1],
+                                                               config_.mid_block_scale_factor, s));
 
   // Up path: block i works at the resolution of down block n-1-i (reversed lists).
   auto ups = torch::nn::ModuleList();
@@ -255,9 +246,9 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
     int64_t r = n - 1 - i, prev = out;
     out = ch[r];
     int64_t in = ch[std::max<int64_t>(r - 1, 0)];
-    up_blocks_.push_back(std::make_shared<UpBlock2DImpl>(
-        in, prev, out, config_.layers_per_block[r] + 1, config_.up_has_attention(i),
-        config_.num_attention_heads[r], config_.transformer_layers_per_block[r], i < n - 1, s));
+    up_blocks_.push_back(std::make_shared<UpBlock2DImpl>(in, prev, out, config_.layers_per_block[r] + 1,
+                                                         config_.up_has_attention(i), config_.num_attention_heads[r],
+                                                         config_.transformer_layers_per_block[r], i < n - 1, s));
     ups->push_back(up_blocks_.back());
   }
   register_module("up_blocks", ups);
@@ -271,8 +262,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
 }
 
 // Mirrors diffusers get_timestep_embedding(timesteps, dim, flip_sin_to_cos, freq_shift).
-torch::Tensor UNet2DConditionModelImpl::timestep_features(const torch::Tensor& timesteps,
-                                                          int64_t dim) const {
+torch::Tensor UNet2DConditionModelImpl::timestep_features(const torch::Tensor& timesteps, int64_t dim) const {
   if (dim <= 0) dim = config_.block_out_channels[0];
   const int64_t half = dim / 2;
   auto opt = torch::TensorOptions().dtype(torch::kFloat32).device(timesteps.device());
@@ -294,35 +284,33 @@ torch::Tensor UNet2DConditionModelImpl::text_time_embedding(const AddedCondition
   TINV_CHECK(added.defined() && added.time_ids.defined(), where,
              "this SDXL UNet (addition_embed_type text_time) needs the pooled text embeds and time_ids");
   auto expand = [&](const torch::Tensor& t, int64_t width, const char* what) {
-    TINV_CHECK(t.dim() == 2 && t.size(1) == width && (t.size(0) == b || t.size(0) == 1), where, what,
-               " must be [", b, ", ", width, "], got ", t.sizes());
+    TINV_CHECK(t.dim() == 2 && t.size(1) == width && (t.size(0) == b || t.size(0) == 1), where, what, " must be [", b,
+               ", ", width, "], got ", t.sizes());
     return t.to(like.device()).expand({b, width});
   };
-  auto text = expand(added.text_embeds, config_.pooled_dim(), "text_embeds");          // [B, P]
-  auto ids = expand(added.time_ids, 6, "time_ids");                                     // [B, 6]
-  auto time = timestep_features(ids.flatten(), config_.addition_time_embed_dim)
-                  .reshape({b, -1});                                                    // [B, 6*dim]
+  auto text = expand(added.text_embeds, config_.pooled_dim(), "text_embeds");                      // [B, P]
+  auto ids = expand(added.time_ids, 6, "time_ids");                                                // [B, 6]
+  auto time = timestep_features(ids.flatten(), config_.addition_time_embed_dim).reshape({b, -1});  // [B, 6*dim]
   auto feats = torch::cat({text.to(torch::kFloat32), time}, -1).to(like.scalar_type());
-  return add_embedding_->forward(feats);                                                // [B, temb]
+  return add_embedding_->forward(feats);  // [B, temb]
 }
 
 // Mirrors diffusers UNet2DConditionModel.forward (text_time addition, no class embeddings,
 // no adapters).
-torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample,
-                                                const torch::Tensor& timesteps,
+torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, const torch::Tensor& timesteps,
                                                 const torch::Tensor& encoder_hidden_states,
                                                 const AddedConditions& added) {
   const char* where = "UNet2DConditionModel.forward";
-  TINV_CHECK(sample.dim() == 4 && sample.size(1) == config_.in_channels, where,
-             "sample must be [B, ", config_.in_channels, ", H, W], got ", sample.sizes());
+  TINV_CHECK(sample.dim() == 4 && sample.size(1) == config_.in_channels, where, "sample must be [B, ",
+             config_.in_channels, ", H, W], got ", sample.sizes());
   int64_t b = sample.size(0), n = config_.num_blocks();
   TINV_CHECK(encoder_hidden_states.dim() == 3 && encoder_hidden_states.size(0) == b &&
                  encoder_hidden_states.size(2) == config_.cross_attention_dim,
-             where, "encoder_hidden_states must be [", b, ", L, ", config_.cross_attention_dim,
-             "], got ", encoder_hidden_states.sizes());
+             where, "encoder_hidden_states must be [", b, ", L, ", config_.cross_attention_dim, "], got ",
+             encoder_hidden_states.sizes());
   auto t = timesteps.dim() == 0 ? timesteps.reshape({1}) : timesteps;
-  TINV_CHECK(t.dim() == 1 && (t.size(0) == b || t.size(0) == 1), where,
-             "timesteps must be a scalar, [1] or [", b, "], got ", timesteps.sizes());
+  TINV_CHECK(t.dim() == 1 && (t.size(0) == b || t.size(0) == 1), where, "timesteps must be a scalar, [1] or [", b,
+             "], got ", timesteps.sizes());
   t = t.to(sample.device()).expand({b});
 
   // 1. time: sinusoidal features -> TimestepEmbedding; every resnet uses SiLU(emb).
@@ -335,7 +323,7 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample,
   auto temb_act = torch::silu(emb);
   // 2. pre-process
   auto x = config_.center_input_sample ? 2 * sample - 1.0 : sample;
-  x = conv_in(x);                                                   // [B, C0, H, W]
+  x = conv_in(x);  // [B, C0, H, W]
   // 3. down
   std::vector<torch::Tensor> skips{x};
   for (auto& block : down_blocks_) x = block->forward(x, temb_act, encoder_hidden_states, skips);
@@ -354,7 +342,7 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample,
     x = block->forward(x, temb_act, encoder_hidden_states, skips, size);
   }
   // 6. post-process
-  x = conv_out(torch::silu(conv_norm_out(x)));                      // [B, out_C, H, W]
+  x = conv_out(torch::silu(conv_norm_out(x)));  // [B, out_C, H, W]
   return x;
 }
 
@@ -364,10 +352,14 @@ void init_random(torch::nn::Module& module, uint64_t seed) {
   torch::manual_seed(seed);
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/true)) {
-    if (auto* conv = m->as<torch::nn::Conv2dImpl>()) conv->reset_parameters();
-    else if (auto* lin = m->as<torch::nn::LinearImpl>()) lin->reset_parameters();
-    else if (auto* gn = m->as<torch::nn::GroupNormImpl>()) gn->reset_parameters();
-    else if (auto* ln = m->as<torch::nn::LayerNormImpl>()) ln->reset_parameters();
+    if (auto* conv = m->as<torch::nn::Conv2dImpl>())
+      conv->reset_parameters();
+    else if (auto* lin = m->as<torch::nn::LinearImpl>())
+      lin->reset_parameters();
+    else if (auto* gn = m->as<torch::nn::GroupNormImpl>())
+      gn->reset_parameters();
+    else if (auto* ln = m->as<torch::nn::LayerNormImpl>())
+      ln->reset_parameters();
   }
 }
 
@@ -376,8 +368,7 @@ UNet2DConditionModel load_unet_folder(const std::string& folder) {
   std::string weights;
   for (const char* name :
        {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
-        "diffusion_pytorch_model.safetensors.index.json",
-        "diffusion_pytorch_model.fp16.safetensors.index.json"}) {
+        "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.fp16.safetensors.index.json"}) {
     if (file_exists(join_path(folder, name))) {
       weights = join_path(folder, name);
       break;

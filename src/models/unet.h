@@ -41,10 +41,10 @@ struct UNetConfig {
   int64_t out_channels = 4;
   std::vector<int64_t> block_out_channels = {320, 640, 1280, 1280};
   std::vector<int64_t> layers_per_block = {2, 2, 2, 2};  // per down block; up blocks use +1
-  std::vector<std::string> down_block_types = {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                                               "CrossAttnDownBlock2D", "DownBlock2D"};
-  std::vector<std::string> up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D",
-                                             "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"};
+  std::vector<std::string> down_block_types = {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                               "DownBlock2D"};
+  std::vector<std::string> up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                             "CrossAttnUpBlock2D"};
   std::string mid_block_type = "UNetMidBlock2DCrossAttn";  // or "" (null: no mid block)
   // Number of attention heads per down block (diffusers: num_attention_heads, or the misnamed
   // attention_head_dim when num_attention_heads is null). Up blocks use the reversed list, the
@@ -89,9 +89,7 @@ struct UNetConfig {
   int64_t pooled_dim() const { return projection_class_embeddings_input_dim - 6 * addition_time_embed_dim; }
 
   int64_t num_blocks() const { return static_cast<int64_t>(block_out_channels.size()); }
-  int64_t time_embed_dim() const {
-    return time_embedding_dim > 0 ? time_embedding_dim : 4 * block_out_channels[0];
-  }
+  int64_t time_embed_dim() const { return time_embedding_dim > 0 ? time_embedding_dim : 4 * block_out_channels[0]; }
   bool down_has_attention(int64_t i) const { return down_block_types[i] == "CrossAttnDownBlock2D"; }
   bool up_has_attention(int64_t i) const { return up_block_types[i] == "CrossAttnUpBlock2D"; }
 };
@@ -119,8 +117,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // H and W need not be multiples of 2^levels (upsample sizes follow the skip connections).
   // `added` is required for a text_time UNet and refused otherwise (tinv::Error).
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timesteps,
-                        const torch::Tensor& encoder_hidden_states,
-                        const AddedConditions& added = {});
+                        const torch::Tensor& encoder_hidden_states, const AddedConditions& added = {});
 
   // The sinusoidal timestep features, exactly diffusers get_timestep_embedding:
   // [B] -> [B, dim] float32 (dim 0: block_out_channels[0]).

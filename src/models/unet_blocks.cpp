@@ -14,8 +14,7 @@ torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels, double eps) {
 }
 
 torch::nn::Conv2d conv2d(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t pad = -1) {
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(pad < 0 ? (k - 1) / 2 : pad));
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(pad < 0 ? (k - 1) / 2 : pad));
 }
 
 torch::nn::Linear linear(int64_t in, int64_t out, bool bias = true) {
@@ -45,8 +44,7 @@ torch::Tensor TimestepEmbeddingImpl::forward(const torch::Tensor& t_features) {
 
 // --- ResnetBlock2D --------------------------------------------------------------------------
 
-ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, const BlockSettings& s,
-                                     double output_scale)
+ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, const BlockSettings& s, double output_scale)
     : output_scale_(output_scale) {
   norm1 = register_module("norm1", group_norm(s.groups, in, s.eps));
   conv1 = register_module("conv1", conv2d(in, out, 3));
@@ -58,10 +56,10 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, const BlockSetting
 
 // Mirrors diffusers ResnetBlock2D.forward (time_embedding_norm "default", dropout 0).
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb_act) {
-  auto h = conv1(torch::silu(norm1(x)));                          // [B, out, H, W]
-  h.add_(time_emb_proj(temb_act).unsqueeze(-1).unsqueeze(-1));    // + [B, out, 1, 1]
-  h = conv2(torch::silu(norm2(h)));                               // [B, out, H, W]
-  h.add_(conv_shortcut ? conv_shortcut(x) : x);                   // conv output: not saved
+  auto h = conv1(torch::silu(norm1(x)));                        // [B, out, H, W]
+  h.add_(time_emb_proj(temb_act).unsqueeze(-1).unsqueeze(-1));  // + [B, out, 1, 1]
+  h = conv2(torch::silu(norm2(h)));                             // [B, out, H, W]
+  h.add_(conv_shortcut ? conv_shortcut(x) : x);                 // conv output: not saved
   if (output_scale_ != 1.0) h.div_(output_scale_);
   return h;
 }
@@ -91,26 +89,22 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 
 // --- FeedForward ----------------------------------------------------------------------------
 
-GEGLUImpl::GEGLUImpl(int64_t dim, int64_t inner) {
-  proj = register_module("proj", linear(dim, 2 * inner));
-}
+GEGLUImpl::GEGLUImpl(int64_t dim, int64_t inner) { proj = register_module("proj", linear(dim, 2 * inner)); }
 
 // Mirrors diffusers GEGLU: hidden, gate = proj(x).chunk(2); hidden * gelu(gate) (exact gelu).
 torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
-  auto hg = proj(x).chunk(2, -1);           // 2 x [B, N, inner]
+  auto hg = proj(x).chunk(2, -1);  // 2 x [B, N, inner]
   return hg[0] * torch::gelu(hg[1]);
 }
 
 // --- BasicTransformerBlock ------------------------------------------------------------------
 
-BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
-                                                     const BlockSettings& s) {
+BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads, const BlockSettings& s) {
   auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-5)); };
   norm1 = register_module("norm1", ln());
   attn1 = register_module("attn1", std::make_shared<AttentionImpl>(dim, dim, heads, s.upcast_attention));
   norm2 = register_module("norm2", ln());
-  attn2 = register_module("attn2",
-                          std::make_shared<AttentionImpl>(dim, s.cross_dim, heads, s.upcast_attention));
+  attn2 = register_module("attn2", std::make_shared<AttentionImpl>(dim, s.cross_dim, heads, s.upcast_attention));
   norm3 = register_module("norm3", ln());
   // ff.net = [GEGLU (net.0.proj), Dropout (no weights), Linear (net.2)]
   geglu = std::make_shared<GEGLUImpl>(dim, 4 * dim);
@@ -126,9 +120,9 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
 
 // Mirrors diffusers BasicTransformerBlock.forward (norm_type "layer_norm", no ada norms).
 torch::Tensor BasicTransformerBlockImpl::forward(torch::Tensor x, const torch::Tensor& context) {
-  x = attn1->forward(norm1(x), torch::Tensor()).add_(x);     // self-attention + residual
-  x = attn2->forward(norm2(x), context).add_(x);             // cross-attention + residual
-  return ff_out(geglu->forward(norm3(x))).add_(x);           // feed-forward + residual
+  x = attn1->forward(norm1(x), torch::Tensor()).add_(x);  // self-attention + residual
+  x = attn2->forward(norm2(x), context).add_(x);          // cross-attention + residual
+  return ff_out(geglu->forward(norm3(x))).add_(x);        // feed-forward + residual
 }
 
 // --- Transformer2DModel ---------------------------------------------------------------------
@@ -155,15 +149,15 @@ Transformer2DModelImpl::Transformer2DModelImpl(int64_t channels, int64_t heads, 
 // Mirrors diffusers Transformer2DModel._operate_on_continuous_inputs / _get_output_for_...
 torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x, const torch::Tensor& context) {
   int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  auto t = norm(x);                                                  // [B, C, H, W]
+  auto t = norm(x);  // [B, C, H, W]
   if (proj_in_conv) t = proj_in_conv(t);
-  t = t.permute({0, 2, 3, 1}).reshape({b, h * w, c});                // [B, HW, C]
+  t = t.permute({0, 2, 3, 1}).reshape({b, h * w, c});  // [B, HW, C]
   if (proj_in_linear) t = proj_in_linear(t);
   for (auto& block : blocks_) t = block->forward(t, context);
   if (proj_out_linear) t = proj_out_linear(t);
-  t = t.view({b, h, w, c}).permute({0, 3, 1, 2}).contiguous();      // [B, C, H, W]
+  t = t.view({b, h, w, c}).permute({0, 3, 1, 2}).contiguous();  // [B, C, H, W]
   if (proj_out_conv) t = proj_out_conv(t);
-  return t.add_(x);                                                  // + residual
+  return t.add_(x);  // + residual
 }
 
 // --- Down / mid / up blocks -----------------------------------------------------------------
@@ -194,9 +188,9 @@ struct BlockLayers {
 
 }  // namespace
 
-DownBlock2DImpl::DownBlock2DImpl(int64_t in, int64_t out, int64_t layers, bool with_attention,
-                                 int64_t heads, int64_t transformer_layers, bool add_downsample,
-                                 int64_t downsample_padding, const BlockSettings& s)
+DownBlock2DImpl::DownBlock2DImpl(int64_t in, int64_t out, int64_t layers, bool with_attention, int64_t heads,
+                                 int64_t transformer_layers, bool add_downsample, int64_t downsample_padding,
+                                 const BlockSettings& s)
     : downsample_padding_(downsample_padding) {
   BlockLayers block{resnets_, attentions_, with_attention};
   for (int64_t j = 0; j < layers; ++j) block.add(j == 0 ? in : out, out, heads, transformer_layers, s);
@@ -208,8 +202,7 @@ DownBlock2DImpl::DownBlock2DImpl(int64_t in, int64_t out, int64_t layers, bool w
 }
 
 // Mirrors diffusers CrossAttnDownBlock2D.forward / DownBlock2D.forward and Downsample2D.
-torch::Tensor DownBlock2DImpl::forward(torch::Tensor x, const torch::Tensor& temb_act,
-                                       const torch::Tensor& context,
+torch::Tensor DownBlock2DImpl::forward(torch::Tensor x, const torch::Tensor& temb_act, const torch::Tensor& context,
                                        std::vector<torch::Tensor>& skips) {
   for (size_t j = 0; j < resnets_.size(); ++j) {
     x = resnets_[j]->forward(x, temb_act);
@@ -224,16 +217,14 @@ torch::Tensor DownBlock2DImpl::forward(torch::Tensor x, const torch::Tensor& tem
   return x;
 }
 
-MidBlock2DCrossAttnImpl::MidBlock2DCrossAttnImpl(int64_t channels, int64_t heads,
-                                                 int64_t transformer_layers, double output_scale,
-                                                 const BlockSettings& s) {
+MidBlock2DCrossAttnImpl::MidBlock2DCrossAttnImpl(int64_t channels, int64_t heads, int64_t transformer_layers,
+                                                 double output_scale, const BlockSettings& s) {
   auto resnets = torch::nn::ModuleList(), attentions = torch::nn::ModuleList();
   for (int j = 0; j < 2; ++j) {
     resnets_.push_back(std::make_shared<ResnetBlock2DImpl>(channels, channels, s, output_scale));
     resnets->push_back(resnets_.back());
   }
-  attentions_.push_back(
-      std::make_shared<Transformer2DModelImpl>(channels, heads, transformer_layers, s));
+  attentions_.push_back(std::make_shared<Transformer2DModelImpl>(channels, heads, transformer_layers, s));
   attentions->push_back(attentions_.back());
   register_module("attentions", attentions);
   register_module("resnets", resnets);
@@ -247,9 +238,8 @@ torch::Tensor MidBlock2DCrossAttnImpl::forward(torch::Tensor x, const torch::Ten
   return resnets_[1]->forward(x, temb_act);
 }
 
-UpBlock2DImpl::UpBlock2DImpl(int64_t in, int64_t prev_out, int64_t out, int64_t layers,
-                             bool with_attention, int64_t heads, int64_t transformer_layers,
-                             bool add_upsample, const BlockSettings& s) {
+UpBlock2DImpl::UpBlock2DImpl(int64_t in, int64_t prev_out, int64_t out, int64_t layers, bool with_attention,
+                             int64_t heads, int64_t transformer_layers, bool add_upsample, const BlockSettings& s) {
   BlockLayers block{resnets_, attentions_, with_attention};
   for (int64_t j = 0; j < layers; ++j) {
     const int64_t skip_ch = j == layers - 1 ? in : out;
@@ -264,9 +254,8 @@ UpBlock2DImpl::UpBlock2DImpl(int64_t in, int64_t prev_out, int64_t out, int64_t 
 }
 
 // Mirrors diffusers CrossAttnUpBlock2D.forward / UpBlock2D.forward and Upsample2D (nearest).
-torch::Tensor UpBlock2DImpl::forward(torch::Tensor x, const torch::Tensor& temb_act,
-                                     const torch::Tensor& context, std::vector<torch::Tensor>& skips,
-                                     const std::vector<int64_t>& upsample_size) {
+torch::Tensor UpBlock2DImpl::forward(torch::Tensor x, const torch::Tensor& temb_act, const torch::Tensor& context,
+                                     std::vector<torch::Tensor>& skips, const std::vector<int64_t>& upsample_size) {
   for (size_t j = 0; j < resnets_.size(); ++j) {
     auto skip = std::move(skips.back());
     skips.pop_back();
@@ -276,7 +265,7 @@ torch::Tensor UpBlock2DImpl::forward(torch::Tensor x, const torch::Tensor& temb_
   if (up_conv) {
     std::vector<int64_t> size = upsample_size;
     if (size.empty()) size = {2 * x.size(2), 2 * x.size(3)};
-    x = up_conv(at::upsample_nearest2d(x, size));                   // [B, C, 2H, 2W]
+    x = up_conv(at::upsample_nearest2d(x, size));  // [B, C, 2H, 2W]
   }
   return x;
 }

@@ -24,10 +24,10 @@ namespace tinv {
 
 // Settings shared by every block of one UNet.
 struct BlockSettings {
-  int64_t temb_dim = 1280;       // time embedding width
-  int64_t cross_dim = 768;       // encoder_hidden_states width
-  int64_t groups = 32;           // GroupNorm groups
-  double eps = 1e-5;             // resnet GroupNorm eps
+  int64_t temb_dim = 1280;  // time embedding width
+  int64_t cross_dim = 768;  // encoder_hidden_states width
+  int64_t groups = 32;      // GroupNorm groups
+  double eps = 1e-5;        // resnet GroupNorm eps
   bool linear_projection = false;
   bool upcast_attention = false;
 };
@@ -107,11 +107,10 @@ class Transformer2DModelImpl : public torch::nn::Module {
 class DownBlock2DImpl : public torch::nn::Module {
  public:
   DownBlock2DImpl(int64_t in, int64_t out, int64_t layers, bool with_attention, int64_t heads,
-                  int64_t transformer_layers, bool add_downsample, int64_t downsample_padding,
-                  const BlockSettings& s);
+                  int64_t transformer_layers, bool add_downsample, int64_t downsample_padding, const BlockSettings& s);
   // Appends every intermediate output (one per layer, then the downsampled one) to `skips`.
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& temb_act,
-                        const torch::Tensor& context, std::vector<torch::Tensor>& skips);
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& temb_act, const torch::Tensor& context,
+                        std::vector<torch::Tensor>& skips);
 
  private:
   std::vector<std::shared_ptr<ResnetBlock2DImpl>> resnets_;
@@ -123,8 +122,8 @@ class DownBlock2DImpl : public torch::nn::Module {
 // UNetMidBlock2DCrossAttn (num_layers 1).
 class MidBlock2DCrossAttnImpl : public torch::nn::Module {
  public:
-  MidBlock2DCrossAttnImpl(int64_t channels, int64_t heads, int64_t transformer_layers,
-                          double output_scale, const BlockSettings& s);
+  MidBlock2DCrossAttnImpl(int64_t channels, int64_t heads, int64_t transformer_layers, double output_scale,
+                          const BlockSettings& s);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& temb_act, const torch::Tensor& context);
 
  private:
@@ -136,13 +135,11 @@ class MidBlock2DCrossAttnImpl : public torch::nn::Module {
 // down level's input (skip of the last layer), `prev_out` that of the incoming hidden states.
 class UpBlock2DImpl : public torch::nn::Module {
  public:
-  UpBlock2DImpl(int64_t in, int64_t prev_out, int64_t out, int64_t layers, bool with_attention,
-                int64_t heads, int64_t transformer_layers, bool add_upsample,
-                const BlockSettings& s);
+  UpBlock2DImpl(int64_t in, int64_t prev_out, int64_t out, int64_t layers, bool with_attention, int64_t heads,
+                int64_t transformer_layers, bool add_upsample, const BlockSettings& s);
   // Pops one skip per layer from the back of `skips`. upsample_size {h, w} or empty for x2.
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& temb_act,
-                        const torch::Tensor& context, std::vector<torch::Tensor>& skips,
-                        const std::vector<int64_t>& upsample_size);
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& temb_act, const torch::Tensor& context,
+                        std::vector<torch::Tensor>& skips, const std::vector<int64_t>& upsample_size);
   int64_t num_layers() const { return static_cast<int64_t>(resnets_.size()); }
 
  private:

@@ -10,8 +10,8 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/shape.h"
-#include "models/convert_vae.h"
 #include "io/state_dict.h"
+#include "models/convert_vae.h"
 #include "nn/attention_ops.h"
 
 namespace tinv {
@@ -90,8 +90,7 @@ void VaeConfig::validate(const std::string& where) const {
                                          ") is not divisible by norm_num_groups (", norm_num_groups, ")"));
   }
   auto check_types = [&](const char* field, const std::vector<std::string>& types, const char* want) {
-    if (types.size() != n)
-      fail(field, str_cat("has ", types.size(), " entries but block_out_channels has ", n));
+    if (types.size() != n) fail(field, str_cat("has ", types.size(), " entries but block_out_channels has ", n));
     for (size_t i = 0; i < n; ++i)
       if (types[i] != want) fail(field, str_cat("entry ", i, " is '", types[i], "', only '", want, "' is supported"));
   };
@@ -161,12 +160,12 @@ class VaeAttentionImpl : public nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     auto t = group_norm_(x).view({b, c, h * w}).transpose(1, 2);  // [B, HW, C]
-    auto q = to_q(t).unsqueeze(1);                                  // [B, 1, HW, C]
+    auto q = to_q(t).unsqueeze(1);                                // [B, 1, HW, C]
     auto k = to_k(t).unsqueeze(1);
     auto v = to_v(t).unsqueeze(1);
-    t = dot_product_attention(q, k, v).squeeze(1);                  // [B, HW, C]
+    t = dot_product_attention(q, k, v).squeeze(1);  // [B, HW, C]
     t = to_out[0]->as<nn::Linear>()->forward(t);
-    auto out = t.transpose(1, 2).reshape({b, c, h, w});             // [B, C, H, W]
+    auto out = t.transpose(1, 2).reshape({b, c, h, w});  // [B, C, H, W]
     return inplace_ok() ? out.add_(x) : out + x;
   }
 
@@ -225,8 +224,7 @@ TORCH_MODULE(VaeUpsample);
 // optional upsamplers.0): `layers` resnets, the first changing in -> out channels.
 class VaeBlockImpl : public nn::Module {
  public:
-  VaeBlockImpl(int64_t in, int64_t out, int64_t layers, int64_t groups, bool down, bool resample)
-      : down_(down) {
+  VaeBlockImpl(int64_t in, int64_t out, int64_t layers, int64_t groups, bool down, bool resample) : down_(down) {
     resnets = register_module("resnets", nn::ModuleList());
     for (int64_t j = 0; j < layers; ++j) resnets->push_back(VaeResnet(j == 0 ? in : out, out, groups));
     if (resample && down) samplers = register_module("downsamplers", nn::ModuleList(VaeDownsample(out)));
@@ -263,7 +261,7 @@ class VaeEncoderImpl : public nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     auto h = conv_in(x);  // [B, ch0, H, W]
     for (auto& blk : *down_blocks) h = blk->as<VaeBlock>()->forward(h);
-    h = mid_block(h);     // [B, ch_last, H/f, W/f]
+    h = mid_block(h);  // [B, ch_last, H/f, W/f]
     return conv_out(act(conv_norm_out(h)));
   }
 
@@ -284,8 +282,8 @@ class VaeDecoderImpl : public nn::Module {
     mid_block = register_module("mid_block", VaeMidBlock(rev[0], g, cfg.mid_block_add_attention));
     up_blocks = register_module("up_blocks", nn::ModuleList());
     for (int64_t i = 0; i < n; ++i)
-      up_blocks->push_back(VaeBlock(i == 0 ? rev[0] : rev[i - 1], rev[i], cfg.layers_per_block + 1,
-                                    g, /*down=*/false, /*resample=*/i + 1 < n));
+      up_blocks->push_back(VaeBlock(i == 0 ? rev[0] : rev[i - 1], rev[i], cfg.layers_per_block + 1, g, /*down=*/false,
+                                    /*resample=*/i + 1 < n));
     conv_norm_out = register_module("conv_norm_out", group_norm(g, rev.back()));
     conv_out = register_module("conv_out", conv(rev.back(), cfg.out_channels, 3));
   }
@@ -316,31 +314,31 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& cfg) : cfg_(cfg) {
 }
 
 Posterior AutoencoderKLImpl::encode(const torch::Tensor& image) {
-  TINV_CHECK(image.dim() == 4 && image.size(1) == cfg_.in_channels, "AutoencoderKL::encode",
-             "expected an image [B, ", cfg_.in_channels, ", H, W], got ", shape_str(image.sizes().vec()));
+  TINV_CHECK(image.dim() == 4 && image.size(1) == cfg_.in_channels, "AutoencoderKL::encode", "expected an image [B, ",
+             cfg_.in_channels, ", H, W], got ", shape_str(image.sizes().vec()));
   // Each Downsample2D needs at least 2 pixels (pad to 3, then a 3x3 stride-2 conv).
   for (int64_t s = 0, h = image.size(2), w = image.size(3); s + 1 < (int64_t)cfg_.block_out_channels.size();
        ++s, h /= 2, w /= 2)
     TINV_CHECK(h >= 2 && w >= 2, "AutoencoderKL::encode", "image ", image.size(2), "x", image.size(3),
                " is too small for ", cfg_.block_out_channels.size() - 1, " downsampling stages");
-  auto moments = encoder_->forward(image);                          // [B, 2*latent, h, w]
+  auto moments = encoder_->forward(image);  // [B, 2*latent, h, w]
   if (!quant_conv.is_empty()) moments = quant_conv(moments);
   auto parts = moments.chunk(2, 1);
-  return Posterior{parts[0], parts[1].clamp(-30.0, 20.0)};          // [B, latent, h, w] each
+  return Posterior{parts[0], parts[1].clamp(-30.0, 20.0)};  // [B, latent, h, w] each
 }
 
 torch::Tensor AutoencoderKLImpl::decode(const torch::Tensor& latents) {
   TINV_CHECK(latents.dim() == 4 && latents.size(1) == cfg_.latent_channels, "AutoencoderKL::decode",
              "expected latents [B, ", cfg_.latent_channels, ", h, w], got ", shape_str(latents.sizes().vec()));
   auto z = post_quant_conv.is_empty() ? latents : post_quant_conv(latents);
-  return decoder_->forward(z);                                      // [B, out, h*f, w*f]
+  return decoder_->forward(z);  // [B, out, h*f, w*f]
 }
 
 torch::Tensor Posterior::std() const { return torch::exp(0.5 * logvar); }
 
 torch::Tensor Posterior::sample(std::optional<at::Generator> generator) const {
-  auto eps = generator ? at::randn(mean.sizes(), *generator, mean.options())
-                       : torch::randn(mean.sizes(), mean.options());
+  auto eps =
+      generator ? at::randn(mean.sizes(), *generator, mean.options()) : torch::randn(mean.sizes(), mean.options());
   return mean + std() * eps;
 }
 
@@ -375,7 +373,8 @@ AutoencoderKL load_vae_folder(const std::string& dir) {
       break;
     }
   }
-  TINV_CHECK(!weights.empty(), dir, "no diffusion_pytorch_model[.fp16].safetensors (or sharded index) "
+  TINV_CHECK(!weights.empty(), dir,
+             "no diffusion_pytorch_model[.fp16].safetensors (or sharded index) "
              "found; .bin weights are not supported, convert them to safetensors");
   StateDict sd = load_state_dict_file(weights);
   normalize_diffusers_vae(sd, weights);

@@ -46,7 +46,7 @@ struct VaeConfig {
   double scaling_factor = 0.18215;
   bool force_upcast = true;
   bool mid_block_add_attention = true;
-  bool use_quant_conv = true;       // diffusers >= 0.28 may set these false
+  bool use_quant_conv = true;  // diffusers >= 0.28 may set these false
   bool use_post_quant_conv = true;
 
   // Reads and validates every field (unknown fields are ignored); throws tinv::Error
@@ -66,7 +66,7 @@ struct Posterior {
   torch::Tensor mean;    // [B, latent, h, w]
   torch::Tensor logvar;  // [B, latent, h, w], clamped to [-30, 20]
 
-  torch::Tensor std() const;   // exp(0.5 * logvar)
+  torch::Tensor std() const;  // exp(0.5 * logvar)
   torch::Tensor mode() const { return mean; }
   // mean + std * eps with eps ~ N(0, 1) drawn from `generator` (default: the global one).
   torch::Tensor sample(std::optional<at::Generator> generator = std::nullopt) const;
@@ -109,7 +109,6 @@ TORCH_MODULE(AutoencoderKL);
 AutoencoderKL load_vae_folder(const std::string& dir);
 // Builds the model from LDM weights (`first_stage_model.` already stripped) with `cfg`
 // (e.g. infer_vae_config or a diffusers config). `source` names the file in errors.
-AutoencoderKL load_vae_ldm(const StateDict& ldm_vae, const VaeConfig& cfg,
-                           const std::string& source);
+AutoencoderKL load_vae_ldm(const StateDict& ldm_vae, const VaeConfig& cfg, const std::string& source);
 
 }  // namespace tinv

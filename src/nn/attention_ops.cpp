@@ -12,8 +12,8 @@ namespace {
 constexpr int64_t kMaxScoreBytes = 128ll << 20;
 
 torch::Tensor attention_block(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                              const AttentionOptions& opts, double scale, int64_t q_offset,
-                              int64_t shift, const torch::Tensor& mask) {
+                              const AttentionOptions& opts, double scale, int64_t q_offset, int64_t shift,
+                              const torch::Tensor& mask) {
   auto dtype = q.scalar_type();
   torch::Tensor qq = opts.upcast ? q.to(torch::kFloat32) : q;
   torch::Tensor kk = opts.upcast ? k.to(torch::kFloat32) : k;
@@ -59,8 +59,8 @@ torch::Tensor chunked_attention(const torch::Tensor& q, const torch::Tensor& k, 
 }
 
 // Probabilities of query rows [s, s + n) in the compute dtype (float32 with upcast).
-torch::Tensor probs_rows(const torch::Tensor& q, const torch::Tensor& k, const AttentionOptions& opts,
-                         double scale, int64_t s, int64_t n, int64_t shift) {
+torch::Tensor probs_rows(const torch::Tensor& q, const torch::Tensor& k, const AttentionOptions& opts, double scale,
+                         int64_t s, int64_t n, int64_t shift) {
   auto qq = q.narrow(2, s, n);
   torch::Tensor kk = k;
   if (opts.upcast) qq = qq.to(torch::kFloat32), kk = kk.to(torch::kFloat32);
@@ -82,9 +82,9 @@ torch::Tensor mask_arg(const torch::Tensor& mask, const torch::Tensor& q) {
 
 class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q,
-                               const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask_or_empty,
-                               double scale, bool causal, bool upcast) {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& mask_or_empty, double scale, bool causal,
+                               bool upcast) {
     // An undefined tensor cannot be an input of a Function: "no mask" arrives as an empty one.
     const torch::Tensor mask = mask_or_empty.numel() == 0 ? torch::Tensor() : mask_or_empty;
     ctx->save_for_backward({q, k, v});
@@ -108,7 +108,7 @@ class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> 
     o.upcast = ctx->saved_data["upcast"].toBool();
     const double scale = ctx->saved_data["scale"].toDouble();
     const auto dtype = o.upcast ? torch::kFloat32 : q.scalar_type();
-    auto d_out = grads[0].to(dtype);                       // [B, H, Nq, Dv]
+    auto d_out = grads[0].to(dtype);  // [B, H, Nq, Dv]
     auto k_c = k.to(dtype), v_c = v.to(dtype);
     auto dq = torch::empty(q.sizes(), q.options().dtype(dtype));
     auto dk = torch::zeros(k.sizes(), k.options().dtype(dtype));
@@ -116,16 +116,16 @@ class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> 
     const int64_t nq = q.size(2), shift = k.size(2) - nq, chunk = chunk_rows(q, k);
     for (int64_t s = 0; s < nq; s += chunk) {
       const int64_t n = std::min(nq - s, chunk);
-      auto p = probs_rows(q, k, o, scale, s, n, shift);     // [B, H, n, Nk]
-      auto g = d_out.narrow(2, s, n);                        // [B, H, n, Dv]
+      auto p = probs_rows(q, k, o, scale, s, n, shift);  // [B, H, n, Nk]
+      auto g = d_out.narrow(2, s, n);                    // [B, H, n, Dv]
       dv.add_(torch::matmul(p.transpose(-1, -2), g));
-      auto dp = torch::matmul(g, v_c.transpose(-1, -2));     // [B, H, n, Nk]
+      auto dp = torch::matmul(g, v_c.transpose(-1, -2));  // [B, H, n, Nk]
       auto ds = p * (dp - (dp * p).sum(-1, /*keepdim=*/true));
       dq.narrow(2, s, n).copy_(torch::matmul(ds, k_c) * scale);
       dk.add_(torch::matmul(ds.transpose(-1, -2), q.narrow(2, s, n).to(dtype)), scale);
     }
     return {dq.to(q.scalar_type()), dk.to(k.scalar_type()), dv.to(v.scalar_type()), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+            torch::Tensor(),        torch::Tensor(),        torch::Tensor()};
   }
 };
 
@@ -144,8 +144,8 @@ torch::Tensor recompute_attention(const torch::Tensor& q, const torch::Tensor& k
   return RecomputeAttention::apply(q, k, v, mask_arg(opts.mask, q), scale, opts.causal, opts.upcast);
 }
 
-torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                    const torch::Tensor& v, const AttentionOptions& opts) {
+torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    const AttentionOptions& opts) {
   double scale = opts.scale > 0 ? opts.scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
 #if TORCH_VERSION_MAJOR >= 2
   // libtorch 2.x: the fused kernel (flash / memory-efficient / math fallback). Its is_causal
@@ -157,16 +157,15 @@ torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor&
     if (opts.mask.defined()) mask = opts.mask.to(q.scalar_type());
     bool causal = opts.causal && !mask.has_value() && nq == nk;
     if (opts.causal && !causal) {
-      auto keep = torch::ones({nq, nk}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
-                      .tril(nk - nq);
+      auto keep = torch::ones({nq, nk}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).tril(nk - nq);
       auto additive = torch::zeros({nq, nk}, q.options()).masked_fill(keep.logical_not(), -INFINITY);
       mask = mask.has_value() ? *mask + additive : additive;
     }
 #if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1
     return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale);
 #else
-    return at::scaled_dot_product_attention(q * (scale * std::sqrt(static_cast<double>(q.size(-1)))),
-                                            k, v, mask, 0.0, causal);
+    return at::scaled_dot_product_attention(q * (scale * std::sqrt(static_cast<double>(q.size(-1)))), k, v, mask, 0.0,
+                                            causal);
 #endif
   }
 #endif

@@ -5,10 +5,10 @@
 namespace tinv {
 
 struct AttentionOptions {
-  bool causal = false;        // mask out keys after the query position (CLIP, BERT decoder)
-  torch::Tensor mask;         // optional additive mask broadcastable to [B, H, Nq, Nk]
-  bool upcast = false;        // compute scores and softmax in float32 (SD2 upcast_attention)
-  double scale = 0.0;         // 0: 1/sqrt(head_dim)
+  bool causal = false;  // mask out keys after the query position (CLIP, BERT decoder)
+  torch::Tensor mask;   // optional additive mask broadcastable to [B, H, Nq, Nk]
+  bool upcast = false;  // compute scores and softmax in float32 (SD2 upcast_attention)
+  double scale = 0.0;   // 0: 1/sqrt(head_dim)
 };
 
 // q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv] -> [B, H, Nq, Dv].
@@ -16,8 +16,8 @@ struct AttentionOptions {
 // backward. On 1.13 it processes queries in chunks so that the score matrix never exceeds
 // ~128 MB, which keeps 512x512 attention (4096 x 4096 tokens per head) affordable on CPU; when
 // a gradient is needed it runs recompute_attention, so training stores no probabilities either.
-torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                    const torch::Tensor& v, const AttentionOptions& opts = {});
+torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    const AttentionOptions& opts = {});
 
 // The memory-saving attention for training (used by dot_product_attention on libtorch 1.13 when
 // q, k or v requires grad; available on every libtorch). The forward saves only q, k and v

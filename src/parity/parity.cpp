@@ -44,24 +44,21 @@ CaseResult measure(const std::string& name, const torch::Tensor& ours, const tor
 
 }  // namespace
 
-CaseResult compare_abs(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
-                       double tol) {
+CaseResult compare_abs(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref, double tol) {
   CaseResult r = measure(name, ours, ref);
   r.tol = "abs " + fmt(tol);
   r.pass = r.note.empty() && r.max_abs <= tol;
   return r;
 }
 
-CaseResult compare_rel(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
-                       double tol) {
+CaseResult compare_rel(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref, double tol) {
   CaseResult r = measure(name, ours, ref);
   r.tol = "rel " + fmt(tol);
   r.pass = r.note.empty() && r.rel <= tol;
   return r;
 }
 
-CaseResult compare_exact(const std::string& name, const torch::Tensor& ours,
-                         const torch::Tensor& ref) {
+CaseResult compare_exact(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref) {
   CaseResult r = measure(name, ours.to(torch::kInt64), ref.to(torch::kInt64));
   r.tol = "exact";
   r.pass = r.note.empty() && r.max_abs == 0.0;
@@ -78,8 +75,8 @@ std::vector<CaseResult> all_failed(const std::vector<std::string>& names, const 
   return out;
 }
 
-CaseResult compare_model(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
-                         double fp32_abs, torch::ScalarType dtype, double bf16_rel) {
+CaseResult compare_model(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref, double fp32_abs,
+                         torch::ScalarType dtype, double bf16_rel) {
   return dtype == torch::kBFloat16 ? compare_rel(name, ours, ref, bf16_rel) : compare_abs(name, ours, ref, fp32_abs);
 }
 
@@ -92,9 +89,7 @@ CaseResult failed(const std::string& name, const std::string& reason) {
   return r;
 }
 
-double tol_at(torch::ScalarType dtype, double fp32, double bf16) {
-  return dtype == torch::kBFloat16 ? bf16 : fp32;
-}
+double tol_at(torch::ScalarType dtype, double fp32, double bf16) { return dtype == torch::kBFloat16 ? bf16 : fp32; }
 
 torch::Tensor input(const SafeTensors& file, const std::string& name, const torch::Device& device,
                     torch::ScalarType dtype) {
@@ -113,15 +108,23 @@ CaseResult guarded(const std::string& name, const std::function<CaseResult()>& b
 
 const std::vector<Group>& groups() {
   static const std::vector<Group> kGroups = {
-      {"tokenizer", "sd", run_tokenizer},     {"text_encoder", "sd", run_text_encoder},
-      {"unet", "sd", run_unet},               {"vae", "sd", run_vae},
-      {"single_file", "sd", run_single_file}, {"scheduler", "sd", run_scheduler},
-      {"pipeline", "sd", run_pipeline},       {"ti_train", "sd", run_ti_train},
+      {"tokenizer", "sd", run_tokenizer},
+      {"text_encoder", "sd", run_text_encoder},
+      {"unet", "sd", run_unet},
+      {"vae", "sd", run_vae},
+      {"single_file", "sd", run_single_file},
+      {"scheduler", "sd", run_scheduler},
+      {"pipeline", "sd", run_pipeline},
+      {"ti_train", "sd", run_ti_train},
       {"blip", "blip", run_blip},
-      {"tokenizer", "sdxl", run_sdxl_tokenizer},     {"text_encoder", "sdxl", run_sdxl_text_encoder},
-      {"unet", "sdxl", run_sdxl_unet},               {"vae", "sdxl", run_vae},
-      {"single_file", "sdxl", run_sdxl_single_file}, {"scheduler", "sdxl", run_scheduler},
-      {"pipeline", "sdxl", run_sdxl_pipeline},       {"ti_train", "sdxl", run_sdxl_ti_train},
+      {"tokenizer", "sdxl", run_sdxl_tokenizer},
+      {"text_encoder", "sdxl", run_sdxl_text_encoder},
+      {"unet", "sdxl", run_sdxl_unet},
+      {"vae", "sdxl", run_vae},
+      {"single_file", "sdxl", run_sdxl_single_file},
+      {"scheduler", "sdxl", run_scheduler},
+      {"pipeline", "sdxl", run_sdxl_pipeline},
+      {"ti_train", "sdxl", run_sdxl_ti_train},
       {"embedding", "sdxl", run_sdxl_embedding},
   };
   return kGroups;
@@ -138,23 +141,22 @@ std::string detect_layout(const std::string& dir) {
   throw Error(dir, "not a fixture folder (expected model/model_index.json or cases/blip.safetensors)");
 }
 
-int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out,
-        const torch::Device& device, torch::ScalarType dtype) {
-  TINV_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16, "--dtype",
-             "parity runs at fp32 or bf16, not ", dtype_name(dtype));
+int run(const std::string& dir, const std::vector<std::string>& only, std::ostream& out, const torch::Device& device,
+        torch::ScalarType dtype) {
+  TINV_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16, "--dtype", "parity runs at fp32 or bf16, not ",
+             dtype_name(dtype));
   std::string layout = detect_layout(dir);
   std::set<std::string> known, here;
   std::string here_list;
   for (const auto& g : groups()) {
     known.insert(g.name);
-    if (g.layout == layout && here.insert(g.name).second)
-      here_list += (here_list.empty() ? "" : ", ") + g.name;
+    if (g.layout == layout && here.insert(g.name).second) here_list += (here_list.empty() ? "" : ", ") + g.name;
   }
   for (const auto& o : only) {
-    TINV_CHECK(known.count(o), "--only", "unknown case group '", o, "' (groups of layout '", layout,
-               "': ", here_list, ")");
-    TINV_CHECK(here.count(o), "--only", "case group '", o, "' is not in layout '", layout, "' of ",
-               dir, " (its groups: ", here_list, ")");
+    TINV_CHECK(known.count(o), "--only", "unknown case group '", o, "' (groups of layout '", layout, "': ", here_list,
+               ")");
+    TINV_CHECK(here.count(o), "--only", "case group '", o, "' is not in layout '", layout, "' of ", dir,
+               " (its groups: ", here_list, ")");
   }
   int passed = 0, failures = 0;
   for (const auto& g : groups()) {
@@ -167,8 +169,8 @@ int run(const std::string& dir, const std::vector<std::string>& only, std::ostre
       results.push_back(failed(g.name, e.what()));
     }
     for (const auto& r : results) {
-      out << (r.pass ? "PASS " : "FAIL ") << r.name << " max_abs=" << fmt(r.max_abs)
-          << " rel=" << fmt(r.rel) << " tol=" << r.tol;
+      out << (r.pass ? "PASS " : "FAIL ") << r.name << " max_abs=" << fmt(r.max_abs) << " rel=" << fmt(r.rel)
+          << " tol=" << r.tol;
       if (!r.note.empty()) out << "  (" << r.note << ")";
       out << "\n";
       (r.pass ? passed : failures)++;
@@ -177,8 +179,8 @@ int run(const std::string& dir, const std::vector<std::string>& only, std::ostre
   }
   out << passed << " passed, " << failures << " failed\n";
   if (passed + failures == 0) {
-    out << "FAIL no case ran (" << (only.empty() ? "" : "--only groups of ") << "layout '" << layout
-        << "' in " << dir << ")\n";
+    out << "FAIL no case ran (" << (only.empty() ? "" : "--only groups of ") << "layout '" << layout << "' in " << dir
+        << ")\n";
     return 1;
   }
   return failures;

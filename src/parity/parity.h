@@ -3,11 +3,11 @@
 // A fixture folder is either Stable Diffusion (`model/model_index.json`, `cases/*`), SDXL (the
 // same with `model/text_encoder_2/`) or BLIP (`model/config.json` of a Blip model,
 // `cases/blip.safetensors`). A layout's groups share their names (`--only unet` works on both).
-// Each case group is a function returning one CaseResult per case; exceptions inside a case turn into a FAIL with the message.
-// Cases run on the device given to run() (`tinv parity --device`): models are loaded there and
-// case inputs moved there; the comparisons bring both sides back to the CPU in float64.
-// `tinv parity --dtype bf16` loads the models in bfloat16 and casts their floating-point inputs
-// to it; outputs are compared in float64 at the bf16 tolerances below.
+// Each case group is a function returning one CaseResult per case; exceptions inside a case turn into a FAIL with the
+// message. Cases run on the device given to run() (`tinv parity --device`): models are loaded there and case inputs
+// moved there; the comparisons bring both sides back to the CPU in float64. `tinv parity --dtype bf16` loads the models
+// in bfloat16 and casts their floating-point inputs to it; outputs are compared in float64 at the bf16 tolerances
+// below.
 #pragma once
 #include <torch/types.h>
 
@@ -20,7 +20,7 @@ namespace tinv {
 class SafeTensors;
 struct StableDiffusion;
 class BlipCaptioner;
-}
+}  // namespace tinv
 
 namespace tinv::parity {
 
@@ -34,13 +34,10 @@ struct CaseResult {
 };
 
 // Comparisons (ours and ref are moved to CPU float64 first).
-CaseResult compare_abs(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
-                       double tol);
-CaseResult compare_rel(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
-                       double tol);
+CaseResult compare_abs(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref, double tol);
+CaseResult compare_rel(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref, double tol);
 // Exact equality of integer tensors (shape and values).
-CaseResult compare_exact(const std::string& name, const torch::Tensor& ours,
-                         const torch::Tensor& ref);
+CaseResult compare_exact(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref);
 CaseResult failed(const std::string& name, const std::string& reason);
 // failed(name, reason) for every name (a group whose setup threw).
 std::vector<CaseResult> all_failed(const std::vector<std::string>& names, const std::string& reason);
@@ -67,8 +64,8 @@ inline constexpr double kBf16InitRel = 5e-3;
 inline constexpr double kBf16LossRel = 5e-3;
 inline constexpr double kBf16GradRel = 0.15;
 // A model output: float32 compare_abs(fp32_abs), bfloat16 compare_rel(bf16_rel).
-CaseResult compare_model(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref,
-                         double fp32_abs, torch::ScalarType dtype, double bf16_rel = kBf16Rel);
+CaseResult compare_model(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref, double fp32_abs,
+                         torch::ScalarType dtype, double bf16_rel = kBf16Rel);
 
 // Tensor `name` of a case file, as `dtype`, on `device`.
 torch::Tensor input(const SafeTensors& file, const std::string& name, const torch::Device& device,
@@ -79,9 +76,8 @@ CaseResult guarded(const std::string& name, const std::function<CaseResult()>& b
 
 // A group of cases. `dir` is the fixture folder (holding model/ and cases/), `device` where the
 // models and inputs go, `dtype` the models' compute dtype.
-using GroupFn =
-    std::function<std::vector<CaseResult>(const std::string& dir, const torch::Device& device,
-                                          torch::ScalarType dtype)>;
+using GroupFn = std::function<std::vector<CaseResult>(const std::string& dir, const torch::Device& device,
+                                                      torch::ScalarType dtype)>;
 struct Group {
   std::string name;    // "tokenizer", "text_encoder", ...
   std::string layout;  // "sd", "sdxl" or "blip"
@@ -115,18 +111,22 @@ std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device
 std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
 std::vector<CaseResult> run_blip(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
 // SDXL (parity_sdxl.cpp, parity_sdxl_pipeline.cpp); vae and scheduler reuse the SD groups.
-std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
-std::vector<CaseResult> run_sdxl_text_encoder(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
+std::vector<CaseResult> run_sdxl_tokenizer(const std::string& dir, const torch::Device& device,
+                                           torch::ScalarType dtype);
+std::vector<CaseResult> run_sdxl_text_encoder(const std::string& dir, const torch::Device& device,
+                                              torch::ScalarType dtype);
 std::vector<CaseResult> run_sdxl_unet(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
-std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
+std::vector<CaseResult> run_sdxl_single_file(const std::string& dir, const torch::Device& device,
+                                             torch::ScalarType dtype);
 std::vector<CaseResult> run_sdxl_pipeline(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
 std::vector<CaseResult> run_sdxl_ti_train(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
-std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::Device& device, torch::ScalarType dtype);
+std::vector<CaseResult> run_sdxl_embedding(const std::string& dir, const torch::Device& device,
+                                           torch::ScalarType dtype);
 
 // The fixture's single-file checkpoint `file` (dir/model.safetensors) loaded with the configs of
 // dir/model, on `device` in `dtype` (parity_single_file.cpp).
-StableDiffusion load_fixture_single_file(const std::string& file, const std::string& dir,
-                                         const torch::Device& device, torch::ScalarType dtype);
+StableDiffusion load_fixture_single_file(const std::string& file, const std::string& dir, const torch::Device& device,
+                                         torch::ScalarType dtype);
 
 // A BLIP greedy case at bf16 whose tokens `ours` differ from the reference `ref` (prefix tokens
 // included; `prefix` of them): the reference tokens fed back to our model (image `embeds`), each

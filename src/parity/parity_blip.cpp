@@ -40,15 +40,15 @@ CaseResult greedy_tie_case(const std::string& name, const BlipCaptioner& cap, co
   r.rel = worst;
   r.tol = str_cat("bf16: ref token within ", kBf16ArgmaxMargin, " rms of our top logit");
   r.pass = worst <= kBf16ArgmaxMargin;
-  r.note = str_cat(r.note.empty() ? "" : r.note + "; ", "greedy path differs from fp32; worst tie margin ", worst, " rms");
+  r.note =
+      str_cat(r.note.empty() ? "" : r.note + "; ", "greedy path differs from fp32; worst tie margin ", worst, " rms");
   return r;
 }
 
 namespace {
 
 CaseResult greedy_case(const std::string& name, const BlipCaptioner& cap, const SafeTensors& cases,
-                       const std::string& key, bool prompt, const torch::Device& device,
-                       torch::ScalarType dtype) {
+                       const std::string& key, bool prompt, const torch::Device& device, torch::ScalarType dtype) {
   CaptionOptions o;
   o.beams = 1;
   o.use_prompt = prompt;
@@ -82,14 +82,16 @@ std::vector<CaseResult> run_blip(const std::string& dir, const torch::Device& de
   }));
   out.push_back(guarded("blip.image_embeds", [&] {
     return compare_model("blip.image_embeds", cap->image_embeds(input(*cases, "pixel_values", device, dtype)),
-                       cases->get("image_embeds"), 1e-4, dtype);
+                         cases->get("image_embeds"), 1e-4, dtype);
   }));
   out.push_back(guarded("blip.logits", [&] {
-    return compare_model("blip.logits", cap->logits(input(*cases, "input_ids", device), input(*cases, "image_embeds", device, dtype)),
-                       cases->get("logits"), 1e-3, dtype);
+    return compare_model("blip.logits",
+                         cap->logits(input(*cases, "input_ids", device), input(*cases, "image_embeds", device, dtype)),
+                         cases->get("logits"), 1e-3, dtype);
   }));
-  out.push_back(guarded("blip.greedy_prompt",
-                        [&] { return greedy_case("blip.greedy_prompt", *cap, *cases, "greedy_prompt_ids", true, device, dtype); }));
+  out.push_back(guarded("blip.greedy_prompt", [&] {
+    return greedy_case("blip.greedy_prompt", *cap, *cases, "greedy_prompt_ids", true, device, dtype);
+  }));
   out.push_back(guarded("blip.greedy_noprompt", [&] {
     return greedy_case("blip.greedy_noprompt", *cap, *cases, "greedy_noprompt_ids", false, device, dtype);
   }));

@@ -45,8 +45,8 @@ std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device
     const double steps = metadata_number(*file, "steps");
     guidance = metadata_number(*file, "guidance_scale");
     const double scaling = metadata_number(*file, "scaling_factor");
-    TINV_CHECK(std::abs(scaling - sd.vae_config.scaling_factor) < 1e-9, path, "metadata scaling_factor ",
-               scaling, " differs from the VAE config's ", sd.vae_config.scaling_factor);
+    TINV_CHECK(std::abs(scaling - sd.vae_config.scaling_factor) < 1e-9, path, "metadata scaling_factor ", scaling,
+               " differs from the VAE config's ", sd.vae_config.scaling_factor);
     sampler = make_sampler("ddim", sd.scheduler, /*eta=*/0.0);
     sampler->set_timesteps(static_cast<int64_t>(steps));
   } catch (const std::exception& e) {
@@ -60,15 +60,17 @@ std::vector<CaseResult> run_pipeline(const std::string& dir, const torch::Device
   torch::Tensor final_latents;
   results.push_back(guarded("pipeline_ddim.final_latents", [&] {
     ExtraTokens none;
-    auto cond = encode_ids(sd, none, input(*file, "cond_ids", device));      // [B, 77, D]
-    auto uncond = encode_ids(sd, none, input(*file, "uncond_ids", device));  // [B, 77, D]
+    auto cond = encode_ids(sd, none, input(*file, "cond_ids", device));              // [B, 77, D]
+    auto uncond = encode_ids(sd, none, input(*file, "uncond_ids", device));          // [B, 77, D]
     auto init = input(*file, "init_latents", device) * sampler->init_noise_sigma();  // [B, 4, h, w]
     final_latents = denoise(sd, *sampler, init, cond, uncond, guidance, nullptr);
-    return compare_rel("pipeline_ddim.final_latents", final_latents, file->get("final_latents"), tol_at(dtype, 1e-4, kBf16LoopRel));
+    return compare_rel("pipeline_ddim.final_latents", final_latents, file->get("final_latents"),
+                       tol_at(dtype, 1e-4, kBf16LoopRel));
   }));
   results.push_back(guarded("pipeline_ddim.image", [&] {
     TINV_CHECK(final_latents.defined(), "pipeline_ddim", "no final latents (the loop failed)");
-    return compare_rel("pipeline_ddim.image", decode_latents(sd, final_latents), file->get("image"), tol_at(dtype, 1e-4, kBf16LoopRel));
+    return compare_rel("pipeline_ddim.image", decode_latents(sd, final_latents), file->get("image"),
+                       tol_at(dtype, 1e-4, kBf16LoopRel));
   }));
   return results;
 }

@@ -23,8 +23,7 @@ torch::Tensor analytic_model(const torch::Tensor& x, double t) {
 }
 
 // Exact equality for integer or float timesteps (Euler's are fractional).
-CaseResult compare_timesteps(const std::string& name, const torch::Tensor& ours,
-                             const torch::Tensor& ref) {
+CaseResult compare_timesteps(const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref) {
   if (!ref.is_floating_point()) return compare_exact(name, ours, ref);
   CaseResult r = compare_abs(name, ours, ref, 0.0);
   r.tol = "exact";
@@ -41,15 +40,13 @@ torch::Tensor run_loop(Sampler& sampler, const torch::Tensor& init, const NoiseS
   return x;
 }
 
-std::vector<CaseResult> sampler_cases(const SafeTensors& file, const nlohmann::json& config,
-                                      const std::string& name, int64_t steps,
-                                      const torch::Device& device) {
+std::vector<CaseResult> sampler_cases(const SafeTensors& file, const nlohmann::json& config, const std::string& name,
+                                      int64_t steps, const torch::Device& device) {
   const std::string key = name + "." + std::to_string(steps);
   const std::string label = "scheduler." + key;
   std::unique_ptr<Sampler> sampler;
   try {
-    SchedulerConfig cfg = SchedulerConfig::from_json(
-        JsonConfig(config, file.path() + ": metadata configs." + name));
+    SchedulerConfig cfg = SchedulerConfig::from_json(JsonConfig(config, file.path() + ": metadata configs." + name));
     sampler = make_sampler(name, cfg);
     sampler->set_timesteps(steps);
   } catch (const std::exception& e) {
@@ -57,8 +54,7 @@ std::vector<CaseResult> sampler_cases(const SafeTensors& file, const nlohmann::j
   }
   std::vector<CaseResult> results;
   results.push_back(guarded(label + ".timesteps", [&] {
-    return compare_timesteps(label + ".timesteps", sampler->timesteps(),
-                             file.get(key + ".timesteps"));
+    return compare_timesteps(label + ".timesteps", sampler->timesteps(), file.get(key + ".timesteps"));
   }));
   if (file.contains(key + ".sigmas")) {
     results.push_back(guarded(label + ".sigmas", [&] {
@@ -85,12 +81,11 @@ std::vector<CaseResult> run_scheduler(const std::string& dir, const torch::Devic
   std::vector<CaseResult> results;
 
   // Training schedule and forward noising, with the pipeline's scheduler config.
-  const SchedulerConfig train_cfg = SchedulerConfig::from_json(
-      JsonConfig::load(join_path(dir, "model/scheduler/scheduler_config.json")));
+  const SchedulerConfig train_cfg =
+      SchedulerConfig::from_json(JsonConfig::load(join_path(dir, "model/scheduler/scheduler_config.json")));
   const NoiseSchedule schedule(train_cfg);
   results.push_back(guarded("scheduler.alphas_cumprod", [&] {
-    return compare_rel("scheduler.alphas_cumprod", schedule.alphas_cumprod(),
-                       file.get("alphas_cumprod"), 1e-5);
+    return compare_rel("scheduler.alphas_cumprod", schedule.alphas_cumprod(), file.get("alphas_cumprod"), 1e-5);
   }));
   results.push_back(guarded("scheduler.add_noise", [&] {
     auto out = schedule.add_noise(input(file, "add_noise.x0", device), input(file, "add_noise.noise", device),
@@ -110,8 +105,7 @@ std::vector<CaseResult> run_scheduler(const std::string& dir, const torch::Devic
   std::map<std::string, std::set<int64_t>> runs;
   for (const auto& k : file.keys()) {
     const std::string suffix = ".init";
-    if (k.size() <= suffix.size() || k.compare(k.size() - suffix.size(), suffix.size(), suffix) != 0)
-      continue;
+    if (k.size() <= suffix.size() || k.compare(k.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
     const std::string stem = k.substr(0, k.size() - suffix.size());
     const auto dot = stem.rfind('.');
     if (dot == std::string::npos) continue;

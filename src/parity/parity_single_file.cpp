@@ -14,8 +14,8 @@
 
 namespace tinv::parity {
 
-StableDiffusion load_fixture_single_file(const std::string& file, const std::string& dir,
-                                         const torch::Device& device, torch::ScalarType dtype) {
+StableDiffusion load_fixture_single_file(const std::string& file, const std::string& dir, const torch::Device& device,
+                                         torch::ScalarType dtype) {
   SdLoadOptions opts;
   opts.config_dir = join_path(dir, "model");
   opts.device = device;
@@ -26,9 +26,8 @@ StableDiffusion load_fixture_single_file(const std::string& file, const std::str
 std::vector<CaseResult> run_single_file(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
   std::string file = join_path(dir, "model.safetensors");
   if (!file_exists(file)) return {};
-  const char* names[] = {"single_file.text_encoder", "single_file.text_encoder.added",
-                         "single_file.unet", "single_file.vae.encode.mean",
-                         "single_file.vae.encode.logvar", "single_file.vae.decode"};
+  const char* names[] = {"single_file.text_encoder",    "single_file.text_encoder.added", "single_file.unet",
+                         "single_file.vae.encode.mean", "single_file.vae.encode.logvar",  "single_file.vae.decode"};
   std::optional<StableDiffusion> sd;
   std::string load_error;
   try {
@@ -46,7 +45,7 @@ std::vector<CaseResult> run_single_file(const std::string& dir, const torch::Dev
   results.push_back(guarded(names[0], [&] {
     auto c = SafeTensors::open(join_path(cases, "text_encoder.safetensors"));
     return compare_model(names[0], sd->text_encoder->forward(input(c, "input_ids", device, torch::kInt64)),
-                       c.get("last_hidden_state"), 1e-4, dtype);
+                         c.get("last_hidden_state"), 1e-4, dtype);
   }));
   results.push_back(guarded(names[1], [&] {
     auto c = SafeTensors::open(join_path(cases, "text_encoder.safetensors"));

@@ -88,15 +88,15 @@ CaseResult losses_case(const std::string& name, const TiTrainReplay& run, const 
     r.rel = ((ours - ref).abs() / ref.abs()).max().item<double>();
     r.tol = dtype == torch::kBFloat16 ? "rel 5e-3 per step" : "rel 1e-4 per step";
     r.pass = r.rel <= tol;
-    r.note = r.pass ? str_cat(ours.numel(), " steps; rel = max over steps of |ours-ref|/|ref|") : "per-step loss mismatch";
+    r.note =
+        r.pass ? str_cat(ours.numel(), " steps; rel = max over steps of |ours-ref|/|ref|") : "per-step loss mismatch";
     return r;
   });
 }
 
 std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device& device, torch::ScalarType dtype) {
-  const std::vector<std::string> names = {"ti_train.input_ids", "ti_train.init_embeddings",
-                                          "ti_train.losses", "ti_train.first_step_grad",
-                                          "ti_train.final_embeddings"};
+  const std::vector<std::string> names = {"ti_train.input_ids", "ti_train.init_embeddings", "ti_train.losses",
+                                          "ti_train.first_step_grad", "ti_train.final_embeddings"};
   try {
     TiTrainFixture fx = open_ti_train(dir, device, false, dtype);
     const SafeTensors& f = fx.file;
@@ -104,18 +104,16 @@ std::vector<CaseResult> run_ti_train(const std::string& dir, const torch::Device
     auto caption_t = torch::tensor(sd.tokenizer->tokenize(fx.md["caption"]), torch::kInt64);
     auto init = sd.text_encoder->token_embeddings(caption_t.to(device));  // [n, d]
     FixtureSource source(f, device);
-    InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, fx.placeholders,
-                             init, fx.templates, ti_train_options(fx, source.steps()));
+    InversionTrainer trainer(*sd.tokenizer, sd.text_encoder, sd.unet, sd.scheduler, fx.placeholders, init, fx.templates,
+                             ti_train_options(fx, source.steps()));
 
     std::vector<CaseResult> out;
     out.push_back(guarded(names[0], [&] {
       auto ref_caption = f.get("init_caption_ids", torch::kInt64);
-      if (!caption_t.equal(ref_caption))
-        return failed(names[0], "caption ids differ from init_caption_ids");
+      if (!caption_t.equal(ref_caption)) return failed(names[0], "caption ids differ from init_caption_ids");
       auto ref = f.get("input_ids", torch::kInt64);  // [steps, B, 77]
       std::vector<torch::Tensor> ours;
-      for (int64_t k = 0; k < source.steps(); ++k)
-        ours.push_back(trainer.prompt_ids(source.draw(k).template_index));
+      for (int64_t k = 0; k < source.steps(); ++k) ours.push_back(trainer.prompt_ids(source.draw(k).template_index));
       return compare_exact(names[0], torch::stack(ours), ref);
     }));
     out.push_back(guarded(names[1], [&] {

@@ -14,7 +14,8 @@
 
 namespace tinv::parity {
 
-std::vector<CaseResult> run_tokenizer(const std::string& dir, const torch::Device& /*device*/, torch::ScalarType /*dtype*/) {
+std::vector<CaseResult> run_tokenizer(const std::string& dir, const torch::Device& /*device*/,
+                                      torch::ScalarType /*dtype*/) {
   const std::string path = join_path(dir, "cases/tokenizer.json");
   nlohmann::json j = read_json_file(path);
   TINV_CHECK(j.is_object() && j.contains("cases") && j["cases"].is_array(), path,
@@ -24,20 +25,18 @@ std::vector<CaseResult> run_tokenizer(const std::string& dir, const torch::Devic
   std::vector<CaseResult> results;
   results.push_back(guarded("tokenizer.config", [&] {
     std::vector<int64_t> ours = {base.pad_id(), base.max_length()};
-    std::vector<int64_t> ref = {j.value("pad_id", base.pad_id()),
-                                j.value("max_length", base.max_length())};
+    std::vector<int64_t> ref = {j.value("pad_id", base.pad_id()), j.value("max_length", base.max_length())};
     return compare_exact("tokenizer.config", torch::tensor(ours), torch::tensor(ref));
   }));
   const auto& cases = j["cases"];
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];
-    bool added = c.contains("added_tokens") && c["added_tokens"].is_object() &&
-                 !c["added_tokens"].empty();
+    bool added = c.contains("added_tokens") && c["added_tokens"].is_object() && !c["added_tokens"].empty();
     std::string name = str_cat("tokenizer.", i, added ? ".added" : "");
     results.push_back(guarded(name, [&] {
-      TINV_CHECK(c.is_object() && c.contains("text") && c["text"].is_string() &&
-                     c.contains("ids") && c["ids"].is_array(),
-                 path, "case ", i, " needs 'text' (string) and 'ids' (array)");
+      TINV_CHECK(
+          c.is_object() && c.contains("text") && c["text"].is_string() && c.contains("ids") && c["ids"].is_array(),
+          path, "case ", i, " needs 'text' (string) and 'ids' (array)");
       ClipTokenizer tok = base;  // fresh added tokens per case
       if (added)
         for (auto it = c["added_tokens"].begin(); it != c["added_tokens"].end(); ++it)

@@ -13,7 +13,7 @@ namespace tinv::parity {
 namespace {
 
 CaseResult grad_case(UNet2DConditionModel& unet, const SafeTensors& cases, const torch::Device& device,
-                      torch::ScalarType dtype) {
+                     torch::ScalarType dtype) {
   auto ehs = input(cases, "encoder_hidden_states", device, dtype).requires_grad_(true);
   auto out = unet->forward(input(cases, "sample", device, dtype), input(cases, "timestep", device), ehs);
   out.square().mean().backward();
@@ -22,11 +22,11 @@ CaseResult grad_case(UNet2DConditionModel& unet, const SafeTensors& cases, const
   CaseResult r;
   r.name = "unet.grad";
   r.tol = "exact";
-  bool ok_grad = ehs.grad().defined() && ehs.grad().isfinite().all().item<bool>() &&
-                 ehs.grad().abs().sum().item<double>() > 0;
+  bool ok_grad =
+      ehs.grad().defined() && ehs.grad().isfinite().all().item<bool>() && ehs.grad().abs().sum().item<double>() > 0;
   r.pass = ok_grad && with_grad == 0;
-  r.note = str_cat("encoder_hidden_states grad ", ok_grad ? "finite, non-zero" : "MISSING or bad",
-                   "; ", with_grad, " parameter(s) with a grad");
+  r.note = str_cat("encoder_hidden_states grad ", ok_grad ? "finite, non-zero" : "MISSING or bad", "; ", with_grad,
+                   " parameter(s) with a grad");
   return r;
 }
 

@@ -31,9 +31,21 @@ std::vector<CaseResult> run_vae(const std::string& dir, const torch::Device& dev
     encoded = true;
   };
   return {
-      guarded(names[0], [&] { encode(); return compare_model(names[0], post.mean, cases.get("posterior_mean"), kTol, dtype); }),
-      guarded(names[1], [&] { encode(); return compare_model(names[1], post.logvar, cases.get("posterior_logvar"), kTol, dtype); }),
-      guarded(names[2], [&] { return compare_model(names[2], vae->decode(input(cases, "latent", device, dtype)), cases.get("decoded"), kTol, dtype); }),
+      guarded(names[0],
+              [&] {
+                encode();
+                return compare_model(names[0], post.mean, cases.get("posterior_mean"), kTol, dtype);
+              }),
+      guarded(names[1],
+              [&] {
+                encode();
+                return compare_model(names[1], post.logvar, cases.get("posterior_logvar"), kTol, dtype);
+              }),
+      guarded(names[2],
+              [&] {
+                return compare_model(names[2], vae->decode(input(cases, "latent", device, dtype)), cases.get("decoded"),
+                                     kTol, dtype);
+              }),
   };
 }
 

@@ -37,8 +37,7 @@ struct TiTrainFixture {
 
 // Opens the fixture and the model (SDXL when `xl`) in `dtype`; throws tinv::Error on missing metadata or a
 // prediction type other than the model's.
-TiTrainFixture open_ti_train(const std::string& dir, const torch::Device& device, bool xl,
-                             torch::ScalarType dtype);
+TiTrainFixture open_ti_train(const std::string& dir, const torch::Device& device, bool xl, torch::ScalarType dtype);
 
 // The reference run's trainer options: AdamW lr 5e-3 (or the fixture's lr), betas (0.9, 0.999),
 // wd 1e-2, eps 1e-8, constant schedule over `steps`.

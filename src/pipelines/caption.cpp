@@ -115,7 +115,7 @@ struct BlipCaptioner::Impl {
     torch::Tensor last_logits(const torch::Tensor& ids, int64_t new_len) {
       auto& lm = *impl.model->text_decoder;
       torch::Tensor hidden = use_cache ? lm.forward(ids.narrow(1, ids.size(1) - new_len, new_len), embeds, &cache)
-                                       : lm.forward(ids, embeds);   // [B, n, D]
+                                       : lm.forward(ids, embeds);  // [B, n, D]
       return lm.logits(hidden.select(1, hidden.size(1) - 1));      // [B, V]
     }
   };
@@ -211,8 +211,8 @@ std::vector<int64_t> BlipCaptioner::prefix_ids(const CaptionOptions& o) const {
     } else if (o.prompt == kDefaultPrompt) {
       prompt = kDefaultPromptIds;
     } else {
-      throw Error(impl_->source, "no vocab.txt: cannot tokenise the prompt '" + o.prompt +
-                                     "' (give prompt ids or no prompt)");
+      throw Error(impl_->source,
+                  "no vocab.txt: cannot tokenise the prompt '" + o.prompt + "' (give prompt ids or no prompt)");
     }
   }
   for (int64_t id : prompt)
@@ -291,7 +291,7 @@ std::vector<int64_t> BlipCaptioner::Impl::beam_search(const torch::Tensor& embed
   while (cur_len < max_len) {
     std::vector<int64_t> flat;
     for (const auto& s : seqs) flat.insert(flat.end(), s.begin(), s.end());
-    auto ids_t = torch::tensor(flat, torch::kLong).view({K, cur_len}).to(device);  // [K, T]
+    auto ids_t = torch::tensor(flat, torch::kLong).view({K, cur_len}).to(device);              // [K, T]
     auto logp = torch::log_softmax(step.last_logits(ids_t, new_len).to(torch::kFloat32), -1);  // [K, V]
     for (int64_t k = 0; k < K; ++k) repetition_penalty(logp[k], seqs[k], o.repetition_penalty);
     if (cur_len < o.min_length) logp.select(1, sep).fill_(-INFINITY);
@@ -339,15 +339,14 @@ std::vector<int64_t> BlipCaptioner::generate(const torch::Tensor& image_embeds, 
   TINV_CHECK(!prefix.empty(), "caption", "empty decoder prefix");
   TINV_CHECK(image_embeds.dim() == 3 && image_embeds.size(0) == 1, "caption",
              "generate() takes the embeddings of one image, got ", image_embeds.sizes());
-  const int64_t max_len =
-      o.max_new_tokens > 0 ? static_cast<int64_t>(prefix.size()) + o.max_new_tokens : o.max_length;
+  const int64_t max_len = o.max_new_tokens > 0 ? static_cast<int64_t>(prefix.size()) + o.max_new_tokens : o.max_length;
   TINV_CHECK(max_len <= config().text.max_position_embeddings, "caption", "maximum length ", max_len,
              " exceeds the decoder's max_position_embeddings (", config().text.max_position_embeddings, ")");
   if (static_cast<int64_t>(prefix.size()) >= max_len) return prefix;
   torch::NoGradGuard no_grad;
   auto embeds = image_embeds.to(impl_->device, impl_->dtype);
   return o.beams == 1 && !o.force_beam_search ? impl_->greedy(embeds, prefix, o, max_len, score)
-                      : impl_->beam_search(embeds, prefix, o, max_len, score);
+                                              : impl_->beam_search(embeds, prefix, o, max_len, score);
 }
 
 CaptionResult BlipCaptioner::caption(const Image& image, const CaptionOptions& o) const {

@@ -88,8 +88,8 @@ class BlipCaptioner {
   CaptionResult caption(const Image& image, const CaptionOptions& opts = {}) const;
 
   // The steps, for parity checks and benchmarks.
-  torch::Tensor preprocess(const Image& image) const;                  // [1, 3, H, W]
-  torch::Tensor image_embeds(const torch::Tensor& pixel_values) const;  // [B, 1+P, D]
+  torch::Tensor preprocess(const Image& image) const;                                       // [1, 3, H, W]
+  torch::Tensor image_embeds(const torch::Tensor& pixel_values) const;                      // [B, 1+P, D]
   torch::Tensor logits(const torch::Tensor& ids, const torch::Tensor& image_embeds) const;  // [B, N, V]
   // Decoder start: [DEC] + prompt ids (from options / tokenizer / built-in default).
   std::vector<int64_t> prefix_ids(const CaptionOptions& opts) const;

@@ -60,15 +60,13 @@ std::string ti_hashes(const StableDiffusion& sd, const ExtraTokens& extra, const
 }
 
 // A1111 `parameters` text for one image.
-std::string parameters_text(const StableDiffusion& sd, const ExtraTokens& extra,
-                            const GenerateOptions& o, const std::string& sampler, uint64_t seed,
-                            int64_t width, int64_t height) {
+std::string parameters_text(const StableDiffusion& sd, const ExtraTokens& extra, const GenerateOptions& o,
+                            const std::string& sampler, uint64_t seed, int64_t width, int64_t height) {
   std::string s = o.prompt + "\n";
   if (!o.negative_prompt.empty()) s += "Negative prompt: " + o.negative_prompt + "\n";
   s += "Steps: " + std::to_string(o.steps) + ", Sampler: " + a1111_sampler_name(sampler) +
-       ", CFG scale: " + num(o.cfg) + ", Seed: " + std::to_string(seed) +
-       ", Size: " + std::to_string(width) + "x" + std::to_string(height) +
-       ", Model hash: " + sd.fingerprint + ", Model: " + file_stem(sd.source);
+       ", CFG scale: " + num(o.cfg) + ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(width) + "x" +
+       std::to_string(height) + ", Model hash: " + sd.fingerprint + ", Model: " + file_stem(sd.source);
   if (sampler == "ddim" && o.eta > 0) s += ", Eta DDIM: " + num(o.eta);
   s += ti_hashes(sd, extra, o);
   s += ", Version: tinv 0.1.0";
@@ -77,8 +75,8 @@ std::string parameters_text(const StableDiffusion& sd, const ExtraTokens& extra,
 
 // [1, L, D] or [B, L, D] -> [B, L, D].
 torch::Tensor to_batch(const torch::Tensor& states, int64_t b, const char* what) {
-  TINV_CHECK(states.dim() == 3 && (states.size(0) == 1 || states.size(0) == b), "denoise", what,
-             " must be [1 or ", b, ", L, D], got ", states.sizes());
+  TINV_CHECK(states.dim() == 3 && (states.size(0) == 1 || states.size(0) == b), "denoise", what, " must be [1 or ", b,
+             ", L, D], got ", states.sizes());
   return states.size(0) == b ? states : states.expand({b, states.size(1), states.size(2)});
 }
 
@@ -97,15 +95,13 @@ void validate(const GenerateOptions& o) {
   TINV_CHECK(o.steps >= 1 && o.steps <= 1000, "--steps", "must be between 1 and 1000, got ", o.steps);
   TINV_CHECK(std::isfinite(o.cfg) && o.cfg >= 0, "--cfg", "must be a finite number >= 0, got ", o.cfg);
   TINV_CHECK(std::isfinite(o.eta) && o.eta >= 0, "--eta", "must be a finite number >= 0, got ", o.eta);
-  TINV_CHECK(o.width >= 0 && o.width % 8 == 0, "--width", "must be a positive multiple of 8, got ",
-             o.width);
-  TINV_CHECK(o.height >= 0 && o.height % 8 == 0, "--height",
-             "must be a positive multiple of 8, got ", o.height);
-  TINV_CHECK(o.batch >= 1 && o.batch <= kMaxBatch, "--batch", "must be between 1 and ", kMaxBatch,
-             ", got ", o.batch);
-  const std::pair<const char*, int64_t> sizes[] = {
-      {"--original-width", o.original_width}, {"--original-height", o.original_height},
-      {"--target-width", o.target_width},     {"--target-height", o.target_height}};
+  TINV_CHECK(o.width >= 0 && o.width % 8 == 0, "--width", "must be a positive multiple of 8, got ", o.width);
+  TINV_CHECK(o.height >= 0 && o.height % 8 == 0, "--height", "must be a positive multiple of 8, got ", o.height);
+  TINV_CHECK(o.batch >= 1 && o.batch <= kMaxBatch, "--batch", "must be between 1 and ", kMaxBatch, ", got ", o.batch);
+  const std::pair<const char*, int64_t> sizes[] = {{"--original-width", o.original_width},
+                                                   {"--original-height", o.original_height},
+                                                   {"--target-width", o.target_width},
+                                                   {"--target-height", o.target_height}};
   for (const auto& [name, v] : sizes)
     TINV_CHECK(v >= 0 && v % 8 == 0, name, "must be a positive multiple of 8 (an SDXL time_ids size), got ", v);
   TINV_CHECK(o.crop_top >= 0, "--crop-top", "must be >= 0, got ", o.crop_top);
@@ -114,9 +110,8 @@ void validate(const GenerateOptions& o) {
 
 torch::Tensor sdxl_time_ids(const GenerateOptions& o, int64_t width, int64_t height) {
   auto pick = [](int64_t v, int64_t fallback) { return static_cast<float>(v > 0 ? v : fallback); };
-  return torch::tensor({pick(o.original_height, height), pick(o.original_width, width),
-                        static_cast<float>(o.crop_top), static_cast<float>(o.crop_left),
-                        pick(o.target_height, height), pick(o.target_width, width)})
+  return torch::tensor({pick(o.original_height, height), pick(o.original_width, width), static_cast<float>(o.crop_top),
+                        static_cast<float>(o.crop_left), pick(o.target_height, height), pick(o.target_width, width)})
       .unsqueeze(0);  // [1, 6]
 }
 
@@ -124,9 +119,9 @@ ExtraTokens add_embeddings(StableDiffusion& sd, const std::vector<std::string>& 
   ExtraTokens extra;
   if (files.empty()) return extra;
   TINV_CHECK(sd.tokenizer.has_value(), sd.source, "no tokenizer loaded: embeddings need one");
-  TINV_CHECK(sd.tokenizer->base_vocab_size() == sd.text_config.vocab_size, sd.source,
-             "the tokenizer has ", sd.tokenizer->base_vocab_size(), " ids but the text encoder ",
-             sd.text_config.vocab_size, ": embeddings cannot be added");
+  TINV_CHECK(sd.tokenizer->base_vocab_size() == sd.text_config.vocab_size, sd.source, "the tokenizer has ",
+             sd.tokenizer->base_vocab_size(), " ids but the text encoder ", sd.text_config.vocab_size,
+             ": embeddings cannot be added");
   if (sd.is_xl()) TINV_CHECK(sd.tokenizer_2.has_value(), sd.source, "no tokenizer_2 loaded: embeddings need one");
   for (const auto& file : files) {
     const int64_t width_2 = sd.is_xl() ? sd.text_config_2.hidden_size : 0;
@@ -150,7 +145,8 @@ void add_rows_trigger(StableDiffusion& sd, ExtraTokens& extra, const std::string
     return;
   }
   const int64_t h1 = sd.text_config.hidden_size;
-  extra.add_trigger(*sd.tokenizer, *sd.tokenizer_2, trigger, rows.narrow(1, 0, h1), rows.narrow(1, h1, rows.size(1) - h1));
+  extra.add_trigger(*sd.tokenizer, *sd.tokenizer_2, trigger, rows.narrow(1, 0, h1),
+                    rows.narrow(1, h1, rows.size(1) - h1));
 }
 
 torch::Tensor encode_ids(StableDiffusion& sd, const ExtraTokens& extra, const torch::Tensor& ids) {
@@ -160,8 +156,7 @@ torch::Tensor encode_ids(StableDiffusion& sd, const ExtraTokens& extra, const to
   return sd.text_encoder->forward(ids.to(sd.device, torch::kLong), table);  // [B, 77, D]
 }
 
-torch::Tensor encode_prompt(StableDiffusion& sd, const ExtraTokens& extra, const std::string& prompt,
-                            bool* truncated) {
+torch::Tensor encode_prompt(StableDiffusion& sd, const ExtraTokens& extra, const std::string& prompt, bool* truncated) {
   TINV_CHECK(sd.tokenizer.has_value(), sd.source, "no tokenizer loaded");
   auto enc = sd.tokenizer->encode(extra.expand(prompt));
   if (truncated) *truncated = enc.truncated;
@@ -184,8 +179,7 @@ Conditioning encode_ids_xl(StableDiffusion& sd, const ExtraTokens& extra, const 
   return {s.prompt_embeds, s.pooled};
 }
 
-Conditioning encode_text(StableDiffusion& sd, const ExtraTokens& extra, const std::string& prompt,
-                         bool* truncated) {
+Conditioning encode_text(StableDiffusion& sd, const ExtraTokens& extra, const std::string& prompt, bool* truncated) {
   if (!sd.is_xl()) return {encode_prompt(sd, extra, prompt, truncated), {}};
   TINV_CHECK(sd.tokenizer.has_value() && sd.tokenizer_2.has_value(), sd.source, "no tokenizers loaded");
   const std::string text = extra.expand(prompt);
@@ -195,16 +189,14 @@ Conditioning encode_text(StableDiffusion& sd, const ExtraTokens& extra, const st
                        torch::tensor(e2.ids, torch::kLong).unsqueeze(0));
 }
 
-torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
-                      const torch::Tensor& cond, const torch::Tensor& uncond, double cfg,
-                      const NoiseSource& noise, Progress* progress) {
-  return denoise(sd, sampler, latents, Conditioning{cond, {}}, Conditioning{uncond, {}}, cfg, noise,
-                 progress, {});
+torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents, const torch::Tensor& cond,
+                      const torch::Tensor& uncond, double cfg, const NoiseSource& noise, Progress* progress) {
+  return denoise(sd, sampler, latents, Conditioning{cond, {}}, Conditioning{uncond, {}}, cfg, noise, progress, {});
 }
 
-torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
-                      const Conditioning& cond_c, const Conditioning& uncond_c, double cfg,
-                      const NoiseSource& noise, Progress* progress, const torch::Tensor& time_ids) {
+torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents, const Conditioning& cond_c,
+                      const Conditioning& uncond_c, double cfg, const NoiseSource& noise, Progress* progress,
+                      const torch::Tensor& time_ids) {
   torch::NoGradGuard no_grad;
   const torch::Tensor& cond = cond_c.states;
   const torch::Tensor& uncond = uncond_c.states;
@@ -217,8 +209,8 @@ torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor
   text = text.to(sd.device, sd.dtype);
   AddedConditions added;  // SDXL: pooled [2B or B, P], time_ids [2B or B, 6]
   if (sd.unet_config.text_time()) {
-    TINV_CHECK(cond_c.pooled.defined() && (!guided || uncond_c.pooled.defined()) && time_ids.defined(),
-               "denoise", "an SDXL UNet needs the pooled prompts and time_ids");
+    TINV_CHECK(cond_c.pooled.defined() && (!guided || uncond_c.pooled.defined()) && time_ids.defined(), "denoise",
+               "an SDXL UNet needs the pooled prompts and time_ids");
     auto pooled = cond_c.pooled.expand({b, cond_c.pooled.size(-1)});
     if (guided) pooled = torch::cat({uncond_c.pooled.expand({b, uncond_c.pooled.size(-1)}), pooled});
     auto ids = time_ids.to(torch::kFloat32).expand({b, 6});
@@ -229,10 +221,9 @@ torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor
   for (int64_t i = 0; i < sampler.num_steps(); ++i) {
     auto in = sampler.scale_model_input(x, i);
     auto model_in = guided ? torch::cat({in, in}) : in;  // [2B or B, C, h, w]
-    auto out = sd.unet->forward(model_in.to(sd.dtype), sampler.timesteps()[i], text, added)
-                   .to(torch::kFloat32);
+    auto out = sd.unet->forward(model_in.to(sd.dtype), sampler.timesteps()[i], text, added).to(torch::kFloat32);
     if (guided) {
-      auto parts = out.chunk(2);                         // uncond, cond: [B, C, h, w]
+      auto parts = out.chunk(2);  // uncond, cond: [B, C, h, w]
       out = parts[0] + cfg * (parts[1] - parts[0]);
     }
     x = sampler.step(out, i, x, noise);
@@ -255,8 +246,8 @@ NoiseSource per_item_noise(const std::vector<uint64_t>& seeds) {
   auto gens = std::make_shared<std::vector<at::Generator>>();
   for (uint64_t s : seeds) gens->push_back(at::detail::createCPUGenerator(s));
   return [gens](const torch::Tensor& like) {
-    TINV_CHECK(like.dim() >= 1 && like.size(0) == static_cast<int64_t>(gens->size()), "noise",
-               "expected a batch of ", gens->size(), ", got ", like.sizes());
+    TINV_CHECK(like.dim() >= 1 && like.size(0) == static_cast<int64_t>(gens->size()), "noise", "expected a batch of ",
+               gens->size(), ", got ", like.sizes());
     auto shape = like.sizes().vec();
     shape[0] = 1;
     std::vector<torch::Tensor> items;
@@ -313,8 +304,7 @@ GenerateResult generate(StableDiffusion& sd, const ExtraTokens& extra, const Gen
   r.images = torch::cat(images);  // [B, 3, H, W]
 
   const std::string name = sampler->name();
-  for (uint64_t s : r.seeds)
-    r.image_parameters.push_back(parameters_text(sd, extra, o, name, s, width, height));
+  for (uint64_t s : r.seeds) r.image_parameters.push_back(parameters_text(sd, extra, o, name, s, width, height));
   r.parameters = r.image_parameters.front();
   return r;
 }

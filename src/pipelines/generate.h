@@ -39,8 +39,8 @@ struct GenerateOptions {
   std::string prompt, negative_prompt;
   std::string sampler = "default";  // a sampler_names() entry, or "default" (the model's)
   int64_t steps = 30;
-  double cfg = 7.5;   // classifier-free guidance scale; 1 = conditional prediction only
-  double eta = 0.0;   // DDIM stochasticity
+  double cfg = 7.5;  // classifier-free guidance scale; 1 = conditional prediction only
+  double eta = 0.0;  // DDIM stochasticity
   uint64_t seed = 0;
   int64_t width = 0, height = 0;  // 0: the model default (vae sample_size)
   int64_t batch = 1;
@@ -62,11 +62,11 @@ struct Conditioning {
 };
 
 struct GenerateResult {
-  torch::Tensor images;               // [B, 3, H, W] float32 in [0, 1], CPU
-  std::vector<uint64_t> seeds;        // seed of each image (seed + i)
-  std::string parameters;             // A1111 "parameters" text of image 0 (also for a grid)
+  torch::Tensor images;                       // [B, 3, H, W] float32 in [0, 1], CPU
+  std::vector<uint64_t> seeds;                // seed of each image (seed + i)
+  std::string parameters;                     // A1111 "parameters" text of image 0 (also for a grid)
   std::vector<std::string> image_parameters;  // the same per image (its own Seed)
-  bool truncated = false;             // prompt or negative prompt cut to 77 tokens
+  bool truncated = false;                     // prompt or negative prompt cut to 77 tokens
 };
 
 // Checks the options that do not depend on the model: known sampler, 1 <= steps <= 1000,
@@ -109,13 +109,12 @@ torch::Tensor sdxl_time_ids(const GenerateOptions& opts, int64_t width, int64_t 
 // out_uncond + cfg (out_cond - out_uncond); cfg == 1 runs the conditional half only. The
 // sampler maths runs in float32 on the latents' device; the UNet in sd.dtype. `progress`
 // (optional) is advanced after each step. Returns the final latents, float32 [B, C, h, w].
-torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
-                      const torch::Tensor& cond, const torch::Tensor& uncond, double cfg,
-                      const NoiseSource& noise, Progress* progress = nullptr);
+torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents, const torch::Tensor& cond,
+                      const torch::Tensor& uncond, double cfg, const NoiseSource& noise, Progress* progress = nullptr);
 // The same with pooled vectors and time_ids [1 or B, 6] for SDXL (required there).
-torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents,
-                      const Conditioning& cond, const Conditioning& uncond, double cfg,
-                      const NoiseSource& noise, Progress* progress, const torch::Tensor& time_ids);
+torch::Tensor denoise(StableDiffusion& sd, Sampler& sampler, const torch::Tensor& latents, const Conditioning& cond,
+                      const Conditioning& uncond, double cfg, const NoiseSource& noise, Progress* progress,
+                      const torch::Tensor& time_ids);
 
 // VAE decode of sampler latents: latents / scaling_factor -> decoder. Returns the decoder
 // output float32 [B, 3, H, W] on the latents' device, NOT clamped (range about [-1, 1]).

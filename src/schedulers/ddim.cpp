@@ -21,12 +21,11 @@ class Ddim : public Sampler {
   void set_timesteps(int64_t steps) override {
     check_steps(steps);
     requested_steps_ = steps;
-    timesteps_ = to_int_tensor(spaced_timesteps(*cfg_.timestep_spacing, cfg_.num_train_timesteps,
-                                                steps, cfg_.steps_offset, true));
+    timesteps_ = to_int_tensor(
+        spaced_timesteps(*cfg_.timestep_spacing, cfg_.num_train_timesteps, steps, cfg_.steps_offset, true));
   }
 
-  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x,
-                     const NoiseSource& noise) override {
+  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x, const NoiseSource& noise) override {
     check_index(i);
     const int64_t t = timesteps_[i].item<int64_t>();
     const int64_t prev_t = t - cfg_.num_train_timesteps / requested_steps_;
@@ -54,8 +53,6 @@ class Ddim : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_ddim(const SchedulerConfig& cfg, double eta) {
-  return std::make_unique<Ddim>(cfg, eta);
-}
+std::unique_ptr<Sampler> make_ddim(const SchedulerConfig& cfg, double eta) { return std::make_unique<Ddim>(cfg, eta); }
 
 }  // namespace tinv::sched

@@ -15,8 +15,8 @@ namespace {
 // lambda = log(alpha) - log(sigma_t) (half log-SNR).
 struct Vp {
   double alpha, sigma, lambda;
-  explicit Vp(double s) : alpha(1 / std::sqrt(s * s + 1)), sigma(s * alpha),
-                          lambda(std::log(alpha) - std::log(sigma)) {}
+  explicit Vp(double s)
+      : alpha(1 / std::sqrt(s * s + 1)), sigma(s * alpha), lambda(std::log(alpha) - std::log(sigma)) {}
 };
 
 class DpmSolverMultistep : public Sampler {
@@ -52,8 +52,7 @@ class DpmSolverMultistep : public Sampler {
     double sigma_last;
     if (cfg_.use_karras_sigmas) {
       const auto log_table = log_of(table);
-      s = karras_sigmas(cfg_.sigma_min.value_or(table.front()), cfg_.sigma_max.value_or(table.back()),
-                        steps);
+      s = karras_sigmas(cfg_.sigma_min.value_or(table.front()), cfg_.sigma_max.value_or(table.back()), steps);
       t.resize(s.size());
       for (size_t i = 0; i < s.size(); ++i) t[i] = np_round(sigma_to_t(s[i], log_table));
       sigma_last = static_cast<float>(s.back());
@@ -70,16 +69,13 @@ class DpmSolverMultistep : public Sampler {
     next_index_ = 0;
   }
 
-  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x,
-                     const NoiseSource& noise) override {
+  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x, const NoiseSource& noise) override {
     check_index(i);
-    TINV_CHECK(i == next_index_, name(), "steps must be taken in order: expected step ",
-               next_index_, ", got ", i);
+    TINV_CHECK(i == next_index_, name(), "steps must be taken in order: expected step ", next_index_, ", got ", i);
     const int64_t n = num_steps();
     const bool few = cfg_.lower_order_final && n < 15;
     // (diffusers' lower_order_second only chooses between second and third order.)
-    const bool lower_order_final =
-        i == n - 1 && (cfg_.euler_at_final || few || cfg_.final_sigmas_type == "zero");
+    const bool lower_order_final = i == n - 1 && (cfg_.euler_at_final || few || cfg_.final_sigmas_type == "zero");
 
     outputs_.push_back(convert_model_output(out, x, sigma(i)));
     if (static_cast<int64_t>(outputs_.size()) > cfg_.solver_order) outputs_.erase(outputs_.begin());
@@ -115,8 +111,7 @@ class DpmSolverMultistep : public Sampler {
   }
 
   // DPM-Solver(++) first order = DDIM (eq. 5 of the ++ paper).
-  torch::Tensor first_order(const torch::Tensor& m, const torch::Tensor& x, int64_t i,
-                            const torch::Tensor& z) const {
+  torch::Tensor first_order(const torch::Tensor& m, const torch::Tensor& x, int64_t i, const torch::Tensor& z) const {
     const Vp t(sigma(i + 1)), s(sigma(i));
     const double h = t.lambda - s.lambda;
     const std::string& a = cfg_.algorithm_type;
@@ -168,8 +163,6 @@ class DpmSolverMultistep : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_dpmpp_2m(const SchedulerConfig& cfg) {
-  return std::make_unique<DpmSolverMultistep>(cfg);
-}
+std::unique_ptr<Sampler> make_dpmpp_2m(const SchedulerConfig& cfg) { return std::make_unique<DpmSolverMultistep>(cfg); }
 
 }  // namespace tinv::sched

@@ -9,11 +9,11 @@
 
 namespace tinv::sched {
 
-void euler_schedule(const SchedulerConfig& cfg, const NoiseSchedule& schedule, int64_t steps,
-                    torch::Tensor* timesteps, torch::Tensor* sigmas) {
-  std::vector<double> t = spaced_timesteps(*cfg.timestep_spacing, cfg.num_train_timesteps, steps,
-                                           cfg.steps_offset, false);
-  for (auto& v : t) v = static_cast<float>(v);  // numpy builds them in float32
+void euler_schedule(const SchedulerConfig& cfg, const NoiseSchedule& schedule, int64_t steps, torch::Tensor* timesteps,
+                    torch::Tensor* sigmas) {
+  std::vector<double> t =
+      spaced_timesteps(*cfg.timestep_spacing, cfg.num_train_timesteps, steps, cfg.steps_offset, false);
+  for (auto& v : t) v = static_cast<float>(v);                               // numpy builds them in float32
   const std::vector<float> table = train_sigmas(schedule.alphas_cumprod());  // ascending in t
   std::vector<double> s = np_interp(t, {table.begin(), table.end()});
   if (cfg.use_karras_sigmas) {
@@ -39,8 +39,7 @@ torch::Tensor euler_x0(const torch::Tensor& out, const torch::Tensor& x, double 
                        const std::string& prediction_type) {
   if (prediction_type == "epsilon") return x - sigma * out;
   if (prediction_type == "sample") return out;
-  if (prediction_type == "v_prediction")
-    return out * (-sigma / std::sqrt(sigma * sigma + 1)) + x / (sigma * sigma + 1);
+  if (prediction_type == "v_prediction") return out * (-sigma / std::sqrt(sigma * sigma + 1)) + x / (sigma * sigma + 1);
   throw Error("sampler", "unknown prediction_type '" + prediction_type + "'");
 }
 
@@ -64,20 +63,17 @@ class Euler : public EulerSamplerBase {
   explicit Euler(const SchedulerConfig& cfg) : EulerSamplerBase(cfg) {}
   std::string name() const override { return "euler"; }
 
-  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x,
-                     const NoiseSource&) override {
+  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x, const NoiseSource&) override {
     check_index(i);
     const double sigma = sigmas_[i].item<float>(), sigma_next = sigmas_[i + 1].item<float>();
     auto x0 = euler_x0(out, x, sigma, cfg_.prediction_type);
-    auto derivative = (x - x0) / sigma;    // dx/dsigma
+    auto derivative = (x - x0) / sigma;  // dx/dsigma
     return x + derivative * (sigma_next - sigma);
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_euler(const SchedulerConfig& cfg) {
-  return std::make_unique<Euler>(cfg);
-}
+std::unique_ptr<Sampler> make_euler(const SchedulerConfig& cfg) { return std::make_unique<Euler>(cfg); }
 
 }  // namespace tinv::sched

@@ -15,15 +15,13 @@ class EulerAncestral : public EulerSamplerBase {
   explicit EulerAncestral(const SchedulerConfig& cfg) : EulerSamplerBase(cfg) {}
   std::string name() const override { return "euler_a"; }
 
-  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x,
-                     const NoiseSource& noise) override {
+  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x, const NoiseSource& noise) override {
     check_index(i);
     const double sigma = sigmas_[i].item<float>(), sigma_to = sigmas_[i + 1].item<float>();
     auto x0 = euler_x0(out, x, sigma, cfg_.prediction_type);
     // Split the step to sigma_to into a deterministic part down to sigma_down and fresh noise
     // of scale sigma_up, with sigma_down^2 + sigma_up^2 = sigma_to^2.
-    const double sigma_up =
-        std::sqrt(sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma));
+    const double sigma_up = std::sqrt(sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma));
     const double sigma_down = std::sqrt(std::max(0.0, sigma_to * sigma_to - sigma_up * sigma_up));
     auto derivative = (x - x0) / sigma;
     auto prev = x + derivative * (sigma_down - sigma);

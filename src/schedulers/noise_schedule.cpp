@@ -9,9 +9,7 @@ namespace {
 
 // diffusers betas_for_alpha_bar (cosine, max_beta 0.999), computed in float64.
 torch::Tensor cosine_betas(int64_t n) {
-  auto alpha_bar = [](double t) {
-    return std::pow(std::cos((t + 0.008) / 1.008 * M_PI / 2), 2);
-  };
+  auto alpha_bar = [](double t) { return std::pow(std::cos((t + 0.008) / 1.008 * M_PI / 2), 2); };
   std::vector<double> betas(n);
   for (int64_t i = 0; i < n; ++i) {
     double t1 = static_cast<double>(i) / n, t2 = static_cast<double>(i + 1) / n;
@@ -40,8 +38,7 @@ NoiseSchedule::NoiseSchedule(const SchedulerConfig& cfg) {
   } else if (cfg.beta_schedule == "linear") {
     betas_ = torch::linspace(cfg.beta_start, cfg.beta_end, n, torch::kFloat32);
   } else if (cfg.beta_schedule == "scaled_linear") {
-    betas_ = torch::linspace(std::sqrt(cfg.beta_start), std::sqrt(cfg.beta_end), n,
-                             torch::kFloat32).pow(2);
+    betas_ = torch::linspace(std::sqrt(cfg.beta_start), std::sqrt(cfg.beta_end), n, torch::kFloat32).pow(2);
   } else {  // squaredcos_cap_v2 (validated)
     betas_ = cosine_betas(n);
   }
@@ -51,22 +48,22 @@ NoiseSchedule::NoiseSchedule(const SchedulerConfig& cfg) {
 }
 
 double NoiseSchedule::alpha_bar(int64_t t) const {
-  TINV_CHECK(t >= 0 && t < num_train_timesteps(), "noise schedule", "timestep ", t,
-             " outside [0, ", num_train_timesteps(), ")");
+  TINV_CHECK(t >= 0 && t < num_train_timesteps(), "noise schedule", "timestep ", t, " outside [0, ",
+             num_train_timesteps(), ")");
   return alphas_cumprod_[t].item<double>();
 }
 
-std::pair<torch::Tensor, torch::Tensor> NoiseSchedule::coefficients(
-    const torch::Tensor& t, const torch::Tensor& like) const {
-  TINV_CHECK(t.dim() == 1 && !t.is_floating_point(), "add_noise",
-             "timesteps must be an integer tensor [B], got ", t.sizes());
-  TINV_CHECK(like.dim() >= 1 && like.size(0) == t.size(0), "add_noise", "timesteps [",
-             t.size(0), "] do not match the batch of ", like.sizes());
+std::pair<torch::Tensor, torch::Tensor> NoiseSchedule::coefficients(const torch::Tensor& t,
+                                                                    const torch::Tensor& like) const {
+  TINV_CHECK(t.dim() == 1 && !t.is_floating_point(), "add_noise", "timesteps must be an integer tensor [B], got ",
+             t.sizes());
+  TINV_CHECK(like.dim() >= 1 && like.size(0) == t.size(0), "add_noise", "timesteps [", t.size(0),
+             "] do not match the batch of ", like.sizes());
   auto tc = t.to(torch::kCPU, torch::kInt64);
   if (tc.numel() > 0) {
     int64_t lo = tc.min().item<int64_t>(), hi = tc.max().item<int64_t>();
-    TINV_CHECK(lo >= 0 && hi < num_train_timesteps(), "add_noise", "timesteps must lie in [0, ",
-               num_train_timesteps(), "), got ", lo, "..", hi);
+    TINV_CHECK(lo >= 0 && hi < num_train_timesteps(), "add_noise", "timesteps must lie in [0, ", num_train_timesteps(),
+               "), got ", lo, "..", hi);
   }
   auto abar = alphas_cumprod_.index_select(0, tc).to(like.device(), like.scalar_type());  // [B]
   std::vector<int64_t> shape(like.dim(), 1);
@@ -86,8 +83,8 @@ torch::Tensor NoiseSchedule::velocity(const torch::Tensor& x0, const torch::Tens
   return a * noise - s * x0;
 }
 
-torch::Tensor NoiseSchedule::target(const torch::Tensor& x0, const torch::Tensor& noise,
-                                    const torch::Tensor& t, const std::string& prediction_type) const {
+torch::Tensor NoiseSchedule::target(const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& t,
+                                    const std::string& prediction_type) const {
   if (prediction_type == "epsilon") return noise;
   if (prediction_type == "v_prediction") return velocity(x0, noise, t);
   if (prediction_type == "sample") return x0;

@@ -28,11 +28,9 @@ class NoiseSchedule {
   double alpha_bar(int64_t t) const;
 
   // x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise. x0, noise: [B, ...]; t: int64 [B] in [0, N).
-  torch::Tensor add_noise(const torch::Tensor& x0, const torch::Tensor& noise,
-                          const torch::Tensor& t) const;
+  torch::Tensor add_noise(const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& t) const;
   // v = sqrt(abar_t) noise - sqrt(1 - abar_t) x0 (diffusers get_velocity).
-  torch::Tensor velocity(const torch::Tensor& x0, const torch::Tensor& noise,
-                         const torch::Tensor& t) const;
+  torch::Tensor velocity(const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& t) const;
   // The training target for a prediction type: epsilon -> noise, v_prediction -> velocity,
   // sample -> x0. Throws on an unknown type.
   torch::Tensor target(const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& t,
@@ -40,8 +38,7 @@ class NoiseSchedule {
 
  private:
   // sqrt(abar_t) and sqrt(1 - abar_t) gathered for t and shaped [B, 1, ...] like `like`.
-  std::pair<torch::Tensor, torch::Tensor> coefficients(const torch::Tensor& t,
-                                                       const torch::Tensor& like) const;
+  std::pair<torch::Tensor, torch::Tensor> coefficients(const torch::Tensor& t, const torch::Tensor& like) const;
   torch::Tensor betas_, alphas_, alphas_cumprod_;
 };
 

@@ -23,8 +23,7 @@ class Pndm : public Sampler {
     check_steps(steps);
     requested_steps_ = steps;
     const int64_t n = cfg_.num_train_timesteps;
-    std::vector<double> base = spaced_timesteps(*cfg_.timestep_spacing, n, steps,
-                                                cfg_.steps_offset, true);
+    std::vector<double> base = spaced_timesteps(*cfg_.timestep_spacing, n, steps, cfg_.steps_offset, true);
     base = {base.rbegin(), base.rend()};  // ascending, as diffusers' _timesteps
     const int64_t m = static_cast<int64_t>(base.size());
     std::vector<double> prk, plms;
@@ -58,11 +57,9 @@ class Pndm : public Sampler {
     counter_ = 0;
   }
 
-  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x,
-                     const NoiseSource&) override {
+  torch::Tensor step(const torch::Tensor& out, int64_t i, const torch::Tensor& x, const NoiseSource&) override {
     check_index(i);
-    TINV_CHECK(i == counter_, name(), "steps must be taken in order: expected step ", counter_,
-               ", got ", i);
+    TINV_CHECK(i == counter_, name(), "steps must be taken in order: expected step ", counter_, ", got ", i);
     const int64_t t = timesteps_[i].item<int64_t>();
     auto eps = as_epsilon(out, x, t);
     auto prev = counter_ < num_prk_ ? step_prk(eps, t, x) : step_plms(eps, t, x);
@@ -93,12 +90,8 @@ class Pndm : public Sampler {
         cur_sample_ = x;
         break;
       case 1:
-      case 2:
-        cur_model_output_ = cur_model_output_ + out / 3.0;
-        break;
-      default:
-        m = cur_model_output_ + out / 6.0;
-        cur_model_output_ = torch::Tensor();
+      case 2: cur_model_output_ = cur_model_output_ + out / 3.0; break;
+      default: m = cur_model_output_ + out / 6.0; cur_model_output_ = torch::Tensor();
     }
     const torch::Tensor& s = cur_sample_.defined() ? cur_sample_ : x;
     return prev_sample(s, t0, prev_t, m);
@@ -153,8 +146,6 @@ class Pndm : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_pndm(const SchedulerConfig& cfg) {
-  return std::make_unique<Pndm>(cfg);
-}
+std::unique_ptr<Sampler> make_pndm(const SchedulerConfig& cfg) { return std::make_unique<Pndm>(cfg); }
 
 }  // namespace tinv::sched

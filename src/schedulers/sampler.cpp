@@ -39,8 +39,8 @@ std::vector<double> np_arange(double start, double stop, double step) {
 
 double np_round(double v) { return std::nearbyint(v); }  // FE_TONEAREST: ties to even
 
-std::vector<double> spaced_timesteps(const std::string& spacing, int64_t n_train, int64_t steps,
-                                     int64_t offset, bool round_linspace) {
+std::vector<double> spaced_timesteps(const std::string& spacing, int64_t n_train, int64_t steps, int64_t offset,
+                                     bool round_linspace) {
   std::vector<double> t;
   if (spacing == "linspace") {
     t = np_linspace(0, static_cast<double>(n_train - 1), steps);
@@ -126,8 +126,8 @@ torch::Tensor to_int_tensor(const std::vector<double>& v) {
   return torch::tensor(v, torch::kFloat64).to(torch::kInt64);
 }
 
-void ddpm_x0_eps(const torch::Tensor& out, const torch::Tensor& x, double abar,
-                 const std::string& prediction_type, torch::Tensor* x0, torch::Tensor* eps) {
+void ddpm_x0_eps(const torch::Tensor& out, const torch::Tensor& x, double abar, const std::string& prediction_type,
+                 torch::Tensor* x0, torch::Tensor* eps) {
   const double a = std::sqrt(abar), b = std::sqrt(1 - abar);
   if (prediction_type == "epsilon") {
     *x0 = (x - b * out) / a;
@@ -152,21 +152,21 @@ double Sampler::timestep(int64_t step_index) const {
 
 void Sampler::check_index(int64_t step_index) const {
   TINV_CHECK(timesteps_.defined(), name(), "set_timesteps() must be called before sampling");
-  TINV_CHECK(step_index >= 0 && step_index < num_steps(), name(), "step index ", step_index,
-             " outside [0, ", num_steps(), ")");
+  TINV_CHECK(step_index >= 0 && step_index < num_steps(), name(), "step index ", step_index, " outside [0, ",
+             num_steps(), ")");
 }
 
 void Sampler::check_steps(int64_t steps) const {
   TINV_CHECK(steps >= 1, name(), "number of steps must be >= 1, got ", steps);
-  TINV_CHECK(steps <= cfg_.num_train_timesteps, name(), "number of steps ", steps,
-             " exceeds num_train_timesteps ", cfg_.num_train_timesteps);
+  TINV_CHECK(steps <= cfg_.num_train_timesteps, name(), "number of steps ", steps, " exceeds num_train_timesteps ",
+             cfg_.num_train_timesteps);
 }
 
 torch::Tensor Sampler::draw(const NoiseSource& noise, const torch::Tensor& like) const {
   TINV_CHECK(static_cast<bool>(noise), name(), "this sampler is stochastic and needs a noise source");
   auto n = noise(like);
-  TINV_CHECK(n.sizes() == like.sizes(), name(), "noise source gave ", shape_str(n.sizes().vec()),
-             ", expected ", shape_str(like.sizes().vec()));
+  TINV_CHECK(n.sizes() == like.sizes(), name(), "noise source gave ", shape_str(n.sizes().vec()), ", expected ",
+             shape_str(like.sizes().vec()));
   return n.to(like.device(), like.scalar_type());
 }
 
@@ -181,8 +181,7 @@ NoiseSource seeded_noise(uint64_t seed) {
 NoiseSource noise_sequence(const torch::Tensor& noises) {
   auto next = std::make_shared<int64_t>(0);
   return [noises, next](const torch::Tensor& like) {
-    TINV_CHECK(*next < noises.size(0), "noise_sequence", "exhausted after ", noises.size(0),
-               " draws");
+    TINV_CHECK(*next < noises.size(0), "noise_sequence", "exhausted after ", noises.size(0), " draws");
     return noises[(*next)++];
   };
 }
@@ -216,8 +215,7 @@ std::string sampler_name_for_class(const std::string& cls) {
                                       "DPMSolverMultistepScheduler, PNDMScheduler)");
 }
 
-std::unique_ptr<Sampler> make_sampler(const std::string& name_in, const SchedulerConfig& cfg,
-                                      double eta) {
+std::unique_ptr<Sampler> make_sampler(const std::string& name_in, const SchedulerConfig& cfg, double eta) {
   const std::string name = name_in == "default" ? sampler_name_for_class(cfg.class_name) : name_in;
   for (const auto& e : kSamplers) {
     if (name != e.name) continue;

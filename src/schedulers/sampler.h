@@ -61,8 +61,8 @@ class Sampler {
   // One denoising step from x at step_index given the denoiser's output; returns the sample
   // for step_index + 1. `noise` is required by stochastic samplers (euler_a, ddim with eta > 0,
   // sde-dpmsolver*) and ignored by the others; a missing one throws.
-  virtual torch::Tensor step(const torch::Tensor& model_output, int64_t step_index,
-                             const torch::Tensor& x, const NoiseSource& noise = nullptr) = 0;
+  virtual torch::Tensor step(const torch::Tensor& model_output, int64_t step_index, const torch::Tensor& x,
+                             const NoiseSource& noise = nullptr) = 0;
   // The tinv name ("ddim", ...).
   virtual std::string name() const = 0;
   const SchedulerConfig& config() const { return cfg_; }
@@ -87,8 +87,7 @@ class Sampler {
 
 // Creates a sampler by tinv name, or "default" for the one named by cfg.class_name. `eta` is
 // DDIM's stochasticity (0 = deterministic). Throws tinv::Error listing the known names.
-std::unique_ptr<Sampler> make_sampler(const std::string& name, const SchedulerConfig& cfg,
-                                      double eta = 0.0);
+std::unique_ptr<Sampler> make_sampler(const std::string& name, const SchedulerConfig& cfg, double eta = 0.0);
 // The tinv sampler names, in a stable order.
 std::vector<std::string> sampler_names();
 // diffusers class name -> tinv name ("DDIMScheduler" -> "ddim"); throws if unknown.

@@ -22,8 +22,8 @@ double np_round(double v);
 //   linspace: linspace(0, n_train - 1, steps)[::-1] (rounded when `round_linspace`)
 //   leading:  (arange(steps) * (n_train // steps))[::-1] + offset
 //   trailing: round(arange(n_train, 0, -n_train / steps)) - 1
-std::vector<double> spaced_timesteps(const std::string& spacing, int64_t n_train, int64_t steps,
-                                     int64_t offset, bool round_linspace);
+std::vector<double> spaced_timesteps(const std::string& spacing, int64_t n_train, int64_t steps, int64_t offset,
+                                     bool round_linspace);
 // np.interp(x, arange(len(fp)), fp).
 std::vector<double> np_interp(const std::vector<double>& x, const std::vector<double>& fp);
 // The training sigmas sqrt((1 - abar) / abar), computed in float32 as diffusers does, ascending.
@@ -38,8 +38,8 @@ torch::Tensor to_float_tensor(const std::vector<double>& v);  // float32 [n]
 torch::Tensor to_int_tensor(const std::vector<double>& v);    // int64 [n]
 
 // Denoised estimate x0 and noise estimate eps from a model output at abar (DDPM form).
-void ddpm_x0_eps(const torch::Tensor& out, const torch::Tensor& x, double abar,
-                 const std::string& prediction_type, torch::Tensor* x0, torch::Tensor* eps);
+void ddpm_x0_eps(const torch::Tensor& out, const torch::Tensor& x, double abar, const std::string& prediction_type,
+                 torch::Tensor* x0, torch::Tensor* eps);
 
 std::unique_ptr<Sampler> make_ddim(const SchedulerConfig& cfg, double eta);
 std::unique_ptr<Sampler> make_euler(const SchedulerConfig& cfg);
@@ -54,8 +54,8 @@ namespace tinv::sched {
 // by the config (linspace not rounded), sigmas interpolated at them (or the Karras ramp with
 // fractional timesteps from _sigma_to_t), then a final 0. Continuous v-prediction timesteps
 // are 0.25 log(sigma).
-void euler_schedule(const SchedulerConfig& cfg, const NoiseSchedule& schedule, int64_t steps,
-                    torch::Tensor* timesteps, torch::Tensor* sigmas);
+void euler_schedule(const SchedulerConfig& cfg, const NoiseSchedule& schedule, int64_t steps, torch::Tensor* timesteps,
+                    torch::Tensor* sigmas);
 // max sigma (linspace/trailing) or sqrt(max^2 + 1) (leading).
 double euler_init_noise_sigma(const SchedulerConfig& cfg, const torch::Tensor& sigmas);
 // x0 from the model output at sigma, in the Karras/Euler parameterisation x = x0 + sigma eps.

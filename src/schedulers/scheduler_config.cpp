@@ -11,8 +11,7 @@ namespace {
 const std::set<std::string> kSchedules = {"scaled_linear", "linear", "squaredcos_cap_v2"};
 const std::set<std::string> kPredictions = {"epsilon", "v_prediction", "sample"};
 const std::set<std::string> kSpacings = {"leading", "linspace", "trailing"};
-const std::set<std::string> kAlgorithms = {"dpmsolver++", "dpmsolver", "sde-dpmsolver++",
-                                           "sde-dpmsolver"};
+const std::set<std::string> kAlgorithms = {"dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver"};
 
 std::string join(const std::set<std::string>& names) {
   std::string s;
@@ -22,8 +21,8 @@ std::string join(const std::set<std::string>& names) {
 
 void check_one_of(const std::string& where, const std::string& field, const std::string& value,
                   const std::set<std::string>& allowed) {
-  TINV_CHECK(allowed.count(value), where, "field '", field, "' has unknown value '", value,
-             "' (expected one of ", join(allowed), ")");
+  TINV_CHECK(allowed.count(value), where, "field '", field, "' has unknown value '", value, "' (expected one of ",
+             join(allowed), ")");
 }
 
 // diffusers writes infinities as strings ("-inf" for lambda_min_clipped).
@@ -82,16 +81,14 @@ SchedulerConfig SchedulerConfig::from_json(const JsonConfig& j) {
 }
 
 void SchedulerConfig::validate(const std::string& where) const {
-  TINV_CHECK(num_train_timesteps >= 2, where, "field 'num_train_timesteps' must be >= 2, got ",
-             num_train_timesteps);
+  TINV_CHECK(num_train_timesteps >= 2, where, "field 'num_train_timesteps' must be >= 2, got ", num_train_timesteps);
   if (trained_betas.empty()) {
     check_one_of(where, "beta_schedule", beta_schedule, kSchedules);
     TINV_CHECK(beta_start > 0 && beta_end > 0 && beta_start < 1 && beta_end < 1, where,
                "fields 'beta_start'/'beta_end' must lie in (0, 1), got ", beta_start, ", ", beta_end);
   } else {
-    TINV_CHECK(static_cast<int64_t>(trained_betas.size()) == num_train_timesteps, where,
-               "field 'trained_betas' holds ", trained_betas.size(), " values, expected ",
-               num_train_timesteps);
+    TINV_CHECK(static_cast<int64_t>(trained_betas.size()) == num_train_timesteps, where, "field 'trained_betas' holds ",
+               trained_betas.size(), " values, expected ", num_train_timesteps);
   }
   check_one_of(where, "prediction_type", prediction_type, kPredictions);
   if (timestep_spacing) check_one_of(where, "timestep_spacing", *timestep_spacing, kSpacings);
@@ -104,8 +101,7 @@ void SchedulerConfig::validate(const std::string& where) const {
   check_one_of(where, "algorithm_type", algorithm_type, kAlgorithms);
   check_one_of(where, "solver_type", solver_type, {"midpoint", "heun"});
   check_one_of(where, "final_sigmas_type", final_sigmas_type, {"sigma_min", "zero"});
-  TINV_CHECK(final_sigmas_type != "zero" || algorithm_type == "dpmsolver++" ||
-                 algorithm_type == "sde-dpmsolver++",
+  TINV_CHECK(final_sigmas_type != "zero" || algorithm_type == "dpmsolver++" || algorithm_type == "sde-dpmsolver++",
              where, "field 'final_sigmas_type' 'zero' needs algorithm_type dpmsolver++");
 }
 

@@ -32,20 +32,20 @@ struct SchedulerConfig {
   std::optional<std::string> timestep_spacing;  // leading | linspace | trailing (class default)
   int64_t steps_offset = 1;
   // DDIM / PNDM.
-  std::optional<bool> set_alpha_to_one;         // DDIM default true, PNDM false
-  std::optional<bool> clip_sample;              // DDIM default true
+  std::optional<bool> set_alpha_to_one;  // DDIM default true, PNDM false
+  std::optional<bool> clip_sample;       // DDIM default true
   double clip_sample_range = 1.0;
-  bool skip_prk_steps = true;                   // PNDM: PLMS only
+  bool skip_prk_steps = true;  // PNDM: PLMS only
   // Euler / Euler ancestral / DPM-Solver.
   bool use_karras_sigmas = false;
-  std::optional<double> sigma_min, sigma_max;   // Karras range (default: the schedule's ends)
-  std::string interpolation_type = "linear";    // Euler: sigma(t) interpolation
-  std::string timestep_type = "discrete";       // Euler: discrete | continuous
+  std::optional<double> sigma_min, sigma_max;  // Karras range (default: the schedule's ends)
+  std::string interpolation_type = "linear";   // Euler: sigma(t) interpolation
+  std::string timestep_type = "discrete";      // Euler: discrete | continuous
   // DPM-Solver multistep.
-  int64_t solver_order = 2;                     // 1 or 2 (2M)
-  std::string algorithm_type = "dpmsolver++";   // dpmsolver++ | dpmsolver | sde-dpmsolver++ | sde-dpmsolver
-  std::string solver_type = "midpoint";         // midpoint | heun
-  bool lower_order_final = true;                // first-order final steps when < 15 steps
+  int64_t solver_order = 2;                    // 1 or 2 (2M)
+  std::string algorithm_type = "dpmsolver++";  // dpmsolver++ | dpmsolver | sde-dpmsolver++ | sde-dpmsolver
+  std::string solver_type = "midpoint";        // midpoint | heun
+  bool lower_order_final = true;               // first-order final steps when < 15 steps
   bool euler_at_final = false;
   std::string final_sigmas_type = "sigma_min";  // sigma_min (diffusers 0.25) | zero
   double lambda_min_clipped = -std::numeric_limits<double>::infinity();

@@ -56,14 +56,12 @@ void ClipTextConfig::validate(const std::string& source) const {
   positive("num_hidden_layers", num_hidden_layers);
   positive("num_attention_heads", num_attention_heads);
   positive("max_position_embeddings", max_position_embeddings);
-  TINV_CHECK(hidden_size % num_attention_heads == 0, source,
-             "field 'num_attention_heads' (", num_attention_heads,
+  TINV_CHECK(hidden_size % num_attention_heads == 0, source, "field 'num_attention_heads' (", num_attention_heads,
              ") must divide 'hidden_size' (", hidden_size, ")");
   TINV_CHECK(hidden_act == "quick_gelu" || hidden_act == "gelu", source,
              "field 'hidden_act' must be \"quick_gelu\" or \"gelu\" (got \"", hidden_act, "\")");
   if (with_projection) positive("projection_dim", projection_dim);
-  TINV_CHECK(layer_norm_eps > 0.0, source, "field 'layer_norm_eps' must be > 0 (got ",
-             layer_norm_eps, ")");
+  TINV_CHECK(layer_norm_eps > 0.0, source, "field 'layer_norm_eps' must be > 0 (got ", layer_norm_eps, ")");
 }
 
 ClipTextConfig ClipTextConfig::sd15() {
@@ -127,8 +125,7 @@ torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x) {
   return out_proj_(merge_heads(a));               // [B, L, D]
 }
 
-ClipMlpImpl::ClipMlpImpl(int64_t hidden, int64_t intermediate, std::string act)
-    : act_(std::move(act)) {
+ClipMlpImpl::ClipMlpImpl(int64_t hidden, int64_t intermediate, std::string act) : act_(std::move(act)) {
   fc1_ = register_module("fc1", torch::nn::Linear(hidden, intermediate));
   fc2_ = register_module("fc2", torch::nn::Linear(intermediate, hidden));
 }
@@ -162,18 +159,15 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(con
   auto text_model = register_module("text_model", std::make_shared<torch::nn::Module>());
   auto embeddings = text_model->register_module("embeddings", std::make_shared<torch::nn::Module>());
   auto encoder = text_model->register_module("encoder", std::make_shared<torch::nn::Module>());
-  token_embedding_ = embeddings->register_module(
-      "token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
-  position_embedding_ = embeddings->register_module(
-      "position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+  token_embedding_ = embeddings->register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  position_embedding_ =
+      embeddings->register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
   layers_ = encoder->register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers_->push_back(ClipEncoderLayer(c));
-  final_layer_norm_ =
-      text_model->register_module("final_layer_norm", layer_norm(c.hidden_size, c.layer_norm_eps));
+  final_layer_norm_ = text_model->register_module("final_layer_norm", layer_norm(c.hidden_size, c.layer_norm_eps));
   if (c.with_projection)
     text_projection_ = register_module(
-        "text_projection",
-        torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.projection_dim).bias(false)));
+        "text_projection", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.projection_dim).bias(false)));
   freeze(*this);
   eval();
 }
@@ -187,13 +181,13 @@ torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& input_ids, const tor
              shape_str(input_ids.sizes().vec()));
   TINV_CHECK(!input_ids.is_floating_point(), kWhere, "input_ids must be an integer tensor");
   const int64_t b = input_ids.size(0), len = input_ids.size(1), d = c.hidden_size;
-  TINV_CHECK(len <= c.max_position_embeddings, kWhere, "sequence length ", len,
-             " exceeds max_position_embeddings ", c.max_position_embeddings);
+  TINV_CHECK(len <= c.max_position_embeddings, kWhere, "sequence length ", len, " exceeds max_position_embeddings ",
+             c.max_position_embeddings);
   const int64_t n = extra.defined() ? extra.size(0) : 0;
   if (extra.defined())
-    TINV_CHECK(extra.dim() == 2 && extra.size(1) == d, kWhere, "extra_embeddings must be [n, ",
-               d, "], got ", shape_str(extra.sizes().vec()));
-  const auto& table = token_embedding_->weight;  // [V, D]
+    TINV_CHECK(extra.dim() == 2 && extra.size(1) == d, kWhere, "extra_embeddings must be [n, ", d, "], got ",
+               shape_str(extra.sizes().vec()));
+  const auto& table = token_embedding_->weight;                         // [V, D]
   auto ids = input_ids.to(table.device(), torch::kLong).reshape({-1});  // [B*L]
   if (ids.numel() > 0) {
     int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
@@ -205,10 +199,10 @@ torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& input_ids, const tor
   if (n == 0) {
     tokens = table.index_select(0, ids);
   } else {
-    auto is_extra = (ids >= c.vocab_size).unsqueeze(1);                        // [B*L, 1]
-    auto base = table.index_select(0, ids.clamp_max(c.vocab_size - 1));        // [B*L, D]
-    auto rows = extra.to(table.device(), table.scalar_type())
-                    .index_select(0, (ids - c.vocab_size).clamp_min(0));       // [B*L, D]
+    auto is_extra = (ids >= c.vocab_size).unsqueeze(1);                  // [B*L, 1]
+    auto base = table.index_select(0, ids.clamp_max(c.vocab_size - 1));  // [B*L, D]
+    auto rows =
+        extra.to(table.device(), table.scalar_type()).index_select(0, (ids - c.vocab_size).clamp_min(0));  // [B*L, D]
     tokens = torch::where(is_extra, rows, base);
   }
   auto positions = position_embedding_->weight.narrow(0, 0, len);  // [L, D]
@@ -216,8 +210,7 @@ torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& input_ids, const tor
 }
 
 // Mirrors transformers CLIPTextTransformer.forward up to last_hidden_state (causal mask only).
-torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& input_ids,
-                                         const torch::Tensor& extra_embeddings) {
+torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& extra_embeddings) {
   auto h = embed(input_ids, extra_embeddings);  // [B, L, D]
   for (const auto& layer : *layers_) h = layer->as<ClipEncoderLayer>()->forward(h);
   return final_layer_norm_(h);  // [B, L, D]
@@ -227,8 +220,7 @@ torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& input_ids,
 // and CLIPTextModelWithProjection (text_embeds = text_projection(pooled)). The pooled position
 // is the first id equal to eos_token_id (transformers >= 4.32 with eos_token_id != 2), so added
 // tokens (ids >= vocab_size) do not move it.
-ClipTextOutputs ClipTextModelImpl::forward_all(const torch::Tensor& input_ids,
-                                               const torch::Tensor& extra_embeddings) {
+ClipTextOutputs ClipTextModelImpl::forward_all(const torch::Tensor& input_ids, const torch::Tensor& extra_embeddings) {
   ClipTextOutputs out;
   auto h = embed(input_ids, extra_embeddings);  // [B, L, D]
   const int64_t n = static_cast<int64_t>(layers_->size());
@@ -240,8 +232,8 @@ ClipTextOutputs ClipTextModelImpl::forward_all(const torch::Tensor& input_ids,
   auto ids = input_ids.to(h.device(), torch::kLong);
   auto eos_pos = (ids == config_.eos_token_id).to(torch::kInt).argmax(-1);  // [B] first EOS
   auto batch = torch::arange(ids.size(0), ids.options());
-  out.pooled = out.last_hidden_state.index({batch, eos_pos});               // [B, D]
-  if (text_projection_) out.pooled = text_projection_(out.pooled);          // [B, P]
+  out.pooled = out.last_hidden_state.index({batch, eos_pos});       // [B, D]
+  if (text_projection_) out.pooled = text_projection_(out.pooled);  // [B, P]
   return out;
 }
 
@@ -275,8 +267,9 @@ ClipTextModel load_clip_text_model(const std::string& folder) {
       break;
     }
   }
-  TINV_CHECK(!weights.empty(), folder,
-             "no model.safetensors (nor model.fp16.safetensors or a .safetensors.index.json) in the text encoder folder");
+  TINV_CHECK(
+      !weights.empty(), folder,
+      "no model.safetensors (nor model.fp16.safetensors or a .safetensors.index.json) in the text encoder folder");
   ClipTextModel model(config);
   load_clip_text_weights(model, load_state_dict_file(weights), weights);
   return model;

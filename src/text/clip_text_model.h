@@ -126,12 +126,10 @@ class ClipTextModelImpl : public torch::nn::Module {
   // extra_embeddings [n, D] (optional): row i is the embedding of id vocab_size + i. Autograd
   // tracks these rows only. Throws tinv::Error for ids < 0 or >= vocab_size + n, a wrong
   // extra_embeddings shape, or L > max_position_embeddings.
-  torch::Tensor forward(const torch::Tensor& input_ids,
-                        const torch::Tensor& extra_embeddings = {});
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& extra_embeddings = {});
 
   // Every output SDXL needs in one pass (same arguments and errors as forward).
-  ClipTextOutputs forward_all(const torch::Tensor& input_ids,
-                              const torch::Tensor& extra_embeddings = {});
+  ClipTextOutputs forward_all(const torch::Tensor& input_ids, const torch::Tensor& extra_embeddings = {});
 
   // Input embeddings before the encoder: token (+ extra) rows plus positions. [B, L, D].
   torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& extra_embeddings = {});

@@ -60,14 +60,12 @@ size_t pre_token_end(const std::u32string& s, size_t i) {
   return j;
 }
 
-
 // A special-token field: "text" or {"content": "text", ...} (HF AddedToken); "" when absent.
 std::string token_field(const nlohmann::json& j, const char* key, const std::string& path) {
   if (!j.contains(key) || j[key].is_null()) return "";
   const auto& v = j[key];
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string())
-    return v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
   throw Error(path, str_cat("field '", key, "' must be a string or {\"content\": string}"));
 }
 
@@ -95,7 +93,9 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir) {
     nlohmann::json j = read_json_file(path);
     TINV_CHECK(j.is_object(), path, "expected a JSON object");
     for (auto [key, target] : {std::pair<const char*, std::string*>{"pad_token", &pad},
-                               {"bos_token", &bos}, {"eos_token", &eos}, {"unk_token", &unk}}) {
+                               {"bos_token", &bos},
+                               {"eos_token", &eos},
+                               {"unk_token", &unk}}) {
       std::string v = token_field(j, key, path);
       if (!v.empty()) *target = v;
     }
@@ -103,20 +103,18 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir) {
       const auto& m = j["model_max_length"];
       TINV_CHECK(m.is_number(), path, "field 'model_max_length' must be a number");
       double v = m.get<double>();
-      TINV_CHECK(v >= 2 && v <= (1 << 20) && v == static_cast<double>(static_cast<int64_t>(v)),
-                 path, "field 'model_max_length' must be an integer in [2, 1048576], got ", m.dump());
+      TINV_CHECK(v >= 2 && v <= (1 << 20) && v == static_cast<double>(static_cast<int64_t>(v)), path,
+                 "field 'model_max_length' must be an integer in [2, 1048576], got ", m.dump());
       max_length = static_cast<int64_t>(v);
     }
   }
-  return build(join_path(dir, "vocab.json"), join_path(dir, "merges.txt"), pad, max_length, bos,
-               eos, unk.empty() ? eos : unk, dir);
+  return build(join_path(dir, "vocab.json"), join_path(dir, "merges.txt"), pad, max_length, bos, eos,
+               unk.empty() ? eos : unk, dir);
 }
 
-ClipTokenizer ClipTokenizer::from_files(const std::string& vocab_path,
-                                        const std::string& merges_path,
+ClipTokenizer ClipTokenizer::from_files(const std::string& vocab_path, const std::string& merges_path,
                                         const std::string& pad_token, int64_t max_length) {
-  return build(vocab_path, merges_path, pad_token, max_length, kBosToken, kEosToken, kEosToken,
-               vocab_path);
+  return build(vocab_path, merges_path, pad_token, max_length, kBosToken, kEosToken, kEosToken, vocab_path);
 }
 
 namespace {
@@ -125,18 +123,15 @@ namespace {
 void read_vocab_json(const std::string& vocab_path, std::unordered_map<std::string, int64_t>& encoder,
                      std::vector<std::string>& decoder) {
   nlohmann::json j = read_json_file(vocab_path);
-  TINV_CHECK(j.is_object(), vocab_path, "expected a JSON object of token -> id, got ",
-             j.type_name());
+  TINV_CHECK(j.is_object(), vocab_path, "expected a JSON object of token -> id, got ", j.type_name());
   TINV_CHECK(!j.empty(), vocab_path, "the vocabulary is empty");
   for (auto it = j.begin(); it != j.end(); ++it) {
     const auto& v = it.value();
-    TINV_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < kMaxVocabId,
-               vocab_path, "token '", it.key(), "' must map to an integer id in [0, ",
-               kMaxVocabId, "), got ", v.dump());
+    TINV_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < kMaxVocabId, vocab_path, "token '",
+               it.key(), "' must map to an integer id in [0, ", kMaxVocabId, "), got ", v.dump());
     int64_t id = v.get<int64_t>();
     if (static_cast<int64_t>(decoder.size()) <= id) decoder.resize(id + 1);
-    TINV_CHECK(decoder[id].empty(), vocab_path, "id ", id, " is used by both '",
-               decoder[id], "' and '", it.key(), "'");
+    TINV_CHECK(decoder[id].empty(), vocab_path, "id ", id, " is used by both '", decoder[id], "' and '", it.key(), "'");
     decoder[id] = it.key();
     encoder.emplace(it.key(), id);
   }
@@ -159,8 +154,7 @@ void read_merges(const std::string& merges_path, const std::unordered_map<std::s
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
     size_t sp = line.find(' ');
-    TINV_CHECK(sp != std::string::npos && sp > 0 && sp + 1 < line.size() &&
-                   line.find(' ', sp + 1) == std::string::npos,
+    TINV_CHECK(sp != std::string::npos && sp > 0 && sp + 1 < line.size() && line.find(' ', sp + 1) == std::string::npos,
                merges_path, "line ", line_no, ": expected two symbols separated by one space, got '",
                line.substr(0, 80), "'");
     // A merge whose result is not in the vocabulary can never give a token: skip it (this is
@@ -175,9 +169,9 @@ void read_merges(const std::string& merges_path, const std::unordered_map<std::s
 }  // namespace
 
 ClipTokenizer ClipTokenizer::build(const std::string& vocab_path, const std::string& merges_path,
-                                   const std::string& pad_token, int64_t max_length,
-                                   const std::string& bos_token, const std::string& eos_token,
-                                   const std::string& unk_token, const std::string& where) {
+                                   const std::string& pad_token, int64_t max_length, const std::string& bos_token,
+                                   const std::string& eos_token, const std::string& unk_token,
+                                   const std::string& where) {
   TINV_CHECK(max_length >= 2, where, "max_length must be >= 2 (BOS and EOS), got ", max_length);
   auto vocab = std::make_shared<Vocab>();
   read_vocab_json(vocab_path, vocab->encoder, vocab->decoder);
@@ -186,8 +180,7 @@ ClipTokenizer ClipTokenizer::build(const std::string& vocab_path, const std::str
   ClipTokenizer tok;
   auto need = [&](const std::string& token, const char* what) {
     auto it = vocab->encoder.find(token);
-    TINV_CHECK(it != vocab->encoder.end(), vocab_path, "the vocabulary has no ", what, " token '",
-               token, "'");
+    TINV_CHECK(it != vocab->encoder.end(), vocab_path, "the vocabulary has no ", what, " token '", token, "'");
     return it->second;
   };
   tok.bos_id_ = need(bos_token, "bos");
@@ -282,15 +275,24 @@ void ClipTokenizer::bpe_word(const std::string& word, std::vector<int64_t>& out)
 // | \p{L}+ | \p{N} | [^\s\p{L}\p{N}]+, first alternative that matches at each position.
 void ClipTokenizer::tokenize_piece(const std::u32string& s, std::vector<int64_t>& out) const {
   using namespace unicode;
-  auto starts_with = [&](size_t i, const std::u32string& p) {
-    return !p.empty() && s.compare(i, p.size(), p) == 0;
-  };
+  auto starts_with = [&](size_t i, const std::u32string& p) { return !p.empty() && s.compare(i, p.size(), p) == 0; };
   size_t i = 0, n = s.size();
   while (i < n) {
     char32_t c = s[i];
-    if (is_space(c)) { ++i; continue; }
-    if (starts_with(i, vocab_->bos_text)) { out.push_back(bos_id_); i += vocab_->bos_text.size(); continue; }
-    if (starts_with(i, vocab_->eos_text)) { out.push_back(eos_id_); i += vocab_->eos_text.size(); continue; }
+    if (is_space(c)) {
+      ++i;
+      continue;
+    }
+    if (starts_with(i, vocab_->bos_text)) {
+      out.push_back(bos_id_);
+      i += vocab_->bos_text.size();
+      continue;
+    }
+    if (starts_with(i, vocab_->eos_text)) {
+      out.push_back(eos_id_);
+      i += vocab_->eos_text.size();
+      continue;
+    }
     size_t j = pre_token_end(s, i);
     std::string word;
     for (size_t k = i; k < j; ++k) append_utf8(word, s[k]);
@@ -303,7 +305,10 @@ std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& cleaned_
   std::u32string s = unicode::decode_utf8(cleaned_text);
   std::vector<std::string> words;
   for (size_t i = 0; i < s.size();) {
-    if (unicode::is_space(s[i])) { ++i; continue; }
+    if (unicode::is_space(s[i])) {
+      ++i;
+      continue;
+    }
     size_t j = pre_token_end(s, i);
     words.push_back(unicode::encode_utf8(s.substr(i, j - i)));
     i = j;
@@ -337,9 +342,15 @@ std::vector<int64_t> ClipTokenizer::tokenize(const std::string& text) const {
   while (i < s.size()) {
     const std::pair<std::u32string, int64_t>* hit = nullptr;
     for (const auto& p : patterns) {
-      if (s.compare(i, p.first.size(), p.first) == 0) { hit = &p; break; }
+      if (s.compare(i, p.first.size(), p.first) == 0) {
+        hit = &p;
+        break;
+      }
     }
-    if (!hit) { ++i; continue; }
+    if (!hit) {
+      ++i;
+      continue;
+    }
     tokenize_piece(s.substr(start, i - start), out);
     out.push_back(hit->second);
     i += hit->first.size();
@@ -388,17 +399,15 @@ void ClipTokenizer::add_token(const std::string& token, int64_t id) {
   TINV_CHECK(!is_vocab_word(token), where,
              "collides with the vocabulary (it is, or tokenises to, a single existing token)");
   TINV_CHECK(!added_.count(key), where, "was already added (id ", added_.at(key), ")");
-  TINV_CHECK(id >= base_vocab_size() && id < kMaxVocabId, where, "id ", id,
-             " must be >= the base vocabulary size ", base_vocab_size());
+  TINV_CHECK(id >= base_vocab_size() && id < kMaxVocabId, where, "id ", id, " must be >= the base vocabulary size ",
+             base_vocab_size());
   TINV_CHECK(!added_names_.count(id), where, "id ", id, " is already used by added token '",
              added_names_.count(id) ? added_names_.at(id) : "", "'");
   added_.emplace(key, id);
   added_names_.emplace(id, token);
 }
 
-int64_t ClipTokenizer::base_vocab_size() const {
-  return static_cast<int64_t>(vocab_->decoder.size());
-}
+int64_t ClipTokenizer::base_vocab_size() const { return static_cast<int64_t>(vocab_->decoder.size()); }
 
 int64_t ClipTokenizer::vocab_size() const {
   int64_t n = base_vocab_size();
@@ -408,8 +417,8 @@ int64_t ClipTokenizer::vocab_size() const {
 std::string ClipTokenizer::token_string(int64_t id) const {
   if (id >= 0 && id < base_vocab_size() && !vocab_->decoder[id].empty()) return vocab_->decoder[id];
   auto it = added_names_.find(id);
-  TINV_CHECK(it != added_names_.end(), "ClipTokenizer", "unknown token id ", id, " (vocabulary ",
-             base_vocab_size(), ", ", added_names_.size(), " added)");
+  TINV_CHECK(it != added_names_.end(), "ClipTokenizer", "unknown token id ", id, " (vocabulary ", base_vocab_size(),
+             ", ", added_names_.size(), " added)");
   return it->second;
 }
 
@@ -417,8 +426,7 @@ std::string ClipTokenizer::decode(const std::vector<int64_t>& ids) const {
   size_t end = ids.size();
   if (pad_id_ != eos_id_) {  // drop the padding after the last EOS
     auto last_eos = std::find(ids.rbegin(), ids.rend(), eos_id_);
-    if (last_eos != ids.rend() &&
-        std::all_of(ids.rbegin(), last_eos, [&](int64_t id) { return id == pad_id_; }))
+    if (last_eos != ids.rend() && std::all_of(ids.rbegin(), last_eos, [&](int64_t id) { return id == pad_id_; }))
       end = ids.rend() - last_eos - 1;
   }
   const ByteTables& bt = byte_tables();
@@ -436,8 +444,10 @@ std::string ClipTokenizer::decode(const std::vector<int64_t>& ids) const {
     if (word_end) tok.resize(tok.size() - kEndOfWord.size());
     for (char32_t c : unicode::decode_utf8(tok)) {
       auto it = bt.decode.find(c);
-      if (it != bt.decode.end()) bytes += static_cast<char>(it->second);
-      else unicode::append_utf8(bytes, c);
+      if (it != bt.decode.end())
+        bytes += static_cast<char>(it->second);
+      else
+        unicode::append_utf8(bytes, c);
     }
     if (word_end) bytes += ' ';
   }

@@ -49,8 +49,7 @@ class ClipTokenizer {
   // model_max_length; defaults: pad "<|endoftext|>", 77).
   static ClipTokenizer load(const std::string& dir);
   static ClipTokenizer from_files(const std::string& vocab_path, const std::string& merges_path,
-                                  const std::string& pad_token = kEosToken,
-                                  int64_t max_length = 77);
+                                  const std::string& pad_token = kEosToken, int64_t max_length = 77);
 
   // BPE ids of `text` without BOS/EOS, not truncated.
   std::vector<int64_t> tokenize(const std::string& text) const;
@@ -100,9 +99,8 @@ class ClipTokenizer {
   struct Cache;  // word -> ids, shared between copies (thread-safe)
   ClipTokenizer() = default;
   static ClipTokenizer build(const std::string& vocab_path, const std::string& merges_path,
-                             const std::string& pad_token, int64_t max_length,
-                             const std::string& bos_token, const std::string& eos_token,
-                             const std::string& unk_token, const std::string& where);
+                             const std::string& pad_token, int64_t max_length, const std::string& bos_token,
+                             const std::string& eos_token, const std::string& unk_token, const std::string& where);
   void tokenize_piece(const std::u32string& piece, std::vector<int64_t>& out) const;
   void bpe_word(const std::string& word, std::vector<int64_t>& out) const;
   int64_t vocab_id(const std::string& token) const;  // -1 when absent

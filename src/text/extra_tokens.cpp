@@ -23,8 +23,8 @@ int64_t ExtraTokens::add_token(ClipTokenizer& tokenizer, const std::string& toke
 int64_t ExtraTokens::add_base(ClipTokenizer& tokenizer, const std::string& token, const torch::Tensor& row) {
   TINV_CHECK(row.dim() == 1, token, "embedding row must be 1-D, got ", row.dim(), "-D");
   if (!rows_.empty())
-    TINV_CHECK(row.size(0) == rows_.front().size(0), token, "embedding is ", row.size(0),
-               " wide but earlier ones are ", rows_.front().size(0));
+    TINV_CHECK(row.size(0) == rows_.front().size(0), token, "embedding is ", row.size(0), " wide but earlier ones are ",
+               rows_.front().size(0));
   int64_t expected = tokenizer.base_vocab_size() + size();
   TINV_CHECK(tokenizer.vocab_size() == expected, token,
              "the tokenizer has added tokens that ExtraTokens does not know about");
@@ -50,11 +50,9 @@ int64_t ExtraTokens::add_token(ClipTokenizer& tokenizer, ClipTokenizer& tokenize
   return id;
 }
 
-void ExtraTokens::add_trigger(ClipTokenizer& tokenizer, const std::string& trigger,
-                              const torch::Tensor& vectors) {
-  add_trigger_impl(trigger, vectors, {}, [&](const std::string& tok, int64_t i) {
-    add_token(tokenizer, tok, vectors[i]);
-  });
+void ExtraTokens::add_trigger(ClipTokenizer& tokenizer, const std::string& trigger, const torch::Tensor& vectors) {
+  add_trigger_impl(trigger, vectors, {},
+                   [&](const std::string& tok, int64_t i) { add_token(tokenizer, tok, vectors[i]); });
 }
 
 void ExtraTokens::add_trigger(ClipTokenizer& tokenizer, ClipTokenizer& tokenizer_2, const std::string& trigger,
@@ -69,13 +67,11 @@ void ExtraTokens::add_trigger_impl(const std::string& trigger, const torch::Tens
                                    const torch::Tensor& vectors_2,
                                    const std::function<void(const std::string&, int64_t)>& add) {
   TINV_CHECK(!trigger.empty(), "embedding", "empty trigger word");
-  TINV_CHECK(vectors.dim() == 2 && vectors.size(0) >= 1, trigger,
-             "embedding must be [n, D] with n >= 1");
+  TINV_CHECK(vectors.dim() == 2 && vectors.size(0) >= 1, trigger, "embedding must be [n, D] with n >= 1");
   if (vectors_2.defined())
-    TINV_CHECK(vectors_2.dim() == 2 && vectors_2.size(0) == vectors.size(0), trigger,
-               "text_encoder_2 rows must be [", vectors.size(0), ", D2], got ", vectors_2.sizes());
-  for (const auto& [t, toks] : triggers_)
-    TINV_CHECK(lower(t) != lower(trigger), trigger, "trigger is already loaded");
+    TINV_CHECK(vectors_2.dim() == 2 && vectors_2.size(0) == vectors.size(0), trigger, "text_encoder_2 rows must be [",
+               vectors.size(0), ", D2], got ", vectors_2.sizes());
+  for (const auto& [t, toks] : triggers_) TINV_CHECK(lower(t) != lower(trigger), trigger, "trigger is already loaded");
   std::vector<std::string> tokens;
   for (int64_t i = 0; i < vectors.size(0); ++i) {
     std::string tok = i == 0 ? trigger : trigger + "_" + std::to_string(i);
@@ -93,8 +89,7 @@ std::string ExtraTokens::expand(const std::string& prompt) const {
     for (const auto& k : toks) rep += (rep.empty() ? "" : " ") + k;
     order.emplace_back(lower(t), rep);
   }
-  std::sort(order.begin(), order.end(),
-            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   std::string low = lower(prompt), out;
   for (size_t i = 0; i < prompt.size();) {
     bool matched = false;

@@ -25,8 +25,7 @@ bool is_whitespace(char32_t c) {
   if (c == ' ' || c == '\t' || c == '\n' || c == '\r') return true;
   if (c < 0x80) return false;
   // Unicode category Zs.
-  return c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F ||
-         c == 0x3000;
+  return c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 bool is_control(char32_t c) {
@@ -37,22 +36,20 @@ bool is_control(char32_t c) {
 }
 
 bool is_punctuation(char32_t c) {
-  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126))
-    return true;
+  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126)) return true;
   // Unicode category P* in the blocks captions and prompts use.
   return c == 0xA1 || c == 0xA7 || c == 0xAB || c == 0xB6 || c == 0xB7 || c == 0xBB || c == 0xBF ||
          (c >= 0x2010 && c <= 0x2027) || (c >= 0x2030 && c <= 0x2043) || (c >= 0x2045 && c <= 0x2051) ||
          (c >= 0x2053 && c <= 0x205E) || (c >= 0x3001 && c <= 0x3003) || (c >= 0x3008 && c <= 0x3011) ||
          (c >= 0x3014 && c <= 0x301F) || (c >= 0xFF01 && c <= 0xFF03) || (c >= 0xFF05 && c <= 0xFF0A) ||
          (c >= 0xFF0C && c <= 0xFF0F) || c == 0xFF1A || c == 0xFF1B || c == 0xFF1F || c == 0xFF20 ||
-         (c >= 0xFF3B && c <= 0xFF3D) || c == 0xFF3F || c == 0xFF5B || c == 0xFF5D ||
-         (c >= 0xFF5F && c <= 0xFF65);
+         (c >= 0xFF3B && c <= 0xFF3D) || c == 0xFF3F || c == 0xFF5B || c == 0xFF5D || (c >= 0xFF5F && c <= 0xFF65);
 }
 
 bool is_cjk(char32_t c) {
   return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) ||
-         (c >= 0x2B820 && c <= 0x2CEAF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
 char32_t to_lower(char32_t c) {
@@ -62,8 +59,8 @@ char32_t to_lower(char32_t c) {
 }
 
 // Base letter of a precomposed Latin letter (NFD minus marks), 0 when it has none; '.' = none.
-constexpr const char* kLatin1Base = "aaaaaa.ceeeeiiii.nooooo..uuuuy.y";            // U+00E0..U+00FF
-constexpr const char* kLatinExtABase =                                           // U+0100..U+017F
+constexpr const char* kLatin1Base = "aaaaaa.ceeeeiiii.nooooo..uuuuy.y";  // U+00E0..U+00FF
+constexpr const char* kLatinExtABase =                                   // U+0100..U+017F
     "aaaaaaccccccccdd..eeeeeeeeeegggggggghh..iiiiiiiii....jjkk.llllll....nnnnnn...oooooo..rrrrrrssssssss"
     "tttt..uuuuuuuuuuuuwwyyyzzzzzz.";
 
@@ -106,8 +103,8 @@ WordPieceTokenizer WordPieceTokenizer::load(const std::string& vocab_path, bool 
   return from_tokens(std::move(tokens), vocab_path, lowercase);
 }
 
-WordPieceTokenizer WordPieceTokenizer::from_tokens(std::vector<std::string> tokens,
-                                                   const std::string& source, bool lowercase) {
+WordPieceTokenizer WordPieceTokenizer::from_tokens(std::vector<std::string> tokens, const std::string& source,
+                                                   bool lowercase) {
   WordPieceTokenizer t;
   t.lowercase_ = lowercase;
   t.tokens_ = std::move(tokens);
@@ -229,8 +226,10 @@ std::vector<std::string> WordPieceTokenizer::tokenize(const std::string& text) c
       word.clear();
     };
     for (char32_t c : cleaned) {
-      if (c == U' ') flush();
-      else word += c;
+      if (c == U' ')
+        flush();
+      else
+        word += c;
     }
     flush();
     if (best == std::string::npos) break;
@@ -265,8 +264,8 @@ std::string WordPieceTokenizer::decode(const std::vector<int64_t>& ids, bool ski
   }
   // transformers' clean_up_tokenization.
   static const std::pair<const char*, const char*> kCleanups[] = {
-      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-      {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (const auto& [from, to] : kCleanups) {
     std::string f = from;
     for (size_t p = text.find(f); p != std::string::npos; p = text.find(f, p)) {

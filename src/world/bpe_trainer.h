@@ -26,9 +26,9 @@
 namespace tinv::world {
 
 struct BpeTrainOptions {
-  int num_merges = 1000;         // at most this many merges
-  int64_t min_pair_count = 2;    // stop when the best pair occurs fewer times
-  int64_t model_max_length = 77; // written to tokenizer_config.json
+  int num_merges = 1000;          // at most this many merges
+  int64_t min_pair_count = 2;     // stop when the best pair occurs fewer times
+  int64_t model_max_length = 77;  // written to tokenizer_config.json
 };
 
 struct BpeModel {

@@ -72,15 +72,12 @@ ConceptSample render_concept(const Concept& c, Rng& rng, int size) {
     if (std::find(c.colours.begin(), c.colours.end(), static_cast<Colour>(k)) == c.colours.end())
       backgrounds.push_back(static_cast<Colour>(k));
   s.background = backgrounds[rng.below(static_cast<uint32_t>(backgrounds.size()))];
-  s.background_pattern = rng.chance(0.6) ? Pattern::kPlain
-                                         : static_cast<Pattern>(1 + rng.below(kNumPatterns - 1));
+  s.background_pattern = rng.chance(0.6) ? Pattern::kPlain : static_cast<Pattern>(1 + rng.below(kNumPatterns - 1));
   s.position = static_cast<Position>(rng.below(kNumPositions));
   s.size = static_cast<Size>(rng.below(kNumSizes));
   Canvas canvas(size);
   const double px = rng.uniform(), py = rng.uniform();
-  canvas.fill([&](double x, double y) {
-    return background_at(s.background, s.background_pattern, x, y, px, py);
-  });
+  canvas.fill([&](double x, double y) { return background_at(s.background, s.background_pattern, x, y, px, py); });
   canvas.draw(jittered_placement(s.position, s.size, rng), c.paint);
   s.image = canvas.resolve();
   return s;

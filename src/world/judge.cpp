@@ -23,8 +23,7 @@ constexpr int kSub = 3;                  // sub-samples per pixel side for the e
 int region_at(Shape s, double u, double v) {
   if (!inside_shape(s, u, v)) return kOutside;
   if (u * u + v * v <= kDotRadius * kDotRadius) return kDot;
-  if (inside_shape(s, u / kRingOuter, v / kRingOuter) && !inside_shape(s, u / kRingInner, v / kRingInner))
-    return kRing;
+  if (inside_shape(s, u / kRingOuter, v / kRingOuter) && !inside_shape(s, u / kRingInner, v / kRingInner)) return kRing;
   return kBody;
 }
 
@@ -114,10 +113,13 @@ struct Expected {
   std::vector<uint8_t> inside;
 };
 Expected expected_regions(Shape shape, int w, int h, double cx, double cy, double r, double a) {
-  Expected e{std::vector<int>(static_cast<size_t>(w) * h, kOutside), std::vector<uint8_t>(static_cast<size_t>(w) * h, 0)};
+  Expected e{std::vector<int>(static_cast<size_t>(w) * h, kOutside),
+             std::vector<uint8_t>(static_cast<size_t>(w) * h, 0)};
   const double c = std::cos(a), s = std::sin(a);
-  const int x0 = std::max(0, static_cast<int>(cx - 1.1 * r) - 1), x1 = std::min(w - 1, static_cast<int>(cx + 1.1 * r) + 1);
-  const int y0 = std::max(0, static_cast<int>(cy - 1.1 * r) - 1), y1 = std::min(h - 1, static_cast<int>(cy + 1.1 * r) + 1);
+  const int x0 = std::max(0, static_cast<int>(cx - 1.1 * r) - 1),
+            x1 = std::min(w - 1, static_cast<int>(cx + 1.1 * r) + 1);
+  const int y0 = std::max(0, static_cast<int>(cy - 1.1 * r) - 1),
+            y1 = std::min(h - 1, static_cast<int>(cy + 1.1 * r) + 1);
   for (int y = y0; y <= y1; ++y)
     for (int x = x0; x <= x1; ++x) {
       int first = -2, in = 0;
@@ -127,8 +129,10 @@ Expected expected_regions(Shape shape, int w, int h, double cx, double cy, doubl
           const double dx = (x + (i + 0.5) / kSub - cx) / r, dy = (y + (j + 0.5) / kSub - cy) / r;
           const int reg = region_at(shape, c * dx + s * dy, c * dy - s * dx);
           in += reg != kOutside;
-          if (first == -2) first = reg;
-          else if (reg != first) same = false;
+          if (first == -2)
+            first = reg;
+          else if (reg != first)
+            same = false;
         }
       const size_t p = static_cast<size_t>(y) * w + x;
       e.pure[p] = same ? first : -1;
@@ -198,14 +202,12 @@ Image draw_in_context(const LocalPaint& paint, const JudgeContext& ctx, Rng& rng
 
 }  // namespace
 
-JudgeContext context_of(const ConceptSample& s) {
-  return {s.size, s.position, s.background, s.background_pattern};
-}
+JudgeContext context_of(const ConceptSample& s) { return {s.size, s.position, s.background, s.background_pattern}; }
 
 JudgeScore judge_concept(const Image& im, const Concept& c, const JudgeContext& ctx) {
-  TINV_CHECK(im.width >= 16 && im.width == im.height &&
-                 im.pixels.size() == static_cast<size_t>(im.width) * im.height * 3,
-             "judge", "expected a square RGB image of at least 16 px, got ", im.width, "x", im.height);
+  TINV_CHECK(
+      im.width >= 16 && im.width == im.height && im.pixels.size() == static_cast<size_t>(im.width) * im.height * 3,
+      "judge", "expected a square RGB image of at least 16 px, got ", im.width, "x", im.height);
   const int w = im.width, h = im.height;
   JudgeScore out;
   const std::vector<int> labels = label_pixels(im, ctx.background);
@@ -324,8 +326,8 @@ std::string format_judge_validation(const JudgeValidation& v) {
                 "captions <= %.1f)\n",
                 static_cast<long long>(v.renders), kJudgeRealTarget, kJudgeOtherTarget);
   out << line;
-  std::snprintf(line, sizeof line, "  %-16s %6s %8s  %-26s %8s\n", "concept", "real", "context",
-                "best other concept", "closest");
+  std::snprintf(line, sizeof line, "  %-16s %6s %8s  %-26s %8s\n", "concept", "real", "context", "best other concept",
+                "closest");
   out << line;
   for (const auto& r : v.rows) {
     std::snprintf(line, sizeof line, "  %-16s %6.3f %8.3f  %-19s %6.3f %8.3f\n", r.concept_name.c_str(), r.real,

@@ -67,7 +67,7 @@ struct JudgeValidationRow {
   double real_context = 0;  // mean context of its real renderings
   double other_max = 0;     // the highest mean identity of another concept's renderings
   std::string other_max_name;
-  double nearest = 0;       // mean identity of the closest captions' renderings; target <= 0.5
+  double nearest = 0;  // mean identity of the closest captions' renderings; target <= 0.5
 };
 struct JudgeValidation {
   std::vector<JudgeValidationRow> rows;

@@ -182,9 +182,8 @@ Image render(const SceneSpec& scene, Rng& rng, int size) {
   TINV_CHECK(size >= 8 && size <= 4096, "world::render", "size must be in [8, 4096], got ", size);
   Canvas canvas(size);
   const double px = rng.uniform(), py = rng.uniform();
-  canvas.fill([&](double x, double y) {
-    return background_at(scene.background, scene.background_pattern, x, y, px, py);
-  });
+  canvas.fill(
+      [&](double x, double y) { return background_at(scene.background, scene.background_pattern, x, y, px, py); });
   canvas.draw(jittered_placement(scene.object.position, scene.object.size, rng), object_paint(scene.object));
   return canvas.resolve();
 }

@@ -17,16 +17,14 @@ struct ColourInfo {
   Rgb value;
 };
 constexpr ColourInfo kColours[kNumColours] = {
-    {"red", {220, 40, 40}},    {"yellow", {245, 215, 40}}, {"green", {40, 170, 60}},
-    {"cyan", {40, 205, 215}},  {"blue", {40, 80, 220}},    {"purple", {150, 60, 200}},
-    {"white", {245, 245, 245}}, {"black", {25, 25, 25}}};
+    {"red", {220, 40, 40}},  {"yellow", {245, 215, 40}}, {"green", {40, 170, 60}},   {"cyan", {40, 205, 215}},
+    {"blue", {40, 80, 220}}, {"purple", {150, 60, 200}}, {"white", {245, 245, 245}}, {"black", {25, 25, 25}}};
 constexpr const char* kSizeNames[kNumSizes] = {"small", "large"};
 constexpr double kSizeRadius[kNumSizes] = {0.2, 0.29};
 constexpr const char* kPositionNames[kNumPositions] = {"center", "left", "right", "top", "bottom"};
-constexpr const char* kPlacePhrases[kNumPositions] = {"in the center", "on the left", "on the right",
-                                                      "at the top", "at the bottom"};
-constexpr double kPositionCentres[kNumPositions][2] = {
-    {0.5, 0.5}, {0.3, 0.5}, {0.7, 0.5}, {0.5, 0.3}, {0.5, 0.7}};
+constexpr const char* kPlacePhrases[kNumPositions] = {"in the center", "on the left", "on the right", "at the top",
+                                                      "at the bottom"};
+constexpr double kPositionCentres[kNumPositions][2] = {{0.5, 0.5}, {0.3, 0.5}, {0.7, 0.5}, {0.5, 0.3}, {0.5, 0.7}};
 constexpr const char* kMarkNames[kNumMarks] = {"none", "dot", "ring"};
 constexpr const char* kPatternNames[kNumPatterns] = {"plain", "striped", "checkered"};
 
@@ -100,8 +98,7 @@ struct Words {
 
 bool accept_object(Words& in, ObjectSpec* o) {
   if (!in.accept("a") && !in.accept("an")) return false;
-  if (!in.accept_one(kSizeNames, &o->size) || !in.accept_colour(&o->colour) ||
-      !in.accept_one(kShapeNames, &o->shape))
+  if (!in.accept_one(kSizeNames, &o->size) || !in.accept_colour(&o->colour) || !in.accept_one(kShapeNames, &o->shape))
     return false;
   o->mark = Mark::kNone;
   o->mark_colour = ObjectSpec{}.mark_colour;
@@ -156,10 +153,14 @@ std::pair<double, double> position_centre(Position p) {
 }
 
 const std::array<std::pair<Colour, Colour>, kNumColours> kHeldOutPairs = {{
-    {Colour::kRed, Colour::kBlue},    {Colour::kYellow, Colour::kPurple},
-    {Colour::kGreen, Colour::kWhite}, {Colour::kCyan, Colour::kBlack},
-    {Colour::kBlue, Colour::kYellow}, {Colour::kPurple, Colour::kGreen},
-    {Colour::kWhite, Colour::kRed},   {Colour::kBlack, Colour::kCyan},
+    {Colour::kRed, Colour::kBlue},
+    {Colour::kYellow, Colour::kPurple},
+    {Colour::kGreen, Colour::kWhite},
+    {Colour::kCyan, Colour::kBlack},
+    {Colour::kBlue, Colour::kYellow},
+    {Colour::kPurple, Colour::kGreen},
+    {Colour::kWhite, Colour::kRed},
+    {Colour::kBlack, Colour::kCyan},
 }};
 
 bool is_held_out(Colour object, Colour background) {
@@ -169,8 +170,8 @@ bool is_held_out(Colour object, Colour background) {
 }
 
 bool ObjectSpec::operator==(const ObjectSpec& o) const {
-  return shape == o.shape && colour == o.colour && size == o.size && position == o.position &&
-         mark == o.mark && (mark == Mark::kNone || mark_colour == o.mark_colour);
+  return shape == o.shape && colour == o.colour && size == o.size && position == o.position && mark == o.mark &&
+         (mark == Mark::kNone || mark_colour == o.mark_colour);
 }
 
 bool SceneSpec::operator==(const SceneSpec& o) const {

@@ -52,9 +52,9 @@ class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
   uint64_t next_u64();
-  uint32_t below(uint32_t n);             // uniform integer in [0, n), unbiased; n >= 1
-  double uniform();                       // [0, 1), 53 random bits
-  double uniform(double lo, double hi);   // [lo, hi)
+  uint32_t below(uint32_t n);            // uniform integer in [0, n), unbiased; n >= 1
+  double uniform();                      // [0, 1), 53 random bits
+  double uniform(double lo, double hi);  // [lo, hi)
   bool chance(double p) { return uniform() < p; }
   // Generator for item `index` of stream `stream` under `seed`; streams and items are independent.
   static Rng derive(uint64_t seed, uint64_t stream, uint64_t index);
@@ -71,8 +71,7 @@ enum class Position : uint8_t { kCenter, kLeft, kRight, kTop, kBottom };
 enum class Mark : uint8_t { kNone, kDot, kRing };
 enum class Pattern : uint8_t { kPlain, kStriped, kCheckered };
 
-constexpr int kNumShapes = 5, kNumColours = 8, kNumSizes = 2, kNumPositions = 5, kNumMarks = 3,
-              kNumPatterns = 3;
+constexpr int kNumShapes = 5, kNumColours = 8, kNumSizes = 2, kNumPositions = 5, kNumMarks = 3, kNumPatterns = 3;
 
 using Rgb = tinv::Rgb;  // common/image.h
 
@@ -172,7 +171,7 @@ struct Concept {
   // The closest objects a caption can name: the concept with only its ring, or only its dot.
   std::vector<ObjectSpec> nearest_objects() const;
 };
-const std::vector<Concept>& concepts();  // 7 concepts, fixed order
+const std::vector<Concept>& concepts();                // 7 concepts, fixed order
 const Concept& find_concept(const std::string& name);  // throws tinv::Error for unknown names
 
 struct ConceptSample {

@@ -246,6 +246,70 @@ TEST(WorldRender, ObjectAndMarkColoursWhereExpected) {
   EXPECT_EQ(big.pixels.size(), size_t(128 * 128 * 3));
 }
 
+// World v2.1 (SceneRules::unnamed_dot): a ringed object may also carry a dot its caption does not
+// name; with the default rules every scene is the v2 scene it always was.
+TEST(World, UnnamedDotsOnlyInsideRingsAndNeverInCaptions) {
+  for (uint64_t i = 0; i < 300; ++i) {
+    const SceneSpec v2 = scene_at(5, Split::kTrain, i);
+    EXPECT_EQ(scene_at(5, Split::kTrain, i, SceneRules{}), v2);
+    EXPECT_FALSE(v2.object.unnamed_dot.has_value());
+  }
+  int ringed = 0, dotted = 0;
+  for (uint64_t i = 0; i < 600; ++i) {
+    const Sample smp = sample_at(5, Split::kTrain, i, 64, SceneRules{0.5});
+    const ObjectSpec& o = smp.scene.object;
+    EXPECT_EQ(validate(smp.scene), "") << smp.caption;
+    const std::optional<SceneSpec> parsed = parse_caption(smp.caption);
+    ASSERT_TRUE(parsed.has_value()) << smp.caption;
+    EXPECT_FALSE(parsed->object.unnamed_dot.has_value());
+    EXPECT_EQ(smp.caption, caption(*parsed));  // the caption is that of the scene without its dot
+    if (o.mark != Mark::kRing) {
+      EXPECT_FALSE(o.unnamed_dot.has_value()) << smp.caption;
+      continue;
+    }
+    ++ringed;
+    if (!o.unnamed_dot) continue;
+    ++dotted;
+    EXPECT_NE(*o.unnamed_dot, o.colour);
+    EXPECT_NE(*o.unnamed_dot, smp.scene.background);
+    // The dot is drawn: the pixels well inside it have its colour.
+    auto [cx, cy] = position_centre(o.position);
+    const double r = size_radius(o.size) * 64;
+    int inside = 0, dot = 0;
+    for (int y = 0; y < 64; ++y)
+      for (int x = 0; x < 64; ++x) {
+        const double dx = x + 0.5 - cx * 64, dy = y + 0.5 - cy * 64;
+        if (std::sqrt(dx * dx + dy * dy) > r * 0.15) continue;
+        ++inside;
+        dot += smp.image.pixel(x, y) == rgb(*o.unnamed_dot);
+      }
+    EXPECT_GT(inside, 0);
+    EXPECT_EQ(dot, inside) << smp.caption;
+  }
+  EXPECT_GT(ringed, 120);
+  EXPECT_GT(dotted, ringed / 3);  // half of the ringed objects, within sampling error
+  EXPECT_LT(dotted, 2 * ringed / 3);
+  for (uint64_t i = 0; i < 300; ++i) {  // every ringed object gets one at chance 1
+    const SceneSpec s = scene_at(6, Split::kHeldOut, i, SceneRules{1.0});
+    EXPECT_EQ(s.object.unnamed_dot.has_value(), s.object.mark == Mark::kRing);
+  }
+  Rng rng(1);
+  EXPECT_TINV_ERROR(sample_scene(rng, Split::kTrain, SceneRules{1.5}), "unnamed dot");
+  SceneSpec s;
+  s.object = {Shape::kCircle, Colour::kRed, Size::kLarge, Position::kLeft, Mark::kDot, Colour::kWhite};
+  s.background = Colour::kBlue;
+  s.object.unnamed_dot = Colour::kYellow;
+  EXPECT_NE(validate(s), "");  // only inside a ring
+  s.object.mark = Mark::kRing;
+  EXPECT_EQ(validate(s), "");
+  s.object.unnamed_dot = Colour::kRed;
+  EXPECT_NE(validate(s), "");  // the body's colour
+  s.object.unnamed_dot = Colour::kBlue;
+  EXPECT_NE(validate(s), "");  // the background's colour
+  s.object.unnamed_dot = Colour::kWhite;
+  EXPECT_EQ(validate(s), "");  // the ring's colour is allowed (a bullseye)
+}
+
 TEST(WorldConcepts, NamedByNoCaptionAndRenderedInVaryingPlaces) {
   const auto& cs = concepts();
   ASSERT_GE(cs.size(), 6u);

@@ -146,6 +146,42 @@ TEST(WorldTrain, ResumeRepeatsAnUninterruptedRun) {
   EXPECT_EQ(read_text_file(a.file("captioner.log.csv")).size(), read_text_file(b.file("captioner.log.csv")).size());
 }
 
+// --init starts a captioner from another run's weights (a fine-tune: fresh optimiser, step 0), and
+// the scene rules belong to a checkpoint's configuration.
+TEST(WorldTrain, CaptionerFineTuneFromInitAndRulesInTheCheckpoint) {
+  test::TempDir base, ft;
+  train_part(small("captioner", base.path(), 2));
+  TrainOptions o = small("captioner", ft.path(), 1);
+  o.init = base.file("captioner.ckpt.safetensors");
+  o.rules.unnamed_dot = 0.5;
+  o.seed = 7;    // its own initialisation would differ from the base run's
+  o.lr = 1e-12;  // a negligible step: the weights stay those of the base run
+  train_part(o);
+  auto fb = SafeTensors::open(base.file("captioner.ckpt.safetensors"));
+  auto ff = SafeTensors::open(ft.file("captioner.ckpt.safetensors"));
+  EXPECT_EQ(ff.metadata().at("step"), "1");
+  int weights = 0;
+  for (const auto& k : fb.keys())
+    if (k.rfind("p.", 0) == 0) {
+      EXPECT_TRUE(torch::allclose(fb.get(k), ff.get(k), 1e-5, 1e-6)) << k;
+      ++weights;
+    }
+  EXPECT_GT(weights, 10);
+  TrainOptions other = o;  // resuming with other rules is refused
+  other.steps = 2;
+  other.rules.unnamed_dot = 0.25;
+  EXPECT_TINV_ERROR(train_part(other), "another configuration");
+  other.rules.unnamed_dot = 0.5;
+  train_part(other);
+  EXPECT_EQ(SafeTensors::open(ft.file("captioner.ckpt.safetensors")).metadata().at("step"), "2");
+  TrainOptions bad = small("vae", ft.path(), 1);
+  bad.init = o.init;
+  EXPECT_TINV_ERROR(train_part(bad), "--init");
+  bad = small("captioner", ft.path(), 1);
+  bad.rules.unnamed_dot = 2;
+  EXPECT_TINV_ERROR(train_part(bad), "--unnamed-dot");
+}
+
 TEST(WorldTrain, PartAndPredictionParseAndName) {
   for (auto p : {TrainPart::kVae, TrainPart::kDecoder, TrainPart::kDiffusion, TrainPart::kCaptioner})
     EXPECT_EQ(parse_train_part(to_string(p)), p);

@@ -63,7 +63,7 @@ VaeEval eval_vae(StableDiffusion& sd, const EvalOptions& o) {
     std::vector<torch::Tensor> items;
     for (int64_t i = first; i < first + n; ++i)
       items.push_back(image_to_unit_tensor(
-          sample_at(o.seed, o.split, eval_scene_index(o.split, i), static_cast<int>(r.image_size)).image));
+          sample_at(o.seed, o.split, eval_scene_index(o.split, i), static_cast<int>(r.image_size), o.rules).image));
     auto x = torch::stack(items);                                          // [n, 3, H, W] in [0, 1]
     auto mean = sd.vae->encode((x * 2 - 1).to(sd.device, sd.dtype)).mean;  // [n, 4, H/f, W/f]
     auto y = to_unit_images(sd.vae->decode(mean).to(torch::kFloat32));     // [n, 3, H, W] in [0, 1]
@@ -86,7 +86,7 @@ CaptionEval eval_captioner(const BlipCaptioner& cap, const EvalOptions& o) {
   r.target = kCaptionerTarget;
   Progress progress("captioner", o.caption_scenes, o.progress);
   for (int64_t i = 0; i < o.caption_scenes; ++i) {
-    Sample s = sample_at(o.seed, o.split, eval_scene_index(o.split, i), kCaptionImageSize);
+    Sample s = sample_at(o.seed, o.split, eval_scene_index(o.split, i), kCaptionImageSize, o.rules);
     caption_and_score(cap, s.image, s.scene, i, r);
     progress.update(i + 1, percent_suffix(r.score));
   }
@@ -110,7 +110,7 @@ CaptionEval eval_fidelity(StableDiffusion& sd, const BlipCaptioner& cap, const E
     std::vector<std::string> prompts;
     std::vector<uint64_t> seeds;
     for (int64_t i = first; i < first + n; ++i) {
-      scenes.push_back(scene_at(o.seed, o.split, eval_scene_index(o.split, i)));
+      scenes.push_back(scene_at(o.seed, o.split, eval_scene_index(o.split, i), o.rules));
       prompts.push_back(caption(scenes.back()));
       seeds.push_back(o.seed + static_cast<uint64_t>(i));
     }

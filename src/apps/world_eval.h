@@ -115,11 +115,12 @@ struct EvalOptions {
   // kTrain: unseen scenes of the training distribution: scene_at(seed, kTrain, kUnseenIndex + i),
   // indices no training run reaches (they draw from the first few million).
   Split split = Split::kHeldOut;
-  int64_t vae_scenes = 256;        // held-out scenes for the VAE PSNR
-  int64_t caption_scenes = 500;    // held-out scenes for the captioner accuracy
-  int64_t fidelity_prompts = 200;  // held-out captions for prompt fidelity
-  int64_t judge_renders = 20;      // renderings per concept for the concept judge's validation
-  std::string sampler = "ddim";    // a sampler name (make_sampler's registry key)
+  SceneRules rules = bundled_rules();  // the scene rules of the evaluated scenes (--unnamed-dot)
+  int64_t vae_scenes = 256;            // held-out scenes for the VAE PSNR
+  int64_t caption_scenes = 500;        // held-out scenes for the captioner accuracy
+  int64_t fidelity_prompts = 200;      // held-out captions for prompt fidelity
+  int64_t judge_renders = 20;          // renderings per concept for the concept judge's validation
+  std::string sampler = "ddim";        // a sampler name (make_sampler's registry key)
   int64_t steps = 25;
   // 5: the world's prompts are short and closed-vocabulary, and a small model trained with
   // caption dropout follows them best with moderate guidance (7.5, the SD default, tends to

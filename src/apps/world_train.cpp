@@ -188,19 +188,20 @@ at::Generator step_generator(uint64_t seed, uint64_t stream, int64_t step) {
 
 // Scene indices of a training batch: step k uses indices [k*B, (k+1)*B) of the train split, so
 // the stream never repeats and depends on the step only.
-std::vector<Sample> scene_batch(uint64_t seed, int64_t step, int64_t batch) {
+std::vector<Sample> scene_batch(uint64_t seed, int64_t step, int64_t batch, const SceneRules& rules) {
   std::vector<Sample> out;
   out.reserve(static_cast<size_t>(batch));
   for (int64_t i = 0; i < batch; ++i)
-    out.push_back(sample_at(seed, Split::kTrain, static_cast<uint64_t>(step * batch + i), kImageSize));
+    out.push_back(sample_at(seed, Split::kTrain, static_cast<uint64_t>(step * batch + i), kImageSize, rules));
   return out;
 }
 
 // Train scenes first .. first+count-1 as float [count, 3, 64, 64] in [-1, 1].
-torch::Tensor scene_images(uint64_t seed, int64_t first, int64_t count) {
+torch::Tensor scene_images(uint64_t seed, int64_t first, int64_t count, const SceneRules& rules) {
   std::vector<torch::Tensor> xs;
   for (int64_t i = first; i < first + count; ++i)
-    xs.push_back(image_to_signed_tensor(sample_at(seed, Split::kTrain, static_cast<uint64_t>(i), kImageSize).image));
+    xs.push_back(
+        image_to_signed_tensor(sample_at(seed, Split::kTrain, static_cast<uint64_t>(i), kImageSize, rules).image));
   return torch::stack(xs);
 }
 
@@ -331,9 +332,11 @@ std::string log_up_to(const std::string& log, int64_t start) {
 
 void run_loop(ParamOptimizer& opt, const PartLoop& p) {
   const std::string ckpt = ckpt_path(p.opt->work.string(), p.name);
+  json meta = p.meta;  // the configuration a resumed checkpoint must match
+  if (p.opt->rules.unnamed_dot > 0) meta["unnamed_dot"] = p.opt->rules.unnamed_dot;  // v2 checkpoints: absent
   int64_t start = 0;
   if (file_exists(ckpt)) {
-    start = load_world_checkpoint(ckpt, opt, p.meta);
+    start = load_world_checkpoint(ckpt, opt, meta);
     std::fprintf(stderr, "%s: resuming from %s at step %lld\n", p.name.c_str(), ckpt.c_str(),
                  static_cast<long long>(start));
   }
@@ -368,7 +371,7 @@ void run_loop(ParamOptimizer& opt, const PartLoop& p) {
     std::snprintf(suffix, sizeof(suffix), "loss=%.4f", ema);
     progress.update(k + 1, suffix);
     if ((k + 1) % p.opt->save_every == 0 || k + 1 == end) {
-      save_world_checkpoint(ckpt, opt, k + 1, p.meta);
+      save_world_checkpoint(ckpt, opt, k + 1, meta);
       write_file_atomically(log_path, log.data(), log.size());
     }
   }
@@ -419,7 +422,7 @@ void train_vae(const TrainOptions& o, torch::Device dev) {
   json meta = {{"part", "vae"}, {"vae", vae_json(cfg.vae)}, {"batch", batch}, {"seed", o.seed}};
   PartLoop loop{"vae", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
-    auto x = scene_images(o.seed, k * batch, batch).to(dev);  // [B, 3, 64, 64] in [-1, 1]
+    auto x = scene_images(o.seed, k * batch, batch, o.rules).to(dev);  // [B, 3, 64, 64] in [-1, 1]
     auto gen = step_generator(o.seed, kVaeStream, k);
     Posterior post = vae->encode(x);
     auto eps = torch::randn(post.mean.sizes(), gen).to(dev);
@@ -455,7 +458,7 @@ void train_decoder(const TrainOptions& o, torch::Device dev) {
       {"part", "decoder"}, {"vae", vae_json(cfg.vae)}, {"vae_step", vae_step}, {"batch", batch}, {"seed", o.seed}};
   PartLoop loop{"decoder", o.steps, batch, lr, &o, meta, {}};
   loop.loss = [&](int64_t k) {
-    auto x = scene_images(o.seed + 2, k * batch, batch).to(dev);
+    auto x = scene_images(o.seed + 2, k * batch, batch, o.rules).to(dev);
     auto gen = step_generator(o.seed, kDecoderStream, k);
     torch::Tensor z;
     {
@@ -489,8 +492,9 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
   if (file_exists(path)) {
     SafeTensors f = SafeTensors::open(path);
     auto md = f.metadata();
+    const double dots = md.count("unnamed_dot") ? std::stod(md.at("unnamed_dot")) : 0.0;
     if (md.count("count") && std::stoll(md.at("count")) == o.dataset && md.at("vae_step") == vae_step &&
-        std::stoull(md.at("seed")) == o.seed)
+        std::stoull(md.at("seed")) == o.seed && dots == o.rules.unnamed_dot)
       return {f.get("latents"), std::stod(md.at("scaling_factor"))};
   }
   AutoencoderKL vae = trained_vae(o.work.string(), cfg);
@@ -501,7 +505,7 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
   Progress progress("encode", o.dataset, o.progress);
   for (int64_t i = 0; i < o.dataset; i += chunk) {
     const int64_t n = std::min(chunk, o.dataset - i);
-    parts.push_back(vae->encode(scene_images(o.seed, i, n).to(dev)).mean.cpu());
+    parts.push_back(vae->encode(scene_images(o.seed, i, n, o.rules).to(dev)).mean.cpu());
     progress.update(std::min(o.dataset, i + chunk));
   }
   progress.finish();
@@ -511,6 +515,7 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
                    {{"count", std::to_string(o.dataset)},
                     {"vae_step", vae_step},
                     {"seed", std::to_string(o.seed)},
+                    {"unnamed_dot", format_number(o.rules.unnamed_dot)},
                     {"scaling_factor", std::to_string(scale)}});
   return {latents, std::stod(std::to_string(scale))};
 }
@@ -526,7 +531,7 @@ void train_diffusion(const TrainOptions& o, torch::Device dev) {
   // Caption ids of every training scene, and of the empty prompt (classifier-free dropout).
   std::vector<int64_t> all_ids;
   for (int64_t i = 0; i < o.dataset; ++i) {
-    auto enc = tok.encode(caption(scene_at(o.seed, Split::kTrain, static_cast<uint64_t>(i))));
+    auto enc = tok.encode(caption(scene_at(o.seed, Split::kTrain, static_cast<uint64_t>(i), o.rules)));
     all_ids.insert(all_ids.end(), enc.ids.begin(), enc.ids.end());
   }
   const int64_t len = static_cast<int64_t>(all_ids.size()) / o.dataset;
@@ -594,6 +599,10 @@ void train_captioner(const TrainOptions& o, torch::Device dev) {
     pos.copy_(sincos_positions(cfg.blip.vision.image_size / cfg.blip.vision.patch_size, cfg.blip.vision.hidden_size)
                   .unsqueeze(0));
   }
+  if (!o.init.empty() && !file_exists(ckpt_path(o.work.string(), "captioner"))) {
+    load_state_dict(*model, checkpoint_weights(o.init.string(), ""), o.init.string());
+    std::fprintf(stderr, "captioner: starting from the weights of %s\n", o.init.c_str());
+  }
   model->to(dev);
   model->train();
   ParamOptimizer opt(trainable(*model, ""));
@@ -603,7 +612,7 @@ void train_captioner(const TrainOptions& o, torch::Device dev) {
     std::vector<torch::Tensor> pixels;
     std::vector<std::vector<int64_t>> seqs;
     size_t longest = 0;
-    for (const Sample& s : scene_batch(o.seed + 1, k, batch)) {
+    for (const Sample& s : scene_batch(o.seed + 1, k, batch, o.rules)) {
       pixels.push_back(blip_preprocess(s.image, pre));
       std::vector<int64_t> seq = {dec};
       seq.insert(seq.end(), prompt.begin(), prompt.end());
@@ -762,7 +771,10 @@ void train_part(const TrainOptions& o) {
   TINV_CHECK(o.stop_at >= 0, "--stop-at", "must be >= 0");
   TINV_CHECK(o.dataset >= 1, "--dataset", "must be >= 1");
   TINV_CHECK(!o.work.empty(), "--work", "is required");
-  TINV_CHECK(o.init.empty() || o.part == TrainPart::kDiffusion, "--init", "applies to the diffusion part only");
+  TINV_CHECK(o.init.empty() || o.part == TrainPart::kDiffusion || o.part == TrainPart::kCaptioner, "--init",
+             "applies to the diffusion and captioner parts only");
+  TINV_CHECK(o.rules.unnamed_dot >= 0 && o.rules.unnamed_dot <= 1, "--unnamed-dot", "must be in [0, 1], got ",
+             o.rules.unnamed_dot);
   TINV_CHECK(o.init.empty() || file_exists(o.init.string()), o.init.string(), "no such checkpoint (--init)");
   make_dirs(o.work.string());
   if (o.threads > 0) torch::set_num_threads(o.threads);

@@ -26,6 +26,7 @@
 #include "models/vae.h"
 #include "schedulers/scheduler_config.h"
 #include "text/clip_text_model.h"
+#include "world/world.h"
 
 namespace tinv::world {
 
@@ -66,7 +67,8 @@ struct TrainOptions {
   int64_t save_every = 100;
   int64_t dataset = 16384;                           // diffusion: scenes in the latent training set
   Prediction prediction = Prediction::kVPrediction;  // diffusion: the UNet's target
-  std::filesystem::path init;  // diffusion: start from this checkpoint's weights when there is none yet
+  std::filesystem::path init;  // diffusion, captioner: start from this checkpoint's weights when there is none yet
+  SceneRules rules;            // the world's scene rules (--unnamed-dot; default: world v2)
   int threads = 0;             // 0: torch's default
   DeviceChoice device;         // std::nullopt: auto (CUDA when available)
   bool progress = true;

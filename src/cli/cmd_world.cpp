@@ -28,6 +28,7 @@ struct RenderArgs {
   int64_t count = 64, start = 0;
   uint64_t seed = 0;
   int size = 64;
+  double unnamed_dot = bundled_rules().unnamed_dot;
   bool concepts = false;
 };
 
@@ -64,7 +65,7 @@ void render_scenes(const RenderArgs& a) {
   Progress progress("render", a.count);
   for (int64_t k = 0; k < a.count; ++k) {
     const int64_t index = a.start + k;
-    Sample s = sample_at(a.seed, split, static_cast<uint64_t>(index), a.size);
+    Sample s = sample_at(a.seed, split, static_cast<uint64_t>(index), a.size, SceneRules{a.unnamed_dot});
     torch::Tensor t = image_to_hwc(s.image);
     const std::string file = numbered(index, ".png");
     save_png(join_path(a.out, file), t, {{"caption", s.caption}});
@@ -77,6 +78,7 @@ void render_scenes(const RenderArgs& a) {
                    {"position", name(o.position)},
                    {"mark", name(o.mark)}};
     if (o.mark != Mark::kNone) j["object"]["mark_colour"] = name(o.mark_colour);
+    if (o.unnamed_dot) j["object"]["unnamed_dot"] = name(*o.unnamed_dot);  // world v2.1: not in the caption
     j["background"] = background_json(s.scene.background, s.scene.background_pattern);
     jsonl += j.dump() + "\n";
     progress.update(k + 1);
@@ -170,6 +172,11 @@ void add_world(CLI::App& app) {
   render->add_option("--split", r->split, "train or heldout (held-out object/background colour pairs)")
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "heldout"}));
+  render
+      ->add_option("--unnamed-dot", r->unnamed_dot,
+                   "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   render->add_flag("--concepts", r->concepts, "Render the held-out concepts instead, a folder each");
   render->callback([r] { run_render(*r); });
 
@@ -206,7 +213,11 @@ void add_world(CLI::App& app) {
       ->default_str(to_string(o->prediction))
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
   train->add_option("--init", o->init,
-                    "diffusion: start from this checkpoint's weights (when the work folder has none)");
+                    "diffusion, captioner: start from this checkpoint's weights (when the work folder has none)");
+  train
+      ->add_option("--unnamed-dot", o->rules.unnamed_dot,
+                   "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
+      ->capture_default_str();
   train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
   add_device(train, o->device);
   train->add_flag("!--no-progress", o->progress, "No progress bar");

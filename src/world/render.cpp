@@ -108,6 +108,7 @@ LocalPaint object_paint(const ObjectSpec& obj) {
   std::optional<Colour> ring, dot;
   if (obj.mark == Mark::kRing) ring = obj.mark_colour;
   if (obj.mark == Mark::kDot) dot = obj.mark_colour;
+  if (obj.unnamed_dot) dot = obj.unnamed_dot;
   return marked_paint(obj.shape, obj.colour, ring, dot);
 }
 

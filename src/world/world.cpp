@@ -171,7 +171,7 @@ bool is_held_out(Colour object, Colour background) {
 
 bool ObjectSpec::operator==(const ObjectSpec& o) const {
   return shape == o.shape && colour == o.colour && size == o.size && position == o.position && mark == o.mark &&
-         (mark == Mark::kNone || mark_colour == o.mark_colour);
+         (mark == Mark::kNone || mark_colour == o.mark_colour) && unnamed_dot == o.unnamed_dot;
 }
 
 bool SceneSpec::operator==(const SceneSpec& o) const {
@@ -192,10 +192,19 @@ std::string validate(const SceneSpec& s) {
     return str_cat("a ", name(o.colour), " ", name(o.mark), " on a ", name(o.colour), " object");
   if (o.mark != Mark::kNone && o.mark_colour == s.background)
     return str_cat("a ", name(o.mark_colour), " ", name(o.mark), " on a ", name(s.background), " background");
+  if (o.unnamed_dot) {
+    if (static_cast<int>(*o.unnamed_dot) >= kNumColours) return "unnamed dot colour out of range";
+    if (o.mark != Mark::kRing) return "an unnamed dot on an object without a ring";
+    if (*o.unnamed_dot == o.colour || *o.unnamed_dot == s.background)
+      return str_cat("an unnamed ", name(*o.unnamed_dot), " dot on a ", name(o.colour), " object on a ",
+                     name(s.background), " background");
+  }
   return "";
 }
 
-SceneSpec sample_scene(Rng& rng) {
+SceneRules bundled_rules() { return SceneRules{}; }
+
+SceneSpec sample_scene(Rng& rng, const SceneRules& rules) {
   SceneSpec s;
   s.background = pick<Colour>(rng, kNumColours);
   s.background_pattern = rng.chance(0.5) ? Pattern::kPlain : static_cast<Pattern>(1 + rng.below(kNumPatterns - 1));
@@ -207,12 +216,16 @@ SceneSpec sample_scene(Rng& rng) {
   const double m = rng.uniform();
   o.mark = m < 0.4 ? Mark::kNone : m < 0.7 ? Mark::kDot : Mark::kRing;
   if (o.mark != Mark::kNone) o.mark_colour = pick_colour_except(rng, {s.background, o.colour});
+  if (rules.unnamed_dot > 0 && o.mark == Mark::kRing && rng.chance(rules.unnamed_dot))
+    o.unnamed_dot = pick_colour_except(rng, {s.background, o.colour});
   return s;
 }
 
-SceneSpec sample_scene(Rng& rng, Split split) {
+SceneSpec sample_scene(Rng& rng, Split split, const SceneRules& rules) {
+  TINV_CHECK(rules.unnamed_dot >= 0 && rules.unnamed_dot <= 1, "unnamed dot", "must be in [0, 1], got ",
+             rules.unnamed_dot);
   for (int attempt = 0; attempt < 100000; ++attempt) {
-    SceneSpec s = sample_scene(rng);
+    SceneSpec s = sample_scene(rng, rules);
     if (is_held_out(s.object.colour, s.background) == (split == Split::kHeldOut)) return s;
   }
   throw Error("world::sample_scene", "no scene of the split after 100000 draws");  // unreachable
@@ -267,15 +280,15 @@ std::vector<std::string> caption_words() {
   return {words.begin(), words.end()};
 }
 
-SceneSpec scene_at(uint64_t seed, Split split, uint64_t index) {
+SceneSpec scene_at(uint64_t seed, Split split, uint64_t index, const SceneRules& rules) {
   Rng rng = Rng::derive(seed, static_cast<uint64_t>(split), index);
-  return sample_scene(rng, split);
+  return sample_scene(rng, split, rules);
 }
 
-Sample sample_at(uint64_t seed, Split split, uint64_t index, int size) {
+Sample sample_at(uint64_t seed, Split split, uint64_t index, int size, const SceneRules& rules) {
   Rng rng = Rng::derive(seed, static_cast<uint64_t>(split), index);
   Sample s;
-  s.scene = sample_scene(rng, split);
+  s.scene = sample_scene(rng, split, rules);
   s.caption = caption(s.scene);
   s.image = render(s.scene, rng, size);
   return s;

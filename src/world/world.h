@@ -21,9 +21,11 @@
 //   background := "plain " colour | colour " " pattern         (pattern != plain)
 //   place      := "in the center" | "on the left" | "on the right" | "at the top" | "at the bottom"
 //   article    := "a" | "an" (never needed by the colour words, kept for other vocabularies)
-// An object carries at most one mark, so no caption names an object with both a ring and a dot:
+// A caption names at most one mark, so no caption names an object with both a ring and a dot:
 // that is what the concepts are. The mark's colour differs from the object's; neither is the
-// background's colour.
+// background's colour. Under SceneRules::unnamed_dot (world v2.1) a ringed object may also carry
+// a dot that its caption does not name, as real captions leave details out: the denoiser learns
+// to draw rings and dots together, and "with a white ring" no longer fixes what is inside it.
 //
 // Determinism: every random choice comes from Rng (splitmix64) and the renderer uses only
 // +, -, *, /, sqrt and floor on doubles (own sine/cosine, FP contraction off), so a (seed, split,
@@ -104,6 +106,8 @@ struct ObjectSpec {
   Position position = Position::kCenter;
   Mark mark = Mark::kNone;
   Colour mark_colour = Colour::kWhite;  // meaningful only when mark != kNone
+  // A dot inside the ring that no caption names (mark == kRing only; SceneRules::unnamed_dot).
+  std::optional<Colour> unnamed_dot;
   bool operator==(const ObjectSpec& o) const;
   bool operator!=(const ObjectSpec& o) const { return !(*this == o); }
 };
@@ -117,16 +121,28 @@ struct SceneSpec {
 };
 
 enum class Split : uint8_t { kTrain, kHeldOut };
+
+// How scenes are drawn. The default is world v2; world v2.1 (the bundled models' fine-tune,
+// scripts/train_world.sh) adds unnamed dots.
+struct SceneRules {
+  double unnamed_dot = 0;  // chance that a ringed object also carries an unnamed dot, in [0, 1]
+  bool operator==(const SceneRules& o) const { return unnamed_dot == o.unnamed_dot; }
+};
+// The rules of the world the bundled models were trained on last (world v2.1).
+SceneRules bundled_rules();
 const char* name(Split s);  // "train", "heldout"
 
 // Empty when `scene` is one sample_scene can produce; otherwise what is wrong with it.
 std::string validate(const SceneSpec& scene);
 
 // A random valid scene: a plain background (50%) or one of the two patterns (25% each); no mark
-// (40%), a dot or a ring (30% each); every other attribute uniform over its allowed values.
-SceneSpec sample_scene(Rng& rng);
+// (40%), a dot or a ring (30% each); every other attribute uniform over its allowed values. A
+// ringed object gets an unnamed dot with chance rules.unnamed_dot, in a colour that is neither
+// the object's nor the background's; with unnamed_dot == 0 no random number is drawn for it, so
+// v2 scenes come out exactly as before.
+SceneSpec sample_scene(Rng& rng, const SceneRules& rules = {});
 // Same, restricted to a split (rejection sampling on the held-out rule).
-SceneSpec sample_scene(Rng& rng, Split split);
+SceneSpec sample_scene(Rng& rng, Split split, const SceneRules& rules = {});
 
 std::string caption(const SceneSpec& scene);
 // The object words of a caption: "red circle with a white ring" (size and place excluded).
@@ -152,8 +168,9 @@ struct Sample {
   std::string caption;
   Image image;
 };
-SceneSpec scene_at(uint64_t seed, Split split, uint64_t index);  // == sample_at(...).scene
-Sample sample_at(uint64_t seed, Split split, uint64_t index, int size = 64);
+// == sample_at(...).scene
+SceneSpec scene_at(uint64_t seed, Split split, uint64_t index, const SceneRules& rules = {});
+Sample sample_at(uint64_t seed, Split split, uint64_t index, int size = 64, const SceneRules& rules = {});
 
 // ---- Held-out concepts ----
 // The object in local coordinates (u right, v down, the object's radius is 1, rotation undone):

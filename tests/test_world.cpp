@@ -375,6 +375,25 @@ TEST(WorldJudge, ValidationMeetsItsTargets) {
   EXPECT_NE(format_judge_validation(v).find("PASS"), std::string::npos);
 }
 
+TEST(WorldJudge, MeanAveragesEveryField) {
+  JudgeScore a, b;
+  a.found = true, a.identity = 0.5, a.shape = 1, a.body = 0.5, a.ring = 0.25, a.dot = 0, a.context = 1;
+  b.identity = 0, b.shape = 0, b.body = 0.5, b.ring = 0.75, b.dot = 1, b.size = 0.5;
+  JudgeMean m;
+  m.add(a);
+  m.add(b);
+  const JudgeMean r = m.mean();
+  EXPECT_EQ(r.n, 2);
+  EXPECT_DOUBLE_EQ(r.found, 0.5);
+  EXPECT_DOUBLE_EQ(r.identity, 0.25);
+  EXPECT_DOUBLE_EQ(r.shape, 0.5);
+  EXPECT_DOUBLE_EQ(r.body, 0.5);
+  EXPECT_DOUBLE_EQ(r.ring, 0.5);
+  EXPECT_DOUBLE_EQ(r.dot, 0.5);
+  EXPECT_DOUBLE_EQ(r.context, 0.5);
+  EXPECT_DOUBLE_EQ(r.size, 0.25);
+}
+
 TEST(WorldJudge, PartsAndContextReadBack) {
   const Concept& c = find_concept("eye_square");
   ConceptSample s = concept_at(0, c, 0);

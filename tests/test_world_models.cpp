@@ -144,6 +144,13 @@ TEST(WorldModels, LearnedConceptComesBackInNewPrompts) {
   EXPECT_GE(mean.after_identity, 0.4);
   EXPECT_GT(mean.after_identity, mean.before_identity + 0.15);
   EXPECT_GE(mean.after_context, 0.6);
+  // The parts of the after fidelity: each in [0, 1], and the fidelity (a geometric mean of the
+  // parts per image) at most their arithmetic mean.
+  for (double part : {mean.after_shape, mean.after_body, mean.after_ring, mean.after_dot}) {
+    EXPECT_GE(part, 0.0);
+    EXPECT_LE(part, 1.0);
+  }
+  EXPECT_LE(mean.after_identity, (mean.after_shape + mean.after_body + mean.after_ring + mean.after_dot) / 4 + 1e-9);
 }
 
 }  // namespace

@@ -435,20 +435,26 @@ void score_prompts(Run& r) {
     world::JudgeMean b, a;
     for (const auto& s : g.before_scores) b.add(s);
     for (const auto& s : g.after_scores) a.add(s);
-    DemoPromptScore ps{g.tmpl, b.mean().identity, b.mean().context, a.mean().identity, a.mean().context};
+    const world::JudgeMean am = a.mean();
+    DemoPromptScore ps{g.tmpl,   b.mean().identity, b.mean().context, am.identity, am.context,
+                       am.shape, am.body,           am.ring,          am.dot};
     total.before_identity += ps.before_identity, total.before_context += ps.before_context;
     total.after_identity += ps.after_identity, total.after_context += ps.after_context;
+    total.after_shape += ps.after_shape, total.after_body += ps.after_body;
+    total.after_ring += ps.after_ring, total.after_dot += ps.after_dot;
     ++n;
     r.res.scores.push_back(ps);
   }
   if (n == 0) return;
-  for (double* v : {&total.before_identity, &total.before_context, &total.after_identity, &total.after_context})
+  for (double* v : {&total.before_identity, &total.before_context, &total.after_identity, &total.after_context,
+                    &total.after_shape, &total.after_body, &total.after_ring, &total.after_dot})
     *v /= static_cast<double>(n);
   r.res.scores.push_back(total);
   std::fprintf(stderr,
-               "concept judge (mean of %lld prompts): identity %.2f before -> %.2f after, context %.2f -> %.2f\n",
+               "concept judge (mean of %lld prompts): identity %.2f before -> %.2f after, context %.2f -> %.2f; "
+               "after: shape %.2f, body %.2f, ring %.2f, dot %.2f\n",
                static_cast<long long>(n), total.before_identity, total.after_identity, total.before_context,
-               total.after_context);
+               total.after_context, total.after_shape, total.after_body, total.after_ring, total.after_dot);
 }
 
 // Stage 3: every prompt with the initialisation words (before) and the trigger (after).
@@ -577,13 +583,18 @@ void report_scores(const Run& r, HtmlReport& rep) {
                 r.in.concept_ptr->name + " (" + r.in.concept_ptr->description +
                 ") the object shows, in [0, 1] (shape, body, ring and dot, geometric mean); context is the "
                 "share of the requested background colour and pattern, place and size that the image follows. "
+                "The parts of the after fidelity (shape, body, ring, dot) say what is missing. "
                 "Targets after 100 steps: fidelity >= 0.7, context >= 0.8, before clearly lower.");
   std::vector<std::vector<std::string>> rows;
   for (const auto& s : r.res.scores)
     rows.push_back({HtmlReport::text(s.tmpl), HtmlReport::text(fmt2(s.before_identity)),
                     HtmlReport::text(fmt2(s.after_identity)), HtmlReport::text(fmt2(s.before_context)),
-                    HtmlReport::text(fmt2(s.after_context))});
-  rep.table({"prompt", "fidelity before", "fidelity after", "context before", "context after"}, rows);
+                    HtmlReport::text(fmt2(s.after_context)),
+                    HtmlReport::text(fmt2(s.after_shape) + " / " + fmt2(s.after_body) + " / " + fmt2(s.after_ring) +
+                                     " / " + fmt2(s.after_dot))});
+  rep.table({"prompt", "fidelity before", "fidelity after", "context before", "context after",
+             "after: shape / body / ring / dot"},
+            rows);
 }
 
 void report_generated(const Run& r, HtmlReport& rep) {

@@ -78,6 +78,8 @@ struct DemoPromptScore {
   std::string tmpl;
   double before_identity = 0, before_context = 0;  // the initialisation words
   double after_identity = 0, after_context = 0;    // the learned trigger
+  // The parts of the after identity (the judge's shape, body, ring and dot), means over the samples.
+  double after_shape = 0, after_body = 0, after_ring = 0, after_dot = 0;
 };
 
 struct DemoResult {

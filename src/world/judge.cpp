@@ -268,13 +268,16 @@ void JudgeMean::add(const JudgeScore& s) {
   ++n;
   found += s.found, identity += s.identity, context += s.context, background += s.background;
   pattern += s.pattern, position += s.position, size += s.size;
+  shape += s.shape, body += s.body, ring += s.ring, dot += s.dot;
 }
 
 JudgeMean JudgeMean::mean() const {
   JudgeMean m = *this;
   if (n == 0) return m;
   const double d = static_cast<double>(n);
-  for (double* v : {&m.found, &m.identity, &m.context, &m.background, &m.pattern, &m.position, &m.size}) *v /= d;
+  for (double* v : {&m.found, &m.identity, &m.context, &m.background, &m.pattern, &m.position, &m.size, &m.shape,
+                    &m.body, &m.ring, &m.dot})
+    *v /= d;
   return m;
 }
 

@@ -54,6 +54,7 @@ JudgeScore judge_concept(const Image& image, const Concept& c, const JudgeContex
 struct JudgeMean {
   int64_t n = 0;
   double found = 0, identity = 0, context = 0, background = 0, pattern = 0, position = 0, size = 0;
+  double shape = 0, body = 0, ring = 0, dot = 0;  // the parts of identity
   void add(const JudgeScore& s);
   JudgeMean mean() const;  // sums divided by n
 };

@@ -156,12 +156,15 @@ void run_tokenizer(const TokenizerArgs& a) {
   std::printf("caption words that are not one token:%s\n", split_words.empty() ? " none" : split_words.c_str());
 }
 
-}  // namespace
+CLI::Option* add_unnamed_dot(CLI::App* cmd, double& value) {
+  return cmd
+      ->add_option("--unnamed-dot", value,
+                   "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+}
 
-void add_world(CLI::App& app) {
-  auto* world = app.add_subcommand("world", "The procedural world of the embedded default model");
-  world->require_subcommand(1);
-
+void add_render(CLI::App* world) {
   auto* render = world->add_subcommand("render", "Render scenes (or held-out concepts) with captions");
   auto r = std::make_shared<RenderArgs>();
   render->add_option("--out", r->out, "Output folder (PNGs, captions.jsonl, grid.png)")->required();
@@ -172,14 +175,12 @@ void add_world(CLI::App& app) {
   render->add_option("--split", r->split, "train or heldout (held-out object/background colour pairs)")
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "heldout"}));
-  render
-      ->add_option("--unnamed-dot", r->unnamed_dot,
-                   "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+  add_unnamed_dot(render, r->unnamed_dot);
   render->add_flag("--concepts", r->concepts, "Render the held-out concepts instead, a folder each");
   render->callback([r] { run_render(*r); });
+}
 
+void add_tokenizer(CLI::App* world) {
   auto* tokenizer = world->add_subcommand("tokenizer", "Train the world's CLIP-format BPE tokenizer");
   auto t = std::make_shared<TokenizerArgs>();
   tokenizer->add_option("--out", t->out, "Output folder (vocab.json, merges.txt, configs)")->required();
@@ -189,7 +190,9 @@ void add_world(CLI::App& app) {
   tokenizer->add_option("--captions", t->captions, "Training captions (train split)")->capture_default_str();
   tokenizer->add_option("--seed", t->seed, "World seed")->capture_default_str();
   tokenizer->callback([t] { run_tokenizer(*t); });
+}
 
+void add_train(CLI::App* world) {
   auto* train = world->add_subcommand(
       "train", "Train a part of the world model (vae, then diffusion; captioner any time); resumes");
   auto o = std::make_shared<TrainOptions>();
@@ -214,15 +217,14 @@ void add_world(CLI::App& app) {
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
   train->add_option("--init", o->init,
                     "diffusion, captioner: start from this checkpoint's weights (when the work folder has none)");
-  train
-      ->add_option("--unnamed-dot", o->rules.unnamed_dot,
-                   "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
-      ->capture_default_str();
+  add_unnamed_dot(train, o->rules.unnamed_dot);
   train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
   add_device(train, o->device);
   train->add_flag("!--no-progress", o->progress, "No progress bar");
   train->callback([o] { train_part(*o); });
+}
 
+void add_export(CLI::App* world) {
   auto* exp = world->add_subcommand("export", "Write the trained world as fp16 diffusers and BLIP folders");
   auto e = std::make_shared<std::pair<std::string, std::string>>("", "models");
   exp->add_option("--work", e->first, "Work folder of `tinv world train`")->required();
@@ -231,7 +233,17 @@ void add_world(CLI::App& app) {
     export_models(e->first, e->second);
     std::printf("wrote %s/world-sd and %s/world-blip\n", e->second.c_str(), e->second.c_str());
   });
+}
 
+}  // namespace
+
+void add_world(CLI::App& app) {
+  auto* world = app.add_subcommand("world", "The procedural world of the embedded default model");
+  world->require_subcommand(1);
+  add_render(world);
+  add_tokenizer(world);
+  add_train(world);
+  add_export(world);
   add_world_eval(world);
 }
 

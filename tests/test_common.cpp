@@ -1,7 +1,9 @@
 // Config reading, strict state-dict loading, file helpers, device and dtype choices.
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -92,6 +94,24 @@ TEST(Fs, MakeDirsAndStripExtension) {
   EXPECT_EQ(strip_extension("a/b/cat.pt"), "a/b/cat");
   EXPECT_EQ(strip_extension("a.b/cat"), "a.b/cat");
   EXPECT_EQ(strip_extension("cat"), "cat");
+}
+
+TEST(Fs, CheckCreatableDirLooksAtTheNearestExistingFolderAndCreatesNothing) {
+  test::TempDir dir;
+  check_creatable_dir(dir.file("x/y/z"), "--out");
+  EXPECT_FALSE(file_exists(dir.file("x")));
+  check_creatable_dir(dir.path(), "--out");
+  write_file_atomically(dir.file("f"), "x", 1);
+  EXPECT_TINV_ERROR_IS(check_creatable_dir(dir.file("f/g"), "--out"),
+                       "--out: cannot create '" + dir.file("f/g") + "': '" + dir.file("f") + "' is not a folder");
+  if (::geteuid() != 0) {  // root writes anywhere
+    make_dirs(dir.file("ro"));
+    std::filesystem::permissions(dir.file("ro"),
+                                 std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+    EXPECT_TINV_ERROR(check_creatable_dir(dir.file("ro/new"), "--out"),
+                      "--out: cannot write to '" + dir.file("ro") + "'");
+    std::filesystem::permissions(dir.file("ro"), std::filesystem::perms::owner_all);
+  }
 }
 
 // --device and --dtype text: parsed once (at the CLI), then resolved against the machine.

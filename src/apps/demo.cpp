@@ -2,7 +2,6 @@
 #include "apps/demo.h"
 
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <cctype>
 #include <chrono>
@@ -172,19 +171,6 @@ void write_templates(const Init& init, std::vector<std::string>& files) {
 }
 
 // Throws unless `dir` exists or can be created under its nearest existing, writable ancestor.
-void check_output_dir(const std::string& dir) {
-  std::error_code ec;
-  fs::path p(dir);
-  while (!fs::exists(p, ec)) {
-    fs::path parent = p.parent_path();
-    if (parent.empty()) parent = ".";
-    if (parent == p) break;
-    p = parent;
-  }
-  TINV_CHECK(fs::is_directory(p, ec), "--out", "cannot create '", dir, "': '", p.string(), "' is not a folder");
-  TINV_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, "--out", "cannot write to '", p.string(), "'");
-}
-
 std::string caption_image(const DemoOptions& o, const std::string& captioner, const Image& image) {
   auto cap = BlipCaptioner::load(captioner, resolve_device(o.device));
   TINV_CHECK(cap.has_tokenizer(), captioner,
@@ -659,7 +645,7 @@ DemoResult run_demo(const DemoOptions& o) {
   if (o.caption.empty()) r.captioner = o.captioner.empty() ? default_model_dir("world-blip") : o.captioner.string();
   TINV_CHECK(file_exists(r.model) || dir_exists(r.model), "--model", "no such file or folder '", r.model, "'");
   TINV_CHECK(r.captioner.empty() || dir_exists(r.captioner), "--captioner", "no such folder '", r.captioner, "'");
-  check_output_dir(o.out.string());
+  check_creatable_dir(o.out.string(), "--out");
   r.res.image = r.in.path;
   r.res.trigger = "<" + r.in.name + ">";
 

@@ -4,7 +4,6 @@
 // Order of work, so that bad input fails fast and nothing is half-written: options validated,
 // output folder checked, embedding files checked to exist, model loaded, embeddings loaded,
 // images generated, every PNG encoded in memory, then each written atomically.
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -40,18 +39,8 @@ struct GenerateArgs {
 
 // Throws unless `out` is, or can be created as, a writable folder.
 void check_output_dir(const std::string& out) {
-  namespace fs = std::filesystem;
   TINV_CHECK(!out.empty(), "--out", "empty output folder");
-  std::error_code ec;
-  fs::path p(out);
-  while (!fs::exists(p, ec)) {  // nearest existing ancestor
-    fs::path parent = p.parent_path();
-    if (parent.empty()) parent = ".";
-    if (parent == p) break;
-    p = parent;
-  }
-  TINV_CHECK(fs::is_directory(p, ec), "--out", "cannot create '", out, "': '", p.string(), "' is not a folder");
-  TINV_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, "--out", "cannot write to '", p.string(), "'");
+  check_creatable_dir(out, "--out");
 }
 
 void make_output_dir(const std::string& out) {

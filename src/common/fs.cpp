@@ -115,6 +115,20 @@ void make_dirs(const std::string& dir, const std::string& where) {
   TINV_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0, where, "cannot write to '", dir, "'");
 }
 
+void check_creatable_dir(const std::string& dir, const std::string& where) {
+  std::error_code ec;
+  std::filesystem::path p(dir);
+  while (!std::filesystem::exists(p, ec)) {  // the nearest existing ancestor
+    std::filesystem::path parent = p.parent_path();
+    if (parent.empty()) parent = ".";
+    if (parent == p) break;
+    p = parent;
+  }
+  TINV_CHECK(std::filesystem::is_directory(p, ec), where, "cannot create '", dir, "': '", p.string(),
+             "' is not a folder");
+  TINV_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, where, "cannot write to '", p.string(), "'");
+}
+
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   std::random_device rd;
   std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000);

@@ -31,6 +31,12 @@ std::string strip_extension(const std::string& path);  // "a/b/cat.pt" -> "a/b/c
 // with `where`, a folder it cannot write into also throws Error(where, "cannot write to '<dir>'").
 void make_dirs(const std::string& dir, const std::string& where = "");
 
+// Checks, before any work is done, that `dir` could be created and written: its nearest existing
+// ancestor (the folder itself when it exists) is a folder this process can write into. Throws
+// Error(where, "cannot create '<dir>': '<ancestor>' is not a folder") or
+// Error(where, "cannot write to '<ancestor>'"). Creates nothing.
+void check_creatable_dir(const std::string& dir, const std::string& where);
+
 // Calls write(tmp_path) to produce the file under a temporary name next to `path`, then
 // renames it over `path`. On any failure the temporary file is removed and `path` is untouched.
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);

@@ -50,7 +50,7 @@ link_v2() {
 if run captioner-ft; then
   link_v2
   "$TINV" world train captioner --work "$WORK21" --init "$WORK/captioner.ckpt.safetensors" --unnamed-dot 0.5 \
-    --steps 1000 --lr 3e-4 --threads 1 --save-every 50
+    --steps 2500 --lr 3e-4 --threads 1 --save-every 50
 fi
 if run diffusion-ft; then
   link_v2

@@ -355,6 +355,7 @@ TEST(Demo, EndToEndWithAWorldCaption) {
   expect_outputs(r, o, "sq");
   const std::string cmds = read_all(o.out.string() + "/commands.sh");
   EXPECT_NE(cmds.find("--caption 'red square' --templates "), std::string::npos) << cmds;
+  EXPECT_NE(cmds.find(" --cfg 7.5 "), std::string::npos) << cmds;  // cfg 0: SD's 7.5 with --model
   EXPECT_NE(cmds.find("--prompt 'a small <sq> at the bottom, on a plain cyan background'"), std::string::npos);
   EXPECT_NE(cmds.find("--prompt 'a small red square at the bottom, on a plain cyan background'"), std::string::npos);
   o.init_from = DemoInit::kCaption;  // the whole caption, TI object templates

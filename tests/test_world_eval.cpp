@@ -217,6 +217,7 @@ TEST(WorldEvalOptions, ValidationNamesTheOption) {
     EXPECT_TINV_ERROR(run_world_eval(o), needle);  // before looking for the models
   };
   bad([](EvalOptions& o) { o.vae_scenes = 0; }, "--vae-scenes");
+  bad([](EvalOptions& o) { o.rules.unnamed_dot = -0.5; }, "--unnamed-dot");
   bad([](EvalOptions& o) { o.caption_scenes = -1; }, "--caption-scenes");
   bad([](EvalOptions& o) { o.fidelity_prompts = 0; }, "--fidelity-prompts");
   bad([](EvalOptions& o) { o.batch = 0; }, "--batch");
@@ -315,7 +316,7 @@ TEST(WorldEvalRun, TinyModelsEndToEnd) {
     EXPECT_FALSE(e->pass());
     ASSERT_EQ(e->failures.size(), 3u);
     EXPECT_EQ(e->failures[1].index, 1);
-    EXPECT_EQ(e->failures[1].truth, caption(scene_at(0, Split::kHeldOut, 1)));
+    EXPECT_EQ(e->failures[1].truth, caption(scene_at(0, Split::kHeldOut, 1, bundled_rules())));
     EXPECT_FALSE(e->failures[1].parsed);
   }
   EXPECT_EQ(r.captioner->target, kCaptionerTarget);
@@ -329,8 +330,8 @@ TEST(WorldEvalRun, TinyModelsEndToEnd) {
   // The train split scores unseen scenes of the training distribution, not the training scenes.
   again.split = Split::kTrain;
   EvalReport r3 = run_world_eval(again);
-  EXPECT_EQ(r3.captioner->failures[1].truth, caption(scene_at(0, Split::kTrain, kUnseenIndex + 1)));
-  EXPECT_NE(r3.captioner->failures[1].truth, caption(scene_at(0, Split::kTrain, 1)));
+  EXPECT_EQ(r3.captioner->failures[1].truth, caption(scene_at(0, Split::kTrain, kUnseenIndex + 1, bundled_rules())));
+  EXPECT_NE(r3.captioner->failures[1].truth, caption(scene_at(0, Split::kTrain, 1, bundled_rules())));
   EXPECT_EQ(nlohmann::json::parse(report_json(r3))["options"]["split"], "train");
   EXPECT_NE(format_report(r3).find("unseen scenes of the training distribution"), std::string::npos);
   EXPECT_EQ(eval_scene_index(Split::kHeldOut, 7), 7u);

@@ -122,6 +122,8 @@ TEST(WorldModels, DemoRunsEndToEnd) {
   EXPECT_TRUE(parse_caption(r.caption).has_value()) << r.caption;
   EXPECT_EQ(r.init_from, DemoInit::kObject);
   EXPECT_GE(r.placeholders.size(), 2u);  // colour shape [with a colour mark]
+  const std::string cmds = read_text_file(dir.file("demo/commands.sh"));
+  EXPECT_NE(cmds.find(" --cfg 3 "), std::string::npos) << cmds;  // kWorldDemoCfg with the bundled model
 }
 
 // The method, visible: 100 steps of caption-initialised inversion on one bundled concept image,

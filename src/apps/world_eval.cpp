@@ -239,6 +239,8 @@ EvalParts parse_parts(const std::string& list) {
 
 void EvalOptions::validate() const {
   TINV_CHECK(parts.vae || parts.captioner || parts.fidelity || parts.judge, "--only", "no part selected");
+  TINV_CHECK(rules.unnamed_dot >= 0 && rules.unnamed_dot <= 1, "--unnamed-dot", "must be in [0, 1], got ",
+             rules.unnamed_dot);
   TINV_CHECK(!parts.judge || judge_renders >= 1, "--judge-renders", "must be >= 1, got ", judge_renders);
   TINV_CHECK(!parts.vae || vae_scenes >= 1, "--vae-scenes", "must be >= 1, got ", vae_scenes);
   TINV_CHECK(!parts.captioner || caption_scenes >= 1, "--caption-scenes", "must be >= 1, got ", caption_scenes);

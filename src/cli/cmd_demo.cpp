@@ -30,7 +30,9 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--samples", o->samples, "Images per prompt, before and after")->capture_default_str();
   cmd->add_option("--sample-steps", o->sample_steps, "Sampling steps per image")->capture_default_str();
   cmd->add_option("--sampler", o->sampler, "default, ddim, euler, euler_a, dpmpp_2m, pndm")->capture_default_str();
-  cmd->add_option("--cfg", o->cfg, "Classifier-free guidance scale")->capture_default_str();
+  cmd->add_option("--cfg", o->cfg,
+                  "Classifier-free guidance scale (0: 3 with the bundled world model, 7.5 with --model)")
+      ->capture_default_str();
   cmd->add_option("--beams", o->beams, "Captioning beams (1 = greedy)")->capture_default_str();
   cmd->add_option("--out", o->out, "Output folder (index.html, PNGs, embedding)")->capture_default_str();
   add_device(cmd, o->device);

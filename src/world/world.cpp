@@ -202,7 +202,7 @@ std::string validate(const SceneSpec& s) {
   return "";
 }
 
-SceneRules bundled_rules() { return SceneRules{}; }
+SceneRules bundled_rules() { return SceneRules{0.5}; }
 
 SceneSpec sample_scene(Rng& rng, const SceneRules& rules) {
   SceneSpec s;

@@ -156,14 +156,6 @@ void run_tokenizer(const TokenizerArgs& a) {
   std::printf("caption words that are not one token:%s\n", split_words.empty() ? " none" : split_words.c_str());
 }
 
-CLI::Option* add_unnamed_dot(CLI::App* cmd, double& value) {
-  return cmd
-      ->add_option("--unnamed-dot", value,
-                   "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-}
-
 void add_render(CLI::App* world) {
   auto* render = world->add_subcommand("render", "Render scenes (or held-out concepts) with captions");
   auto r = std::make_shared<RenderArgs>();

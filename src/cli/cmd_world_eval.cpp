@@ -61,11 +61,7 @@ void add_world_eval(CLI::App* world) {
                   "unseen scenes of the training distribution")
       ->capture_default_str()
       ->check(CLI::IsMember({"heldout", "train"}));
-  cmd->add_option("--unnamed-dot", o.rules.unnamed_dot,
-                  "Chance that a ringed object of a scene also carries an unnamed dot (default: the bundled "
-                  "models' world)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+  add_unnamed_dot(cmd, o.rules.unnamed_dot);  // default: the bundled models' world
   cmd->add_option("--vae-scenes", o.vae_scenes, "Held-out scenes for the VAE PSNR")->capture_default_str();
   cmd->add_option("--caption-scenes", o.caption_scenes, "Held-out scenes for the captioner accuracy")
       ->capture_default_str();

@@ -60,4 +60,13 @@ inline CLI::Option* add_captioner(CLI::App* cmd, std::string& captioner,
   return cmd->add_option("--captioner", captioner, help);
 }
 
+// --unnamed-dot (world train, render, eval): world v2.1's SceneRules::unnamed_dot.
+inline CLI::Option* add_unnamed_dot(CLI::App* cmd, double& value) {
+  return cmd
+      ->add_option("--unnamed-dot", value,
+                   "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+}
+
 }  // namespace tinv::cli

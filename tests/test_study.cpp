@@ -285,8 +285,18 @@ TEST(StudyVariants, NamesAndTheirOptionSets) {
   EXPECT_EQ(v.init, InitMode::kClass);
   EXPECT_EQ(v.method.t_min, 200);
   EXPECT_EQ(v.method.t_max, 800);
+  EXPECT_EQ(v.num_vectors, 1);
+  v = study_variant("token+v8+t500", o);
+  EXPECT_EQ(v.init, InitMode::kToken);
+  EXPECT_EQ(v.num_vectors, 8);
+  EXPECT_EQ(v.method.t_min, 500);
 
   const std::vector<std::pair<std::string, std::string>> bad = {
+      {"caption+v4", "vN needs token mode"},
+      {"token+v0", "'0' is not a row count"},
+      {"token+v4x", "'4x' is not a row count"},
+      {"token+v2+v3", "'vN' given twice"},
+      {"token+v", "'' is not a row count"},
       {"caption+foo", "--variants: 'caption+foo': unknown modifier 'foo'"},
       {"photo+sphere", "unknown mode 'photo'"},
       {"caption+sphere+sphere", "'sphere' given twice"},

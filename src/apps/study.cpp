@@ -214,9 +214,9 @@ StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
   std::set<std::string> seen;
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& m = parts[i];
-    const std::string kind =
-        !m.empty() && m[0] == 't' && m.size() > 1 && std::isdigit(static_cast<unsigned char>(m[1])) ? "t" : m;
-    TINV_CHECK(seen.insert(kind).second, "--variants", "'", name, "': modifier '", kind == "t" ? "tN" : m,
+    const bool numbered = m.size() > 1 && (m[0] == 't' || m[0] == 'v') && std::isdigit(static_cast<unsigned char>(m[1]));
+    const std::string kind = numbered ? m.substr(0, 1) : m;
+    TINV_CHECK(seen.insert(kind).second, "--variants", "'", name, "': modifier '", numbered ? kind + "N" : m,
                "' given twice");
     if (m == "sphere") {
       v.method.optimizer = OptimizerKind::kSphere;
@@ -231,8 +231,15 @@ StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
       if (dash != std::string::npos) v.method.t_max = parse_step(m.substr(dash + 1), name);
       TINV_CHECK(v.method.t_max < 0 || v.method.t_min <= v.method.t_max, "--variants", "'", name,
                  "': the range starts above its end");
+    } else if (kind == "v") {
+      TINV_CHECK(v.init == InitMode::kToken, "--variants", "'", name, "': vN needs token mode (token+v", m.substr(1),
+                 ")");
+      const std::string n = m.substr(1);
+      TINV_CHECK(!n.empty() && n.size() <= 3 && n.find_first_not_of("0123456789") == std::string::npos && std::stoll(n) >= 1,
+                 "--variants", "'", name, "': '", n, "' is not a row count (v1 to v999)");
+      v.num_vectors = std::stoll(n);
     } else {
-      throw Error("--variants", str_cat("'", name, "': unknown modifier '", m, "' (sphere, cross, tN or tA-B)"));
+      throw Error("--variants", str_cat("'", name, "': unknown modifier '", m, "' (sphere, cross, tN, tA-B or vN)"));
     }
   }
   return v;
@@ -624,7 +631,7 @@ void setup_user_concepts(Study& s) {
 }
 
 // The init token ids of one mode for concept i, trimmed to what the prompts leave free.
-std::vector<int64_t> init_ids(Study& s, size_t i, InitMode mode) {
+std::vector<int64_t> init_ids(Study& s, size_t i, InitMode mode, int64_t num_vectors) {
   const ClipTokenizer& tok = *s.sd.tokenizer;
   const StudyConcept& c = s.result.concepts[i];
   std::vector<int64_t> ids;
@@ -632,10 +639,11 @@ std::vector<int64_t> init_ids(Study& s, size_t i, InitMode mode) {
     ids = tok.tokenize(s.o.init_token);
     TINV_CHECK(ids.size() == 1, "--init-token", "'", s.o.init_token, "' is ", ids.size(),
                " tokens; it must be exactly one vocabulary token");
-    return ids;
+    ids.assign(static_cast<size_t>(num_vectors), ids[0]);
   }
-  const std::string& text = mode == InitMode::kClass ? c.class_word : c.init.init_text;
-  ids = tok.tokenize(text);
+  const std::string text =
+      mode == InitMode::kToken ? str_cat(num_vectors, " x ", s.o.init_token) : mode == InitMode::kClass ? c.class_word : c.init.init_text;
+  if (mode != InitMode::kToken) ids = tok.tokenize(text);
   TINV_CHECK(!ids.empty(), mode == InitMode::kClass ? "--class" : c.name, "'", text, "' has no tokens");
   int64_t longest = 0;
   std::vector<std::string> prompts = s.templates[i];
@@ -750,7 +758,8 @@ void closest_caption_baseline(Study& s, size_t ci) {
   g.steps = s.o.sample_steps;
   g.cfg = s.o.cfg;
   g.progress = false;
-  ClosestCaption best{c.name};
+  ClosestCaption best;
+  best.concept = c.name;
   for (const world::ObjectSpec& near : c.world_concept->nearest_objects()) {
     const std::string words = world::object_words(near);
     world::JudgeMean m;
@@ -788,7 +797,7 @@ void measure_quality_at_stop(Study& s, size_t ci, const std::string& mode, int64
 
 // The trainer of one run: placeholders from the variant's init, constant learning rate.
 std::unique_ptr<InversionTrainer> study_trainer(Study& s, size_t ci, const StudyVariant& variant) {
-  const auto ids = init_ids(s, ci, variant.init);
+  const auto ids = init_ids(s, ci, variant.init, variant.num_vectors);
   std::vector<std::string> placeholders;
   for (size_t i = 0; i < ids.size(); ++i) placeholders.push_back(str_cat(kPlaceholder, i, ">"));
   const torch::Tensor init_rows = model_start_rows(s.sd, ids, variant.method.init_space);  // [n, d] / [n, h1 + h2]

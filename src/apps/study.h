@@ -110,12 +110,15 @@ std::vector<std::string> parse_modes(const std::string& list);
 struct StudyVariant {
   std::string name;                    // "caption+sphere"
   InitMode init = InitMode::kCaption;  // the mode before the first '+'
+  int64_t num_vectors = 1;             // token mode: rows started at the init token (`vN`)
   MethodOptions method;
 };
 // "<mode>[+<modifier>]...", each modifier at most once:
 //   sphere   --optimizer sphere with options.sphere_norm and options.vmf_kappa
 //   cross    --init-space output with --reg-init options.reg_init
 //   tN       timesteps from N to the last one (t500: [500, N-1]); tA-B: [A, B]
+//   vN       token mode only: N placeholder rows, each started at the init token (token+v8),
+//            as `tinv invert --init token --num-vectors N`
 // A plain mode is the variant without modifiers. Throws tinv::Error("--variants", ...) naming
 // the variant for an unknown mode or modifier, a repeated modifier or a bad range.
 StudyVariant study_variant(const std::string& name, const StudyOptions& options);

@@ -51,8 +51,9 @@ std::string variants_text(const StudyOptions& o) {
   std::string s;
   for (const std::string& m : o.modes) {
     if (m.find('+') == std::string::npos) continue;
-    std::string opts;
-    for (const auto& [k, v] : study_variant(m, o).method.non_default()) opts += (opts.empty() ? "" : " ") + k + "=" + v;
+    const StudyVariant variant = study_variant(m, o);
+    std::string opts = variant.num_vectors > 1 ? "num_vectors=" + std::to_string(variant.num_vectors) : "";
+    for (const auto& [k, v] : variant.method.non_default()) opts += (opts.empty() ? "" : " ") + k + "=" + v;
     s += (s.empty() ? "" : "; ") + m + ": " + opts;
   }
   return s;

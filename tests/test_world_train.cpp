@@ -123,6 +123,29 @@ TEST(WorldTrain, TrainsExportsAndLoads) {
     EXPECT_EQ(tc["bos_token"], "[DEC]");
     EXPECT_TRUE(file_exists(join_path(blip_dir, "special_tokens_map.json")));
   }
+  // The export needs only latents.json from the git-ignored latent cache: a fresh clone of a
+  // work folder exports the same VAE scaling factor; a broken latents.json is named.
+  {
+    const std::string json_path = join_path(work, "latents.json");
+    ASSERT_TRUE(file_exists(json_path));
+    const double scale = sd.vae_config.scaling_factor;
+    EXPECT_GT(scale, 0);
+    std::filesystem::remove(join_path(work, "latents.safetensors"));
+    export_models(work, dir.file("models2"));
+    EXPECT_EQ(load_stable_diffusion(dir.file("models2/world-sd")).vae_config.scaling_factor, scale);
+    const std::string kept = read_text_file(json_path);
+    auto write_text = [](const std::string& path, const std::string& text) {
+      write_file_atomically(path, text.data(), text.size());
+    };
+    write_text(json_path, "{\"scaling_factor\": \"-1\"}");
+    EXPECT_TINV_ERROR(export_models(work, dir.file("models3")), "latents.json: scaling_factor must be a positive");
+    write_text(json_path, "{\"count\"");
+    EXPECT_TINV_ERROR(export_models(work, dir.file("models3")), "latents.json: not a latent cache description");
+    std::filesystem::remove(json_path);
+    EXPECT_TINV_ERROR(export_models(work, dir.file("models3")), "latents.json: missing");
+    write_text(json_path, kept);
+  }
+
   BlipCaptioner cap = BlipCaptioner::load(blip_dir);
   ASSERT_TRUE(cap.has_tokenizer());
   CaptionOptions co;

@@ -7,7 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -482,6 +484,10 @@ AutoencoderKL trained_vae(const std::string& work, const VaeConfig& cfg) {
   return vae;
 }
 
+// The latent cache's metadata (count, vae_step, seed, unnamed_dot, scaling_factor) as JSON
+// beside it: the cache is large and git-ignored, the export needs only its scaling factor.
+constexpr const char* kLatentsInfo = "latents.json";
+
 // Encodes the first `count` train scenes with the trained VAE (posterior means): the diffusion
 // training set, cached in latents.safetensors with the latents' scaling factor (1 / std).
 std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const VaeConfig& cfg, torch::Device dev) {
@@ -494,8 +500,11 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
     auto md = f.metadata();
     const double dots = md.count("unnamed_dot") ? std::stod(md.at("unnamed_dot")) : 0.0;
     if (md.count("count") && std::stoll(md.at("count")) == o.dataset && md.at("vae_step") == vae_step &&
-        std::stoull(md.at("seed")) == o.seed && dots == o.rules.unnamed_dot)
+        std::stoull(md.at("seed")) == o.seed && dots == o.rules.unnamed_dot) {
+      const std::string info = join_path(o.work.string(), kLatentsInfo);
+      if (!file_exists(info)) write_json(info, std::map<std::string, std::string>(md.begin(), md.end()));
       return {f.get("latents"), std::stod(md.at("scaling_factor"))};
+    }
   }
   AutoencoderKL vae = trained_vae(o.work.string(), cfg);
   vae->to(dev);
@@ -511,12 +520,13 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
   progress.finish();
   auto latents = torch::cat(parts);
   const double scale = 1.0 / latents.std().item<double>();
-  save_safetensors(path, {{"latents", latents}},
-                   {{"count", std::to_string(o.dataset)},
-                    {"vae_step", vae_step},
-                    {"seed", std::to_string(o.seed)},
-                    {"unnamed_dot", format_number(o.rules.unnamed_dot)},
-                    {"scaling_factor", std::to_string(scale)}});
+  const std::map<std::string, std::string> md = {{"count", std::to_string(o.dataset)},
+                                                 {"vae_step", vae_step},
+                                                 {"seed", std::to_string(o.seed)},
+                                                 {"unnamed_dot", format_number(o.rules.unnamed_dot)},
+                                                 {"scaling_factor", std::to_string(scale)}};
+  save_safetensors(path, {{"latents", latents}}, md);
+  write_json(join_path(o.work.string(), kLatentsInfo), md);  // small, committed: export needs no cache
   return {latents, std::stod(std::to_string(scale))};
 }
 
@@ -858,6 +868,32 @@ void export_blip(const std::string& work, const std::string& blip, const WorldCo
   save_safetensors(join_path(blip, "model.safetensors"), half_weights(ckpt_path(work, "captioner"), ""), md);
 }
 
+// The scaling factor of the latents the denoiser was trained on: latents.json, or the cache's
+// metadata (work folders from before latents.json).
+double latent_scaling_factor(const std::string& work) {
+  const std::string info = join_path(work, kLatentsInfo), cache = join_path(work, "latents.safetensors");
+  std::string text;
+  if (file_exists(info)) {
+    json j;
+    try {
+      j = json::parse(read_text_file(info));
+      text = j.at("scaling_factor").get<std::string>();
+    } catch (const json::exception& e) {
+      throw Error(info, str_cat("not a latent cache description (", e.what(), ")"));
+    }
+  } else {
+    TINV_CHECK(file_exists(cache), info, "missing (and no latents.safetensors): run `tinv world train diffusion` first");
+    auto md = SafeTensors::open(cache).metadata();
+    TINV_CHECK(md.count("scaling_factor"), cache, "no scaling_factor in its metadata");
+    text = md.at("scaling_factor");
+  }
+  char* end = nullptr;
+  const double scale = std::strtod(text.c_str(), &end);
+  TINV_CHECK(end != text.c_str() && *end == '\0' && std::isfinite(scale) && scale > 0, info,
+             "scaling_factor must be a positive number, got '", text, "'");
+  return scale;
+}
+
 }  // namespace
 
 void export_models(const std::string& work, const std::string& out) {
@@ -867,8 +903,7 @@ void export_models(const std::string& work, const std::string& out) {
   ClipTokenizer tok = ClipTokenizer::load(join_path(work, "tokenizer"));
   WordPieceTokenizer wp = WordPieceTokenizer::load(join_path(work, "blip-vocab.txt"));
   WorldConfigs cfg = world_configs(tok.base_vocab_size(), wp.vocab_size());
-  SafeTensors lat = SafeTensors::open(join_path(work, "latents.safetensors"));
-  cfg.vae.scaling_factor = std::stod(lat.metadata().at("scaling_factor"));
+  cfg.vae.scaling_factor = latent_scaling_factor(work);
   {  // the denoiser's target, as it was trained (checkpoints before --prediction are epsilon)
     auto meta = json::parse(SafeTensors::open(ckpt_path(work, "diffusion")).metadata().at("config"));
     cfg.scheduler.prediction_type = meta.value("prediction", std::string("epsilon"));

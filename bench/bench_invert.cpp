@@ -11,7 +11,8 @@
 //   naive  what a straightforward port does: every weight requires grad (weight gradients
 //          computed), the VAE encodes the image every step, loss.backward() over everything
 // Prints one line per mode and the process's peak RSS; run one configuration per process for
-// a clean peak (e.g. --res 512 --batch 1 --modes step). On a GPU (--device cuda) each timed
+// a clean peak (e.g. --res 512 --batch 1 --modes step). Without naive mode the VAE is released
+// after loading, as `tinv invert` does once the latents are cached (no previews). On a GPU (--device cuda) each timed
 // iteration ends with a device synchronisation, and the RSS figures are the host's.
 // --attention-backward recompute|autograd (libtorch 1.13; 2.x always runs the fused kernel):
 // recompute_attention's chunked backward (default) or autograd's stored probabilities.
@@ -22,6 +23,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -178,6 +180,13 @@ int main(int argc, char** argv) {
         torch::get_num_threads(), (long long)c.iters, TORCH_VERSION,
         TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : c.backward.c_str());
     load(b, c);
+    if (std::find(modes.begin(), modes.end(), "naive") == modes.end()) {
+      // Only naive mode encodes images; `tinv invert` releases the VAE after caching the
+      // latents (no --preview-every), so the step's peak is measured without it too.
+      b.sd.vae = tinv::AutoencoderKL(nullptr);
+      std::printf("vae released (latents cached, as tinv invert without previews), rss %.2f GB\n",
+                  tinv::current_rss_bytes() / 1e9);
+    }
     for (const auto& mode : modes) {
       const double per_step = time_mode(b, c, mode);
       std::printf("%-6s %.2f s/step   peak rss so far %.2f GB\n", mode.c_str(), per_step, tinv::peak_rss_bytes() / 1e9);

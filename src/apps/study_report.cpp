@@ -174,9 +174,10 @@ std::string closest_text(const StudyOptions& o, const StudyResult& r) {
   out << "concept fidelity of the edit prompts at the last step, per mode, against the best caption the grammar "
          "can write (the concept's closest captions, same prompts and seeds):\n";
   char line[256];
-  std::snprintf(line, sizeof line, "  %-16s %-34s %8s", "concept", "best caption (object words)", "caption");
+  std::snprintf(line, sizeof line, "  %-16s %-34s %8s", "concept", "best caption (object words)", "closest");
   out << line;
-  for (const std::string& mode : o.modes) std::snprintf(line, sizeof line, " %8s", mode.c_str()), out << line;
+  const int w = mode_width(o);
+  for (const std::string& mode : o.modes) std::snprintf(line, sizeof line, " %*s", w, mode.c_str()), out << line;
   out << "\n";
   for (const ClosestCaption& c : r.closest) {
     std::snprintf(line, sizeof line, "  %-16s %-34s %8.3f", c.concept.c_str(), c.words.c_str(), c.fidelity);
@@ -187,7 +188,7 @@ std::string closest_text(const StudyOptions& o, const StudyResult& r) {
       for (const StudyRecord& rec : r.records)
         if (rec.concept == c.concept && rec.mode == mode && rec.metric == "fidelity" && rec.step == o.steps)
           sum += rec.value, ++n;
-      std::snprintf(line, sizeof line, " %8s", n ? num(sum / n, "%.3f").c_str() : "-");
+      std::snprintf(line, sizeof line, " %*s", w, n ? num(sum / n, "%.3f").c_str() : "-");
       out << line;
     }
     out << "\n";
@@ -195,17 +196,18 @@ std::string closest_text(const StudyOptions& o, const StudyResult& r) {
   return out.str();
 }
 
-std::string fidelity_reach_text(const StudyResult& r) {
+std::string fidelity_reach_text(const StudyOptions& o, const StudyResult& r) {
   if (r.fidelity_reach.empty()) return "";
   std::ostringstream out;
   out << "checkpoint steps until the concept fidelity of re-contextualised images first reaches a threshold "
          "(mean over the runs that reach it):\n";
   char line[200];
-  std::snprintf(line, sizeof line, "  %-8s %9s %5s %8s %12s %10s\n", "mode", "threshold", "runs", "reached", "steps",
-                "best");
+  const int w = mode_width(o);
+  std::snprintf(line, sizeof line, "  %-*s %9s %5s %8s %12s %10s\n", w, "mode", "threshold", "runs", "reached",
+                "steps", "best");
   out << line;
   for (const FidelityReachRow& row : r.fidelity_reach) {
-    std::snprintf(line, sizeof line, "  %-8s %9.1f %5lld %8lld %12s %10.3f\n", row.mode.c_str(), row.threshold,
+    std::snprintf(line, sizeof line, "  %-*s %9.1f %5lld %8lld %12s %10.3f\n", w, row.mode.c_str(), row.threshold,
                   static_cast<long long>(row.runs), static_cast<long long>(row.reached),
                   row.reached ? num(row.mean_steps, "%.1f").c_str() : "not reached", row.best);
     out << line;
@@ -348,7 +350,7 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
     h.paragraph(f.caption);
     h.svg(f.svg);
     if (f.file == "loss_fixed_relative.png") h.code(reach_text(o, r) + stop_text(o, r));
-    if (f.file == "fidelity.png") h.code(fidelity_reach_text(r) + "\n" + closest_text(o, r));
+    if (f.file == "fidelity.png") h.code(fidelity_reach_text(o, r) + "\n" + closest_text(o, r));
   }
   h.code(quality_text(o, r));
 
@@ -379,7 +381,7 @@ std::string study_summary(const StudyOptions& o, const StudyResult& r) {
         << c.class_word << "\", template \"" << c.init.tmpl << "\"" << (c.init.fallback ? " (fallback)" : "") << "\n";
   out << "\n" << reach_text(o, r) << "\n";
   if (!r.stops.empty()) out << stop_text(o, r) << "\n";
-  if (!r.fidelity_reach.empty()) out << fidelity_reach_text(r) << "\n";
+  if (!r.fidelity_reach.empty()) out << fidelity_reach_text(o, r) << "\n";
   if (!r.closest.empty()) out << closest_text(o, r) << "\n";
   out << quality_text(o, r) << "\n";
   for (const auto& n : r.notes) out << "note: " << n << "\n";

@@ -171,7 +171,7 @@ struct BlockLayers {
   std::vector<std::shared_ptr<ResnetBlock2DImpl>>& resnets;
   std::vector<std::shared_ptr<Transformer2DModelImpl>>& attentions;
   bool with_attention;
-  torch::nn::ModuleList resnet_list, attention_list;
+  torch::nn::ModuleList resnet_list{}, attention_list{};
 
   void add(int64_t in, int64_t out, int64_t heads, int64_t transformer_layers, const BlockSettings& s) {
     resnets.push_back(std::make_shared<ResnetBlock2DImpl>(in, out, s));

@@ -292,20 +292,13 @@ TEST(StudyVariants, NamesAndTheirOptionSets) {
   EXPECT_EQ(v.method.t_min, 500);
 
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"caption+v4", "vN needs token mode"},
-      {"token+v0", "'0' is not a row count"},
-      {"token+v4x", "'4x' is not a row count"},
-      {"token+v2+v3", "'vN' given twice"},
-      {"token+v", "'' is not a row count"},
-      {"caption+foo", "--variants: 'caption+foo': unknown modifier 'foo'"},
-      {"photo+sphere", "unknown mode 'photo'"},
-      {"caption+sphere+sphere", "'sphere' given twice"},
-      {"caption+t500+t600", "'tN' given twice"},
-      {"caption+t800-200", "starts above its end"},
-      {"caption+t5x", "not a timestep"},
-      {"caption+", "--variants"},
-      {"caption,caption", "given twice"},
-      {"caption,", "--variants"},
+      {"caption+v4", "vN needs token mode"},     {"token+v0", "'0' is not a row count"},
+      {"token+v4x", "'4x' is not a row count"},  {"token+v2+v3", "'vN' given twice"},
+      {"token+v", "'' is not a row count"},      {"caption+foo", "--variants: 'caption+foo': unknown modifier 'foo'"},
+      {"photo+sphere", "unknown mode 'photo'"},  {"caption+sphere+sphere", "'sphere' given twice"},
+      {"caption+t500+t600", "'tN' given twice"}, {"caption+t800-200", "starts above its end"},
+      {"caption+t5x", "not a timestep"},         {"caption+", "--variants"},
+      {"caption,caption", "given twice"},        {"caption,", "--variants"},
   };
   for (const auto& [list, needle] : bad) {
     SCOPED_TRACE(list);

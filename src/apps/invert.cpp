@@ -505,7 +505,7 @@ struct TrainLoop {
   StepInputs fixed{};
   EarlyStop early{o.method.stop_delta, o.method.stop_patience};
   std::vector<int64_t> eval_steps{};  // the step of each evaluation fed to `early`
-  double pending = NAN;             // fixed-input loss of the current rows (NaN: not due)
+  double pending = NAN;               // fixed-input loss of the current rows (NaN: not due)
   bool stopped = false;
 
   bool eval_due(int64_t done) const { return o.eval_every > 0 && done % o.eval_every == 0; }

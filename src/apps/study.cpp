@@ -214,7 +214,8 @@ StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
   std::set<std::string> seen;
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& m = parts[i];
-    const bool numbered = m.size() > 1 && (m[0] == 't' || m[0] == 'v') && std::isdigit(static_cast<unsigned char>(m[1]));
+    const bool numbered =
+        m.size() > 1 && (m[0] == 't' || m[0] == 'v') && std::isdigit(static_cast<unsigned char>(m[1]));
     const std::string kind = numbered ? m.substr(0, 1) : m;
     TINV_CHECK(seen.insert(kind).second, "--variants", "'", name, "': modifier '", numbered ? kind + "N" : m,
                "' given twice");
@@ -235,8 +236,9 @@ StudyVariant study_variant(const std::string& name, const StudyOptions& o) {
       TINV_CHECK(v.init == InitMode::kToken, "--variants", "'", name, "': vN needs token mode (token+v", m.substr(1),
                  ")");
       const std::string n = m.substr(1);
-      TINV_CHECK(!n.empty() && n.size() <= 3 && n.find_first_not_of("0123456789") == std::string::npos && std::stoll(n) >= 1,
-                 "--variants", "'", name, "': '", n, "' is not a row count (v1 to v999)");
+      TINV_CHECK(
+          !n.empty() && n.size() <= 3 && n.find_first_not_of("0123456789") == std::string::npos && std::stoll(n) >= 1,
+          "--variants", "'", name, "': '", n, "' is not a row count (v1 to v999)");
       v.num_vectors = std::stoll(n);
     } else {
       throw Error("--variants", str_cat("'", name, "': unknown modifier '", m, "' (sphere, cross, tN, tA-B or vN)"));
@@ -641,8 +643,9 @@ std::vector<int64_t> init_ids(Study& s, size_t i, InitMode mode, int64_t num_vec
                " tokens; it must be exactly one vocabulary token");
     ids.assign(static_cast<size_t>(num_vectors), ids[0]);
   }
-  const std::string text =
-      mode == InitMode::kToken ? str_cat(num_vectors, " x ", s.o.init_token) : mode == InitMode::kClass ? c.class_word : c.init.init_text;
+  const std::string text = mode == InitMode::kToken   ? str_cat(num_vectors, " x ", s.o.init_token)
+                           : mode == InitMode::kClass ? c.class_word
+                                                      : c.init.init_text;
   if (mode != InitMode::kToken) ids = tok.tokenize(text);
   TINV_CHECK(!ids.empty(), mode == InitMode::kClass ? "--class" : c.name, "'", text, "' has no tokens");
   int64_t longest = 0;

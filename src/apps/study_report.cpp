@@ -203,8 +203,8 @@ std::string fidelity_reach_text(const StudyOptions& o, const StudyResult& r) {
          "(mean over the runs that reach it):\n";
   char line[200];
   const int w = mode_width(o);
-  std::snprintf(line, sizeof line, "  %-*s %9s %5s %8s %12s %10s\n", w, "mode", "threshold", "runs", "reached",
-                "steps", "best");
+  std::snprintf(line, sizeof line, "  %-*s %9s %5s %8s %12s %10s\n", w, "mode", "threshold", "runs", "reached", "steps",
+                "best");
   out << line;
   for (const FidelityReachRow& row : r.fidelity_reach) {
     std::snprintf(line, sizeof line, "  %-*s %9.1f %5lld %8lld %12s %10.3f\n", w, row.mode.c_str(), row.threshold,

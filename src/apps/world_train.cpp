@@ -882,7 +882,8 @@ double latent_scaling_factor(const std::string& work) {
       throw Error(info, str_cat("not a latent cache description (", e.what(), ")"));
     }
   } else {
-    TINV_CHECK(file_exists(cache), info, "missing (and no latents.safetensors): run `tinv world train diffusion` first");
+    TINV_CHECK(file_exists(cache), info,
+               "missing (and no latents.safetensors): run `tinv world train diffusion` first");
     auto md = SafeTensors::open(cache).metadata();
     TINV_CHECK(md.count("scaling_factor"), cache, "no scaling_factor in its metadata");
     text = md.at("scaling_factor");

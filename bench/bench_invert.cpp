@@ -14,7 +14,8 @@
 // a clean peak (e.g. --res 512 --batch 1 --modes step). Without naive mode the VAE is released
 // after loading, as `tinv invert` does once the latents are cached (no previews). On a GPU (--device cuda) each timed
 // iteration ends with a device synchronisation, and the RSS figures are the host's.
-// --attention-backward recompute|autograd (libtorch 1.13; 2.x always runs the fused kernel):
+// --attention-backward recompute|autograd (libtorch 1.13, and 2.x in bf16/fp16 on the CPU; 2.x
+// runs the fused kernel otherwise):
 // recompute_attention's chunked backward (default) or autograd's stored probabilities.
 // --dtype fp32|bf16 (fp16 on CUDA): the weights' and activations' dtype; in step mode the rows,
 // AdamW state and loss stay float32 as in `tinv invert --dtype`.
@@ -178,7 +179,8 @@ int main(int argc, char** argv) {
         "attention backward: %s\n",
         (long long)c.res, (long long)c.res, (long long)c.batch, b.dev.str().c_str(), tinv::dtype_name(b.dtype).c_str(),
         torch::get_num_threads(), (long long)c.iters, TORCH_VERSION,
-        TORCH_VERSION_MAJOR >= 2 ? "fused (SDPA)" : c.backward.c_str());
+        TORCH_VERSION_MAJOR >= 2 && (b.dtype == torch::kFloat32 || !b.dev.is_cpu()) ? "fused (SDPA)"
+                                                                                    : c.backward.c_str());
     load(b, c);
     if (std::find(modes.begin(), modes.end(), "naive") == modes.end()) {
       // Only naive mode encodes images; `tinv invert` releases the VAE after caching the

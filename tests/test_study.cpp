@@ -635,6 +635,25 @@ TEST(StudyRun, VariantsSideBySideWithTheEarlyStopRule) {
   EXPECT_TINV_ERROR(run_study(o), "--variants: 'caption+t5000': --t-min");
 }
 
+TEST(StudyRun, SeveralRowsFromTheInitToken) {
+  torch::set_num_threads(1);
+  test::TempDir dir;
+  StudyOptions o = tiny_options(dir);
+  o.modes = {"token", "token+v2", "token+v3"};
+  o.steps = 1;
+  o.checkpoints = {1};
+  o.edits = 0;
+  StudyResult r = run_study(o);
+  std::map<std::string, double> start;  // mode -> fixed_loss at step 0
+  for (const auto& rec : r.records)
+    if (rec.metric == "fixed_loss" && rec.step == 0) start[rec.mode] = rec.value;
+  ASSERT_EQ(start.size(), 3u);
+  // One, two and three copies of `*` in the prompt: three different starts.
+  EXPECT_NE(start["token"], start["token+v2"]);
+  EXPECT_NE(start["token+v2"], start["token+v3"]);
+  EXPECT_NE(r.summary.find("token+v2: num_vectors=2"), std::string::npos) << r.summary;
+}
+
 // ---- CLI ----
 using test::quote;
 

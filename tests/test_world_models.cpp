@@ -123,7 +123,7 @@ TEST(WorldModels, DemoRunsEndToEnd) {
   EXPECT_EQ(r.init_from, DemoInit::kObject);
   EXPECT_GE(r.placeholders.size(), 2u);  // colour shape [with a colour mark]
   const std::string cmds = read_text_file(dir.file("demo/commands.sh"));
-  EXPECT_NE(cmds.find(" --cfg 3 "), std::string::npos) << cmds;  // kWorldDemoCfg with the bundled model
+  EXPECT_NE(cmds.find(" --cfg 3 "), std::string::npos) << cmds;  // world::kModelCfg with the bundled model
 }
 
 // The method, visible: 100 steps of caption-initialised inversion on one bundled concept image,

@@ -51,10 +51,6 @@ std::string to_string(DemoInit init);
 // The inverse of to_string; throws tinv::Error("--init-from", "unknown value ...") for other text.
 DemoInit parse_demo_init(const std::string& name);
 
-// The demo's guidance with the bundled world model: measured on the 7 concepts (docs/WORLD.md),
-// mean fidelity after 100 steps 0.66 at 7.5, 0.69 at 5, 0.72 at 3.
-constexpr double kWorldDemoCfg = 3.0;
-
 struct DemoOptions {
   std::string concept_name;         // bundled concept (<concepts dir>/<name>.png); empty: the first one
   std::filesystem::path image;      // an image file instead of a bundled concept
@@ -69,7 +65,7 @@ struct DemoOptions {
   int64_t samples = 2;  // images per prompt and variant (before / after)
   int64_t sample_steps = 25;
   std::string sampler = "default";  // a sampler name (make_sampler's registry key)
-  // Classifier-free guidance; 0: kWorldDemoCfg with the bundled world model, 7.5 (the Stable
+  // Classifier-free guidance; 0: world::kModelCfg with the bundled world model, 7.5 (the Stable
   // Diffusion default) with --model.
   double cfg = 0;
   int beams = 1;  // captioning: 1 = greedy

@@ -82,7 +82,7 @@ struct StudyOptions {
   int64_t edits = 4;             // re-contextualised prompts per checkpoint (world only)
   std::string sampler = "ddim";  // a sampler name (make_sampler's registry key)
   int64_t sample_steps = 20;     // sampler steps of the quality images
-  double cfg = 5.0;              // as `tinv world eval`
+  double cfg = 5.0;              // docs/convergence.md was measured at 5; world::kModelCfg is 3
   uint64_t world_seed = 0;       // concept_at(world_seed, concept, concept_index)
   uint64_t concept_index = 0;
   std::filesystem::path out = "study";  // output folder

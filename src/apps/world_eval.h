@@ -122,11 +122,8 @@ struct EvalOptions {
   int64_t judge_renders = 20;          // renderings per concept for the concept judge's validation
   std::string sampler = "ddim";        // a sampler name (make_sampler's registry key)
   int64_t steps = 25;
-  // 5: the world's prompts are short and closed-vocabulary, and a small model trained with
-  // caption dropout follows them best with moderate guidance (7.5, the SD default, tends to
-  // saturate flat colours); 1 disables guidance.
-  double cfg = 5.0;
-  int64_t batch = 16;  // images per VAE / UNet batch (1..64)
+  double cfg = kModelCfg;  // the world models' guidance (world.h); 1 disables guidance
+  int64_t batch = 16;      // images per VAE / UNet batch (1..64)
   EvalParts parts;
   bool progress = true;  // progress bars on stderr
   // Throws tinv::Error naming the option (--vae-scenes, --steps, --cfg, --batch, ...).

@@ -55,8 +55,8 @@ const Concept& find_concept(const std::string& name) {
 }
 
 std::vector<ObjectSpec> Concept::nearest_objects() const {
-  ObjectSpec with_ring{shape, body, Size::kLarge, Position::kCenter, Mark::kRing, ring};
-  ObjectSpec with_dot{shape, body, Size::kLarge, Position::kCenter, Mark::kDot, dot};
+  ObjectSpec with_ring{shape, body, Size::kLarge, Position::kCenter, Mark::kRing, ring, std::nullopt};
+  ObjectSpec with_dot{shape, body, Size::kLarge, Position::kCenter, Mark::kDot, dot, std::nullopt};
   return {with_ring, with_dot};
 }
 

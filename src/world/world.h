@@ -94,6 +94,13 @@ double size_radius(Size s);
 // a ring is the band between the shape scaled by kRingInner and by kRingOuter.
 constexpr double kDotRadius = 0.3, kRingInner = 0.55, kRingOuter = 0.8;
 
+// The classifier-free guidance the world models are sampled with (tinv world eval, tinv demo).
+// Measured on the v2.1 models (docs/WORLD.md): held-out prompt fidelity 8/8 attributes >= 90% at
+// 3, 6/8 at 5, 5/8 at 7.5; the demo's fidelity after 100 steps 0.72 at 3, 0.69 at 5, 0.66 at 7.5.
+// The world's prompts are short and closed-vocabulary, and this small model, trained with
+// caption dropout, follows them best with mild guidance.
+constexpr double kModelCfg = 3.0;
+
 // The (object colour, background colour) pairs the train split never contains.
 extern const std::array<std::pair<Colour, Colour>, kNumColours> kHeldOutPairs;
 bool is_held_out(Colour object, Colour background);

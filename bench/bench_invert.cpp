@@ -179,8 +179,7 @@ int main(int argc, char** argv) {
         "attention backward: %s\n",
         (long long)c.res, (long long)c.res, (long long)c.batch, b.dev.str().c_str(), tinv::dtype_name(b.dtype).c_str(),
         torch::get_num_threads(), (long long)c.iters, TORCH_VERSION,
-        TORCH_VERSION_MAJOR >= 2 && (b.dtype == torch::kFloat32 || !b.dev.is_cpu()) ? "fused (SDPA)"
-                                                                                    : c.backward.c_str());
+        tinv::fused_attention(b.dtype, b.dev) ? "fused (SDPA)" : c.backward.c_str());
     load(b, c);
     if (std::find(modes.begin(), modes.end(), "naive") == modes.end()) {
       // Only naive mode encodes images; `tinv invert` releases the VAE after caching the

@@ -636,17 +636,15 @@ void setup_user_concepts(Study& s) {
 std::vector<int64_t> init_ids(Study& s, size_t i, InitMode mode, int64_t num_vectors) {
   const ClipTokenizer& tok = *s.sd.tokenizer;
   const StudyConcept& c = s.result.concepts[i];
-  std::vector<int64_t> ids;
+  const std::string& text = mode == InitMode::kToken   ? s.o.init_token
+                            : mode == InitMode::kClass ? c.class_word
+                                                       : c.init.init_text;
+  std::vector<int64_t> ids = tok.tokenize(text);
   if (mode == InitMode::kToken) {
-    ids = tok.tokenize(s.o.init_token);
-    TINV_CHECK(ids.size() == 1, "--init-token", "'", s.o.init_token, "' is ", ids.size(),
+    TINV_CHECK(ids.size() == 1, "--init-token", "'", text, "' is ", ids.size(),
                " tokens; it must be exactly one vocabulary token");
-    ids.assign(static_cast<size_t>(num_vectors), ids[0]);
+    ids.assign(static_cast<size_t>(num_vectors), ids[0]);  // token+vN: N rows from the same token
   }
-  const std::string text = mode == InitMode::kToken   ? str_cat(num_vectors, " x ", s.o.init_token)
-                           : mode == InitMode::kClass ? c.class_word
-                                                      : c.init.init_text;
-  if (mode != InitMode::kToken) ids = tok.tokenize(text);
   TINV_CHECK(!ids.empty(), mode == InitMode::kClass ? "--class" : c.name, "'", text, "' has no tokens");
   int64_t longest = 0;
   std::vector<std::string> prompts = s.templates[i];

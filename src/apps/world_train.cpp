@@ -500,11 +500,8 @@ std::pair<torch::Tensor, double> latent_dataset(const TrainOptions& o, const Vae
     auto md = f.metadata();
     const double dots = md.count("unnamed_dot") ? std::stod(md.at("unnamed_dot")) : 0.0;
     if (md.count("count") && std::stoll(md.at("count")) == o.dataset && md.at("vae_step") == vae_step &&
-        std::stoull(md.at("seed")) == o.seed && dots == o.rules.unnamed_dot) {
-      const std::string info = join_path(o.work.string(), kLatentsInfo);
-      if (!file_exists(info)) write_json(info, std::map<std::string, std::string>(md.begin(), md.end()));
+        std::stoull(md.at("seed")) == o.seed && dots == o.rules.unnamed_dot)
       return {f.get("latents"), std::stod(md.at("scaling_factor"))};
-    }
   }
   AutoencoderKL vae = trained_vae(o.work.string(), cfg);
   vae->to(dev);

@@ -144,6 +144,13 @@ torch::Tensor recompute_attention(const torch::Tensor& q, const torch::Tensor& k
   return RecomputeAttention::apply(q, k, v, mask_arg(opts.mask, q), scale, opts.causal, opts.upcast);
 }
 
+bool fused_attention(torch::ScalarType dtype, const torch::Device& device) {
+  // Not bf16/fp16 on the CPU: there the fused kernel is 2.7x slower than the explicit path on
+  // libtorch 2.6 (a 256 px TI step in bf16: 5.3-5.9 s against 2.0-2.2 s, bench_invert), while
+  // in fp32 it is the faster one (3.6-4.3 s against 4.8-5.5 s).
+  return TORCH_VERSION_MAJOR >= 2 && (dtype == torch::kFloat32 || !device.is_cpu());
+}
+
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const AttentionOptions& opts) {
   double scale = opts.scale > 0 ? opts.scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
@@ -151,11 +158,7 @@ torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor&
   // libtorch 2.x: the fused kernel (flash / memory-efficient / math fallback). Its is_causal
   // aligns the mask top-left, so causal attention over a key/value cache (Nq < Nk) and causal
   // plus additive masks get an explicit bottom-right aligned mask instead.
-  // Not for bf16/fp16 on the CPU: there the fused kernel is 2.7x slower than the explicit path
-  // below on libtorch 2.6 (a 256 px TI step in bf16: 5.3-5.9 s against 2.0-2.2 s, bench_invert),
-  // while in fp32 it is the faster one (3.6-4.3 s against 4.8-5.5 s).
-  const bool fused = q.scalar_type() == torch::kFloat32 || !q.device().is_cpu();
-  if (fused && (!opts.upcast || q.scalar_type() == torch::kFloat32)) {
+  if (fused_attention(q.scalar_type(), q.device()) && (!opts.upcast || q.scalar_type() == torch::kFloat32)) {
     int64_t nq = q.size(-2), nk = k.size(-2);
     c10::optional<at::Tensor> mask;
     if (opts.mask.defined()) mask = opts.mask.to(q.scalar_type());

@@ -31,6 +31,10 @@ torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor&
 torch::Tensor recompute_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                   const AttentionOptions& opts = {});
 
+// Whether dot_product_attention runs libtorch's fused kernel for tensors of this dtype and
+// device: on libtorch 2.x, except bf16/fp16 on the CPU (docs/PERFORMANCE.md); never on 1.13.
+bool fused_attention(torch::ScalarType dtype, const torch::Device& device);
+
 // Whether dot_product_attention takes recompute_attention for gradients on libtorch 1.13
 // (default on). Process-wide; bench_invert --attention-backward autograd turns it off to measure
 // what autograd's stored probabilities cost.

@@ -456,9 +456,14 @@ TEST(StudyRun, TinyEndToEnd) {
   EXPECT_EQ(c.name, "bullseye_circle");
   EXPECT_EQ(c.class_word, "circle");
   EXPECT_TRUE(c.init.fallback);
-  const auto sample = world::concept_at(0, world::find_concept("bullseye_circle"), 0, 32);
+  // Without --concept-index the study trains on the concept's portrait (the bundled image).
+  const world::Concept& wc = world::find_concept("bullseye_circle");
+  const uint64_t portrait = world::portrait_index(0, wc);
+  const auto sample = world::concept_at(0, wc, portrait, 32);
   EXPECT_EQ(c.init.tmpl, sample.caption("{}"));
+  EXPECT_EQ(c.source, str_cat("rendering ", portrait, " (portrait) of world seed 0"));
   EXPECT_EQ(c.target.sizes(), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_TRUE(torch::equal(c.target, image_to_unit_tensor(sample.image)));
   ASSERT_EQ(c.edits.size(), 1u);
   EXPECT_FALSE(r.notes.empty());
 
@@ -525,6 +530,9 @@ TEST(StudyRun, TinyEndToEnd) {
   EXPECT_NE(html.find("bullseye_circle"), std::string::npos);
   const std::string summary = read_text_file(o.out.string() + "/summary.txt");
   EXPECT_NE(summary.find("best caption the grammar"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("bullseye_circle (rendering "), std::string::npos) << summary;
+  // cfg 0 (the default) resolves to 7.5 for a model other than the bundled world model.
+  EXPECT_NE(html.find("steps, cfg 7.5,"), std::string::npos);
   EXPECT_NE(summary.find("first reaches a threshold"), std::string::npos) << summary;
   EXPECT_EQ(summary, r.summary);
   for (const char* needle : {"steps to reach", "recon_psnr", "edit_mean", "ms/step", "caption", "token"})
@@ -713,6 +721,8 @@ TEST(StudyCli, BadInputIsOneLine) {
       {models + " --variants caption+sphere --modes caption", "--variants: replaces --modes"},
       {models + " --variants caption+sphere --vmf-kappa -1", "--vmf-kappa"},
       {models + " --stop-patience -2", "--stop-patience"},
+      {models + " --concept-index first", "--concept-index: expected a rendering number or 'portrait', got 'first'"},
+      {models + " --concept-index -1", "--concept-index"},
   };
   for (const auto& [args, needle] : cases) {
     SCOPED_TRACE(args);

@@ -76,17 +76,21 @@ TEST(World, SameSeedSamePixelsDifferentSeedsDiffer) {
 
 constexpr const char* kGoldenCaption0 = "a large blue heart in the center, on a plain black background";
 constexpr const char* kGoldenCaptionHeldOut0 = "a small red heart at the bottom, on a plain blue background";
-constexpr uint64_t kGoldenPixelHash = 2552651752716256854ULL;  // FNV-1a
+constexpr uint64_t kGoldenPixelHash = 4910453617582377509ULL;     // FNV-1a of 8 training scenes
+constexpr uint64_t kGoldenConceptHash = 10834298593169686619ULL;  // FNV-1a of rendering 0 of every concept
 
-// Pins the exact pixels and captions: a change here means every machine-independent guarantee
-// (and every dataset made so far) changes. Update only on purpose.
+// Pins the exact pixels and captions: a change of the scenes means every machine-independent
+// guarantee (and every dataset made so far) changes; a change of the concepts changes the
+// bundled concept images and every study. Update only on purpose.
 TEST(World, GoldenScenes) {
   EXPECT_EQ(sample_at(0, Split::kTrain, 0).caption, kGoldenCaption0);
   EXPECT_EQ(sample_at(0, Split::kHeldOut, 0).caption, kGoldenCaptionHeldOut0);
   uint64_t h = 0xCBF29CE484222325ULL;
   for (int i = 0; i < 8; ++i) h = fnv1a(sample_at(0, Split::kTrain, i).image.pixels, h);
-  for (const Concept& c : concepts()) h = fnv1a(concept_at(0, c, 0).image.pixels, h);
   EXPECT_EQ(h, kGoldenPixelHash);
+  uint64_t hc = 0xCBF29CE484222325ULL;
+  for (const Concept& c : concepts()) hc = fnv1a(concept_at(0, c, 0).image.pixels, hc);
+  EXPECT_EQ(hc, kGoldenConceptHash);
 }
 
 TEST(WorldCaption, Examples) {
@@ -308,6 +312,23 @@ TEST(World, UnnamedDotsOnlyInsideRingsAndNeverInCaptions) {
   EXPECT_NE(validate(s), "");  // the background's colour
   s.object.unnamed_dot = Colour::kWhite;
   EXPECT_EQ(validate(s), "");  // the ring's colour is allowed (a bullseye)
+}
+
+TEST(WorldConcepts, PortraitIsTheFirstLargeRenderingOnAPlainBackground) {
+  for (uint64_t seed : {0u, 7u}) {
+    for (const Concept& c : concepts()) {
+      SCOPED_TRACE(c.name + " seed " + std::to_string(seed));
+      const uint64_t k = portrait_index(seed, c);
+      EXPECT_LT(k, 100u);  // 30% of the renderings qualify
+      const ConceptSample p = concept_at(seed, c, k);
+      EXPECT_EQ(p.size, Size::kLarge);
+      EXPECT_EQ(p.background_pattern, Pattern::kPlain);
+      for (uint64_t i = 0; i < k; ++i) {
+        const ConceptSample s = concept_at(seed, c, i);
+        EXPECT_FALSE(s.size == Size::kLarge && s.background_pattern == Pattern::kPlain) << i;
+      }
+    }
+  }
 }
 
 TEST(WorldConcepts, NamedByNoCaptionAndRenderedInVaryingPlaces) {

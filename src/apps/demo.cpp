@@ -307,14 +307,9 @@ std::vector<std::string> demo_prompts(const std::vector<world::Colour>& avoid) {
 }
 
 world::ConceptSample bundled_concept_sample(const world::Concept& c, uint64_t* index) {
-  for (uint64_t k = 0; k < 10000; ++k) {
-    world::ConceptSample s = world::concept_at(0, c, k);
-    if (s.size == world::Size::kLarge && s.background_pattern == world::Pattern::kPlain) {
-      if (index) *index = k;
-      return s;
-    }
-  }
-  throw Error(c.name, "no large rendering on a plain background in 10000 draws");
+  const uint64_t k = world::portrait_index(0, c);
+  if (index) *index = k;
+  return world::concept_at(0, c, k);
 }
 
 std::vector<std::string> write_bundled_concepts(const std::string& dir) {

@@ -115,8 +115,8 @@ std::optional<std::pair<std::string, std::string>> split_world_caption(const std
 // background", ...): sizes, places and backgrounds varied, no background in a colour of `avoid`.
 std::vector<std::string> demo_prompts(const std::vector<world::Colour>& avoid = {});
 
-// The rendering of a world concept bundled as <concepts dir>/<name>.png: concept_at(0, c, k) for
-// the first k whose rendering is large on a plain background (*index = k when given).
+// The rendering of a world concept bundled as <concepts dir>/<name>.png: its portrait,
+// concept_at(0, c, k) with k = world::portrait_index(0, c) (*index = k when given).
 world::ConceptSample bundled_concept_sample(const world::Concept& c, uint64_t* index = nullptr);
 // Writes <dir>/<name>.png for every world concept (the bundled images; `tinv demo
 // --write-concepts DIR`). Returns the files written.

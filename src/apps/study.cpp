@@ -578,10 +578,11 @@ void setup_world_concepts(Study& s) {
     for (const auto& n : s.o.concepts) list.push_back(&world::find_concept(n));
   for (size_t i = 0; i < list.size(); ++i) {
     const world::Concept& c = *list[i];
-    const world::ConceptSample sample =
-        world::concept_at(s.o.world_seed, c, s.o.concept_index, static_cast<int>(s.res));
+    const uint64_t index = s.o.concept_index ? *s.o.concept_index : world::portrait_index(s.o.world_seed, c);
+    const world::ConceptSample sample = world::concept_at(s.o.world_seed, c, index, static_cast<int>(s.res));
     StudyConcept sc;
     sc.name = c.name;
+    sc.source = str_cat("rendering ", index, s.o.concept_index ? "" : " (portrait)", " of world seed ", s.o.world_seed);
     sc.world_concept = &c;
     sc.train_context = world::context_of(sample);
     sc.class_word = c.class_word;
@@ -590,7 +591,7 @@ void setup_world_concepts(Study& s) {
       sc.caption = s.o.captions[i];
     } else {  // run_study loaded the captioner: the template comes from the caption
       // The captioner reads 64-pixel world images, as it was trained.
-      const world::ConceptSample at64 = world::concept_at(s.o.world_seed, c, s.o.concept_index, 64);
+      const world::ConceptSample at64 = world::concept_at(s.o.world_seed, c, index, 64);
       sc.caption = caption_image(*s.cap, at64.image, true);
     }
     sc.init = world_init(sc.caption, sample);
@@ -615,6 +616,7 @@ void setup_user_concepts(Study& s) {
     if (!msg.empty()) note(s.result, files[i] + ": " + msg);
     StudyConcept sc;
     sc.name = file_stem(files[i]);
+    sc.source = files[i];
     sc.class_word = s.o.class_name;
     sc.target = ((x + 1) / 2).clamp(0, 1);
     if (!s.o.captions.empty())
@@ -868,6 +870,7 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
 // says whether the captioner is used.
 StudyOptions resolve_study_options(const StudyOptions& options, bool& need_captioner) {
   StudyOptions o = options;
+  if (o.cfg == 0) o.cfg = o.model.empty() ? world::kModelCfg : 7.5;
   if (o.model.empty()) o.model = default_model_dir("world-sd");
   TINV_CHECK(dir_exists(o.model.string()) || file_exists(o.model.string()), "--model", "no such model: '",
              o.model.string(), "'");

@@ -31,8 +31,10 @@
 // (without stopping): the step it would stop at, and the quality measured there, are recorded.
 //
 // World concepts (the default): concept_at(world_seed, concept, concept_index) is the single
-// training image. The captioner describes it; world_init() turns the caption into the init text
-// (the object words, "red striped star") and the template (the caption with them replaced by
+// training image; without concept_index, the concept's portrait (world::portrait_index: large, on
+// a plain background; the bundled models/concepts image and the demo's for world seed 0). The captioner describes it;
+// world_init() turns the caption into the init text (the object words, "red striped star") and the template (the
+// caption with them replaced by
 // "{}": "a large {} in the center, on a plain white background").
 // User images (--images, e.g. with a real SD and BLIP): one concept per image, the caption is the
 // init text, the templates are diffusers' object templates (as `tinv invert`); no editability.
@@ -43,6 +45,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,15 +82,15 @@ struct StudyOptions {
   // Early-stopping rule recorded per run (0: off): see method.h EarlyStop.
   double stop_delta = 0.01;
   int64_t stop_patience = 0;
-  int64_t edits = 4;             // re-contextualised prompts per checkpoint (world only)
-  std::string sampler = "ddim";  // a sampler name (make_sampler's registry key)
-  int64_t sample_steps = 20;     // sampler steps of the quality images
-  double cfg = 5.0;              // docs/convergence.md was measured at 5; world::kModelCfg is 3
-  uint64_t world_seed = 0;       // concept_at(world_seed, concept, concept_index)
-  uint64_t concept_index = 0;
-  std::filesystem::path out = "study";  // output folder
-  DeviceChoice device;                  // std::nullopt: auto (CUDA when available)
-  bool progress = true;                 // progress bar on stderr
+  int64_t edits = 4;                      // re-contextualised prompts per checkpoint (world only)
+  std::string sampler = "ddim";           // a sampler name (make_sampler's registry key)
+  int64_t sample_steps = 20;              // sampler steps of the quality images
+  double cfg = 0;                         // 0: world::kModelCfg with the bundled world model, 7.5 with --model
+  uint64_t world_seed = 0;                // concept_at(world_seed, concept, concept_index)
+  std::optional<uint64_t> concept_index;  // std::nullopt: the portrait (world::portrait_index)
+  std::filesystem::path out = "study";    // output folder
+  DeviceChoice device;                    // std::nullopt: auto (CUDA when available)
+  bool progress = true;                   // progress bar on stderr
 
   // Option checks that need no model. Throws tinv::Error("--steps", ...) etc.
   void validate() const;
@@ -237,6 +240,7 @@ struct StudyConcept {
   world::JudgeContext train_context;              // world concepts: the training image's context
   std::string class_word;
   std::string caption;  // the captioner's text (or the given caption)
+  std::string source;   // where the training image comes from: the file, or the world rendering
   StudyInit init;
   std::vector<EditPrompt> edits;
   torch::Tensor target;  // [3, H, W] in [0, 1], CPU: the training image

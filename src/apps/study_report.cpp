@@ -338,8 +338,9 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
   h.heading("Concepts");
   std::vector<std::vector<std::string>> rows;
   for (const StudyConcept& c : r.concepts)
-    rows.push_back({HtmlReport::text(c.name), HtmlReport::images({encode_png(c.target)}, c.name, 96),
-                    HtmlReport::text(c.caption), HtmlReport::text(c.init.init_text), HtmlReport::text(c.class_word),
+    rows.push_back({HtmlReport::text(c.name + " (" + c.source + ")"),
+                    HtmlReport::images({encode_png(c.target)}, c.name, 96), HtmlReport::text(c.caption),
+                    HtmlReport::text(c.init.init_text), HtmlReport::text(c.class_word),
                     HtmlReport::text(c.init.tmpl + (c.init.fallback ? " (fallback: " + c.init.note + ")" : ""))});
   h.table({"concept", "image", "caption", "caption init", "class", "template"}, rows);
 
@@ -377,8 +378,9 @@ std::string study_summary(const StudyOptions& o, const StudyResult& r) {
       << (o.captioner.empty() ? "(not used)" : o.captioner.string()) << "\n";
   if (!variants_text(o).empty()) out << "  variants " << variants_text(o) << "\n";
   for (const StudyConcept& c : r.concepts)
-    out << "  " << c.name << ": caption \"" << c.caption << "\" -> init \"" << c.init.init_text << "\", class \""
-        << c.class_word << "\", template \"" << c.init.tmpl << "\"" << (c.init.fallback ? " (fallback)" : "") << "\n";
+    out << "  " << c.name << " (" << c.source << "): caption \"" << c.caption << "\" -> init \"" << c.init.init_text
+        << "\", class \"" << c.class_word << "\", template \"" << c.init.tmpl << "\""
+        << (c.init.fallback ? " (fallback)" : "") << "\n";
   out << "\n" << reach_text(o, r) << "\n";
   if (!r.stops.empty()) out << stop_text(o, r) << "\n";
   if (!r.fidelity_reach.empty()) out << fidelity_reach_text(o, r) << "\n";

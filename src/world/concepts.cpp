@@ -30,7 +30,7 @@ Concept make_concept(const char* name, Shape shape, Colour body, Colour ring, Co
 // and the grammar cannot say it.
 std::vector<Concept> make_concepts() {
   return {make_concept("bullseye_circle", Shape::kCircle, Colour::kRed, Colour::kWhite, Colour::kWhite),
-          make_concept("eye_square", Shape::kSquare, Colour::kBlue, Colour::kYellow, Colour::kBlack),
+          make_concept("eye_square", Shape::kSquare, Colour::kRed, Colour::kYellow, Colour::kWhite),
           make_concept("badge_star", Shape::kStar, Colour::kYellow, Colour::kRed, Colour::kRed),
           make_concept("jewel_heart", Shape::kHeart, Colour::kPurple, Colour::kWhite, Colour::kYellow),
           make_concept("shield_triangle", Shape::kTriangle, Colour::kGreen, Colour::kBlack, Colour::kWhite),
@@ -86,6 +86,15 @@ ConceptSample render_concept(const Concept& c, Rng& rng, int size) {
 ConceptSample concept_at(uint64_t seed, const Concept& c, uint64_t index, int size) {
   Rng rng = Rng::derive(seed, fnv1a("concept:" + c.name), index);
   return render_concept(c, rng, size);
+}
+
+uint64_t portrait_index(uint64_t seed, const Concept& c) {
+  constexpr uint64_t kDraws = 10000;
+  for (uint64_t k = 0; k < kDraws; ++k) {
+    const ConceptSample s = concept_at(seed, c, k);
+    if (s.size == Size::kLarge && s.background_pattern == Pattern::kPlain) return k;
+  }
+  throw Error(c.name, str_cat("no large rendering on a plain background in ", kDraws, " draws"));
 }
 
 }  // namespace tinv::world

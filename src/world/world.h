@@ -213,6 +213,10 @@ struct ConceptSample {
 ConceptSample render_concept(const Concept& c, Rng& rng, int size = 64);
 // Rendering `index` of concept `c` under `seed` (independent of the scene streams).
 ConceptSample concept_at(uint64_t seed, const Concept& c, uint64_t index, int size = 64);
+// The index of `c`'s portrait under `seed`: the first rendering that is large on a plain
+// background, where every part (body, ring, dot) spans several latent pixels. It is the image
+// bundled as models/concepts/<name>.png (seed 0) and the one `tinv demo` and `tinv study` train on.
+uint64_t portrait_index(uint64_t seed, const Concept& c);
 // The background phrase of a caption: "a plain green background", "a red striped background".
 std::string background_phrase(Colour c, Pattern p);
 

@@ -295,7 +295,10 @@ std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::Conce
       return v >= avoid ? v + 1 : v;
     };
     ConceptSample ctx;
-    ctx.size = static_cast<Size>(other(kNumSizes, static_cast<int>(trained.size)));
+    // The grammar has two sizes: changing it in every prompt would ask for the one size the
+    // training image does not show, every time. Even prompts change it, odd ones keep it.
+    const auto other_size = static_cast<Size>(other(kNumSizes, static_cast<int>(trained.size)));
+    ctx.size = i % 2 == 0 ? other_size : trained.size;
     ctx.position = static_cast<Position>(other(kNumPositions, static_cast<int>(trained.position)));
     ctx.background_pattern = static_cast<Pattern>(other(kNumPatterns, static_cast<int>(trained.background_pattern)));
     std::vector<Colour> backgrounds;

@@ -149,8 +149,9 @@ struct EditPrompt {
   std::string tmpl;        // "a small {} on the left, on a yellow striped background"
   world::SceneSpec truth;  // one object: class shape, size, position; background, pattern
 };
-// `n` prompts for a concept trained in the context of `trained`: each differs from it in size,
-// position, background colour (never one the concept shows) and pattern; deterministic in
+// `n` prompts for a concept trained in the context of `trained`: each differs from it in
+// position, background colour (never one the concept shows) and pattern; prompt i changes the
+// size when i is even and keeps it when i is odd (the grammar has two sizes); deterministic in
 // (seed, concept name, i).
 std::vector<EditPrompt> edit_prompts(const world::Concept& c, const world::ConceptSample& trained, int64_t n,
                                      uint64_t seed);

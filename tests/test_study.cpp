@@ -465,7 +465,7 @@ TEST(StudyRun, TinyEndToEnd) {
   const uint64_t portrait = world::portrait_index(0, wc);
   const auto sample = world::concept_at(0, wc, portrait, 32);
   EXPECT_EQ(c.init.tmpl, sample.caption("{}"));
-  EXPECT_EQ(c.source, str_cat("rendering ", portrait, " (portrait) of world seed 0"));
+  EXPECT_EQ(c.source, str_cat("rendering ", portrait, " of world seed 0, its portrait"));
   EXPECT_EQ(c.target.sizes(), (std::vector<int64_t>{3, 32, 32}));
   EXPECT_TRUE(torch::equal(c.target, image_to_unit_tensor(sample.image)));
   ASSERT_EQ(c.edits.size(), 1u);
@@ -511,11 +511,11 @@ TEST(StudyRun, TinyEndToEnd) {
   const std::string csv = read_text_file(o.out.string() + "/records.csv");
   EXPECT_EQ(csv, records_csv(r.records));
   EXPECT_EQ(lines(csv).size(), r.records.size() + 1);
-  for (const char* f :
-       {"records.csv", "loss_raw.png", "loss_fixed.png", "loss_fixed_relative.png", "recon_psnr.png",
-        "recon_latent_mse.png", "edit_accuracy.png", "fidelity.png", "context.png", "summary.txt", "report.html"})
+  for (const char* f : {"records.csv", "loss_raw.png", "loss_fixed.png", "loss_fixed_relative.png", "recon_psnr.png",
+                        "recon_latent_mse.png", "edit_accuracy.png", "fidelity.png", "fidelity_train.png",
+                        "context.png", "summary.txt", "report.html"})
     EXPECT_TRUE(file_exists(o.out.string() + "/" + f)) << f;
-  EXPECT_EQ(r.files.size(), 11u);
+  EXPECT_EQ(r.files.size(), 12u);
   // The grammar's best caption for the concept, and the fidelity tables.
   ASSERT_EQ(r.closest.size(), 1u);
   EXPECT_EQ(r.closest[0].concept, "bullseye_circle");
@@ -526,15 +526,25 @@ TEST(StudyRun, TinyEndToEnd) {
   const std::string html = read_text_file(o.out.string() + "/report.html");
   EXPECT_NE(html.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);
   EXPECT_EQ(html.find("src=\"loss"), std::string::npos);  // no external files
-  // The 8 figures inline as SVG (their PNG files stay beside the report).
+  // The 9 figures inline as SVG (their PNG files stay beside the report).
   size_t svgs = 0;
   for (size_t at = html.find("<svg "); at != std::string::npos; at = html.find("<svg ", at + 1)) ++svgs;
-  EXPECT_EQ(svgs, 8u);
+  EXPECT_EQ(svgs, 9u);
   EXPECT_NE(html.find(">step</text>"), std::string::npos);
   EXPECT_NE(html.find("bullseye_circle"), std::string::npos);
   const std::string summary = read_text_file(o.out.string() + "/summary.txt");
   EXPECT_NE(summary.find("best caption the grammar"), std::string::npos) << summary;
   EXPECT_NE(summary.find("bullseye_circle (rendering "), std::string::npos) << summary;
+  // Reachability: the training prompt's fidelity at the last step, per concept and mode.
+  double train_fid[2] = {NAN, NAN};
+  for (const auto& rec : r.records)
+    if (rec.metric == "fidelity_train" && rec.step == 3) train_fid[rec.mode == "caption" ? 0 : 1] = rec.value;
+  char row[128];
+  std::snprintf(row, sizeof row, "  %-16s %8.3f %8.3f\n", "bullseye_circle", train_fid[0], train_fid[1]);
+  const size_t table = summary.find("concept fidelity of the training prompt at the last step");
+  ASSERT_NE(table, std::string::npos) << summary;
+  EXPECT_NE(summary.find(row, table), std::string::npos) << row << "\n" << summary;
+  EXPECT_NE(summary.find("concepts >= 0.8", table), std::string::npos) << summary;
   // cfg 0 (the default) resolves to 7.5 for a model other than the bundled world model.
   EXPECT_NE(html.find("steps, cfg 7.5,"), std::string::npos);
   EXPECT_NE(summary.find("first reaches a threshold"), std::string::npos) << summary;

@@ -585,7 +585,8 @@ void setup_world_concepts(Study& s) {
     const world::ConceptSample sample = world::concept_at(s.o.world_seed, c, index, static_cast<int>(s.res));
     StudyConcept sc;
     sc.name = c.name;
-    sc.source = str_cat("rendering ", index, s.o.concept_index ? "" : " (portrait)", " of world seed ", s.o.world_seed);
+    sc.source =
+        str_cat("rendering ", index, " of world seed ", s.o.world_seed, s.o.concept_index ? "" : ", its portrait");
     sc.world_concept = &c;
     sc.train_context = world::context_of(sample);
     sc.class_word = c.class_word;

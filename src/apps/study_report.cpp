@@ -133,6 +133,12 @@ std::vector<Figure> make_figures(const StudyOptions& o, const StudyResult& r) {
                                "The concept judge's identity score (world/judge.h: shape, body, ring and dot of the "
                                "concept, geometric mean) of images of re-contextualised prompts with the learned "
                                "trigger; mean over concepts x seeds, band +-1 sd (higher is better)."));
+  if (has_metric(r.records, "fidelity_train"))
+    figs.push_back(mode_figure(o, r.records, "fidelity_train", "fidelity_train.png",
+                               "Concept fidelity of the training prompt",
+                               "The judge's identity score of images of the training prompt with the learned "
+                               "trigger, on fresh sampling seeds: whether the concept is reached at all "
+                               "(reachability); mean over concepts x seeds, band +-1 sd (higher is better)."));
   if (has_metric(r.records, "context"))
     figs.push_back(mode_figure(o, r.records, "context", "context.png", "Context (editability)",
                                "The judge's context score of the same images: the requested background colour and "
@@ -193,6 +199,58 @@ std::string closest_text(const StudyOptions& o, const StudyResult& r) {
     }
     out << "\n";
   }
+  return out.str();
+}
+
+// Reachability: the judge's identity of the training prompt's images at the last step, per
+// concept and mode (mean over seeds), with the mean and the count of concepts at >= 0.8.
+std::string train_fidelity_text(const StudyOptions& o, const StudyResult& r) {
+  if (!has_metric(r.records, "fidelity_train")) return "";
+  constexpr double kReached = 0.8;  // issue 14's reachability target
+  std::ostringstream out;
+  out << "concept fidelity of the training prompt at the last step (the learned trigger in the training "
+         "image's context, fresh sampling seeds; mean over seeds), per mode:\n";
+  char line[256];
+  const int w = mode_width(o);
+  std::snprintf(line, sizeof line, "  %-16s", "concept");
+  out << line;
+  for (const std::string& mode : o.modes) std::snprintf(line, sizeof line, " %*s", w, mode.c_str()), out << line;
+  out << "\n";
+  std::map<std::string, std::vector<double>> per_mode;  // mode -> concept means
+  for (const StudyConcept& c : r.concepts) {
+    std::snprintf(line, sizeof line, "  %-16s", c.name.c_str());
+    out << line;
+    for (const std::string& mode : o.modes) {
+      double sum = 0;
+      int n = 0;
+      for (const StudyRecord& rec : r.records)
+        if (rec.concept == c.name && rec.mode == mode && rec.metric == "fidelity_train" && rec.step == o.steps)
+          sum += rec.value, ++n;
+      if (n) per_mode[mode].push_back(sum / n);
+      std::snprintf(line, sizeof line, " %*s", w, n ? num(sum / n, "%.3f").c_str() : "-");
+      out << line;
+    }
+    out << "\n";
+  }
+  std::snprintf(line, sizeof line, "  %-16s", "mean");
+  out << line;
+  for (const std::string& mode : o.modes) {
+    const auto& v = per_mode[mode];
+    double sum = 0;
+    for (double x : v) sum += x;
+    std::snprintf(line, sizeof line, " %*s", w, v.empty() ? "-" : num(sum / v.size(), "%.3f").c_str());
+    out << line;
+  }
+  out << "\n";
+  std::snprintf(line, sizeof line, "  %-16s", str_cat("concepts >= ", kReached).c_str());
+  out << line;
+  for (const std::string& mode : o.modes) {
+    const auto& v = per_mode[mode];
+    const auto reached = std::count_if(v.begin(), v.end(), [](double x) { return x >= kReached; });
+    std::snprintf(line, sizeof line, " %*s", w, str_cat(reached, "/", v.size()).c_str());
+    out << line;
+  }
+  out << "\n";
   return out.str();
 }
 
@@ -352,6 +410,7 @@ std::string report_html(const StudyOptions& o, const StudyResult& r, const std::
     h.svg(f.svg);
     if (f.file == "loss_fixed_relative.png") h.code(reach_text(o, r) + stop_text(o, r));
     if (f.file == "fidelity.png") h.code(fidelity_reach_text(o, r) + "\n" + closest_text(o, r));
+    if (f.file == "fidelity_train.png") h.code(train_fidelity_text(o, r));
   }
   h.code(quality_text(o, r));
 
@@ -385,6 +444,7 @@ std::string study_summary(const StudyOptions& o, const StudyResult& r) {
   if (!r.stops.empty()) out << stop_text(o, r) << "\n";
   if (!r.fidelity_reach.empty()) out << fidelity_reach_text(o, r) << "\n";
   if (!r.closest.empty()) out << closest_text(o, r) << "\n";
+  if (has_metric(r.records, "fidelity_train")) out << train_fidelity_text(o, r) << "\n";
   out << quality_text(o, r) << "\n";
   for (const auto& n : r.notes) out << "note: " << n << "\n";
   out << "timing: " << timing_text(r) << "\n";

@@ -31,11 +31,11 @@
 // (without stopping): the step it would stop at, and the quality measured there, are recorded.
 //
 // World concepts (the default): concept_at(world_seed, concept, concept_index) is the single
-// training image; without concept_index, the concept's portrait (world::portrait_index: large, on
-// a plain background; the bundled models/concepts image and the demo's for world seed 0). The captioner describes it;
-// world_init() turns the caption into the init text (the object words, "red striped star") and the template (the
-// caption with them replaced by
-// "{}": "a large {} in the center, on a plain white background").
+// training image; without concept_index, the concept's portrait (world::portrait_index: large,
+// on a plain background; for world seed 0 the bundled models/concepts image, the demo's). The
+// captioner describes it; world_init() turns the caption into the init text (the object words,
+// "red striped star") and the template (the caption with them replaced by "{}": "a large {} in
+// the center, on a plain white background").
 // User images (--images, e.g. with a real SD and BLIP): one concept per image, the caption is the
 // init text, the templates are diffusers' object templates (as `tinv invert`); no editability.
 //

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -174,6 +175,17 @@ std::string reach_text(const StudyOptions& o, const StudyResult& r) {
 }
 
 // Per concept: the closest caption's fidelity against each mode's final fidelity (mean over seeds).
+// The mean of `metric` at `step` over the seeds of (concept, mode); std::nullopt without records.
+std::optional<double> seed_mean(const StudyResult& r, const std::string& concept, const std::string& mode,
+                                const std::string& metric, int64_t step) {
+  double sum = 0;
+  int n = 0;
+  for (const StudyRecord& rec : r.records)
+    if (rec.concept == concept && rec.mode == mode && rec.metric == metric && rec.step == step) sum += rec.value, ++n;
+  if (n == 0) return std::nullopt;
+  return sum / n;
+}
+
 std::string closest_text(const StudyOptions& o, const StudyResult& r) {
   if (r.closest.empty()) return "";
   std::ostringstream out;
@@ -189,12 +201,8 @@ std::string closest_text(const StudyOptions& o, const StudyResult& r) {
     std::snprintf(line, sizeof line, "  %-16s %-34s %8.3f", c.concept.c_str(), c.words.c_str(), c.fidelity);
     out << line;
     for (const std::string& mode : o.modes) {
-      double sum = 0;
-      int n = 0;
-      for (const StudyRecord& rec : r.records)
-        if (rec.concept == c.concept && rec.mode == mode && rec.metric == "fidelity" && rec.step == o.steps)
-          sum += rec.value, ++n;
-      std::snprintf(line, sizeof line, " %*s", w, n ? num(sum / n, "%.3f").c_str() : "-");
+      const auto m = seed_mean(r, c.concept, mode, "fidelity", o.steps);
+      std::snprintf(line, sizeof line, " %*s", w, m ? num(*m, "%.3f").c_str() : "-");
       out << line;
     }
     out << "\n";
@@ -221,13 +229,9 @@ std::string train_fidelity_text(const StudyOptions& o, const StudyResult& r) {
     std::snprintf(line, sizeof line, "  %-16s", c.name.c_str());
     out << line;
     for (const std::string& mode : o.modes) {
-      double sum = 0;
-      int n = 0;
-      for (const StudyRecord& rec : r.records)
-        if (rec.concept == c.name && rec.mode == mode && rec.metric == "fidelity_train" && rec.step == o.steps)
-          sum += rec.value, ++n;
-      if (n) per_mode[mode].push_back(sum / n);
-      std::snprintf(line, sizeof line, " %*s", w, n ? num(sum / n, "%.3f").c_str() : "-");
+      const auto m = seed_mean(r, c.name, mode, "fidelity_train", o.steps);
+      if (m) per_mode[mode].push_back(*m);
+      std::snprintf(line, sizeof line, " %*s", w, m ? num(*m, "%.3f").c_str() : "-");
       out << line;
     }
     out << "\n";

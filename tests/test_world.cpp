@@ -314,6 +314,13 @@ TEST(World, UnnamedDotsOnlyInsideRingsAndNeverInCaptions) {
   EXPECT_EQ(validate(s), "");  // the ring's colour is allowed (a bullseye)
 }
 
+TEST(World, ResolveCfg) {
+  EXPECT_EQ(resolve_cfg(0, true), kModelCfg);  // the bundled world model's guidance
+  EXPECT_EQ(resolve_cfg(0, false), 7.5);       // any other model: the Stable Diffusion default
+  EXPECT_EQ(resolve_cfg(5, true), 5.0);        // a given value is kept
+  EXPECT_EQ(resolve_cfg(1, false), 1.0);
+}
+
 TEST(WorldConcepts, PortraitIsTheFirstLargeRenderingOnAPlainBackground) {
   for (uint64_t seed : {0u, 7u}) {
     for (const Concept& c : concepts()) {

@@ -632,7 +632,7 @@ void report_stage(Run& r, Clock::time_point t_start) {
 DemoResult run_demo(const DemoOptions& options) {
   const auto t_start = Clock::now();
   DemoOptions o = options;
-  if (o.cfg == 0) o.cfg = o.model.empty() ? world::kModelCfg : 7.5;
+  o.cfg = world::resolve_cfg(o.cfg, o.model.empty());
   validate(o);
   // Everything that can be wrong with the input fails here, before any model loads or any
   // file is written.

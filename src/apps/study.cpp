@@ -874,7 +874,7 @@ void run_one(Study& s, size_t ci, const std::string& mode, int64_t seed, Progres
 // says whether the captioner is used.
 StudyOptions resolve_study_options(const StudyOptions& options, bool& need_captioner) {
   StudyOptions o = options;
-  if (o.cfg == 0) o.cfg = o.model.empty() ? world::kModelCfg : 7.5;
+  o.cfg = world::resolve_cfg(o.cfg, o.model.empty());
   if (o.model.empty()) o.model = default_model_dir("world-sd");
   TINV_CHECK(dir_exists(o.model.string()) || file_exists(o.model.string()), "--model", "no such model: '",
              o.model.string(), "'");

@@ -14,9 +14,10 @@ struct AttentionOptions {
 // q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv] -> [B, H, Nq, Dv].
 // On libtorch 2.x this uses the fused kernel (flash / memory-efficient attention), forward and
 // backward, except for bf16/fp16 on the CPU, where the fused kernel is the slower one and the
-// 1.13 path below runs instead. On 1.13 it processes queries in chunks so that the score matrix never exceeds
-// ~128 MB, which keeps 512x512 attention (4096 x 4096 tokens per head) affordable on CPU; when
-// a gradient is needed it runs recompute_attention, so training stores no probabilities either.
+// 1.13 path below runs instead. On 1.13 it processes queries in chunks so that the score matrix
+// never exceeds ~128 MB, which keeps 512x512 attention (4096 x 4096 tokens per head) affordable
+// on CPU; when a gradient is needed it runs recompute_attention, so training stores no
+// probabilities either.
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const AttentionOptions& opts = {});
 

@@ -100,6 +100,12 @@ constexpr double kDotRadius = 0.3, kRingInner = 0.55, kRingOuter = 0.8;
 // The world's prompts are short and closed-vocabulary, and this small model, trained with
 // caption dropout, follows them best with mild guidance.
 constexpr double kModelCfg = 3.0;
+// The guidance a command uses when none is given (--cfg 0): kModelCfg with the bundled world
+// model (`model` empty), 7.5 (the Stable Diffusion default) with any other model.
+inline double resolve_cfg(double cfg, bool bundled_model) {
+  if (cfg != 0) return cfg;
+  return bundled_model ? kModelCfg : 7.5;
+}
 
 // The (object colour, background colour) pairs the train split never contains.
 extern const std::array<std::pair<Colour, Colour>, kNumColours> kHeldOutPairs;

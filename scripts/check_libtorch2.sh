@@ -43,7 +43,7 @@ esac
 # scripts/setup.sh's list, with Debian 13 names (GoogleTest's libraries are in libgtest-dev).
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev libopenblas0-openmp
+  libtorch-dev libopenblas0-openmp libtcmalloc-minimal4t64
   nlohmann-json3-dev libstb-dev libcli11-dev libgtest-dev libbenchmark-dev
   libcairo2-dev fonts-dejavu-core
   libwebp-dev libtiff-dev libpng-dev zlib1g-dev

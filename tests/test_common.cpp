@@ -1,15 +1,19 @@
 // Config reading, strict state-dict loading, file helpers, device and dtype choices.
+#include <sys/resource.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include "common/device.h"
 #include "common/fs.h"
 #include "common/hash.h"
+#include "common/memory.h"
 #include "common/progress.h"
 #include "common/strings.h"
 #include "io/json_config.h"
@@ -111,6 +115,36 @@ TEST(Fs, CheckCreatableDirLooksAtTheNearestExistingFolderAndCreatesNothing) {
     EXPECT_TINV_ERROR(check_creatable_dir(dir.file("ro/new"), "--out"),
                       "--out: cannot write to '" + dir.file("ro") + "'");
     std::filesystem::permissions(dir.file("ro"), std::filesystem::perms::owner_all);
+  }
+}
+
+// The executables link tcmalloc (cmake/allocator.cmake) ahead of libc so that it serves every
+// malloc, libtorch's included; a link order that let glibc's win would fail here.
+TEST(Memory, MallocIsTheOneTheBuildLinked) {
+  EXPECT_STREQ(malloc_implementation(), TINV_ALLOCATOR);
+  // A freed block over glibc's 32 MB mmap threshold is kept for reuse: writing a new one of the
+  // same size faults in (almost) no fresh pages, where glibc unmaps it and faults in all 16384.
+  if (std::string(TINV_ALLOCATOR) == "tcmalloc") {
+    constexpr size_t kBig = 64u << 20;
+    auto minor_faults = [] {
+      rusage ru{};
+      getrusage(RUSAGE_SELF, &ru);
+      return ru.ru_minflt;
+    };
+    void* (*volatile alloc)(size_t) = std::malloc;  // volatile: the calls may not be elided
+    // tcmalloc returns a span to the kernel now and then (one per ~2 GB freed, the first free
+    // included), so the best of three rounds is taken.
+    long faults = std::numeric_limits<long>::max();
+    for (int round = 0; round < 3; ++round) {
+      const long before = minor_faults();
+      char* b = static_cast<char*>(alloc(kBig));
+      ASSERT_NE(b, nullptr);
+      std::memset(b, round + 1, kBig);
+      faults = std::min(faults, minor_faults() - before);
+      EXPECT_EQ(b[kBig - 1], round + 1);
+      std::free(b);
+    }
+    EXPECT_LT(faults, static_cast<long>(kBig / 4096 / 8)) << "the 64 MB block was faulted in again";
   }
 }
 

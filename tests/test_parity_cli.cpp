@@ -2,6 +2,7 @@
 // one-line errors. (The parity cases themselves are the parity.* ctests.)
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,14 @@
 
 namespace tinv::test {
 namespace {
+
+TEST(Version, NamesLibtorchAndTheMalloc) {
+  TempDir dir;
+  const CliResult r = run_tinv("--version", dir);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("libtorch " TORCH_VERSION), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::string("malloc: ") + TINV_ALLOCATOR + ")"), std::string::npos) << r.out;
+}
 
 TEST(ParityDevice, CpuRunsEveryCaseOfTheGroups) {
   TempDir tmp;

@@ -7,11 +7,13 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/memory.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tinv: textual inversion for Stable Diffusion (caption initialisation)", "tinv"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "tinv 0.1.0 (libtorch " TORCH_VERSION ")");
+  app.set_version_flag("--version", std::string("tinv 0.1.0 (libtorch " TORCH_VERSION ", malloc: ") +
+                                        tinv::malloc_implementation() + ")");
   tinv::cli::add_parity(app);
   tinv::cli::add_info(app);
   tinv::cli::add_generate(app);

@@ -1,5 +1,6 @@
 #include "common/memory.h"
 
+#include <dlfcn.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -20,6 +21,13 @@ int64_t current_rss_bytes() {
   int n = std::fscanf(f, "%ld %ld", &pages, &resident);
   std::fclose(f);
   return n == 2 ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : 0;
+}
+
+const char* malloc_implementation() {
+  // tcmalloc's malloc is an alias of its tc_malloc; a library that only happens to be loaded
+  // (without serving malloc) would give two different addresses.
+  void* tc = dlsym(RTLD_DEFAULT, "tc_malloc");
+  return tc && tc == dlsym(RTLD_DEFAULT, "malloc") ? "tcmalloc" : "glibc";
 }
 
 }  // namespace tinv

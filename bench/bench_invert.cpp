@@ -14,12 +14,16 @@
 // a clean peak (e.g. --res 512 --batch 1 --modes step). Without naive mode the VAE is released
 // after loading, as `tinv invert` does once the latents are cached (no previews). On a GPU (--device cuda) each timed
 // iteration ends with a device synchronisation, and the RSS figures are the host's.
+// --warmup N (default 1) untimed iterations come first (oneDNN's primitives and the allocator's
+// pool are made on the first step); --trace FILE writes the autograd profiler's Chrome trace of
+// the last timed iteration (aggregate its events by name to see where a step goes).
 // --attention-backward recompute|autograd (libtorch 1.13, and 2.x in bf16/fp16 on the CPU; 2.x
 // runs the fused kernel otherwise):
 // recompute_attention's chunked backward (default) or autograd's stored probabilities.
 // --dtype fp32|bf16 (fp16 on CUDA): the weights' and activations' dtype; in step mode the rows,
 // AdamW state and loss stay float32 as in `tinv invert --dtype`.
 #include <CLI/CLI.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -43,7 +47,8 @@ namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 struct Config {
-  int64_t res = 256, batch = 1, iters = 1;
+  int64_t res = 256, batch = 1, iters = 1, warmup = 1;
+  std::string trace;  // --trace: the autograd profiler's Chrome trace of the last timed iteration
   std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute", dtype_name = "fp32";
   std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
 };
@@ -128,7 +133,9 @@ double time_mode(Bench& b, const Config& c, const std::string& mode) {
   const int64_t h = c.res / 8;
   const auto on = torch::TensorOptions().device(b.dev);
   double total = 0;
-  for (int64_t it = 0; it < c.iters; ++it) {
+  // Negative iterations are the warm-up: oneDNN creates its primitives and the allocator its pool
+  // on the first step, which a training run of hundreds of steps pays once.
+  for (int64_t it = -c.warmup; it < c.iters; ++it) {
     const Draw d{torch::randint(0, 1000, {c.batch}, on.dtype(torch::kInt64)), torch::randn({c.batch, 4, h, h}, on),
                  torch::randn({c.batch, 4, h, h}, on)};
     if (mode == "step" && !b.trainer) {
@@ -140,6 +147,9 @@ double time_mode(Bench& b, const Config& c, const std::string& mode) {
     }
     b.sync();
     const double s = now();
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
+    if (!c.trace.empty() && it == c.iters - 1)
+      prof = std::make_unique<torch::autograd::profiler::RecordProfile>(c.trace);
     if (mode == "parts")
       step_parts(b, d);
     else if (mode == "step")
@@ -147,7 +157,8 @@ double time_mode(Bench& b, const Config& c, const std::string& mode) {
     else
       step_naive(b, d);
     b.sync();
-    total += now() - s;
+    prof.reset();
+    if (it >= 0) total += now() - s;
   }
   return total / c.iters;
 }
@@ -160,6 +171,8 @@ int main(int argc, char** argv) {
   app.add_option("--res", c.res, "image size in pixels (a multiple of 8)")->check(CLI::PositiveNumber);
   app.add_option("--batch", c.batch, "images per step")->check(CLI::PositiveNumber);
   app.add_option("--iters", c.iters, "timed iterations per mode")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", c.warmup, "untimed iterations before them")->check(CLI::NonNegativeNumber);
+  app.add_option("--trace", c.trace, "write the autograd profiler's Chrome trace of the last timed iteration");
   app.add_option("--modes", c.modes, "comma-separated: parts, step, naive");
   app.add_option("--tokenizer", c.tokenizer_dir, "CLIP tokenizer folder")->check(CLI::ExistingDirectory);
   app.add_option("--device", c.device_name, "cpu | cuda[:N] | auto");
@@ -175,10 +188,10 @@ int main(int argc, char** argv) {
     b.dtype = tinv::parse_dtype(c.dtype_name);
     tinv::check_dtype(b.dtype, b.dev);
     std::printf(
-        "SD1.5 random weights, %lldx%lld, batch %lld, %s, %s, %d threads, %lld iteration(s), libtorch %s, "
-        "attention backward: %s\n",
+        "SD1.5 random weights, %lldx%lld, batch %lld, %s, %s, %d threads, %lld iteration(s) after %lld warm-up, "
+        "libtorch %s, malloc %s, attention backward: %s\n",
         (long long)c.res, (long long)c.res, (long long)c.batch, b.dev.str().c_str(), tinv::dtype_name(b.dtype).c_str(),
-        torch::get_num_threads(), (long long)c.iters, TORCH_VERSION,
+        torch::get_num_threads(), (long long)c.iters, (long long)c.warmup, TORCH_VERSION, tinv::malloc_implementation(),
         tinv::fused_attention(b.dtype, b.dev) ? "fused (SDPA)" : c.backward.c_str());
     load(b, c);
     if (std::find(modes.begin(), modes.end(), "naive") == modes.end()) {

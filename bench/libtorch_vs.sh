@@ -7,7 +7,8 @@
 #
 # Usage: bench/libtorch_vs.sh [RES ...]        (as root, like check_libtorch2.sh; default 256 512)
 # Environment: TINV_VS_ROUNDS (default 2) turns per build, TINV_VS_ITERS_<RES> (default 2 at
-# 256 px, 1 above) timed steps per run, OMP_NUM_THREADS (default 2), TINV_VS_DTYPE (default fp32).
+# 256 px, 1 above) timed steps per run after one untimed warm-up step, OMP_NUM_THREADS (default 2),
+# TINV_VS_DTYPE (default fp32), TINV_VS_BENCH (default bench_invert; bench_invert_libc for glibc's malloc).
 # Prints one line per run and then a table: median s/step of each build, the ratio 2.6 / 1.13,
 # and the largest peak RSS of each.
 set -euo pipefail
@@ -17,16 +18,17 @@ RESES=("$@")
 ROUNDS=${TINV_VS_ROUNDS:-2}
 THREADS=${OMP_NUM_THREADS:-2}
 DTYPE=${TINV_VS_DTYPE:-fp32}
-[ -x build/bench/bench_invert ] || { echo "libtorch_vs: build/bench/bench_invert missing (scripts/setup.sh)" >&2; exit 1; }
+BENCH=${TINV_VS_BENCH:-bench_invert}
+[ -x "build/bench/$BENCH" ] || { echo "libtorch_vs: build/bench/$BENCH missing (scripts/setup.sh)" >&2; exit 1; }
 
 # One run: prints "<s/step> <peak GB>" from bench_invert's step line.
 parse() { awk '/^step / {print $2, $(NF-1)}'; }
 run_host() {
-  OMP_NUM_THREADS=$THREADS build/bench/bench_invert --res "$1" --batch 1 --modes step --iters "$2" \
+  OMP_NUM_THREADS=$THREADS "build/bench/$BENCH" --res "$1" --batch 1 --modes step --iters "$2" \
     --dtype "$DTYPE" | tee -a "$LOG" | parse
 }
 run_root() {
-  scripts/check_libtorch2.sh --run "env OMP_NUM_THREADS=$THREADS \"\$TINV_BUILD/bench/bench_invert\" \
+  scripts/check_libtorch2.sh --run "env OMP_NUM_THREADS=$THREADS \"\$TINV_BUILD/bench/$BENCH\" \
     --res $1 --batch 1 --modes step --iters $2 --dtype $DTYPE" 2>>"$LOG" | tee -a "$LOG" | parse
 }
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -47,7 +49,7 @@ for res in "${RESES[@]}"; do
   done
 done
 
-printf '\nTI step, SD1.5 random weights, batch 1, %s, %s threads, %s rounds (log: %s)\n' "$DTYPE" "$THREADS" "$ROUNDS" "$LOG"
+printf '\nTI step (%s), SD1.5 random weights, batch 1, %s, %s threads, %s rounds (log: %s)\n' "$BENCH" "$DTYPE" "$THREADS" "$ROUNDS" "$LOG"
 printf '| res | 1.13 s/step | 2.6 s/step | 2.6 / 1.13 | 1.13 peak RSS | 2.6 peak RSS |\n|---|---|---|---|---|---|\n'
 for res in "${RESES[@]}"; do
   a=$(tr ' ' '\n' <<<"${T13[$res]}" | grep . | median)

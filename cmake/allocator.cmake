@@ -3,8 +3,8 @@
 # glibc's malloc hands every block over 32 MB (its largest mmap threshold) back to the kernel on
 # free, so each new one is faulted in and zeroed page by page again. A textual-inversion step
 # allocates and frees hundreds of such blocks (activations, oneDNN's weight reorders, the 1.13
-# attention chunks): at 256 px on libtorch 1.13 that is ~11 s of system time per run and a step
-# of 6-7 s instead of 3.4-4.5 s (docs/PERFORMANCE.md). tcmalloc keeps freed spans for reuse.
+# attention chunks): a 512 px step on libtorch 1.13 takes 27.7 s on glibc's malloc and 17.8 s on
+# tcmalloc, which keeps freed spans for reuse (2.6: 14.0 s and 12.5 s; docs/PERFORMANCE.md).
 #
 # tinv_use_allocator(TARGET) links TARGET (an executable) with libtcmalloc_minimal, ahead of
 # libstdc++ and libc, so that it serves malloc and operator new for libtorch as well. The
@@ -17,7 +17,7 @@ if(TINV_TCMALLOC)
     message(STATUS "tinv: executables use tcmalloc (${TINV_TCMALLOC_LIBRARY})")
   else()
     message(WARNING "tinv: libtcmalloc_minimal not found (Debian: libtcmalloc-minimal4); the "
-                    "executables use glibc's malloc, which makes CPU steps up to ~1.8x slower")
+                    "executables use glibc's malloc, which makes CPU training steps up to ~1.6x slower")
   endif()
 endif()
 

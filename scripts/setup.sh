@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   clang-format                         # the C++ layout (.clang-format; the format ctest)
   libtorch-dev libopenblas0-openmp     # libtorch; OpenBLAS makes its matmul ~15x faster
-  libtcmalloc-minimal4                 # malloc for the executables: CPU steps up to 1.8x faster
+  libtcmalloc-minimal4                 # malloc for the executables: CPU steps up to 1.6x faster
   nlohmann-json3-dev libstb-dev libcli11-dev googletest libbenchmark-dev
   libcairo2-dev fonts-dejavu-core      # plots (io/plot.h): Cairo, the DejaVu Sans font
   libwebp-dev libtiff-dev libpng-dev zlib1g-dev  # WebP/TIFF input, PNG output, CRC-32

@@ -535,6 +535,8 @@ TEST(StudyRun, TinyEndToEnd) {
   const std::string summary = read_text_file(o.out.string() + "/summary.txt");
   EXPECT_NE(summary.find("best caption the grammar"), std::string::npos) << summary;
   EXPECT_NE(summary.find("bullseye_circle (rendering "), std::string::npos) << summary;
+  // --cfg 0 with --model: the resolved guidance (7.5), not the 0 the options came with.
+  EXPECT_NE(summary.find("quality images ddim, 2 steps, cfg 7.5, 1 edit prompts"), std::string::npos) << summary;
   // Reachability: the training prompt's fidelity at the last step, per concept and mode.
   double train_fid[2] = {NAN, NAN};
   for (const auto& rec : r.records)

@@ -438,7 +438,8 @@ std::string study_summary(const StudyOptions& o, const StudyResult& r) {
   std::ostringstream out;
   out << "tinv study: " << r.concepts.size() << " concepts x " << o.modes.size() << " modes x " << o.seeds << " seeds, "
       << o.steps << " steps, lr " << o.lr << "\n  model " << o.model.string() << "\n  captioner "
-      << (o.captioner.empty() ? "(not used)" : o.captioner.string()) << "\n";
+      << (o.captioner.empty() ? "(not used)" : o.captioner.string()) << "\n  quality images " << o.sampler << ", "
+      << o.sample_steps << " steps, cfg " << o.cfg << ", " << o.edits << " edit prompts\n";
   if (!variants_text(o).empty()) out << "  variants " << variants_text(o) << "\n";
   for (const StudyConcept& c : r.concepts)
     out << "  " << c.name << " (" << c.source << "): caption \"" << c.caption << "\" -> init \"" << c.init.init_text

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -174,7 +175,6 @@ std::string reach_text(const StudyOptions& o, const StudyResult& r) {
   return out.str();
 }
 
-// Per concept: the closest caption's fidelity against each mode's final fidelity (mean over seeds).
 // The mean of `metric` at `step` over the seeds of (concept, mode); std::nullopt without records.
 std::optional<double> seed_mean(const StudyResult& r, const std::string& concept, const std::string& mode,
                                 const std::string& metric, int64_t step) {
@@ -186,6 +186,14 @@ std::optional<double> seed_mean(const StudyResult& r, const std::string& concept
   return sum / n;
 }
 
+// One cell of a per-mode column `w` wide, right-aligned after a space: a text, or a value to 3
+// decimals ("-" without one).
+std::string mode_cell(int w, const std::string& text) {
+  return " " + std::string(std::max<int>(0, w - static_cast<int>(text.size())), ' ') + text;
+}
+std::string mode_cell(int w, std::optional<double> v) { return mode_cell(w, v ? num(*v, "%.3f") : std::string("-")); }
+
+// Per concept: the closest caption's fidelity against each mode's final fidelity (mean over seeds).
 std::string closest_text(const StudyOptions& o, const StudyResult& r) {
   if (r.closest.empty()) return "";
   std::ostringstream out;
@@ -195,16 +203,12 @@ std::string closest_text(const StudyOptions& o, const StudyResult& r) {
   std::snprintf(line, sizeof line, "  %-16s %-34s %8s", "concept", "best caption (object words)", "closest");
   out << line;
   const int w = mode_width(o);
-  for (const std::string& mode : o.modes) std::snprintf(line, sizeof line, " %*s", w, mode.c_str()), out << line;
+  for (const std::string& mode : o.modes) out << mode_cell(w, mode);
   out << "\n";
   for (const ClosestCaption& c : r.closest) {
     std::snprintf(line, sizeof line, "  %-16s %-34s %8.3f", c.concept.c_str(), c.words.c_str(), c.fidelity);
     out << line;
-    for (const std::string& mode : o.modes) {
-      const auto m = seed_mean(r, c.concept, mode, "fidelity", o.steps);
-      std::snprintf(line, sizeof line, " %*s", w, m ? num(*m, "%.3f").c_str() : "-");
-      out << line;
-    }
+    for (const std::string& mode : o.modes) out << mode_cell(w, seed_mean(r, c.concept, mode, "fidelity", o.steps));
     out << "\n";
   }
   return out.str();
@@ -222,7 +226,7 @@ std::string train_fidelity_text(const StudyOptions& o, const StudyResult& r) {
   const int w = mode_width(o);
   std::snprintf(line, sizeof line, "  %-16s", "concept");
   out << line;
-  for (const std::string& mode : o.modes) std::snprintf(line, sizeof line, " %*s", w, mode.c_str()), out << line;
+  for (const std::string& mode : o.modes) out << mode_cell(w, mode);
   out << "\n";
   std::map<std::string, std::vector<double>> per_mode;  // mode -> concept means
   for (const StudyConcept& c : r.concepts) {
@@ -231,8 +235,7 @@ std::string train_fidelity_text(const StudyOptions& o, const StudyResult& r) {
     for (const std::string& mode : o.modes) {
       const auto m = seed_mean(r, c.name, mode, "fidelity_train", o.steps);
       if (m) per_mode[mode].push_back(*m);
-      std::snprintf(line, sizeof line, " %*s", w, m ? num(*m, "%.3f").c_str() : "-");
-      out << line;
+      out << mode_cell(w, m);
     }
     out << "\n";
   }
@@ -240,10 +243,8 @@ std::string train_fidelity_text(const StudyOptions& o, const StudyResult& r) {
   out << line;
   for (const std::string& mode : o.modes) {
     const auto& v = per_mode[mode];
-    double sum = 0;
-    for (double x : v) sum += x;
-    std::snprintf(line, sizeof line, " %*s", w, v.empty() ? "-" : num(sum / v.size(), "%.3f").c_str());
-    out << line;
+    out << mode_cell(
+        w, v.empty() ? std::nullopt : std::optional<double>(std::accumulate(v.begin(), v.end(), 0.0) / v.size()));
   }
   out << "\n";
   std::snprintf(line, sizeof line, "  %-16s", str_cat("concepts >= ", kReached).c_str());
@@ -251,8 +252,7 @@ std::string train_fidelity_text(const StudyOptions& o, const StudyResult& r) {
   for (const std::string& mode : o.modes) {
     const auto& v = per_mode[mode];
     const auto reached = std::count_if(v.begin(), v.end(), [](double x) { return x >= kReached; });
-    std::snprintf(line, sizeof line, " %*s", w, str_cat(reached, "/", v.size()).c_str());
-    out << line;
+    out << mode_cell(w, str_cat(reached, "/", v.size()));
   }
   out << "\n";
   return out.str();

@@ -6,6 +6,7 @@ set(TINV_SOURCES
   src/common/fs.cpp
   src/common/memory.cpp
   src/common/progress.cpp
+  src/common/threads.cpp
   src/models/convert_text.cpp
   src/models/convert_unet.cpp
   src/models/convert_vae.cpp

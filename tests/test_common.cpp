@@ -1,4 +1,5 @@
 // Config reading, strict state-dict loading, file helpers, device and dtype choices.
+#include <sched.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <thread>
+#include <vector>
 
 #include "common/device.h"
 #include "common/fs.h"
@@ -16,6 +18,7 @@
 #include "common/memory.h"
 #include "common/progress.h"
 #include "common/strings.h"
+#include "common/threads.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "test_util.h"
@@ -146,6 +149,53 @@ TEST(Memory, MallocIsTheOneTheBuildLinked) {
     }
     EXPECT_LT(faults, static_cast<long>(kBig / 4096 / 8)) << "the 64 MB block was faulted in again";
   }
+}
+
+// Cores from a topology tree laid out like /sys/devices/system/cpu, for the CPUs this process may
+// run on: siblings that list each other are one core; no tree means one core per CPU.
+TEST(Threads, PhysicalCoresFromTheTopology) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  ASSERT_FALSE(cpus.empty());
+  auto tree = [&](const test::TempDir& dir, int per_core) {
+    for (size_t i = 0; i < cpus.size(); ++i) {
+      const std::string topo = dir.file("cpu" + std::to_string(cpus[i]) + "/topology");
+      std::filesystem::create_directories(topo);
+      const size_t first = i - i % per_core;  // the core's first CPU
+      std::string list = std::to_string(cpus[first]);
+      if (per_core == 2 && first + 1 < cpus.size()) list += "," + std::to_string(cpus[first + 1]);
+      std::ofstream(topo + "/thread_siblings_list") << list << "\n";
+    }
+  };
+  test::TempDir smt, whole, none;
+  tree(smt, 2);
+  tree(whole, 1);
+  EXPECT_EQ(physical_cores(smt.path()), static_cast<int>((cpus.size() + 1) / 2));
+  EXPECT_EQ(physical_cores(whole.path()), static_cast<int>(cpus.size()));
+  EXPECT_EQ(physical_cores(none.path() + "/missing"), static_cast<int>(cpus.size()));
+}
+
+TEST(Threads, DefaultIsOmpNumThreadsElseTheCores) {
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const std::string saved = omp ? omp : "";
+  ::unsetenv("MKL_NUM_THREADS");
+  ::setenv("OMP_NUM_THREADS", "3", 1);
+  EXPECT_EQ(default_threads(), 3);
+  use_threads(0);
+  EXPECT_EQ(torch::get_num_threads(), 3);
+  ::setenv("OMP_NUM_THREADS", "lots", 1);  // not a count: ignored
+  EXPECT_EQ(default_threads(), physical_cores());
+  ::unsetenv("OMP_NUM_THREADS");
+  EXPECT_EQ(default_threads(), physical_cores());
+  use_threads(2);
+  EXPECT_EQ(torch::get_num_threads(), 2);
+  EXPECT_TINV_ERROR(use_threads(-1), "--threads");
+  if (omp) ::setenv("OMP_NUM_THREADS", saved.c_str(), 1);
+  use_threads(0);
 }
 
 // --device and --dtype text: parsed once (at the CLI), then resolved against the machine.

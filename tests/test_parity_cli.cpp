@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/threads.h"
 #include "parity/parity.h"
 #include "test_util.h"
 
@@ -19,7 +20,23 @@ TEST(Version, NamesLibtorchAndTheMalloc) {
   const CliResult r = run_tinv("--version", dir);
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("libtorch " TORCH_VERSION), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find(std::string("malloc: ") + TINV_ALLOCATOR + ")"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::string("malloc: ") + TINV_ALLOCATOR + ","), std::string::npos) << r.out;
+}
+
+// Without --threads, tinv runs on OMP_NUM_THREADS threads, else one per physical core (not
+// libtorch 1.13's hardware_concurrency() / 2); --version says how many.
+TEST(Version, NamesTheThreadsTinvRunsOn) {
+  TempDir dir;
+  const std::string cores = "threads: " + std::to_string(physical_cores()) + ")";
+  CliResult r = run_tinv("--version", dir, "env -u OMP_NUM_THREADS -u MKL_NUM_THREADS");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find(cores), std::string::npos) << r.out;
+  r = run_tinv("--version", dir, "env OMP_NUM_THREADS=3");
+  EXPECT_NE(r.out.find("threads: 3)"), std::string::npos) << r.out;
+  r = run_tinv("generate --threads -1 --prompt x", dir);
+  EXPECT_EQ(r.status, 1);
+  ASSERT_EQ(r.err_lines.size(), 1u) << r.err;
+  EXPECT_EQ(r.err_lines[0], "tinv: error: --threads: must be >= 0 (0: one per core), got -1");
 }
 
 TEST(ParityDevice, CpuRunsEveryCaseOfTheGroups) {

@@ -32,7 +32,8 @@
 // naming the file or the field at fault ("--steps: must be >= 1, got 0", "cat.png: truncated
 // PNG"). Nothing is left half-written: files are written to a temporary name and renamed.
 //
-// Threads: libtorch's intra-op pool; set_threads(n) before the first call (0: libtorch's default).
+// Threads: libtorch's intra-op pool; set_threads(n) before the first call (0: OMP_NUM_THREADS
+// when set, else one per physical core; libtorch 1.13's own default is half the CPUs on x86-64).
 // Devices: Device{} is auto (CUDA when this build of tinv and the machine have one, else the
 // CPU); Device::cpu(), Device::cuda() (the current GPU), Device::cuda(n). Dtypes: Dtype::kFp32,
 // kBf16, kFp16 (fp16 on CUDA only).

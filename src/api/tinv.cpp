@@ -9,6 +9,7 @@
 #include "common/default_models.h"
 #include "common/device.h"
 #include "common/error.h"
+#include "common/threads.h"
 #include "io/image.h"
 #include "io/image_tensor.h"
 #include "io/image_write.h"
@@ -85,7 +86,7 @@ std::string version() { return "tinv 0.1.0 (libtorch " TORCH_VERSION ")"; }
 
 void set_threads(int n) {
   TINV_CHECK(n >= 0, "set_threads", "thread count must be >= 0, got ", n);
-  if (n > 0) torch::set_num_threads(n);
+  use_threads(n);
 }
 
 RgbImage read_image(const std::string& path) { return from_internal(load_image(path)); }

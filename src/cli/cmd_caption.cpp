@@ -85,6 +85,7 @@ void add_caption(CLI::App& app) {
   cmd->add_flag("--no-cache", a->no_cache, "Recompute every position at each step (slower; for measurement)");
   cmd->add_flag("--json", a->json, "One JSON object per image: image, caption, ids, new_ids, score");
   add_device(cmd, a->device);
+  add_threads(cmd);
   cmd->callback([a] { run_caption(*a); });
 }
 

@@ -128,6 +128,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--batch", o.batch, "Images to generate")->capture_default_str();
   cmd->add_option("--out", a->out, "Output folder (created if needed)")->capture_default_str();
   add_device(cmd, a->device);
+  add_threads(cmd);
   add_dtype(cmd, a->dtype);
   cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer folder (single-file checkpoints)");
   cmd->add_option("--config", a->config, "Diffusers folder giving configs and tokenizer (single files)");

@@ -72,6 +72,7 @@ void add_invert(CLI::App& app) {
                   "Early stop after this many fixed-input evaluations without improvement (0: off)")
       ->capture_default_str();
   add_device(cmd, o->device);
+  add_threads(cmd);
   add_dtype(cmd, o->dtype);
   cmd->add_flag("!--no-progress", o->progress, "No progress bar");
   cmd->callback([o] {

@@ -21,6 +21,7 @@ void add_parity(CLI::App& app) {
                   "vae, single_file, scheduler, pipeline, ti_train, embedding, blip)")
       ->delimiter(',');
   add_device(cmd, *device, "cpu | cuda | cuda:N | auto: where models and inputs go");
+  add_threads(cmd);
   add_dtype(cmd, *dtype, "fp32 | bf16: the models' weights and inputs (bf16 tolerances: docs/PERFORMANCE.md)");
   cmd->callback([dir, only, device, dtype] {
     auto dev = resolve_device(*device);

@@ -210,7 +210,7 @@ void add_train(CLI::App* world) {
   train->add_option("--init", o->init,
                     "diffusion, captioner: start from this checkpoint's weights (when the work folder has none)");
   add_unnamed_dot(train, o->rules.unnamed_dot);
-  train->add_option("--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
+  add_threads(train);
   add_device(train, o->device);
   train->add_flag("!--no-progress", o->progress, "No progress bar");
   train->callback([o] { train_part(*o); });

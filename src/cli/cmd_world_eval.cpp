@@ -74,6 +74,7 @@ void add_world_eval(CLI::App* world) {
   cmd->add_option("--cfg", o.cfg, "Classifier-free guidance scale (1 = off)")->capture_default_str();
   cmd->add_option("--batch", o.batch, "Images per VAE/UNet batch")->capture_default_str();
   add_device(cmd, o.device);
+  add_threads(cmd);
   cmd->add_option("--only", a->only, "Parts to run: comma-separated vae, captioner, fidelity, judge (or all)")
       ->capture_default_str();
   cmd->add_option("--json", a->json, "Also write the report as JSON to this file");

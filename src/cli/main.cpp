@@ -1,5 +1,6 @@
 // tinv: textual inversion for Stable Diffusion. Entry point: parses the subcommand and turns
 // every error into one line on stderr and a non-zero exit status.
+#include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -8,12 +9,15 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/memory.h"
+#include "common/threads.h"
 
 int main(int argc, char** argv) {
+  tinv::use_threads(0);  // OMP_NUM_THREADS, else one per physical core (a command's --threads overrides)
   CLI::App app{"tinv: textual inversion for Stable Diffusion (caption initialisation)", "tinv"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("tinv 0.1.0 (libtorch " TORCH_VERSION ", malloc: ") +
-                                        tinv::malloc_implementation() + ")");
+                                        tinv::malloc_implementation() +
+                                        ", threads: " + std::to_string(at::get_num_threads()) + ")");
   tinv::cli::add_parity(app);
   tinv::cli::add_info(app);
   tinv::cli::add_generate(app);

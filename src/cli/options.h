@@ -7,6 +7,7 @@
 //   tinv::cli::add_dtype(cmd, o.dtype);        // --dtype fp32 | bf16 | fp16 (CUDA)
 //   tinv::cli::add_parsed(cmd, "--init", o.init, parse_init_mode, "caption | class | token")
 //       ->default_str(to_string(o.init));      // any option with a parse function
+//   tinv::cli::add_threads(cmd);               // --threads N: CPU threads (0: one per core)
 //   tinv::cli::add_quiet(cmd, quiet);          // --quiet: no progress bar
 #pragma once
 
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "common/device.h"
+#include "common/threads.h"
 
 namespace tinv::cli {
 
@@ -37,6 +39,15 @@ inline CLI::Option* add_device(CLI::App* cmd, DeviceChoice& device,
 inline CLI::Option* add_dtype(CLI::App* cmd, torch::ScalarType& dtype,
                               const std::string& help = "fp32 | bf16 | fp16 (CUDA only)") {
   return add_parsed(cmd, "--dtype", dtype, parse_dtype, help)->default_str(dtype_name(dtype));
+}
+
+// --threads: libtorch's CPU threads, set when the option is read (tinv::use_threads). Without it
+// the command runs on what main() set: OMP_NUM_THREADS, else one thread per physical core.
+inline CLI::Option* add_threads(CLI::App* cmd) {
+  return cmd
+      ->add_option_function<int>(
+          "--threads", [](const int& n) { use_threads(n); }, "CPU threads (0: OMP_NUM_THREADS, else one per core)")
+      ->default_str("0");
 }
 
 // --quiet: no progress bars on stderr.

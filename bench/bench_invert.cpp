@@ -38,7 +38,6 @@
 
 #include "common/device.h"
 #include "common/memory.h"
-#include "common/threads.h"
 #include "inversion/trainer.h"
 #include "models/stable_diffusion.h"
 #include "nn/attention_ops.h"
@@ -167,7 +166,6 @@ double time_mode(Bench& b, const Config& c, const std::string& mode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  tinv::use_threads(0);  // as tinv runs: OMP_NUM_THREADS, else one per physical core
   Config c;
   CLI::App app{"Textual-inversion step cost at SD1.5 size (random weights)", "bench_invert"};
   app.add_option("--res", c.res, "image size in pixels (a multiple of 8)")->check(CLI::PositiveNumber);

@@ -1,5 +1,6 @@
 # Source lists, by folder (explicit, no globbing).
 set(TINV_SOURCES
+  src/common/blas.cpp
   src/common/crc32.cpp
   src/common/device.cpp
   src/common/image.cpp

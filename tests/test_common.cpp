@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/blas.h"
 #include "common/device.h"
 #include "common/fs.h"
 #include "common/hash.h"
@@ -121,7 +122,7 @@ TEST(Fs, CheckCreatableDirLooksAtTheNearestExistingFolderAndCreatesNothing) {
   }
 }
 
-// The executables link tcmalloc (cmake/allocator.cmake) ahead of libc so that it serves every
+// The executables link tcmalloc (cmake/executable.cmake) ahead of libc so that it serves every
 // malloc, libtorch's included; a link order that let glibc's win would fail here.
 TEST(Memory, MallocIsTheOneTheBuildLinked) {
   EXPECT_STREQ(malloc_implementation(), TINV_ALLOCATOR);
@@ -196,6 +197,33 @@ TEST(Threads, DefaultIsOmpNumThreadsElseTheCores) {
   EXPECT_TINV_ERROR(use_threads(-1), "--threads");
   if (omp) ::setenv("OMP_NUM_THREADS", saved.c_str(), 1);
   use_threads(0);
+}
+
+// OpenBLAS falls back to its SSE3 Prescott kernels on CPU models newer than its release; those are
+// replaced by the kernels the CPU's features allow, and a core it did recognise is kept.
+TEST(Blas, BetterCoreOnlyForAPreAvx2FallBack) {
+  const CpuFeatures none{}, avx2{true, false, false}, avx512{true, true, false}, bf16{true, true, true};
+  EXPECT_EQ(better_openblas_core("Prescott", bf16), "Cooperlake");
+  EXPECT_EQ(better_openblas_core("prescott", avx512), "SkylakeX");
+  EXPECT_EQ(better_openblas_core("Nehalem", avx2), "Haswell");
+  EXPECT_EQ(better_openblas_core("Sandybridge", bf16), "Cooperlake");
+  EXPECT_EQ(better_openblas_core("Prescott", none), "");  // what it has is all the CPU can run
+  for (const char* kept : {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"})
+    EXPECT_EQ(better_openblas_core(kept, bf16), "") << kept;
+}
+
+// The executables fixed the kernels before main (common/executable_init.cpp): on a CPU with AVX2
+// this test runs on AVX2 or AVX-512 kernels, whatever OpenBLAS's own detection made of the model
+// (unless the environment forced an older core with OPENBLAS_CORETYPE, which ctest does not).
+TEST(Blas, ThisProcessRunsKernelsTheCpuAllows) {
+  const std::string d = blas_description();
+  if (d == "not OpenBLAS") GTEST_SKIP() << "libtorch's BLAS is not OpenBLAS";
+  EXPECT_EQ(fix_blas_kernels(), "");  // done once: OPENBLAS_CORETYPE is set, or nothing was needed
+  const std::string core = d.substr(d.rfind(' ') + 1);
+  const CpuFeatures cpu = cpu_features();
+  EXPECT_EQ(better_openblas_core(core, cpu), "") << d;
+  const auto a = torch::randn({64, 96}), b = torch::randn({96, 32});
+  EXPECT_TRUE(torch::allclose(torch::mm(a, b), (a.unsqueeze(2) * b.unsqueeze(0)).sum(1), 1e-4, 1e-4));
 }
 
 // --device and --dtype text: parsed once (at the CLI), then resolved against the machine.

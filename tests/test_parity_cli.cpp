@@ -17,10 +17,15 @@ namespace {
 
 TEST(Version, NamesLibtorchAndTheMalloc) {
   TempDir dir;
-  const CliResult r = run_tinv("--version", dir);
+  CliResult r = run_tinv("--version", dir);
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("libtorch " TORCH_VERSION), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(std::string("malloc: ") + TINV_ALLOCATOR + ","), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(", blas: "), std::string::npos) << r.out;
+  // OPENBLAS_CORETYPE is the user's to set: tinv keeps it.
+  r = run_tinv("--version", dir, "env OPENBLAS_CORETYPE=Haswell");
+  if (r.out.find("blas: OpenBLAS") != std::string::npos)
+    EXPECT_NE(r.out.find(" Haswell, threads"), std::string::npos) << r.out;
 }
 
 // Without --threads, tinv runs on OMP_NUM_THREADS threads, else one per physical core (not

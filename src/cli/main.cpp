@@ -7,16 +7,16 @@
 #include <torch/version.h>
 
 #include "cli/commands.h"
+#include "common/blas.h"
 #include "common/error.h"
 #include "common/memory.h"
-#include "common/threads.h"
 
+// Before main, common/executable_init.cpp has fixed OpenBLAS's kernels and set the threads.
 int main(int argc, char** argv) {
-  tinv::use_threads(0);  // OMP_NUM_THREADS, else one per physical core (a command's --threads overrides)
   CLI::App app{"tinv: textual inversion for Stable Diffusion (caption initialisation)", "tinv"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("tinv 0.1.0 (libtorch " TORCH_VERSION ", malloc: ") +
-                                        tinv::malloc_implementation() +
+                                        tinv::malloc_implementation() + ", blas: " + tinv::blas_description() +
                                         ", threads: " + std::to_string(at::get_num_threads()) + ")");
   tinv::cli::add_parity(app);
   tinv::cli::add_info(app);

@@ -9,7 +9,7 @@ int64_t peak_rss_bytes();
 // Current resident set size in bytes (/proc/self/statm), 0 where unavailable.
 int64_t current_rss_bytes();
 // The malloc this process runs on: "tcmalloc" when gperftools' tcmalloc serves malloc (the
-// executables link it, cmake/allocator.cmake), else "glibc". Read from the dynamic symbol table.
+// executables link it, cmake/executable.cmake), else "glibc". Read from the dynamic symbol table.
 const char* malloc_implementation();
 
 }  // namespace tinv

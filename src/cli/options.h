@@ -42,7 +42,8 @@ inline CLI::Option* add_dtype(CLI::App* cmd, torch::ScalarType& dtype,
 }
 
 // --threads: libtorch's CPU threads, set when the option is read (tinv::use_threads). Without it
-// the command runs on what main() set: OMP_NUM_THREADS, else one thread per physical core.
+// the command runs on what the executable set before main (common/executable_init.cpp):
+// OMP_NUM_THREADS, else one thread per physical core.
 inline CLI::Option* add_threads(CLI::App* cmd) {
   return cmd
       ->add_option_function<int>(

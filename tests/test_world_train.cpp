@@ -28,7 +28,6 @@ TrainOptions small(const std::string& part, const std::string& work, int64_t ste
   o.dataset = 4;
   o.save_every = 1;
   o.progress = false;
-  o.threads = 1;
   o.device = torch::Device(torch::kCPU);
   return o;
 }

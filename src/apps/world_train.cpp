@@ -784,7 +784,6 @@ void train_part(const TrainOptions& o) {
              o.rules.unnamed_dot);
   TINV_CHECK(o.init.empty() || file_exists(o.init.string()), o.init.string(), "no such checkpoint (--init)");
   make_dirs(o.work.string());
-  if (o.threads > 0) torch::set_num_threads(o.threads);
   torch::Device dev = resolve_device(o.device);
   if (o.part == TrainPart::kVae)
     train_vae(o, dev);

@@ -69,7 +69,6 @@ struct TrainOptions {
   Prediction prediction = Prediction::kVPrediction;  // diffusion: the UNet's target
   std::filesystem::path init;  // diffusion, captioner: start from this checkpoint's weights when there is none yet
   SceneRules rules;            // the world's scene rules (--unnamed-dot; default: world v2)
-  int threads = 0;             // 0: as the process has them (tinv: one per core)
   DeviceChoice device;         // std::nullopt: auto (CUDA when available)
   bool progress = true;
 };

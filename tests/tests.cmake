@@ -66,6 +66,17 @@ if(EXISTS /usr/bin/python3)
                        ENVIRONMENT "TINV_PYTHON=/usr/bin/python3;OMP_NUM_THREADS=2")
 endif()
 tinv_test(test_world_train unit test_world_train.cpp)
+# bench/python_vs.sh's Python baseline (bench/python_ti_step.py, diffusers' textual_inversion.py
+# step in plain PyTorch) must compute diffusers' function: text encoder, UNet, VAE encoder and the
+# ti_train run of each SD fixture, at the fixtures' tolerances.
+if(EXISTS /usr/bin/python3)
+  foreach(fixture tiny-sd15 tiny-sd2v)
+    add_test(NAME python.ti_step.${fixture}
+             COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/bench/python_ti_step.py check
+                     ${TINV_SHARED_DIR}/fixtures/${fixture})
+    set_tests_properties(python.ti_step.${fixture} PROPERTIES LABELS python ENVIRONMENT "OMP_NUM_THREADS=2")
+  endforeach()
+endif()
 
 # bf16 (issue 12): the trainer and generate at bf16 vs fp32, and every parity group of every
 # fixture folder at bf16 tolerances (parity_bf16.<fixture>).

@@ -17,9 +17,10 @@
 // --warmup N (default 1) untimed iterations come first (oneDNN's primitives and the allocator's
 // pool are made on the first step); --trace FILE writes the autograd profiler's Chrome trace of
 // the last timed iteration (aggregate its events by name to see where a step goes).
-// --attention-backward recompute|autograd (libtorch 1.13, and 2.x in bf16/fp16 on the CPU; 2.x
-// runs the fused kernel otherwise):
-// recompute_attention's chunked backward (default) or autograd's stored probabilities.
+// --attention-backward auto|store|recompute|autograd (libtorch 1.13, and 2.x in bf16/fp16 on the
+// CPU; 2.x runs the fused kernel otherwise): recompute_attention keeping probabilities within the
+// memory-derived budget (auto, the default, as `tinv invert`), keeping all of them (store) or
+// none (recompute), or autograd through the plain formula.
 // --dtype fp32|bf16 (fp16 on CUDA): the weights' and activations' dtype; in step mode the rows,
 // AdamW state and loss stay float32 as in `tinv invert --dtype`.
 #include <CLI/CLI.hpp>
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -49,7 +51,7 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 struct Config {
   int64_t res = 256, batch = 1, iters = 1, warmup = 1;
   std::string trace;  // --trace: the autograd profiler's Chrome trace of the last timed iteration
-  std::string modes = "parts,step,naive", device_name = "cpu", backward = "recompute", dtype_name = "fp32";
+  std::string modes = "parts,step,naive", device_name = "cpu", backward = "auto", dtype_name = "fp32";
   std::string tokenizer_dir = std::string(TINV_SHARED_DIR) + "/fixtures/tiny-sd15/model/tokenizer";
 };
 
@@ -176,13 +178,16 @@ int main(int argc, char** argv) {
   app.add_option("--modes", c.modes, "comma-separated: parts, step, naive");
   app.add_option("--tokenizer", c.tokenizer_dir, "CLIP tokenizer folder")->check(CLI::ExistingDirectory);
   app.add_option("--device", c.device_name, "cpu | cuda[:N] | auto");
-  app.add_option("--attention-backward", c.backward, "libtorch 1.13: recompute | autograd")
-      ->check(CLI::IsMember({"recompute", "autograd"}));
+  app.add_option("--attention-backward", c.backward, "libtorch 1.13: auto | store | recompute | autograd")
+      ->check(CLI::IsMember({"auto", "store", "recompute", "autograd"}));
   app.add_option("--dtype", c.dtype_name, "fp32 | bf16 | fp16 (CUDA)");
   CLI11_PARSE(app, argc, argv);
   try {
     const std::vector<std::string> modes = split_modes(c.modes);
-    tinv::set_attention_recompute(c.backward == "recompute");
+    tinv::set_attention_recompute(c.backward != "autograd");
+    tinv::set_attention_store(c.backward == "store"       ? std::numeric_limits<int64_t>::max()
+                              : c.backward == "recompute" ? 0
+                                                          : tinv::kAttentionStoreAuto);
     Bench b;
     b.dev = tinv::resolve_device(tinv::parse_device(c.device_name));
     b.dtype = tinv::parse_dtype(c.dtype_name);
@@ -205,6 +210,13 @@ int main(int argc, char** argv) {
       const double per_step = time_mode(b, c, mode);
       std::printf("%-6s %.2f s/step   peak rss so far %.2f GB\n", mode.c_str(), per_step, tinv::peak_rss_bytes() / 1e9);
       std::fflush(stdout);
+    }
+    if (!tinv::fused_attention(b.dtype, b.dev) && c.backward != "autograd") {
+      const int64_t budget = tinv::attention_store_budget();
+      if (budget == std::numeric_limits<int64_t>::max())
+        std::printf("attention probabilities kept for the backward: all\n");
+      else
+        std::printf("attention probabilities kept for the backward: up to %.2f GB\n", budget / 1e9);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_invert: %s\n", e.what());

@@ -1,7 +1,11 @@
 // dot_product_attention: chunked path equals the plain formula; causal masks with a KV cache;
-// recompute_attention's backward equals autograd through the plain formula.
+// recompute_attention's backward equals autograd through the plain formula, with its
+// probabilities recomputed and kept (set_attention_store), and the store budget's accounting.
 #include <torch/torch.h>
 
+#include <limits>
+
+#include "common/memory.h"
 #include "nn/attention_ops.h"
 #include "test_util.h"
 
@@ -55,12 +59,35 @@ TEST(Attention, AdditiveMaskAndHeads) {
 // Gradients of recompute_attention against autograd through the plain formula, in float64 so
 // the comparison is tight: with and without a causal mask, with fewer queries than keys, and
 // with additive masks per row and broadcast over rows.
+constexpr int64_t kStoreAll = std::numeric_limits<int64_t>::max();
+
+// Sets the store budget for one scope and puts the default (auto) back.
+struct StoreBudget {
+  explicit StoreBudget(int64_t bytes) { set_attention_store(bytes); }
+  ~StoreBudget() { set_attention_store(kAttentionStoreAuto); }
+};
+
+void expect_same_grads_once(const torch::Tensor& q0, const torch::Tensor& k0, const torch::Tensor& v0,
+                            const AttentionOptions& o, const std::string& what);
+
+// Both ways: the probabilities recomputed in the backward (budget 0), and kept from the forward.
 void expect_same_grads(const torch::Tensor& q0, const torch::Tensor& k0, const torch::Tensor& v0,
                        const AttentionOptions& o, const std::string& what) {
+  for (int64_t budget : {int64_t{0}, kStoreAll}) {
+    StoreBudget scope(budget);
+    expect_same_grads_once(q0, k0, v0, o, what + (budget ? ", kept" : ", recomputed"));
+    EXPECT_EQ(attention_stored_bytes(), 0) << what;
+  }
+}
+
+void expect_same_grads_once(const torch::Tensor& q0, const torch::Tensor& k0, const torch::Tensor& v0,
+                            const AttentionOptions& o, const std::string& what) {
   auto q = q0.clone().requires_grad_(true), k = k0.clone().requires_grad_(true), v = v0.clone().requires_grad_(true);
   auto q2 = q0.clone().requires_grad_(true), k2 = k0.clone().requires_grad_(true), v2 = v0.clone().requires_grad_(true);
   auto w = torch::randn({q0.size(0), q0.size(1), q0.size(2), v0.size(3)}, q0.options());  // a random upstream gradient
   auto ours = recompute_attention(q, k, v, o);
+  const int64_t probs_bytes = q0.size(0) * q0.size(1) * q0.size(2) * k0.size(2) * q0.element_size();
+  EXPECT_EQ(attention_stored_bytes(), attention_store_budget() ? probs_bytes : 0) << what;
   auto s = torch::matmul(q2, k2.transpose(-1, -2)) / std::sqrt(static_cast<double>(q0.size(-1)));
   if (o.mask.defined()) s = s + o.mask;
   if (o.causal) {
@@ -99,6 +126,54 @@ TEST(Attention, RecomputeBackwardInChunks) {
   auto q = torch::randn({1, 16, 2048, 4}, f64), k = torch::randn({1, 16, 2048, 4}, f64),
        v = torch::randn({1, 16, 2048, 4}, f64);
   expect_same_grads(q, k, v, {}, "chunked");
+}
+
+// A budget of one layer's probabilities: the first layer keeps them, the second recomputes; the
+// backward gives the bytes back layer by layer, and so does a graph dropped without a backward.
+TEST(Attention, StoreBudgetKeepsWhatFitsAndGivesItBack) {
+  torch::manual_seed(6);
+  auto q = torch::randn({1, 2, 64, 8}, torch::requires_grad()), k = torch::randn({1, 2, 64, 8});
+  auto v = torch::randn({1, 2, 64, 8});
+  const int64_t layer = 1 * 2 * 64 * 64 * 4;
+  StoreBudget scope(layer);
+  auto h = recompute_attention(q, k, v);
+  EXPECT_EQ(attention_stored_bytes(), layer);
+  auto out = recompute_attention(h, k, v);  // does not fit: recomputed
+  EXPECT_EQ(attention_stored_bytes(), layer);
+  out.square().sum().backward();
+  EXPECT_EQ(attention_stored_bytes(), 0);
+  // The same two layers with nothing kept give the same gradient.
+  auto g = q.grad().clone();
+  q.mutable_grad().reset();
+  set_attention_store(0);
+  recompute_attention(recompute_attention(q, k, v), k, v).square().sum().backward();
+  EXPECT_TRUE(torch::allclose(q.grad(), g, 1e-5, 1e-6));
+  set_attention_store(layer);
+  {
+    auto dropped = recompute_attention(q, k, v);
+    EXPECT_EQ(attention_stored_bytes(), layer);
+  }
+  EXPECT_EQ(attention_stored_bytes(), 0);
+  // Without a gradient nothing is kept.
+  torch::NoGradGuard no_grad;
+  recompute_attention(q, k, v);
+  EXPECT_EQ(attention_stored_bytes(), 0);
+}
+
+// auto: fixed at the first training attention, from the memory available then, less a margin.
+TEST(Attention, AutoStoreBudgetComesFromTheFreeMemory) {
+  StoreBudget scope(kAttentionStoreAuto);
+  EXPECT_EQ(attention_store_budget(), kAttentionStoreAuto);
+  const int64_t available = available_memory_bytes();
+  EXPECT_GT(available, 0);
+  auto q = torch::randn({1, 1, 4, 4}, torch::requires_grad());
+  recompute_attention(q, q.detach(), q.detach()).sum().backward();
+  const int64_t budget = attention_store_budget();
+  EXPECT_GE(budget, 0);
+  EXPECT_LE(budget, std::min(kAttentionStoreAutoMax,
+                             std::max<int64_t>(0, available - (int64_t{2} << 30)) + (int64_t{1} << 30)));
+  EXPECT_TINV_ERROR(set_attention_store(-2), "attention store");
+  EXPECT_EQ(attention_store_budget(), budget);
 }
 
 // What the models call: on libtorch 1.13 a gradient through dot_product_attention is

@@ -847,6 +847,8 @@ TEST(InvertCli, TypedOptionErrorsAreOneLine) {
       {"--device tpu", "--device: unknown device 'tpu' (use auto, cpu or cuda)"},
       {"--dtype int8", "--dtype: unknown dtype 'int8' (use fp32, fp16 or bf16)"},
       {"--device cpu --dtype fp16", "--dtype: fp16 is only supported on CUDA (use fp32 or bf16 on CPU)"},
+      {"--attention-store lots", "--attention-store: must be auto, off or a size in GB (e.g. 4), got 'lots'"},
+      {"--attention-store -1", "--attention-store: must be auto, off or a size in GB (e.g. 4), got '-1'"},
   };
   for (const auto& [args, message] : cases) {
     SCOPED_TRACE(args);

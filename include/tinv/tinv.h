@@ -52,6 +52,12 @@ std::string version();
 // Sets libtorch's intra-op thread count (n >= 1), or leaves the default (n == 0).
 void set_threads(int n);
 
+// Training attention's memory against speed (libtorch 1.13, and bf16 on the CPU; libtorch 2.x
+// runs the fused kernel otherwise): up to `bytes` of attention probabilities are kept for the
+// backward (faster), the rest recomputed there. -1 (the default): from the memory available at
+// the first training step, less max(2 GiB, a quarter of it); 0: recompute every layer.
+void set_attention_store(int64_t bytes);
+
 // ---- Images -------------------------------------------------------------------------------
 
 // 8-bit RGB pixels, row-major and interleaved: rgb[(y * width + x) * 3 + c].

@@ -14,6 +14,7 @@
 #include "io/image_tensor.h"
 #include "io/image_write.h"
 #include "models/stable_diffusion.h"
+#include "nn/attention_ops.h"
 #include "pipelines/caption.h"
 #include "pipelines/generate.h"
 
@@ -88,6 +89,8 @@ void set_threads(int n) {
   TINV_CHECK(n >= 0, "set_threads", "thread count must be >= 0, got ", n);
   use_threads(n);
 }
+
+void set_attention_store(int64_t bytes) { ::tinv::set_attention_store(bytes); }
 
 RgbImage read_image(const std::string& path) { return from_internal(load_image(path)); }
 

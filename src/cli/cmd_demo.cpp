@@ -37,6 +37,7 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--out", o->out, "Output folder (index.html, PNGs, embedding)")->capture_default_str();
   add_device(cmd, o->device);
   add_threads(cmd);
+  add_attention_store(cmd);
   cmd->add_flag("!--no-progress", o->progress, "No progress bars");
   cmd->add_option("--write-concepts", *write_concepts,
                   "Only write the bundled concept images (NAME.png per world concept) to this folder");

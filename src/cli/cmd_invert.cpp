@@ -73,6 +73,7 @@ void add_invert(CLI::App& app) {
       ->capture_default_str();
   add_device(cmd, o->device);
   add_threads(cmd);
+  add_attention_store(cmd);
   add_dtype(cmd, o->dtype);
   cmd->add_flag("!--no-progress", o->progress, "No progress bar");
   cmd->callback([o] {

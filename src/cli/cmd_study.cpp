@@ -121,6 +121,7 @@ void add_study(CLI::App& app) {
                 "Tiny configuration for CI: 1 concept, 1 seed, 10 steps, checkpoints 0,5,10, 2 edits, 4 "
                 "sampler steps, --out study-quick (options given explicitly still apply)");
   add_threads(cmd);
+  add_attention_store(cmd);
   add_quiet(cmd, a->quiet);
   cmd->callback([a, modes_opt, variants_opt] { run_study_cmd(*a, modes_opt, variants_opt); });
 }

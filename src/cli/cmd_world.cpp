@@ -211,6 +211,7 @@ void add_train(CLI::App* world) {
                     "diffusion, captioner: start from this checkpoint's weights (when the work folder has none)");
   add_unnamed_dot(train, o->rules.unnamed_dot);
   add_threads(train);
+  add_attention_store(train);
   add_device(train, o->device);
   train->add_flag("!--no-progress", o->progress, "No progress bar");
   train->callback([o] { train_part(*o); });

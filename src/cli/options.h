@@ -8,15 +8,19 @@
 //   tinv::cli::add_parsed(cmd, "--init", o.init, parse_init_mode, "caption | class | token")
 //       ->default_str(to_string(o.init));      // any option with a parse function
 //   tinv::cli::add_threads(cmd);               // --threads N: CPU threads (0: one per core)
+//   tinv::cli::add_attention_store(cmd);       // --attention-store auto | off | GB (training)
 //   tinv::cli::add_quiet(cmd, quiet);          // --quiet: no progress bar
 #pragma once
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <string>
 
 #include "common/device.h"
+#include "common/error.h"
 #include "common/threads.h"
+#include "nn/attention_ops.h"
 
 namespace tinv::cli {
 
@@ -79,6 +83,32 @@ inline CLI::Option* add_unnamed_dot(CLI::App* cmd, double& value) {
                    "Chance that a ringed object also carries a dot its caption does not name (world v2.1)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+}
+
+// "auto" | "off" | a size in GB (0 = off) -> set_attention_store's bytes.
+inline int64_t parse_attention_store(const std::string& text) {
+  if (text == "auto") return kAttentionStoreAuto;
+  if (text == "off") return 0;
+  size_t used = 0;
+  double gb = -1;
+  try {
+    gb = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !std::isfinite(gb) || gb < 0 || gb > 1e6)
+    throw Error("--attention-store", "must be auto, off or a size in GB (e.g. 4), got '" + text + "'");
+  return static_cast<int64_t>(gb * double(int64_t{1} << 30));
+}
+// Training commands: how many GB of attention probabilities the backward may keep instead of
+// recomputing them (nn/attention_ops.h).
+inline CLI::Option* add_attention_store(CLI::App* cmd) {
+  return cmd
+      ->add_option_function<std::string>(
+          "--attention-store", [](const std::string& text) { set_attention_store(parse_attention_store(text)); },
+          "Attention probabilities kept for the backward instead of recomputed, libtorch 1.13 and bf16 on the "
+          "CPU: auto (from the free memory) | off | GB")
+      ->default_str("auto");
 }
 
 }  // namespace tinv::cli

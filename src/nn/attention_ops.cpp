@@ -3,8 +3,12 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+
+#include "common/error.h"
+#include "common/memory.h"
 
 namespace tinv {
 namespace {
@@ -80,6 +84,46 @@ torch::Tensor mask_arg(const torch::Tensor& mask, const torch::Tensor& q) {
   return mask.defined() ? mask : torch::empty({0}, q.options());
 }
 
+std::atomic<int64_t> g_store_budget{kAttentionStoreAuto};
+std::atomic<int64_t> g_stored{0};
+
+int64_t resolved_budget() {
+  int64_t budget = g_store_budget.load();
+  if (budget != kAttentionStoreAuto) return budget;
+  const int64_t available = available_memory_bytes();
+  const int64_t margin = std::max<int64_t>(int64_t{2} << 30, available / 4);
+  const int64_t autob = std::clamp<int64_t>(available - margin, 0, kAttentionStoreAutoMax);
+  // Another thread may have resolved or set it meanwhile: keep what is there then.
+  g_store_budget.compare_exchange_strong(budget, autob);
+  return g_store_budget.load();
+}
+
+// Reserves `bytes` of the budget; false (nothing reserved) when they do not fit.
+bool reserve(int64_t bytes) {
+  const int64_t budget = resolved_budget();
+  int64_t held = g_stored.load();
+  do {
+    if (held + bytes > budget) return false;
+  } while (!g_stored.compare_exchange_weak(held, held + bytes));
+  return true;
+}
+
+// `probs` behind a storage whose deleter gives its bytes back to the budget.
+torch::Tensor reserved(const torch::Tensor& probs, int64_t bytes) {
+  return torch::from_blob(
+      probs.data_ptr(), probs.sizes(), probs.strides(),
+      [held = probs, bytes](void*) mutable {
+        held.reset();
+        g_stored -= bytes;
+      },
+      probs.options());
+}
+
+// The chunked forward that keeps each chunk's probabilities ([B, H, rows, Nk] in the compute
+// dtype, each behind reserved() for its share of `bytes`) in `kept`.
+torch::Tensor stored_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const AttentionOptions& o, double scale, int64_t bytes, c10::List<torch::Tensor>& kept);
+
 class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
@@ -95,7 +139,13 @@ class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> 
     ctx->saved_data["upcast"] = upcast;
     AttentionOptions o;
     o.mask = mask, o.causal = causal, o.upcast = upcast;
-    return chunked_attention(q, k, v, o, scale);
+    const auto dtype = upcast ? torch::kFloat32 : q.scalar_type();
+    const int64_t bytes = q.size(0) * q.size(1) * q.size(2) * k.size(2) * c10::elementSize(dtype);
+    if (!reserve(bytes)) return chunked_attention(q, k, v, o, scale);
+    c10::List<torch::Tensor> kept;
+    auto out = stored_forward(q, k, v, o, scale, bytes, kept);
+    ctx->saved_data["probs"] = kept;
+    return out;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -113,11 +163,18 @@ class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> 
     auto dq = torch::empty(q.sizes(), q.options().dtype(dtype));
     auto dk = torch::zeros(k.sizes(), k.options().dtype(dtype));
     auto dv = torch::zeros(v.sizes(), v.options().dtype(dtype));
+    // The probabilities the forward kept, if it did (released below, as autograd would).
+    c10::List<torch::Tensor> kept;
+    if (auto it = ctx->saved_data.find("probs"); it != ctx->saved_data.end()) {
+      kept = it->second.toTensorList();
+      ctx->saved_data.erase(it);
+    }
     const int64_t nq = q.size(2), shift = k.size(2) - nq, chunk = chunk_rows(q, k);
-    for (int64_t s = 0; s < nq; s += chunk) {
+    for (int64_t s = 0, i = 0; s < nq; s += chunk, ++i) {
       const int64_t n = std::min(nq - s, chunk);
-      auto p = probs_rows(q, k, o, scale, s, n, shift);  // [B, H, n, Nk]
-      auto g = d_out.narrow(2, s, n);                    // [B, H, n, Dv]
+      // [B, H, n, Nk]; a kept chunk goes back to the budget once this iteration drops it.
+      torch::Tensor p = kept.empty() ? probs_rows(q, k, o, scale, s, n, shift) : kept.extract(i);
+      auto g = d_out.narrow(2, s, n);  // [B, H, n, Dv]
       dv.add_(torch::matmul(p.transpose(-1, -2), g));
       // ds = p * (dp - rowsum(dp * p)), as p * dp - p * rowsum in place: two passes over the
       // [n, Nk] block fewer than the textbook form.
@@ -131,11 +188,31 @@ class RecomputeAttention : public torch::autograd::Function<RecomputeAttention> 
   }
 };
 
+torch::Tensor stored_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const AttentionOptions& o, double scale, int64_t bytes, c10::List<torch::Tensor>& kept) {
+  const int64_t nq = q.size(2), shift = k.size(2) - nq, chunk = chunk_rows(q, k);
+  std::vector<torch::Tensor> outs;
+  for (int64_t s = 0; s < nq; s += chunk) {
+    const int64_t n = std::min(nq - s, chunk);
+    auto p = probs_rows(q, k, o, scale, s, n, shift);  // [B, H, n, Nk]
+    const int64_t share = bytes / nq * n;              // bytes is B * H * Nq * Nk * element size
+    kept.push_back(reserved(p, share));
+    outs.push_back(torch::matmul(p.to(v.scalar_type()), v));  // [B, H, n, Dv]
+  }
+  return outs.size() == 1 ? outs[0] : torch::cat(outs, 2);
+}
+
+std::atomic<bool> g_recompute{true};
+
 }  // namespace
 
-namespace {
-std::atomic<bool> g_recompute{true};
-}  // namespace
+void set_attention_store(int64_t bytes) {
+  TINV_CHECK(bytes >= kAttentionStoreAuto, "attention store",
+             "must be auto, 0 (recompute every layer) or a positive number of bytes, got ", bytes);
+  g_store_budget = bytes;
+}
+int64_t attention_store_budget() { return g_store_budget.load(); }
+int64_t attention_stored_bytes() { return g_stored.load(); }
 
 void set_attention_recompute(bool on) { g_recompute = on; }
 bool attention_recompute() { return g_recompute; }

@@ -36,6 +36,24 @@ torch::Tensor recompute_attention(const torch::Tensor& q, const torch::Tensor& k
 // device: on libtorch 2.x, except bf16/fp16 on the CPU (docs/PERFORMANCE.md); never on 1.13.
 bool fused_attention(torch::ScalarType dtype, const torch::Device& device);
 
+// How much of the training attention's memory goes to speed. recompute_attention keeps a
+// layer's probabilities for its backward (autograd's cost in memory, and one `q k^T` and softmax
+// less per chunk, 10-17% of a 512 px TI step on 1.13) while the probabilities held by all layers
+// stay within a process-wide budget, and recomputes them otherwise. A layer's probabilities are
+// released as its backward runs, or with the graph.
+//   kAttentionStoreAuto (the default): the budget is fixed at the first training attention, from
+//     the memory then available (common/memory.h) less a margin for everything else the step
+//     allocates: max(2 GiB, a quarter of it); never more than kAttentionStoreAutoMax.
+//   0: recompute every layer (the least memory); a positive value: that many bytes.
+constexpr int64_t kAttentionStoreAuto = -1;
+constexpr int64_t kAttentionStoreAutoMax = int64_t{16} << 30;
+// Throws tinv::Error("attention store", ...) below kAttentionStoreAuto.
+void set_attention_store(int64_t bytes);
+// The budget in effect, in bytes (kAttentionStoreAuto until its first use resolves it).
+int64_t attention_store_budget();
+// Bytes of probabilities held for backward passes right now.
+int64_t attention_stored_bytes();
+
 // Whether dot_product_attention takes recompute_attention for gradients on libtorch 1.13
 // (default on). Process-wide; bench_invert --attention-backward autograd turns it off to measure
 // what autograd's stored probabilities cost.

@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
     }
     for (const auto& mode : modes) {
       const double per_step = time_mode(b, c, mode);
-      std::printf("%-6s %.2f s/step   peak rss so far %.2f GB\n", mode.c_str(), per_step, tinv::peak_rss_bytes() / 1e9);
+      std::printf("%-6s %.3f s/step   peak rss so far %.2f GB\n", mode.c_str(), per_step, tinv::peak_rss_bytes() / 1e9);
       std::fflush(stdout);
     }
     if (!tinv::fused_attention(b.dtype, b.dev) && c.backward != "autograd") {

@@ -138,7 +138,7 @@ void time_mode(tinv::StableDiffusion& sd, const Config& c, const std::string& mo
       sync(sd.device);
       total += now() - s;
     }
-    std::printf("%-6s %.2f s/%s   peak rss so far %.2f GB\n", mode.c_str(), total / c.iters,
+    std::printf("%-6s %.3f s/%s   peak rss so far %.2f GB\n", mode.c_str(), total / c.iters,
                 mode == "decode" ? "image" : "step", tinv::peak_rss_bytes() / 1e9);
   } catch (const c10::Error& e) {
     const std::string what = e.what_without_backtrace();

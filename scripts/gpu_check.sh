@@ -6,22 +6,33 @@
 # steps (bench_invert, random weights; fp32 and bf16), one 30-step generation, and prints one
 # short table.
 #
-# Usage: scripts/gpu_check.sh [--device cuda|cpu] [--quick]
-#   --device  where everything runs (default cuda; cpu checks the script on any machine)
-#   --quick   fewer steps and a small SD1.5 resolution (a CPU test of the script, ~minutes)
+# Usage: scripts/gpu_check.sh [--device cuda|cpu] [--quick] [--deps DIR] [--fixtures DIR] [--checks LIST]
+#   --device    where everything runs (default cuda; cpu checks the script on any machine)
+#   --quick     fewer steps and a small SD1.5 resolution (a CPU test of the script, ~minutes)
+#   --deps      a folder made by scripts/gpu_deps.sh on a Debian 12 machine: the libraries that a
+#               machine without apt or network lacks (Cairo, WebP, TIFF, stb, ...); no apt then
+#   --fixtures  the parity fixtures (default ../shared/fixtures)
+#   --checks    comma-separated, of parity, invert (and generate), bench (SD1.5 TI steps), sdxl
+#               (default all of them)
 # Environment: PYTHON (default python3), TINV_GPU_BUILD (default build-gpu), TINV_JOBS (nproc),
 #   TINV_GPU_OUT (default out/gpu_check: logs and outputs).
 # Exit status: non-zero when the build or any check fails (the table is printed either way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEVICE=cuda QUICK=0
+DEVICE=cuda QUICK=0 DEPS="" FIXTURES=../shared/fixtures CHECKS=parity,invert,bench,sdxl
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE=${2:?--device needs cpu or cuda}; shift 2;;
     --device=*) DEVICE=${1#--device=}; shift;;
     --quick) QUICK=1; shift;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    --deps) DEPS=${2:?--deps needs a folder}; shift 2;;
+    --deps=*) DEPS=${1#--deps=}; shift;;
+    --fixtures) FIXTURES=${2:?--fixtures needs a folder}; shift 2;;
+    --fixtures=*) FIXTURES=${1#--fixtures=}; shift;;
+    --checks) CHECKS=${2:?--checks needs a list}; shift 2;;
+    --checks=*) CHECKS=${1#--checks=}; shift;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "gpu_check: unknown option '$1' (see --help)" >&2; exit 2;;
   esac
 done
@@ -31,7 +42,15 @@ PY=${PYTHON:-python3}
 BUILD=${TINV_GPU_BUILD:-build-gpu}
 OUT=${TINV_GPU_OUT:-out/gpu_check}
 JOBS=${TINV_JOBS:-$(nproc)}
-FIXTURES=../shared/fixtures
+for c in ${CHECKS//,/ }; do
+  case "$c" in parity|invert|bench|sdxl) ;; *) echo "gpu_check: --checks: unknown check '$c' (parity, invert, bench, sdxl)" >&2; exit 2;; esac
+done
+has() { [[ ",$CHECKS," == *",$1,"* ]]; }
+[ -d "$FIXTURES" ] || { echo "gpu_check: --fixtures: no folder $FIXTURES" >&2; exit 2; }
+if [ -n "$DEPS" ]; then
+  [ -d "$DEPS/usr/include" ] || { echo "gpu_check: --deps: $DEPS is not a folder made by scripts/gpu_deps.sh (no usr/include)" >&2; exit 2; }
+  DEPS=$(cd "$DEPS" && pwd)
+fi
 # Fixture folders of a model family tinv does not implement yet: run and shown, not counted
 # (the matching ctest is disabled too). Remove a name when its family lands.
 NOT_YET=""
@@ -72,44 +91,69 @@ if [ "${DEVICE%%:*}" = cuda ] && "$PY" -c 'import torch' 2>/dev/null &&
 fi
 
 # 2. Build tinv and bench_invert (no tests: a pip libtorch may use another C++ ABI than the
-#    system GoogleTest). The header-only dependencies come from Debian where apt is there.
+#    system GoogleTest). The libraries come from --deps, else from Debian where apt is there.
 need=()
-if command -v dpkg-query >/dev/null; then
-  for p in cmake ninja-build g++ pkg-config nlohmann-json3-dev libstb-dev libcli11-dev libbenchmark-dev; do
+if [ -z "$DEPS" ] && command -v dpkg-query >/dev/null && command -v apt-get >/dev/null; then
+  for p in cmake ninja-build g++ pkg-config nlohmann-json3-dev libstb-dev libcli11-dev libbenchmark-dev \
+           libcairo2-dev libfontconfig-dev libwebp-dev libtiff-dev libpng-dev zlib1g-dev; do
+    case "$p" in  # tools from elsewhere (pip's cmake and ninja) will do
+      cmake|g++|pkg-config) command -v "$p" >/dev/null && continue;;
+      ninja-build) command -v ninja >/dev/null && continue;;
+    esac
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
   done
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >&2; } ||
+    die "apt-get could not install ${need[*]}; offline, make a folder with scripts/gpu_deps.sh on a Debian 12 machine and pass --deps"
+fi
+DEPS_ARGS=() DEPS_LIB=""
+if [ -n "$DEPS" ]; then
+  arch_lib=$(find "$DEPS/usr/lib" -maxdepth 1 -type d -name '*-linux-gnu' | head -1)
+  arch_lib=${arch_lib:-$DEPS/usr/lib}
+  # At run time the machine's own libraries come first: a link folder holds only the --deps
+  # libraries whose soname the machine lacks (ldconfig), and LD_LIBRARY_PATH gets that folder.
+  DEPS_LIB=$PWD/$BUILD/deps-lib
+  rm -rf "$DEPS_LIB"; mkdir -p "$DEPS_LIB"
+  have=$(ldconfig -p 2>/dev/null | awk '{ print $1 }')
+  for f in "$arch_lib"/lib*.so.*; do
+    name=$(basename "$f")
+    [[ "$name" =~ ^lib.*\.so\.[0-9]+$ ]] || continue
+    grep -qxF "$name" <<<"$have" || ln -sf "$f" "$DEPS_LIB/$name"
+  done
+  DEPS_ARGS=(-DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$arch_lib" -DCMAKE_SHARED_LINKER_FLAGS="-Wl,-rpath-link,$arch_lib")
+  log "--deps $DEPS: $(ls "$DEPS_LIB" | wc -l) libraries the machine lacks ($(ls "$DEPS_LIB" | tr '\n' ' '))"
 fi
 WITH_BENCH=ON
-[ -n "$(find /usr /usr/local -name benchmarkConfig.cmake -print -quit 2>/dev/null)" ] || WITH_BENCH=OFF
+[ -n "$(find /usr /usr/local ${DEPS:+"$DEPS/usr"} -name benchmarkConfig.cmake -print -quit 2>/dev/null)" ] || WITH_BENCH=OFF
 GEN=(-G Ninja); command -v ninja >/dev/null || GEN=()
 mkdir -p "$OUT"
 t=$(now)
 log "building $BUILD against $TORCH_FROM"
 if ! cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DTorch_DIR="$TORCH_DIR" \
-     -DCMAKE_PREFIX_PATH="$(dirname "$TORCH_DIR")" -DTINV_BUILD_TESTS=OFF \
+     -DCMAKE_PREFIX_PATH="$(dirname "$TORCH_DIR")${DEPS:+;$DEPS/usr}" -DTINV_BUILD_TESTS=OFF \
+     -DCMAKE_POLICY_VERSION_MINIMUM=3.5 ${DEPS_ARGS[@]+"${DEPS_ARGS[@]}"} \
      -DTINV_BUILD_BENCH="$WITH_BENCH" >"$OUT/configure.log" 2>&1; then
   tail -30 "$OUT/configure.log" >&2
   die "cmake failed ($OUT/configure.log). A CUDA PyTorch's TorchConfig needs the CUDA toolkit (nvcc) of torch.version.cuda: install it or point CUDAToolkit_ROOT / CUDA_HOME at it"
 fi
-targets=(tinv); [ "$WITH_BENCH" = ON ] && targets+=(bench_invert bench_sdxl)
+targets=(tinv); [ "$WITH_BENCH" = ON ] && { has bench || has sdxl; } && targets+=(bench_invert bench_sdxl)
 cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}" >"$OUT/build.log" 2>&1 ||
   { tail -30 "$OUT/build.log" >&2; die "build failed ($OUT/build.log)"; }
 BUILD_S=$(secs "$t")
+[ -z "$DEPS_LIB" ] || export LD_LIBRARY_PATH="$DEPS_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 TINV=$BUILD/tinv
 VERSION=$("$TINV" --version)
 
 # 3. The checks; each adds a table row. A failed check marks the run failed and goes on.
 ROWS=() FAILED=0
-row() { ROWS+=("$(printf '| %-46s | %-34s | %8s |' "$1" "$2" "$3")"); }
+row() { ROWS+=("$(printf '| %-46s | %-34s | %8s |' "$1" "$2" "$3")"); log "${ROWS[-1]}"; }
 fail() { FAILED=1; row "$1" "FAIL: $2" "$3"; }
 
 for dtype in fp32 bf16; do
+  has parity || break
   for dir in "$FIXTURES"/*/; do
     name=$(basename "$dir")
     [ -f "$dir/model/model_index.json" ] || [ -f "$dir/cases/blip.safetensors" ] || continue
@@ -117,6 +161,7 @@ for dtype in fp32 bf16; do
     "$TINV" parity "$dir" --device "$DEVICE" --dtype "$dtype" >"$log_file" 2>&1 || rc=$?
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log_file" | tail -1 || true)
     if [ "$rc" = 0 ] && [ -n "$summary" ]; then row "parity $name $dtype" "$summary" "$(secs "$t") s"
+    elif grep -q "bf16 on this CPU needs AVX-512" "$log_file"; then row "parity $name $dtype" "skipped: CPU without AVX-512 (1.13)" "-"
     elif [[ "$NOT_YET" == *" $name "* ]]; then row "parity $name $dtype (not implemented yet)" "${summary:-?} (not counted)" "$(secs "$t") s"
     else fail "parity $name $dtype" "${summary:-$(tail -1 "$log_file")}" "$(secs "$t") s"; fi
   done
@@ -124,7 +169,8 @@ done
 
 # Caption-initialised textual inversion with the real command (bundled world model, 64 px).
 t=$(now)
-if "$TINV" invert --model models/world-sd --image models/concepts/coin_circle.png --caption "a coin circle" \
+if ! has invert; then :
+elif "$TINV" invert --model models/world-sd --image models/concepts/coin_circle.png --caption "a coin circle" \
      --name concept --steps "$TI_STEPS" --eval-every 0 --device "$DEVICE" --no-progress \
      --out "$OUT/concept.safetensors" >"$OUT/invert.log" 2>&1; then
   s=$(secs "$t")
@@ -134,7 +180,8 @@ else
 fi
 
 t=$(now)
-if [ -f "$OUT/concept.safetensors" ] &&
+if ! has invert; then :
+elif [ -f "$OUT/concept.safetensors" ] &&
    "$TINV" generate --model models/world-sd --prompt "a small <concept> on a yellow striped background" \
      --embedding "$OUT/concept.safetensors" --steps "$GEN_STEPS" --seed 1 --device "$DEVICE" \
      --quiet --out "$OUT/images" >"$OUT/generate.log" 2>&1; then
@@ -144,13 +191,16 @@ else
 fi
 
 # Textual-inversion steps at SD1.5 size (random weights, 4 caption-token rows).
-if [ "$WITH_BENCH" = ON ]; then
+if ! has bench; then :
+elif [ "$WITH_BENCH" = ON ]; then
   for dtype in fp32 bf16; do
     t=$(now); log_file="$OUT/bench_invert-$dtype.log"
     if "$BUILD/bench/bench_invert" --device "$DEVICE" --dtype "$dtype" --res "$BENCH_RES" --batch 1 --modes step \
          --iters "$BENCH_ITERS" --tokenizer "$FIXTURES/tiny-sd15/model/tokenizer" >"$log_file" 2>&1; then
       per=$(awk '$1 == "step" { print $2 " s/step" }' "$log_file")
       row "TI step SD1.5 random, ${BENCH_RES} px, $dtype, $BENCH_ITERS iters" "${per:-?}" "$(secs "$t") s"
+    elif grep -q "bf16 on this CPU needs AVX-512" "$log_file"; then
+      row "TI step SD1.5 random, ${BENCH_RES} px, $dtype" "skipped: CPU without AVX-512 (1.13)" "-"
     else
       fail "TI step SD1.5 random, ${BENCH_RES} px, $dtype" "$(tail -1 "$log_file")" "$(secs "$t") s"
     fi
@@ -160,7 +210,8 @@ else
 fi
 
 # A sampler step and a textual-inversion step at SDXL size (random weights, both encoders).
-if [ "$WITH_BENCH" = ON ] && [ "$XL_RES" != 0 ]; then
+if ! has sdxl; then :
+elif [ "$WITH_BENCH" = ON ] && [ "$XL_RES" != 0 ]; then
   t=$(now)
   if "$BUILD/bench/bench_sdxl" --device "$DEVICE" --res "$XL_RES" --modes sample,step --iters "$XL_ITERS" \
        --tokenizers "$FIXTURES/tiny-sdxl/model" >"$OUT/bench_sdxl.log" 2>&1; then

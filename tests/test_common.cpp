@@ -254,10 +254,27 @@ TEST(Dtype, ParseCheckAndName) {
   EXPECT_TINV_ERROR_IS(parse_dtype("int8"), "--dtype: unknown dtype 'int8' (use fp32, fp16 or bf16)");
   const torch::Device cpu(torch::kCPU);
   check_dtype(torch::kFloat32, cpu);
-  check_dtype(torch::kBFloat16, cpu);
+  if (cpu_bf16_supported())
+    check_dtype(torch::kBFloat16, cpu);
+  else
+    EXPECT_TINV_ERROR(check_dtype(torch::kBFloat16, cpu), "--dtype: bf16 on this CPU needs AVX-512 with libtorch 1.");
+  if (TORCH_VERSION_MAJOR >= 2) EXPECT_TRUE(cpu_bf16_supported());
   EXPECT_TINV_ERROR_IS(check_dtype(torch::kHalf, cpu),
                        "--dtype: fp16 is only supported on CUDA (use fp32 or bf16 on CPU)");
   EXPECT_TINV_ERROR(check_dtype(torch::kInt64, cpu), "--dtype: unsupported dtype");
+}
+
+TEST(Device, CudaTf32Switch) {
+  // The flags are libtorch's on every build (they only act on a GPU); restored afterwards.
+  const bool cudnn = at::globalContext().allowTF32CuDNN(), cublas = at::globalContext().allowTF32CuBLAS();
+  set_cuda_tf32(false);
+  EXPECT_FALSE(at::globalContext().allowTF32CuDNN());
+  EXPECT_FALSE(at::globalContext().allowTF32CuBLAS());
+  set_cuda_tf32(true);
+  EXPECT_TRUE(at::globalContext().allowTF32CuDNN());
+  EXPECT_TRUE(at::globalContext().allowTF32CuBLAS());
+  at::globalContext().setAllowTF32CuDNN(cudnn);
+  at::globalContext().setAllowTF32CuBLAS(cublas);
 }
 
 TEST(Hash, Fnv1a) {

@@ -26,6 +26,8 @@ void add_parity(CLI::App& app) {
   cmd->callback([dir, only, device, dtype] {
     auto dev = resolve_device(*device);
     check_dtype(*dtype, dev);
+    // fp32 cases are checked at fp32's tolerances: no TF32 on a GPU (common/device.h).
+    if (dev.is_cuda() && *dtype == torch::kFloat32) set_cuda_tf32(false);
     int failures = parity::run(*dir, *only, std::cout, dev, *dtype);
     if (failures) throw CLI::RuntimeError(1);
   });

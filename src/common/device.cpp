@@ -1,6 +1,8 @@
 #include "common/device.h"
 
+#include <ATen/Context.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include "common/error.h"
 
@@ -45,6 +47,20 @@ void check_dtype(torch::ScalarType dtype, const torch::Device& device) {
              "unsupported dtype ", dtype_name(dtype), " (use fp32, fp16 or bf16)");
   TINV_CHECK(dtype != torch::kHalf || device.is_cuda(), "--dtype",
              "fp16 is only supported on CUDA (use fp32 or bf16 on CPU)");
+  TINV_CHECK(dtype != torch::kBFloat16 || !device.is_cpu() || cpu_bf16_supported(), "--dtype",
+             "bf16 on this CPU needs AVX-512 with libtorch ", TORCH_VERSION_MAJOR, ".", TORCH_VERSION_MINOR,
+             " (without it, bf16 sums run in bf16: results off by ~7%); use fp32, or a libtorch 2.x build");
+}
+
+bool cpu_bf16_supported() {
+#if TORCH_VERSION_MAJOR >= 2
+  return true;
+#elif defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
 }
 
 std::string dtype_name(torch::ScalarType dtype) {
@@ -54,6 +70,11 @@ std::string dtype_name(torch::ScalarType dtype) {
     case torch::kBFloat16: return "bf16";
     default: return c10::toString(dtype);
   }
+}
+
+void set_cuda_tf32(bool allowed) {
+  at::globalContext().setAllowTF32CuDNN(allowed);
+  at::globalContext().setAllowTF32CuBLAS(allowed);
 }
 
 }  // namespace tinv

@@ -29,9 +29,23 @@ torch::Device resolve_device(const DeviceChoice& device);
 // "fp32" | "fp16" | "bf16" (also "float32", "float16", "bfloat16"). Throws
 // tinv::Error("--dtype", ...) for other text.
 torch::ScalarType parse_dtype(const std::string& name);
-// Throws tinv::Error("--dtype", ...) unless `dtype` is fp32, bf16 or fp16, and fp16 runs on CUDA.
+// Throws tinv::Error("--dtype", ...) unless `dtype` is fp32, bf16 or fp16, fp16 runs on CUDA,
+// and bf16 runs on CUDA or on a CPU where cpu_bf16_supported().
 void check_dtype(torch::ScalarType dtype, const torch::Device& device);
+// Whether bf16 on this CPU keeps fp32 accumulation. libtorch 1.13 hands bf16 matmuls and
+// convolutions to oneDNN only on CPUs with AVX-512 (BW, VL, DQ); elsewhere its own GEMM adds
+// the products in bf16: on an AVX2 CPU a 2048-long dot product is off by 5% (0.3% with fp32
+// accumulation) and the tiny SD UNet's output by 7%, past every bf16 tolerance, at no gain in
+// speed. libtorch 2.x accumulates in fp32 everywhere.
+bool cpu_bf16_supported();
 // "fp32" | "fp16" | "bf16" (the text parse_dtype reads back; c10's name for other dtypes).
 std::string dtype_name(torch::ScalarType dtype);
+
+// TF32 on NVIDIA GPUs (Ampere and later). libtorch, like PyTorch, runs cuDNN's fp32
+// convolutions in TF32 (a 10-bit mantissa; torch.backends.cudnn.allow_tf32) and cuBLAS's fp32
+// matmuls in full fp32. set_cuda_tf32(false) makes both full fp32, as `tinv parity` does at
+// fp32: TF32's error (SD UNet outputs off by ~1e-3 on an H200) is ten times the fixtures' fp32
+// tolerances. set_cuda_tf32(true) lets both use TF32. No effect on the CPU.
+void set_cuda_tf32(bool allowed);
 
 }  // namespace tinv

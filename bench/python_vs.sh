@@ -10,11 +10,12 @@
 # Environment: TINV_VS_ROUNDS (default 2), TINV_VS_ITERS (default 2) timed steps per run,
 # OMP_NUM_THREADS (default 2), TINV_VS_TORCH2=1 adds tinv on libtorch 2.6 (scripts/check_libtorch2.sh's
 # root, as root).
-# Rows: tinv fp32 and bf16 (bench_invert --modes step); the Python loop with latents cached
-# (what tinv's step does) on the OpenBLAS kernels Debian's python3-torch picks by itself, then with
-# OPENBLAS_CORETYPE set to the kernels tinv picks (common/blas.h), then with tcmalloc preloaded as
-# well; and the script's own step (VAE encode every step). Prints a table: median s/step, each
-# row's time over the tuned Python loop's, and peak RSS.
+# Rows: tinv fp32 and bf16 (bench_invert --modes step), on 1.13 and (TINV_VS_TORCH2=1) on 2.6;
+# the Python loop with latents cached (what tinv's step does) on the OpenBLAS kernels Debian's
+# python3-torch picks by itself, then with OPENBLAS_CORETYPE set to the kernels tinv picks
+# (common/blas.h), then with tcmalloc preloaded as well; and the script's own step (VAE encode
+# every step). Prints a table: median s/step, each row's time over the tuned Python loop's, and
+# peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RES=${1:-256}
@@ -35,7 +36,9 @@ PB="env OMP_NUM_THREADS=$THREADS $PY bench/python_ti_step.py bench --res $RES --
 add "tinv fp32 (libtorch 1.13)" "$BI --dtype fp32"
 add "tinv bf16 (libtorch 1.13)" "$BI --dtype bf16"
 if [ "${TINV_VS_TORCH2:-0}" = 1 ]; then
-  add "tinv fp32 (libtorch 2.6)" "scripts/check_libtorch2.sh --run 'env OMP_NUM_THREADS=$THREADS \"\$TINV_BUILD/bench/bench_invert\" --res $RES --batch 1 --modes step --iters $ITERS --dtype fp32'"
+  for dt in fp32 bf16; do
+    add "tinv $dt (libtorch 2.6)" "scripts/check_libtorch2.sh --run 'env OMP_NUM_THREADS=$THREADS \"\$TINV_BUILD/bench/bench_invert\" --res $RES --batch 1 --modes step --iters $ITERS --dtype $dt'"
+  done
 fi
 add "Python loop, cached latents, OpenBLAS as found" "$PB --cached-latents"
 [ -n "$CORE" ] && add "Python loop, cached latents, OPENBLAS_CORETYPE=$CORE" "env OPENBLAS_CORETYPE=$CORE $PB --cached-latents"

@@ -33,8 +33,7 @@ LABELS=() CMDS=()
 add() { LABELS+=("$1"); CMDS+=("$2"); }
 BI="env OMP_NUM_THREADS=$THREADS build/bench/bench_invert --res $RES --batch 1 --modes step --iters $ITERS"
 PB="env OMP_NUM_THREADS=$THREADS $PY bench/python_ti_step.py bench --res $RES --iters $ITERS"
-add "tinv fp32 (libtorch 1.13)" "$BI --dtype fp32"
-add "tinv bf16 (libtorch 1.13)" "$BI --dtype bf16"
+for dt in fp32 bf16; do add "tinv $dt (libtorch 1.13)" "$BI --dtype $dt"; done
 if [ "${TINV_VS_TORCH2:-0}" = 1 ]; then
   for dt in fp32 bf16; do
     add "tinv $dt (libtorch 2.6)" "scripts/check_libtorch2.sh --run 'env OMP_NUM_THREADS=$THREADS \"\$TINV_BUILD/bench/bench_invert\" --res $RES --batch 1 --modes step --iters $ITERS --dtype $dt'"
